@@ -1,0 +1,293 @@
+//! The command line: one clap definition for every program in the binary, and
+//! the busybox-style dispatch on the name the binary was run as.
+//!
+//! This definition is the single source for `--help`, and the man page test
+//! (`tests/man_page.rs`) walks it, so an option cannot exist undocumented.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::fail::{Fail, Outcome};
+use crate::units::{parse_duration, parse_size};
+
+/// The address every program uses when told nothing else.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8888";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat",
+    version,
+    about = "A terminal chat room: server, client, bot and load generator in one binary",
+    long_about = None,
+    after_help = "Run 'chat COMMAND --help' for a command's options; 'man chat' for the whole story.",
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the chat server (one thread, edge-triggered epoll)
+    Server(ServerArgs),
+    /// Chat interactively (line editing, history, nick completion)
+    Client(ClientArgs),
+    /// Replay a scripted conversation and check what arrives
+    Bot(BotArgs),
+    /// Measure a running server (fan-out throughput, latency, idle cost)
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on, IPv4 or IPv6 ([::1]:8888); port 0 picks a free port
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    pub listen: String,
+
+    /// Longest accepted line in bytes, line ending included (KiB, MiB allowed)
+    #[arg(long, value_name = "BYTES", default_value = "65536", value_parser = parse_size)]
+    pub max_line: usize,
+
+    /// Bytes that may wait for one slow client before it is disconnected
+    #[arg(long, value_name = "BYTES", default_value = "8MiB", value_parser = parse_size)]
+    pub max_queue: usize,
+
+    /// Most clients served at once (capped by the open-file limit)
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_clients: usize,
+
+    /// Greeting sent in every welcome
+    #[arg(long, value_name = "TEXT", default_value = "Welcome to the chat room!")]
+    pub welcome: String,
+
+    /// Append one JSON line per connect, nick change and disconnect to FILE
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Print nothing on stderr but errors
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server to connect to
+    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
+    pub server: String,
+
+    /// Nickname to take after connecting (default: $USER when it is a valid nickname)
+    #[arg(long, short, value_name = "NAME", env = "CHAT_NICK")]
+    pub nick: Option<String>,
+
+    /// History file (default: $XDG_DATA_HOME/chat/history)
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+
+    /// Print the raw protocol lines instead of rendering them, for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BotArgs {
+    /// The script to run, or - for standard input
+    #[arg(value_name = "SCRIPT")]
+    pub script: PathBuf,
+
+    /// Server to connect to
+    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
+    pub server: String,
+
+    /// Nickname of the default actor (steps without @ACTOR)
+    #[arg(long, short, value_name = "NAME", default_value = "bot")]
+    pub nick: String,
+
+    /// How long an expect waits unless its line says `within`
+    #[arg(long, short, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Print only failures
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub mode: BenchMode,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchMode {
+    /// Group fan-out: senders talk, every receiver must get every message
+    Fanout(FanoutArgs),
+    /// Hold many idle connections and report the server's memory per connection
+    Idle(IdleArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Server to measure
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    pub server: String,
+
+    /// Receiving connections
+    #[arg(short = 'r', long, value_name = "N", default_value_t = 100)]
+    pub receivers: usize,
+
+    /// Sending connections
+    #[arg(short = 's', long, value_name = "N", default_value_t = 4)]
+    pub senders: usize,
+
+    /// Messages per sender
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 20_000)]
+    pub messages: u64,
+
+    /// Payload bytes of each message's text
+    #[arg(short = 'p', long, value_name = "BYTES", default_value_t = 64)]
+    pub payload: usize,
+
+    /// Pace the senders at this many messages per second in total (0: as fast as possible)
+    #[arg(long, value_name = "MSGS_PER_S", default_value_t = 0)]
+    pub rate: u64,
+
+    /// Event-loop threads (default: one per core)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    /// Server to measure
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    pub server: String,
+
+    /// Connections to open and hold
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10_000)]
+    pub conns: usize,
+
+    /// PID of the server, to read its memory from /proc
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// How long to hold the connections once all are open
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub hold: Duration,
+
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The program a link name selects: `chat-server` runs `server`, and so on.
+/// `None` for the binary's own name or any other, which then reads the
+/// program from its first argument.
+pub fn program_for_name(argv0: &OsStr) -> Option<&'static str> {
+    let stem = Path::new(argv0).file_stem()?.to_str()?;
+    let program = stem.strip_prefix("chat-")?;
+    ["server", "client", "bot", "bench"]
+        .into_iter()
+        .find(|p| *p == program)
+}
+
+/// The argument list clap should see: for `chat-server --listen x` that is
+/// `chat server --listen x`.
+pub fn normalize_args(mut args: Vec<OsString>) -> Vec<OsString> {
+    if let Some(program) = args.first().and_then(|a| program_for_name(a)) {
+        args[0] = "chat".into();
+        args.insert(1, program.into());
+    }
+    args
+}
+
+/// Parses the command line and runs the chosen program.
+pub fn run(args: Vec<OsString>) -> Outcome {
+    let cli = match Cli::try_parse_from(normalize_args(args)) {
+        Ok(cli) => cli,
+        Err(e) => return help_or_usage(e),
+    };
+    match cli.command {
+        Command::Server(args) => crate::server::run(&args),
+        Command::Client(args) => crate::client::run(&args),
+        Command::Bot(args) => crate::bot::run(&args),
+        Command::Bench(args) => crate::bench::run(&args),
+    }
+}
+
+/// `--help` and `--version` print and succeed; anything else clap refuses is
+/// one line and exit 2.
+fn help_or_usage(e: clap::Error) -> Outcome {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // A closed stdout (`chat --help | head -1`) is not an error.
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                Err(Fail::usage("a command is needed; try 'chat --help'"))
+            } else {
+                Ok(())
+            }
+        }
+        _ => {
+            let rendered = e.to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("invalid command line")
+                .trim_start_matches("error: ");
+            Err(Fail::usage(format!("{first}; try 'chat --help'")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_names_select_programs() {
+        assert_eq!(program_for_name(OsStr::new("chat-server")), Some("server"));
+        assert_eq!(
+            program_for_name(OsStr::new("/usr/local/bin/chat-client")),
+            Some("client")
+        );
+        assert_eq!(program_for_name(OsStr::new("./chat-bot")), Some("bot"));
+        assert_eq!(program_for_name(OsStr::new("chat-bench")), Some("bench"));
+        assert_eq!(program_for_name(OsStr::new("chat")), None);
+        assert_eq!(program_for_name(OsStr::new("/x/chat")), None);
+        assert_eq!(program_for_name(OsStr::new("chat-nonsense")), None);
+        assert_eq!(program_for_name(OsStr::new("server")), None);
+        assert_eq!(program_for_name(OsStr::new("")), None);
+    }
+
+    #[test]
+    fn link_names_become_subcommands() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            normalize_args(args(&["/bin/chat-server", "--quiet"])),
+            args(&["chat", "server", "--quiet"])
+        );
+        assert_eq!(
+            normalize_args(args(&["chat", "server"])),
+            args(&["chat", "server"])
+        );
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

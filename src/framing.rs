@@ -1,0 +1,191 @@
+//! Bytes into lines, with the protocol's bound on line length.
+//!
+//! A `LineReader` holds only the unfinished tail of a connection's input, and
+//! never more than the line limit of it: a line that outgrows the limit is
+//! reported once, at the moment it does, and its bytes are dropped up to the
+//! next `\n`. Complete lines that arrive inside one read are handed out as
+//! slices of the caller's buffer, so a connection that is not in the middle
+//! of a line owns no input memory at all (which keeps idle connections
+//! cheap, see `server::room`).
+
+/// What the reader found in the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A complete line, without its `\n` (a `\r` before it is left in: it
+    /// counted towards the limit, and JSON parsing treats it as blank).
+    Line(&'a [u8]),
+    /// The current line has passed the limit; what is left of it will be
+    /// skipped. Reported once per over-long line.
+    TooLong,
+}
+
+#[derive(Debug)]
+pub struct LineReader {
+    /// The start of a line that has not seen its `\n` yet.
+    partial: Vec<u8>,
+    /// Skipping the rest of an over-long line.
+    discarding: bool,
+    /// Longest accepted line, `\n` included.
+    max_line: usize,
+}
+
+impl LineReader {
+    pub fn new(max_line: usize) -> LineReader {
+        LineReader {
+            partial: Vec::new(),
+            discarding: false,
+            max_line: max_line.max(1),
+        }
+    }
+
+    /// Splits `data` into frames, calling `on_frame` for each in order.
+    /// `on_frame` returns `false` to stop early (for example after `quit`);
+    /// the rest of `data` is then dropped and `feed` returns `false`.
+    pub fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(Frame<'_>) -> bool) -> bool {
+        while !data.is_empty() {
+            let newline = data.iter().position(|&b| b == b'\n');
+            if self.discarding {
+                match newline {
+                    Some(i) => {
+                        self.discarding = false;
+                        data = &data[i + 1..];
+                        continue;
+                    }
+                    None => return true,
+                }
+            }
+            // Room left for the line's content: the `\n` needs one byte.
+            let room = self.max_line - 1 - self.partial.len();
+            match newline {
+                Some(i) if i <= room => {
+                    let keep_going = if self.partial.is_empty() {
+                        on_frame(Frame::Line(&data[..i]))
+                    } else {
+                        self.partial.extend_from_slice(&data[..i]);
+                        let line = std::mem::take(&mut self.partial);
+                        let keep_going = on_frame(Frame::Line(&line));
+                        // Keep the allocation only for a connection that is
+                        // in the habit of splitting lines.
+                        self.partial = line;
+                        self.partial.clear();
+                        keep_going
+                    };
+                    data = &data[i + 1..];
+                    if !keep_going {
+                        return false;
+                    }
+                }
+                None if data.len() <= room => {
+                    self.partial.extend_from_slice(data);
+                    return true;
+                }
+                _ => {
+                    // Over the limit whether or not its `\n` is here: say so
+                    // now and skip to the end of the line.
+                    self.partial = Vec::new();
+                    self.discarding = true;
+                    if !on_frame(Frame::TooLong) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Bytes held for an unfinished line.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Releases the buffer of an unfinished line's allocation when the
+    /// connection is idle between lines.
+    pub fn shrink(&mut self) {
+        if self.partial.is_empty() {
+            self.partial = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds the chunks in order and lists what came out, lines as strings.
+    fn frames(max: usize, chunks: &[&[u8]]) -> Vec<String> {
+        let mut reader = LineReader::new(max);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            reader.feed(chunk, |f| {
+                out.push(match f {
+                    Frame::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                    Frame::TooLong => "<too long>".to_owned(),
+                });
+                true
+            });
+            assert!(reader.pending() < max, "buffered past the limit");
+        }
+        out
+    }
+
+    #[test]
+    fn splits_coalesced_lines() {
+        assert_eq!(frames(100, &[b"a\nbb\r\n\nccc\n"]), ["a", "bb\r", "", "ccc"]);
+    }
+
+    #[test]
+    fn joins_a_line_written_one_byte_at_a_time() {
+        let line = b"{\"type\":\"who\"}\n";
+        let chunks: Vec<&[u8]> = line.chunks(1).collect();
+        assert_eq!(frames(100, &chunks), ["{\"type\":\"who\"}"]);
+    }
+
+    #[test]
+    fn a_line_exactly_at_the_limit_passes() {
+        // 9 bytes of content and the `\n` make 10.
+        assert_eq!(frames(10, &[b"123456789\n"]), ["123456789"]);
+        assert_eq!(frames(10, &[b"12345", b"6789", b"\n"]), ["123456789"]);
+        assert_eq!(frames(10, &[b"12345678\r\n"]), ["12345678\r"]);
+    }
+
+    #[test]
+    fn one_byte_over_is_refused_once_and_skipped() {
+        assert_eq!(frames(10, &[b"1234567890\nok\n"]), ["<too long>", "ok"]);
+        assert_eq!(frames(10, &[b"123456789\r\nok\n"]), ["<too long>", "ok"]);
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_as_soon_as_it_passes_the_limit() {
+        let mut reader = LineReader::new(10);
+        let mut seen = Vec::new();
+        for _ in 0..1000 {
+            reader.feed(b"xxxxxxx", |f| {
+                seen.push(f == Frame::TooLong);
+                true
+            });
+        }
+        assert_eq!(seen, [true], "exactly one refusal, and no lines");
+        assert_eq!(reader.pending(), 0);
+        reader.feed(b"tail\nnext\n", |f| {
+            seen.push(matches!(f, Frame::Line(b"next")));
+            true
+        });
+        assert_eq!(seen, [true, true]);
+    }
+
+    #[test]
+    fn stopping_early_drops_the_rest() {
+        let mut reader = LineReader::new(100);
+        let mut n = 0;
+        assert!(!reader.feed(b"a\nb\nc\n", |_| {
+            n += 1;
+            n < 2
+        }));
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn an_unfinished_line_waits() {
+        assert_eq!(frames(100, &[b"abc"]), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,29 @@
+//! `chat`: a terminal chat room in one binary.
+//!
+//! A map of the crate, read top-down:
+//!
+//! - [`cli`]: the command line and the busybox-style dispatch on argv\[0\].
+//! - [`wire`]: the JSON-lines protocol; every message type and its parsing.
+//! - [`framing`]: bytes into lines, with the line-length bound.
+//! - [`addr`], [`peer`]: reading addresses; the client side of a connection
+//!   (socket, framing, output buffer) shared by client, bot and bench.
+//! - [`server`]: the single-threaded epoll server; its event loop, its
+//!   connection table and the room that routes messages.
+//! - [`client`]: the interactive client, a parent that owns the connection
+//!   and a forked child that owns the keyboard.
+//! - [`bot`]: the scripted-conversation language, its parser and its runner.
+//! - [`bench`]: the load generator.
+//! - [`units`], [`fail`]: sizes and durations as people type them; how a
+//!   program ends with one line and an exit status.
+
+pub mod addr;
+pub mod bench;
+pub mod bot;
+pub mod cli;
+pub mod client;
+pub mod fail;
+pub mod framing;
+pub mod peer;
+pub mod server;
+pub mod units;
+pub mod wire;

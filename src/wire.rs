@@ -1,0 +1,702 @@
+//! The wire protocol of `../shared/spec/protocol.md`: what a line means.
+//!
+//! Everything that turns one line of JSON into a message, or a message into
+//! one line, lives here and nowhere else, so the server, the client, the bot
+//! and the load generator cannot drift apart. Framing (bytes into lines) is
+//! `framing`'s job; deciding who receives what is the server's `room`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// The longest nickname, in bytes (nicknames are ASCII).
+pub const MAX_NICK: usize = 32;
+
+/// Why the server refused a line; the `code` of an `error` message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    BadMessage,
+    UnknownType,
+    LineTooLong,
+    NoSuchUser,
+    BadNick,
+    NickInUse,
+    ServerFull,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::NoSuchUser => "no_such_user",
+            ErrorCode::BadNick => "bad_nick",
+            ErrorCode::NickInUse => "nick_in_use",
+            ErrorCode::ServerFull => "server_full",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A line the server will not act on: the `error` it answers with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A message from a client, borrowing from the line it was parsed from so
+/// that the common case (no escapes in the text) copies nothing.
+#[derive(Debug, PartialEq)]
+pub enum ClientMsg<'a> {
+    Group { text: Cow<'a, str> },
+    Private { to: Cow<'a, str>, text: Cow<'a, str> },
+    Nick { nick: Cow<'a, str> },
+    Who,
+    Ping { token: Option<Token<'a>> },
+    Quit { text: Option<Cow<'a, str>> },
+}
+
+/// The fields any client message may carry, each kept as raw JSON so that a
+/// field of the wrong type is our `bad_message`, not serde's syntax error.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", default, borrow, deserialize_with = "present")]
+    kind: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    text: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    to: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    nick: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    token: Option<&'a RawValue>,
+}
+
+/// `Option<&RawValue>` would read `null` as absent; a ping's token must be
+/// echoed exactly, `null` included, so a present field is always `Some`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Parses one line (without its `\n`; a trailing `\r` is allowed).
+/// `Ok(None)` is a blank line, which the protocol ignores.
+pub fn parse_client_line(line: &[u8]) -> Result<Option<ClientMsg<'_>>, Refusal> {
+    let trimmed = line.trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    // serde would happily read a struct from a JSON array; the protocol
+    // wants objects only.
+    if trimmed[0] != b'{' {
+        return Err(match serde_json::from_slice::<de::IgnoredAny>(trimmed) {
+            Ok(_) => Refusal::new(ErrorCode::BadJson, "a message must be a JSON object"),
+            Err(e) => bad_json(&e),
+        });
+    }
+    let env: Envelope<'_> = match serde_json::from_slice(trimmed) {
+        Ok(env) => env,
+        Err(e) if e.is_data() => {
+            return Err(Refusal::new(ErrorCode::BadMessage, e.to_string()));
+        }
+        Err(e) => return Err(bad_json(&e)),
+    };
+    let kind = match env.kind.map(string) {
+        Some(Some(kind)) => kind,
+        _ => {
+            return Err(Refusal::new(
+                ErrorCode::BadMessage,
+                "a message needs a string field \"type\"",
+            ));
+        }
+    };
+    let msg = match &*kind {
+        "group" => ClientMsg::Group {
+            text: text_field(env.text, "group")?,
+        },
+        "private" => ClientMsg::Private {
+            to: string_field(env.to, "private", "to")?,
+            text: text_field(env.text, "private")?,
+        },
+        "nick" => ClientMsg::Nick {
+            nick: string_field(env.nick, "nick", "nick")?,
+        },
+        "who" => ClientMsg::Who,
+        "ping" => ClientMsg::Ping {
+            token: env.token.map(Token::Raw),
+        },
+        "quit" => ClientMsg::Quit {
+            text: match env.text {
+                None => None,
+                Some(raw) => match string(raw) {
+                    Some(t) if t.is_empty() => None,
+                    Some(t) => Some(t),
+                    None => return Err(wrong_type("quit", "text")),
+                },
+            },
+        },
+        other => {
+            return Err(Refusal::new(
+                ErrorCode::UnknownType,
+                format!("unknown message type \"{}\"", other.escape_debug()),
+            ));
+        }
+    };
+    Ok(Some(msg))
+}
+
+fn bad_json(e: &serde_json::Error) -> Refusal {
+    Refusal::new(ErrorCode::BadJson, format!("not valid JSON: {e}"))
+}
+
+fn wrong_type(kind: &str, field: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::BadMessage,
+        format!("\"{field}\" in \"{kind}\" must be a string"),
+    )
+}
+
+/// A raw JSON value as a string, or `None` when it is not a JSON string.
+fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()
+}
+
+fn string_field<'a>(
+    raw: Option<&'a RawValue>,
+    kind: &str,
+    field: &str,
+) -> Result<Cow<'a, str>, Refusal> {
+    match raw {
+        None => Err(Refusal::new(
+            ErrorCode::BadMessage,
+            format!("\"{kind}\" needs a string field \"{field}\""),
+        )),
+        Some(raw) => string(raw).ok_or_else(|| wrong_type(kind, field)),
+    }
+}
+
+fn text_field<'a>(raw: Option<&'a RawValue>, kind: &str) -> Result<Cow<'a, str>, Refusal> {
+    let text = string_field(raw, kind, "text")?;
+    if text.is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::BadMessage,
+            format!("\"text\" in \"{kind}\" must not be empty"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Checks a requested nickname against the protocol's rules. The error is
+/// the human text of a `bad_nick`.
+pub fn check_nick(nick: &str) -> Result<(), String> {
+    let bytes = nick.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_NICK {
+        return Err(format!("a nickname has 1 to {MAX_NICK} characters"));
+    }
+    if !bytes[0].is_ascii_alphabetic() {
+        return Err("a nickname starts with a letter".into());
+    }
+    if let Some(c) = nick
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "a nickname has only letters, digits, _ and -, not {:?}",
+            c
+        ));
+    }
+    if is_guest_name(nick) {
+        return Err("names guest<digits> are reserved for the server".into());
+    }
+    Ok(())
+}
+
+/// `guest` followed by one or more digits, in any case: the names the
+/// server hands out, which nobody may take by `nick`.
+pub fn is_guest_name(nick: &str) -> bool {
+    let b = nick.as_bytes();
+    b.len() > 5 && b[..5].eq_ignore_ascii_case(b"guest") && b[5..].iter().all(u8::is_ascii_digit)
+}
+
+/// Why a user left, as the `reason` of `leave`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Quit,
+    Disconnect,
+    Slow,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Quit => "quit",
+            LeaveReason::Disconnect => "disconnect",
+            LeaveReason::Slow => "slow",
+        }
+    }
+}
+
+/// Why the server ends a connection, as the `reason` of `bye`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ByeReason {
+    Quit,
+    Shutdown,
+}
+
+/// One row of a `who` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoEntry<'a> {
+    pub id: u64,
+    #[serde(borrow)]
+    pub nick: Cow<'a, str>,
+    pub since: u64,
+}
+
+/// A message from the server. The server builds these from borrowed parts
+/// and encodes each once; clients decode into the owned form
+/// (`ServerMsg<'static>` after [`ServerMsg::into_owned`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    Welcome {
+        id: u64,
+        #[serde(borrow)]
+        nick: Cow<'a, str>,
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+        users: u64,
+    },
+    Join {
+        id: u64,
+        #[serde(borrow)]
+        nick: Cow<'a, str>,
+        ts: u64,
+    },
+    Leave {
+        id: u64,
+        #[serde(borrow)]
+        nick: Cow<'a, str>,
+        reason: LeaveReason,
+        ts: u64,
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        text: Option<Cow<'a, str>>,
+    },
+    Nick {
+        id: u64,
+        #[serde(borrow)]
+        old: Cow<'a, str>,
+        #[serde(borrow)]
+        new: Cow<'a, str>,
+        ts: u64,
+    },
+    Group {
+        #[serde(borrow)]
+        from: Cow<'a, str>,
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+        ts: u64,
+    },
+    Private {
+        #[serde(borrow)]
+        from: Cow<'a, str>,
+        #[serde(borrow)]
+        to: Cow<'a, str>,
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+        ts: u64,
+    },
+    Who {
+        #[serde(borrow)]
+        users: Vec<WhoEntry<'a>>,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<Token<'a>>,
+    },
+    Bye {
+        reason: ByeReason,
+    },
+    Error {
+        code: ErrorCode,
+        #[serde(borrow)]
+        message: Cow<'a, str>,
+    },
+}
+
+/// A ping's token: any JSON value, echoed byte for byte by the server.
+#[derive(Clone, Debug)]
+pub enum Token<'a> {
+    Raw(&'a RawValue),
+    Owned(Box<RawValue>),
+}
+
+impl Token<'_> {
+    pub fn get(&self) -> &str {
+        match self {
+            Token::Raw(raw) => raw.get(),
+            Token::Owned(raw) => raw.get(),
+        }
+    }
+}
+
+impl PartialEq for Token<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for Token<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Token::Raw(raw) => raw.serialize(s),
+            Token::Owned(raw) => raw.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Token<'_> {
+    // Internally tagged enums hand their fields over as buffered values, which
+    // `RawValue` cannot borrow from; going through `Value` keeps the token's
+    // meaning, which is all a client needs.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        RawValue::from_string(value.to_string())
+            .map(Token::Owned)
+            .map_err(de::Error::custom)
+    }
+}
+
+fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+impl ServerMsg<'_> {
+    /// Appends this message as one protocol line, `\n` included.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail and every field serializes.
+        let _ = serde_json::to_writer(&mut *out, self);
+        out.push(b'\n');
+    }
+
+    /// Decodes one line from the server. The error text says what was wrong
+    /// in words a user can act on.
+    pub fn decode(line: &[u8]) -> Result<ServerMsg<'static>, String> {
+        let line = line.trim_ascii();
+        match serde_json::from_slice::<ServerMsg<'_>>(line) {
+            Ok(msg) => Ok(msg.into_owned()),
+            Err(e) => Err(format!("unreadable line from the server ({e})")),
+        }
+    }
+
+    pub fn into_owned(self) -> ServerMsg<'static> {
+        match self {
+            ServerMsg::Welcome {
+                id,
+                nick,
+                text,
+                users,
+            } => ServerMsg::Welcome {
+                id,
+                nick: owned(nick),
+                text: owned(text),
+                users,
+            },
+            ServerMsg::Join { id, nick, ts } => ServerMsg::Join {
+                id,
+                nick: owned(nick),
+                ts,
+            },
+            ServerMsg::Leave {
+                id,
+                nick,
+                reason,
+                ts,
+                text,
+            } => ServerMsg::Leave {
+                id,
+                nick: owned(nick),
+                reason,
+                ts,
+                text: text.map(owned),
+            },
+            ServerMsg::Nick { id, old, new, ts } => ServerMsg::Nick {
+                id,
+                old: owned(old),
+                new: owned(new),
+                ts,
+            },
+            ServerMsg::Group { from, text, ts } => ServerMsg::Group {
+                from: owned(from),
+                text: owned(text),
+                ts,
+            },
+            ServerMsg::Private { from, to, text, ts } => ServerMsg::Private {
+                from: owned(from),
+                to: owned(to),
+                text: owned(text),
+                ts,
+            },
+            ServerMsg::Who { users } => ServerMsg::Who {
+                users: users
+                    .into_iter()
+                    .map(|u| WhoEntry {
+                        id: u.id,
+                        nick: owned(u.nick),
+                        since: u.since,
+                    })
+                    .collect(),
+            },
+            ServerMsg::Pong { token } => ServerMsg::Pong {
+                token: token.map(|t| match t {
+                    Token::Raw(raw) => Token::Owned(raw.to_owned()),
+                    Token::Owned(raw) => Token::Owned(raw),
+                }),
+            },
+            ServerMsg::Bye { reason } => ServerMsg::Bye { reason },
+            ServerMsg::Error { code, message } => ServerMsg::Error {
+                code,
+                message: owned(message),
+            },
+        }
+    }
+}
+
+/// Encodes a client message as one line, for the client, the bot and the
+/// load generator. Built with `serde_json::json!` because clients send few
+/// messages and clarity wins here.
+pub fn client_line(msg: &ClientMsg<'_>) -> Vec<u8> {
+    use serde_json::json;
+    let value = match msg {
+        ClientMsg::Group { text } => json!({"type": "group", "text": text}),
+        ClientMsg::Private { to, text } => json!({"type": "private", "to": to, "text": text}),
+        ClientMsg::Nick { nick } => json!({"type": "nick", "nick": nick}),
+        ClientMsg::Who => json!({"type": "who"}),
+        ClientMsg::Ping { token: None } => json!({"type": "ping"}),
+        ClientMsg::Ping { token: Some(raw) } => {
+            // A token came from valid JSON, so this cannot fall back.
+            let token: serde_json::Value =
+                serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
+            json!({"type": "ping", "token": token})
+        }
+        ClientMsg::Quit { text: None } => json!({"type": "quit"}),
+        ClientMsg::Quit { text: Some(t) } => json!({"type": "quit", "text": t}),
+    };
+    let mut line = value.to_string().into_bytes();
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(line: &str) -> ErrorCode {
+        match parse_client_line(line.as_bytes()) {
+            Err(r) => r.code,
+            Ok(m) => panic!("{line} parsed as {m:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_client_message() {
+        fn p(s: &str) -> ClientMsg<'_> {
+            parse_client_line(s.as_bytes()).unwrap().unwrap()
+        }
+        assert_eq!(
+            p(r#"{"type":"group","text":"hi"}"#),
+            ClientMsg::Group { text: "hi".into() }
+        );
+        assert_eq!(
+            p(r#"{"type":"private","to":"bob","text":"a\nb"}"#),
+            ClientMsg::Private {
+                to: "bob".into(),
+                text: "a\nb".into()
+            }
+        );
+        assert_eq!(
+            p(r#"{"type":"nick","nick":"carol"}"#),
+            ClientMsg::Nick {
+                nick: "carol".into()
+            }
+        );
+        assert_eq!(p(r#"{"type":"who"}"#), ClientMsg::Who);
+        assert_eq!(p(r#"{"type":"quit"}"#), ClientMsg::Quit { text: None });
+        assert_eq!(
+            p(r#"{"type":"quit","text":""}"#),
+            ClientMsg::Quit { text: None }
+        );
+        assert_eq!(
+            p("{\"type\":\"quit\",\"text\":\"bye\"}\r"),
+            ClientMsg::Quit {
+                text: Some("bye".into())
+            }
+        );
+    }
+
+    #[test]
+    fn ping_token_is_kept_exactly_null_included() {
+        let token = |s: &str| match parse_client_line(s.as_bytes()).unwrap().unwrap() {
+            ClientMsg::Ping { token } => token.map(|t| t.get().to_owned()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(token(r#"{"type":"ping"}"#), None);
+        assert_eq!(token(r#"{"type":"ping","token":null}"#).as_deref(), Some("null"));
+        assert_eq!(
+            token(r#"{"type":"ping","token":{"a": [1, 2.50]}}"#).as_deref(),
+            Some(r#"{"a": [1, 2.50]}"#)
+        );
+    }
+
+    #[test]
+    fn blank_lines_are_ignored() {
+        assert_eq!(parse_client_line(b"").unwrap(), None);
+        assert_eq!(parse_client_line(b" \t\r").unwrap(), None);
+    }
+
+    #[test]
+    fn every_refusal_has_its_code() {
+        assert_eq!(refused("nope"), ErrorCode::BadJson);
+        assert_eq!(refused(r#"{"type":"group","text":"hi",}"#), ErrorCode::BadJson);
+        assert_eq!(refused(r#"{"type":"group" /* c */}"#), ErrorCode::BadJson);
+        assert_eq!(refused(r#"[1,2]"#), ErrorCode::BadJson);
+        assert_eq!(refused(r#""group""#), ErrorCode::BadJson);
+        assert_eq!(refused(r#"{"type":"ping","token":NaN}"#), ErrorCode::BadJson);
+        assert_eq!(
+            parse_client_line(b"{\"type\":\"group\",\"text\":\"\xff\"}")
+                .unwrap_err()
+                .code,
+            ErrorCode::BadJson
+        );
+        assert_eq!(refused(r#"{"text":"hi"}"#), ErrorCode::BadMessage);
+        assert_eq!(refused(r#"{"type":7}"#), ErrorCode::BadMessage);
+        assert_eq!(refused(r#"{"type":"group"}"#), ErrorCode::BadMessage);
+        assert_eq!(refused(r#"{"type":"group","text":""}"#), ErrorCode::BadMessage);
+        assert_eq!(refused(r#"{"type":"group","text":5}"#), ErrorCode::BadMessage);
+        assert_eq!(refused(r#"{"type":"private","text":"x"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            refused(r#"{"type":"private","to":"a","text":""}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(refused(r#"{"type":"nick","nick":null}"#), ErrorCode::BadMessage);
+        assert_eq!(refused(r#"{"type":"quit","text":1}"#), ErrorCode::BadMessage);
+        assert_eq!(refused(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        assert_eq!(
+            parse_client_line(br#"{"type":"who","x":{"deep":[1]},"text":3}"#)
+                .unwrap()
+                .unwrap(),
+            ClientMsg::Who
+        );
+    }
+
+    #[test]
+    fn nick_rules() {
+        for ok in ["a", "Bob", "x-_9", "guest", "guests1", "guest1a", &"a".repeat(32)] {
+            assert_eq!(check_nick(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "1a", "_a", "a b", "é", "a.b", "guest1", "GUEST42", &"a".repeat(33)] {
+            assert!(check_nick(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let msgs = [
+            ServerMsg::Welcome {
+                id: 3,
+                nick: "guest3".into(),
+                text: "hi".into(),
+                users: 3,
+            },
+            ServerMsg::Leave {
+                id: 1,
+                nick: "a".into(),
+                reason: LeaveReason::Slow,
+                ts: 5,
+                text: None,
+            },
+            ServerMsg::Leave {
+                id: 1,
+                nick: "a".into(),
+                reason: LeaveReason::Quit,
+                ts: 5,
+                text: Some("bye now".into()),
+            },
+            ServerMsg::Who {
+                users: vec![WhoEntry {
+                    id: 1,
+                    nick: "a".into(),
+                    since: 9,
+                }],
+            },
+            ServerMsg::Pong { token: None },
+            ServerMsg::Error {
+                code: ErrorCode::NoSuchUser,
+                message: "no user named zed".into(),
+            },
+        ];
+        for msg in msgs {
+            let mut line = Vec::new();
+            msg.encode(&mut line);
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(ServerMsg::decode(&line).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn encodes_the_spec_examples() {
+        let mut line = Vec::new();
+        ServerMsg::Error {
+            code: ErrorCode::NoSuchUser,
+            message: "no user named zed".into(),
+        }
+        .encode(&mut line);
+        assert_eq!(
+            line,
+            b"{\"type\":\"error\",\"code\":\"no_such_user\",\"message\":\"no user named zed\"}\n"
+        );
+        let raw: Box<RawValue> = RawValue::from_string("{ \"a\" : 1 }".into()).unwrap();
+        line.clear();
+        ServerMsg::Pong {
+            token: Some(Token::Raw(&raw)),
+        }
+        .encode(&mut line);
+        assert_eq!(line, b"{\"type\":\"pong\",\"token\":{ \"a\" : 1 }}\n");
+    }
+
+    #[test]
+    fn client_lines_parse_back() {
+        let msg = ClientMsg::Private {
+            to: "bob".into(),
+            text: "tab\there \"quoted\"".into(),
+        };
+        let line = client_line(&msg);
+        assert_eq!(parse_client_line(&line[..line.len() - 1]).unwrap(), Some(msg));
+    }
+}

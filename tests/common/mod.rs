@@ -1,0 +1,176 @@
+//! Helpers shared by the integration tests: run the real `chat` binary,
+//! start a server on a free port and stop it by its PID, and talk the
+//! protocol over plain blocking sockets with deadlines (never sleeps).
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any single wait in a test may take before it fails the test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The binary under test.
+pub fn chat_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chat"))
+}
+
+/// A `chat` command with the environment that changes behaviour cleared.
+pub fn chat() -> Command {
+    let mut cmd = Command::new(chat_bin());
+    for var in ["CHAT_SERVER", "CHAT_NICK", "NO_COLOR", "XDG_DATA_HOME"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// A running `chat server`, killed and reaped on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `chat server --listen 127.0.0.1:0 --quiet EXTRA...` and waits
+    /// for its `listening on ADDR` line.
+    pub fn start(extra: &[&str]) -> Server {
+        Server::start_with(chat().args(["server", "--listen", "127.0.0.1:0", "--quiet"]).args(extra))
+    }
+
+    /// Starts a prepared server command (stdout is taken over here; stderr
+    /// goes nowhere unless the command set it).
+    pub fn start_with(cmd: &mut Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn chat server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the server's first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("server said {line:?}, not 'listening on ADDR'"))
+            .parse()
+            .expect("listening address");
+        Server { child, addr }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal and waits for the exit status.
+    pub fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("kill");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after {signal}");
+            std::thread::sleep(Duration::from_millis(10)); // polling a child's exit, not synchronising with it
+        }
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::connect(self.addr)
+    }
+
+    /// Connects, reads the welcome and takes NICK (confirmed by the server).
+    pub fn join(&self, nick: &str) -> Conn {
+        let mut c = self.connect();
+        let welcome = c.recv();
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        c.send(&serde_json::json!({"type": "nick", "nick": nick}));
+        c.recv_type("nick");
+        c
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking test client: one JSON object per line, every read bounded by
+/// [`WAIT`].
+pub struct Conn {
+    pub reader: BufReader<TcpStream>,
+    pub stream: TcpStream,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect to server");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            stream,
+        }
+    }
+
+    pub fn send(&mut self, msg: &Value) {
+        self.send_raw(format!("{msg}\n").as_bytes());
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to server");
+    }
+
+    /// The next line, raw; panics on EOF or after [`WAIT`].
+    pub fn recv_line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read from server");
+        assert!(n > 0, "server closed the connection");
+        assert!(line.ends_with('\n'), "line without newline: {line:?}");
+        line
+    }
+
+    pub fn recv(&mut self) -> Value {
+        let line = self.recv_line();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
+    }
+
+    /// Skips lines until one of type `kind` arrives.
+    pub fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let msg = self.recv();
+            if msg["type"] == kind {
+                return msg;
+            }
+        }
+    }
+
+    /// Pings with a fresh token and returns everything that arrived before
+    /// the pong: a barrier proving the server processed all earlier lines.
+    pub fn sync(&mut self) -> Vec<Value> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let token = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.send(&serde_json::json!({"type": "ping", "token": token}));
+        let mut before = Vec::new();
+        loop {
+            let msg = self.recv();
+            if msg["type"] == "pong" && msg["token"] == token {
+                return before;
+            }
+            before.push(msg);
+        }
+    }
+
+    /// True when the server has closed the connection (EOF) within [`WAIT`].
+    pub fn closed(&mut self) -> bool {
+        let mut line = String::new();
+        matches!(self.reader.read_line(&mut line), Ok(0) | Err(_))
+    }
+}
