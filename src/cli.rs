@@ -161,6 +161,14 @@ pub struct FanoutArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// PID of the server, to report its CPU time per delivery from /proc
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Give up when nothing has arrived for this long (missing messages are then reported)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
@@ -183,6 +191,14 @@ pub struct IdleArgs {
     /// How long to hold the connections once all are open
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub hold: Duration,
+
+    /// Event-loop threads (default: one per core)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Give up when no connection has progressed for this long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
 
     /// Print one JSON object instead of a table
     #[arg(long)]

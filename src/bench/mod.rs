@@ -1,7 +1,35 @@
-//! Placeholder until its issue lands.
+//! `chat bench`: the load generator that measures a running server.
+//!
+//! - [`fanout`]: senders and receivers in the group; throughput, latency,
+//!   and proof that nothing was lost, duplicated or reordered.
+//! - [`idle`]: many connections doing nothing; the server's memory per
+//!   connection and whether it still answers promptly.
+//! - [`control`]: the phases and wake-ups shared by a run's threads;
+//!   [`conn`]: one connection's socket and buffers; [`scan`]: our payload
+//!   format and the byte-search hot path that finds it; [`stats`]: the
+//!   latency histogram; [`report`]: table and JSON; [`progress`]: the
+//!   stderr progress line; [`system`]: limits, CPU and memory from the
+//!   kernel.
+//!
+//! Both modes run one `mio` event loop per core, never a thread per
+//! connection, so that the bench is not what limits the numbers.
 
-use crate::fail::{Fail, Outcome};
+mod conn;
+mod control;
+mod fanout;
+mod idle;
+mod progress;
+mod report;
+mod scan;
+mod stats;
+mod system;
 
-pub fn run(_args: &crate::cli::BenchArgs) -> Outcome {
-    Err(Fail::usage("'chat bench' is not yet built"))
+use crate::cli::{BenchArgs, BenchMode};
+use crate::fail::Outcome;
+
+pub fn run(args: &BenchArgs) -> Outcome {
+    match &args.mode {
+        BenchMode::Fanout(args) => fanout::run(args),
+        BenchMode::Idle(args) => idle::run(args),
+    }
 }

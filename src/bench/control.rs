@@ -1,0 +1,95 @@
+//! How the coordinating thread and the event loops of a run agree: a shared
+//! clock, the run's phase, the first failure, and the wake-ups both ways
+//! (an event loop unparks the coordinator when it has news; the coordinator
+//! wakes every loop's `Poll` when the phase changes).
+
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+
+/// The token of each event loop's waker; connections use their index.
+pub const WAKE: Token = Token(usize::MAX);
+
+pub struct Control {
+    /// Every timestamp of the run is in ns since this instant, so that the
+    /// threads' clocks agree (CLOCK_MONOTONIC).
+    epoch: Instant,
+    phase: AtomicU8,
+    failure: Mutex<Option<String>>,
+    coordinator: Thread,
+    wakers: Mutex<Vec<std::sync::Arc<Waker>>>,
+}
+
+impl Control {
+    /// Made on the coordinating thread, which is the one unparked.
+    pub fn new() -> Control {
+        Control {
+            epoch: Instant::now(),
+            phase: AtomicU8::new(0),
+            failure: Mutex::new(None),
+            coordinator: std::thread::current(),
+            wakers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A new event loop's `Poll`, whose waker this control will ring.
+    pub fn event_loop(&self) -> io::Result<Poll> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKE)?;
+        lock(&self.wakers).push(std::sync::Arc::new(waker));
+        Ok(poll)
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Acquire)
+    }
+
+    /// Moves every event loop on to `phase`.
+    pub fn set_phase(&self, phase: u8) {
+        self.phase.store(phase, Ordering::Release);
+        for waker in lock(&self.wakers).iter() {
+            // A failed wake only delays the loop to its next timeout.
+            let _ = waker.wake();
+        }
+    }
+
+    /// Records why the run cannot go on (the first reason wins) and stops
+    /// the event loops.
+    pub fn fail(&self, why: String) {
+        lock(&self.failure).get_or_insert(why);
+        self.nudge();
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+
+    /// Tells the coordinator a counter moved.
+    pub fn nudge(&self) {
+        self.coordinator.unpark();
+    }
+}
+
+/// A poisoned lock only means another thread panicked, which the
+/// coordinator reports on joining it; the data is still usable.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One `poll`, retried when a signal interrupts it.
+pub fn wait(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<()> {
+    loop {
+        match poll.poll(events, Some(timeout)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,983 @@
+//! `chat bench fanout`: senders talk in the group, every receiver must get
+//! every message, in order, and the run measures how fast and how late.
+//!
+//! The run goes through phases, each started by the coordinating thread
+//! once every connection has finished the one before:
+//!
+//! 1. `CONNECT`: each event loop connects its share (receivers `r0`...,
+//!    senders `s0`...), reads the welcome and takes its nickname.
+//! 2. `SYNC`: every connection pings. The server handles a connection's
+//!    lines in order and queues its output in order, so a pong proves every
+//!    `join` and `nick` of the setup has been read: nothing of it is left to
+//!    pollute the measurement, and every receiver is in the room before the
+//!    first message is sent.
+//! 3. `GO`: senders write as fast as the server takes their lines (or at
+//!    `--rate`), receivers check and time each delivery.
+//! 4. `STOP`: when every receiver has everything, or nothing arrived for
+//!    `--timeout`.
+//!
+//! One event loop (a `mio::Poll` on its own thread) per core, connections
+//! dealt round-robin; no thread per connection.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use super::conn::{self, Conn, Got};
+use super::control::{Control, WAKE, lock, wait};
+use super::progress::Progress;
+use super::report::Report;
+use super::scan::{self, Payload, Scan, Scanner};
+use super::stats::Histogram;
+use super::system;
+use crate::cli::FanoutArgs;
+use crate::fail::{Fail, Outcome};
+use crate::wire::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
+
+const CONNECT: u8 = 0;
+const SYNC: u8 = 1;
+const GO: u8 = 2;
+const STOP: u8 = 3;
+
+/// Bytes read per system call: thousands of lines at a time.
+const READ_BUF: usize = 256 << 10;
+/// Lines an unpaced sender formats at once (stamped with one time).
+const BATCH: usize = 32 << 10;
+/// Bytes one sender may write before the loop serves the others.
+const TURN: usize = 256 << 10;
+/// Connections an event loop opens before it drains what arrived.
+const CONNECTS_PER_TURN: usize = 8;
+/// The longest a payload may be and still fit the server's default line
+/// limit with the JSON around it.
+const MAX_PAYLOAD: usize = 60_000;
+
+/// What was asked for, fixed for the run.
+struct Plan {
+    addr: SocketAddr,
+    receivers: usize,
+    senders: usize,
+    messages: u64,
+    payload: usize,
+    rate: u64,
+    timeout: Duration,
+}
+
+/// Counters the event loops move and the coordinator watches.
+#[derive(Default)]
+struct Counters {
+    named: AtomicUsize,
+    synced: AtomicUsize,
+    /// Receivers that have every message, or will get no more.
+    finished: AtomicUsize,
+    delivered: AtomicU64,
+    go_ns: AtomicU64,
+    /// Connections the server dropped, by nickname, with what we know of why.
+    lost: Mutex<BTreeMap<String, &'static str>>,
+}
+
+/// One event loop's results.
+#[derive(Default)]
+struct Tally {
+    received: u64,
+    /// Messages skipped over (a later one arrived first).
+    gaps: u64,
+    /// Messages at or below one already seen: duplicated or reordered.
+    out_of_order: u64,
+    corrupt: u64,
+    /// Messages each receiver was still waiting for at the end.
+    unfinished: u64,
+    /// When the last delivery arrived (ns since the epoch).
+    last_ns: u64,
+    latency: Histogram,
+}
+
+pub fn run(args: &FanoutArgs) -> Outcome {
+    let plan = plan(args)?;
+    let conns = plan.receivers + plan.senders;
+    system::make_room_for(conns)?;
+    let threads = args.threads.unwrap_or_else(system::cores).clamp(1, conns);
+
+    let control = Control::new();
+    let counters = Counters::default();
+    let mut polls = Vec::new();
+    for _ in 0..threads {
+        polls.push(
+            control
+                .event_loop()
+                .map_err(|e| Fail::runtime(format!("cannot create an event loop: {e}")))?,
+        );
+    }
+    let progress = Progress::on_stderr();
+    let (end, tallies) = std::thread::scope(|scope| {
+        let workers: Vec<_> = polls
+            .into_iter()
+            .enumerate()
+            .map(|(w, poll)| {
+                let mine = (w..conns).step_by(threads).collect();
+                let (plan, control, counters) = (&plan, &control, &counters);
+                scope.spawn(move || Worker::new(plan, control, counters, poll, mine).run())
+            })
+            .collect();
+        let end = coordinate(&plan, &control, &counters, args.server_pid, &progress);
+        control.set_phase(STOP);
+        let tallies: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        (end, tallies)
+    });
+    progress.clear();
+    let tallies = tallies
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Fail::runtime("an event loop of the bench crashed"))?;
+    let end = end?;
+
+    let mut total = Tally::default();
+    for t in &tallies {
+        total.received += t.received;
+        total.gaps += t.gaps;
+        total.out_of_order += t.out_of_order;
+        total.corrupt += t.corrupt;
+        total.unfinished += t.unfinished;
+        total.last_ns = total.last_ns.max(t.last_ns);
+        total.latency.merge(&t.latency);
+    }
+    let lost = lock(&counters.lost).clone();
+    let go_ns = counters.go_ns.load(Ordering::Acquire);
+    let report = report(&plan, threads, &total, &lost, go_ns, &end);
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    verdict(&plan, &total, &lost, &end)
+}
+
+fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
+    let addr = crate::addr::parse_addr(&args.server)
+        .map_err(|e| Fail::usage(format!("cannot use --server: {e}")))?;
+    if args.receivers == 0 || args.senders == 0 || args.messages == 0 {
+        return Err(Fail::usage(
+            "a fan-out needs at least one receiver, one sender and one message",
+        ));
+    }
+    if args.payload > MAX_PAYLOAD {
+        return Err(Fail::usage(format!(
+            "a payload of {} bytes would not fit the server's line limit; use at most {MAX_PAYLOAD}",
+            args.payload
+        )));
+    }
+    Ok(Plan {
+        addr,
+        receivers: args.receivers,
+        senders: args.senders,
+        messages: args.messages,
+        payload: args.payload,
+        rate: args.rate,
+        timeout: args.timeout,
+    })
+}
+
+/// How the run ended, as the coordinator saw it.
+struct End {
+    /// Every receiver got every message it was going to get.
+    finished: bool,
+    /// CPU time of the bench (and of the server, when its PID was given)
+    /// from the start of sending to the end.
+    own_cpu: Duration,
+    server_cpu: Option<Duration>,
+}
+
+/// Moves the phases on, watches for stalls, draws the progress line.
+fn coordinate(
+    plan: &Plan,
+    control: &Control,
+    counters: &Counters,
+    server_pid: Option<u32>,
+    progress: &Progress,
+) -> Result<End, Fail> {
+    let conns = plan.receivers + plan.senders;
+    let expected = plan.receivers as u64 * plan.senders as u64 * plan.messages;
+    let server_cpu = || server_pid.and_then(|pid| system::process_cpu(pid).ok());
+    let mut cpu_at_go = (Duration::ZERO, None);
+    let mut last_change = Instant::now();
+    let mut last_seen = (0, 0, 0);
+    let mut last_draw = (Instant::now(), 0);
+    loop {
+        std::thread::park_timeout(Duration::from_millis(50));
+        if let Some(why) = control.failure() {
+            return Err(Fail::runtime(why));
+        }
+        let named = counters.named.load(Ordering::Acquire);
+        let synced = counters.synced.load(Ordering::Acquire);
+        let delivered = counters.delivered.load(Ordering::Relaxed);
+        match control.phase() {
+            CONNECT if named == conns => control.set_phase(SYNC),
+            SYNC if synced == conns => {
+                cpu_at_go = (system::own_cpu(), server_cpu());
+                counters.go_ns.store(control.now_ns(), Ordering::Release);
+                control.set_phase(GO);
+            }
+            GO if counters.finished.load(Ordering::Acquire) == plan.receivers => {
+                return Ok(End {
+                    finished: true,
+                    own_cpu: system::own_cpu().saturating_sub(cpu_at_go.0),
+                    server_cpu: server_cpu()
+                        .zip(cpu_at_go.1)
+                        .map(|(b, a)| b.saturating_sub(a)),
+                });
+            }
+            _ => {}
+        }
+        if (named, synced, delivered) != last_seen {
+            last_seen = (named, synced, delivered);
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= plan.timeout {
+            let waited = crate::units::format_duration(plan.timeout);
+            return match control.phase() {
+                CONNECT => Err(Fail::runtime(format!(
+                    "setup stalled: after {waited} only {named} of {conns} connections had \
+                     their welcome and nickname"
+                ))),
+                SYNC => Err(Fail::runtime(format!(
+                    "setup stalled: after {waited} only {synced} of {conns} connections \
+                     had their pong"
+                ))),
+                _ => Ok(End {
+                    finished: false,
+                    own_cpu: system::own_cpu().saturating_sub(cpu_at_go.0),
+                    server_cpu: server_cpu()
+                        .zip(cpu_at_go.1)
+                        .map(|(b, a)| b.saturating_sub(a)),
+                }),
+            };
+        }
+        if last_draw.0.elapsed() >= Duration::from_millis(250) {
+            let rate = (delivered - last_draw.1) as f64 / last_draw.0.elapsed().as_secs_f64();
+            progress.show(&match control.phase() {
+                CONNECT => format!("fanout: {named} of {conns} connected and named"),
+                SYNC => format!("fanout: {synced} of {conns} synchronised"),
+                _ => format!(
+                    "fanout: {} of {} deliveries, {}/s",
+                    millions(delivered as f64),
+                    millions(expected as f64),
+                    millions(rate)
+                ),
+            });
+            last_draw = (Instant::now(), delivered);
+        }
+    }
+}
+
+fn millions(x: f64) -> String {
+    format!("{:.2}M", x / 1e6)
+}
+
+fn report(
+    plan: &Plan,
+    threads: usize,
+    t: &Tally,
+    lost: &BTreeMap<String, &'static str>,
+    go_ns: u64,
+    end: &End,
+) -> Report {
+    let pace = match plan.rate {
+        0 => "unpaced".to_string(),
+        r => format!("paced at {r} msg/s"),
+    };
+    let mut r = Report::new(
+        "fanout",
+        format!(
+            "chat bench fanout: {} receivers, {} senders x {} messages, {}-byte payloads, {pace}, {threads} threads",
+            plan.receivers, plan.senders, plan.messages, plan.payload
+        ),
+    );
+    r.count("receivers", "receivers", plan.receivers as u64);
+    r.count("senders", "senders", plan.senders as u64);
+    r.count("messages", "messages per sender", plan.messages);
+    r.count("payload", "payload bytes", plan.payload as u64);
+    r.count("rate", "rate (0: unpaced)", plan.rate);
+    r.count("threads", "bench threads", threads as u64);
+    let expected = plan.receivers as u64 * plan.senders as u64 * plan.messages;
+    r.count("expected", "deliveries expected", expected);
+    r.count("received", "deliveries received", t.received);
+    r.count("missing", "missing", t.gaps + t.unfinished);
+    r.count("out_of_order", "duplicated or reordered", t.out_of_order);
+    r.count("corrupt", "corrupted", t.corrupt);
+    r.text("lost", "connections lost", lost_list(lost));
+    let elapsed = Duration::from_nanos(t.last_ns.saturating_sub(go_ns)).as_secs_f64();
+    let per_s = |n: u64| {
+        if elapsed > 0.0 {
+            n as f64 / elapsed
+        } else {
+            0.0
+        }
+    };
+    r.real("elapsed_s", "elapsed", elapsed, 3, "s");
+    r.real("deliveries_per_s", "deliveries/s", per_s(t.received), 0, "");
+    let sent = plan.senders as u64 * plan.messages;
+    r.real("messages_in_per_s", "messages in/s", per_s(sent), 0, "");
+    let ms = |ns: u64| ns as f64 / 1e6;
+    r.real(
+        "latency_p50_ms",
+        "latency p50",
+        ms(t.latency.quantile(0.5)),
+        3,
+        "ms",
+    );
+    r.real(
+        "latency_p99_ms",
+        "latency p99",
+        ms(t.latency.quantile(0.99)),
+        3,
+        "ms",
+    );
+    r.real(
+        "latency_p999_ms",
+        "latency p99.9",
+        ms(t.latency.quantile(0.999)),
+        3,
+        "ms",
+    );
+    r.real(
+        "latency_max_ms",
+        "latency max",
+        ms(t.latency.max()),
+        3,
+        "ms",
+    );
+    let ns_per = |cpu: Duration| match t.received {
+        0 => 0.0,
+        n => cpu.as_nanos() as f64 / n as f64,
+    };
+    let cores = |cpu: Duration| {
+        if elapsed > 0.0 {
+            cpu.as_secs_f64() / elapsed
+        } else {
+            0.0
+        }
+    };
+    r.real(
+        "bench_cpu_s",
+        "bench CPU",
+        end.own_cpu.as_secs_f64(),
+        3,
+        "s",
+    );
+    r.real(
+        "bench_cpu_ns_per_delivery",
+        "bench CPU per delivery",
+        ns_per(end.own_cpu),
+        1,
+        "ns",
+    );
+    r.real("bench_cores", "bench cores busy", cores(end.own_cpu), 2, "");
+    if let Some(cpu) = end.server_cpu {
+        r.real("server_cpu_s", "server CPU", cpu.as_secs_f64(), 2, "s");
+        r.real(
+            "server_cpu_ns_per_delivery",
+            "server CPU per delivery",
+            ns_per(cpu),
+            1,
+            "ns",
+        );
+        r.real("server_cores", "server cores busy", cores(cpu), 2, "");
+    }
+    r
+}
+
+fn lost_list(lost: &BTreeMap<String, &'static str>) -> String {
+    if lost.is_empty() {
+        return "none".into();
+    }
+    let all: Vec<String> = lost.iter().map(|(n, why)| format!("{n} ({why})")).collect();
+    all.join(", ")
+}
+
+/// Exit 0 only when every expected delivery arrived once, in order, intact.
+fn verdict(plan: &Plan, t: &Tally, lost: &BTreeMap<String, &'static str>, end: &End) -> Outcome {
+    let expected = plan.receivers as u64 * plan.senders as u64 * plan.messages;
+    let missing = t.gaps + t.unfinished;
+    if end.finished
+        && missing == 0
+        && t.out_of_order == 0
+        && t.corrupt == 0
+        && t.received == expected
+        && lost.is_empty()
+    {
+        return Ok(());
+    }
+    let mut why = format!(
+        "{missing} of {expected} deliveries missing, {} duplicated or reordered, {} corrupted",
+        t.out_of_order, t.corrupt
+    );
+    if !lost.is_empty() {
+        why.push_str(&format!("; the server dropped {}", lost_list(lost)));
+    }
+    if !end.finished {
+        why.push_str(&format!(
+            "; nothing arrived for {}",
+            crate::units::format_duration(plan.timeout)
+        ));
+    }
+    Err(Fail::runtime(why))
+}
+
+/// The setup steps of one connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Welcome,
+    Nick,
+    Named,
+    Ping,
+    Ready,
+}
+
+enum Role {
+    Receiver {
+        /// The next sequence number expected from each sender.
+        next: Vec<u64>,
+        /// Senders whose every message has arrived (or been skipped).
+        complete: usize,
+    },
+    Sender {
+        index: usize,
+        next_seq: u64,
+        /// The socket would block: wait for WRITABLE.
+        blocked: bool,
+    },
+}
+
+/// One connection's state apart from its socket, so that line handling can
+/// change it while the socket is being read.
+struct State {
+    nick: String,
+    role: Role,
+    stage: Stage,
+    /// Lines to send once the read is done (nick, ping).
+    reply: Vec<u8>,
+}
+
+struct Member {
+    /// `None` once the server has closed it.
+    conn: Option<Conn>,
+    state: State,
+}
+
+/// What line handling needs besides the connection.
+struct Context<'a> {
+    plan: &'a Plan,
+    control: &'a Control,
+    counters: &'a Counters,
+    scanner: &'a Scanner,
+    tally: &'a mut Tally,
+}
+
+struct Worker<'a> {
+    plan: &'a Plan,
+    control: &'a Control,
+    counters: &'a Counters,
+    poll: Poll,
+    /// Global connection numbers still to open, last first.
+    to_open: Vec<usize>,
+    members: Vec<Member>,
+    /// Which members are senders.
+    senders: Vec<usize>,
+    buf: Vec<u8>,
+    scanner: Scanner,
+    tally: Tally,
+    go_ns: u64,
+}
+
+impl<'a> Worker<'a> {
+    fn new(
+        plan: &'a Plan,
+        control: &'a Control,
+        counters: &'a Counters,
+        poll: Poll,
+        mut mine: Vec<usize>,
+    ) -> Worker<'a> {
+        mine.reverse();
+        Worker {
+            plan,
+            control,
+            counters,
+            poll,
+            to_open: mine,
+            members: Vec::new(),
+            senders: Vec::new(),
+            buf: vec![0; READ_BUF],
+            scanner: Scanner::default(),
+            tally: Tally::default(),
+            go_ns: 0,
+        }
+    }
+
+    fn run(mut self) -> Tally {
+        let mut events = Events::with_capacity(1024);
+        let mut phase = CONNECT;
+        loop {
+            self.open_some();
+            let now_phase = self.control.phase();
+            if now_phase != phase {
+                phase = now_phase;
+                self.enter(phase);
+            }
+            if phase == STOP || self.control.failure().is_some() {
+                break;
+            }
+            let timeout = self.timeout(phase);
+            if let Err(e) = wait(&mut self.poll, &mut events, timeout) {
+                self.control.fail(format!("cannot wait for events: {e}"));
+                break;
+            }
+            for event in events.iter() {
+                if event.token() == WAKE {
+                    continue;
+                }
+                let i = event.token().0;
+                if event.is_writable() {
+                    self.writable(i);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.readable(i);
+                }
+            }
+            if phase == GO {
+                for k in 0..self.senders.len() {
+                    self.pump(self.senders[k]);
+                }
+            }
+        }
+        self.finish()
+    }
+
+    /// Opens the next few connections of this loop's share.
+    fn open_some(&mut self) {
+        for _ in 0..CONNECTS_PER_TURN {
+            let Some(g) = self.to_open.pop() else { return };
+            let plan = self.plan;
+            let (nick, role) = if g < plan.receivers {
+                let role = Role::Receiver {
+                    next: vec![0; plan.senders],
+                    complete: 0,
+                };
+                (format!("r{g}"), role)
+            } else {
+                let index = g - plan.receivers;
+                let role = Role::Sender {
+                    index,
+                    next_seq: 0,
+                    blocked: false,
+                };
+                (format!("s{index}"), role)
+            };
+            let mut stream = match conn::connect(plan.addr, None, Duration::from_secs(10)) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.control
+                        .fail(format!("cannot connect to {} ({nick}): {e}", plan.addr));
+                    return;
+                }
+            };
+            let token = Token(self.members.len());
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                self.control.fail(format!("cannot watch a connection: {e}"));
+                return;
+            }
+            if matches!(role, Role::Sender { .. }) {
+                self.senders.push(token.0);
+            }
+            self.members.push(Member {
+                conn: Some(Conn::new(stream)),
+                state: State {
+                    nick,
+                    role,
+                    stage: Stage::Welcome,
+                    reply: Vec::new(),
+                },
+            });
+        }
+    }
+
+    fn enter(&mut self, phase: u8) {
+        match phase {
+            SYNC => {
+                let ping = crate::wire::client_line(&ClientMsg::Ping { token: None });
+                for i in 0..self.members.len() {
+                    let m = &mut self.members[i];
+                    if m.state.stage == Stage::Named {
+                        m.state.stage = Stage::Ping;
+                        m.state.reply.extend_from_slice(&ping);
+                        self.send_reply(i);
+                    }
+                }
+            }
+            GO => self.go_ns = self.counters.go_ns.load(Ordering::Acquire),
+            _ => {}
+        }
+    }
+
+    fn timeout(&self, phase: u8) -> Duration {
+        const IDLE: Duration = Duration::from_millis(100);
+        if !self.to_open.is_empty() {
+            return Duration::ZERO;
+        }
+        if phase != GO {
+            return IDLE;
+        }
+        let now = self.control.now_ns();
+        let mut timeout = IDLE;
+        for m in self.senders.iter().map(|&i| &self.members[i]) {
+            if let (
+                Some(_),
+                Role::Sender {
+                    index,
+                    next_seq,
+                    blocked: false,
+                },
+            ) = (&m.conn, &m.state.role)
+            {
+                if *next_seq >= self.plan.messages {
+                    continue;
+                }
+                if self.plan.rate == 0 {
+                    return Duration::ZERO;
+                }
+                let due = self.go_ns + due_at(*index, *next_seq, self.plan.senders, self.plan.rate);
+                timeout = timeout.min(Duration::from_nanos(due.saturating_sub(now)));
+            }
+        }
+        timeout
+    }
+
+    fn writable(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        if let Role::Sender { blocked, .. } = &mut m.state.role {
+            *blocked = false;
+        }
+        let Some(conn) = m.conn.as_mut() else { return };
+        match conn.flush() {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Role::Sender { blocked, .. } = &mut m.state.role {
+                    *blocked = true;
+                }
+            }
+            Err(e) => self.closed(i, Some(e)),
+        }
+    }
+
+    fn readable(&mut self, i: usize) {
+        let Worker {
+            plan,
+            control,
+            counters,
+            members,
+            buf,
+            scanner,
+            tally,
+            ..
+        } = self;
+        let m = &mut members[i];
+        let Some(conn) = m.conn.as_mut() else { return };
+        let state = &mut m.state;
+        let before = tally.received;
+        let result = loop {
+            match conn.read(buf) {
+                Ok(Got::Data(n)) => {
+                    let now = control.now_ns();
+                    let mut cx = Context {
+                        plan,
+                        control,
+                        counters,
+                        scanner,
+                        tally,
+                    };
+                    if let Err(e) = conn.lines(&buf[..n], |line| state.on_line(line, now, &mut cx))
+                    {
+                        break Err(Some(e));
+                    }
+                }
+                Ok(Got::Blocked) => break Ok(()),
+                Ok(Got::Closed) => break Err(None),
+                Err(e) => break Err(Some(e)),
+            }
+        };
+        let delivered = self.tally.received - before;
+        if delivered > 0 {
+            self.tally.last_ns = self.control.now_ns();
+            self.counters
+                .delivered
+                .fetch_add(delivered, Ordering::Relaxed);
+        }
+        match result {
+            Ok(()) => {
+                if !self.members[i].state.reply.is_empty() {
+                    self.send_reply(i);
+                }
+            }
+            Err(e) => self.closed(i, e),
+        }
+    }
+
+    /// Sends what line handling queued (nick, ping).
+    fn send_reply(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let Some(conn) = m.conn.as_mut() else { return };
+        conn.out().append(&mut m.state.reply);
+        if let Err(e) = conn.flush() {
+            self.closed(i, Some(e));
+        }
+    }
+
+    /// Writes what a sender owes: unpaced, until the socket would block or
+    /// its turn is over; paced, what is due by now.
+    fn pump(&mut self, i: usize) {
+        let (plan, control) = (self.plan, self.control);
+        let m = &mut self.members[i];
+        let Some(conn) = m.conn.as_mut() else { return };
+        let Role::Sender {
+            index,
+            next_seq,
+            blocked,
+        } = &mut m.state.role
+        else {
+            return;
+        };
+        if *blocked {
+            return;
+        }
+        let until = if plan.rate == 0 {
+            plan.messages
+        } else {
+            let elapsed = control.now_ns().saturating_sub(self.go_ns);
+            due_count(*index, plan.senders, plan.rate, elapsed).min(plan.messages)
+        };
+        let mut written = 0;
+        let result = loop {
+            if conn.pending() == 0 {
+                if *next_seq >= until || written >= TURN {
+                    break Ok(());
+                }
+                let sent_ns = control.now_ns();
+                let out = conn.out();
+                while *next_seq < until && out.len() < BATCH {
+                    let payload = Payload {
+                        sender: *index,
+                        seq: *next_seq,
+                        sent_ns,
+                    };
+                    scan::push_group_line(out, payload, plan.payload);
+                    *next_seq += 1;
+                }
+                written += out.len();
+            }
+            match conn.flush() {
+                Ok(true) => {}
+                Ok(false) => {
+                    *blocked = true;
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = result {
+            self.closed(i, Some(e));
+        }
+    }
+
+    /// The server closed connection `i` (or writing to it failed).
+    fn closed(&mut self, i: usize, error: Option<std::io::Error>) {
+        let m = &mut self.members[i];
+        let Some(mut conn) = m.conn.take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let nick = &m.state.nick;
+        if m.state.stage != Stage::Ready {
+            let how = error.map_or("closed".to_string(), |e| format!("failed ({e})"));
+            self.control
+                .fail(format!("connection {nick} {how} before the run started"));
+            return;
+        }
+        let mut lost = lock(&self.counters.lost);
+        lost.entry(nick.clone()).or_insert("disconnected");
+        drop(lost);
+        if let Role::Receiver { complete, .. } = &m.state.role {
+            if *complete < self.plan.senders {
+                // It will get no more: count it finished, its rest missing.
+                self.counters.finished.fetch_add(1, Ordering::AcqRel);
+                self.control.nudge();
+            }
+        }
+    }
+
+    fn finish(mut self) -> Tally {
+        for m in &self.members {
+            if let Role::Receiver { next, .. } = &m.state.role {
+                self.tally.unfinished += next
+                    .iter()
+                    .map(|&n| self.plan.messages.saturating_sub(n))
+                    .sum::<u64>();
+            }
+        }
+        self.tally
+    }
+}
+
+impl State {
+    fn on_line(&mut self, line: &[u8], now: u64, cx: &mut Context<'_>) {
+        match cx.scanner.payload(line, cx.plan.payload) {
+            Scan::Ours(p) => self.deliver(p, now, cx),
+            Scan::Mangled => self.mangled(cx),
+            Scan::Other => {
+                let kind = cx.scanner.kind(line);
+                // Setup chatter of other connections: thousands of lines
+                // per connection at scale, none of which matter here.
+                if kind == Some(b"join") || (kind == Some(b"nick") && self.stage != Stage::Nick) {
+                    return;
+                }
+                match ServerMsg::decode(line) {
+                    Ok(msg) => self.on_message(msg, now, cx),
+                    Err(e) => {
+                        cx.tally.corrupt += 1;
+                        cx.control.fail(format!("{}: {e}", self.nick));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: ServerMsg<'static>, now: u64, cx: &mut Context<'_>) {
+        match msg {
+            ServerMsg::Welcome { .. } if self.stage == Stage::Welcome => {
+                self.stage = Stage::Nick;
+                let nick = ClientMsg::Nick {
+                    nick: Cow::Borrowed(&self.nick),
+                };
+                self.reply
+                    .extend_from_slice(&crate::wire::client_line(&nick));
+            }
+            ServerMsg::Nick { new, .. } if self.stage == Stage::Nick && new == self.nick => {
+                self.stage = Stage::Named;
+                cx.counters.named.fetch_add(1, Ordering::AcqRel);
+                cx.control.nudge();
+            }
+            ServerMsg::Pong { .. } if self.stage == Stage::Ping => {
+                self.stage = Stage::Ready;
+                cx.counters.synced.fetch_add(1, Ordering::AcqRel);
+                cx.control.nudge();
+            }
+            ServerMsg::Group { text, .. } => match scan::payload_of_text(&text, cx.plan.payload) {
+                Scan::Ours(p) => self.deliver(p, now, cx),
+                Scan::Mangled => self.mangled(cx),
+                // Someone else talking in the room: not ours to count.
+                Scan::Other => {}
+            },
+            ServerMsg::Leave {
+                nick,
+                reason: LeaveReason::Slow,
+                ..
+            } => {
+                lock(&cx.counters.lost).insert(nick.into_owned(), "disconnected as slow");
+            }
+            ServerMsg::Error { code, message } => {
+                let hint = match code {
+                    ErrorCode::NickInUse => "; is another bench running against this server?",
+                    ErrorCode::ServerFull => "; start the server with a larger --max-clients",
+                    _ => "",
+                };
+                cx.control.fail(format!(
+                    "the server refused a line of {}: {code}: {message}{hint}",
+                    self.nick
+                ));
+            }
+            ServerMsg::Bye { .. } => {
+                cx.control
+                    .fail("the server said bye: it is shutting down".into());
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver(&mut self, p: Payload, now: u64, cx: &mut Context<'_>) {
+        let Role::Receiver { next, complete } = &mut self.role else {
+            // Senders hear each other; they only need to keep reading.
+            return;
+        };
+        let messages = cx.plan.messages;
+        let Some(expected) = next.get_mut(p.sender).filter(|_| p.seq < messages) else {
+            cx.tally.corrupt += 1;
+            return;
+        };
+        let t = &mut *cx.tally;
+        t.received += 1;
+        t.latency.record(now.saturating_sub(p.sent_ns));
+        if p.seq < *expected {
+            t.out_of_order += 1;
+            return;
+        }
+        t.gaps += p.seq - *expected;
+        *expected = p.seq + 1;
+        if *expected == messages {
+            *complete += 1;
+            if *complete == next.len() {
+                cx.counters.finished.fetch_add(1, Ordering::AcqRel);
+                cx.control.nudge();
+            }
+        }
+    }
+
+    fn mangled(&self, cx: &mut Context<'_>) {
+        if matches!(self.role, Role::Receiver { .. }) {
+            cx.tally.corrupt += 1;
+        }
+    }
+}
+
+/// Paced sending: message `k` of the whole run (sender `k % senders`, its
+/// `k / senders`th) is due `k / rate` seconds after the start, so the
+/// senders take turns evenly. How many of sender `i`'s are due `t_ns` in.
+fn due_count(i: usize, senders: usize, rate: u64, t_ns: u64) -> u64 {
+    let k = (u128::from(t_ns) * u128::from(rate) / 1_000_000_000) as u64;
+    match k.checked_sub(i as u64) {
+        None => 0,
+        Some(after) => after / senders as u64 + 1,
+    }
+}
+
+/// When (ns after the start) sender `i`'s message `seq` is due.
+fn due_at(i: usize, seq: u64, senders: usize, rate: u64) -> u64 {
+    let k = u128::from(seq) * senders as u128 + i as u128;
+    u64::try_from((k * 1_000_000_000).div_ceil(u128::from(rate))).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paced_senders_take_turns() {
+        // 4 senders at 1000 msg/s in all: one message a millisecond.
+        let due = |i, ms: u64| due_count(i, 4, 1000, ms * 1_000_000);
+        assert_eq!([due(0, 0), due(1, 0), due(3, 0)], [1, 0, 0]);
+        assert_eq!([due(0, 3), due(1, 3), due(3, 3)], [1, 1, 1]);
+        assert_eq!([due(0, 4), due(1, 4)], [2, 1]);
+        assert_eq!(due(2, 1000), 250);
+        assert_eq!(due_at(0, 1, 4, 1000), 4_000_000);
+        assert_eq!(due_at(3, 0, 4, 1000), 3_000_000);
+        for (i, seq) in [(0, 1), (1, 7), (3, 99)] {
+            let at = due_at(i, seq, 4, 1000);
+            assert_eq!(due_count(i, 4, 1000, at), seq + 1);
+            assert_eq!(due_count(i, 4, 1000, at - 1), seq);
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! `chat bench idle`: open many connections, hold them doing nothing, and
+//! report what each costs the server in memory and whether it still answers
+//! promptly.
+//!
+//! Phases, each started by the coordinating thread once every connection
+//! has finished the one before:
+//!
+//! 1. `CONNECT`: each event loop opens its share and reads the welcomes,
+//!    draining the `join` every newcomer causes on all the others (half of
+//!    CONNS squared lines: 50 million at 10 000 connections).
+//! 2. `SYNC`: every connection pings; the pongs prove the server has
+//!    nothing left queued for anyone, so what it holds is the idle cost.
+//! 3. `PROBE`: the first connection pings [`PROBES`] times in turn, timing
+//!    each round trip.
+//! 4. `HOLD`: nothing happens for `--hold`; then the server's memory is read
+//!    and the run ends.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use super::conn::{self, Conn, Got};
+use super::control::{Control, WAKE, lock, wait};
+use super::progress::Progress;
+use super::report::Report;
+use super::scan::Scanner;
+use super::stats::Histogram;
+use super::system;
+use crate::cli::IdleArgs;
+use crate::fail::{Fail, Outcome};
+use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
+
+const CONNECT: u8 = 0;
+const SYNC: u8 = 1;
+const PROBE: u8 = 2;
+const HOLD: u8 = 3;
+const STOP: u8 = 4;
+
+/// Round trips timed while the connections are held.
+const PROBES: usize = 100;
+const READ_BUF: usize = 256 << 10;
+const CONNECTS_PER_TURN: usize = 16;
+
+struct Plan {
+    addr: SocketAddr,
+    conns: usize,
+    per_source: usize,
+    timeout: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    welcomed: AtomicUsize,
+    synced: AtomicUsize,
+    probed: AtomicUsize,
+    round_trips: std::sync::Mutex<Histogram>,
+}
+
+pub fn run(args: &IdleArgs) -> Outcome {
+    let addr = crate::addr::parse_addr(&args.server)
+        .map_err(|e| Fail::usage(format!("cannot use --server: {e}")))?;
+    if args.conns == 0 {
+        return Err(Fail::usage("an idle run needs at least one connection"));
+    }
+    system::make_room_for(args.conns)?;
+    let plan = Plan {
+        addr,
+        conns: args.conns,
+        per_source: system::ports_per_source(),
+        timeout: args.timeout,
+    };
+    // Refuse at once what cannot be spread over source addresses.
+    let sources = match system::source_for(0, plan.conns, addr, plan.per_source)? {
+        None => 1,
+        Some(_) => plan.conns.div_ceil(plan.per_source),
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(system::cores)
+        .clamp(1, plan.conns);
+    let rss = |pid: u32| system::resident_bytes(pid).map_err(Fail::runtime);
+    let rss_before = args.server_pid.map(rss).transpose()?;
+
+    let control = Control::new();
+    let counters = Counters::default();
+    let mut polls = Vec::new();
+    for _ in 0..threads {
+        polls.push(
+            control
+                .event_loop()
+                .map_err(|e| Fail::runtime(format!("cannot create an event loop: {e}")))?,
+        );
+    }
+    let progress = Progress::on_stderr();
+    let (end, joined) = std::thread::scope(|scope| {
+        let workers: Vec<_> = polls
+            .into_iter()
+            .enumerate()
+            .map(|(w, poll)| {
+                let mine = (w..plan.conns).step_by(threads).collect();
+                let (plan, control, counters) = (&plan, &control, &counters);
+                scope.spawn(move || Worker::new(plan, control, counters, poll, mine).run())
+            })
+            .collect();
+        let end = coordinate(&plan, &control, &counters, args, &progress);
+        control.set_phase(STOP);
+        let joined = workers.into_iter().all(|w| w.join().is_ok());
+        (end, joined)
+    });
+    progress.clear();
+    if !joined {
+        return Err(Fail::runtime("an event loop of the bench crashed"));
+    }
+    let connected_in = end?;
+    let rss_after = args.server_pid.map(rss).transpose()?;
+
+    let mut r = Report::new(
+        "idle",
+        format!(
+            "chat bench idle: {} connections held {}, {threads} threads",
+            plan.conns,
+            crate::units::format_duration(args.hold)
+        ),
+    );
+    r.count("conns", "connections", plan.conns as u64);
+    r.count("sources", "source addresses", sources as u64);
+    r.count("threads", "bench threads", threads as u64);
+    r.real(
+        "connect_s",
+        "all connected in",
+        connected_in.as_secs_f64(),
+        3,
+        "s",
+    );
+    let trips = lock(&counters.round_trips).clone();
+    let ms = |ns: u64| ns as f64 / 1e6;
+    r.count("pings", "ping round trips timed", trips.count());
+    r.real(
+        "ping_p50_ms",
+        "ping round trip p50",
+        ms(trips.quantile(0.5)),
+        3,
+        "ms",
+    );
+    r.real(
+        "ping_max_ms",
+        "ping round trip max",
+        ms(trips.max()),
+        3,
+        "ms",
+    );
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        let per_conn = after.saturating_sub(before) as f64 / plan.conns as f64;
+        r.real(
+            "rss_before_kib",
+            "server RSS before",
+            before as f64 / 1024.0,
+            0,
+            "KiB",
+        );
+        r.real(
+            "rss_after_kib",
+            "server RSS after",
+            after as f64 / 1024.0,
+            0,
+            "KiB",
+        );
+        r.real(
+            "rss_per_conn_bytes",
+            "server RSS per connection",
+            per_conn,
+            0,
+            "bytes",
+        );
+    }
+    if args.json {
+        println!("{}", r.json());
+    } else {
+        print!("{}", r.table());
+    }
+    Ok(())
+}
+
+/// Moves the phases on and watches for stalls; returns how long connecting
+/// and welcoming everyone took.
+fn coordinate(
+    plan: &Plan,
+    control: &Control,
+    counters: &Counters,
+    args: &IdleArgs,
+    progress: &Progress,
+) -> Result<Duration, Fail> {
+    let started = Instant::now();
+    let mut connected_in = Duration::ZERO;
+    let mut hold_until = None;
+    let mut last_seen = (0, 0, 0);
+    let mut last_change = Instant::now();
+    let mut last_draw = Instant::now();
+    loop {
+        std::thread::park_timeout(Duration::from_millis(50));
+        if let Some(why) = control.failure() {
+            return Err(Fail::runtime(why));
+        }
+        let welcomed = counters.welcomed.load(Ordering::Acquire);
+        let synced = counters.synced.load(Ordering::Acquire);
+        let probed = counters.probed.load(Ordering::Acquire);
+        match control.phase() {
+            CONNECT if welcomed == plan.conns => {
+                connected_in = started.elapsed();
+                control.set_phase(SYNC);
+            }
+            SYNC if synced == plan.conns => control.set_phase(PROBE),
+            PROBE if probed == PROBES => {
+                hold_until = Some(Instant::now() + args.hold);
+                control.set_phase(HOLD);
+            }
+            HOLD if hold_until.is_some_and(|t| Instant::now() >= t) => return Ok(connected_in),
+            _ => {}
+        }
+        if (welcomed, synced, probed) != last_seen || control.phase() == HOLD {
+            last_seen = (welcomed, synced, probed);
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= plan.timeout {
+            let waited = crate::units::format_duration(plan.timeout);
+            return Err(Fail::runtime(match control.phase() {
+                CONNECT => format!(
+                    "stalled: after {waited} only {welcomed} of {} connections had their welcome",
+                    plan.conns
+                ),
+                SYNC => format!(
+                    "stalled: after {waited} only {synced} of {} connections had their pong",
+                    plan.conns
+                ),
+                _ => format!("stalled: the server did not answer a ping within {waited}"),
+            }));
+        }
+        if last_draw.elapsed() >= Duration::from_millis(250) {
+            progress.show(&match control.phase() {
+                CONNECT => format!("idle: {welcomed} of {} welcomed", plan.conns),
+                SYNC => format!("idle: {synced} of {} synchronised", plan.conns),
+                PROBE => format!("idle: ping {probed} of {PROBES}"),
+                _ => "idle: holding".to_string(),
+            });
+            last_draw = Instant::now();
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Welcome,
+    Welcomed,
+    Ping,
+    Ready,
+}
+
+struct Worker<'a> {
+    plan: &'a Plan,
+    control: &'a Control,
+    counters: &'a Counters,
+    poll: Poll,
+    to_open: Vec<usize>,
+    conns: Vec<Option<Conn>>,
+    stages: Vec<Stage>,
+    buf: Vec<u8>,
+    scanner: Scanner,
+    /// This loop holds connection 0, which times the round trips.
+    first: bool,
+    /// When the probe ping in flight was sent.
+    probe_sent: Option<u64>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(
+        plan: &'a Plan,
+        control: &'a Control,
+        counters: &'a Counters,
+        poll: Poll,
+        mut mine: Vec<usize>,
+    ) -> Worker<'a> {
+        let first = mine.first() == Some(&0);
+        mine.reverse();
+        Worker {
+            plan,
+            control,
+            counters,
+            poll,
+            to_open: mine,
+            conns: Vec::new(),
+            stages: Vec::new(),
+            buf: vec![0; READ_BUF],
+            scanner: Scanner::default(),
+            first,
+            probe_sent: None,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut phase = CONNECT;
+        loop {
+            self.open_some();
+            let now_phase = self.control.phase();
+            if now_phase != phase {
+                phase = now_phase;
+                self.enter(phase);
+            }
+            if phase == STOP || self.control.failure().is_some() {
+                return;
+            }
+            let timeout = if self.to_open.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = wait(&mut self.poll, &mut events, timeout) {
+                self.control.fail(format!("cannot wait for events: {e}"));
+                return;
+            }
+            for event in events.iter() {
+                if event.token() == WAKE {
+                    continue;
+                }
+                let i = event.token().0;
+                if event.is_writable() {
+                    self.flush(i);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.readable(i);
+                }
+            }
+        }
+    }
+
+    fn open_some(&mut self) {
+        for _ in 0..CONNECTS_PER_TURN {
+            let Some(g) = self.to_open.pop() else { return };
+            let plan = self.plan;
+            let opened = system::source_for(g, plan.conns, plan.addr, plan.per_source)
+                .map_err(|f| f.message)
+                .and_then(|source| {
+                    conn::connect(plan.addr, source, Duration::from_secs(10)).map_err(|e| {
+                        let from = source.map_or(String::new(), |s| format!(" from {s}"));
+                        format!("cannot open connection {g} to {}{from}: {e}", plan.addr)
+                    })
+                });
+            let mut stream = match opened {
+                Ok(s) => s,
+                Err(why) => return self.control.fail(why),
+            };
+            let token = Token(self.conns.len());
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+                return self.control.fail(format!("cannot watch a connection: {e}"));
+            }
+            self.conns.push(Some(Conn::new(stream)));
+            self.stages.push(Stage::Welcome);
+        }
+    }
+
+    fn enter(&mut self, phase: u8) {
+        match phase {
+            SYNC => {
+                for i in 0..self.conns.len() {
+                    if self.stages[i] == Stage::Welcomed {
+                        self.stages[i] = Stage::Ping;
+                        self.send_ping(i);
+                    }
+                }
+            }
+            // Connections are dealt round-robin from 0, so the first loop
+            // holds connection 0, which does the probing.
+            PROBE if self.first => self.probe(),
+            _ => {}
+        }
+    }
+
+    fn probe(&mut self) {
+        self.probe_sent = Some(self.control.now_ns());
+        self.send_ping(0);
+    }
+
+    fn send_ping(&mut self, i: usize) {
+        let ping = crate::wire::client_line(&ClientMsg::Ping { token: None });
+        if let Some(conn) = self.conns[i].as_mut() {
+            conn.out().extend_from_slice(&ping);
+        }
+        self.flush(i);
+    }
+
+    fn flush(&mut self, i: usize) {
+        let Some(conn) = self.conns[i].as_mut() else {
+            return;
+        };
+        if let Err(e) = conn.flush() {
+            self.closed(i, Some(e));
+        }
+    }
+
+    fn readable(&mut self, i: usize) {
+        let Some(conn) = self.conns[i].as_mut() else {
+            return;
+        };
+        let (scanner, stage) = (&self.scanner, &mut self.stages[i]);
+        let (control, counters) = (self.control, self.counters);
+        let mut pongs = 0;
+        let result = loop {
+            match conn.read(&mut self.buf) {
+                Ok(Got::Data(n)) => {
+                    let lines = conn.lines(&self.buf[..n], |line| match scanner.kind(line) {
+                        Some(b"join" | b"leave" | b"nick") => {}
+                        Some(b"welcome") if *stage == Stage::Welcome => {
+                            *stage = Stage::Welcomed;
+                            counters.welcomed.fetch_add(1, Ordering::AcqRel);
+                            control.nudge();
+                        }
+                        Some(b"pong") => pongs += 1,
+                        _ => other(line, i, control),
+                    });
+                    if let Err(e) = lines {
+                        break Err(Some(e));
+                    }
+                }
+                Ok(Got::Blocked) => break Ok(()),
+                Ok(Got::Closed) => break Err(None),
+                Err(e) => break Err(Some(e)),
+            }
+        };
+        for _ in 0..pongs {
+            self.pong(i);
+        }
+        if let Err(e) = result {
+            self.closed(i, e);
+        }
+    }
+
+    fn pong(&mut self, i: usize) {
+        if self.stages[i] == Stage::Ping {
+            self.stages[i] = Stage::Ready;
+            self.counters.synced.fetch_add(1, Ordering::AcqRel);
+            self.control.nudge();
+            return;
+        }
+        let Some(sent) = self.probe_sent.take() else {
+            return;
+        };
+        let rtt = self.control.now_ns().saturating_sub(sent);
+        lock(&self.counters.round_trips).record(rtt);
+        let done = self.counters.probed.fetch_add(1, Ordering::AcqRel) + 1;
+        self.control.nudge();
+        if done < PROBES {
+            self.probe();
+        }
+    }
+
+    fn closed(&mut self, i: usize, error: Option<std::io::Error>) {
+        let Some(mut conn) = self.conns[i].take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let how = error.map_or("closed".to_string(), |e| format!("failed ({e})"));
+        self.control
+            .fail(format!("a held connection {how}: the server dropped it"));
+    }
+}
+
+/// A line the scanner did not place: only errors and shutdown matter.
+fn other(line: &[u8], i: usize, control: &Control) {
+    match ServerMsg::decode(line) {
+        Ok(ServerMsg::Error { code, message }) => {
+            let hint = match code {
+                ErrorCode::ServerFull => "; start the server with a larger --max-clients",
+                _ => "",
+            };
+            control.fail(format!(
+                "the server refused a connection (#{i} of its loop): {code}: {message}{hint}"
+            ));
+        }
+        Ok(ServerMsg::Bye { .. }) => {
+            control.fail("the server said bye: it is shutting down".into())
+        }
+        Ok(_) => {}
+        Err(e) => control.fail(e),
+    }
+}

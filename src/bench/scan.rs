@@ -1,0 +1,261 @@
+//! The load generator's hot path: writing its group lines and recognising
+//! its own payloads in the server's lines without a JSON parser.
+//!
+//! A fan-out run receives millions of lines a second on the cores the server
+//! also needs, so decoding each one with serde would make the bench the
+//! bottleneck it is meant to measure. The payload is chosen so that it can be
+//! found by byte search: `s<sender>:<seq>:<send_ns>:` padded with `x` to the
+//! requested size, characters JSON never escapes. Field order is not relied
+//! on: a compact JSON line can contain `"text":"` only as that key, because a
+//! `"` inside a string is always escaped. Anything the scanner does not
+//! recognise goes to [`ServerMsg::decode`](crate::wire::ServerMsg::decode)
+//! (see [`Scan::Other`]), so correctness never depends on the fast path.
+
+use memchr::memmem::Finder;
+
+/// One of our messages, as a receiver found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payload {
+    pub sender: usize,
+    pub seq: u64,
+    /// When it was written, in ns since the run's shared start.
+    pub sent_ns: u64,
+}
+
+/// What the fast path made of one line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// A group line carrying one of our payloads, intact.
+    Ours(Payload),
+    /// A group line with our header but the wrong length: the server changed
+    /// the text.
+    Mangled,
+    /// Anything else; the caller decodes it properly.
+    Other,
+}
+
+/// Byte searchers built once per event loop.
+pub struct Scanner {
+    text: Finder<'static>,
+    group: Finder<'static>,
+    kind: Finder<'static>,
+}
+
+impl Default for Scanner {
+    fn default() -> Scanner {
+        Scanner {
+            text: Finder::new(b"\"text\":\""),
+            group: Finder::new(b"\"type\":\"group\""),
+            kind: Finder::new(b"\"type\":\""),
+        }
+    }
+}
+
+impl Scanner {
+    /// Looks for our payload (of `bytes` bytes at least) in a group line.
+    pub fn payload(&self, line: &[u8], bytes: usize) -> Scan {
+        let Some(at) = self.text.find(line) else {
+            return Scan::Other;
+        };
+        let text = &line[at + 8..];
+        let Some((payload, header)) = parse_header(text) else {
+            return Scan::Other;
+        };
+        if self.group.find(line).is_none() {
+            return Scan::Other;
+        }
+        // The text must end exactly where its length says.
+        if text.get(header.max(bytes)) == Some(&b'"') {
+            Scan::Ours(payload)
+        } else {
+            Scan::Mangled
+        }
+    }
+
+    /// The `type` of a compact server line, when it can be found by search.
+    pub fn kind<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+        let at = self.kind.find(line)? + 8;
+        let rest = &line[at..];
+        Some(&rest[..memchr::memchr(b'"', rest)?])
+    }
+}
+
+/// Reads our payload from a decoded group text (the slow path): the same
+/// verdict as [`Scanner::payload`] gives for the line.
+pub fn payload_of_text(text: &str, bytes: usize) -> Scan {
+    match parse_header(text.as_bytes()) {
+        None => Scan::Other,
+        Some((payload, header)) if text.len() == header.max(bytes) => Scan::Ours(payload),
+        Some(_) => Scan::Mangled,
+    }
+}
+
+/// `s<sender>:<seq>:<send_ns>:` at the start of `text`, and its length.
+fn parse_header(text: &[u8]) -> Option<(Payload, usize)> {
+    let rest = text.strip_prefix(b"s")?;
+    let (sender, rest) = number(rest)?;
+    let (seq, rest) = number(rest)?;
+    let (sent_ns, rest) = number(rest)?;
+    let payload = Payload {
+        sender: usize::try_from(sender).ok()?,
+        seq,
+        sent_ns,
+    };
+    Some((payload, text.len() - rest.len()))
+}
+
+/// Decimal digits followed by `:`, and what follows the `:`.
+fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || bytes.get(digits) != Some(&b':') {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in &bytes[..digits] {
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some((n, &bytes[digits + 1..]))
+}
+
+/// Appends one `group` line carrying a payload of `bytes` bytes (more when
+/// the header alone is longer), `\n` included.
+///
+/// Written by hand rather than through `wire::client_line` because senders
+/// emit millions of these; the text holds only characters JSON leaves
+/// unescaped, and a unit test checks that the protocol parser agrees.
+pub fn push_group_line(out: &mut Vec<u8>, payload: Payload, bytes: usize) {
+    out.extend_from_slice(b"{\"type\":\"group\",\"text\":\"");
+    let start = out.len();
+    out.push(b's');
+    push_number(out, payload.sender as u64);
+    push_number(out, payload.seq);
+    push_number(out, payload.sent_ns);
+    let header = out.len() - start;
+    out.resize(out.len() + bytes.saturating_sub(header), b'x');
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// `n` in decimal followed by `:`.
+fn push_number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.push(b':');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ClientMsg, ServerMsg, parse_client_line};
+
+    const P: Payload = Payload {
+        sender: 3,
+        seq: 19_999,
+        sent_ns: 1_234_567_890,
+    };
+
+    fn line(bytes: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_group_line(&mut out, P, bytes);
+        out
+    }
+
+    /// The server's line for a client's group line, as it would relay it.
+    fn relayed(client_line: &[u8]) -> Vec<u8> {
+        let Ok(Some(ClientMsg::Group { text })) = parse_client_line(client_line) else {
+            panic!("not a group line: {}", String::from_utf8_lossy(client_line));
+        };
+        let mut out = Vec::new();
+        ServerMsg::Group {
+            from: "s3".into(),
+            text,
+            ts: 1_764_165_600_000,
+        }
+        .encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn the_protocol_parser_reads_our_lines_with_the_padded_length() {
+        let sent = line(64);
+        assert!(sent.ends_with(b"\"}\n"));
+        let Ok(Some(ClientMsg::Group { text })) = parse_client_line(&sent) else {
+            panic!("not a group line");
+        };
+        assert_eq!(text.len(), 64);
+        assert!(text.starts_with("s3:19999:1234567890:xxx"), "{text}");
+        assert!(text.ends_with('x'));
+        assert_eq!(payload_of_text(&text, 64), Scan::Ours(P));
+    }
+
+    #[test]
+    fn a_header_longer_than_the_size_is_sent_whole() {
+        let sent = line(4);
+        let Ok(Some(ClientMsg::Group { text })) = parse_client_line(&sent) else {
+            panic!("not a group line");
+        };
+        assert_eq!(text, "s3:19999:1234567890:");
+        assert_eq!(payload_of_text(&text, 4), Scan::Ours(P));
+    }
+
+    #[test]
+    fn finds_our_payload_in_the_servers_line_in_any_field_order() {
+        let s = Scanner::default();
+        let server = relayed(&line(64));
+        let server = &server[..server.len() - 1];
+        assert_eq!(s.payload(server, 64), Scan::Ours(P));
+        let text = format!("s3:19999:1234567890:{}", "x".repeat(44));
+        let reordered = format!(r#"{{"ts":1,"text":"{text}","from":"s3","type":"group"}}"#);
+        assert_eq!(s.payload(reordered.as_bytes(), 64), Scan::Ours(P));
+    }
+
+    #[test]
+    fn a_changed_length_is_mangled() {
+        let s = Scanner::default();
+        let short = format!(
+            r#"{{"type":"group","from":"s3","text":"s3:19999:1234567890:{}","ts":1}}"#,
+            "x".repeat(43)
+        );
+        assert_eq!(s.payload(short.as_bytes(), 64), Scan::Mangled);
+        assert_eq!(payload_of_text("s3:19999:1:xx", 64), Scan::Mangled);
+    }
+
+    #[test]
+    fn other_lines_go_to_the_decoder() {
+        let s = Scanner::default();
+        for other in [
+            r#"{"type":"group","from":"bob","text":"see you","ts":1}"#,
+            r#"{"type":"group","from":"bob","text":"s1:2:x","ts":1}"#,
+            r#"{"type":"group","from":"bob","text":"s:1:2:3:","ts":1}"#,
+            r#"{"type":"private","from":"b","to":"a","text":"s1:2:3:","ts":1}"#,
+            r#"{"type":"group","from":"b","text":"s99999999999999999999999:1:2:","ts":1}"#,
+            r#"{"type":"join","id":4,"nick":"guest4","ts":1}"#,
+            r#"{"type": "group", "text": "s1:2:3:"}"#,
+            "",
+            "\"text\":\"",
+        ] {
+            assert_eq!(s.payload(other.as_bytes(), 6), Scan::Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn kind_reads_the_type() {
+        let s = Scanner::default();
+        let kind = |l: &'static str| s.kind(l.as_bytes());
+        assert_eq!(
+            kind(r#"{"type":"join","id":4,"nick":"guest4","ts":1}"#),
+            Some(&b"join"[..])
+        );
+        assert_eq!(kind(r#"{"id":4,"type":"pong"}"#), Some(&b"pong"[..]));
+        assert_eq!(kind(r#"{"type": "pong"}"#), None);
+        assert_eq!(kind(r#"{"type":"po"#), None);
+    }
+}
