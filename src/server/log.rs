@@ -115,6 +115,22 @@ impl EventLog {
         }
     }
 
+    /// Opens the log file again by its name (after `logrotate` moved it);
+    /// on failure the old file is kept and the reason goes to stderr.
+    pub fn reopen(&mut self) {
+        self.flush_json();
+        let Some((file, path)) = &mut self.file else {
+            return;
+        };
+        match OpenOptions::new().create(true).append(true).open(&*path) {
+            Ok(new) => *file = new,
+            Err(e) => eprintln!(
+                "chat server: cannot reopen log {}: {e}; still writing to the old file",
+                path.display()
+            ),
+        }
+    }
+
     fn record(&mut self, record: &Record<'_>) {
         if self.file.is_some() {
             let _ = serde_json::to_writer(&mut self.json, record);
@@ -131,6 +147,10 @@ impl EventLog {
                 human.clear();
             }
         }
+        self.flush_json();
+    }
+
+    fn flush_json(&mut self) {
         if let Some((file, path)) = &mut self.file {
             if !self.json.is_empty() {
                 if let Err(e) = file.write_all(&self.json) {
