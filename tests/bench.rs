@@ -1,0 +1,268 @@
+//! `chat bench`: a small fan-out against the real server accounts for every
+//! delivery; idle reports the server's memory per connection; and a server
+//! that loses or duplicates a message makes the bench fail.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{Server, chat};
+use serde_json::{Value, json};
+
+fn run(args: &[&str]) -> Output {
+    chat()
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run chat bench")
+}
+
+/// The JSON report on stdout, with both streams shown on failure.
+fn report(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn fanout_accounts_for_every_delivery() {
+    let server = Server::start(&["--rate", "0"]);
+    let addr = server.addr.to_string();
+    let pid = server.pid().to_string();
+    let out = run(&[
+        "fanout",
+        "--server",
+        &addr,
+        "-r",
+        "5",
+        "-s",
+        "2",
+        "-n",
+        "200",
+        "-p",
+        "80",
+        "--json",
+        "--server-pid",
+        &pid,
+    ]);
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "{r}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["mode"], "fanout");
+    assert_eq!(r["expected"], 5 * 2 * 200, "{r}");
+    assert_eq!(r["received"], r["expected"], "{r}");
+    for zero in ["missing", "out_of_order", "corrupt"] {
+        assert_eq!(r[zero], 0, "{zero}: {r}");
+    }
+    assert_eq!(r["lost"], "none");
+    assert!(r["deliveries_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    let (p50, max) = (r["latency_p50_ms"].as_f64(), r["latency_max_ms"].as_f64());
+    assert!(p50.unwrap() > 0.0 && p50 <= max, "{r}");
+    assert!(r["server_cpu_s"].is_number(), "{r}");
+}
+
+#[test]
+fn fanout_prints_a_table_without_json() {
+    let server = Server::start(&[]);
+    let out = run(&[
+        "fanout",
+        "--server",
+        &server.addr.to_string(),
+        "-r",
+        "2",
+        "-s",
+        "1",
+        "-n",
+        "10",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("chat bench fanout: 2 receivers, 1 senders"),
+        "{table}"
+    );
+    for row in [
+        "deliveries expected",
+        "deliveries received",
+        "latency p99.9",
+        "missing",
+    ] {
+        assert!(table.contains(row), "no {row:?} in\n{table}");
+    }
+}
+
+#[test]
+fn idle_reports_memory_per_connection_and_ping_time() {
+    let server = Server::start(&[]);
+    let pid = server.pid().to_string();
+    let out = run(&[
+        "idle",
+        "--server",
+        &server.addr.to_string(),
+        "-c",
+        "200",
+        "--server-pid",
+        &pid,
+        "--hold",
+        "0s",
+        "--json",
+    ]);
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "{r}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["conns"], 200);
+    assert!(r["rss_per_conn_bytes"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(
+        r["rss_after_kib"].as_f64().unwrap() > r["rss_before_kib"].as_f64().unwrap(),
+        "{r}"
+    );
+    assert_eq!(r["pings"], 100, "{r}");
+    assert!(r["ping_p50_ms"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
+fn more_connections_than_descriptors_is_refused_up_front() {
+    let out = run(&["idle", "--server", "127.0.0.1:9", "-c", "100000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("open-file limit"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// What the fake server does wrong with the fourth group message.
+#[derive(Clone, Copy)]
+enum Fault {
+    Drop,
+    Duplicate,
+}
+
+/// A chat server just good enough for the bench's setup (welcome, nick,
+/// pong), relaying group messages to everyone else, with one fault.
+fn faulty_server(fault: Fault) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clients: Arc<Mutex<Vec<(u64, TcpStream)>>> = Arc::default();
+    let groups = Arc::new(AtomicU64::new(0));
+    std::thread::spawn(move || {
+        for (id, stream) in (1..).zip(listener.incoming()) {
+            let Ok(mut stream) = stream else { return };
+            let welcome = json!({"type": "welcome", "id": id, "nick": format!("guest{id}"),
+                                 "text": "hi", "users": 1});
+            writeln!(stream, "{welcome}").unwrap();
+            clients
+                .lock()
+                .unwrap()
+                .push((id, stream.try_clone().unwrap()));
+            let (clients, groups) = (clients.clone(), groups.clone());
+            std::thread::spawn(move || serve(id, stream, fault, &clients, &groups));
+        }
+    });
+    addr
+}
+
+fn serve(
+    id: u64,
+    mut stream: TcpStream,
+    fault: Fault,
+    clients: &Mutex<Vec<(u64, TcpStream)>>,
+    groups: &AtomicU64,
+) {
+    let mut nick = format!("guest{id}");
+    for line in BufReader::new(stream.try_clone().unwrap()).lines() {
+        let Ok(line) = line else { return };
+        let msg: Value = serde_json::from_str(&line).unwrap_or_default();
+        match msg["type"].as_str() {
+            Some("nick") => {
+                let new = msg["nick"].as_str().unwrap_or_default().to_string();
+                let answer = json!({"type": "nick", "id": id, "old": nick, "new": new, "ts": 0});
+                writeln!(stream, "{answer}").unwrap();
+                nick = new;
+            }
+            Some("ping") => writeln!(stream, "{}", json!({"type": "pong"})).unwrap(),
+            Some("group") => {
+                let copies = match (groups.fetch_add(1, Ordering::SeqCst), fault) {
+                    (3, Fault::Drop) => 0,
+                    (3, Fault::Duplicate) => 2,
+                    _ => 1,
+                };
+                let relay = json!({"type": "group", "from": nick, "text": msg["text"], "ts": 0});
+                for (other, s) in clients.lock().unwrap().iter_mut() {
+                    for _ in 0..copies {
+                        if *other != id {
+                            let _ = writeln!(s, "{relay}");
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_lost_message_fails_the_run() {
+    let addr = faulty_server(Fault::Drop).to_string();
+    let out = run(&[
+        "fanout",
+        "--server",
+        &addr,
+        "-r",
+        "3",
+        "-s",
+        "2",
+        "-n",
+        "20",
+        "--json",
+        "--timeout",
+        "1s",
+    ]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    assert_eq!(r["missing"], 3, "one message, to three receivers: {r}");
+    assert_eq!(r["received"], 3 * 2 * 20 - 3, "{r}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 of 120 deliveries missing"), "{err}");
+}
+
+#[test]
+fn a_duplicated_message_fails_the_run() {
+    let addr = faulty_server(Fault::Duplicate).to_string();
+    let out = run(&[
+        "fanout",
+        "--server",
+        &addr,
+        "-r",
+        "3",
+        "-s",
+        "2",
+        "-n",
+        "20",
+        "--json",
+        "--timeout",
+        "5s",
+    ]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    assert_eq!(r["out_of_order"], 3, "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 duplicated or reordered"), "{err}");
+}
