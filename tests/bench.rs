@@ -152,14 +152,19 @@ fn more_connections_than_descriptors_is_refused_up_front() {
 enum Fault {
     Drop,
     Duplicate,
+    /// Disconnects receiver `r1` as slow instead of relaying it.
+    DisconnectSlow,
 }
+
+/// The fake server's connections: id, nickname, socket.
+type Clients = Mutex<Vec<(u64, String, TcpStream)>>;
 
 /// A chat server just good enough for the bench's setup (welcome, nick,
 /// pong), relaying group messages to everyone else, with one fault.
 fn faulty_server(fault: Fault) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let clients: Arc<Mutex<Vec<(u64, TcpStream)>>> = Arc::default();
+    let clients: Arc<Clients> = Arc::default();
     let groups = Arc::new(AtomicU64::new(0));
     std::thread::spawn(move || {
         for (id, stream) in (1..).zip(listener.incoming()) {
@@ -167,10 +172,9 @@ fn faulty_server(fault: Fault) -> SocketAddr {
             let welcome = json!({"type": "welcome", "id": id, "nick": format!("guest{id}"),
                                  "text": "hi", "users": 1});
             writeln!(stream, "{welcome}").unwrap();
-            clients
-                .lock()
-                .unwrap()
-                .push((id, stream.try_clone().unwrap()));
+            let nick = format!("guest{id}");
+            let clone = stream.try_clone().unwrap();
+            clients.lock().unwrap().push((id, nick, clone));
             let (clients, groups) = (clients.clone(), groups.clone());
             std::thread::spawn(move || serve(id, stream, fault, &clients, &groups));
         }
@@ -178,13 +182,7 @@ fn faulty_server(fault: Fault) -> SocketAddr {
     addr
 }
 
-fn serve(
-    id: u64,
-    mut stream: TcpStream,
-    fault: Fault,
-    clients: &Mutex<Vec<(u64, TcpStream)>>,
-    groups: &AtomicU64,
-) {
+fn serve(id: u64, mut stream: TcpStream, fault: Fault, clients: &Clients, groups: &AtomicU64) {
     let mut nick = format!("guest{id}");
     for line in BufReader::new(stream.try_clone().unwrap()).lines() {
         let Ok(line) = line else { return };
@@ -194,6 +192,11 @@ fn serve(
                 let new = msg["nick"].as_str().unwrap_or_default().to_string();
                 let answer = json!({"type": "nick", "id": id, "old": nick, "new": new, "ts": 0});
                 writeln!(stream, "{answer}").unwrap();
+                for (other, name, _) in clients.lock().unwrap().iter_mut() {
+                    if *other == id {
+                        name.clone_from(&new);
+                    }
+                }
                 nick = new;
             }
             Some("ping") => writeln!(stream, "{}", json!({"type": "pong"})).unwrap(),
@@ -201,10 +204,14 @@ fn serve(
                 let copies = match (groups.fetch_add(1, Ordering::SeqCst), fault) {
                     (3, Fault::Drop) => 0,
                     (3, Fault::Duplicate) => 2,
+                    (3, Fault::DisconnectSlow) => {
+                        disconnect_slow(clients, "r1");
+                        1
+                    }
                     _ => 1,
                 };
                 let relay = json!({"type": "group", "from": nick, "text": msg["text"], "ts": 0});
-                for (other, s) in clients.lock().unwrap().iter_mut() {
+                for (other, _, s) in clients.lock().unwrap().iter_mut() {
                     for _ in 0..copies {
                         if *other != id {
                             let _ = writeln!(s, "{relay}");
@@ -215,6 +222,20 @@ fn serve(
             _ => {}
         }
     }
+}
+
+/// Closes `victim`'s connection and tells everyone else it was slow.
+fn disconnect_slow(clients: &Clients, victim: &str) {
+    let mut clients = clients.lock().unwrap();
+    let leave = json!({"type": "leave", "id": 0, "nick": victim, "reason": "slow", "ts": 0});
+    clients.retain_mut(|(_, nick, s)| {
+        if nick == victim {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+            return false;
+        }
+        let _ = writeln!(s, "{leave}");
+        true
+    });
 }
 
 #[test]
@@ -265,4 +286,37 @@ fn a_duplicated_message_fails_the_run() {
     assert_eq!(r["missing"], 0, "{r}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 duplicated or reordered"), "{err}");
+}
+
+#[test]
+fn a_receiver_disconnected_as_slow_fails_the_run() {
+    let addr = faulty_server(Fault::DisconnectSlow).to_string();
+    let out = run(&[
+        "fanout",
+        "--server",
+        &addr,
+        "-r",
+        "3",
+        "-s",
+        "2",
+        "-n",
+        "20",
+        "--json",
+        "--timeout",
+        "5s",
+    ]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    assert_eq!(r["lost"], "r1 (disconnected as slow)", "{r}");
+    let missing = r["missing"].as_u64().unwrap();
+    assert!(
+        missing > 0 && missing <= 40,
+        "r1 missed some of its 40: {r}"
+    );
+    assert_eq!(r["received"].as_u64().unwrap() + missing, 120, "{r}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the server dropped r1 (disconnected as slow)"),
+        "{err}"
+    );
 }
