@@ -22,7 +22,10 @@ pub enum Command<'a> {
     /// A blank line: nothing to do.
     Nothing,
     Say(&'a str),
-    Msg { to: &'a str, text: &'a str },
+    Msg {
+        to: &'a str,
+        text: &'a str,
+    },
     Nick(&'a str),
     Who,
     Quit(Option<&'a str>),
@@ -117,7 +120,10 @@ mod tests {
         assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/quit"), Command::Quit(None));
         assert_eq!(parse("/quit  "), Command::Quit(None));
-        assert_eq!(parse("/quit gone fishing"), Command::Quit(Some("gone fishing")));
+        assert_eq!(
+            parse("/quit gone fishing"),
+            Command::Quit(Some("gone fishing"))
+        );
         assert_eq!(parse("/help"), Command::Help);
     }
 

@@ -41,7 +41,8 @@ pub fn candidates(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<Pair>
     let found = nicks
         .iter()
         .filter(|n| {
-            n.len() >= word.len() && n.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+            n.len() >= word.len()
+                && n.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
         })
         .map(|n| Pair {
             display: n.clone(),
@@ -90,14 +91,20 @@ mod tests {
     #[test]
     fn commands_at_the_start() {
         assert_eq!(replacements("/n", &[]), (0, vec!["/nick ".to_owned()]));
-        assert_eq!(replacements("/m", &[]), (0, vec!["/msg ".to_owned(), "/m ".to_owned()]));
+        assert_eq!(
+            replacements("/m", &[]),
+            (0, vec!["/msg ".to_owned(), "/m ".to_owned()])
+        );
         assert_eq!(replacements("/zz", &[]).1, Vec::<String>::new());
     }
 
     #[test]
     fn nicknames_anywhere_in_any_case() {
         let nicks = ["alice", "Albert", "bob"];
-        assert_eq!(replacements("al", &nicks), (0, vec!["alice: ".to_owned(), "Albert: ".to_owned()]));
+        assert_eq!(
+            replacements("al", &nicks),
+            (0, vec!["alice: ".to_owned(), "Albert: ".to_owned()])
+        );
         assert_eq!(replacements("/msg B", &nicks), (5, vec!["bob ".to_owned()]));
         assert_eq!(replacements("hi a", &nicks).1, ["alice ", "Albert "]);
         assert_eq!(replacements("hi z", &nicks).1, Vec::<String>::new());

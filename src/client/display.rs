@@ -39,7 +39,12 @@ impl Record {
         match chars.next()? {
             'p' => Some(Record::Print(chars.as_str().to_owned())),
             'u' => Some(Record::Users(
-                chars.as_str().split(' ').filter(|n| !n.is_empty()).map(str::to_owned).collect(),
+                chars
+                    .as_str()
+                    .split(' ')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             )),
             _ => None,
         }
@@ -125,7 +130,7 @@ impl Screen {
 
     /// The child is gone: what it did not take is printed here, and from now
     /// on lines go to stdout. Returns the pipe, for the caller to deregister.
-    pub fn to_direct(&mut self, json: bool) -> Option<Sender> {
+    pub fn switch_to_stdout(&mut self, json: bool) -> Option<Sender> {
         let direct = Screen::Direct {
             json,
             closed: false,

@@ -12,7 +12,11 @@ pub const MAX_LINES: usize = 1000;
 /// `--history FILE`, else `$XDG_DATA_HOME/chat/history`, else
 /// `$HOME/.local/share/chat/history`; `None` when there is no home at all.
 /// Relative `XDG_DATA_HOME` values are ignored, as the XDG spec says.
-pub fn path(given: Option<&Path>, xdg_data_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
+pub fn path(
+    given: Option<&Path>,
+    xdg_data_home: Option<&str>,
+    home: Option<&str>,
+) -> Option<PathBuf> {
     if let Some(given) = given {
         return Some(given.to_owned());
     }
@@ -45,7 +49,10 @@ mod tests {
     #[test]
     fn the_option_then_xdg_then_home() {
         let given = Path::new("/tmp/h");
-        assert_eq!(path(Some(given), Some("/x"), Some("/home/u")).unwrap(), given);
+        assert_eq!(
+            path(Some(given), Some("/x"), Some("/home/u")).unwrap(),
+            given
+        );
         assert_eq!(
             path(None, Some("/x"), Some("/home/u")).unwrap(),
             Path::new("/x/chat/history")

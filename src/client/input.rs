@@ -153,7 +153,8 @@ fn edit_lines(
         let mut stdout = io::stdout().lock();
         if !gate.raced() {
             let cols = rl.dimensions().map_or(80, |(cols, _)| usize::from(cols));
-            let _ = stdout.write_all(printer::erase(printer::rows_used(PROMPT, &line, cols)).as_bytes());
+            let _ = stdout
+                .write_all(printer::erase(printer::rows_used(PROMPT, &line, cols)).as_bytes());
         }
         if !line.trim().is_empty() {
             let _ = rl.add_history_entry(line.as_str());

@@ -64,7 +64,10 @@ pub fn run(args: &ClientArgs) -> Outcome {
     let interactive = io::stdin().is_terminal()
         && io::stdout().is_terminal()
         && term_can_edit(std::env::var("TERM").ok().as_deref());
-    let style = style(interactive, std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
+    let style = style(
+        interactive,
+        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    );
     let history = if interactive {
         history::path(
             args.history.as_deref(),
@@ -81,7 +84,9 @@ pub fn run(args: &ClientArgs) -> Outcome {
     let setup = |e: nix::Error| Fail::runtime(format!("cannot set up the client: {e}"));
     let (input_rx, input_tx) = pipe2(OFlag::O_CLOEXEC).map_err(setup)?;
     let (display_rx, display_tx) = match interactive {
-        true => pipe2(OFlag::O_CLOEXEC).map(|(r, w)| (Some(r), Some(w))).map_err(setup)?,
+        true => pipe2(OFlag::O_CLOEXEC)
+            .map(|(r, w)| (Some(r), Some(w)))
+            .map_err(setup)?,
         false => (None, None),
     };
     let saved = terminal::save();
@@ -111,7 +116,9 @@ pub fn run(args: &ClientArgs) -> Outcome {
         Ok(pid) => pid,
         Err(e) => {
             let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
-            return Err(Fail::runtime(format!("cannot start the input process: {e}")));
+            return Err(Fail::runtime(format!(
+                "cannot start the input process: {e}"
+            )));
         }
     };
 

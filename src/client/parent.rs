@@ -54,9 +54,14 @@ enum Typed {
 enum Phase {
     Chatting,
     /// `quit` is sent; waiting for `bye`.
-    Quitting { until: Instant },
+    Quitting {
+        until: Instant,
+    },
     /// The session is over; waiting for the child to finish and go.
-    Closing { until: Instant, outcome: Outcome },
+    Closing {
+        until: Instant,
+        outcome: Outcome,
+    },
 }
 
 pub struct Parent {
@@ -135,7 +140,9 @@ impl Parent {
             if let Some(outcome) = self.finished() {
                 return outcome;
             }
-            let timeout = self.deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     self.close(Err(Fail::runtime(format!("cannot wait for events: {e}"))));
@@ -293,7 +300,8 @@ impl Parent {
             let mut effects = Vec::new();
             match typed {
                 Typed::Line(line) => {
-                    self.session.command(commands::parse(&line), &time, &mut effects);
+                    self.session
+                        .command(commands::parse(&line), &time, &mut effects);
                 }
                 Typed::TooLong => {
                     let why = "that line is too long; nothing was sent";
@@ -364,7 +372,12 @@ impl Parent {
             } else {
                 Interest::READABLE
             };
-            if self.poll.registry().reregister(&mut peer.stream, SERVER, interest).is_ok() {
+            if self
+                .poll
+                .registry()
+                .reregister(&mut peer.stream, SERVER, interest)
+                .is_ok()
+            {
                 self.peer_writable = want;
             }
         }
@@ -394,7 +407,7 @@ impl Parent {
     /// The child's screen is no longer usable (it exited): what it did not
     /// take is printed here, and from now on lines go to stdout.
     fn drop_child_screen(&mut self) {
-        if let Some(mut pipe) = self.screen.to_direct(self.json) {
+        if let Some(mut pipe) = self.screen.switch_to_stdout(self.json) {
             let _ = self.poll.registry().deregister(&mut pipe);
         }
     }

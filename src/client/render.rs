@@ -199,10 +199,19 @@ mod tests {
     fn plain_lines() {
         let t = "12:00:01";
         assert_eq!(PLAIN.group(t, "alice", "hi", "bob"), "12:00:01 <alice> hi");
-        assert_eq!(PLAIN.private_in(t, "alice", "psst", "bob"), "12:00:01 *alice* psst");
-        assert_eq!(PLAIN.private_out(t, "bob", "psst"), "12:00:01 -> *bob* psst");
+        assert_eq!(
+            PLAIN.private_in(t, "alice", "psst", "bob"),
+            "12:00:01 *alice* psst"
+        );
+        assert_eq!(
+            PLAIN.private_out(t, "bob", "psst"),
+            "12:00:01 -> *bob* psst"
+        );
         assert_eq!(PLAIN.notice(t, "carol joined"), "12:00:01 -- carol joined");
-        assert_eq!(PLAIN.error(t, "no user named zed"), "12:00:01 !! no user named zed");
+        assert_eq!(
+            PLAIN.error(t, "no user named zed"),
+            "12:00:01 !! no user named zed"
+        );
     }
 
     #[test]
@@ -225,7 +234,10 @@ mod tests {
     #[test]
     fn colours_are_per_nick_and_stable() {
         let a = COLOUR.group("t", "alice", "hi", "me");
-        assert!(a.contains(&format!("\x1b[{}malice\x1b[0m", nick_colour("alice"))), "{a:?}");
+        assert!(
+            a.contains(&format!("\x1b[{}malice\x1b[0m", nick_colour("alice"))),
+            "{a:?}"
+        );
         assert_eq!(nick_colour("Alice"), nick_colour("alice"));
         let distinct: std::collections::HashSet<u8> = ["alice", "bob", "carol", "dave", "erin"]
             .iter()
@@ -249,7 +261,10 @@ mod tests {
     #[test]
     fn mentions_are_highlighted_unless_our_own() {
         let line = COLOUR.group("t", "alice", "hi bob", "bob");
-        assert!(line.contains(&format!("{MENTION}hi bob{RESET}")), "{line:?}");
+        assert!(
+            line.contains(&format!("{MENTION}hi bob{RESET}")),
+            "{line:?}"
+        );
         let own = COLOUR.group("t", "bob", "i am bob", "bob");
         assert!(!own.contains(MENTION), "{own:?}");
         let bold = Renderer { style: Style::Bold }.group("t", "alice", "hi bob", "bob");

@@ -3,7 +3,9 @@
 //! lines and carries out the [`Effect`]s, so everything here is tested
 //! without sockets or terminals.
 
-use crate::wire::{ByeReason, ClientMsg, ErrorCode, LeaveReason, ServerMsg, check_nick, client_line};
+use crate::wire::{
+    ByeReason, ClientMsg, ErrorCode, LeaveReason, ServerMsg, check_nick, client_line,
+};
 
 use super::commands::{Command, HELP};
 use super::render::{Renderer, json_line};
@@ -275,7 +277,10 @@ mod tests {
             ]
         );
         assert!(!s.ready(), "typed lines must wait for the nick answer");
-        let out = feed(&mut s, r#"{"type":"nick","id":3,"old":"guest3","new":"carol","ts":1}"#);
+        let out = feed(
+            &mut s,
+            r#"{"type":"nick","id":3,"old":"guest3","new":"carol","ts":1}"#,
+        );
         assert_eq!(out[1], show("12:00:00 -- you are now known as carol"));
         assert!(s.ready());
         assert_eq!(s.room.nick, "carol");
@@ -289,7 +294,10 @@ mod tests {
             &mut s,
             r#"{"type":"error","code":"nick_in_use","message":"alice is taken"}"#,
         );
-        assert_eq!(out, [show("12:00:00 !! alice is taken; you are still guest3")]);
+        assert_eq!(
+            out,
+            [show("12:00:00 !! alice is taken; you are still guest3")]
+        );
         assert!(s.ready());
     }
 
@@ -306,14 +314,38 @@ mod tests {
         let mut s = session(false, None, false);
         feed(&mut s, WELCOME);
         let cases = [
-            (r#"{"type":"join","id":4,"nick":"carol","ts":1}"#, "-- carol joined"),
-            (r#"{"type":"group","from":"alice","text":"hi","ts":1}"#, "<alice> hi"),
-            (r#"{"type":"private","from":"alice","to":"guest3","text":"psst","ts":1}"#, "*alice* psst"),
-            (r#"{"type":"nick","id":4,"old":"carol","new":"caz","ts":1}"#, "-- carol is now known as caz"),
-            (r#"{"type":"leave","id":4,"nick":"caz","reason":"quit","text":"bye","ts":1}"#, "-- caz left (quit: bye)"),
-            (r#"{"type":"leave","id":5,"nick":"dan","reason":"slow","ts":1}"#, "-- dan left (slow)"),
-            (r#"{"type":"error","code":"no_such_user","message":"no user named zed"}"#, "!! no user named zed"),
-            (r#"{"type":"who","users":[{"id":1,"nick":"alice","since":0},{"id":3,"nick":"guest3","since":0}]}"#, "-- 2 online: alice, guest3"),
+            (
+                r#"{"type":"join","id":4,"nick":"carol","ts":1}"#,
+                "-- carol joined",
+            ),
+            (
+                r#"{"type":"group","from":"alice","text":"hi","ts":1}"#,
+                "<alice> hi",
+            ),
+            (
+                r#"{"type":"private","from":"alice","to":"guest3","text":"psst","ts":1}"#,
+                "*alice* psst",
+            ),
+            (
+                r#"{"type":"nick","id":4,"old":"carol","new":"caz","ts":1}"#,
+                "-- carol is now known as caz",
+            ),
+            (
+                r#"{"type":"leave","id":4,"nick":"caz","reason":"quit","text":"bye","ts":1}"#,
+                "-- caz left (quit: bye)",
+            ),
+            (
+                r#"{"type":"leave","id":5,"nick":"dan","reason":"slow","ts":1}"#,
+                "-- dan left (slow)",
+            ),
+            (
+                r#"{"type":"error","code":"no_such_user","message":"no user named zed"}"#,
+                "!! no user named zed",
+            ),
+            (
+                r#"{"type":"who","users":[{"id":1,"nick":"alice","since":0},{"id":3,"nick":"guest3","since":0}]}"#,
+                "-- 2 online: alice, guest3",
+            ),
         ];
         for (line, want) in cases {
             let shown: Vec<_> = feed(&mut s, line)
@@ -344,8 +376,13 @@ mod tests {
             [Effect::Bye(ByeReason::Shutdown)]
         );
         let out = feed(&mut s, "\x1b[2J not json");
-        let [Effect::Show(line)] = &out[..] else { panic!("{out:?}") };
-        assert!(line.contains("!! unreadable line from the server"), "{line}");
+        let [Effect::Show(line)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert!(
+            line.contains("!! unreadable line from the server"),
+            "{line}"
+        );
         assert!(!line.contains('\x1b'), "{line:?}");
     }
 
@@ -353,9 +390,15 @@ mod tests {
     fn json_mode_shows_raw_lines_and_notes_the_rest() {
         let mut s = session(true, Some("carol"), false);
         let out = feed(&mut s, WELCOME);
-        assert_eq!(out, [show(WELCOME), send(r#"{"nick":"carol","type":"nick"}"#)]);
+        assert_eq!(
+            out,
+            [show(WELCOME), send(r#"{"nick":"carol","type":"nick"}"#)]
+        );
         assert!(matches!(&feed(&mut s, "nope")[..], [Effect::Note(_)]));
-        assert_eq!(typed(&mut s, "hi"), [send(r#"{"text":"hi","type":"group"}"#)]);
+        assert_eq!(
+            typed(&mut s, "hi"),
+            [send(r#"{"text":"hi","type":"group"}"#)]
+        );
         assert!(matches!(&typed(&mut s, "/frob")[..], [Effect::Note(_)]));
     }
 
@@ -365,11 +408,17 @@ mod tests {
         feed(&mut s, WELCOME);
         assert_eq!(
             typed(&mut s, "hello"),
-            [send(r#"{"text":"hello","type":"group"}"#), show("12:00:00 <guest3> hello")]
+            [
+                send(r#"{"text":"hello","type":"group"}"#),
+                show("12:00:00 <guest3> hello")
+            ]
         );
         assert_eq!(
             typed(&mut s, "//slash"),
-            [send(r#"{"text":"/slash","type":"group"}"#), show("12:00:00 <guest3> /slash")]
+            [
+                send(r#"{"text":"/slash","type":"group"}"#),
+                show("12:00:00 <guest3> /slash")
+            ]
         );
         assert_eq!(
             typed(&mut s, "/msg bob psst"),
@@ -378,13 +427,19 @@ mod tests {
                 show("12:00:00 -> *bob* psst")
             ]
         );
-        assert_eq!(typed(&mut s, "/nick caz"), [send(r#"{"nick":"caz","type":"nick"}"#)]);
+        assert_eq!(
+            typed(&mut s, "/nick caz"),
+            [send(r#"{"nick":"caz","type":"nick"}"#)]
+        );
         assert_eq!(typed(&mut s, "/who"), [send(r#"{"type":"who"}"#)]);
         assert_eq!(
             typed(&mut s, "/quit gone"),
             [send(r#"{"text":"gone","type":"quit"}"#), Effect::Quitting]
         );
-        assert_eq!(typed(&mut s, "/quit"), [send(r#"{"type":"quit"}"#), Effect::Quitting]);
+        assert_eq!(
+            typed(&mut s, "/quit"),
+            [send(r#"{"type":"quit"}"#), Effect::Quitting]
+        );
         assert_eq!(typed(&mut s, "   "), []);
     }
 
@@ -399,6 +454,10 @@ mod tests {
                 "{line}: {out:?}"
             );
         }
-        assert!(typed(&mut s, "/help").iter().all(|e| matches!(e, Effect::Note(_))));
+        assert!(
+            typed(&mut s, "/help")
+                .iter()
+                .all(|e| matches!(e, Effect::Note(_)))
+        );
     }
 }
