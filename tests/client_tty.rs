@@ -24,7 +24,9 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(server: &Server, args: &[&str], env: &[(&str, &str)]) -> Tmux {
+    /// A directory for the tmux server's socket, configuration, the
+    /// history file and the shell's reports; no client yet.
+    fn new() -> Tmux {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("chat-tty-{}-{n}", std::process::id()));
@@ -35,14 +37,20 @@ impl Tmux {
             "set -g remain-on-exit on\nset -g status off\nset -g history-limit 0\n",
         )
         .unwrap();
-        let tmux = Tmux { dir };
+        Tmux { dir }
+    }
+
+    fn start(server: &Server, args: &[&str], env: &[(&str, &str)]) -> Tmux {
+        let tmux = Tmux::new();
         tmux.start_client(server, args, env);
         tmux
     }
 
     /// Runs the client (again) in a fresh pane of this tmux server.
     fn start_client(&self, server: &Server, args: &[&str], env: &[(&str, &str)]) {
-        let _ = std::fs::remove_file(self.path("status"));
+        for report in ["status", "before", "after"] {
+            let _ = std::fs::remove_file(self.path(report));
+        }
         let mut script = String::from("stty -g > before; ");
         for (key, value) in env {
             script.push_str(&format!("{key}='{value}' "));
@@ -384,23 +392,29 @@ fn colours_per_nick_unless_no_color() {
 }
 
 #[test]
-fn history_is_recalled_after_a_restart() {
+fn history_is_recalled_after_a_restart_bounded_and_private() {
     let server = Server::start(&[]);
-    let tmux = Tmux::start(&server, &[], &[]);
+    let tmux = Tmux::new();
+    // A history longer than the bound, readable by all: the client keeps
+    // the newest 1000 lines and makes the file private.
+    let history = tmux.path("history");
+    let old: String = (1..=1100).map(|i| format!("old line {i}\n")).collect();
+    std::fs::write(&history, format!("#V2\n{old}")).unwrap();
+    std::fs::set_permissions(&history, std::fs::Permissions::from_mode(0o644)).unwrap();
+    tmux.start_client(&server, &[], &[]);
     tmux.wait_for("the prompt", |s| last_line(s) == ">");
     tmux.type_line("remember me");
     tmux.wait_for_text("remember me");
     tmux.key("C-d");
     assert_eq!(tmux.exit_status(), 0);
     assert!(tmux.terminal_restored());
-    let history = tmux.path("history");
     let mode = std::fs::metadata(&history).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "history file mode");
-    assert!(
-        std::fs::read_to_string(&history)
-            .unwrap()
-            .contains("remember me")
-    );
+    let kept = std::fs::read_to_string(&history).unwrap();
+    let entries: Vec<&str> = kept.lines().skip(1).collect();
+    assert_eq!(entries.len(), 1000);
+    assert_eq!(entries.first(), Some(&"old line 102"));
+    assert_eq!(entries.last(), Some(&"remember me"));
 
     tmux.tmux(&["kill-server"]);
     tmux.start_client(&server, &[], &[]);

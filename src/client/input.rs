@@ -118,10 +118,18 @@ fn edit_lines(
         Ok(rl) => rl,
         Err(e) => fail(&format!("cannot edit lines on this terminal: {e}")),
     };
-    rl.bind_sequence(
+    // Every key that accepts the line (Enter, Ctrl-J, Ctrl-M) closes the
+    // gate first.
+    for key in [
         KeyEvent(KeyCode::Enter, Modifiers::NONE),
-        EventHandler::Conditional(Box::new(CloseOnEnter(gate.clone()))),
-    );
+        KeyEvent::ctrl('J'),
+        KeyEvent::ctrl('M'),
+    ] {
+        rl.bind_sequence(
+            key,
+            EventHandler::Conditional(Box::new(CloseOnEnter(gate.clone()))),
+        );
+    }
     let mut history = history.filter(|path| match history::prepare(path) {
         Ok(()) => true,
         Err(e) => {
