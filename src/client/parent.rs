@@ -154,18 +154,35 @@ impl Parent {
     /// One turn: every source, until it would block.
     fn service(&mut self) {
         self.read_signals();
-        self.read_server();
-        self.read_input();
-        self.run_waiting_lines();
-        self.flush_server();
-        if self.screen.flush().is_err() {
-            // The child is gone; the end of its input pipe follows.
-            self.drop_child_screen();
+        loop {
+            self.flush_screen();
+            let paused = self.read_server();
+            loop {
+                let stalled = self.read_input();
+                self.run_waiting_lines();
+                if !(stalled && self.waiting.is_empty()) {
+                    break;
+                }
+            }
+            self.flush_server();
+            self.flush_screen();
+            // A read stopped at a limit that is lifted now: read again, since
+            // edge-triggered readiness will not tell twice.
+            if !(paused && self.screen.pending() <= MAX_QUEUE) {
+                break;
+            }
         }
         if self.screen.closed() && matches!(self.phase, Phase::Chatting) {
             self.end_input();
         }
         self.check_deadlines();
+    }
+
+    fn flush_screen(&mut self) {
+        if self.screen.flush().is_err() {
+            // The child is gone; the end of its input pipe follows.
+            self.drop_child_screen();
+        }
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -202,11 +219,18 @@ impl Parent {
         }
     }
 
-    fn read_server(&mut self) {
-        if matches!(self.phase, Phase::Closing { .. }) || self.screen.pending() > MAX_QUEUE {
-            return;
+    /// Reads what the server sent; true when it did not, because the child
+    /// is behind on drawing.
+    fn read_server(&mut self) -> bool {
+        if self.screen.pending() > MAX_QUEUE {
+            return true;
         }
-        let Some(peer) = &mut self.peer else { return };
+        if matches!(self.phase, Phase::Closing { .. }) {
+            return false;
+        }
+        let Some(peer) = &mut self.peer else {
+            return false;
+        };
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut too_long = false;
         let status = peer.read_lines(|incoming| match incoming {
@@ -230,6 +254,7 @@ impl Parent {
             Ok(ReadStatus::Closed) => self.server_gone("the server closed the connection"),
             Err(e) => self.server_gone(&e.to_string()),
         }
+        false
     }
 
     fn server_gone(&mut self, why: &str) {
@@ -243,11 +268,15 @@ impl Parent {
         }
     }
 
-    fn read_input(&mut self) {
+    /// Reads what the child sent; true when it stopped early because too
+    /// many lines are waiting for the session to be ready.
+    fn read_input(&mut self) -> bool {
         if self.waiting.len() > MAX_WAITING_LINES {
-            return;
+            return true;
         }
-        let Some(input) = &mut self.input else { return };
+        let Some(input) = &mut self.input else {
+            return false;
+        };
         let mut buf = [0u8; 16 * 1024];
         let mut eof = false;
         loop {
@@ -283,6 +312,7 @@ impl Parent {
             self.drop_child_screen();
             self.input_ended = true;
         }
+        false
     }
 
     /// Typed lines run once the session is ready; the end of input then
