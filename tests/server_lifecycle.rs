@@ -184,8 +184,8 @@ fn the_log_file_gets_one_json_line_per_connect_nick_and_disconnect() {
     assert_eq!(gone_alice["addr"], addrs[0].as_str(), "{gone_alice}");
     assert_eq!(gone_alice["reason"], "quit", "{gone_alice}");
     assert!(
-        assert_int(gone_alice, "msgs_in") >= 3,
-        "nick, two groups: {gone_alice}"
+        assert_int(gone_alice, "msgs_in") >= 2,
+        "two groups at least: {gone_alice}"
     );
     assert_eq!(gone_bob["nick"], "bob", "{gone_bob}");
     assert_eq!(gone_bob["addr"], addrs[1].as_str(), "{gone_bob}");
