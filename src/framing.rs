@@ -62,13 +62,10 @@ impl LineReader {
                         on_frame(Frame::Line(&data[..i]))
                     } else {
                         self.partial.extend_from_slice(&data[..i]);
+                        // The buffer goes with the line: a connection between
+                        // lines holds no input memory.
                         let line = std::mem::take(&mut self.partial);
-                        let keep_going = on_frame(Frame::Line(&line));
-                        // Keep the allocation only for a connection that is
-                        // in the habit of splitting lines.
-                        self.partial = line;
-                        self.partial.clear();
-                        keep_going
+                        on_frame(Frame::Line(&line))
                     };
                     data = &data[i + 1..];
                     if !keep_going {
@@ -97,14 +94,6 @@ impl LineReader {
     pub fn pending(&self) -> usize {
         self.partial.len()
     }
-
-    /// Releases the buffer of an unfinished line's allocation when the
-    /// connection is idle between lines.
-    pub fn shrink(&mut self) {
-        if self.partial.is_empty() {
-            self.partial = Vec::new();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -130,7 +119,10 @@ mod tests {
 
     #[test]
     fn splits_coalesced_lines() {
-        assert_eq!(frames(100, &[b"a\nbb\r\n\nccc\n"]), ["a", "bb\r", "", "ccc"]);
+        assert_eq!(
+            frames(100, &[b"a\nbb\r\n\nccc\n"]),
+            ["a", "bb\r", "", "ccc"]
+        );
     }
 
     #[test]
