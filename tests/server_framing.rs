@@ -194,7 +194,7 @@ fn messages_from_one_sender_arrive_in_order_at_every_receiver() {
     let conns = room(&server, &["alice", "bob", "carol", "dave"]);
     let mut conns = conns.into_iter();
     let (mut alice, mut bob) = (conns.next().unwrap(), conns.next().unwrap());
-    let receivers: Vec<Conn> = conns.collect();
+    let mut receivers: Vec<Conn> = conns.collect();
 
     // Two senders flood at once, each in one back-to-back burst.
     let burst = |who: &str| -> Vec<u8> {
@@ -224,10 +224,11 @@ fn messages_from_one_sender_arrive_in_order_at_every_receiver() {
             assert_eq!(g["text"], format!("{from} {}", next[k]), "out of order");
             next[k] += 1;
         }
-        assert!(conn.sync().is_empty());
+        let extra = conn.sync();
+        assert!(extra.is_empty(), "more than was sent: {extra:?}");
     };
-    for mut r in receivers {
-        check(&mut r, &["alice", "bob"]);
+    for r in &mut receivers {
+        check(r, &["alice", "bob"]);
     }
     check(&mut alice, &["bob"]);
     check(&mut bob, &["alice"]);

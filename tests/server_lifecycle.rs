@@ -6,6 +6,7 @@ mod common;
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::{Conn, Server, TempDir, chat, output_within};
 use nix::sys::signal::Signal;
@@ -75,6 +76,28 @@ fn sigint_shuts_down_like_sigterm() {
     let mut alice = server.join("alice");
     let status = server.signal_and_wait(Signal::SIGINT);
     assert_eq!(status.code(), Some(0), "{status}");
+    assert_eq!(alice.recv(), json!({"type": "bye", "reason": "shutdown"}));
+    alice.expect_eof();
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_client_that_never_reads() {
+    let mut server = Server::start(&[]);
+    let mut alice = server.join("alice");
+    // Never reads: megabytes back up for it, in the kernel and the server.
+    let _stuck = std::net::TcpStream::connect(server.addr).unwrap();
+    alice.recv_type("join");
+    let line = format!("{}\n", json!({"type": "group", "text": "z".repeat(4000)}));
+    alice.send_raw(line.repeat(1500).as_bytes()); // 6 MB
+    alice.sync();
+    let start = Instant::now();
+    let status = server.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}; the grace period is about a second",
+        start.elapsed()
+    );
     assert_eq!(alice.recv(), json!({"type": "bye", "reason": "shutdown"}));
     alice.expect_eof();
 }

@@ -4,29 +4,39 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, Read};
+use std::net::TcpStream;
 
 use common::{Conn, Server, WAIT};
 use serde_json::{Value, json};
 
-/// A connection whose kernel receive buffer is as small as Linux allows, so
-/// that a client that never reads backs up into the server quickly.
-fn connect_with_small_receive_buffer(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream
+/// Group lines whose texts are "I PAD" for each I in RANGE, as one write.
+fn numbered_groups(range: std::ops::Range<usize>, pad: &str) -> Vec<u8> {
+    range
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"type": "group", "text": format!("{i} {pad}")})
+            )
+        })
+        .collect::<String>()
+        .into_bytes()
 }
 
 #[test]
 fn a_client_that_does_not_read_is_cut_off_as_slow_and_nobody_else_loses_anything() {
-    const PER_ROUND: usize = 64;
-    const MAX_ROUNDS: usize = 200; // 200 x 64 x ~1 KiB = 13 MB: far past any buffer
+    // Each round (~24 KiB out per receiver) stays well under the 64 KiB queue,
+    // so only a client that does not read can go over it.
+    const PER_ROUND: usize = 24;
+    const MAX_ROUNDS: usize = 500; // 500 x 24 x ~1 KiB = 12 MB: far past any buffer
     let server = Server::start(&["--max-queue", "64KiB"]);
     let mut alice = server.join("alice");
     let mut bob = server.join("bob");
-    let mut slow = connect_with_small_receive_buffer(server.addr);
+    alice.sync();
+    // It never reads; the kernel's buffers fill (megabytes on loopback),
+    // then its queue in the server.
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(WAIT)).unwrap();
     let slow_id = alice.recv_type("join")["id"].as_u64().unwrap();
     alice.sync();
     bob.sync();
@@ -37,15 +47,7 @@ fn a_client_that_does_not_read_is_cut_off_as_slow_and_nobody_else_loses_anything
     let mut groups = 0usize;
     let mut leave_seen_by_alice = None;
     for _ in 0..MAX_ROUNDS {
-        let burst: String = (sent..sent + PER_ROUND)
-            .map(|i| {
-                format!(
-                    "{}\n",
-                    json!({"type": "group", "text": format!("{i} {pad}")})
-                )
-            })
-            .collect();
-        alice.send_raw(burst.as_bytes());
+        alice.send_raw(&numbered_groups(sent..sent + PER_ROUND, &pad));
         sent += PER_ROUND;
         // Bob keeps up: he reads the whole round before the next is sent.
         while groups < sent {
@@ -87,7 +89,8 @@ fn a_client_that_does_not_read_is_cut_off_as_slow_and_nobody_else_loses_anything
     assert_eq!(next, sent);
     assert_eq!(bob_leave.as_ref(), Some(&leave), "bob saw {bob_leave:?}");
 
-    // The slow client finds its connection closed once it drains it.
+    // The slow client finds its connection closed once it has read what the
+    // kernel holds for it.
     let mut rest = Vec::new();
     match slow.read_to_end(&mut rest) {
         Ok(_) => {}
@@ -100,12 +103,53 @@ fn a_client_that_does_not_read_is_cut_off_as_slow_and_nobody_else_loses_anything
 }
 
 #[test]
+fn a_reader_that_keeps_up_is_not_cut_off_by_one_burst_larger_than_the_queue() {
+    // One write of ~96 KiB: the receiver's kernel buffers are empty and it
+    // reads all the time, so nothing need wait in the server beyond 64 KiB.
+    const BURST: usize = 96;
+    let server = Server::start(&["--max-queue", "64KiB"]);
+    let mut alice = server.join("alice");
+    let mut bob = server.join("bob");
+    alice.sync();
+    let pad = "p".repeat(1000);
+    let lines = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut lines = Vec::new();
+            while lines.len() < BURST {
+                let mut line = String::new();
+                if bob.reader.read_line(&mut line).unwrap() == 0 {
+                    break;
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        alice.send_raw(&numbered_groups(0..BURST, &pad));
+        reader.join().unwrap()
+    });
+    let texts: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].clone())
+        .collect();
+    let expected: Vec<Value> = (0..BURST).map(|i| json!(format!("{i} {pad}"))).collect();
+    assert!(
+        texts == expected,
+        "bob read all the time, yet got {} of {BURST} messages before the server closed him",
+        texts.iter().take_while(|t| t.is_string()).count()
+    );
+    let sender = alice.sync();
+    assert!(sender.is_empty(), "alice saw {sender:?}");
+    assert!(bob.sync().is_empty());
+}
+
+#[test]
 fn connections_beyond_max_clients_get_server_full_and_are_closed() {
     let server = Server::start(&["--max-clients", "2"]);
     let mut a = server.connect();
     assert_eq!(a.recv()["type"], "welcome");
     let mut b = server.connect();
     assert_eq!(b.recv()["type"], "welcome");
+    a.sync();
     b.sync();
 
     for _ in 0..2 {
