@@ -7,7 +7,7 @@ mod common;
 use std::io::{BufRead, Read};
 use std::net::TcpStream;
 
-use common::{Conn, Server, WAIT};
+use common::{Conn, Server, TempDir, WAIT};
 use serde_json::{Value, json};
 
 /// Group lines whose texts are "I PAD" for each I in RANGE, as one write.
@@ -29,7 +29,9 @@ fn a_client_that_does_not_read_is_cut_off_as_slow_and_nobody_else_loses_anything
     // so only a client that does not read can go over it.
     const PER_ROUND: usize = 24;
     const MAX_ROUNDS: usize = 500; // 500 x 24 x ~1 KiB = 12 MB: far past any buffer
-    let server = Server::start(&["--max-queue", "64KiB"]);
+    let log = TempDir::new("slowlog");
+    let log_path = log.path.join("chat.log");
+    let server = Server::start(&["--max-queue", "64KiB", "--log", log_path.to_str().unwrap()]);
     let mut alice = server.join("alice");
     let mut bob = server.join("bob");
     alice.sync();
@@ -97,9 +99,23 @@ fn a_client_that_does_not_read_is_cut_off_as_slow_and_nobody_else_loses_anything
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
 
-    // The room is still fine.
+    // The room is still fine, without the slow client.
     alice.send(&json!({"type": "group", "text": "still here"}));
     assert_eq!(bob.recv()["text"], "still here");
+    alice.send(&json!({"type": "who"}));
+    let who = alice.recv();
+    assert_eq!(who["users"].as_array().map(Vec::len), Some(2), "{who}");
+
+    // The log says why it went (flushed: the who round trip came after).
+    let log_text = std::fs::read_to_string(&log_path).unwrap();
+    let gone: Vec<Value> = log_text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "disconnect")
+        .collect();
+    assert_eq!(gone.len(), 1, "{log_text}");
+    assert_eq!(gone[0]["id"], slow_id, "{}", gone[0]);
+    assert_eq!(gone[0]["reason"], "slow", "{}", gone[0]);
 }
 
 #[test]
