@@ -20,6 +20,8 @@
 //! budget only moves the rest of a flood to the next turn, it never drops a
 //! readiness. A connection asks for WRITABLE only while it has bytes queued.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -29,13 +31,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use slab::Slab;
 
+use super::flood::{Allowance, Limit};
 use super::log::EventLog;
 use super::room::{Departure, Flow, Presence, Room};
 use crate::framing::{Frame, LineReader};
-use crate::wire::{ErrorCode, ServerMsg};
+use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
@@ -71,6 +75,12 @@ struct Conn {
     state: State,
     /// WRITABLE is registered: there were bytes the kernel would not take.
     writing: bool,
+    allowance: Allowance,
+    /// Input read but not yet handled because the allowance ran out; never
+    /// more than one (allowance-sized) read.
+    held: Vec<u8>,
+    /// Not read before this time (flood control).
+    paused_until: Option<Instant>,
 }
 
 /// Something with input left after its budget ran out.
@@ -83,6 +93,7 @@ enum Again {
 pub struct Settings {
     pub max_line: usize,
     pub max_clients: usize,
+    pub flood: Limit,
 }
 
 pub struct EventLoop {
@@ -101,6 +112,8 @@ pub struct EventLoop {
     /// closes, or at this time.
     accept_paused: Option<Instant>,
     again: Vec<Again>,
+    /// Connections paused by flood control, by when to read them again.
+    wakeups: BinaryHeap<Reverse<(Instant, usize)>>,
     dirty: Vec<usize>,
     hung_up: Vec<usize>,
     server_full: Vec<u8>,
@@ -143,6 +156,7 @@ impl EventLoop {
             spare: open_spare(),
             accept_paused: None,
             again: Vec::new(),
+            wakeups: BinaryHeap::new(),
             dirty: Vec::new(),
             hung_up: Vec::new(),
             server_full,
@@ -159,7 +173,8 @@ impl EventLoop {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                [self.shutdown_by, self.accept_paused]
+                let wakeup = self.wakeups.peek().map(|Reverse((at, _))| *at);
+                [self.shutdown_by, self.accept_paused, wakeup]
                     .into_iter()
                     .flatten()
                     .min()
@@ -172,8 +187,16 @@ impl EventLoop {
                 return Err(e);
             }
             self.now_ms = now_ms();
-            if self.accept_paused.is_some_and(|at| Instant::now() >= at) {
+            let now = Instant::now();
+            if self.accept_paused.is_some_and(|at| now >= at) {
                 self.resume_accepting();
+            }
+            while let Some(&Reverse((at, slot))) = self.wakeups.peek() {
+                if at > now {
+                    break;
+                }
+                self.wakeups.pop();
+                self.again.push(Again::Conn(slot));
             }
             for again in std::mem::take(&mut self.again) {
                 match again {
@@ -262,6 +285,7 @@ impl EventLoop {
         }
         // Writes are already batched per turn; Nagle would only add delay.
         let _ = stream.set_nodelay(true);
+        keep_alive(&stream);
         let slot = self.room.next_slot();
         debug_assert_eq!(slot, self.conns.vacant_key(), "room and table disagree");
         if self
@@ -280,6 +304,9 @@ impl EventLoop {
             reader: LineReader::new(self.settings.max_line),
             state: State::Open,
             writing: false,
+            allowance: Allowance::new(self.settings.flood, Instant::now()),
+            held: Vec::new(),
+            paused_until: None,
         });
         if let Some(user) = self.room.user(slot) {
             self.log.connect(user.id, addr, self.now_ms);
@@ -296,67 +323,115 @@ impl EventLoop {
         let _ = stream.read(&mut self.scratch[..4096]);
     }
 
+    /// Reads and handles what `slot` sent, until the socket would block,
+    /// the turn's budget is spent, or flood control pauses it.
     fn read(&mut self, slot: usize) {
-        let mut budget = READ_BUDGET;
-        loop {
-            let EventLoop {
-                conns,
-                room,
-                scratch,
-                settings,
-                now_ms,
-                ..
-            } = self;
-            let Some(conn) = conns.get_mut(slot) else {
-                return;
-            };
-            if conn.state != State::Open {
+        let now = Instant::now();
+        let limit = self.settings.flood;
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.state != State::Open || conn.paused_until.is_some_and(|at| at > now) {
+            return;
+        }
+        conn.paused_until = None;
+        if !conn.held.is_empty() {
+            let held = std::mem::take(&mut conn.held);
+            if !self.handle_input(slot, &held, now) {
                 return;
             }
-            match conn.stream.read(scratch) {
+        }
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(conn) = self.conns.get_mut(slot) else {
+                return;
+            };
+            let size = conn.allowance.read_size(limit, SCRATCH);
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let result = conn.stream.read(&mut scratch[..size]);
+            let go_on = match result {
                 Ok(0) => {
                     // A last line without `\n` is dropped, as the protocol says.
                     conn.state = State::HungUp;
-                    room.depart(slot, crate::wire::LeaveReason::Disconnect, None, *now_ms);
+                    self.room
+                        .depart(slot, LeaveReason::Disconnect, None, self.now_ms);
                     self.hung_up.push(slot);
-                    return;
+                    false
                 }
                 Ok(n) => {
-                    let mut flow = Flow::Continue;
-                    conn.reader.feed(&scratch[..n], |frame| {
-                        match frame {
-                            Frame::Line(line) => flow = room.handle_line(slot, line, *now_ms),
-                            Frame::TooLong => room.line_too_long(slot, settings.max_line),
-                        }
-                        flow == Flow::Continue
-                    });
-                    if flow == Flow::Close {
-                        conn.state = State::Closing;
-                        return;
-                    }
                     budget = budget.saturating_sub(n);
-                    if budget == 0 {
-                        self.again.push(Again::Conn(slot));
-                        return;
-                    }
+                    self.handle_input(slot, &scratch[..n], now)
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
                 Err(_) => {
                     self.close(slot);
-                    return;
+                    false
                 }
+            };
+            self.scratch = scratch;
+            if !go_on {
+                return;
+            }
+            if budget == 0 {
+                self.again.push(Again::Conn(slot));
+                return;
             }
         }
     }
 
-    fn on_signal(&mut self) {
-        let mut stop = false;
-        while let Ok(Some(_)) = self.signals.read_signal() {
-            stop = true;
+    /// Frames and handles input. Returns whether to go on reading: not after
+    /// `quit`, nor when the allowance ran out (the rest is held, and a
+    /// wake-up is set for when the allowance allows more).
+    fn handle_input(&mut self, slot: usize, input: &[u8], now: Instant) -> bool {
+        let EventLoop {
+            conns,
+            room,
+            settings,
+            now_ms,
+            wakeups,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(slot) else {
+            return false;
+        };
+        let limit = settings.flood;
+        let max_line = settings.max_line;
+        if !conn.allowance.has_room(limit, now) {
+            conn.held.extend_from_slice(input);
+            pause(conn, slot, limit, wakeups);
+            return false;
         }
-        if stop {
-            self.begin_shutdown();
+        let mut flow = Flow::Continue;
+        let allowance = &mut conn.allowance;
+        let consumed = conn.reader.feed(input, |frame| {
+            match frame {
+                Frame::Line(line) => flow = room.handle_line(slot, line, *now_ms),
+                Frame::TooLong => room.line_too_long(slot, max_line),
+            }
+            allowance.spend(limit);
+            flow == Flow::Continue && allowance.has_room(limit, now)
+        });
+        if flow == Flow::Close {
+            conn.state = State::Closing;
+            return false;
+        }
+        if consumed < input.len() {
+            conn.held.extend_from_slice(&input[consumed..]);
+            pause(conn, slot, limit, wakeups);
+            return false;
+        }
+        true
+    }
+
+    fn on_signal(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            if info.ssi_signo == Signal::SIGHUP as u32 {
+                // Log rotation: the old file was moved away; start a new one.
+                self.log.reopen();
+            } else {
+                self.begin_shutdown();
+            }
         }
     }
 
@@ -447,7 +522,7 @@ impl EventLoop {
         if let Some(user) = self.room.remove(slot, self.now_ms) {
             let why = match user.presence {
                 Presence::Gone(why) => why,
-                Presence::Here => Departure::Left(crate::wire::LeaveReason::Disconnect),
+                Presence::Here => Departure::Left(LeaveReason::Disconnect),
             };
             self.log.disconnect(&user, why, self.now_ms);
         }
@@ -471,6 +546,30 @@ impl EventLoop {
         }
         self.log.flush();
     }
+}
+
+/// Has the kernel probe an idle connection, so a peer that vanished
+/// without a FIN or RST (power loss, a dead NAT entry) is found and
+/// reaped: after 60 s of silence, a probe every 10 s, gone after 6
+/// unanswered, about two minutes in all.
+fn keep_alive(stream: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(stream, sockopt::KeepAlive, &true);
+    let _ = setsockopt(stream, sockopt::TcpKeepIdle, &60);
+    let _ = setsockopt(stream, sockopt::TcpKeepInterval, &10);
+    let _ = setsockopt(stream, sockopt::TcpKeepCount, &6);
+}
+
+/// Stops reading `conn` until its allowance has room again.
+fn pause(
+    conn: &mut Conn,
+    slot: usize,
+    limit: Limit,
+    wakeups: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+) {
+    let at = conn.allowance.ready_at(limit);
+    conn.paused_until = Some(at);
+    wakeups.push(Reverse((at, slot)));
 }
 
 /// Accept errors that concern one connection, not the listener.

@@ -9,9 +9,36 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::room::{Departure, Renamed, User};
+
+/// One line of `--log`, fields in the order people read them.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Record<'a> {
+    Connect {
+        id: u64,
+        addr: SocketAddr,
+        ts: u64,
+    },
+    Nick {
+        id: u64,
+        old: &'a str,
+        new: &'a str,
+        ts: u64,
+    },
+    Disconnect {
+        id: u64,
+        nick: &'a str,
+        addr: SocketAddr,
+        reason: &'a str,
+        ts: u64,
+        duration_ms: u64,
+        msgs_in: u64,
+        msgs_out: u64,
+    },
+}
 
 pub struct EventLog {
     file: Option<(File, PathBuf)>,
@@ -46,31 +73,33 @@ impl EventLog {
     }
 
     pub fn connect(&mut self, id: u64, addr: SocketAddr, ts: u64) {
-        self.record(json!({"event": "connect", "id": id, "addr": addr.to_string(), "ts": ts}));
+        self.record(&Record::Connect { id, addr, ts });
         if let Some(human) = &mut self.human {
             let _ = writeln!(human, "connect #{id} from {addr}");
         }
     }
 
     pub fn rename(&mut self, r: &Renamed, ts: u64) {
-        self.record(json!({
-            "event": "nick", "id": r.id, "old": r.old.as_str(), "new": r.new.as_str(), "ts": ts
-        }));
+        self.record(&Record::Nick {
+            id: r.id,
+            old: r.old.as_str(),
+            new: r.new.as_str(),
+            ts,
+        });
     }
 
     pub fn disconnect(&mut self, user: &User, why: Departure, ts: u64) {
         let duration_ms = user.connected.elapsed().as_millis() as u64;
-        self.record(json!({
-            "event": "disconnect",
-            "id": user.id,
-            "nick": user.nick.as_str(),
-            "addr": user.addr.to_string(),
-            "reason": why.as_str(),
-            "ts": ts,
-            "duration_ms": duration_ms,
-            "msgs_in": user.msgs_in,
-            "msgs_out": user.msgs_out,
-        }));
+        self.record(&Record::Disconnect {
+            id: user.id,
+            nick: user.nick.as_str(),
+            addr: user.addr,
+            reason: why.as_str(),
+            ts,
+            duration_ms,
+            msgs_in: user.msgs_in,
+            msgs_out: user.msgs_out,
+        });
         if let Some(human) = &mut self.human {
             let _ = writeln!(
                 human,
@@ -86,9 +115,25 @@ impl EventLog {
         }
     }
 
-    fn record(&mut self, value: serde_json::Value) {
+    /// Opens the log file again by its name (after `logrotate` moved it);
+    /// on failure the old file is kept and the reason goes to stderr.
+    pub fn reopen(&mut self) {
+        self.flush_json();
+        let Some((file, path)) = &mut self.file else {
+            return;
+        };
+        match OpenOptions::new().create(true).append(true).open(&*path) {
+            Ok(new) => *file = new,
+            Err(e) => eprintln!(
+                "chat server: cannot reopen log {}: {e}; still writing to the old file",
+                path.display()
+            ),
+        }
+    }
+
+    fn record(&mut self, record: &Record<'_>) {
         if self.file.is_some() {
-            let _ = serde_json::to_writer(&mut self.json, &value);
+            let _ = serde_json::to_writer(&mut self.json, record);
             self.json.push(b'\n');
         }
     }
@@ -102,6 +147,10 @@ impl EventLog {
                 human.clear();
             }
         }
+        self.flush_json();
+    }
+
+    fn flush_json(&mut self) {
         if let Some((file, path)) = &mut self.file {
             if !self.json.is_empty() {
                 if let Err(e) = file.write_all(&self.json) {

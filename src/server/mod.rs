@@ -2,10 +2,12 @@
 //!
 //! - [`event_loop`]: epoll, the connection table, reading and writing.
 //! - [`room`]: the protocol's state and its routing, without sockets.
+//! - [`flood`]: per-connection flood control by not reading.
 //! - [`outq`]: encode once, queue slices, write with `writev`.
 //! - [`log`]: connection records for `--log` and stderr.
 
 mod event_loop;
+mod flood;
 mod log;
 pub mod outq;
 pub mod room;
@@ -62,6 +64,10 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let settings = Settings {
         max_line: args.max_line,
         max_clients,
+        flood: flood::Limit {
+            rate: args.rate,
+            burst: args.burst,
+        },
     };
     log.say(&format!(
         "chat server: open-file limit {fd_limit}, serving up to {max_clients} clients"
@@ -124,12 +130,13 @@ fn listen_on(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
     ))
 }
 
-/// SIGINT and SIGTERM arrive as readable data on a descriptor the event loop
+/// SIGINT, SIGTERM (stop) and SIGHUP (reopen the log) arrive as readable data on a descriptor the event loop
 /// polls, so stopping is an ordinary event, never work in a signal handler.
 fn stop_signals() -> nix::Result<SignalFd> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGHUP);
     mask.thread_block()?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
