@@ -31,7 +31,14 @@ fn a_client_that_does_not_read_is_cut_off_as_slow_and_nobody_else_loses_anything
     const MAX_ROUNDS: usize = 500; // 500 x 24 x ~1 KiB = 12 MB: far past any buffer
     let log = TempDir::new("slowlog");
     let log_path = log.path.join("chat.log");
-    let server = Server::start(&["--max-queue", "64KiB", "--log", log_path.to_str().unwrap()]);
+    let server = Server::start(&[
+        "--rate",
+        "0",
+        "--max-queue",
+        "64KiB",
+        "--log",
+        log_path.to_str().unwrap(),
+    ]);
     let mut alice = server.join("alice");
     let mut bob = server.join("bob");
     alice.sync();
