@@ -39,7 +39,14 @@ mod tests {
             parse_addr("localhost:80").unwrap(),
             "127.0.0.1:80".parse().unwrap()
         );
-        for bad in ["", "8888", "127.0.0.1", "example.com:80", "1.2.3.4:99999", "::1:80"] {
+        for bad in [
+            "",
+            "8888",
+            "127.0.0.1",
+            "example.com:80",
+            "1.2.3.4:99999",
+            "::1:80",
+        ] {
             assert!(parse_addr(bad).is_err(), "{bad}");
         }
     }

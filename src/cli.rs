@@ -62,6 +62,14 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_clients: usize,
 
+    /// Messages per second one connection may send, sustained (0: no limit)
+    #[arg(long, value_name = "MSGS_PER_S", default_value_t = 500)]
+    pub rate: u32,
+
+    /// Messages one connection may send at once after a quiet spell
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    pub burst: u32,
+
     /// Greeting sent in every welcome
     #[arg(long, value_name = "TEXT", default_value = "Welcome to the chat room!")]
     pub welcome: String,

@@ -39,19 +39,22 @@ impl LineReader {
     }
 
     /// Splits `data` into frames, calling `on_frame` for each in order.
-    /// `on_frame` returns `false` to stop early (for example after `quit`);
-    /// the rest of `data` is then dropped and `feed` returns `false`.
-    pub fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(Frame<'_>) -> bool) -> bool {
-        while !data.is_empty() {
-            let newline = data.iter().position(|&b| b == b'\n');
+    /// `on_frame` returns `false` to stop early (after `quit`, or when the
+    /// sender has used up its message allowance); the bytes consumed are
+    /// returned, so the caller can keep the rest for later.
+    pub fn feed(&mut self, data: &[u8], mut on_frame: impl FnMut(Frame<'_>) -> bool) -> usize {
+        let mut at = 0;
+        while at < data.len() {
+            let rest = &data[at..];
+            let newline = memchr::memchr(b'\n', rest);
             if self.discarding {
                 match newline {
                     Some(i) => {
                         self.discarding = false;
-                        data = &data[i + 1..];
+                        at += i + 1;
                         continue;
                     }
-                    None => return true,
+                    None => return data.len(),
                 }
             }
             // Room left for the line's content: the `\n` needs one byte.
@@ -59,25 +62,22 @@ impl LineReader {
             match newline {
                 Some(i) if i <= room => {
                     let keep_going = if self.partial.is_empty() {
-                        on_frame(Frame::Line(&data[..i]))
+                        on_frame(Frame::Line(&rest[..i]))
                     } else {
-                        self.partial.extend_from_slice(&data[..i]);
+                        self.partial.extend_from_slice(&rest[..i]);
+                        // The buffer goes with the line: a connection between
+                        // lines holds no input memory.
                         let line = std::mem::take(&mut self.partial);
-                        let keep_going = on_frame(Frame::Line(&line));
-                        // Keep the allocation only for a connection that is
-                        // in the habit of splitting lines.
-                        self.partial = line;
-                        self.partial.clear();
-                        keep_going
+                        on_frame(Frame::Line(&line))
                     };
-                    data = &data[i + 1..];
+                    at += i + 1;
                     if !keep_going {
-                        return false;
+                        return at;
                     }
                 }
-                None if data.len() <= room => {
-                    self.partial.extend_from_slice(data);
-                    return true;
+                None if rest.len() <= room => {
+                    self.partial.extend_from_slice(rest);
+                    return data.len();
                 }
                 _ => {
                     // Over the limit whether or not its `\n` is here: say so
@@ -85,25 +85,17 @@ impl LineReader {
                     self.partial = Vec::new();
                     self.discarding = true;
                     if !on_frame(Frame::TooLong) {
-                        return false;
+                        return at;
                     }
                 }
             }
         }
-        true
+        data.len()
     }
 
     /// Bytes held for an unfinished line.
     pub fn pending(&self) -> usize {
         self.partial.len()
-    }
-
-    /// Releases the buffer of an unfinished line's allocation when the
-    /// connection is idle between lines.
-    pub fn shrink(&mut self) {
-        if self.partial.is_empty() {
-            self.partial = Vec::new();
-        }
     }
 }
 
@@ -130,7 +122,10 @@ mod tests {
 
     #[test]
     fn splits_coalesced_lines() {
-        assert_eq!(frames(100, &[b"a\nbb\r\n\nccc\n"]), ["a", "bb\r", "", "ccc"]);
+        assert_eq!(
+            frames(100, &[b"a\nbb\r\n\nccc\n"]),
+            ["a", "bb\r", "", "ccc"]
+        );
     }
 
     #[test]
@@ -174,14 +169,14 @@ mod tests {
     }
 
     #[test]
-    fn stopping_early_drops_the_rest() {
+    fn stopping_early_leaves_the_rest() {
         let mut reader = LineReader::new(100);
         let mut n = 0;
-        assert!(!reader.feed(b"a\nb\nc\n", |_| {
+        let consumed = reader.feed(b"a\nb\nc\n", |_| {
             n += 1;
             n < 2
-        }));
-        assert_eq!(n, 2);
+        });
+        assert_eq!((n, consumed), (2, 4), "stopped after b, c left for later");
     }
 
     #[test]

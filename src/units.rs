@@ -34,10 +34,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
-        "m" => n
-            .checked_mul(60)
-            .map(Duration::from_secs)
-            .ok_or_else(bad),
+        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad),
         _ => Err(bad()),
     }
 }

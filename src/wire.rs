@@ -70,12 +70,23 @@ impl Refusal {
 /// that the common case (no escapes in the text) copies nothing.
 #[derive(Debug, PartialEq)]
 pub enum ClientMsg<'a> {
-    Group { text: Cow<'a, str> },
-    Private { to: Cow<'a, str>, text: Cow<'a, str> },
-    Nick { nick: Cow<'a, str> },
+    Group {
+        text: Cow<'a, str>,
+    },
+    Private {
+        to: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
+    Nick {
+        nick: Cow<'a, str>,
+    },
     Who,
-    Ping { token: Option<Token<'a>> },
-    Quit { text: Option<Cow<'a, str>> },
+    Ping {
+        token: Option<Token<'a>>,
+    },
+    Quit {
+        text: Option<Cow<'a, str>>,
+    },
 }
 
 /// The fields any client message may carry, each kept as raw JSON so that a
@@ -563,7 +574,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(token(r#"{"type":"ping"}"#), None);
-        assert_eq!(token(r#"{"type":"ping","token":null}"#).as_deref(), Some("null"));
+        assert_eq!(
+            token(r#"{"type":"ping","token":null}"#).as_deref(),
+            Some("null")
+        );
         assert_eq!(
             token(r#"{"type":"ping","token":{"a": [1, 2.50]}}"#).as_deref(),
             Some(r#"{"a": [1, 2.50]}"#)
@@ -579,11 +593,17 @@ mod tests {
     #[test]
     fn every_refusal_has_its_code() {
         assert_eq!(refused("nope"), ErrorCode::BadJson);
-        assert_eq!(refused(r#"{"type":"group","text":"hi",}"#), ErrorCode::BadJson);
+        assert_eq!(
+            refused(r#"{"type":"group","text":"hi",}"#),
+            ErrorCode::BadJson
+        );
         assert_eq!(refused(r#"{"type":"group" /* c */}"#), ErrorCode::BadJson);
         assert_eq!(refused(r#"[1,2]"#), ErrorCode::BadJson);
         assert_eq!(refused(r#""group""#), ErrorCode::BadJson);
-        assert_eq!(refused(r#"{"type":"ping","token":NaN}"#), ErrorCode::BadJson);
+        assert_eq!(
+            refused(r#"{"type":"ping","token":NaN}"#),
+            ErrorCode::BadJson
+        );
         assert_eq!(
             parse_client_line(b"{\"type\":\"group\",\"text\":\"\xff\"}")
                 .unwrap_err()
@@ -593,15 +613,30 @@ mod tests {
         assert_eq!(refused(r#"{"text":"hi"}"#), ErrorCode::BadMessage);
         assert_eq!(refused(r#"{"type":7}"#), ErrorCode::BadMessage);
         assert_eq!(refused(r#"{"type":"group"}"#), ErrorCode::BadMessage);
-        assert_eq!(refused(r#"{"type":"group","text":""}"#), ErrorCode::BadMessage);
-        assert_eq!(refused(r#"{"type":"group","text":5}"#), ErrorCode::BadMessage);
-        assert_eq!(refused(r#"{"type":"private","text":"x"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            refused(r#"{"type":"group","text":""}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            refused(r#"{"type":"group","text":5}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            refused(r#"{"type":"private","text":"x"}"#),
+            ErrorCode::BadMessage
+        );
         assert_eq!(
             refused(r#"{"type":"private","to":"a","text":""}"#),
             ErrorCode::BadMessage
         );
-        assert_eq!(refused(r#"{"type":"nick","nick":null}"#), ErrorCode::BadMessage);
-        assert_eq!(refused(r#"{"type":"quit","text":1}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            refused(r#"{"type":"nick","nick":null}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            refused(r#"{"type":"quit","text":1}"#),
+            ErrorCode::BadMessage
+        );
         assert_eq!(refused(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
     }
 
@@ -617,10 +652,28 @@ mod tests {
 
     #[test]
     fn nick_rules() {
-        for ok in ["a", "Bob", "x-_9", "guest", "guests1", "guest1a", &"a".repeat(32)] {
+        for ok in [
+            "a",
+            "Bob",
+            "x-_9",
+            "guest",
+            "guests1",
+            "guest1a",
+            &"a".repeat(32),
+        ] {
             assert_eq!(check_nick(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "1a", "_a", "a b", "é", "a.b", "guest1", "GUEST42", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "1a",
+            "_a",
+            "a b",
+            "é",
+            "a.b",
+            "guest1",
+            "GUEST42",
+            &"a".repeat(33),
+        ] {
             assert!(check_nick(bad).is_err(), "{bad}");
         }
     }
@@ -697,6 +750,9 @@ mod tests {
             text: "tab\there \"quoted\"".into(),
         };
         let line = client_line(&msg);
-        assert_eq!(parse_client_line(&line[..line.len() - 1]).unwrap(), Some(msg));
+        assert_eq!(
+            parse_client_line(&line[..line.len() - 1]).unwrap(),
+            Some(msg)
+        );
     }
 }

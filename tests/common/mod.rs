@@ -38,7 +38,11 @@ impl Server {
     /// Starts `chat server --listen 127.0.0.1:0 --quiet EXTRA...` and waits
     /// for its `listening on ADDR` line.
     pub fn start(extra: &[&str]) -> Server {
-        Server::start_with(chat().args(["server", "--listen", "127.0.0.1:0", "--quiet"]).args(extra))
+        Server::start_with(
+            chat()
+                .args(["server", "--listen", "127.0.0.1:0", "--quiet"])
+                .args(extra),
+        )
     }
 
     /// Starts a prepared server command (stdout is taken over here; stderr
@@ -68,14 +72,20 @@ impl Server {
     }
 
     /// Sends a signal and waits for the exit status.
-    pub fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+    pub fn signal_and_wait(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> std::process::ExitStatus {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("kill");
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit after {signal}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after {signal}"
+            );
             std::thread::sleep(Duration::from_millis(10)); // polling a child's exit, not synchronising with it
         }
     }

@@ -1,0 +1,609 @@
+//! The event loop: one thread, one epoll instance (through mio, which is
+//! edge-triggered), and the table of open connections.
+//!
+//! A loop turn has three phases:
+//!
+//! 1. **Wait** for readiness (or not at all, when a connection still has
+//!    input left over from the last turn's read budget).
+//! 2. **React**: accept until the listener would block; read each readable
+//!    socket until it would block or its budget is spent, framing lines and
+//!    handing them to the room, which queues the answers; note which sockets
+//!    became writable.
+//! 3. **Write**: seal the turn's encoded messages and write every connection
+//!    with something queued, one `writev` covering all its messages of the
+//!    turn. Connections that fell too far behind, failed, or hung up are
+//!    closed here, and what their departure tells the others is written in
+//!    the same turn.
+//!
+//! Edge triggering means the kernel reports a socket once per change, so
+//! every read, write and accept continues until `WouldBlock`; the read
+//! budget only moves the rest of a flood to the next turn, it never drops a
+//! readiness. A connection asks for WRITABLE only while it has bytes queued.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use slab::Slab;
+
+use super::flood::{Allowance, Limit};
+use super::log::EventLog;
+use super::room::{Departure, Flow, Presence, Room};
+use crate::framing::{Frame, LineReader};
+use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// One read; big, so a busy sender is served in few system calls.
+const SCRATCH: usize = 256 * 1024;
+/// Input taken from one connection per turn before the others get theirs.
+const READ_BUDGET: usize = 1024 * 1024;
+/// Connections accepted per turn before existing ones are served again.
+const ACCEPT_BUDGET: usize = 1024;
+/// How long shutdown waits for `bye` to be written to everyone.
+const GRACE: Duration = Duration::from_secs(1);
+/// When accepting fails for want of resources and no close wakes us first,
+/// try again after this long (never spin on a listener that stays ready).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// What a connection is doing, as far as its socket is concerned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// Sent `quit` (or the server is stopping): input is ignored, and the
+    /// socket closes once everything queued has been written.
+    Closing,
+    /// The peer closed its side: written to once more, then closed.
+    HungUp,
+}
+
+/// The socket half of a connection; the room holds the other half under
+/// the same slot.
+struct Conn {
+    stream: TcpStream,
+    reader: LineReader,
+    state: State,
+    /// WRITABLE is registered: there were bytes the kernel would not take.
+    writing: bool,
+    allowance: Allowance,
+    /// Input read but not yet handled because the allowance ran out; never
+    /// more than one (allowance-sized) read.
+    held: Vec<u8>,
+    /// Not read before this time (flood control).
+    paused_until: Option<Instant>,
+}
+
+/// Something with input left after its budget ran out.
+#[derive(Clone, Copy)]
+enum Again {
+    Listener,
+    Conn(usize),
+}
+
+pub struct Settings {
+    pub max_line: usize,
+    pub max_clients: usize,
+    pub flood: Limit,
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: SignalFd,
+    conns: Slab<Conn>,
+    room: Room,
+    log: EventLog,
+    settings: Settings,
+    scratch: Box<[u8]>,
+    /// Held open so that, out of descriptors, we can still accept one
+    /// connection to tell it `server_full` (see `accept`).
+    spare: Option<File>,
+    /// Accepting stopped for lack of resources; retried when a connection
+    /// closes, or at this time.
+    accept_paused: Option<Instant>,
+    again: Vec<Again>,
+    /// Connections paused by flood control, by when to read them again.
+    wakeups: BinaryHeap<Reverse<(Instant, usize)>>,
+    dirty: Vec<usize>,
+    hung_up: Vec<usize>,
+    server_full: Vec<u8>,
+    shutdown_by: Option<Instant>,
+    now_ms: u64,
+}
+
+impl EventLoop {
+    pub fn new(
+        listener: TcpListener,
+        signals: SignalFd,
+        room: Room,
+        log: EventLog,
+        settings: Settings,
+    ) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(
+            &mut SourceFd(&signals.as_raw_fd()),
+            SIGNALS,
+            Interest::READABLE,
+        )?;
+        let mut server_full = Vec::new();
+        ServerMsg::Error {
+            code: ErrorCode::ServerFull,
+            message: "the server is full; try again later".into(),
+        }
+        .encode(&mut server_full);
+        Ok(EventLoop {
+            poll,
+            listener: Some(listener),
+            signals,
+            conns: Slab::new(),
+            room,
+            log,
+            settings,
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            spare: open_spare(),
+            accept_paused: None,
+            again: Vec::new(),
+            wakeups: BinaryHeap::new(),
+            dirty: Vec::new(),
+            hung_up: Vec::new(),
+            server_full,
+            shutdown_by: None,
+            now_ms: now_ms(),
+        })
+    }
+
+    /// Runs until a signal asks the server to stop and the goodbyes are
+    /// written (or the grace period is over).
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if !self.again.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                let wakeup = self.wakeups.peek().map(|Reverse((at, _))| *at);
+                [self.shutdown_by, self.accept_paused, wakeup]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|by| by.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now_ms = now_ms();
+            let now = Instant::now();
+            if self.accept_paused.is_some_and(|at| now >= at) {
+                self.resume_accepting();
+            }
+            while let Some(&Reverse((at, slot))) = self.wakeups.peek() {
+                if at > now {
+                    break;
+                }
+                self.wakeups.pop();
+                self.again.push(Again::Conn(slot));
+            }
+            for again in std::mem::take(&mut self.again) {
+                match again {
+                    Again::Listener => self.accept(),
+                    Again::Conn(slot) => self.read(slot),
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.on_signal(),
+                    Token(slot) => {
+                        // Hang-ups and errors are found by reading.
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(slot);
+                        }
+                        if event.is_writable() {
+                            self.room.mark_dirty(slot);
+                        }
+                    }
+                }
+            }
+            self.write();
+            if let Some(by) = self.shutdown_by {
+                if self.conns.is_empty() || Instant::now() >= by {
+                    self.close_all();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_BUDGET {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => self.admit(stream, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_transient_accept_error(&e) => {}
+                Err(e) if is_out_of_descriptors(&e) => {
+                    if !self.refuse_with_spare() {
+                        // Nothing to refuse with: wait for a close rather
+                        // than spin on a listener that stays ready.
+                        self.pause_accepting();
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.log
+                        .say(&format!("accept failed: {e}; retrying shortly"));
+                    self.pause_accepting();
+                    return;
+                }
+            }
+        }
+        self.again.push(Again::Listener);
+    }
+
+    /// Out of descriptors: give back the spare one, accept the waiting
+    /// connection with it, tell it `server_full`, and take the spare again.
+    /// Without this the connection would sit in the backlog, unanswered, and
+    /// the listener would stay ready forever.
+    fn refuse_with_spare(&mut self) -> bool {
+        let Some(spare) = self.spare.take() else {
+            self.spare = open_spare();
+            return false;
+        };
+        drop(spare);
+        let refused = match self.listener.as_ref().map(|l| l.accept()) {
+            Some(Ok((stream, _))) => {
+                self.refuse(stream);
+                true
+            }
+            _ => false,
+        };
+        self.spare = open_spare();
+        refused && self.spare.is_some()
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        if self.conns.len() >= self.settings.max_clients {
+            self.refuse(stream);
+            return;
+        }
+        // Writes are already batched per turn; Nagle would only add delay.
+        let _ = stream.set_nodelay(true);
+        keep_alive(&stream);
+        let slot = self.room.next_slot();
+        debug_assert_eq!(slot, self.conns.vacant_key(), "room and table disagree");
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), Interest::READABLE)
+            .is_err()
+        {
+            self.refuse(stream);
+            return;
+        }
+        let joined = self.room.join(addr, self.now_ms);
+        debug_assert_eq!(joined, slot);
+        self.conns.insert(Conn {
+            stream,
+            reader: LineReader::new(self.settings.max_line),
+            state: State::Open,
+            writing: false,
+            allowance: Allowance::new(self.settings.flood, Instant::now()),
+            held: Vec::new(),
+            paused_until: None,
+        });
+        if let Some(user) = self.room.user(slot) {
+            self.log.connect(user.id, addr, self.now_ms);
+        }
+    }
+
+    /// Sends `server_full` as the connection's only line and closes it.
+    fn refuse(&mut self, mut stream: TcpStream) {
+        // A fresh socket's send buffer is empty, so this short line fits.
+        let _ = stream.write(&self.server_full);
+        let _ = stream.shutdown(Shutdown::Write);
+        // Unread input would make close() send a reset, which can destroy
+        // the line before the client reads it.
+        let _ = stream.read(&mut self.scratch[..4096]);
+    }
+
+    /// Reads and handles what `slot` sent, until the socket would block,
+    /// the turn's budget is spent, or flood control pauses it.
+    fn read(&mut self, slot: usize) {
+        let now = Instant::now();
+        let limit = self.settings.flood;
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.state != State::Open || conn.paused_until.is_some_and(|at| at > now) {
+            return;
+        }
+        conn.paused_until = None;
+        if !conn.held.is_empty() {
+            let held = std::mem::take(&mut conn.held);
+            if !self.handle_input(slot, &held, now) {
+                return;
+            }
+        }
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(conn) = self.conns.get_mut(slot) else {
+                return;
+            };
+            let size = conn.allowance.read_size(limit, SCRATCH);
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let result = conn.stream.read(&mut scratch[..size]);
+            let go_on = match result {
+                Ok(0) => {
+                    // A last line without `\n` is dropped, as the protocol says.
+                    conn.state = State::HungUp;
+                    self.room
+                        .depart(slot, LeaveReason::Disconnect, None, self.now_ms);
+                    self.hung_up.push(slot);
+                    false
+                }
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    self.handle_input(slot, &scratch[..n], now)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+                Err(_) => {
+                    self.close(slot);
+                    false
+                }
+            };
+            self.scratch = scratch;
+            if !go_on {
+                return;
+            }
+            if budget == 0 {
+                self.again.push(Again::Conn(slot));
+                return;
+            }
+        }
+    }
+
+    /// Frames and handles input. Returns whether to go on reading: not after
+    /// `quit`, nor when the allowance ran out (the rest is held, and a
+    /// wake-up is set for when the allowance allows more).
+    fn handle_input(&mut self, slot: usize, input: &[u8], now: Instant) -> bool {
+        let EventLoop {
+            conns,
+            room,
+            settings,
+            now_ms,
+            wakeups,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(slot) else {
+            return false;
+        };
+        let limit = settings.flood;
+        let max_line = settings.max_line;
+        if !conn.allowance.has_room(limit, now) {
+            conn.held.extend_from_slice(input);
+            pause(conn, slot, limit, wakeups);
+            return false;
+        }
+        let mut flow = Flow::Continue;
+        let allowance = &mut conn.allowance;
+        let consumed = conn.reader.feed(input, |frame| {
+            match frame {
+                Frame::Line(line) => flow = room.handle_line(slot, line, *now_ms),
+                Frame::TooLong => room.line_too_long(slot, max_line),
+            }
+            allowance.spend(limit);
+            flow == Flow::Continue && allowance.has_room(limit, now)
+        });
+        if flow == Flow::Close {
+            conn.state = State::Closing;
+            return false;
+        }
+        if consumed < input.len() {
+            conn.held.extend_from_slice(&input[consumed..]);
+            pause(conn, slot, limit, wakeups);
+            return false;
+        }
+        true
+    }
+
+    fn on_signal(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            if info.ssi_signo == Signal::SIGHUP as u32 {
+                // Log rotation: the old file was moved away; start a new one.
+                self.log.reopen();
+            } else {
+                self.begin_shutdown();
+            }
+        }
+    }
+
+    /// Stops accepting and says `bye` to everyone; `run` ends once that is
+    /// written or the grace period is over.
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_by.is_some() {
+            return;
+        }
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.again.clear();
+        self.room.shutdown();
+        for (_, conn) in self.conns.iter_mut() {
+            conn.state = State::Closing;
+        }
+        self.shutdown_by = Some(Instant::now() + GRACE);
+    }
+
+    /// Phase three of a turn: see the module comment.
+    fn write(&mut self) {
+        loop {
+            for slot in self.room.drop_slow(self.now_ms) {
+                self.close(slot);
+            }
+            self.room.seal();
+            let mut dirty = std::mem::take(&mut self.dirty);
+            self.room.take_dirty(&mut dirty);
+            if dirty.is_empty() && self.hung_up.is_empty() {
+                self.dirty = dirty;
+                break;
+            }
+            for &slot in &dirty {
+                self.flush(slot);
+            }
+            self.dirty = dirty;
+            // A hung-up peer got its one last write above; now it goes.
+            for slot in std::mem::take(&mut self.hung_up) {
+                self.close(slot);
+            }
+        }
+        for renamed in std::mem::take(&mut self.room.renames) {
+            self.log.rename(&renamed, self.now_ms);
+        }
+        self.log.flush();
+    }
+
+    fn flush(&mut self, slot: usize) {
+        let (Some(conn), Some(user)) = (self.conns.get_mut(slot), self.room.user_mut(slot)) else {
+            return;
+        };
+        if user.out.write_to(&mut conn.stream).is_err() {
+            self.close(slot);
+            return;
+        }
+        let pending = !user.out.is_empty();
+        // A hung-up connection is closed at the end of this turn anyway.
+        if pending != conn.writing && conn.state != State::HungUp {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(slot), interest)
+                .is_err()
+            {
+                self.close(slot);
+                return;
+            }
+            conn.writing = pending;
+        }
+        if !pending && conn.state == State::Closing {
+            self.close(slot);
+        }
+    }
+
+    /// Closes a connection and forgets it: the one place a slot is freed.
+    fn close(&mut self, slot: usize) {
+        let Some(mut conn) = self.conns.try_remove(slot) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        drop(conn);
+        if let Some(user) = self.room.remove(slot, self.now_ms) {
+            let why = match user.presence {
+                Presence::Gone(why) => why,
+                Presence::Here => Departure::Left(LeaveReason::Disconnect),
+            };
+            self.log.disconnect(&user, why, self.now_ms);
+        }
+        self.resume_accepting();
+    }
+
+    fn pause_accepting(&mut self) {
+        self.accept_paused = Some(Instant::now() + ACCEPT_RETRY);
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.accept_paused.take().is_some() {
+            self.again.push(Again::Listener);
+        }
+    }
+
+    fn close_all(&mut self) {
+        let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+        for slot in slots {
+            self.close(slot);
+        }
+        self.log.flush();
+    }
+}
+
+/// Has the kernel probe an idle connection, so a peer that vanished
+/// without a FIN or RST (power loss, a dead NAT entry) is found and
+/// reaped: after 60 s of silence, a probe every 10 s, gone after 6
+/// unanswered, about two minutes in all.
+fn keep_alive(stream: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(stream, sockopt::KeepAlive, &true);
+    let _ = setsockopt(stream, sockopt::TcpKeepIdle, &60);
+    let _ = setsockopt(stream, sockopt::TcpKeepInterval, &10);
+    let _ = setsockopt(stream, sockopt::TcpKeepCount, &6);
+}
+
+/// Stops reading `conn` until its allowance has room again.
+fn pause(
+    conn: &mut Conn,
+    slot: usize,
+    limit: Limit,
+    wakeups: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+) {
+    let at = conn.allowance.ready_at(limit);
+    conn.paused_until = Some(at);
+    wakeups.push(Reverse((at, slot)));
+}
+
+/// Accept errors that concern one connection, not the listener.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::ECONNABORTED | libc_errno::EPROTO | libc_errno::EPERM)
+    ) || e.kind() == io::ErrorKind::Interrupted
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EMFILE | libc_errno::ENFILE)
+    )
+}
+
+/// errno values, from nix so we need no `libc` dependency of our own.
+mod libc_errno {
+    use nix::errno::Errno;
+    pub const ECONNABORTED: i32 = Errno::ECONNABORTED as i32;
+    pub const EPROTO: i32 = Errno::EPROTO as i32;
+    pub const EPERM: i32 = Errno::EPERM as i32;
+    pub const EMFILE: i32 = Errno::EMFILE as i32;
+    pub const ENFILE: i32 = Errno::ENFILE as i32;
+}
+
+fn open_spare() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
