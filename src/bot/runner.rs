@@ -428,8 +428,10 @@ impl Room {
 
     /// Shows, interprets and queues one message for actor `i`.
     fn on_message(&mut self, i: usize, msg: ServerMsg<'static>) {
-        if let Some(line) = render(&msg, self.color) {
-            self.note(Some(i), &line);
+        if self.out.is_some() {
+            if let Some(line) = render(&msg, self.color) {
+                self.note(Some(i), &line);
+            }
         }
         let conn = &mut self.actors[i];
         match &msg {
@@ -496,6 +498,11 @@ impl Room {
     /// `bye` that is the normal end; otherwise the script has failed.
     fn lost(&mut self, registry: &Registry, i: usize, why: String) {
         let expected = self.actors[i].bye || self.winding_down;
+        let why = if self.actors[i].bye {
+            "the server said bye".to_owned()
+        } else {
+            why
+        };
         self.end(registry, i, &why);
         if !expected && self.dropped.is_none() {
             self.dropped = Some((i, why));

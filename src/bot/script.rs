@@ -438,11 +438,10 @@ impl Resolver {
             _ => {
                 if !connect {
                     if let Some(&other) = self.ever.get(&key) {
+                        let other = &self.actors[other];
                         return Err(format!(
-                            "@{name} would be a new actor connecting at the start, but the name {name} belongs to @{} at that point (first seen at line {}); write @{}, or begin the new actor with `@{name} connect`",
-                            self.actors[other].first.name,
-                            self.actors[other].first.line,
-                            self.actors[other].name
+                            "@{name} would be a new actor connecting at the start, but then the actor first seen at line {} (now @{}) has that name; write @{}, or begin a new actor with `@{name} connect`",
+                            other.first.line, other.name, other.name
                         ));
                     }
                 }
