@@ -278,12 +278,13 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         let conn = &self.room.actors[i];
-        let received = match conn.queue.len() {
+        let shown: Vec<&Received> = conn.queue.iter().filter(|r| !r.folded).collect();
+        let received = match shown.len() {
             0 => format!("{} received nothing", conn.nick),
             n => {
-                let last: Vec<String> = conn.queue[n.saturating_sub(LAST_FEW)..]
+                let last: Vec<String> = shown[n.saturating_sub(LAST_FEW)..]
                     .iter()
-                    .map(summary)
+                    .map(|r| summary(r))
                     .collect();
                 if n > LAST_FEW {
                     format!(
@@ -457,6 +458,10 @@ impl Room {
                         if j == id && nick == old && r.became.is_none())
                 }) {
                     join.became = Some(new.to_string());
+                    let mut named = Received::new(msg);
+                    named.folded = true;
+                    conn.queue.push(named);
+                    return;
                 }
             }
             ServerMsg::Error { code, message } => {
