@@ -42,7 +42,7 @@ pub struct Step {
     pub action: Action,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Connect,
     Say(String),
@@ -74,8 +74,7 @@ const VERBS: &str = "say, msg, nick, sleep, expect, connect, who, quit";
 /// `@ACTOR` (`--nick`). The error is every problem found, one
 /// `FILE:LINE: what` each, in line order.
 pub fn parse(name: &str, source: &[u8], default_nick: &str) -> Result<Script, Vec<String>> {
-    let mut resolver = Resolver::new(default_nick);
-    let mut steps = Vec::new();
+    let mut lines = Vec::new();
     let mut errors = Vec::new();
     for (index, raw) in source.split(|&b| b == b'\n').enumerate() {
         let number = index + 1;
@@ -84,25 +83,48 @@ pub fn parse(name: &str, source: &[u8], default_nick: &str) -> Result<Script, Ve
             Ok(text) => parse_line(text),
             Err(_) => Err("not valid UTF-8".to_owned()),
         };
-        let result = match parsed {
-            Ok(None) => continue,
-            Ok(Some(line)) => resolver.resolve(number, line),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(step) => steps.push(step),
-            Err(e) => errors.push(format!("{name}:{number}: {e}")),
+        match parsed {
+            Ok(None) => {}
+            Ok(Some(line)) => lines.push((number, line)),
+            Err(e) => errors.push((number, e)),
         }
     }
+    let mut resolver = Resolver::new(default_nick);
+    let mut steps = Vec::new();
+    let mut rest = lines.as_slice();
+    while let Some(((number, line), later)) = rest.split_first() {
+        match resolver.resolve(*number, line, later) {
+            Ok(step) => steps.push(step),
+            Err(e) => errors.push((*number, e)),
+        }
+        rest = later;
+    }
+    errors.extend(resolver.unheld_refusals());
     if errors.is_empty() {
-        Ok(Script {
+        return Ok(Script {
             name: name.to_owned(),
             actors: resolver.into_actors(),
             steps,
-        })
-    } else {
-        Err(errors)
+        });
     }
+    errors.sort_by_key(|(number, _)| *number);
+    Err(errors
+        .into_iter()
+        .map(|(number, e)| format!("{name}:{number}: {e}"))
+        .collect())
+}
+
+/// Whether a later line still calls an actor `@NAME` (before a `connect`
+/// starts a new actor of that name).
+fn still_called(name: &str, later: &[(usize, Line)]) -> bool {
+    later
+        .iter()
+        .find(|(_, l)| {
+            l.actor
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(name))
+        })
+        .is_some_and(|(_, l)| l.action != Action::Connect)
 }
 
 /// One step as written: its actor by name, not yet resolved.
@@ -369,11 +391,12 @@ struct Resolver {
     /// Lower-cased current nickname -> actor (case-insensitive, as the
     /// server compares them). Quit actors stay until someone takes the name.
     by_name: HashMap<String, usize>,
-    /// Lower-cased name -> the first actor that ever held it.
-    ever: HashMap<String, usize>,
     /// The name steps without `@ACTOR` stand for; follows the default
     /// actor's renames.
     default_name: String,
+    /// `nick` steps expected to be refused for the sake of an actor named
+    /// further down: (line, actor, NEW), checked once all actors are known.
+    refusals: Vec<(usize, usize, String)>,
 }
 
 struct Known {
@@ -389,8 +412,8 @@ impl Resolver {
         Resolver {
             actors: Vec::new(),
             by_name: HashMap::new(),
-            ever: HashMap::new(),
             default_name: default_nick.to_owned(),
+            refusals: Vec::new(),
         }
     }
 
@@ -398,8 +421,16 @@ impl Resolver {
         self.actors.into_iter().map(|k| k.first).collect()
     }
 
-    fn resolve(&mut self, line: usize, parsed: Line) -> Result<Step, String> {
-        let Line { actor, action } = parsed;
+    /// Who performs this line, given what came before; `later` are the
+    /// lines after it, for the one question the past cannot answer (see
+    /// `Action::Nick` below).
+    fn resolve(
+        &mut self,
+        line: usize,
+        parsed: &Line,
+        later: &[(usize, Line)],
+    ) -> Result<Step, String> {
+        let action = parsed.action.clone();
         if matches!(action, Action::Sleep(_)) {
             return Ok(Step {
                 line,
@@ -407,7 +438,10 @@ impl Resolver {
                 action,
             });
         }
-        let name = actor.unwrap_or_else(|| self.default_name.clone());
+        let name = parsed
+            .actor
+            .clone()
+            .unwrap_or_else(|| self.default_name.clone());
         let key = name.to_ascii_lowercase();
         let connect = action == Action::Connect;
         let id = match self.by_name.get(&key).copied() {
@@ -436,15 +470,6 @@ impl Resolver {
                 id
             }
             _ => {
-                if !connect {
-                    if let Some(&other) = self.ever.get(&key) {
-                        let other = &self.actors[other];
-                        return Err(format!(
-                            "@{name} would be a new actor connecting at the start, but then the actor first seen at line {} (now @{}) has that name; write @{}, or begin a new actor with `@{name} connect`",
-                            other.first.line, other.name, other.name
-                        ));
-                    }
-                }
                 self.actors.push(Known {
                     first: Actor {
                         name: name.clone(),
@@ -456,21 +481,29 @@ impl Resolver {
                 });
                 let id = self.actors.len() - 1;
                 self.by_name.insert(key.clone(), id);
-                self.ever.entry(key.clone()).or_insert(id);
                 id
             }
         };
         let action = match action {
             Action::Nick { new, .. } => {
                 let new_key = new.to_ascii_lowercase();
-                let taken = matches!(
+                let held = matches!(
                     self.by_name.get(&new_key),
                     Some(&other) if other != id && self.actors[other].quit.is_none()
                 );
-                if !taken {
+                // An actor named only further down still connects at the
+                // start and holds its name already. The script says so by
+                // going on with the old name: that `nick` is meant to fail.
+                let kept = !held && new_key != key && still_called(&name, later);
+                if kept {
+                    self.refusals.push((line, id, new.clone()));
+                } else if !held {
                     self.rename(id, &key, &new);
                 }
-                Action::Nick { new, taken }
+                Action::Nick {
+                    new,
+                    taken: held || kept,
+                }
             }
             Action::Quit(text) => {
                 self.actors[id].quit = Some(line);
@@ -485,13 +518,39 @@ impl Resolver {
         })
     }
 
+    /// The `nick` steps read as refusals because later steps keep the old
+    /// name, whose NEW no actor connecting at the start turned out to hold:
+    /// the server would accept them, contrary to the rest of the script.
+    fn unheld_refusals(&self) -> Vec<(usize, String)> {
+        self.refusals
+            .iter()
+            .filter(|(line, id, new)| {
+                !self.actors.iter().enumerate().any(|(other, a)| {
+                    other != *id
+                        && !a.first.late
+                        && a.first.line > *line
+                        && a.first.name.eq_ignore_ascii_case(new)
+                })
+            })
+            .map(|(line, id, new)| {
+                let old = &self.actors[*id].name;
+                (
+                    *line,
+                    format!(
+                        "after `nick {new}` the script still calls this actor @{old}, as if {new} were taken, \
+                         but no other actor has that name here; write the later steps as @{new}"
+                    ),
+                )
+            })
+            .collect()
+    }
+
     fn rename(&mut self, id: usize, old_key: &str, new: &str) {
         let new_key = new.to_ascii_lowercase();
         if self.by_name.get(old_key) == Some(&id) {
             self.by_name.remove(old_key);
         }
         self.by_name.insert(new_key.clone(), id);
-        self.ever.entry(new_key).or_insert(id);
         if self.default_name.eq_ignore_ascii_case(old_key) {
             self.default_name = new.to_owned();
         }
@@ -748,10 +807,16 @@ mod tests {
         let e = errors("@bob nick robert\n@bob say hi\n");
         assert_eq!(e.len(), 1);
         assert!(
-            e[0].starts_with("t.chat:2: @bob would be a new actor"),
+            e[0].starts_with(
+                "t.chat:1: after `nick robert` the script still calls this actor @bob"
+            ),
             "{e:?}"
         );
-        assert!(e[0].contains("write @robert"), "{e:?}");
+        assert!(e[0].contains("write the later steps as @robert"), "{e:?}");
+        // Robert named further down is someone else, whose name bob tries.
+        let s = script("@bob nick robert\n@robert say hi\n@bob say hi\n");
+        assert_eq!(actors(&s), [("bob", 1, false), ("robert", 2, false)]);
+        assert_eq!(s.steps[2].actor, Some(0));
         let s = script("@bob nick robert\n@bob connect\n@bob say hi\n");
         assert_eq!(actors(&s), [("bob", 1, false), ("bob", 2, true)]);
     }
@@ -767,6 +832,18 @@ mod tests {
             }
         );
         assert_eq!(s.steps[2].actor, Some(1), "bob keeps his name");
+        // The same when alice is named only further down: she connects at
+        // the start all the same, and bob goes on as @bob.
+        let s = script("@bob nick alice\n@bob expect error nick_in_use\n@alice say still me\n");
+        assert_eq!(actors(&s), [("bob", 1, false), ("alice", 3, false)]);
+        assert_eq!(
+            s.steps[0].action,
+            Action::Nick {
+                new: "alice".into(),
+                taken: true
+            }
+        );
+        assert_eq!(s.steps[1].actor, Some(0));
         // Free once its holder has quit.
         let s = script("@alice quit\n@bob nick alice\n@alice say I am bob\n");
         assert_eq!(
