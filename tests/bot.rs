@@ -295,6 +295,14 @@ fn a_missing_script_is_one_line_and_exit_2() {
         r.stderr,
         "chat: cannot read the script nowhere.chat: No such file or directory\n"
     );
+    let r = run(bot(&dir, None, &["nowhere.chat", "--timeout", "0s"]));
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr
+            .starts_with("chat: --timeout must be longer than 0"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -451,7 +459,7 @@ fn five_hundred_actors_share_one_event_loop() {
     let mut watcher = server.join("watcher");
     let mut script = String::new();
     for i in 1..=N {
-        script.push_str(&format!("@u{i} who\n"));
+        script.push_str(&format!("@u{i} msg u1 here\n"));
     }
     script.push_str("@u1 msg watcher all here\n");
     script.push_str("@u1 expect private watcher go within 30s\n");
@@ -459,7 +467,7 @@ fn five_hundred_actors_share_one_event_loop() {
     script.push_str(&format!("@u{N} expect group u1 hello*\n"));
     script.push_str(&format!("@u{} expect group u1 hello*\n", N / 2));
     script.push_str(&format!("@u1 expect join u{N}\n"));
-    script.push_str(&format!("@u{N} expect who u1\n"));
+    script.push_str(&format!("@u1 expect private u{N} here\n"));
     let dir = scratch(&[("crowd.chat", &script)]);
     let (child, out, err) = spawn(
         &mut bot(

@@ -29,6 +29,13 @@ pub fn run(args: &BotArgs) -> Outcome {
         args.script.display().to_string()
     };
     check_nick(&args.nick).map_err(|e| Fail::usage(format!("--nick {:?}: {e}", args.nick)))?;
+    if args.timeout.is_zero() {
+        // `within 0ms` on one line is a fine "must be here already"; as
+        // the wait for every connection and answer it cannot work.
+        return Err(Fail::usage(
+            "--timeout must be longer than 0 (it is also how long connecting may take)",
+        ));
+    }
     let addr = parse_addr(&args.server)
         .map_err(|e| Fail::usage(format!("cannot use --server {}: {e}", args.server)))?;
     let source = read_script(&args.script, from_stdin)
