@@ -528,3 +528,44 @@ fn the_transcript_arrives_while_the_script_runs() {
     assert!(rest.contains(&"@alice *watcher* go".to_owned()), "{rest:?}");
     assert!(child.wait().unwrap().success());
 }
+
+/// Runs a script with its standard output on a pseudo-terminal and returns
+/// what the terminal showed.
+fn on_a_terminal(server: &Server, dir: &Path, script: &str, no_color: Option<&str>) -> String {
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut cmd = bot(dir, Some(server), &[script]);
+    if let Some(value) = no_color {
+        cmd.env("NO_COLOR", value);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(pty.slave))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The command held the only other copy of the slave side; once the bot
+    // exits, reading the master ends (EIO).
+    drop(cmd);
+    let mut shown = Vec::new();
+    let mut master = std::fs::File::from(pty.master);
+    let _ = master.read_to_end(&mut shown);
+    assert!(child.wait().unwrap().success());
+    String::from_utf8(shown).unwrap()
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let server = Server::start(&[]);
+    let dir = scratch(&[(
+        "hi.chat",
+        "@alice msg zed hello?\n@alice expect error no_such_user\n",
+    )]);
+    let coloured = on_a_terminal(&server, &dir, "hi.chat", None);
+    assert!(
+        coloured.contains("\x1b[31m!! no user named zed\x1b[0m"),
+        "{coloured:?}"
+    );
+    let plain = on_a_terminal(&server, &dir, "hi.chat", Some("1"));
+    assert!(plain.contains("@alice !! no user named zed"), "{plain:?}");
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+}

@@ -374,6 +374,7 @@ impl<'a> Runner<'a> {
         self.room.flush_out();
         self.room.out = None;
         self.room.winding_down = true;
+        self.room.dropped = None;
         for i in 0..self.room.actors.len() {
             if self.room.actors[i].peer.is_some() && !self.room.actors[i].bye {
                 let _ = self.send(i, &ClientMsg::Quit { text: None });
