@@ -2,10 +2,10 @@
 //! that are known to make sense, or every mistake at once as
 //! `FILE:LINE: what is wrong`, before anything connects.
 //!
-//! Two passes per line: the words of the line on their own ([`parse_line`]),
-//! then who the line's actor is at that point of the script (nicknames
-//! change, actors quit and new ones arrive), which decides which actors
-//! connect at the start and which `connect` steps are misplaced.
+//! Two passes: the words of each line on their own (`parse_line`), then,
+//! in order, who each line's actor is at that point of the script
+//! (nicknames change, actors quit and new ones arrive), which decides which
+//! actors connect at the start and which `connect` steps are misplaced.
 
 use std::collections::HashMap;
 use std::time::Duration;
