@@ -395,8 +395,16 @@ struct Resolver {
     /// actor's renames.
     default_name: String,
     /// `nick` steps expected to be refused for the sake of an actor named
-    /// further down: (line, actor, NEW), checked once all actors are known.
-    refusals: Vec<(usize, usize, String)>,
+    /// further down, checked once all actors are known.
+    refusals: Vec<Refusal>,
+}
+
+/// A `nick` at `line` by actor `id`, then called `old`, to be refused.
+struct Refusal {
+    line: usize,
+    id: usize,
+    old: String,
+    new: String,
 }
 
 struct Known {
@@ -496,7 +504,12 @@ impl Resolver {
                 // going on with the old name: that `nick` is meant to fail.
                 let kept = !held && new_key != key && still_called(&name, later);
                 if kept {
-                    self.refusals.push((line, id, new.clone()));
+                    self.refusals.push(Refusal {
+                        line,
+                        id,
+                        old: name.clone(),
+                        new: new.clone(),
+                    });
                 } else if !held {
                     self.rename(id, &key, &new);
                 }
@@ -524,16 +537,15 @@ impl Resolver {
     fn unheld_refusals(&self) -> Vec<(usize, String)> {
         self.refusals
             .iter()
-            .filter(|(line, id, new)| {
+            .filter(|r| {
                 !self.actors.iter().enumerate().any(|(other, a)| {
-                    other != *id
+                    other != r.id
                         && !a.first.late
-                        && a.first.line > *line
-                        && a.first.name.eq_ignore_ascii_case(new)
+                        && a.first.line > r.line
+                        && a.first.name.eq_ignore_ascii_case(&r.new)
                 })
             })
-            .map(|(line, id, new)| {
-                let old = &self.actors[*id].name;
+            .map(|Refusal { line, old, new, .. }| {
                 (
                     *line,
                     format!(
