@@ -15,8 +15,24 @@ use common::{Server, WAIT, chat};
 use serde_json::json;
 
 /// A fresh directory for one test's scripts, so that messages name them
-/// as `NAME.chat`, relative, the way a user would type them.
-fn scratch(files: &[(&str, &str)]) -> PathBuf {
+/// as `NAME.chat`, relative, the way a user would type them. Removed on
+/// drop.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(files: &[(&str, &str)]) -> Scratch {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "chat-bot-test-{}-{}",
@@ -27,7 +43,7 @@ fn scratch(files: &[(&str, &str)]) -> PathBuf {
     for (name, text) in files {
         std::fs::write(dir.join(name), text).unwrap();
     }
-    dir
+    Scratch(dir)
 }
 
 struct Run {
