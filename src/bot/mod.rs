@@ -1,7 +1,73 @@
-//! Placeholder until its issue lands.
+//! `chat bot SCRIPT`: replays a scripted conversation among one or more
+//! actors against a running server and checks what they receive
+//! (`shared/spec/bot-scripts.md`). Its exit status is the verdict.
+//!
+//! - [`script`]: the script's lines into validated steps, or every mistake
+//!   as `FILE:LINE: what`.
+//! - [`matching`]: `*` patterns and which fields `expect` looks at.
+//! - [`runner`]: the single event loop that plays the steps.
+//! - [`transcript`]: the human format of messages, shared with the client.
 
+pub mod matching;
+pub mod runner;
+pub mod script;
+pub mod transcript;
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::addr::parse_addr;
+use crate::cli::BotArgs;
 use crate::fail::{Fail, Outcome};
+use crate::wire::check_nick;
 
-pub fn run(_args: &crate::cli::BotArgs) -> Outcome {
-    Err(Fail::usage("'chat bot' is not yet built"))
+pub fn run(args: &BotArgs) -> Outcome {
+    let from_stdin = args.script == Path::new("-");
+    let name = if from_stdin {
+        "<stdin>".to_owned()
+    } else {
+        args.script.display().to_string()
+    };
+    check_nick(&args.nick).map_err(|e| Fail::usage(format!("--nick {:?}: {e}", args.nick)))?;
+    if args.timeout.is_zero() {
+        // `within 0ms` on one line is a fine "must be here already"; as
+        // the wait for every connection and answer it cannot work.
+        return Err(Fail::usage(
+            "--timeout must be longer than 0 (it is also how long connecting may take)",
+        ));
+    }
+    let addr = parse_addr(&args.server)
+        .map_err(|e| Fail::usage(format!("cannot use --server {}: {e}", args.server)))?;
+    let source = read_script(&args.script, from_stdin)
+        .map_err(|e| Fail::usage(format!("cannot read the script {name}: {e}")))?;
+    let script = match script::parse(&name, &source, &args.nick) {
+        Ok(script) => script,
+        Err(mut errors) => {
+            // Every bad line, each as one `chat: FILE:LINE: ...` line; the
+            // last goes out through `main` like any other failure.
+            let last = errors.pop().unwrap_or_default();
+            for error in errors {
+                eprintln!("chat: {error}");
+            }
+            return Err(Fail::usage(last));
+        }
+    };
+    let settings = runner::Settings {
+        addr,
+        timeout: args.timeout,
+        quiet: args.quiet,
+        color: transcript::color_wanted(),
+    };
+    runner::run(&script, &settings).map_err(Fail::runtime)
+}
+
+fn read_script(path: &Path, from_stdin: bool) -> Result<Vec<u8>, String> {
+    let mut source = Vec::new();
+    let read = if from_stdin {
+        std::io::stdin().lock().read_to_end(&mut source).map(|_| ())
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut source).map(|_| ()))
+    };
+    read.map_err(|e| runner::io_reason(&e))?;
+    Ok(source)
 }

@@ -1,7 +1,204 @@
-//! Placeholder until its issue lands.
+//! `chat client`: chat interactively, or from a script through a pipe.
+//!
+//! Two processes share the work. The parent owns the connection: one mio
+//! loop over the socket, the pipes and a signalfd (`parent`), with the
+//! protocol logic kept apart from I/O (`session`, `room`, `render`). A
+//! forked child owns the keyboard (`input`): it reads lines with rustyline
+//! (`complete`, `history`) and writes them into a pipe. While the child
+//! edits a line on a terminal, the parent's lines reach the screen only
+//! through the child's display thread and rustyline's external printer
+//! (`printer`, `display`), so incoming messages never garble the input.
+//!
+//! Order of events, each step before the next: connect (so a wrong address
+//! fails at once, before any fork), create the pipes, save the terminal,
+//! block the signals the parent handles, fork (`fork`), run the loop, reap
+//! the child, restore the terminal (`terminal`).
 
+mod clock;
+mod commands;
+mod complete;
+mod display;
+mod fork;
+mod history;
+mod input;
+mod parent;
+mod printer;
+mod render;
+mod room;
+mod session;
+mod signals;
+mod terminal;
+
+use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigmaskHow, pthread_sigmask};
+use nix::sys::wait::waitpid;
+use nix::unistd::{getpid, pipe2};
+
+use crate::addr::parse_addr;
+use crate::cli::ClientArgs;
 use crate::fail::{Fail, Outcome};
+use crate::peer::Peer;
+use crate::wire::check_nick;
 
-pub fn run(_args: &crate::cli::ClientArgs) -> Outcome {
-    Err(Fail::usage("'chat client' is not yet built"))
+use display::Screen;
+use render::{Renderer, Style};
+use session::Session;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn run(args: &ClientArgs) -> Outcome {
+    let addr = parse_addr(&args.server)
+        .map_err(|e| Fail::usage(format!("cannot use server address: {e}")))?;
+    let nick = match &args.nick {
+        Some(nick) => {
+            check_nick(nick)
+                .map_err(|e| Fail::usage(format!("cannot use nickname {nick:?}: {e}")))?;
+            Some(nick.clone())
+        }
+        None => default_nick(std::env::var("USER").ok().as_deref()),
+    };
+    let interactive = io::stdin().is_terminal()
+        && io::stdout().is_terminal()
+        && term_can_edit(std::env::var("TERM").ok().as_deref());
+    let style = style(
+        interactive,
+        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    );
+    let history = if interactive {
+        history::path(
+            args.history.as_deref(),
+            std::env::var("XDG_DATA_HOME").ok().as_deref(),
+            std::env::var("HOME").ok().as_deref(),
+        )
+    } else {
+        None
+    };
+
+    let peer = Peer::connect(addr, CONNECT_TIMEOUT)
+        .map_err(|e| Fail::runtime(format!("cannot connect to {addr}: {e}")))?;
+
+    let setup = |e: nix::Error| Fail::runtime(format!("cannot set up the client: {e}"));
+    let (input_rx, input_tx) = pipe2(OFlag::O_CLOEXEC).map_err(setup)?;
+    let (display_rx, display_tx) = match interactive {
+        true => pipe2(OFlag::O_CLOEXEC)
+            .map(|(r, w)| (Some(r), Some(w)))
+            .map_err(setup)?,
+        false => (None, None),
+    };
+    let saved = terminal::save();
+    let mask = signals::block().map_err(setup)?;
+    let signal_fd = signals::signal_fd().map_err(setup)?;
+    let _ = io::stdout().flush();
+
+    let mut inherited = vec![
+        peer.stream.as_raw_fd(),
+        input_rx.as_raw_fd(),
+        signal_fd.as_raw_fd(),
+    ];
+    inherited.extend(display_tx.as_ref().map(AsRawFd::as_raw_fd));
+    let child = input::Child {
+        to_parent: input_tx,
+        from_parent: display_rx,
+        history,
+        saved: saved.clone(),
+        parent: getpid(),
+        mask,
+    };
+    let pid = fork::fork_child((inherited, child), |(inherited, child)| {
+        fork::close_inherited(&inherited);
+        input::run(child)
+    });
+    let pid = match pid {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+            return Err(Fail::runtime(format!(
+                "cannot start the input process: {e}"
+            )));
+        }
+    };
+
+    let screen = match display_tx {
+        Some(fd) => Screen::Child {
+            pipe: fd.into(),
+            queue: Vec::new(),
+            sent: 0,
+        },
+        None => Screen::Direct {
+            json: args.json,
+            closed: false,
+        },
+    };
+    let parts = parent::Parts {
+        addr,
+        peer,
+        input: input_rx.into(),
+        screen,
+        signals: signal_fd,
+        session: Session::new(Renderer { style }, args.json, nick, interactive),
+        child: pid,
+        json: args.json,
+        interactive,
+    };
+    let outcome = match parent::Parent::new(parts) {
+        Ok(parent) => parent.run(),
+        Err(e) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            Err(Fail::runtime(format!("cannot set up the event loop: {e}")))
+        }
+    };
+    while let Err(nix::Error::EINTR) = waitpid(pid, None) {}
+    if let Some(saved) = &saved {
+        saved.restore();
+    }
+    outcome
+}
+
+/// `$USER` when it is a nickname the server would accept.
+fn default_nick(user: Option<&str>) -> Option<String> {
+    user.filter(|u| check_nick(u).is_ok()).map(str::to_owned)
+}
+
+/// rustyline cannot edit lines on these terminals (it reads them plainly),
+/// so the client does not try either.
+fn term_can_edit(term: Option<&str>) -> bool {
+    !matches!(term, Some("dumb" | "cons25" | "emacs"))
+}
+
+/// Colours only on a terminal, and only when `NO_COLOR` is unset (or
+/// empty, as no-color.org says).
+fn style(interactive: bool, no_color: bool) -> Style {
+    match (interactive, no_color) {
+        (false, _) => Style::Plain,
+        (true, true) => Style::Bold,
+        (true, false) => Style::Colour,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_becomes_the_nick_only_when_valid() {
+        assert_eq!(default_nick(Some("alice")), Some("alice".into()));
+        assert_eq!(default_nick(Some("john.doe")), None);
+        assert_eq!(default_nick(Some("guest12")), None);
+        assert_eq!(default_nick(Some("")), None);
+        assert_eq!(default_nick(None), None);
+    }
+
+    #[test]
+    fn colour_needs_a_terminal_and_no_no_color() {
+        assert_eq!(style(true, false), Style::Colour);
+        assert_eq!(style(true, true), Style::Bold);
+        assert_eq!(style(false, false), Style::Plain);
+        assert!(!term_can_edit(Some("dumb")));
+        assert!(term_can_edit(Some("xterm-256color")));
+        assert!(term_can_edit(None));
+    }
 }

@@ -416,12 +416,30 @@ impl EventLoop {
             conn.state = State::Closing;
             return false;
         }
-        if consumed < input.len() {
+        let paused = consumed < input.len();
+        if paused {
             conn.held.extend_from_slice(&input[consumed..]);
             pause(conn, slot, limit, wakeups);
-            return false;
         }
-        true
+        if room.has_over() {
+            self.relieve();
+        }
+        !paused && self.conns.contains(slot)
+    }
+
+    /// Some queues went past `--max-queue`: write to them now, since what
+    /// the kernel takes was never pending here, and drop as slow whoever
+    /// is still over. Called after every chunk of input, so a queue is
+    /// judged at most one read's worth of fan-out past its limit.
+    fn relieve(&mut self) {
+        self.room.seal();
+        let over = self.room.over().to_vec();
+        for slot in over {
+            self.flush(slot);
+        }
+        for slot in self.room.drop_slow(self.now_ms) {
+            self.close(slot);
+        }
     }
 
     fn on_signal(&mut self) {
@@ -455,10 +473,7 @@ impl EventLoop {
     /// Phase three of a turn: see the module comment.
     fn write(&mut self) {
         loop {
-            for slot in self.room.drop_slow(self.now_ms) {
-                self.close(slot);
-            }
-            self.room.seal();
+            self.relieve();
             let mut dirty = std::mem::take(&mut self.dirty);
             self.room.take_dirty(&mut dirty);
             if dirty.is_empty() && self.hung_up.is_empty() {

@@ -102,7 +102,7 @@ pub struct User {
     pub out: OutQueue,
     /// Listed in `Room::dirty` this turn.
     dirty: bool,
-    /// Went over the queue limit; receives nothing more.
+    /// Listed in `Room::over` (queue past the limit, to be judged).
     over: bool,
 }
 
@@ -133,8 +133,10 @@ pub struct Room {
     outbox: Outbox,
     /// Slots with output queued since the event loop last looked.
     dirty: Vec<usize>,
-    /// Users who went over `max_queue`; the event loop closes them.
-    slow: Vec<usize>,
+    /// Users whose queue grew past `max_queue`. The event loop writes to
+    /// them first and then asks `drop_slow`: what the kernel took at once
+    /// was never pending in the server.
+    over: Vec<usize>,
     /// Nickname changes since the event loop last looked.
     pub renames: Vec<Renamed>,
 }
@@ -150,7 +152,7 @@ impl Room {
             welcome,
             outbox: Outbox::default(),
             dirty: Vec::new(),
-            slow: Vec::new(),
+            over: Vec::new(),
             renames: Vec::new(),
         }
     }
@@ -345,15 +347,34 @@ impl Room {
         }
     }
 
-    /// Users whose queue went over the limit leave (reason `slow`); the
-    /// slots are returned for the event loop to close. Telling the others
-    /// can push more of them over, so this repeats until nobody is.
+    /// Whether some queue is past the limit and must be written or judged
+    /// before more input is handled.
+    pub fn has_over(&self) -> bool {
+        !self.over.is_empty()
+    }
+
+    /// Slots whose queue went past the limit, to write now.
+    pub fn over(&self) -> &[usize] {
+        &self.over
+    }
+
+    /// Users whose queue is still past the limit after being written to
+    /// leave (reason `slow`), and their slots are returned for the event
+    /// loop to close. Telling the others can push more of them over, so this
+    /// repeats until nobody is.
     pub fn drop_slow(&mut self, now_ms: u64) -> Vec<usize> {
         let mut dropped = Vec::new();
-        while !self.slow.is_empty() {
-            for slot in std::mem::take(&mut self.slow) {
-                self.depart(slot, LeaveReason::Slow, None, now_ms);
-                dropped.push(slot);
+        while !self.over.is_empty() {
+            for slot in std::mem::take(&mut self.over) {
+                let Some(user) = self.users.get_mut(slot) else {
+                    continue;
+                };
+                user.over = false;
+                if user.out.len() > self.max_queue && user.presence == Presence::Here {
+                    user.out.clear();
+                    self.depart(slot, LeaveReason::Slow, None, now_ms);
+                    dropped.push(slot);
+                }
             }
         }
         dropped
@@ -459,13 +480,13 @@ impl Room {
             users,
             outbox,
             dirty,
-            slow,
+            over,
             max_queue,
             ..
         } = self;
         for (slot, user) in users.iter_mut() {
             if Some(slot) != except && user.presence == Presence::Here {
-                enqueue(user, slot, outbox, m, *max_queue, dirty, slow);
+                enqueue(user, slot, outbox, m, *max_queue, dirty, over);
             }
         }
     }
@@ -477,12 +498,12 @@ impl Room {
             users,
             outbox,
             dirty,
-            slow,
+            over,
             max_queue,
             ..
         } = self;
         if let Some(user) = users.get_mut(slot) {
-            enqueue(user, slot, outbox, m, *max_queue, dirty, slow);
+            enqueue(user, slot, outbox, m, *max_queue, dirty, over);
         }
     }
 }
@@ -494,23 +515,17 @@ fn enqueue(
     m: Encoded,
     max_queue: usize,
     dirty: &mut Vec<usize>,
-    slow: &mut Vec<usize>,
+    over: &mut Vec<usize>,
 ) {
-    if user.over {
-        return;
-    }
-    if user.out.len() + m.len() > max_queue {
-        // Over the limit: this user is dropped, nobody else waits for it.
-        user.out.clear();
-        user.over = true;
-        slow.push(slot);
-        return;
-    }
     user.out.push(outbox, m);
     user.msgs_out += 1;
     if !user.dirty {
         user.dirty = true;
         dirty.push(slot);
+    }
+    if user.out.len() > max_queue && !user.over {
+        user.over = true;
+        over.push(slot);
     }
 }
 
@@ -686,22 +701,29 @@ mod tests {
         let fast = named(&mut room, "fast");
         drain(&mut room);
         let text = "x".repeat(100);
-        let mut sent = 0;
+        let mut dropped = Vec::new();
+        let mut fast_got = Vec::new();
         for _ in 0..30 {
             line(&mut room, talker, json!({"type":"group","text":text}));
-            sent += 1;
-            if room.slow.is_empty() {
-                // The fast reader keeps up; the slow one never reads.
-                room.seal();
-                room.users[fast].out.write_to(&mut Vec::new()).unwrap();
-            }
+            // The fast reader keeps up; the slow one never reads.
+            room.seal();
+            room.users[fast].out.write_to(&mut fast_got).unwrap();
+            dropped.extend(room.drop_slow(NOW));
         }
-        assert_eq!(room.drop_slow(NOW), [slow]);
-        let out = drain(&mut room);
-        let groups = out[&fast].iter().filter(|m| m["type"] == "group").count();
-        let seen_before = 30 - groups;
-        assert!(seen_before > 0 && groups + seen_before == sent);
-        assert_eq!(out[&fast].last().unwrap()["reason"], "slow");
+        assert_eq!(dropped, [slow]);
+        room.seal();
+        room.users[fast].out.write_to(&mut fast_got).unwrap();
+        let got: Vec<Value> = fast_got
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(got.iter().filter(|m| m["type"] == "group").count(), 30);
+        let leave = got.iter().find(|m| m["type"] == "leave").unwrap();
+        assert_eq!(
+            (&leave["nick"], &leave["reason"]),
+            (&json!("slow"), &json!("slow"))
+        );
     }
 
     #[test]

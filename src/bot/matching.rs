@@ -1,0 +1,438 @@
+//! What an `expect` step matches: `*` glob patterns, and the table of which
+//! fields of each kind of message stand for FROM and TEXT (bot-scripts.md).
+//!
+//! Also the two ways the runner writes these down for people: a pattern
+//! (`group from alice "hello*"`) and a received message (`group carol "hi"`),
+//! so that a failure reads the same way as the line that caused it.
+
+use crate::wire::{ServerMsg, WhoEntry};
+
+/// The kinds of message an `expect` can wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Group,
+    Private,
+    Join,
+    Leave,
+    Nick,
+    Error,
+    Who,
+    Bye,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Group,
+        Kind::Private,
+        Kind::Join,
+        Kind::Leave,
+        Kind::Nick,
+        Kind::Error,
+        Kind::Who,
+        Kind::Bye,
+    ];
+
+    pub fn parse(word: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == word)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Group => "group",
+            Kind::Private => "private",
+            Kind::Join => "join",
+            Kind::Leave => "leave",
+            Kind::Nick => "nick",
+            Kind::Error => "error",
+            Kind::Who => "who",
+            Kind::Bye => "bye",
+        }
+    }
+
+    /// Whether the table gives this kind a TEXT (`join`, `who` and `bye`
+    /// have none, so a TEXT on their line is a mistake in the script).
+    pub fn has_text(self) -> bool {
+        !matches!(self, Kind::Join | Kind::Who | Kind::Bye)
+    }
+
+    /// The word between KIND and FROM when a pattern is written for people.
+    fn before_from(self) -> &'static str {
+        match self {
+            Kind::Group | Kind::Private => " from",
+            Kind::Who => " listing",
+            _ => "",
+        }
+    }
+}
+
+/// One message as an actor's queue holds it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub msg: ServerMsg<'static>,
+    /// For a `join`: the name the newcomer took right after joining. A user
+    /// joins as `guest<ID>` and only then asks for a nickname, so without
+    /// this `expect join carol` could never match.
+    pub became: Option<String>,
+    /// For a `nick`: it is that newcomer naming itself, which failure
+    /// reports already show as `join NAME`. It stays matchable.
+    pub folded: bool,
+}
+
+impl Received {
+    pub fn new(msg: ServerMsg<'static>) -> Received {
+        Received {
+            msg,
+            became: None,
+            folded: false,
+        }
+    }
+}
+
+/// The FROM and TEXT of a message, by the table. FROM is usually one name;
+/// a `who` offers every nick in its list and a renamed `join` two.
+struct Fields<'a> {
+    kind: Kind,
+    from: Vec<&'a str>,
+    text: Option<&'a str>,
+}
+
+fn fields(r: &Received) -> Option<Fields<'_>> {
+    let (kind, from, text) = match &r.msg {
+        ServerMsg::Group { from, text, .. } => (Kind::Group, vec![&**from], Some(&**text)),
+        ServerMsg::Private { from, text, .. } => (Kind::Private, vec![&**from], Some(&**text)),
+        ServerMsg::Join { nick, .. } => {
+            let mut from = vec![&**nick];
+            from.extend(r.became.as_deref());
+            (Kind::Join, from, None)
+        }
+        ServerMsg::Leave { nick, text, .. } => (
+            Kind::Leave,
+            vec![&**nick],
+            Some(text.as_deref().unwrap_or("")),
+        ),
+        ServerMsg::Nick { old, new, .. } => (Kind::Nick, vec![&**old], Some(&**new)),
+        ServerMsg::Error { code, message } => (Kind::Error, vec![code.as_str()], Some(&**message)),
+        ServerMsg::Who { users } => (
+            Kind::Who,
+            users.iter().map(|u: &WhoEntry<'_>| &*u.nick).collect(),
+            None,
+        ),
+        ServerMsg::Bye { reason } => (
+            Kind::Bye,
+            vec![match reason {
+                crate::wire::ByeReason::Quit => "quit",
+                crate::wire::ByeReason::Shutdown => "shutdown",
+            }],
+            None,
+        ),
+        ServerMsg::Welcome { .. } | ServerMsg::Pong { .. } => return None,
+    };
+    Some(Fields { kind, from, text })
+}
+
+/// What an `expect` line asks for. `None` matches anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    pub kind: Kind,
+    pub from: Option<String>,
+    pub text: Option<String>,
+}
+
+impl Pattern {
+    /// FROM is a name (or an error code, or a bye reason) and names are
+    /// compared without regard to case everywhere in the protocol, so FROM
+    /// is too; TEXT is what people wrote and must match exactly.
+    pub fn matches(&self, r: &Received) -> bool {
+        let Some(f) = fields(r) else {
+            return false;
+        };
+        if f.kind != self.kind {
+            return false;
+        }
+        if let Some(pattern) = &self.from {
+            let pattern = pattern.to_ascii_lowercase();
+            let hit = f
+                .from
+                .iter()
+                .any(|from| glob(pattern.as_bytes(), from.to_ascii_lowercase().as_bytes()));
+            if !hit {
+                return false;
+            }
+        }
+        match (&self.text, f.text) {
+            (None, _) => true,
+            (Some(pattern), Some(text)) => glob(pattern.as_bytes(), text.as_bytes()),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The pattern in words: `group from alice "hello*"`, `join carol`.
+    pub fn describe(&self) -> String {
+        let mut s = self.kind.name().to_owned();
+        if let Some(from) = &self.from {
+            s.push_str(self.kind.before_from());
+            s.push(' ');
+            s.push_str(&word_or_quoted(from));
+        }
+        if let Some(text) = &self.text {
+            s.push(' ');
+            s.push_str(&quoted(text));
+        }
+        s
+    }
+}
+
+/// A received message in the words of the table, for failure reports:
+/// `group carol "hi"`, `join carol`, `who [alice, bob]`. A join is shown
+/// by the name its newcomer took, as the spec's example does.
+pub fn summary(r: &Received) -> String {
+    match &r.msg {
+        ServerMsg::Who { users } => {
+            let nicks: Vec<&str> = users.iter().map(|u| &*u.nick).collect();
+            format!("who [{}]", nicks.join(", "))
+        }
+        ServerMsg::Join { nick, .. } => {
+            format!(
+                "join {}",
+                word_or_quoted(r.became.as_deref().unwrap_or(nick))
+            )
+        }
+        ServerMsg::Leave {
+            nick, text: None, ..
+        } => format!("leave {}", word_or_quoted(nick)),
+        _ => match fields(r) {
+            Some(f) => {
+                let mut s = format!("{} {}", f.kind.name(), word_or_quoted(f.from[0]));
+                if let Some(text) = f.text {
+                    s.push(' ');
+                    s.push_str(&quoted(text));
+                }
+                s
+            }
+            None => "an unexpected message".to_owned(),
+        },
+    }
+}
+
+/// A FROM as the script would have to write it: bare when it is one plain
+/// word, otherwise in JSON quotes.
+fn word_or_quoted(s: &str) -> String {
+    if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '"' || c.is_control()) {
+        s.to_owned()
+    } else {
+        quoted(s)
+    }
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+}
+
+/// Whole-string match where `*` stands for any run of bytes, the empty one
+/// included; every other byte matches itself. Working on bytes is safe for
+/// UTF-8: a literal can only start matching at the start of a character.
+///
+/// Greedy with one backtrack point (the last `*` seen), which is linear in
+/// practice and never exponential.
+pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and how much of the text it has eaten so far.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if pattern.get(p) == Some(&b'*') {
+            star = Some((p, t));
+            p += 1;
+        } else if pattern.get(p) == Some(&text[t]) {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ByeReason, ErrorCode, LeaveReason};
+
+    fn g(p: &str, t: &str) -> bool {
+        glob(p.as_bytes(), t.as_bytes())
+    }
+
+    #[test]
+    fn glob_matches_the_whole_string() {
+        assert!(g("hello", "hello"));
+        assert!(!g("hello", "hello!"));
+        assert!(!g("hello", "hell"));
+        assert!(g("hello*", "hello, world"));
+        assert!(g("hello*", "hello"));
+        assert!(g("*world", "hello, world"));
+        assert!(!g("*world", "hello, world!"));
+        assert!(g("h*o*d", "hello, world"));
+        assert!(g("*", ""));
+        assert!(g("", ""));
+        assert!(!g("", "x"));
+        assert!(g("**a**", "a"));
+        assert!(g("*aab", "aaaab"));
+        assert!(g("a*b*c", "abbbbc"));
+        assert!(!g("a*b*c", "abbbbcd"));
+        assert!(g("café *", "café au lait"));
+        assert!(g("*é", "é"));
+    }
+
+    #[test]
+    fn glob_is_not_exponential() {
+        let text = "a".repeat(5000);
+        let pattern = format!("{}b", "*a".repeat(50));
+        assert!(!g(&pattern, &text));
+    }
+
+    fn pat(kind: Kind, from: Option<&str>, text: Option<&str>) -> Pattern {
+        Pattern {
+            kind,
+            from: from.map(String::from),
+            text: text.map(String::from),
+        }
+    }
+
+    fn group(from: &str, text: &str) -> Received {
+        Received::new(ServerMsg::Group {
+            from: from.to_owned().into(),
+            text: text.to_owned().into(),
+            ts: 1,
+        })
+    }
+
+    #[test]
+    fn group_and_private_use_from_and_text() {
+        let m = group("Alice", "hello, world");
+        assert!(pat(Kind::Group, None, None).matches(&m));
+        assert!(
+            pat(Kind::Group, Some("alice"), None).matches(&m),
+            "FROM ignores case"
+        );
+        assert!(pat(Kind::Group, Some("a*"), Some("hello*")).matches(&m));
+        assert!(
+            !pat(Kind::Group, Some("alice"), Some("Hello*")).matches(&m),
+            "TEXT keeps case"
+        );
+        assert!(!pat(Kind::Group, Some("bob"), None).matches(&m));
+        assert!(!pat(Kind::Private, Some("alice"), None).matches(&m));
+        let p = Received::new(ServerMsg::Private {
+            from: "bob".into(),
+            to: "alice".into(),
+            text: "hi alice".into(),
+            ts: 1,
+        });
+        assert!(pat(Kind::Private, Some("bob"), Some("hi *")).matches(&p));
+    }
+
+    #[test]
+    fn join_matches_the_guest_name_and_the_name_taken_after() {
+        let mut j = Received::new(ServerMsg::Join {
+            id: 3,
+            nick: "guest3".into(),
+            ts: 1,
+        });
+        assert!(pat(Kind::Join, Some("guest3"), None).matches(&j));
+        assert!(!pat(Kind::Join, Some("carol"), None).matches(&j));
+        j.became = Some("carol".into());
+        assert!(pat(Kind::Join, Some("carol"), None).matches(&j));
+        assert!(pat(Kind::Join, Some("guest*"), None).matches(&j));
+        assert_eq!(summary(&j), "join carol");
+    }
+
+    #[test]
+    fn leave_text_is_the_quit_reason_or_empty() {
+        let with = Received::new(ServerMsg::Leave {
+            id: 1,
+            nick: "alice".into(),
+            reason: LeaveReason::Quit,
+            ts: 1,
+            text: Some("bye now".into()),
+        });
+        let without = Received::new(ServerMsg::Leave {
+            id: 1,
+            nick: "alice".into(),
+            reason: LeaveReason::Disconnect,
+            ts: 1,
+            text: None,
+        });
+        assert!(pat(Kind::Leave, Some("alice"), Some("bye*")).matches(&with));
+        assert!(pat(Kind::Leave, Some("alice"), Some("")).matches(&without));
+        assert!(!pat(Kind::Leave, Some("alice"), Some("")).matches(&with));
+        assert_eq!(summary(&with), "leave alice \"bye now\"");
+        assert_eq!(summary(&without), "leave alice");
+    }
+
+    #[test]
+    fn nick_error_who_and_bye() {
+        let n = Received::new(ServerMsg::Nick {
+            id: 2,
+            old: "bob".into(),
+            new: "robert".into(),
+            ts: 1,
+        });
+        assert!(pat(Kind::Nick, Some("bob"), Some("robert")).matches(&n));
+        assert!(!pat(Kind::Nick, Some("robert"), None).matches(&n));
+        let e = Received::new(ServerMsg::Error {
+            code: ErrorCode::NickInUse,
+            message: "nickname alice is taken".into(),
+        });
+        assert!(pat(Kind::Error, Some("nick_in_use"), None).matches(&e));
+        assert!(pat(Kind::Error, Some("nick_*"), Some("*taken")).matches(&e));
+        assert!(!pat(Kind::Error, Some("no_such_user"), None).matches(&e));
+        let w = Received::new(ServerMsg::Who {
+            users: vec![
+                WhoEntry {
+                    id: 1,
+                    nick: "alice".into(),
+                    since: 1,
+                },
+                WhoEntry {
+                    id: 2,
+                    nick: "bob".into(),
+                    since: 1,
+                },
+            ],
+        });
+        assert!(pat(Kind::Who, Some("bob"), None).matches(&w));
+        assert!(pat(Kind::Who, None, None).matches(&w));
+        assert!(!pat(Kind::Who, Some("carol"), None).matches(&w));
+        assert_eq!(summary(&w), "who [alice, bob]");
+        let b = Received::new(ServerMsg::Bye {
+            reason: ByeReason::Quit,
+        });
+        assert!(pat(Kind::Bye, Some("quit"), None).matches(&b));
+        assert!(!pat(Kind::Bye, Some("shutdown"), None).matches(&b));
+        assert_eq!(summary(&b), "bye quit");
+    }
+
+    #[test]
+    fn patterns_read_like_the_spec() {
+        assert_eq!(
+            pat(Kind::Group, Some("alice"), Some("hello*")).describe(),
+            "group from alice \"hello*\""
+        );
+        assert_eq!(
+            pat(Kind::Join, Some("carol"), None).describe(),
+            "join carol"
+        );
+        assert_eq!(pat(Kind::Leave, None, None).describe(), "leave");
+        assert_eq!(
+            pat(Kind::Leave, Some("two words"), Some("")).describe(),
+            "leave \"two words\" \"\""
+        );
+        assert_eq!(
+            pat(Kind::Who, Some("bob"), None).describe(),
+            "who listing bob"
+        );
+        assert_eq!(summary(&group("carol", "hi")), "group carol \"hi\"");
+    }
+}

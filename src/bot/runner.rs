@@ -1,0 +1,554 @@
+//! Running a validated script: one mio event loop drives every actor's
+//! connection, so five hundred actors cost five hundred sockets, not five
+//! hundred threads.
+//!
+//! Steps run strictly in order. A step that waits (a handshake, `nick`,
+//! `expect`, `quit`, `sleep`) keeps the loop turning for everyone: whatever
+//! any actor receives meanwhile is printed and queued for its next
+//! `expect`, and a connection that drops anywhere fails the script at once.
+
+use std::io::{self, BufWriter, StdoutLock, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use super::matching::{Pattern, Received, summary};
+use super::script::{Action, Script, Step};
+use super::transcript::{Tone, paint, render, render_sent};
+use crate::peer::{Incoming, Peer, ReadStatus};
+use crate::units::format_duration;
+use crate::wire::{ClientMsg, ErrorCode, ServerMsg, client_line};
+
+/// What the command line decided for this run.
+pub struct Settings {
+    pub addr: SocketAddr,
+    /// Every wait without its own `within`: handshakes, `nick`, `quit`,
+    /// `expect`.
+    pub timeout: Duration,
+    /// Print only failures (which `main` prints, not the transcript).
+    pub quiet: bool,
+    pub color: bool,
+}
+
+/// How many unconsumed messages a failed `expect` lists.
+const LAST_FEW: usize = 5;
+
+/// Runs every step. The error is the one failure line,
+/// `FILE:LINE: what went wrong`.
+pub fn run(script: &Script, settings: &Settings) -> Result<(), String> {
+    let mut runner = Runner::new(script, settings).map_err(|e| {
+        format!(
+            "{}: cannot start the event loop: {}",
+            script.name,
+            io_reason(&e)
+        )
+    })?;
+    let result = runner.run_steps();
+    runner.finish();
+    result
+}
+
+struct Runner<'a> {
+    script: &'a Script,
+    settings: &'a Settings,
+    poll: Poll,
+    events: Events,
+    room: Room,
+}
+
+/// Every actor's connection and queue; the part of the runner that the
+/// event handlers change.
+struct Room {
+    actors: Vec<Conn>,
+    out: Option<BufWriter<StdoutLock<'static>>>,
+    color: bool,
+    /// The first connection that ended without `bye`, and why.
+    dropped: Option<(usize, String)>,
+    /// The script is over: connections may end as they like.
+    winding_down: bool,
+}
+
+/// One actor at run time.
+#[derive(Default)]
+struct Conn {
+    /// Its nickname as the server knows it (the script's name until then).
+    nick: String,
+    peer: Option<Peer>,
+    /// Its id, from `welcome`.
+    id: Option<u64>,
+    /// Received and not yet consumed by an `expect`, oldest first.
+    queue: Vec<Received>,
+    /// Between connecting and the server confirming the nick: the welcome
+    /// and that confirmation are the runner's business, not queued.
+    handshake: bool,
+    /// A `nick` request is out; the server's answer goes in `verdict`.
+    awaiting_nick: bool,
+    verdict: Option<Verdict>,
+    bye: bool,
+    /// WRITABLE is registered (only while output is pending).
+    writing: bool,
+    last_error: Option<String>,
+    /// Why the connection is gone, once it is.
+    ended: Option<String>,
+}
+
+/// The server's answer to a `nick` request.
+#[derive(Debug)]
+enum Verdict {
+    Accepted,
+    Refused(String),
+}
+
+impl<'a> Runner<'a> {
+    fn new(script: &'a Script, settings: &'a Settings) -> io::Result<Runner<'a>> {
+        let actors = script
+            .actors
+            .iter()
+            .map(|a| Conn {
+                nick: a.name.clone(),
+                ..Conn::default()
+            })
+            .collect();
+        Ok(Runner {
+            script,
+            settings,
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            room: Room {
+                actors,
+                out: (!settings.quiet).then(|| BufWriter::new(io::stdout().lock())),
+                color: settings.color,
+                dropped: None,
+                winding_down: false,
+            },
+        })
+    }
+
+    fn run_steps(&mut self) -> Result<(), String> {
+        let script = self.script;
+        for (i, actor) in script.actors.iter().enumerate() {
+            if !actor.late {
+                self.connect(i)
+                    .map_err(|e| format!("{}:{}: {e}", script.name, actor.line))?;
+            }
+        }
+        for step in &script.steps {
+            self.step(step)
+                .map_err(|e| format!("{}:{}: {e}", script.name, step.line))?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), String> {
+        let Some(i) = step.actor else {
+            if let Action::Sleep(d) = step.action {
+                self.room
+                    .note(None, &format!("-- sleep {}", format_duration(d)));
+                self.wait(Instant::now() + d, |_| None::<()>)?;
+            }
+            return Ok(());
+        };
+        match &step.action {
+            Action::Connect => self.connect(i),
+            Action::Say(text) => self.send(i, &ClientMsg::Group { text: text.into() }),
+            Action::Msg { to, text } => self.send(
+                i,
+                &ClientMsg::Private {
+                    to: to.into(),
+                    text: text.into(),
+                },
+            ),
+            Action::Who => self.send(i, &ClientMsg::Who),
+            Action::Nick { new, taken } => self.nick(i, new, *taken),
+            Action::Quit(text) => self.quit(i, text.as_deref()),
+            Action::Expect { pattern, within } => {
+                self.expect(i, pattern, within.unwrap_or(self.settings.timeout))
+            }
+            Action::Sleep(_) => Ok(()),
+        }
+    }
+
+    /// Connects, reads `welcome`, asks for the actor's name and waits for
+    /// the server to confirm it.
+    fn connect(&mut self, i: usize) -> Result<(), String> {
+        let (addr, timeout) = (self.settings.addr, self.settings.timeout);
+        let name = self.script.actors[i].name.clone();
+        let mut peer = Peer::connect(addr, timeout)
+            .map_err(|e| format!("@{name} cannot connect to {addr}: {}", io_reason(&e)))?;
+        self.poll
+            .registry()
+            .register(&mut peer.stream, Token(i), Interest::READABLE)
+            .map_err(|e| format!("@{name} cannot watch its connection: {}", io_reason(&e)))?;
+        let conn = &mut self.room.actors[i];
+        conn.peer = Some(peer);
+        conn.handshake = true;
+        let deadline = Instant::now() + timeout;
+        let welcomed = self.wait(deadline, |room| room.actors[i].id.map(|_| ()))?;
+        if welcomed.is_none() {
+            return Err(format!(
+                "@{name} got no welcome from {addr} within {}",
+                format_duration(timeout)
+            ));
+        }
+        let verdict = self.ask_nick(i, &name)?;
+        self.room.actors[i].handshake = false;
+        match verdict {
+            Some(Verdict::Accepted) => Ok(()),
+            Some(Verdict::Refused(why)) => {
+                Err(format!("@{name} could not take its nickname: {why}"))
+            }
+            None => Err(format!(
+                "@{name} got no answer to its nick request within {}",
+                format_duration(timeout)
+            )),
+        }
+    }
+
+    /// Sends `nick NEW` and waits for the server to accept or refuse it.
+    fn ask_nick(&mut self, i: usize, new: &str) -> Result<Option<Verdict>, String> {
+        let conn = &mut self.room.actors[i];
+        conn.awaiting_nick = true;
+        conn.verdict = None;
+        self.send(i, &ClientMsg::Nick { nick: new.into() })?;
+        let deadline = Instant::now() + self.settings.timeout;
+        let verdict = self.wait(deadline, |room| room.actors[i].verdict.take());
+        self.room.actors[i].awaiting_nick = false;
+        verdict
+    }
+
+    fn nick(&mut self, i: usize, new: &str, taken: bool) -> Result<(), String> {
+        let old = self.room.actors[i].nick.clone();
+        match (self.ask_nick(i, new)?, taken) {
+            (Some(Verdict::Accepted), false) | (Some(Verdict::Refused(_)), true) => Ok(()),
+            (Some(Verdict::Refused(why)), false) => {
+                Err(format!("@{old} could not take the nickname {new}: {why}"))
+            }
+            (Some(Verdict::Accepted), true) => Err(format!(
+                "@{old} was given the nickname {new}, which another actor of the script holds"
+            )),
+            (None, _) => Err(format!(
+                "@{old} got no answer to `nick {new}` within {}",
+                format_duration(self.settings.timeout)
+            )),
+        }
+    }
+
+    /// Sends `quit` and waits for `bye`; then the connection ends.
+    fn quit(&mut self, i: usize, text: Option<&str>) -> Result<(), String> {
+        self.send(
+            i,
+            &ClientMsg::Quit {
+                text: text.map(Into::into),
+            },
+        )?;
+        let deadline = Instant::now() + self.settings.timeout;
+        let bye = self.wait(deadline, |room| room.actors[i].bye.then_some(()))?;
+        if bye.is_none() {
+            return Err(format!(
+                "@{} sent quit but no bye came within {}",
+                self.room.actors[i].nick,
+                format_duration(self.settings.timeout)
+            ));
+        }
+        self.room.end(self.poll.registry(), i, "it quit");
+        Ok(())
+    }
+
+    /// Waits for a queued or arriving message that matches, and consumes
+    /// it; messages that do not match stay queued.
+    fn expect(&mut self, i: usize, pattern: &Pattern, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        let found = self.wait(deadline, |room| {
+            let conn = &mut room.actors[i];
+            if let Some(pos) = conn.queue.iter().position(|r| pattern.matches(r)) {
+                return Some(Some(conn.queue.remove(pos)));
+            }
+            // A closed connection will bring nothing more.
+            conn.peer.is_none().then_some(None)
+        })?;
+        if found.flatten().is_some() {
+            let line = paint(
+                &format!("ok: {}", pattern.describe()),
+                Tone::Good,
+                self.room.color,
+            )
+            .into_owned();
+            self.room.note(Some(i), &line);
+            return Ok(());
+        }
+        let conn = &self.room.actors[i];
+        let shown: Vec<&Received> = conn.queue.iter().filter(|r| !r.folded).collect();
+        let received = match shown.len() {
+            0 => format!("{} received nothing", conn.nick),
+            n => {
+                let last: Vec<String> = shown[n.saturating_sub(LAST_FEW)..]
+                    .iter()
+                    .map(|r| summary(r))
+                    .collect();
+                if n > LAST_FEW {
+                    format!(
+                        "{} received {n} messages, the last {LAST_FEW}: {}",
+                        conn.nick,
+                        last.join(", ")
+                    )
+                } else {
+                    format!("{} received: {}", conn.nick, last.join(", "))
+                }
+            }
+        };
+        let closed = match &conn.ended {
+            Some(why) => format!(" (its connection is closed: {why})"),
+            None => String::new(),
+        };
+        Err(format!(
+            "@{} expected {} within {}; {received}{closed}",
+            conn.nick,
+            pattern.describe(),
+            format_duration(within)
+        ))
+    }
+
+    /// Sends one message for actor `i` and shows it as the client would.
+    fn send(&mut self, i: usize, msg: &ClientMsg<'_>) -> Result<(), String> {
+        let conn = &mut self.room.actors[i];
+        let Some(peer) = conn.peer.as_mut() else {
+            let why = conn.ended.as_deref().unwrap_or("it never connected");
+            return Err(format!("@{} has no connection ({why})", conn.nick));
+        };
+        let sent = peer.send(&client_line(msg));
+        if let Some(line) = render_sent(msg, &conn.nick, self.room.color) {
+            self.room.note(Some(i), &line);
+        }
+        match sent {
+            Ok(()) => self.room.watch(self.poll.registry(), i),
+            Err(e) => self.room.lost(self.poll.registry(), i, io_reason(&e)),
+        }
+        match self.room.dropped.take() {
+            Some((j, why)) => Err(self.dropped_message(j, &why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Turns the event loop until `check` says done (`Some`), the deadline
+    /// passes (`Ok(None)`), or a connection drops (the failure).
+    fn wait<T>(
+        &mut self,
+        deadline: Instant,
+        mut check: impl FnMut(&mut Room) -> Option<T>,
+    ) -> Result<Option<T>, String> {
+        loop {
+            if let Some((j, why)) = self.room.dropped.take() {
+                return Err(self.dropped_message(j, &why));
+            }
+            if let Some(done) = check(&mut self.room) {
+                return Ok(Some(done));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            self.room.flush_out();
+            match self.poll.poll(&mut self.events, Some(deadline - now)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("the event loop failed: {}", io_reason(&e))),
+            }
+            for event in self.events.iter() {
+                self.room.on_ready(self.poll.registry(), event.token().0);
+            }
+        }
+    }
+
+    fn dropped_message(&self, i: usize, why: &str) -> String {
+        format!(
+            "@{} lost its connection to {}: {why}",
+            self.room.actors[i].nick, self.settings.addr
+        )
+    }
+
+    /// Ends the run politely: every actor still connected quits and waits
+    /// (briefly) for its `bye`, so everything it sent is processed and the
+    /// others see a `quit`, not a dropped connection.
+    fn finish(&mut self) {
+        self.room.flush_out();
+        self.room.out = None;
+        self.room.winding_down = true;
+        self.room.dropped = None;
+        for i in 0..self.room.actors.len() {
+            if self.room.actors[i].peer.is_some() && !self.room.actors[i].bye {
+                let _ = self.send(i, &ClientMsg::Quit { text: None });
+            }
+        }
+        let deadline = Instant::now() + self.settings.timeout.min(Duration::from_secs(2));
+        let _ = self.wait(deadline, |room| {
+            room.actors
+                .iter()
+                .all(|c| c.peer.is_none() || c.bye)
+                .then_some(())
+        });
+    }
+}
+
+impl Room {
+    /// Reads and writes whatever actor `i`'s socket allows, until it would
+    /// block (edge-triggered readiness is reported once).
+    fn on_ready(&mut self, registry: &Registry, i: usize) {
+        let Some(peer) = self.actors.get_mut(i).and_then(|c| c.peer.as_mut()) else {
+            return;
+        };
+        let mut lines = Vec::new();
+        let status = peer.read_lines(|incoming| match incoming {
+            Incoming::Line(line) if line.trim_ascii().is_empty() => {}
+            Incoming::Line(line) => lines.push(ServerMsg::decode(line)),
+            Incoming::TooLong => {
+                lines.push(Err("the server sent an endless line; it was skipped".into()))
+            }
+        });
+        let flushed = peer.flush();
+        for line in lines {
+            match line {
+                Ok(msg) => self.on_message(i, msg),
+                Err(e) => {
+                    let line = paint(&format!("!! {e}"), Tone::Error, self.color).into_owned();
+                    self.note(Some(i), &line);
+                }
+            }
+        }
+        match (status, flushed) {
+            (Ok(ReadStatus::Closed), _) => {
+                let why = match &self.actors[i].last_error {
+                    Some(e) => format!("the server closed it (its last word: \"{e}\")"),
+                    None => "the server closed it".to_owned(),
+                };
+                self.lost(registry, i, why);
+            }
+            (Err(e), _) | (_, Err(e)) => self.lost(registry, i, io_reason(&e)),
+            (Ok(ReadStatus::Open), Ok(())) => self.watch(registry, i),
+        }
+    }
+
+    /// Shows, interprets and queues one message for actor `i`.
+    fn on_message(&mut self, i: usize, msg: ServerMsg<'static>) {
+        if self.out.is_some() {
+            if let Some(line) = render(&msg, self.color) {
+                self.note(Some(i), &line);
+            }
+        }
+        let conn = &mut self.actors[i];
+        match &msg {
+            ServerMsg::Welcome { id, .. } if conn.id.is_none() => {
+                conn.id = Some(*id);
+                return;
+            }
+            ServerMsg::Pong { .. } => return,
+            ServerMsg::Nick { id, new, .. } if Some(*id) == conn.id => {
+                conn.nick = new.to_string();
+                if conn.awaiting_nick {
+                    conn.verdict = Some(Verdict::Accepted);
+                    if conn.handshake {
+                        return;
+                    }
+                }
+            }
+            ServerMsg::Nick { id, old, new, .. } => {
+                // Someone who joined as guest<ID> takes their name: from now
+                // on `expect join NAME` knows them by it too.
+                if let Some(join) = conn.queue.iter_mut().rev().find(|r| {
+                    matches!(&r.msg, ServerMsg::Join { id: j, nick, .. }
+                        if j == id && nick == old && r.became.is_none())
+                }) {
+                    join.became = Some(new.to_string());
+                    let mut named = Received::new(msg);
+                    named.folded = true;
+                    conn.queue.push(named);
+                    return;
+                }
+            }
+            ServerMsg::Error { code, message } => {
+                conn.last_error = Some(message.to_string());
+                if conn.awaiting_nick && matches!(code, ErrorCode::BadNick | ErrorCode::NickInUse) {
+                    conn.verdict = Some(Verdict::Refused(format!("{message} ({code})")));
+                    if conn.handshake {
+                        return;
+                    }
+                }
+            }
+            ServerMsg::Bye { .. } => conn.bye = true,
+            _ => {}
+        }
+        conn.queue.push(Received::new(msg));
+    }
+
+    /// Asks for WRITABLE exactly while output waits.
+    fn watch(&mut self, registry: &Registry, i: usize) {
+        let conn = &mut self.actors[i];
+        let Some(peer) = conn.peer.as_mut() else {
+            return;
+        };
+        let want = peer.pending() > 0;
+        if want != conn.writing {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match registry.reregister(&mut peer.stream, Token(i), interest) {
+                Ok(()) => conn.writing = want,
+                Err(e) => self.lost(registry, i, io_reason(&e)),
+            }
+        }
+    }
+
+    /// The connection ended on the server's side or by an error. After a
+    /// `bye` that is the normal end; otherwise the script has failed.
+    fn lost(&mut self, registry: &Registry, i: usize, why: String) {
+        let expected = self.actors[i].bye || self.winding_down;
+        let why = if self.actors[i].bye {
+            "the server said bye".to_owned()
+        } else {
+            why
+        };
+        self.end(registry, i, &why);
+        if !expected && self.dropped.is_none() {
+            self.dropped = Some((i, why));
+        }
+    }
+
+    /// Closes actor `i`'s connection.
+    fn end(&mut self, registry: &Registry, i: usize, why: &str) {
+        let conn = &mut self.actors[i];
+        if let Some(mut peer) = conn.peer.take() {
+            let _ = registry.deregister(&mut peer.stream);
+        }
+        conn.writing = false;
+        conn.ended.get_or_insert_with(|| why.to_owned());
+    }
+
+    /// One transcript line, prefixed with the actor.
+    fn note(&mut self, actor: Option<usize>, line: &str) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        // A closed stdout (`chat bot x | head`) must not stop the script.
+        let _ = match actor {
+            Some(i) => writeln!(out, "@{} {line}", self.actors[i].nick),
+            None => writeln!(out, "{}", paint(line, Tone::Notice, self.color)),
+        };
+    }
+
+    fn flush_out(&mut self) {
+        if let Some(out) = self.out.as_mut() {
+            let _ = out.flush();
+        }
+    }
+}
+
+/// An I/O error as words, without Rust's "(os error N)" tail.
+pub fn io_reason(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}

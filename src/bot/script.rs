@@ -1,0 +1,934 @@
+//! Reading a bot script (`shared/spec/bot-scripts.md`): lines into steps
+//! that are known to make sense, or every mistake at once as
+//! `FILE:LINE: what is wrong`, before anything connects.
+//!
+//! Two passes: the words of each line on their own (`parse_line`), then,
+//! in order, who each line's actor is at that point of the script
+//! (nicknames change, actors quit and new ones arrive), which decides which
+//! actors connect at the start and which `connect` steps are misplaced.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::matching::{Kind, Pattern};
+use crate::units::parse_duration;
+use crate::wire::{check_nick, is_guest_name};
+
+/// A script that passed validation.
+#[derive(Debug)]
+pub struct Script {
+    /// The file as the user named it (`<stdin>` for `-`), for messages.
+    pub name: String,
+    /// Every participant, in order of first appearance.
+    pub actors: Vec<Actor>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// The nickname it asks for when it connects.
+    pub name: String,
+    /// Where it first appears.
+    pub line: usize,
+    /// Its first step is `connect`: it arrives then, not at the start.
+    pub late: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Step {
+    pub line: usize,
+    /// Index into [`Script::actors`]; `None` only for `sleep`.
+    pub actor: Option<usize>,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Connect,
+    Say(String),
+    Msg {
+        to: String,
+        text: String,
+    },
+    /// `taken`: NEW belongs to another actor of the script at this point,
+    /// so the server must refuse it (`nick_in_use`) and the actor keeps its
+    /// name; otherwise the server must accept it.
+    Nick {
+        new: String,
+        taken: bool,
+    },
+    Sleep(Duration),
+    Expect {
+        pattern: Pattern,
+        /// `within DURATION`; `None` means the `--timeout`.
+        within: Option<Duration>,
+    },
+    Who,
+    Quit(Option<String>),
+}
+
+/// The verbs, in the order the spec lists them (used in messages).
+const VERBS: &str = "say, msg, nick, sleep, expect, connect, who, quit";
+
+/// Reads a whole script. `default_nick` is the actor of steps without
+/// `@ACTOR` (`--nick`). The error is every problem found, one
+/// `FILE:LINE: what` each, in line order.
+pub fn parse(name: &str, source: &[u8], default_nick: &str) -> Result<Script, Vec<String>> {
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for (index, raw) in source.split(|&b| b == b'\n').enumerate() {
+        let number = index + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let parsed = match std::str::from_utf8(raw) {
+            Ok(text) => parse_line(text),
+            Err(_) => Err("not valid UTF-8".to_owned()),
+        };
+        match parsed {
+            Ok(None) => {}
+            Ok(Some(line)) => lines.push((number, line)),
+            Err(e) => errors.push((number, e)),
+        }
+    }
+    let mut resolver = Resolver::new(default_nick);
+    let mut steps = Vec::new();
+    let mut rest = lines.as_slice();
+    while let Some(((number, line), later)) = rest.split_first() {
+        match resolver.resolve(*number, line, later) {
+            Ok(step) => steps.push(step),
+            Err(e) => errors.push((*number, e)),
+        }
+        rest = later;
+    }
+    errors.extend(resolver.unheld_refusals());
+    if errors.is_empty() {
+        return Ok(Script {
+            name: name.to_owned(),
+            actors: resolver.into_actors(),
+            steps,
+        });
+    }
+    errors.sort_by_key(|(number, _)| *number);
+    Err(errors
+        .into_iter()
+        .map(|(number, e)| format!("{name}:{number}: {e}"))
+        .collect())
+}
+
+/// Whether a later line still calls an actor `@NAME` (before a `connect`
+/// starts a new actor of that name).
+fn still_called(name: &str, later: &[(usize, Line)]) -> bool {
+    later
+        .iter()
+        .find(|(_, l)| {
+            l.actor
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(name))
+        })
+        .is_some_and(|(_, l)| l.action != Action::Connect)
+}
+
+/// One step as written: its actor by name, not yet resolved.
+#[derive(Debug, PartialEq, Eq)]
+struct Line {
+    actor: Option<String>,
+    action: Action,
+}
+
+/// The words of one line; `Ok(None)` for blank and comment lines.
+fn parse_line(text: &str) -> Result<Option<Line>, String> {
+    let text = trim(text);
+    if text.is_empty() || text.starts_with('#') {
+        return Ok(None);
+    }
+    let (first, rest) = split_word(text);
+    let (actor, verb, args) = match first.strip_prefix('@') {
+        Some(actor) => {
+            check_nick(actor).map_err(|e| format!("bad nick \"@{actor}\": {e}"))?;
+            let (verb, args) = split_word(rest);
+            if verb.is_empty() {
+                return Err(format!("@{actor} needs a verb ({VERBS})"));
+            }
+            (Some(actor.to_owned()), verb, args)
+        }
+        None => (None, first, rest),
+    };
+    let action = match verb {
+        "say" => Action::Say(required_text(args, "say needs a TEXT")?),
+        "msg" => {
+            let (to, text) = split_word(args);
+            if to.is_empty() {
+                return Err("msg needs a NICK and a TEXT".to_owned());
+            }
+            check_nick(to)
+                .or_else(|e| if is_guest_name(to) { Ok(()) } else { Err(e) })
+                .map_err(|e| format!("bad nick \"{to}\" after msg: {e}"))?;
+            let text = required_text(text, &format!("msg {to} needs a TEXT after the nick"))?;
+            Action::Msg {
+                to: to.to_owned(),
+                text,
+            }
+        }
+        "nick" => {
+            let new = one_word(args, "nick needs one NEW nickname")?;
+            check_nick(new).map_err(|e| format!("bad nick \"{new}\": {e}"))?;
+            Action::Nick {
+                new: new.to_owned(),
+                taken: false,
+            }
+        }
+        "sleep" => {
+            if let Some(actor) = &actor {
+                return Err(format!(
+                    "sleep pauses everyone and belongs to no actor; drop the @{actor}"
+                ));
+            }
+            Action::Sleep(parse_duration(one_word(
+                args,
+                "sleep needs a DURATION (250ms, 2s, 1m)",
+            )?)?)
+        }
+        "expect" => parse_expect(args)?,
+        "connect" => no_args(args, Action::Connect, "connect")?,
+        "who" => no_args(args, Action::Who, "who")?,
+        "quit" => Action::Quit(optional_text(args)?),
+        other => return Err(format!("unknown verb \"{other}\" ({VERBS})")),
+    };
+    Ok(Some(Line { actor, action }))
+}
+
+/// `expect KIND [FROM [TEXT]] [within DURATION]`.
+fn parse_expect(args: &str) -> Result<Action, String> {
+    let kinds = || {
+        Kind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (word, mut rest) = split_word(args);
+    if word.is_empty() {
+        return Err(format!("expect needs a KIND ({})", kinds()));
+    }
+    let kind = Kind::parse(word)
+        .ok_or_else(|| format!("unknown KIND \"{word}\" after expect ({})", kinds()))?;
+    let mut from = None;
+    let mut text = None;
+    let mut within = None;
+    if let Some(d) = within_clause(rest) {
+        within = Some(d);
+    } else if !rest.is_empty() {
+        let (f, after) = if rest.starts_with('"') {
+            quoted(rest)?
+        } else {
+            let (w, after) = split_word(rest);
+            (w.to_owned(), after)
+        };
+        from = Some(f);
+        rest = after;
+        if let Some(d) = within_clause(rest) {
+            within = Some(d);
+        } else if rest.starts_with('"') {
+            let (t, after) = quoted(rest)?;
+            text = Some(t);
+            if !after.is_empty() {
+                within = Some(within_clause(after).ok_or_else(|| {
+                    format!("unexpected \"{after}\" after the quoted TEXT (only `within DURATION` may follow)")
+                })?);
+            }
+        } else if !rest.is_empty() {
+            let (body, d) = strip_within(rest)?;
+            text = Some(body.to_owned());
+            within = d;
+        }
+    }
+    if text.is_some() && !kind.has_text() {
+        return Err(format!("expect {} takes no TEXT, only a FROM", kind.name()));
+    }
+    let within = within.map(parse_duration).transpose()?;
+    Ok(Action::Expect {
+        pattern: Pattern { kind, from, text },
+        within,
+    })
+}
+
+/// `within WORD` and nothing else: the WORD (a duration to check).
+fn within_clause(s: &str) -> Option<&str> {
+    let (first, rest) = split_word(s);
+    let (second, tail) = split_word(rest);
+    (first == "within" && !second.is_empty() && tail.is_empty()).then_some(second)
+}
+
+/// Splits a trailing `within DURATION` off an unquoted TEXT.
+fn strip_within(text: &str) -> Result<(&str, Option<&str>), String> {
+    let (head, last) = rsplit_word(text);
+    if last == "within" {
+        return Err(
+            "`within` at the end of the line needs a DURATION (quote the TEXT if it ends with that word)"
+                .to_owned(),
+        );
+    }
+    let (body, before) = rsplit_word(head);
+    if before == "within" && !body.is_empty() {
+        Ok((body, Some(last)))
+    } else {
+        Ok((text, None))
+    }
+}
+
+/// A TEXT that must be there and not empty (the server refuses empty
+/// messages, so a script cannot mean one).
+fn required_text(args: &str, missing: &str) -> Result<String, String> {
+    match optional_text(args)? {
+        Some(text) if !text.is_empty() => Ok(text),
+        _ => Err(missing.to_owned()),
+    }
+}
+
+/// The rest of the line, trimmed, or the JSON string it starts with.
+/// `None` when there is nothing (or only `""`).
+fn optional_text(args: &str) -> Result<Option<String>, String> {
+    if args.starts_with('"') {
+        let (text, after) = quoted(args)?;
+        if !after.is_empty() {
+            return Err(format!("unexpected \"{after}\" after the closing quote"));
+        }
+        return Ok((!text.is_empty()).then_some(text));
+    }
+    Ok((!args.is_empty()).then(|| args.to_owned()))
+}
+
+/// A JSON string at the start of `s`, decoded, and what follows it
+/// (trimmed). What follows must be separated from the closing quote.
+fn quoted(s: &str) -> Result<(String, &str), String> {
+    let mut escaped = false;
+    let mut end = None;
+    for (i, c) in s.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = end.ok_or("unterminated quote: a quoted TEXT needs its closing \"")?;
+    let literal = &s[..=end];
+    let text: String = serde_json::from_str(literal)
+        .map_err(|e| format!("bad quoted text {literal}: {}", json_reason(&e)))?;
+    let after = &s[end + 1..];
+    if !after.is_empty() && !after.starts_with(is_blank) {
+        return Err(format!(
+            "unexpected \"{}\" right after the closing quote",
+            trim(after)
+        ));
+    }
+    Ok((text, trim(after)))
+}
+
+/// serde's message without its "at line 1 column 7" tail, which would
+/// point into the quoted text rather than the script.
+fn json_reason(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+fn one_word<'a>(args: &'a str, missing: &str) -> Result<&'a str, String> {
+    let (word, rest) = split_word(args);
+    if word.is_empty() {
+        return Err(missing.to_owned());
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "unexpected \"{rest}\" after \"{word}\" ({missing})"
+        ));
+    }
+    Ok(word)
+}
+
+fn no_args(args: &str, action: Action, verb: &str) -> Result<Action, String> {
+    if args.is_empty() {
+        Ok(action)
+    } else {
+        Err(format!("{verb} takes no arguments, but has \"{args}\""))
+    }
+}
+
+/// Blanks are spaces and tabs; other whitespace is part of the text.
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn trim(s: &str) -> &str {
+    s.trim_matches(is_blank)
+}
+
+/// The first word and the rest, trimmed.
+fn split_word(s: &str) -> (&str, &str) {
+    let s = trim(s);
+    match s.find(is_blank) {
+        Some(i) => (&s[..i], trim(&s[i..])),
+        None => (s, ""),
+    }
+}
+
+/// Everything before the last word (trimmed) and the last word.
+fn rsplit_word(s: &str) -> (&str, &str) {
+    let s = trim(s);
+    match s.rfind(is_blank) {
+        Some(i) => (trim(&s[..i]), &s[i + 1..]),
+        None => ("", s),
+    }
+}
+
+/// Who is who as the script goes on.
+struct Resolver {
+    actors: Vec<Known>,
+    /// Lower-cased current nickname -> actor (case-insensitive, as the
+    /// server compares them). Quit actors stay until someone takes the name.
+    by_name: HashMap<String, usize>,
+    /// The name steps without `@ACTOR` stand for; follows the default
+    /// actor's renames.
+    default_name: String,
+    /// `nick` steps expected to be refused for the sake of an actor named
+    /// further down, checked once all actors are known.
+    refusals: Vec<Refusal>,
+}
+
+/// A `nick` at `line` by actor `id`, then called `old`, to be refused.
+struct Refusal {
+    line: usize,
+    id: usize,
+    old: String,
+    new: String,
+}
+
+struct Known {
+    first: Actor,
+    /// Its nickname at this point of the script.
+    name: String,
+    /// The line of its `quit`.
+    quit: Option<usize>,
+}
+
+impl Resolver {
+    fn new(default_nick: &str) -> Resolver {
+        Resolver {
+            actors: Vec::new(),
+            by_name: HashMap::new(),
+            default_name: default_nick.to_owned(),
+            refusals: Vec::new(),
+        }
+    }
+
+    fn into_actors(self) -> Vec<Actor> {
+        self.actors.into_iter().map(|k| k.first).collect()
+    }
+
+    /// Who performs this line, given what came before; `later` are the
+    /// lines after it, for the one question the past cannot answer (see
+    /// `Action::Nick` below).
+    fn resolve(
+        &mut self,
+        line: usize,
+        parsed: &Line,
+        later: &[(usize, Line)],
+    ) -> Result<Step, String> {
+        let action = parsed.action.clone();
+        if matches!(action, Action::Sleep(_)) {
+            return Ok(Step {
+                line,
+                actor: None,
+                action,
+            });
+        }
+        let name = parsed
+            .actor
+            .clone()
+            .unwrap_or_else(|| self.default_name.clone());
+        let key = name.to_ascii_lowercase();
+        let connect = action == Action::Connect;
+        let id = match self.by_name.get(&key).copied() {
+            Some(id) if self.actors[id].quit.is_none() => {
+                if connect {
+                    let first = &self.actors[id].first;
+                    let alias = if first.name.eq_ignore_ascii_case(&name) {
+                        String::new()
+                    } else {
+                        format!(" (as @{})", first.name)
+                    };
+                    return Err(format!(
+                        "connect must be an actor's first step, but @{name} already acts at line {}{alias}",
+                        first.line
+                    ));
+                }
+                id
+            }
+            Some(id) if !connect => {
+                if !matches!(action, Action::Expect { .. }) {
+                    return Err(format!(
+                        "@{name} quit at line {}; after that it can only expect (what it received before leaving), or come back with `@{name} connect`",
+                        self.actors[id].quit.unwrap_or(line)
+                    ));
+                }
+                id
+            }
+            _ => {
+                self.actors.push(Known {
+                    first: Actor {
+                        name: name.clone(),
+                        line,
+                        late: connect,
+                    },
+                    name: name.clone(),
+                    quit: None,
+                });
+                let id = self.actors.len() - 1;
+                self.by_name.insert(key.clone(), id);
+                id
+            }
+        };
+        let action = match action {
+            Action::Nick { new, .. } => {
+                let new_key = new.to_ascii_lowercase();
+                let held = matches!(
+                    self.by_name.get(&new_key),
+                    Some(&other) if other != id && self.actors[other].quit.is_none()
+                );
+                // An actor named only further down still connects at the
+                // start and holds its name already. The script says so by
+                // going on with the old name: that `nick` is meant to fail.
+                let kept = !held && new_key != key && still_called(&name, later);
+                if kept {
+                    self.refusals.push(Refusal {
+                        line,
+                        id,
+                        old: name.clone(),
+                        new: new.clone(),
+                    });
+                } else if !held {
+                    self.rename(id, &key, &new);
+                }
+                Action::Nick {
+                    new,
+                    taken: held || kept,
+                }
+            }
+            Action::Quit(text) => {
+                self.actors[id].quit = Some(line);
+                Action::Quit(text)
+            }
+            other => other,
+        };
+        Ok(Step {
+            line,
+            actor: Some(id),
+            action,
+        })
+    }
+
+    /// The `nick` steps read as refusals because later steps keep the old
+    /// name, whose NEW no actor connecting at the start turned out to hold:
+    /// the server would accept them, contrary to the rest of the script.
+    fn unheld_refusals(&self) -> Vec<(usize, String)> {
+        self.refusals
+            .iter()
+            .filter(|r| {
+                !self.actors.iter().enumerate().any(|(other, a)| {
+                    other != r.id
+                        && !a.first.late
+                        && a.first.line > r.line
+                        && a.first.name.eq_ignore_ascii_case(&r.new)
+                })
+            })
+            .map(|Refusal { line, old, new, .. }| {
+                (
+                    *line,
+                    format!(
+                        "after `nick {new}` the script still calls this actor @{old}, as if {new} were taken, \
+                         but no other actor has that name here; write the later steps as @{new}"
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    fn rename(&mut self, id: usize, old_key: &str, new: &str) {
+        let new_key = new.to_ascii_lowercase();
+        if self.by_name.get(old_key) == Some(&id) {
+            self.by_name.remove(old_key);
+        }
+        self.by_name.insert(new_key.clone(), id);
+        if self.default_name.eq_ignore_ascii_case(old_key) {
+            self.default_name = new.to_owned();
+        }
+        self.actors[id].name = new.to_owned();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> Line {
+        parse_line(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .unwrap_or_else(|| panic!("{text}: no step"))
+    }
+
+    fn action(text: &str) -> Action {
+        line(text).action
+    }
+
+    fn error(text: &str) -> String {
+        match parse_line(text) {
+            Err(e) => e,
+            Ok(l) => panic!("{text} parsed as {l:?}"),
+        }
+    }
+
+    fn expect(kind: Kind, from: Option<&str>, text: Option<&str>, within: Option<u64>) -> Action {
+        Action::Expect {
+            pattern: Pattern {
+                kind,
+                from: from.map(String::from),
+                text: text.map(String::from),
+            },
+            within: within.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn blank_and_comment_lines_are_nothing() {
+        for text in ["", "   ", "\t", "# a comment", "   # indented comment"] {
+            assert_eq!(parse_line(text), Ok(None), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_verb() {
+        assert_eq!(
+            line("@alice say hello, world"),
+            Line {
+                actor: Some("alice".into()),
+                action: Action::Say("hello, world".into())
+            }
+        );
+        assert_eq!(
+            action("  say   spaced  out  "),
+            Action::Say("spaced  out".into())
+        );
+        assert_eq!(
+            action("say \"two  spaces\\tand a tab\""),
+            Action::Say("two  spaces\tand a tab".into())
+        );
+        assert_eq!(
+            action("say he said \"hi\""),
+            Action::Say("he said \"hi\"".into())
+        );
+        assert_eq!(
+            action("@bob   msg alice hi alice"),
+            Action::Msg {
+                to: "alice".into(),
+                text: "hi alice".into()
+            }
+        );
+        assert_eq!(
+            action("msg guest7 \" padded \""),
+            Action::Msg {
+                to: "guest7".into(),
+                text: " padded ".into()
+            }
+        );
+        assert_eq!(
+            action("nick robert"),
+            Action::Nick {
+                new: "robert".into(),
+                taken: false
+            }
+        );
+        assert_eq!(
+            action("sleep 250ms"),
+            Action::Sleep(Duration::from_millis(250))
+        );
+        assert_eq!(action("@carol connect"), Action::Connect);
+        assert_eq!(action("who"), Action::Who);
+        assert_eq!(action("quit"), Action::Quit(None));
+        assert_eq!(action("quit \"\""), Action::Quit(None));
+        assert_eq!(action("quit bye now"), Action::Quit(Some("bye now".into())));
+    }
+
+    #[test]
+    fn expect_forms() {
+        assert_eq!(action("expect join"), expect(Kind::Join, None, None, None));
+        assert_eq!(
+            action("expect join carol"),
+            expect(Kind::Join, Some("carol"), None, None)
+        );
+        assert_eq!(
+            action("expect group alice \"hello, world\""),
+            expect(Kind::Group, Some("alice"), Some("hello, world"), None)
+        );
+        assert_eq!(
+            action("expect group alice hello, world"),
+            expect(Kind::Group, Some("alice"), Some("hello, world"), None)
+        );
+        assert_eq!(
+            action("expect private bob \"hi *\" within 2s"),
+            expect(Kind::Private, Some("bob"), Some("hi *"), Some(2000))
+        );
+        assert_eq!(
+            action("expect group alice back soon within 250ms"),
+            expect(Kind::Group, Some("alice"), Some("back soon"), Some(250))
+        );
+        assert_eq!(
+            action("expect group alice \"back within 5s\""),
+            expect(Kind::Group, Some("alice"), Some("back within 5s"), None)
+        );
+        assert_eq!(
+            action("expect join carol within 1m"),
+            expect(Kind::Join, Some("carol"), None, Some(60_000))
+        );
+        assert_eq!(
+            action("expect bye within 1s"),
+            expect(Kind::Bye, None, None, Some(1000))
+        );
+        assert_eq!(
+            action("expect leave \"*\" \"\""),
+            expect(Kind::Leave, Some("*"), Some(""), None)
+        );
+        assert_eq!(
+            action("expect error nick_in_use"),
+            expect(Kind::Error, Some("nick_in_use"), None, None)
+        );
+        assert_eq!(
+            action("expect who alice"),
+            expect(Kind::Who, Some("alice"), None, None)
+        );
+    }
+
+    #[test]
+    fn mistakes_say_what_is_wrong() {
+        let cases = [
+            ("sya hello", "unknown verb \"sya\""),
+            ("@alice", "@alice needs a verb"),
+            ("say", "say needs a TEXT"),
+            ("say \"\"", "say needs a TEXT"),
+            ("msg", "msg needs a NICK"),
+            ("msg bob", "msg bob needs a TEXT"),
+            ("msg 9lives hi", "bad nick \"9lives\""),
+            ("nick", "nick needs one NEW"),
+            ("nick a b", "unexpected \"b\""),
+            ("nick guest12", "bad nick \"guest12\""),
+            ("@bad.name say hi", "bad nick \"@bad.name\""),
+            ("@ say hi", "bad nick \"@\""),
+            ("sleep", "sleep needs a DURATION"),
+            ("sleep 5", "\"5\" is not a duration"),
+            ("sleep 2 s", "unexpected \"s\""),
+            ("@alice sleep 1s", "belongs to no actor"),
+            ("expect", "expect needs a KIND"),
+            ("expect welcome", "unknown KIND \"welcome\""),
+            ("expect join carol hello", "expect join takes no TEXT"),
+            (
+                "expect group alice hi within soon",
+                "\"soon\" is not a duration",
+            ),
+            ("expect group alice hi within", "needs a DURATION"),
+            ("expect group alice \"hi\" there", "unexpected \"there\""),
+            ("expect group alice \"hi", "unterminated quote"),
+            ("say \"hello", "unterminated quote"),
+            ("say \"a\\qb\"", "bad quoted text"),
+            ("say \"hi\" there", "unexpected \"there\""),
+            ("say \"hi\"there", "right after the closing quote"),
+            ("connect now", "connect takes no arguments"),
+            ("who alice", "who takes no arguments"),
+        ];
+        for (text, wanted) in cases {
+            let e = error(text);
+            assert!(e.contains(wanted), "{text:?} gave {e:?}, wanted {wanted:?}");
+        }
+    }
+
+    fn script(text: &str) -> Script {
+        parse("t.chat", text.as_bytes(), "bot").unwrap_or_else(|e| panic!("{}", e.join("\n")))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse("t.chat", text.as_bytes(), "bot") {
+            Err(e) => e,
+            Ok(s) => panic!("parsed: {s:?}"),
+        }
+    }
+
+    fn actors(s: &Script) -> Vec<(&str, usize, bool)> {
+        s.actors
+            .iter()
+            .map(|a| (a.name.as_str(), a.line, a.late))
+            .collect()
+    }
+
+    #[test]
+    fn the_spec_example_parses() {
+        let s = script(
+            "# two users greet each other, a third arrives late, one leaves\n\
+             @alice say hello, world\n\
+             @bob   expect group alice \"hello, world\"\n\
+             @bob   msg alice hi alice\n\
+             @alice expect private bob \"hi *\"\n\
+             @carol connect\n\
+             @bob   expect join carol\n\
+             @alice quit bye now\n\
+             @bob   expect leave alice\n",
+        );
+        assert_eq!(
+            actors(&s),
+            [("alice", 2, false), ("bob", 3, false), ("carol", 6, true)]
+        );
+        assert_eq!(s.steps.len(), 8);
+        assert_eq!(s.steps[4].line, 6);
+        assert_eq!(s.steps[4].action, Action::Connect);
+        assert_eq!(s.steps[6].action, Action::Quit(Some("bye now".into())));
+    }
+
+    #[test]
+    fn the_default_actor_exists_only_when_a_step_uses_it() {
+        let s = script("sleep 10ms\n@alice say hi\n");
+        assert_eq!(actors(&s), [("alice", 2, false)]);
+        assert_eq!(s.steps[0].actor, None);
+        let s = script("@alice say hi\nsay hello\n@bot expect group alice\n");
+        assert_eq!(actors(&s), [("alice", 1, false), ("bot", 2, false)]);
+        assert_eq!(s.steps[2].actor, Some(1), "@bot is the default actor");
+    }
+
+    #[test]
+    fn renamed_actors_go_by_their_new_name() {
+        let s = script("@bob nick robert\n@robert say hi\n@alice expect nick bob robert\n");
+        assert_eq!(actors(&s), [("bob", 1, false), ("alice", 3, false)]);
+        assert_eq!(s.steps[1].actor, Some(0));
+        let s = script("nick robot\nsay beep\n");
+        assert_eq!(actors(&s), [("bot", 1, false)]);
+        assert_eq!(
+            s.steps[1].actor,
+            Some(0),
+            "steps without @ follow the default actor"
+        );
+        let e = errors("@bob nick robert\n@bob say hi\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with(
+                "t.chat:1: after `nick robert` the script still calls this actor @bob"
+            ),
+            "{e:?}"
+        );
+        assert!(e[0].contains("write the later steps as @robert"), "{e:?}");
+        // Robert named further down is someone else, whose name bob tries.
+        let s = script("@bob nick robert\n@robert say hi\n@bob say hi\n");
+        assert_eq!(actors(&s), [("bob", 1, false), ("robert", 2, false)]);
+        assert_eq!(s.steps[2].actor, Some(0));
+        let s = script("@bob nick robert\n@bob connect\n@bob say hi\n");
+        assert_eq!(actors(&s), [("bob", 1, false), ("bob", 2, true)]);
+    }
+
+    #[test]
+    fn a_nick_held_by_another_actor_is_expected_to_be_refused() {
+        let s = script("@alice say hi\n@bob nick Alice\n@bob expect error nick_in_use\n");
+        assert_eq!(
+            s.steps[1].action,
+            Action::Nick {
+                new: "Alice".into(),
+                taken: true
+            }
+        );
+        assert_eq!(s.steps[2].actor, Some(1), "bob keeps his name");
+        // The same when alice is named only further down: she connects at
+        // the start all the same, and bob goes on as @bob.
+        let s = script("@bob nick alice\n@bob expect error nick_in_use\n@alice say still me\n");
+        assert_eq!(actors(&s), [("bob", 1, false), ("alice", 3, false)]);
+        assert_eq!(
+            s.steps[0].action,
+            Action::Nick {
+                new: "alice".into(),
+                taken: true
+            }
+        );
+        assert_eq!(s.steps[1].actor, Some(0));
+        // Free once its holder has quit.
+        let s = script("@alice quit\n@bob nick alice\n@alice say I am bob\n");
+        assert_eq!(
+            s.steps[1].action,
+            Action::Nick {
+                new: "alice".into(),
+                taken: false
+            }
+        );
+        assert_eq!(s.steps[2].actor, Some(1));
+        // A change of case is one's own name.
+        let s = script("@bob nick Bob\n@BOB say hi\n");
+        assert_eq!(
+            s.steps[0].action,
+            Action::Nick {
+                new: "Bob".into(),
+                taken: false
+            }
+        );
+        assert_eq!(s.actors.len(), 1);
+    }
+
+    #[test]
+    fn connect_only_as_the_first_step() {
+        let e = errors("@carol say hi\n@carol connect\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with(
+                "t.chat:2: connect must be an actor's first step, but @carol already acts at line 1"
+            ),
+            "{e:?}"
+        );
+        let e = errors("@carol connect\n@carol connect\n");
+        assert!(e[0].starts_with("t.chat:2: connect must"), "{e:?}");
+        let e = errors("@bob nick carol\n@carol connect\n");
+        assert!(e[0].contains("(as @bob)"), "{e:?}");
+    }
+
+    #[test]
+    fn after_quit_only_expect_or_a_new_connect() {
+        let s = script("@alice quit\n@alice expect bye quit\n@alice connect\n@alice say back\n");
+        assert_eq!(actors(&s), [("alice", 1, false), ("alice", 3, true)]);
+        assert_eq!(s.steps[1].actor, Some(0));
+        assert_eq!(s.steps[3].actor, Some(1));
+        let e = errors("@alice quit\n@alice say hi\n");
+        assert!(e[0].starts_with("t.chat:2: @alice quit at line 1"), "{e:?}");
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_in_order() {
+        let e = errors(
+            "@alice say hi\n\
+             sya hello\n\
+             \n\
+             @bob expect group alice \"unterminated\n\
+             sleep forever\n\
+             @alice say fine\n\
+             @carol connect extra\n\
+             \u{0}\n",
+        );
+        let lines: Vec<&str> = e.iter().map(|l| l.split(": ").next().unwrap()).collect();
+        assert_eq!(
+            lines,
+            ["t.chat:2", "t.chat:4", "t.chat:5", "t.chat:7", "t.chat:8"],
+            "{e:?}"
+        );
+        let bad_utf8 = parse("x", b"say \xff\n", "bot").unwrap_err();
+        assert_eq!(bad_utf8, ["x:1: not valid UTF-8"]);
+    }
+
+    #[test]
+    fn crlf_lines_are_read_like_lf_lines() {
+        let s = script("@alice say hi\r\n@bob expect group alice hi\r\n");
+        assert_eq!(s.steps[0].action, Action::Say("hi".into()));
+    }
+}

@@ -1,0 +1,120 @@
+//! Tab completion in the interactive child: `/commands` at the start of the
+//! line, nicknames anywhere. The nicknames come from the parent (which
+//! follows the room) through the display pipe, into a shared list.
+
+use std::sync::{Arc, Mutex};
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::Validator;
+use rustyline::{Context, Helper};
+
+use super::commands::COMMANDS;
+
+/// The other users' nicknames, written by the display thread, read by the
+/// completer.
+pub type Nicks = Arc<Mutex<Vec<String>>>;
+
+pub struct ChatHelper {
+    pub nicks: Nicks,
+}
+
+/// Where the word under the cursor starts, and the candidates for it.
+pub fn candidates(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<Pair>) {
+    let before = &line[..pos];
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let word = &before[start..];
+    if start == 0 && word.starts_with('/') {
+        let found = COMMANDS
+            .iter()
+            .filter(|c| c.starts_with(word))
+            .map(|c| Pair {
+                display: (*c).to_owned(),
+                replacement: format!("{c} "),
+            })
+            .collect();
+        return (start, found);
+    }
+    // A nickname first on the line addresses its owner, IRC style.
+    let suffix = if start == 0 { ": " } else { " " };
+    let found = nicks
+        .iter()
+        .filter(|n| {
+            n.len() >= word.len()
+                && n.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+        })
+        .map(|n| Pair {
+            display: n.clone(),
+            replacement: format!("{n}{suffix}"),
+        })
+        .collect();
+    (start, found)
+}
+
+impl Completer for ChatHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        // A poisoned lock only means the display thread panicked; the list
+        // it left is still a list of names.
+        let nicks = self.nicks.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(candidates(line, pos, &nicks))
+    }
+}
+
+impl Hinter for ChatHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ChatHelper {}
+
+impl Validator for ChatHelper {}
+
+impl Helper for ChatHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replacements(line: &str, nicks: &[&str]) -> (usize, Vec<String>) {
+        let nicks: Vec<String> = nicks.iter().map(|n| n.to_string()).collect();
+        let (start, found) = candidates(line, line.len(), &nicks);
+        (start, found.into_iter().map(|p| p.replacement).collect())
+    }
+
+    #[test]
+    fn commands_at_the_start() {
+        assert_eq!(replacements("/n", &[]), (0, vec!["/nick ".to_owned()]));
+        assert_eq!(
+            replacements("/m", &[]),
+            (0, vec!["/msg ".to_owned(), "/m ".to_owned()])
+        );
+        assert_eq!(replacements("/zz", &[]).1, Vec::<String>::new());
+    }
+
+    #[test]
+    fn nicknames_anywhere_in_any_case() {
+        let nicks = ["alice", "Albert", "bob"];
+        assert_eq!(
+            replacements("al", &nicks),
+            (0, vec!["alice: ".to_owned(), "Albert: ".to_owned()])
+        );
+        assert_eq!(replacements("/msg B", &nicks), (5, vec!["bob ".to_owned()]));
+        assert_eq!(replacements("hi a", &nicks).1, ["alice ", "Albert "]);
+        assert_eq!(replacements("hi z", &nicks).1, Vec::<String>::new());
+    }
+
+    #[test]
+    fn completes_the_word_under_the_cursor() {
+        let nicks = vec!["bob".to_string()];
+        let (start, found) = candidates("say b and more", 5, &nicks);
+        assert_eq!(start, 4);
+        assert_eq!(found[0].replacement, "bob ");
+    }
+}

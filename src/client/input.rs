@@ -1,0 +1,189 @@
+//! The forked child: it owns the keyboard. It reads what the user types
+//! (with rustyline when stdin is a terminal, line by line otherwise) and
+//! writes each line into the pipe to the parent, which does everything
+//! else. Its code path ends in `_exit`, never in the parent's code.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nix::sys::prctl;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{Pid, getppid};
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{
+    Cmd, CompletionType, Config, Editor, EventHandler, KeyCode, KeyEvent, Modifiers, Movement,
+};
+
+use super::complete::{ChatHelper, Nicks};
+use super::fork::exit_now;
+use super::printer::{CloseOnEnter, Gate};
+use super::{history, printer, signals, terminal};
+
+const PROMPT: &str = "> ";
+
+/// Everything the child gets from the parent at the fork.
+pub struct Child {
+    /// The write end of the input pipe.
+    pub to_parent: OwnedFd,
+    /// The read end of the display pipe; present exactly when the child
+    /// edits lines on a terminal.
+    pub from_parent: Option<OwnedFd>,
+    pub history: Option<PathBuf>,
+    pub saved: Option<terminal::Saved>,
+    pub parent: Pid,
+    /// The signal mask from before the parent blocked its signals.
+    pub mask: SigSet,
+}
+
+/// The child's whole life.
+pub fn run(child: Child) -> ! {
+    let interactive = child.from_parent.is_some();
+    signals::unblock(&child.mask, interactive);
+    // Die with the parent. If it is already gone (it died between the fork
+    // and here), the death signal will never come: leave now.
+    if prctl::set_pdeathsig(Signal::SIGTERM).is_err() || getppid() != child.parent {
+        exit_now(1);
+    }
+    let to_parent = File::from(child.to_parent);
+    match child.from_parent {
+        Some(from_parent) => edit_lines(
+            to_parent,
+            File::from(from_parent),
+            child.history,
+            child.saved,
+        ),
+        None => copy_lines(to_parent),
+    }
+}
+
+/// Stdin is not a terminal: pass its bytes on as they come (the parent cuts
+/// lines), ending an unfinished last line so it is not lost.
+fn copy_lines(mut to_parent: File) -> ! {
+    let mut stdin = io::stdin().lock();
+    let mut buf = [0u8; 16 * 1024];
+    let mut at_line_start = true;
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => {
+                if !at_line_start {
+                    let _ = to_parent.write_all(b"\n");
+                }
+                exit_now(0);
+            }
+            Ok(n) => {
+                at_line_start = buf[n - 1] == b'\n';
+                if to_parent.write_all(&buf[..n]).is_err() {
+                    exit_now(0);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => exit_now(1),
+        }
+    }
+}
+
+fn editor(nicks: Nicks) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
+    let config = Config::builder()
+        .max_history_size(history::MAX_LINES)?
+        .history_ignore_dups(true)?
+        .history_ignore_space(true)
+        .completion_type(CompletionType::List)
+        .auto_add_history(false)
+        .build();
+    let mut rl = Editor::with_config(config)?;
+    rl.set_helper(Some(ChatHelper { nicks }));
+    // Ctrl-C empties the line (rustyline would end `readline` instead).
+    rl.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Simple(Cmd::Kill(Movement::WholeBuffer)),
+    );
+    Ok(rl)
+}
+
+/// Stdin is a terminal: edit lines with rustyline, print the parent's lines
+/// through rustyline's external printer (see `printer`).
+fn edit_lines(
+    mut to_parent: File,
+    from_parent: File,
+    history: Option<PathBuf>,
+    saved: Option<terminal::Saved>,
+) -> ! {
+    let nicks = Nicks::default();
+    let gate = Arc::new(Gate::default());
+    let mut rl = match editor(nicks.clone()) {
+        Ok(rl) => rl,
+        Err(e) => fail(&format!("cannot edit lines on this terminal: {e}")),
+    };
+    // Every key that accepts the line (Enter, Ctrl-J, Ctrl-M) closes the
+    // gate first.
+    for key in [
+        KeyEvent(KeyCode::Enter, Modifiers::NONE),
+        KeyEvent::ctrl('J'),
+        KeyEvent::ctrl('M'),
+    ] {
+        rl.bind_sequence(
+            key,
+            EventHandler::Conditional(Box::new(CloseOnEnter(gate.clone()))),
+        );
+    }
+    let mut history = history.filter(|path| match history::prepare(path) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("chat: not keeping history in {}: {e}", path.display());
+            false
+        }
+    });
+    if let Some(path) = &history {
+        if let Err(e) = rl.load_history(path) {
+            eprintln!("chat: cannot read history from {}: {e}", path.display());
+        }
+    }
+    let printer = match rl.create_external_printer() {
+        Ok(p) => p,
+        Err(e) => fail(&format!("cannot print above the prompt: {e}")),
+    };
+    let display_gate = gate.clone();
+    std::thread::spawn(move || printer::run(from_parent, printer, nicks, display_gate, saved));
+
+    loop {
+        gate.open();
+        let line = match rl.readline(PROMPT) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => exit_now(0),
+            Err(e) => fail(&format!("cannot read the keyboard: {e}")),
+        };
+        // The gate is closed: nothing prints until it opens again.
+        let mut stdout = io::stdout().lock();
+        if !gate.raced() {
+            let cols = rl.dimensions().map_or(80, |(cols, _)| usize::from(cols));
+            let _ = stdout
+                .write_all(printer::erase(printer::rows_used(PROMPT, &line, cols)).as_bytes());
+        }
+        if !line.trim().is_empty() {
+            let _ = rl.add_history_entry(line.as_str());
+            if let Some(path) = &history {
+                if let Err(e) = rl.append_history(path) {
+                    let _ = writeln!(stdout, "!! not keeping history in {}: {e}", path.display());
+                    history = None;
+                }
+            }
+        }
+        let _ = stdout.flush();
+        drop(stdout);
+        if to_parent.write_all(format!("{line}\n").as_bytes()).is_err() {
+            exit_now(0);
+        }
+    }
+}
+
+/// One line on stderr, then out. The parent sees the pipe close and ends
+/// the session.
+fn fail(message: &str) -> ! {
+    eprintln!("chat: {message}");
+    exit_now(1)
+}

@@ -1,0 +1,479 @@
+//! The parent: one mio loop over the socket, the pipe from the child, the
+//! pipe to it, and a signalfd. Lines from the child become protocol
+//! messages, lines from the server become display lines (see `session`);
+//! this file only moves bytes and decides when the session is over.
+//!
+//! Every wakeup services every source until it would block, which is what
+//! edge-triggered readiness needs and keeps the flow easy to follow: there
+//! are four descriptors, not thousands.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::unix::pipe::Receiver;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::SignalFd;
+use nix::unistd::Pid;
+
+use crate::fail::{Fail, Outcome};
+use crate::framing::{Frame, LineReader};
+use crate::peer::{Incoming, Peer, ReadStatus};
+use crate::wire::{ByeReason, ClientMsg, client_line};
+
+use super::clock;
+use super::commands;
+use super::display::{MAX_QUEUE, Screen};
+use super::session::{Effect, Session};
+
+const SERVER: Token = Token(0);
+const INPUT: Token = Token(1);
+const DISPLAY: Token = Token(2);
+const SIGNALS: Token = Token(3);
+
+/// How long `quit` may wait for its `bye`.
+const BYE_WAIT: Duration = Duration::from_secs(3);
+/// How long the child may take to draw its last lines and go.
+const CHILD_WAIT: Duration = Duration::from_secs(2);
+/// Longest typed line; the server's own limit is 64 KiB.
+const MAX_INPUT_LINE: usize = 1 << 20;
+/// Typed lines held while the server has not welcomed us yet.
+const MAX_WAITING_LINES: usize = 10_000;
+
+/// A line from the child.
+enum Typed {
+    Line(String),
+    /// Longer than [`MAX_INPUT_LINE`]; dropped.
+    TooLong,
+}
+
+enum Phase {
+    Chatting,
+    /// `quit` is sent; waiting for `bye`.
+    Quitting {
+        until: Instant,
+    },
+    /// The session is over; waiting for the child to finish and go.
+    Closing {
+        until: Instant,
+        outcome: Outcome,
+    },
+}
+
+pub struct Parent {
+    poll: Poll,
+    addr: SocketAddr,
+    /// `None` once the connection is closed.
+    peer: Option<Peer>,
+    peer_writable: bool,
+    /// `None` once the child has closed its end (it has exited).
+    input: Option<Receiver>,
+    input_lines: LineReader,
+    /// Typed lines that arrived before the session was ready.
+    waiting: VecDeque<Typed>,
+    input_ended: bool,
+    screen: Screen,
+    signals: SignalFd,
+    session: Session,
+    child: Pid,
+    json: bool,
+    interactive: bool,
+    phase: Phase,
+}
+
+/// What the parent is given at the fork.
+pub struct Parts {
+    pub addr: SocketAddr,
+    pub peer: Peer,
+    pub input: Receiver,
+    pub screen: Screen,
+    pub signals: SignalFd,
+    pub session: Session,
+    pub child: Pid,
+    pub json: bool,
+    pub interactive: bool,
+}
+
+impl Parent {
+    pub fn new(mut parts: Parts) -> io::Result<Parent> {
+        let poll = Poll::new()?;
+        let registry = poll.registry();
+        registry.register(&mut parts.peer.stream, SERVER, Interest::READABLE)?;
+        parts.input.set_nonblocking(true)?;
+        registry.register(&mut parts.input, INPUT, Interest::READABLE)?;
+        if let Screen::Child { pipe, .. } = &mut parts.screen {
+            pipe.set_nonblocking(true)?;
+            registry.register(pipe, DISPLAY, Interest::WRITABLE)?;
+        }
+        let signal_fd = parts.signals.as_raw_fd();
+        registry.register(&mut SourceFd(&signal_fd), SIGNALS, Interest::READABLE)?;
+        Ok(Parent {
+            poll,
+            addr: parts.addr,
+            peer: Some(parts.peer),
+            peer_writable: false,
+            input: Some(parts.input),
+            input_lines: LineReader::new(MAX_INPUT_LINE),
+            waiting: VecDeque::new(),
+            input_ended: false,
+            screen: parts.screen,
+            signals: parts.signals,
+            session: parts.session,
+            child: parts.child,
+            json: parts.json,
+            interactive: parts.interactive,
+            phase: Phase::Chatting,
+        })
+    }
+
+    /// Runs the session to its end. The child has exited (or been killed)
+    /// when this returns; reaping it and restoring the terminal is the
+    /// caller's.
+    pub fn run(mut self) -> Outcome {
+        let mut events = Events::with_capacity(16);
+        loop {
+            self.service();
+            if let Some(outcome) = self.finished() {
+                return outcome;
+            }
+            let timeout = self
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.close(Err(Fail::runtime(format!("cannot wait for events: {e}"))));
+                }
+            }
+        }
+    }
+
+    /// One turn: every source, until it would block.
+    fn service(&mut self) {
+        self.read_signals();
+        loop {
+            self.flush_screen();
+            let paused = self.read_server();
+            loop {
+                let stalled = self.read_input();
+                self.run_waiting_lines();
+                if !(stalled && self.waiting.is_empty()) {
+                    break;
+                }
+            }
+            self.flush_server();
+            self.flush_screen();
+            // A read stopped at a limit that is lifted now: read again, since
+            // edge-triggered readiness will not tell twice.
+            if !(paused && self.screen.pending() <= MAX_QUEUE) {
+                break;
+            }
+        }
+        if self.screen.closed() && matches!(self.phase, Phase::Chatting) {
+            self.end_input();
+        }
+        self.check_deadlines();
+    }
+
+    fn flush_screen(&mut self) {
+        if self.screen.flush().is_err() {
+            // The child is gone; the end of its input pipe follows.
+            self.drop_child_screen();
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Chatting => None,
+            Phase::Quitting { until } | Phase::Closing { until, .. } => Some(*until),
+        }
+    }
+
+    fn read_signals(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGINT) => {
+                    // While the child edits lines the terminal sends no
+                    // SIGINT; one that arrives anyway is not for us.
+                    let child_edits = self.interactive && self.input.is_some();
+                    if child_edits {
+                        continue;
+                    }
+                    if self.input_ended {
+                        self.close(Err(Fail::runtime("interrupted")));
+                    } else {
+                        self.end_input();
+                    }
+                }
+                Ok(sig) => {
+                    if let Some(peer) = &mut self.peer {
+                        let _ = peer.send(&client_line(&ClientMsg::Quit { text: None }));
+                    }
+                    self.close(Err(Fail::runtime(format!("stopped by {sig}"))));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Reads what the server sent; true when it did not, because the child
+    /// is behind on drawing.
+    fn read_server(&mut self) -> bool {
+        if self.screen.pending() > MAX_QUEUE {
+            return true;
+        }
+        if matches!(self.phase, Phase::Closing { .. }) {
+            return false;
+        }
+        let Some(peer) = &mut self.peer else {
+            return false;
+        };
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut too_long = false;
+        let status = peer.read_lines(|incoming| match incoming {
+            Incoming::Line(line) => lines.push(line.to_vec()),
+            Incoming::TooLong => too_long = true,
+        });
+        let time = clock::now();
+        let mut effects = Vec::new();
+        if too_long {
+            let why = "the server sent an overlong line; skipped";
+            effects.push(Effect::Note(self.session.render.error(&time, why)));
+        }
+        for line in &lines {
+            if !line.trim_ascii().is_empty() {
+                self.session.server_line(line, &time, &mut effects);
+            }
+        }
+        self.apply(effects);
+        match status {
+            Ok(ReadStatus::Open) => {}
+            Ok(ReadStatus::Closed) => self.server_gone("the server closed the connection"),
+            Err(e) => self.server_gone(&e.to_string()),
+        }
+        false
+    }
+
+    fn server_gone(&mut self, why: &str) {
+        match self.phase {
+            Phase::Quitting { .. } => self.close(Ok(())),
+            Phase::Chatting => {
+                let message = format!("lost the connection to {}: {why}", self.addr);
+                self.close(Err(Fail::runtime(message)));
+            }
+            Phase::Closing { .. } => {}
+        }
+    }
+
+    /// Reads what the child sent; true when it stopped early because too
+    /// many lines are waiting for the session to be ready.
+    fn read_input(&mut self) -> bool {
+        if self.waiting.len() > MAX_WAITING_LINES {
+            return true;
+        }
+        let Some(input) = &mut self.input else {
+            return false;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        let mut eof = false;
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    let waiting = &mut self.waiting;
+                    self.input_lines.feed(&buf[..n], |frame| {
+                        match frame {
+                            Frame::Line(line) => waiting
+                                .push_back(Typed::Line(String::from_utf8_lossy(line).into_owned())),
+                            Frame::TooLong => waiting.push_back(Typed::TooLong),
+                        }
+                        true
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        if eof {
+            // The child has closed its end: it has exited.
+            if let Some(mut input) = self.input.take() {
+                let _ = self.poll.registry().deregister(&mut input);
+            }
+            self.drop_child_screen();
+            self.input_ended = true;
+        }
+        false
+    }
+
+    /// Typed lines run once the session is ready; the end of input then
+    /// quits.
+    fn run_waiting_lines(&mut self) {
+        if !matches!(self.phase, Phase::Chatting) {
+            self.waiting.clear();
+            return;
+        }
+        if !self.session.ready() {
+            return;
+        }
+        while let Some(typed) = self.waiting.pop_front() {
+            let time = clock::now();
+            let mut effects = Vec::new();
+            match typed {
+                Typed::Line(line) => {
+                    self.session
+                        .command(commands::parse(&line), &time, &mut effects);
+                }
+                Typed::TooLong => {
+                    let why = "that line is too long; nothing was sent";
+                    effects.push(Effect::Note(self.session.render.error(&time, why)));
+                }
+            }
+            self.apply(effects);
+            if !matches!(self.phase, Phase::Chatting) {
+                self.waiting.clear();
+                return;
+            }
+        }
+        if self.input_ended {
+            self.end_input();
+        }
+    }
+
+    /// The user is done typing: say `quit` and wait for `bye`.
+    fn end_input(&mut self) {
+        if let Some(peer) = &mut self.peer {
+            if let Err(e) = peer.send(&client_line(&ClientMsg::Quit { text: None })) {
+                return self.server_gone(&e.to_string());
+            }
+        }
+        self.start_quitting();
+    }
+
+    fn start_quitting(&mut self) {
+        if matches!(self.phase, Phase::Chatting) {
+            self.phase = Phase::Quitting {
+                until: Instant::now() + BYE_WAIT,
+            };
+        }
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Show(line) => self.screen.show(&line),
+                Effect::Note(line) => self.screen.note(&line),
+                Effect::Users(nicks) => self.screen.users(&nicks),
+                Effect::Send(line) => {
+                    if let Some(peer) = &mut self.peer {
+                        if let Err(e) = peer.send(&line) {
+                            self.server_gone(&e.to_string());
+                        }
+                    }
+                }
+                Effect::Quitting => self.start_quitting(),
+                Effect::Bye(ByeReason::Quit) => self.close(Ok(())),
+                Effect::Bye(ByeReason::Shutdown) => {
+                    let message = format!("the server at {} is shutting down", self.addr);
+                    self.close(Err(Fail::runtime(message)));
+                }
+            }
+        }
+    }
+
+    fn flush_server(&mut self) {
+        let Some(peer) = &mut self.peer else { return };
+        if let Err(e) = peer.flush() {
+            return self.server_gone(&e.to_string());
+        }
+        let want = peer.pending() > 0;
+        if want != self.peer_writable {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut peer.stream, SERVER, interest)
+                .is_ok()
+            {
+                self.peer_writable = want;
+            }
+        }
+    }
+
+    /// Ends the session with `outcome` (the first one decided wins): closes
+    /// the connection and tells the child to finish.
+    fn close(&mut self, outcome: Outcome) {
+        if matches!(self.phase, Phase::Closing { .. }) {
+            return;
+        }
+        if let Some(mut peer) = self.peer.take() {
+            let _ = peer.flush();
+            let _ = self.poll.registry().deregister(&mut peer.stream);
+        }
+        if !matches!(self.screen, Screen::Child { .. }) && self.input.is_some() {
+            // A child copying stdin has nothing to draw and may be blocked
+            // reading: stop it now.
+            let _ = kill(self.child, Signal::SIGTERM);
+        }
+        self.phase = Phase::Closing {
+            until: Instant::now() + CHILD_WAIT,
+            outcome,
+        };
+    }
+
+    /// The child's screen is no longer usable (it exited): what it did not
+    /// take is printed here, and from now on lines go to stdout.
+    fn drop_child_screen(&mut self) {
+        if let Some(mut pipe) = self.screen.switch_to_stdout(self.json) {
+            let _ = self.poll.registry().deregister(&mut pipe);
+        }
+    }
+
+    fn check_deadlines(&mut self) {
+        let now = Instant::now();
+        match &self.phase {
+            Phase::Quitting { until } if now >= *until => self.close(Ok(())),
+            Phase::Closing { .. } if self.screen.pending() == 0 => {
+                // All lines are in the pipe: closing it tells the child's
+                // display thread to draw them and end the child.
+                if let Screen::Child { .. } = self.screen {
+                    self.drop_child_screen();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The outcome, once the session is closed and the child is gone (or
+    /// overdue, and then killed).
+    fn finished(&mut self) -> Option<Outcome> {
+        let Phase::Closing { until, .. } = &self.phase else {
+            return None;
+        };
+        let overdue = Instant::now() >= *until;
+        if self.input.is_some() && !overdue {
+            return None;
+        }
+        if self.input.is_some() {
+            let _ = kill(self.child, Signal::SIGKILL);
+        }
+        self.drop_child_screen();
+        match std::mem::replace(&mut self.phase, Phase::Chatting) {
+            Phase::Closing { outcome, .. } => Some(outcome),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Printing the parent's lines above the prompt without garbling it.
+//!
+//! Nothing may write to the terminal while rustyline edits a line
+//! (rustyline issue #767): it would land in the middle of the prompt and
+//! rustyline, which redraws from what it believes is on screen, would then
+//! smear the partial input. rustyline's `ExternalPrinter` is the one safe
+//! way in: while a line is being edited, a printed message goes through
+//! rustyline's own loop, which clears the prompt, prints the message, and
+//! redraws prompt, input and cursor. So the child runs one thread (this
+//! module) that reads the parent's records from the display pipe and hands
+//! them to the printer; the parent itself never touches the terminal while
+//! the child lives. That thread exists because `readline` blocks its own;
+//! the parent's side stays a single poll loop.
+//!
+//! Between two `readline` calls the printer writes directly instead. The
+//! [`Gate`] keeps those direct writes away from the moment the accepted
+//! line is erased (to be replaced by its rendered echo): Enter closes the
+//! gate inside rustyline, and the main thread opens it again once the screen
+//! is tidy.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use rustyline::{Cmd, ConditionalEventHandler, Event, EventContext, ExternalPrinter, RepeatCount};
+use unicode_width::UnicodeWidthChar;
+
+use super::complete::Nicks;
+use super::display::Record;
+use super::fork::exit_now;
+use super::terminal;
+
+/// Prints nothing visible (cursor up a line, then down again) but goes
+/// through rustyline's queue, which lets [`run`] wait for that queue to
+/// drain before the child exits.
+const BARRIER: &str = "\x1b[A\n";
+
+#[derive(Default)]
+struct GateState {
+    /// Prints may start.
+    open: bool,
+    /// A print is under way.
+    busy: bool,
+    /// A print was under way when the gate closed: it may have written
+    /// anywhere, so the accepted line is left alone rather than erased.
+    raced: bool,
+}
+
+/// When the display thread may print; see the module comment.
+#[derive(Default)]
+pub struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by the main thread right before `readline`.
+    pub fn open(&self) {
+        let mut state = self.lock();
+        state.open = true;
+        state.raced = false;
+        self.changed.notify_all();
+    }
+
+    /// True when a print overlapped the last Enter.
+    pub fn raced(&self) -> bool {
+        self.lock().raced
+    }
+
+    fn close(&self) {
+        let mut state = self.lock();
+        state.open = false;
+        state.raced = state.busy;
+    }
+
+    /// Waits until prints may start and marks one under way. The lock is
+    /// not held while printing: a print can block until rustyline takes the
+    /// previous one, and rustyline may at that moment be waiting for
+    /// [`Gate::close`].
+    fn begin(&self) {
+        let mut state = self.lock();
+        while !state.open {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.busy = true;
+    }
+
+    fn end(&self) {
+        self.lock().busy = false;
+    }
+}
+
+/// Bound to Enter: closes the gate from inside rustyline, while the line is
+/// still being edited, then lets Enter do what it always does.
+pub struct CloseOnEnter(pub Arc<Gate>);
+
+impl ConditionalEventHandler for CloseOnEnter {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, _: &EventContext<'_>) -> Option<Cmd> {
+        self.0.close();
+        None
+    }
+}
+
+/// The number of screen rows between the start of the prompt and the cursor
+/// after rustyline accepted `line` (it ends with a newline), computed as
+/// rustyline lays out text: wide characters take two columns, tabs go to the
+/// next multiple of 8, a line that exactly fills the width pushes the
+/// cursor to the next row.
+pub fn rows_used(prompt: &str, line: &str, cols: usize) -> usize {
+    let cols = cols.max(1);
+    let (mut row, mut col) = (0, 0);
+    for c in prompt.chars().chain(line.chars()) {
+        if c == '\n' {
+            row += 1;
+            col = 0;
+            continue;
+        }
+        let width = if c == '\t' {
+            8 - col % 8
+        } else {
+            c.width().unwrap_or(0)
+        };
+        col += width;
+        if col > cols {
+            row += 1;
+            col = width;
+        }
+    }
+    if col == cols {
+        row += 1;
+    }
+    row + 1
+}
+
+/// The escape sequence that erases an accepted line spanning `rows` rows,
+/// leaving the cursor where the prompt began.
+pub fn erase(rows: usize) -> String {
+    format!("\x1b[{rows}A\r\x1b[J")
+}
+
+/// The display thread: prints the parent's lines, passes on the user list,
+/// and when the parent closes the pipe (the session is over, or the parent
+/// died) makes sure everything sent was drawn, restores the terminal and
+/// ends the child.
+pub fn run(
+    pipe: File,
+    mut printer: impl ExternalPrinter,
+    nicks: Nicks,
+    gate: Arc<Gate>,
+    saved: Option<terminal::Saved>,
+) -> ! {
+    let mut reader = BufReader::new(pipe);
+    let mut line = String::new();
+    loop {
+        // Whatever is already buffered goes out as one message: a burst of
+        // lines costs one redraw of the prompt, not one each.
+        let mut batch = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => finish(&mut printer, &batch, &gate, saved.as_ref()),
+                Ok(_) => {}
+            }
+            match Record::decode(line.trim_end_matches('\n')) {
+                Some(Record::Print(text)) => {
+                    batch.push_str(&text);
+                    batch.push('\n');
+                }
+                Some(Record::Users(list)) => {
+                    *nicks.lock().unwrap_or_else(|e| e.into_inner()) = list;
+                }
+                None => {}
+            }
+            if !reader.buffer().contains(&b'\n') {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            gate.begin();
+            let printed = printer.print(batch);
+            gate.end();
+            if printed.is_err() {
+                finish(&mut printer, "", &gate, saved.as_ref());
+            }
+        }
+    }
+}
+
+/// Prints the last lines, waits until rustyline has drawn them (two
+/// barriers: when the second is queued, the first has been taken, so
+/// everything before it has been drawn), then restores the terminal and
+/// ends the child.
+fn finish(
+    printer: &mut impl ExternalPrinter,
+    last: &str,
+    gate: &Gate,
+    saved: Option<&terminal::Saved>,
+) -> ! {
+    gate.begin();
+    if !last.is_empty() {
+        let _ = printer.print(last.to_owned());
+    }
+    let _ = printer.print(BARRIER.to_owned());
+    let _ = printer.print(BARRIER.to_owned());
+    if let Some(saved) = saved {
+        saved.restore();
+    }
+    exit_now(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_follow_rustyline_layout() {
+        assert_eq!(rows_used("> ", "", 80), 1);
+        assert_eq!(rows_used("> ", "hello", 80), 1);
+        assert_eq!(rows_used("> ", &"x".repeat(77), 80), 1);
+        // Exactly full: rustyline moves to the next row before the newline.
+        assert_eq!(rows_used("> ", &"x".repeat(78), 80), 2);
+        assert_eq!(rows_used("> ", &"x".repeat(79), 80), 2);
+        assert_eq!(rows_used("> ", &"x".repeat(158), 80), 3);
+        // Wide characters take two columns and do not split.
+        assert_eq!(rows_used("> ", &"界".repeat(39), 80), 2);
+        assert_eq!(rows_used("> ", &"界".repeat(38), 80), 1);
+        assert_eq!(rows_used("> ", "a\nb", 80), 2);
+        assert_eq!(rows_used("> ", "\t", 10), 1);
+        assert_eq!(rows_used("> ", "\t\t", 10), 2);
+    }
+
+    #[test]
+    fn erasing_goes_up_and_clears_below() {
+        assert_eq!(erase(2), "\x1b[2A\r\x1b[J");
+    }
+}

@@ -1,0 +1,587 @@
+//! `chat bot` against a live server: the stories in `bots/` pass, and every
+//! way a script can fail ends with the documented exit status and a
+//! `FILE:LINE` message that says what went wrong.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use common::{Server, WAIT, chat};
+use serde_json::json;
+
+/// A fresh directory for one test's scripts, so that messages name them
+/// as `NAME.chat`, relative, the way a user would type them. Removed on
+/// drop.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(files: &[(&str, &str)]) -> Scratch {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "chat-bot-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    Scratch(dir)
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// A `chat bot ...` command run in `dir`, against `server` when given.
+fn bot(dir: &Path, server: Option<&Server>, args: &[&str]) -> Command {
+    let mut cmd = chat();
+    cmd.current_dir(dir).arg("bot").args(args);
+    if let Some(server) = server {
+        cmd.args(["--server", &server.addr.to_string()]);
+    }
+    cmd
+}
+
+/// Spawns with piped output, collected by threads so a full pipe cannot
+/// block the bot.
+fn spawn(
+    cmd: &mut Command,
+    stdin: Option<&str>,
+) -> (Child, JoinHandle<String>, JoinHandle<String>) {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat bot");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    (child, out, err)
+}
+
+/// Waits for the bot to exit (bounded), killing it if it does not.
+fn finish(mut child: Child, out: JoinHandle<String>, err: JoinHandle<String>) -> Run {
+    let deadline = Instant::now() + 3 * WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chat bot did not finish in time");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10)); // polling a child's exit
+    };
+    Run {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn run(mut cmd: Command) -> Run {
+    let (child, out, err) = spawn(&mut cmd, None);
+    finish(child, out, err)
+}
+
+fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Run {
+    let (child, out, err) = spawn(cmd, Some(stdin));
+    finish(child, out, err)
+}
+
+/// A local port nobody listens on.
+fn dead_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr.to_string()
+}
+
+#[test]
+fn every_story_in_bots_runs_clean() {
+    let bots = Path::new(env!("CARGO_MANIFEST_DIR")).join("bots");
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(&bots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "chat"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.len() >= 4, "bots/ has only {scripts:?}");
+    for script in scripts {
+        // A fresh server each: names used by one story are free for the next.
+        let server = Server::start(&[]);
+        let r = run(bot(&bots, Some(&server), &[script.to_str().unwrap()]));
+        assert_eq!(
+            r.code(),
+            0,
+            "{} failed:\n{}\n{}",
+            script.display(),
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            r.stdout.contains(" ok: "),
+            "{}: {}",
+            script.display(),
+            r.stdout
+        );
+        assert_eq!(r.stderr, "", "{}", script.display());
+    }
+}
+
+#[test]
+fn the_spec_example_runs_and_prints_the_client_format() {
+    let server = Server::start(&[]);
+    let dir = scratch(&[(
+        "example.chat",
+        "# two users greet each other, a third arrives late, one leaves\n\
+         @alice say hello, world\n\
+         @bob   expect group alice \"hello, world\"\n\
+         @bob   msg alice hi alice\n\
+         @alice expect private bob \"hi *\"\n\
+         @carol connect\n\
+         @bob   expect join carol\n\
+         @alice quit bye now\n\
+         @bob   expect leave alice\n",
+    )]);
+    let r = run(bot(&dir, Some(&server), &["example.chat"]));
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    for wanted in [
+        "@alice <alice> hello, world",
+        "@bob <alice> hello, world",
+        "@bob ok: group from alice \"hello, world\"",
+        "@bob -> *alice* hi alice",
+        "@alice *bob* hi alice",
+        "@bob -- guest3 is now known as carol",
+        "@bob ok: join carol",
+        "@bob -- alice left (quit: bye now)",
+        "@bob ok: leave alice",
+    ] {
+        assert!(lines.contains(&wanted), "no {wanted:?} in:\n{}", r.stdout);
+    }
+    assert!(
+        !r.stdout.contains('\x1b'),
+        "colour on a pipe:\n{}",
+        r.stdout
+    );
+    // Steps run in order: alice spoke before bob's expect, carol came after.
+    let at = |l: &str| lines.iter().position(|x| *x == l).unwrap();
+    assert!(at("@alice <alice> hello, world") < at("@bob ok: group from alice \"hello, world\""));
+    assert!(at("@bob ok: leave alice") == lines.len() - 1);
+
+    let quiet = run(bot(&dir, Some(&server), &["example.chat", "--quiet"]));
+    assert_eq!(quiet.code(), 0, "{}", quiet.stderr);
+    assert_eq!(quiet.stdout, "", "--quiet prints only failures");
+}
+
+#[test]
+fn a_failed_expect_names_the_line_and_what_did_arrive() {
+    let server = Server::start(&[]);
+    let dir = scratch(&[(
+        "greet.chat",
+        "@alice say hi\n\
+         @alice say there\n\
+         \n\
+         # bob waits for something nobody says\n\
+         @bob expect group alice \"hello*\" within 300ms\n\
+         @bob say never reached\n",
+    )]);
+    let r = run(bot(&dir, Some(&server), &["greet.chat", "--quiet"]));
+    assert_eq!(r.code(), 1, "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        r.stderr,
+        "chat: greet.chat:5: @bob expected group from alice \"hello*\" within 300ms; \
+         bob received: group alice \"hi\", group alice \"there\"\n"
+    );
+
+    // The spec's own example: a late arrival is listed by the name it took.
+    let dir = scratch(&[(
+        "greet.chat",
+        "@bob who\n\
+         @bob expect who bob\n\
+         @carol connect\n\
+         @carol say hi\n\
+         # line 6:\n\
+         @bob expect group alice \"hello*\"\n",
+    )]);
+    let r = run(bot(&dir, Some(&server), &["greet.chat", "--timeout", "1s"]));
+    assert_eq!(r.code(), 1);
+    assert_eq!(
+        r.stderr,
+        "chat: greet.chat:6: @bob expected group from alice \"hello*\" within 1s; \
+         bob received: join carol, group carol \"hi\"\n"
+    );
+    assert!(
+        r.stdout.contains("@bob <carol> hi"),
+        "the transcript still shows what came:\n{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn an_invalid_script_lists_every_bad_line_and_connects_nothing() {
+    let server = Server::start(&[]);
+    let dir = scratch(&[(
+        "bad.chat",
+        "@alice say hi\n\
+         @alice sya hello\n\
+         @bob expect group alice \"unterminated\n\
+         sleep 5\n\
+         @carol say hi\n\
+         @carol connect\n\
+         @guest7 say hi\n\
+         msg bob\n\
+         @bob expect party\n",
+    )]);
+    let r = run(bot(&dir, Some(&server), &["bad.chat"]));
+    assert_eq!(r.code(), 2, "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    let wanted = [
+        "chat: bad.chat:2: unknown verb \"sya\"",
+        "chat: bad.chat:3: unterminated quote",
+        "chat: bad.chat:4: \"5\" is not a duration",
+        "chat: bad.chat:6: connect must be an actor's first step",
+        "chat: bad.chat:7: bad nick \"@guest7\"",
+        "chat: bad.chat:8: msg bob needs a TEXT",
+        "chat: bad.chat:9: unknown KIND \"party\"",
+    ];
+    assert_eq!(lines.len(), wanted.len(), "{}", r.stderr);
+    for (line, wanted) in lines.iter().zip(wanted) {
+        assert!(line.starts_with(wanted), "{line:?} is not {wanted:?}");
+    }
+    // Nothing connected: the first connection the server sees gets id 1.
+    let mut probe = server.connect();
+    let welcome = probe.recv();
+    assert_eq!(welcome["id"], 1, "{welcome}");
+}
+
+#[test]
+fn a_missing_script_is_one_line_and_exit_2() {
+    let dir = scratch(&[]);
+    let r = run(bot(&dir, None, &["nowhere.chat", "--server", &dead_addr()]));
+    assert_eq!(r.code(), 2);
+    assert_eq!(
+        r.stderr,
+        "chat: cannot read the script nowhere.chat: No such file or directory\n"
+    );
+    let r = run(bot(&dir, None, &["nowhere.chat", "--timeout", "0s"]));
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr
+            .starts_with("chat: --timeout must be longer than 0"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_refused_connection_names_the_address() {
+    let dir = scratch(&[("hi.chat", "# hello\n@alice say hi\n")]);
+    let addr = dead_addr();
+    let r = run(bot(&dir, None, &["hi.chat", "--server", &addr]));
+    assert_eq!(r.code(), 1);
+    assert_eq!(
+        r.stderr,
+        format!("chat: hi.chat:2: @alice cannot connect to {addr}: Connection refused\n")
+    );
+}
+
+#[test]
+fn a_dropped_connection_names_the_actor() {
+    let mut server = Server::start(&[]);
+    let dir = scratch(&[(
+        "drop.chat",
+        "@alice say anyone?\n@alice expect group nobody within 20s\n",
+    )]);
+    // Stop the server without a goodbye once alice has spoken.
+    let mut watcher = server.join("watcher");
+    let (child, out, err) = spawn(&mut bot(&dir, Some(&server), &["drop.chat"]), None);
+    assert_eq!(watcher.recv_type("group")["text"], "anyone?");
+    server.signal_and_wait(nix::sys::signal::Signal::SIGKILL);
+    let r = finish(child, out, err);
+    assert_eq!(r.code(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with(&format!(
+            "chat: drop.chat:2: @alice lost its connection to {}",
+            server.addr
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_server_shutdown_is_a_bye_a_script_can_expect() {
+    let mut server = Server::start(&[]);
+    let dir = scratch(&[(
+        "shutdown.chat",
+        "@alice say going down?\n@alice expect bye shutdown within 20s\n",
+    )]);
+    let mut watcher = server.join("watcher");
+    let (child, out, err) = spawn(&mut bot(&dir, Some(&server), &["shutdown.chat"]), None);
+    assert_eq!(watcher.recv_type("group")["text"], "going down?");
+    server.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    let r = finish(child, out, err);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("@alice ok: bye shutdown"), "{}", r.stdout);
+}
+
+#[test]
+fn an_actor_whose_nick_is_refused_fails_the_script() {
+    let server = Server::start(&[]);
+    let mut alice = server.join("alice");
+    let dir = scratch(&[("twin.chat", "@bob say hi\n@alice say me too\n")]);
+    let r = run(bot(&dir, Some(&server), &["twin.chat"]));
+    assert_eq!(r.code(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("chat: twin.chat:2: @alice could not take its nickname: "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.trim_end().ends_with("(nick_in_use)"),
+        "{}",
+        r.stderr
+    );
+    // Bob connected first and was never allowed to speak.
+    for msg in alice.sync() {
+        assert_ne!(msg["type"], "group", "{msg}");
+    }
+}
+
+#[test]
+fn a_nick_step_refused_by_someone_outside_the_script_fails_it() {
+    let server = Server::start(&[]);
+    let _robert = server.join("robert");
+    let dir = scratch(&[("rename.chat", "@bob nick robert\n@robert say hi\n")]);
+    let r = run(bot(&dir, Some(&server), &["rename.chat"]));
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stderr
+            .starts_with("chat: rename.chat:1: @bob could not take the nickname robert: "),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_script_can_come_from_standard_input() {
+    let server = Server::start(&[]);
+    let dir = scratch(&[]);
+    let good = "@alice say hi\n@bob expect group alice hi\n";
+    let r = run_with_stdin(&mut bot(&dir, Some(&server), &["-"]), good);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let r = run_with_stdin(
+        &mut bot(&dir, Some(&server), &["-"]),
+        "@alice say hi\nshout\n",
+    );
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr
+            .starts_with("chat: <stdin>:2: unknown verb \"shout\""),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn the_default_actor_is_the_nick_option_and_only_connects_when_used() {
+    let server = Server::start(&[]);
+    let mut watcher = server.join("watcher");
+    let dir = scratch(&[
+        ("sleepy.chat", "sleep 10ms\n@alice say hi\n"),
+        ("announce.chat", "say deployed\nexpect who deployer\n"),
+    ]);
+    let r = run(bot(&dir, Some(&server), &["sleepy.chat"]));
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let seen = watcher.sync();
+    let joined: Vec<&str> = seen
+        .iter()
+        .filter(|m| m["type"] == "nick")
+        .map(|m| m["new"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, ["alice"], "sleep made someone connect: {seen:?}");
+
+    // `expect who` needs a `who` first: this one fails, naming the actor.
+    let r = run(bot(
+        &dir,
+        Some(&server),
+        &["announce.chat", "--nick", "deployer", "--timeout", "200ms"],
+    ));
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stderr.starts_with(
+            "chat: announce.chat:2: @deployer expected who listing deployer within 200ms"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(watcher.recv_type("group")["from"], "deployer");
+}
+
+/// Five hundred actors in one script run on the bot's one thread.
+#[test]
+fn five_hundred_actors_share_one_event_loop() {
+    const N: usize = 500;
+    let server = Server::start(&[]);
+    let mut watcher = server.join("watcher");
+    let mut script = String::new();
+    for i in 1..=N {
+        script.push_str(&format!("@u{i} msg u1 here\n"));
+    }
+    script.push_str("@u1 msg watcher all here\n");
+    script.push_str("@u1 expect private watcher go within 30s\n");
+    script.push_str("@u1 say hello, all of you\n");
+    script.push_str(&format!("@u{N} expect group u1 hello*\n"));
+    script.push_str(&format!("@u{} expect group u1 hello*\n", N / 2));
+    script.push_str(&format!("@u1 expect join u{N}\n"));
+    script.push_str(&format!("@u1 expect private u{N} here\n"));
+    let dir = scratch(&[("crowd.chat", &script)]);
+    let (child, out, err) = spawn(
+        &mut bot(
+            &dir,
+            Some(&server),
+            &["crowd.chat", "--quiet", "--timeout", "30s"],
+        ),
+        None,
+    );
+    // Every actor is connected once u1 speaks (they connect before the
+    // first step); now count the bot's threads.
+    let note = loop {
+        let msg = watcher.recv();
+        if msg["type"] == "private" {
+            break msg;
+        }
+    };
+    assert_eq!(note["from"], "u1");
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .count();
+    assert_eq!(tasks, 1, "the bot runs {tasks} threads for {N} actors");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .unwrap()
+        .count();
+    assert!(fds > N, "only {fds} descriptors open for {N} actors");
+    watcher.send(&json!({"type": "private", "to": "u1", "text": "go"}));
+    let r = finish(child, out, err);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+}
+
+/// The transcript is line-buffered through a pipe: a reader sees each line
+/// as it happens, which is what makes a bot usable as a live monitor.
+#[test]
+fn the_transcript_arrives_while_the_script_runs() {
+    let server = Server::start(&[]);
+    let mut watcher = server.join("watcher");
+    let dir = scratch(&[(
+        "wait.chat",
+        "@alice say ready\n@alice expect private watcher go within 20s\n",
+    )]);
+    let mut cmd = bot(&dir, Some(&server), &["wait.chat"]);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first_said = loop {
+        let line = lines.next().expect("transcript line").unwrap();
+        if line.contains("<alice>") {
+            break line;
+        }
+    };
+    assert_eq!(first_said, "@alice <alice> ready");
+    watcher.send(&json!({"type": "private", "to": "alice", "text": "go"}));
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(rest.contains(&"@alice *watcher* go".to_owned()), "{rest:?}");
+    assert!(child.wait().unwrap().success());
+}
+
+/// Runs a script with its standard output on a pseudo-terminal and returns
+/// what the terminal showed.
+fn on_a_terminal(server: &Server, dir: &Path, script: &str, no_color: Option<&str>) -> String {
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut cmd = bot(dir, Some(server), &[script]);
+    if let Some(value) = no_color {
+        cmd.env("NO_COLOR", value);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(pty.slave))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The command held the only other copy of the slave side; once the bot
+    // exits, reading the master ends (EIO).
+    drop(cmd);
+    let mut shown = Vec::new();
+    let mut master = std::fs::File::from(pty.master);
+    let _ = master.read_to_end(&mut shown);
+    assert!(child.wait().unwrap().success());
+    String::from_utf8(shown).unwrap()
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let server = Server::start(&[]);
+    let dir = scratch(&[(
+        "hi.chat",
+        "@alice msg zed hello?\n@alice expect error no_such_user\n",
+    )]);
+    let coloured = on_a_terminal(&server, &dir, "hi.chat", None);
+    assert!(
+        coloured.contains("\x1b[31m!! no user named zed\x1b[0m"),
+        "{coloured:?}"
+    );
+    let plain = on_a_terminal(&server, &dir, "hi.chat", Some("1"));
+    assert!(plain.contains("@alice !! no user named zed"), "{plain:?}");
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+}

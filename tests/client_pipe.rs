@@ -1,0 +1,345 @@
+//! `chat client` with stdin and stdout not terminals: the scripted mode
+//! (`printf 'hi\n/quit\n' | chat client`) and `--json`, against the real
+//! server.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::assert::OutputAssertExt;
+use common::{Conn, Server, WAIT, chat};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+/// `chat client --server ADDR ARGS...`, stdin, stdout and stderr piped.
+fn spawn_client(server: &Server, args: &[&str]) -> Child {
+    chat()
+        .args(["client", "--server", &server.addr.to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat client")
+}
+
+/// Waits for the client to exit (bounded by [`WAIT`]) and collects its
+/// output.
+fn finish(mut client: Child) -> Output {
+    let deadline = Instant::now() + WAIT;
+    while client.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "client did not exit");
+        std::thread::sleep(Duration::from_millis(10)); // polling a child's exit, not synchronising with it
+    }
+    client.wait_with_output().expect("client output")
+}
+
+/// The client's input-reading child, from /proc.
+fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+fn is_gone(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_err()
+}
+
+/// Waits until `watcher` sees `nick` take its name: the client is ready.
+fn wait_for_nick(watcher: &mut Conn, nick: &str) {
+    loop {
+        let msg = watcher.recv_type("nick");
+        if msg["new"] == nick {
+            return;
+        }
+    }
+}
+
+fn stdout_text(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+#[test]
+fn piped_lines_are_sent_and_shown_as_plain_text() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let out = chat()
+        .args([
+            "client",
+            "--server",
+            &server.addr.to_string(),
+            "--nick",
+            "carol",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"hi all\n/frob\n//slash\n/msg bob psst\n/quit done\n")?;
+            Ok(c)
+        })
+        .map(finish)
+        .unwrap();
+    let asserted = out.assert().success();
+    let out = asserted.get_output();
+    let text = stdout_text(out);
+    assert!(!text.contains('\x1b'), "colour in plain mode: {text:?}");
+    for want in [
+        "-- you are now known as carol",
+        "<carol> hi all",
+        "!! unknown command /frob",
+        "<carol> /slash",
+        "-> *bob* psst",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // Every line starts with the local time.
+    for line in text.lines() {
+        let time = line.split(' ').next().unwrap();
+        assert!(
+            time.len() == 8 && time.as_bytes()[2] == b':',
+            "no time on {line:?}"
+        );
+    }
+
+    assert_eq!(bob.recv_type("join")["type"], "join");
+    assert_eq!(bob.recv_type("nick")["new"], "carol");
+    let msg = bob.recv();
+    assert_eq!(
+        (&msg["type"], &msg["text"]),
+        (&json!("group"), &json!("hi all"))
+    );
+    let msg = bob.recv();
+    assert_eq!(
+        (&msg["type"], &msg["text"]),
+        (&json!("group"), &json!("/slash")),
+        "/frob must send nothing"
+    );
+    let msg = bob.recv();
+    assert_eq!(
+        (&msg["type"], &msg["text"]),
+        (&json!("private"), &json!("psst"))
+    );
+    let msg = bob.recv();
+    assert_eq!(msg["type"], "leave");
+    assert_eq!(
+        (&msg["reason"], &msg["text"]),
+        (&json!("quit"), &json!("done"))
+    );
+}
+
+#[test]
+fn the_end_of_input_quits_and_keeps_an_unfinished_last_line() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let out = assert_cmd::Command::new(common::chat_bin())
+        .env_remove("CHAT_SERVER")
+        .env_remove("CHAT_NICK")
+        .env("USER", "dave")
+        .args(["client", "--server", &server.addr.to_string()])
+        .write_stdin("last words")
+        .timeout(WAIT)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("<dave> last words"), "{text}");
+    assert_eq!(
+        bob.recv_type("nick")["new"],
+        "dave",
+        "$USER is the default nick"
+    );
+    let msg = bob.recv();
+    assert_eq!(msg["text"], "last words");
+    let msg = bob.recv();
+    assert_eq!(
+        (&msg["type"], &msg["reason"]),
+        (&json!("leave"), &json!("quit"))
+    );
+}
+
+#[test]
+fn json_prints_the_raw_protocol_lines() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let mut client = spawn_client(&server, &["--json", "--nick", "carol"]);
+    wait_for_nick(&mut bob, "carol");
+    bob.send(&json!({"type": "group", "text": "clear \u{1b}[2J \u{9b}"}));
+    bob.send(&json!({"type": "private", "to": "carol", "text": "psst"}));
+    bob.sync();
+    drop(client.stdin.take());
+    let out = finish(client);
+    let asserted = out.assert().success();
+    let out = asserted.get_output();
+    assert!(!out.stdout.contains(&0x1b), "raw ESC on stdout");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains('\u{9b}'),
+        "raw CSI on stdout"
+    );
+    let msgs: Vec<Value> = stdout_text(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON {l:?}: {e}")))
+        .collect();
+    let types: Vec<&str> = msgs.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["welcome", "nick", "group", "private", "bye"]);
+    assert_eq!(
+        msgs[2]["text"], "clear \u{1b}[2J \u{9b}",
+        "the text itself is unchanged"
+    );
+    assert_eq!(msgs[3]["from"], "bob");
+}
+
+#[test]
+fn escape_sequences_from_the_network_are_shown_not_obeyed() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let mut client = spawn_client(&server, &["--nick", "carol"]);
+    wait_for_nick(&mut bob, "carol");
+    bob.send(&json!({"type": "group", "text": "\u{1b}[2J\u{1b}]0;owned\u{7}\u{9b}1m"}));
+    bob.sync();
+    drop(client.stdin.take());
+    let out = finish(client);
+    let asserted = out.assert().success();
+    let out = asserted.get_output();
+    let text = stdout_text(out);
+    assert!(
+        text.contains(r"<bob> \x1b[2J\x1b]0;owned\x07\u{9b}1m"),
+        "{text:?}"
+    );
+    assert!(!text.contains(['\x1b', '\x07', '\u{9b}']), "{text:?}");
+}
+
+#[test]
+fn a_wrong_address_fails_at_once_with_one_line() {
+    // A port nobody listens on: bind one, then free it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = chat()
+        .args(["client", "--server", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let asserted = out.assert().code(1).stdout("");
+    let out = asserted.get_output();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("chat: cannot connect to 127.0.0.1:{port}")),
+        "{err}"
+    );
+
+    // Usage errors (exit 2) come before any connection attempt.
+    let out = chat()
+        .args(["client", "--server", "nowhere"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an address"));
+    out.assert().code(2);
+    let out = chat()
+        .args(["client", "--server", "127.0.0.1:1", "--nick", "no spaces"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot use nickname"));
+    out.assert().code(2);
+}
+
+#[test]
+fn a_refused_nick_is_shown_and_the_guest_name_kept() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let mut client = spawn_client(&server, &["--nick", "BOB"]);
+    bob.recv_type("join");
+    client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"still here\n")
+        .unwrap();
+    let msg = bob.recv_type("group");
+    let from = msg["from"].as_str().unwrap().to_owned();
+    assert!(from.starts_with("guest"), "{msg}");
+    let out = finish(client);
+    let asserted = out.assert().success();
+    let out = asserted.get_output();
+    let text = stdout_text(out);
+    assert!(
+        text.contains("!! ") && text.contains(&format!("you are still {from}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("<{from}> still here")), "{text}");
+}
+
+/// Starts a client that stays connected (its stdin held open), ready, and
+/// returns it with its input child's PID.
+fn connected_client(server: &Server, bob: &mut Conn) -> (Child, i32) {
+    let client = spawn_client(server, &["--nick", "carol"]);
+    wait_for_nick(bob, "carol");
+    let children = children_of(client.id());
+    assert_eq!(children.len(), 1, "one input child: {children:?}");
+    (client, children[0])
+}
+
+#[test]
+fn server_shutdown_ends_the_client_with_status_1_and_no_orphan() {
+    let mut server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let (client, input_child) = connected_client(&server, &mut bob);
+    assert!(server.signal_and_wait(Signal::SIGTERM).success());
+    let out = finish(client);
+    let asserted = out.assert().code(1);
+    let out = asserted.get_output();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is shutting down"), "{err}");
+    assert!(
+        is_gone(input_child),
+        "input child {input_child} outlived the client"
+    );
+}
+
+#[test]
+fn a_killed_server_ends_the_client_with_status_1_and_no_orphan() {
+    let mut server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let (client, input_child) = connected_client(&server, &mut bob);
+    server.signal_and_wait(Signal::SIGKILL);
+    let out = finish(client);
+    let asserted = out.assert().code(1);
+    let out = asserted.get_output();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.starts_with("chat: lost the connection to"), "{err}");
+    assert!(
+        is_gone(input_child),
+        "input child {input_child} outlived the client"
+    );
+}
+
+#[test]
+fn sigterm_to_the_client_says_quit_and_reaps_the_child() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let (client, input_child) = connected_client(&server, &mut bob);
+    kill(Pid::from_raw(client.id() as i32), Signal::SIGTERM).unwrap();
+    let out = finish(client);
+    let asserted = out.assert().code(1);
+    let out = asserted.get_output();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped by SIGTERM"));
+    let msg = bob.recv_type("leave");
+    assert_eq!(msg["reason"], "quit");
+    assert!(
+        is_gone(input_child),
+        "input child {input_child} outlived the client"
+    );
+}
