@@ -165,6 +165,10 @@ pub struct FanoutArgs {
     #[arg(long, value_name = "MSGS_PER_S", default_value_t = 0)]
     pub rate: u64,
 
+    /// Unpaced, the most the senders may be ahead of the average receiver (KiB, MiB allowed)
+    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub window: usize,
+
     /// Event-loop threads (default: one per core)
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
