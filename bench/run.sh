@@ -95,5 +95,6 @@ row "  latency p99.9 / max" "$(field "$paced" latency_p999_ms) / $(field "$paced
 row "  loss" "$(loss "$paced")" "none" ""
 row "idle 10000 connections" "" "" ""
 row "  server RSS per connection" "$(field "$idle" rss_per_conn_bytes) bytes" "<= 512 bytes" "mosquitto 0.75 KB"
+row "  server RSS after / peak" "$(field "$idle" rss_after_kib) / $(field "$idle" rss_peak_kib) KiB" "" ""
 row "  ping round trip p50 / max" "$(field "$idle" ping_p50_ms) / $(field "$idle" ping_max_ms) ms" "" ""
 exit "$failed"

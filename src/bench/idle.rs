@@ -151,22 +151,13 @@ pub fn run(args: &IdleArgs) -> Outcome {
         3,
         "ms",
     );
-    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+    if let (Some((before, _)), Some((after, peak))) = (rss_before, rss_after) {
         let per_conn = after.saturating_sub(before) as f64 / plan.conns as f64;
-        r.real(
-            "rss_before_kib",
-            "server RSS before",
-            before as f64 / 1024.0,
-            0,
-            "KiB",
-        );
-        r.real(
-            "rss_after_kib",
-            "server RSS after",
-            after as f64 / 1024.0,
-            0,
-            "KiB",
-        );
+        let kib = |b: u64| b as f64 / 1024.0;
+        r.real("rss_before_kib", "server RSS before", kib(before), 0, "KiB");
+        r.real("rss_after_kib", "server RSS after", kib(after), 0, "KiB");
+        // Well above `after`: the server gave back memory after the joins.
+        r.real("rss_peak_kib", "server RSS peak", kib(peak), 0, "KiB");
         r.real(
             "rss_per_conn_bytes",
             "server RSS per connection",

@@ -114,18 +114,21 @@ pub fn process_cpu(pid: u32) -> Result<Duration, String> {
     Ok(Duration::from_millis((user + system) * 10))
 }
 
-/// A process's resident memory in bytes, from `VmRSS` in
-/// `/proc/PID/status`.
-pub fn resident_bytes(pid: u32) -> Result<u64, String> {
+/// A process's resident memory in bytes, now (`VmRSS`) and at its peak
+/// (`VmHWM`), from `/proc/PID/status`.
+pub fn resident_bytes(pid: u32) -> Result<(u64, u64), String> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| format!("{path} has no VmRSS line"))
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|kb| kb.trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .ok_or_else(|| format!("{path} has no {name} line"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// Event loops to run when not told: one per core.
@@ -140,7 +143,8 @@ mod tests {
     #[test]
     fn reads_our_own_memory_and_cpu() {
         let me = std::process::id();
-        assert!(resident_bytes(me).unwrap() > 0);
+        let (now, peak) = resident_bytes(me).unwrap();
+        assert!(now > 0 && peak >= now);
         let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(30) {}
         assert!(process_cpu(me).unwrap() > Duration::ZERO);
