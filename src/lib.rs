@@ -12,6 +12,8 @@
 //! - [`client`]: the interactive client, a parent that owns the connection
 //!   and a forked child that owns the keyboard.
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
+//! - [`render`]: the human format of messages, one line each, made safe for
+//!   the terminal; shared by the client and the bot's transcript.
 //! - [`bench`]: the load generator.
 //! - [`units`], [`fail`]: sizes and durations as people type them; how a
 //!   program ends with one line and an exit status.
@@ -24,6 +26,7 @@ pub mod client;
 pub mod fail;
 pub mod framing;
 pub mod peer;
+pub mod render;
 pub mod server;
 pub mod units;
 pub mod wire;

@@ -192,6 +192,9 @@ fn the_spec_example_runs_and_prints_the_client_format() {
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
     for wanted in [
+        "@alice -- Welcome to the chat room! (1 user online; you are guest1)",
+        "@alice -- you are now known as alice",
+        "@bob -- Welcome to the chat room! (2 users online; you are guest2)",
         "@alice <alice> hello, world",
         "@bob <alice> hello, world",
         "@bob ok: group from alice \"hello, world\"",

@@ -218,14 +218,17 @@ pub fn summary(r: &Received) -> String {
 /// word, otherwise in JSON quotes.
 fn word_or_quoted(s: &str) -> String {
     if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '"' || c.is_control()) {
-        s.to_owned()
+        crate::render::sanitize(s).into_owned()
     } else {
         quoted(s)
     }
 }
 
+/// JSON quoting escapes C0 controls; the sanitiser then shows what JSON
+/// leaves raw (DEL, C1, bidi overrides), since these lines reach a terminal.
 fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+    let json = serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"));
+    crate::render::sanitize(&json).into_owned()
 }
 
 /// Whole-string match where `*` stands for any run of bytes, the empty one

@@ -6,19 +6,21 @@
 //!   as `FILE:LINE: what`.
 //! - [`matching`]: `*` patterns and which fields `expect` looks at.
 //! - [`runner`]: the single event loop that plays the steps.
-//! - [`transcript`]: the human format of messages, shared with the client.
+//! - [`transcript`]: the actor and the `ok:` lines around the human format
+//!   of [`crate::render`], which the client shows too.
 
 pub mod matching;
 pub mod runner;
 pub mod script;
 pub mod transcript;
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 use crate::addr::parse_addr;
 use crate::cli::BotArgs;
 use crate::fail::{Fail, Outcome};
+use crate::render::Style;
 use crate::wire::check_nick;
 
 pub fn run(args: &BotArgs) -> Outcome {
@@ -56,7 +58,7 @@ pub fn run(args: &BotArgs) -> Outcome {
         addr,
         timeout: args.timeout,
         quiet: args.quiet,
-        color: transcript::color_wanted(),
+        style: Style::for_output(std::io::stdout().is_terminal()),
     };
     runner::run(&script, &settings).map_err(Fail::runtime)
 }

@@ -15,8 +15,9 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::matching::{Pattern, Received, summary};
 use super::script::{Action, Script, Step};
-use super::transcript::{Tone, paint, render, render_sent};
+use super::transcript::{by, verdict};
 use crate::peer::{Incoming, Peer, ReadStatus};
+use crate::render::{Me, Renderer, Style};
 use crate::units::format_duration;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg, client_line};
 
@@ -28,7 +29,7 @@ pub struct Settings {
     pub timeout: Duration,
     /// Print only failures (which `main` prints, not the transcript).
     pub quiet: bool,
-    pub color: bool,
+    pub style: Style,
 }
 
 /// How many unconsumed messages a failed `expect` lists.
@@ -62,7 +63,7 @@ struct Runner<'a> {
 struct Room {
     actors: Vec<Conn>,
     out: Option<BufWriter<StdoutLock<'static>>>,
-    color: bool,
+    render: Renderer,
     /// The first connection that ended without `bye`, and why.
     dropped: Option<(usize, String)>,
     /// The script is over: connections may end as they like.
@@ -118,7 +119,9 @@ impl<'a> Runner<'a> {
             room: Room {
                 actors,
                 out: (!settings.quiet).then(|| BufWriter::new(io::stdout().lock())),
-                color: settings.color,
+                render: Renderer {
+                    style: settings.style,
+                },
                 dropped: None,
                 winding_down: false,
             },
@@ -143,8 +146,11 @@ impl<'a> Runner<'a> {
     fn step(&mut self, step: &Step) -> Result<(), String> {
         let Some(i) = step.actor else {
             if let Action::Sleep(d) = step.action {
-                self.room
-                    .note(None, &format!("-- sleep {}", format_duration(d)));
+                let line = self
+                    .room
+                    .render
+                    .notice(&format!("sleep {}", format_duration(d)));
+                self.room.note(None, &line);
                 self.wait(Instant::now() + d, |_| None::<()>)?;
             }
             return Ok(());
@@ -268,12 +274,7 @@ impl<'a> Runner<'a> {
             conn.peer.is_none().then_some(None)
         })?;
         if found.flatten().is_some() {
-            let line = paint(
-                &format!("ok: {}", pattern.describe()),
-                Tone::Good,
-                self.room.color,
-            )
-            .into_owned();
+            let line = verdict(&self.room.render, &pattern.describe());
             self.room.note(Some(i), &line);
             return Ok(());
         }
@@ -317,7 +318,7 @@ impl<'a> Runner<'a> {
             return Err(format!("@{} has no connection ({why})", conn.nick));
         };
         let sent = peer.send(&client_line(msg));
-        if let Some(line) = render_sent(msg, &conn.nick, self.room.color) {
+        if let Some(line) = self.room.render.sent(msg, &conn.nick) {
             self.room.note(Some(i), &line);
         }
         match sent {
@@ -410,7 +411,7 @@ impl Room {
             match line {
                 Ok(msg) => self.on_message(i, msg),
                 Err(e) => {
-                    let line = paint(&format!("!! {e}"), Tone::Error, self.color).into_owned();
+                    let line = self.render.error(&e);
                     self.note(Some(i), &line);
                 }
             }
@@ -431,7 +432,12 @@ impl Room {
     /// Shows, interprets and queues one message for actor `i`.
     fn on_message(&mut self, i: usize, msg: ServerMsg<'static>) {
         if self.out.is_some() {
-            if let Some(line) = render(&msg, self.color) {
+            let conn = &self.actors[i];
+            let me = Me {
+                id: conn.id,
+                nick: &conn.nick,
+            };
+            if let Some(line) = self.render.received(&msg, me) {
                 self.note(Some(i), &line);
             }
         }
@@ -525,15 +531,15 @@ impl Room {
         conn.ended.get_or_insert_with(|| why.to_owned());
     }
 
-    /// One transcript line, prefixed with the actor.
+    /// One transcript line, prefixed with the actor if it has one.
     fn note(&mut self, actor: Option<usize>, line: &str) {
         let Some(out) = self.out.as_mut() else {
             return;
         };
         // A closed stdout (`chat bot x | head`) must not stop the script.
         let _ = match actor {
-            Some(i) => writeln!(out, "@{} {line}", self.actors[i].nick),
-            None => writeln!(out, "{}", paint(line, Tone::Notice, self.color)),
+            Some(i) => writeln!(out, "{}", by(&self.actors[i].nick, line)),
+            None => writeln!(out, "{line}"),
         };
     }
 

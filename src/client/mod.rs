@@ -2,8 +2,9 @@
 //!
 //! Two processes share the work. The parent owns the connection: one mio
 //! loop over the socket, the pipes and a signalfd (`parent`), with the
-//! protocol logic kept apart from I/O (`session`, `room`, `render`). A
-//! forked child owns the keyboard (`input`): it reads lines with rustyline
+//! protocol logic kept apart from I/O (`session`, `room`; the lines shown
+//! are [`crate::render`]'s, with the time before them, `clock`). A forked
+//! child owns the keyboard (`input`): it reads lines with rustyline
 //! (`complete`, `history`) and writes them into a pipe. While the child
 //! edits a line on a terminal, the parent's lines reach the screen only
 //! through the child's display thread and rustyline's external printer
@@ -23,7 +24,6 @@ mod history;
 mod input;
 mod parent;
 mod printer;
-mod render;
 mod room;
 mod session;
 mod signals;
@@ -42,10 +42,10 @@ use crate::addr::parse_addr;
 use crate::cli::ClientArgs;
 use crate::fail::{Fail, Outcome};
 use crate::peer::Peer;
+use crate::render::{Renderer, Style};
 use crate::wire::check_nick;
 
 use display::Screen;
-use render::{Renderer, Style};
 use session::Session;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,10 +64,7 @@ pub fn run(args: &ClientArgs) -> Outcome {
     let interactive = io::stdin().is_terminal()
         && io::stdout().is_terminal()
         && term_can_edit(std::env::var("TERM").ok().as_deref());
-    let style = style(
-        interactive,
-        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-    );
+    let style = Style::for_output(interactive);
     let history = if interactive {
         history::path(
             args.history.as_deref(),
@@ -169,16 +166,6 @@ fn term_can_edit(term: Option<&str>) -> bool {
     !matches!(term, Some("dumb" | "cons25" | "emacs"))
 }
 
-/// Colours only on a terminal, and only when `NO_COLOR` is unset (or
-/// empty, as no-color.org says).
-fn style(interactive: bool, no_color: bool) -> Style {
-    match (interactive, no_color) {
-        (false, _) => Style::Plain,
-        (true, true) => Style::Bold,
-        (true, false) => Style::Colour,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,10 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn colour_needs_a_terminal_and_no_no_color() {
-        assert_eq!(style(true, false), Style::Colour);
-        assert_eq!(style(true, true), Style::Bold);
-        assert_eq!(style(false, false), Style::Plain);
+    fn line_editing_needs_a_capable_terminal() {
         assert!(!term_can_edit(Some("dumb")));
         assert!(term_can_edit(Some("xterm-256color")));
         assert!(term_can_edit(None));

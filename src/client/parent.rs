@@ -241,7 +241,7 @@ impl Parent {
         let mut effects = Vec::new();
         if too_long {
             let why = "the server sent an overlong line; skipped";
-            effects.push(Effect::Note(self.session.render.error(&time, why)));
+            effects.push(self.session.refusal(&time, why));
         }
         for line in &lines {
             if !line.trim_ascii().is_empty() {
@@ -335,7 +335,7 @@ impl Parent {
                 }
                 Typed::TooLong => {
                     let why = "that line is too long; nothing was sent";
-                    effects.push(Effect::Note(self.session.render.error(&time, why)));
+                    effects.push(self.session.refusal(&time, why));
                 }
             }
             self.apply(effects);

@@ -63,13 +63,6 @@ impl Room {
         nicks.sort_by_key(|n| n.to_ascii_lowercase());
         nicks
     }
-
-    /// Everyone, us included, sorted, for the `who` line.
-    pub fn everyone(&self) -> Vec<&str> {
-        let mut nicks: Vec<&str> = self.users.values().map(String::as_str).collect();
-        nicks.sort_by_key(|n| n.to_ascii_lowercase());
-        nicks
-    }
 }
 
 #[cfg(test)]
@@ -96,7 +89,6 @@ mod tests {
         assert_eq!(room.nick, "carol");
         room.leave(4);
         assert_eq!(room.others(), ["ally"]);
-        assert_eq!(room.everyone(), ["ally", "carol"]);
     }
 
     #[test]

@@ -3,12 +3,10 @@
 //! lines and carries out the [`Effect`]s, so everything here is tested
 //! without sockets or terminals.
 
-use crate::wire::{
-    ByeReason, ClientMsg, ErrorCode, LeaveReason, ServerMsg, check_nick, client_line,
-};
+use crate::render::{Me, Renderer, json_line};
+use crate::wire::{ByeReason, ClientMsg, ErrorCode, ServerMsg, check_nick, client_line};
 
 use super::commands::{Command, HELP};
-use super::render::{Renderer, json_line};
 use super::room::Room;
 
 /// Something the parent must do.
@@ -67,12 +65,18 @@ impl Session {
         self.welcomed && !self.nick_pending
     }
 
+    /// A refusal the client itself says (a bad command, an overlong line),
+    /// at `time`.
+    pub fn refusal(&self, time: &str, why: &str) -> Effect {
+        Effect::Note(self.render.stamp(time, &self.render.error(why)))
+    }
+
     /// One line from the server.
     pub fn server_line(&mut self, line: &[u8], time: &str, out: &mut Vec<Effect>) {
         let msg = match ServerMsg::decode(line) {
             Ok(msg) => msg,
             Err(why) => {
-                let shown = self.render.error(time, &why);
+                let shown = self.render.stamp(time, &self.render.error(&why));
                 out.push(if self.json {
                     Effect::Note(shown)
                 } else {
@@ -86,24 +90,18 @@ impl Session {
                 out.push(Effect::Show(raw));
             }
         }
-        let show = self.react(msg, time, out);
+        let show = self.react(&msg, out);
         if let (Some(line), false) = (show, self.json) {
-            out.push(Effect::Show(line));
+            out.push(Effect::Show(self.render.stamp(time, &line)));
         }
     }
 
     /// Updates what we know and returns the line that shows the event.
-    fn react(&mut self, msg: ServerMsg<'_>, time: &str, out: &mut Vec<Effect>) -> Option<String> {
-        let r = &self.render;
+    fn react(&mut self, msg: &ServerMsg<'_>, out: &mut Vec<Effect>) -> Option<String> {
         match msg {
-            ServerMsg::Welcome {
-                id,
-                nick,
-                text,
-                users,
-            } => {
+            ServerMsg::Welcome { id, nick, .. } => {
                 self.welcomed = true;
-                self.room.welcome(id, &nick);
+                self.room.welcome(*id, nick);
                 if let Some(wanted) = self.wanted_nick.take() {
                     out.push(Effect::Send(client_line(&ClientMsg::Nick {
                         nick: wanted.into(),
@@ -113,101 +111,71 @@ impl Session {
                 if self.ask_who {
                     out.push(Effect::Send(client_line(&ClientMsg::Who)));
                 }
-                let plural = if users == 1 { "" } else { "s" };
-                Some(r.notice(
-                    time,
-                    &format!("{text} ({users} user{plural} online; you are {nick})"),
-                ))
             }
             ServerMsg::Join { id, nick, .. } => {
-                self.room.join(id, &nick);
+                self.room.join(*id, nick);
                 out.push(Effect::Users(self.room.others()));
-                Some(r.notice(time, &format!("{nick} joined")))
             }
-            ServerMsg::Leave {
-                id,
-                nick,
-                reason,
-                text,
-                ..
-            } => {
-                self.room.leave(id);
+            ServerMsg::Leave { id, .. } => {
+                self.room.leave(*id);
                 out.push(Effect::Users(self.room.others()));
-                let why = match (reason, text) {
-                    (LeaveReason::Quit, Some(text)) => format!("quit: {text}"),
-                    (reason, _) => reason.as_str().to_owned(),
-                };
-                Some(r.notice(time, &format!("{nick} left ({why})")))
             }
-            ServerMsg::Nick { id, old, new, .. } => {
-                let ours = self.room.rename(id, &new);
-                out.push(Effect::Users(self.room.others()));
-                if ours {
+            ServerMsg::Nick { id, new, .. } => {
+                if self.room.rename(*id, new) {
                     self.nick_pending = false;
-                    Some(r.notice(time, &format!("you are now known as {new}")))
-                } else {
-                    Some(r.notice(time, &format!("{old} is now known as {new}")))
                 }
-            }
-            ServerMsg::Group { from, text, .. } => {
-                Some(r.group(time, &from, &text, &self.room.nick))
-            }
-            ServerMsg::Private { from, text, .. } => {
-                Some(r.private_in(time, &from, &text, &self.room.nick))
+                out.push(Effect::Users(self.room.others()));
             }
             ServerMsg::Who { users } => {
-                self.room.who(&users);
+                self.room.who(users);
                 out.push(Effect::Users(self.room.others()));
-                let everyone = self.room.everyone();
-                Some(r.notice(
-                    time,
-                    &format!("{} online: {}", everyone.len(), everyone.join(", ")),
-                ))
             }
-            ServerMsg::Pong { .. } => None,
+            // The way out says it: a quiet exit, or the shutdown on stderr.
             ServerMsg::Bye { reason } => {
-                out.push(Effect::Bye(reason));
-                None
+                out.push(Effect::Bye(*reason));
+                return None;
             }
-            ServerMsg::Error { code, message } => {
-                if matches!(code, ErrorCode::BadNick | ErrorCode::NickInUse) && self.nick_pending {
-                    self.nick_pending = false;
-                    let nick = &self.room.nick;
-                    return Some(r.error(time, &format!("{message}; you are still {nick}")));
-                }
-                Some(r.error(time, &message))
+            ServerMsg::Error { code, message }
+                if matches!(code, ErrorCode::BadNick | ErrorCode::NickInUse)
+                    && self.nick_pending =>
+            {
+                self.nick_pending = false;
+                let nick = &self.room.nick;
+                return Some(
+                    self.render
+                        .error(&format!("{message}; you are still {nick}")),
+                );
             }
+            ServerMsg::Group { .. }
+            | ServerMsg::Private { .. }
+            | ServerMsg::Pong { .. }
+            | ServerMsg::Error { .. } => {}
         }
+        let me = Me {
+            id: self.room.me,
+            nick: &self.room.nick,
+        };
+        self.render.received(msg, me)
     }
 
     /// One typed line, parsed.
     pub fn command(&mut self, cmd: Command<'_>, time: &str, out: &mut Vec<Effect>) {
-        let r = self.render;
-        let echo = |out: &mut Vec<Effect>, line: String| {
-            if !self.json {
-                out.push(Effect::Show(line));
-            }
-        };
         match cmd {
             Command::Nothing => {}
-            Command::Say(text) => {
-                out.push(Effect::Send(client_line(&ClientMsg::Group {
-                    text: text.into(),
-                })));
-                echo(out, r.group(time, &self.room.nick, text, &self.room.nick));
-            }
-            Command::Msg { to, text } => {
-                out.push(Effect::Send(client_line(&ClientMsg::Private {
+            Command::Say(text) => self.say(&ClientMsg::Group { text: text.into() }, time, out),
+            Command::Msg { to, text } => self.say(
+                &ClientMsg::Private {
                     to: to.into(),
                     text: text.into(),
-                })));
-                echo(out, r.private_out(time, to, text));
-            }
+                },
+                time,
+                out,
+            ),
             Command::Nick(nick) => match check_nick(nick) {
                 Ok(()) => out.push(Effect::Send(client_line(&ClientMsg::Nick {
                     nick: nick.into(),
                 }))),
-                Err(why) => out.push(Effect::Note(r.error(time, &why))),
+                Err(why) => out.push(self.refusal(time, &why)),
             },
             Command::Who => out.push(Effect::Send(client_line(&ClientMsg::Who))),
             Command::Quit(reason) => {
@@ -218,10 +186,22 @@ impl Session {
             }
             Command::Help => {
                 for line in HELP {
-                    out.push(Effect::Note(r.notice(time, line)));
+                    let line = self.render.stamp(time, &self.render.notice(line));
+                    out.push(Effect::Note(line));
                 }
             }
-            Command::Bad(why) => out.push(Effect::Note(r.error(time, &why))),
+            Command::Bad(why) => out.push(self.refusal(time, &why)),
+        }
+    }
+
+    /// Sends a message, and shows it (unless `--json`) as the others see it.
+    fn say(&self, msg: &ClientMsg<'_>, time: &str, out: &mut Vec<Effect>) {
+        out.push(Effect::Send(client_line(msg)));
+        if self.json {
+            return;
+        }
+        if let Some(line) = self.render.sent(msg, &self.room.nick) {
+            out.push(Effect::Show(self.render.stamp(time, &line)));
         }
     }
 }
@@ -229,8 +209,8 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::super::commands::parse;
-    use super::super::render::Style;
     use super::*;
+    use crate::render::Style;
 
     const T: &str = "12:00:00";
 

@@ -1,0 +1,609 @@
+//! The human format: every server message, and every message we send, as
+//! the one line a person reads. `chat client` shows these lines after the
+//! time; the transcript of `chat bot` prints them after `@actor `. Both
+//! come from here, so the two cannot drift apart.
+//!
+//! Every piece of text from the network (messages, nicknames, the welcome,
+//! error messages) goes through [`sanitize`] before it reaches the screen,
+//! so no message can clear the screen, move the cursor, set the title or
+//! ring the bell. The only escape sequences on a rendered line are the
+//! colours written here.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use crate::wire::{ByeReason, ClientMsg, LeaveReason, ServerMsg};
+
+/// How much styling the output gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// Not a terminal: plain text.
+    Plain,
+    /// A terminal with `NO_COLOR` set: no colours, but a mention is bold.
+    Bold,
+    /// A terminal: nicknames in colour, mentions highlighted, notices dim
+    /// and refusals red.
+    Colour,
+}
+
+impl Style {
+    /// The style for output that goes to a terminal or not, as
+    /// <https://no-color.org> asks: `NO_COLOR` set and not empty means no
+    /// colour.
+    pub fn for_output(terminal: bool) -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style::choose(terminal, no_color)
+    }
+
+    fn choose(terminal: bool, no_color: bool) -> Style {
+        match (terminal, no_color) {
+            (false, _) => Style::Plain,
+            (true, true) => Style::Bold,
+            (true, false) => Style::Colour,
+        }
+    }
+}
+
+const RESET: &str = "\x1b[0m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const MENTION: &str = "\x1b[1;33m";
+/// Readable foreground colours on both dark and light backgrounds.
+const NICK_COLOURS: [u8; 10] = [31, 32, 33, 34, 35, 36, 91, 92, 94, 95];
+
+/// A colour for a whole finished line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tint {
+    /// Comings, goings, lists: the background of a conversation.
+    Dim,
+    /// A refusal.
+    Red,
+    /// Something checked that held (the bot's `ok:` lines).
+    Green,
+}
+
+/// True for characters a terminal acts on instead of showing: C0 controls
+/// except tab, DEL, the C1 controls (ESC's eight-bit twins), and the Unicode
+/// bidirectional overrides that can make text display in an order other
+/// than the one it was sent in.
+fn is_dangerous(c: char) -> bool {
+    matches!(c,
+        '\0'..='\x08' | '\x0a'..='\x1f' | '\x7f' | '\u{80}'..='\u{9f}'
+        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Replaces every control character (C0 but tab, DEL, C1) and bidi
+/// override with a visible escape: `\x1b`, `\u{9b}`. A newline cannot fake
+/// a second line, an escape cannot drive the terminal.
+pub fn sanitize(text: &str) -> Cow<'_, str> {
+    if !text.contains(is_dangerous) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !is_dangerous(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A raw protocol line for `chat client --json`, or `None` when it is not
+/// a JSON value. Valid JSON can carry DEL, C1 and bidi characters raw
+/// inside strings; they are rewritten as `\u` escapes, which mean the same
+/// to any JSON reader and nothing to a terminal.
+pub fn json_line(line: &[u8]) -> Option<String> {
+    let line = line.trim_ascii();
+    serde_json::from_slice::<serde::de::IgnoredAny>(line).ok()?;
+    let text = std::str::from_utf8(line).ok()?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_dangerous(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// True when `text` names `nick` as a word of its own, in any case
+/// (nicknames compare case-insensitively everywhere).
+pub fn mentions(text: &str, nick: &str) -> bool {
+    if nick.is_empty() {
+        return false;
+    }
+    let (text, nick) = (text.as_bytes(), nick.as_bytes());
+    let is_nick_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    text.windows(nick.len()).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(nick)
+            && (i == 0 || !is_nick_byte(text[i - 1]))
+            && text.get(i + nick.len()).is_none_or(|&b| !is_nick_byte(b))
+    })
+}
+
+/// A nickname's colour: a hash of its lower-case form, so it is the same in
+/// every session and for every user.
+fn nick_colour(nick: &str) -> u8 {
+    let hash = nick.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0193)
+    });
+    NICK_COLOURS[hash as usize % NICK_COLOURS.len()]
+}
+
+/// Who reads the line: a message naming `nick` is highlighted, and a
+/// rename of connection `id` reads "you are now known as".
+#[derive(Clone, Copy, Debug)]
+pub struct Me<'a> {
+    /// Our connection's id, once welcomed.
+    pub id: Option<u64>,
+    pub nick: &'a str,
+}
+
+/// Builds display lines in one style.
+#[derive(Clone, Copy, Debug)]
+pub struct Renderer {
+    pub style: Style,
+}
+
+impl Renderer {
+    /// A received message as one line, or `None` for the one nobody needs
+    /// to see (`pong`).
+    ///
+    /// `<alice> text`, `*alice* text`, `-- carol joined`,
+    /// `-- carol left (quit: bye)`, `-- carol is now known as caz`,
+    /// `-- 2 online: alice, bob`, `!! message`.
+    pub fn received(&self, msg: &ServerMsg<'_>, me: Me<'_>) -> Option<String> {
+        Some(match msg {
+            ServerMsg::Welcome {
+                nick, text, users, ..
+            } => {
+                let plural = if *users == 1 { "" } else { "s" };
+                self.notice(&format!(
+                    "{text} ({users} user{plural} online; you are {nick})"
+                ))
+            }
+            ServerMsg::Join { nick, .. } => self.notice(&format!("{nick} joined")),
+            ServerMsg::Leave {
+                nick, reason, text, ..
+            } => {
+                let why = match (reason, text) {
+                    (LeaveReason::Quit, Some(text)) => format!("quit: {text}"),
+                    (reason, _) => reason.as_str().to_owned(),
+                };
+                self.notice(&format!("{nick} left ({why})"))
+            }
+            ServerMsg::Nick { id, new, .. } if me.id == Some(*id) => {
+                self.notice(&format!("you are now known as {new}"))
+            }
+            ServerMsg::Nick { old, new, .. } => {
+                self.notice(&format!("{old} is now known as {new}"))
+            }
+            ServerMsg::Group { from, text, .. } => {
+                self.said(&format!("<{}>", self.nick(from)), text, from, me.nick)
+            }
+            ServerMsg::Private { from, text, .. } => {
+                self.said(&format!("*{}*", self.nick(from)), text, from, me.nick)
+            }
+            ServerMsg::Who { users } => {
+                let mut nicks: Vec<&str> = users.iter().map(|u| &*u.nick).collect();
+                nicks.sort_by_key(|n| n.to_ascii_lowercase());
+                self.notice(&format!("{} online: {}", nicks.len(), nicks.join(", ")))
+            }
+            ServerMsg::Pong { .. } => return None,
+            ServerMsg::Bye { reason } => self.notice(match reason {
+                ByeReason::Quit => "bye (quit)",
+                ByeReason::Shutdown => "bye (shutdown: the server is stopping)",
+            }),
+            ServerMsg::Error { message, .. } => self.error(message),
+        })
+    }
+
+    /// What we sent, as the others will see it: `<me> text` for the room,
+    /// `-> *bob* text` for one person; `None` for messages that show
+    /// nothing until the server answers (`nick`, `who`, `ping`, `quit`).
+    pub fn sent(&self, msg: &ClientMsg<'_>, me: &str) -> Option<String> {
+        match msg {
+            ClientMsg::Group { text } => {
+                Some(self.said(&format!("<{}>", self.nick(me)), text, me, me))
+            }
+            ClientMsg::Private { to, text } => {
+                Some(self.said(&format!("-> *{}*", self.nick(to)), text, me, me))
+            }
+            _ => None,
+        }
+    }
+
+    /// `-- text`: something that happened, or something we say ourselves.
+    pub fn notice(&self, text: &str) -> String {
+        self.tint(Tint::Dim, &format!("-- {}", sanitize(text)))
+    }
+
+    /// `!! text`: something refused, by the server or by us.
+    pub fn error(&self, text: &str) -> String {
+        self.tint(Tint::Red, &format!("!! {}", sanitize(text)))
+    }
+
+    /// `HH:MM:SS line`: a line with the time it was shown at.
+    pub fn stamp(&self, time: &str, line: &str) -> String {
+        match self.style {
+            Style::Colour => format!("{DIM}{time}{RESET} {line}"),
+            Style::Plain | Style::Bold => format!("{time} {line}"),
+        }
+    }
+
+    /// Colours a finished line, in the colour style only.
+    pub fn tint(&self, tint: Tint, line: &str) -> String {
+        let code = match tint {
+            Tint::Dim => DIM,
+            Tint::Red => RED,
+            Tint::Green => GREEN,
+        };
+        match self.style {
+            Style::Colour => format!("{code}{line}{RESET}"),
+            Style::Plain | Style::Bold => line.to_owned(),
+        }
+    }
+
+    /// `WHO text`, the text highlighted when someone else's message
+    /// mentions us.
+    fn said(&self, who: &str, text: &str, from: &str, me: &str) -> String {
+        let text = sanitize(text);
+        let highlight = !from.eq_ignore_ascii_case(me) && mentions(&text, me);
+        match self.style {
+            Style::Colour if highlight => format!("{who} {MENTION}{text}{RESET}"),
+            Style::Bold if highlight => format!("{who} {BOLD}{text}{RESET}"),
+            _ => format!("{who} {text}"),
+        }
+    }
+
+    fn nick(&self, nick: &str) -> String {
+        let nick = sanitize(nick);
+        match self.style {
+            Style::Colour => format!("\x1b[{}m{nick}{RESET}", nick_colour(&nick)),
+            Style::Plain | Style::Bold => nick.into_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ErrorCode, WhoEntry};
+
+    const PLAIN: Renderer = Renderer {
+        style: Style::Plain,
+    };
+    const BOLD_ONLY: Renderer = Renderer { style: Style::Bold };
+    const COLOUR: Renderer = Renderer {
+        style: Style::Colour,
+    };
+    const BOB: Me<'static> = Me {
+        id: Some(2),
+        nick: "bob",
+    };
+
+    fn group(from: &str, text: &str) -> ServerMsg<'static> {
+        ServerMsg::Group {
+            from: from.to_owned().into(),
+            text: text.to_owned().into(),
+            ts: 1,
+        }
+    }
+
+    fn plain(msg: ServerMsg<'_>) -> String {
+        PLAIN.received(&msg, BOB).unwrap()
+    }
+
+    #[test]
+    fn colour_needs_a_terminal_and_no_no_color() {
+        assert_eq!(Style::choose(true, false), Style::Colour);
+        assert_eq!(Style::choose(true, true), Style::Bold);
+        assert_eq!(Style::choose(false, false), Style::Plain);
+        assert_eq!(Style::choose(false, true), Style::Plain);
+    }
+
+    #[test]
+    fn sanitize_shows_controls_as_escapes() {
+        assert_eq!(sanitize("plain text, tab\tok"), "plain text, tab\tok");
+        assert!(matches!(sanitize("héllo ✓"), Cow::Borrowed(_)));
+        assert_eq!(sanitize("\x1b[2J"), "\\x1b[2J");
+        assert_eq!(sanitize("bell\x07"), "bell\\x07");
+        assert_eq!(sanitize("a\nb\rc"), "a\\x0ab\\x0dc");
+        assert_eq!(sanitize("\0\x7f"), "\\x00\\x7f");
+        assert_eq!(sanitize("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(sanitize("\u{85}"), "\\u{85}");
+        assert_eq!(sanitize("abc\u{202e}cba"), "abc\\u{202e}cba");
+        assert_eq!(sanitize("\x1b]0;title\x07"), "\\x1b]0;title\\x07");
+    }
+
+    #[test]
+    fn sanitized_text_has_no_control_characters() {
+        let all: String = (0u32..0x2100).filter_map(char::from_u32).collect();
+        let clean = sanitize(&all);
+        assert!(!clean.chars().any(|c| c != '\t' && (c.is_control())));
+        assert!(!clean.contains('\u{202e}'));
+    }
+
+    #[test]
+    fn every_message_in_the_human_format() {
+        assert_eq!(
+            plain(ServerMsg::Welcome {
+                id: 3,
+                nick: "guest3".into(),
+                text: "Welcome to the chat room!".into(),
+                users: 2
+            }),
+            "-- Welcome to the chat room! (2 users online; you are guest3)"
+        );
+        assert_eq!(
+            plain(ServerMsg::Welcome {
+                id: 1,
+                nick: "guest1".into(),
+                text: "Hi".into(),
+                users: 1
+            }),
+            "-- Hi (1 user online; you are guest1)"
+        );
+        assert_eq!(plain(group("alice", "hi")), "<alice> hi");
+        assert_eq!(
+            plain(ServerMsg::Private {
+                from: "alice".into(),
+                to: "bob".into(),
+                text: "psst".into(),
+                ts: 1
+            }),
+            "*alice* psst"
+        );
+        assert_eq!(
+            plain(ServerMsg::Join {
+                id: 3,
+                nick: "carol".into(),
+                ts: 1
+            }),
+            "-- carol joined"
+        );
+        assert_eq!(
+            plain(ServerMsg::Leave {
+                id: 3,
+                nick: "carol".into(),
+                reason: LeaveReason::Quit,
+                ts: 1,
+                text: Some("bye".into())
+            }),
+            "-- carol left (quit: bye)"
+        );
+        assert_eq!(
+            plain(ServerMsg::Leave {
+                id: 3,
+                nick: "carol".into(),
+                reason: LeaveReason::Disconnect,
+                ts: 1,
+                text: None
+            }),
+            "-- carol left (disconnect)"
+        );
+        assert_eq!(
+            plain(ServerMsg::Nick {
+                id: 3,
+                old: "carol".into(),
+                new: "caz".into(),
+                ts: 1
+            }),
+            "-- carol is now known as caz"
+        );
+        assert_eq!(
+            plain(ServerMsg::Nick {
+                id: 2,
+                old: "guest2".into(),
+                new: "bob".into(),
+                ts: 1
+            }),
+            "-- you are now known as bob"
+        );
+        assert_eq!(
+            plain(ServerMsg::Who {
+                users: ["carol", "Alice", "bob"]
+                    .iter()
+                    .zip(1..)
+                    .map(|(nick, id)| WhoEntry {
+                        id,
+                        nick: (*nick).into(),
+                        since: 1
+                    })
+                    .collect()
+            }),
+            "-- 3 online: Alice, bob, carol"
+        );
+        assert_eq!(
+            plain(ServerMsg::Bye {
+                reason: ByeReason::Quit
+            }),
+            "-- bye (quit)"
+        );
+        assert_eq!(
+            plain(ServerMsg::Error {
+                code: ErrorCode::NoSuchUser,
+                message: "no user named zed".into()
+            }),
+            "!! no user named zed"
+        );
+        assert_eq!(PLAIN.received(&ServerMsg::Pong { token: None }, BOB), None);
+    }
+
+    #[test]
+    fn what_we_sent() {
+        let said = ClientMsg::Group { text: "yo".into() };
+        assert_eq!(PLAIN.sent(&said, "bob").as_deref(), Some("<bob> yo"));
+        let whispered = ClientMsg::Private {
+            to: "bob".into(),
+            text: "psst".into(),
+        };
+        assert_eq!(
+            PLAIN.sent(&whispered, "alice").as_deref(),
+            Some("-> *bob* psst")
+        );
+        assert_eq!(PLAIN.sent(&ClientMsg::Who, "bob"), None);
+        assert_eq!(PLAIN.sent(&ClientMsg::Quit { text: None }, "bob"), None);
+    }
+
+    #[test]
+    fn the_time_is_a_prefix_of_its_own() {
+        let line = PLAIN.notice("carol joined");
+        assert_eq!(PLAIN.stamp("12:00:01", &line), "12:00:01 -- carol joined");
+        assert_eq!(
+            COLOUR.stamp("12:00:01", "x"),
+            format!("{DIM}12:00:01{RESET} x")
+        );
+    }
+
+    #[test]
+    fn network_text_is_sanitized_everywhere() {
+        let evil = "\x1b[2J\n<alice> fake";
+        let msgs = [
+            group(evil, evil),
+            ServerMsg::Private {
+                from: evil.into(),
+                to: "bob".into(),
+                text: evil.into(),
+                ts: 1,
+            },
+            ServerMsg::Welcome {
+                id: 1,
+                nick: evil.into(),
+                text: evil.into(),
+                users: 1,
+            },
+            ServerMsg::Join {
+                id: 3,
+                nick: evil.into(),
+                ts: 1,
+            },
+            ServerMsg::Leave {
+                id: 3,
+                nick: evil.into(),
+                reason: LeaveReason::Quit,
+                ts: 1,
+                text: Some(evil.into()),
+            },
+            ServerMsg::Nick {
+                id: 3,
+                old: evil.into(),
+                new: evil.into(),
+                ts: 1,
+            },
+            ServerMsg::Who {
+                users: vec![WhoEntry {
+                    id: 1,
+                    nick: evil.into(),
+                    since: 1,
+                }],
+            },
+            ServerMsg::Error {
+                code: ErrorCode::BadJson,
+                message: evil.into(),
+            },
+        ];
+        let mut lines: Vec<String> = msgs
+            .iter()
+            .flat_map(|m| [PLAIN.received(m, BOB), COLOUR.received(m, BOB)])
+            .flatten()
+            .collect();
+        let sent = ClientMsg::Private {
+            to: evil.into(),
+            text: evil.into(),
+        };
+        lines.extend(PLAIN.sent(&sent, evil));
+        lines.push(PLAIN.notice(evil));
+        lines.push(PLAIN.error(evil));
+        for line in lines {
+            assert!(line.contains("\\x1b[2J\\x0a<alice> fake"), "{line:?}");
+            assert!(
+                !line.contains("\x1b[2J") && !line.contains('\n'),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn colours_are_per_nick_and_stable() {
+        let a = COLOUR.received(&group("alice", "hi"), BOB).unwrap();
+        assert!(
+            a.contains(&format!("\x1b[{}malice\x1b[0m", nick_colour("alice"))),
+            "{a:?}"
+        );
+        assert_eq!(nick_colour("Alice"), nick_colour("alice"));
+        let distinct: std::collections::HashSet<u8> = ["alice", "bob", "carol", "dave", "erin"]
+            .iter()
+            .map(|n| nick_colour(n))
+            .collect();
+        assert!(distinct.len() > 1, "every nick got the same colour");
+        assert!(!plain(group("alice", "hi")).contains('\x1b'));
+    }
+
+    #[test]
+    fn notices_are_dim_and_refusals_red_in_colour_only() {
+        assert_eq!(COLOUR.error("x"), format!("{RED}!! x{RESET}"));
+        assert_eq!(COLOUR.notice("x"), format!("{DIM}-- x{RESET}"));
+        assert_eq!(
+            COLOUR.tint(Tint::Green, "ok: x"),
+            format!("{GREEN}ok: x{RESET}")
+        );
+        for r in [PLAIN, BOLD_ONLY] {
+            assert_eq!(r.error("x"), "!! x");
+            assert_eq!(r.notice("x"), "-- x");
+            assert_eq!(r.tint(Tint::Green, "ok: x"), "ok: x");
+        }
+    }
+
+    #[test]
+    fn mentions_are_whole_words_in_any_case() {
+        assert!(mentions("hey bob!", "bob"));
+        assert!(mentions("BOB: look", "bob"));
+        assert!(mentions("bob", "bob"));
+        assert!(!mentions("bobby", "bob"));
+        assert!(!mentions("kebob", "bob"));
+        assert!(!mentions("bob_2 there", "bob"));
+        assert!(!mentions("anything", ""));
+    }
+
+    #[test]
+    fn mentions_are_highlighted_unless_our_own() {
+        let line = COLOUR.received(&group("alice", "hi bob"), BOB).unwrap();
+        assert!(
+            line.contains(&format!("{MENTION}hi bob{RESET}")),
+            "{line:?}"
+        );
+        let private = ServerMsg::Private {
+            from: "alice".into(),
+            to: "bob".into(),
+            text: "hi bob".into(),
+            ts: 1,
+        };
+        let line = COLOUR.received(&private, BOB).unwrap();
+        assert!(line.contains(MENTION), "{line:?}");
+        let own = COLOUR.received(&group("bob", "i am bob"), BOB).unwrap();
+        assert!(!own.contains(MENTION), "{own:?}");
+        let own = COLOUR.sent(&ClientMsg::Group { text: "bob".into() }, "bob");
+        assert!(!own.unwrap().contains(MENTION));
+        let bold = BOLD_ONLY.received(&group("alice", "hi bob"), BOB).unwrap();
+        assert_eq!(bold, format!("<alice> {BOLD}hi bob{RESET}"));
+        assert!(!plain(group("alice", "hi bob")).contains('\x1b'));
+    }
+
+    #[test]
+    fn json_lines_stay_json_and_lose_raw_controls() {
+        let raw = "{\"type\":\"group\",\"text\":\"a\u{9b}b\u{7f}\"}\r".as_bytes();
+        let line = json_line(raw).unwrap();
+        assert_eq!(line, r#"{"type":"group","text":"a\u009bb\u007f"}"#);
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["text"], "a\u{9b}b\u{7f}");
+        assert_eq!(json_line(b"not json\x1b[2J"), None);
+    }
+}
