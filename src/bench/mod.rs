@@ -1,14 +1,14 @@
 //! `chat bench`: the load generator that measures a running server.
 //!
-//! - [`fanout`]: senders and receivers in the group; throughput, latency,
+//! - `fanout`: senders and receivers in the group; throughput, latency,
 //!   and proof that nothing was lost, duplicated or reordered.
-//! - [`idle`]: many connections doing nothing; the server's memory per
+//! - `idle`: many connections doing nothing; the server's memory per
 //!   connection and whether it still answers promptly.
-//! - [`control`]: the phases and wake-ups shared by a run's threads;
-//!   [`conn`]: one connection's socket and buffers; [`scan`]: our payload
-//!   format and the byte-search hot path that finds it; [`stats`]: the
-//!   latency histogram; [`report`]: table and JSON; [`progress`]: the
-//!   stderr progress line; [`system`]: limits, CPU and memory from the
+//! - `control`: the phases and wake-ups shared by a run's threads;
+//!   `conn`: one connection's socket and buffers; `scan`: our payload
+//!   format and the byte-search hot path that finds it; `stats`: the
+//!   latency histogram; `report`: table and JSON; `progress`: the
+//!   stderr progress line; `system`: limits, CPU and memory from the
 //!   kernel.
 //!
 //! Both modes run one `mio` event loop per core, never a thread per
