@@ -9,9 +9,8 @@
 //!    socket until it would block or its budget is spent, framing lines and
 //!    handing them to the room, which queues the answers; note which sockets
 //!    became writable.
-//! 3. **Write**: seal the turn's encoded messages and write every connection
-//!    with something queued, one `writev` covering all its messages of the
-//!    turn. Connections that fell too far behind, failed, or hung up are
+//! 3. **Write**: write every connection with something queued, one
+//!    `writev` covering all its messages of the turn. Connections that fell too far behind, failed, or hung up are
 //!    closed here, and what their departure tells the others is written in
 //!    the same turn.
 //!
@@ -79,8 +78,6 @@ struct Conn {
     /// Input read but not yet handled because the allowance ran out; never
     /// more than one (allowance-sized) read.
     held: Vec<u8>,
-    /// Not read before this time (flood control).
-    paused_until: Option<Instant>,
 }
 
 /// Something with input left after its budget ran out.
@@ -306,7 +303,6 @@ impl EventLoop {
             writing: false,
             allowance: Allowance::new(self.settings.flood, Instant::now()),
             held: Vec::new(),
-            paused_until: None,
         });
         if let Some(user) = self.room.user(slot) {
             self.log.connect(user.id, addr, self.now_ms);
@@ -331,10 +327,11 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        if conn.state != State::Open || conn.paused_until.is_some_and(|at| at > now) {
+        // A connection over its allowance waits for its wake-up, whatever
+        // arrives meanwhile.
+        if conn.state != State::Open || !conn.allowance.has_room(limit, now) {
             return;
         }
-        conn.paused_until = None;
         if !conn.held.is_empty() {
             let held = std::mem::take(&mut conn.held);
             if !self.handle_input(slot, &held, now) {
@@ -432,7 +429,6 @@ impl EventLoop {
     /// is still over. Called after every chunk of input, so a queue is
     /// judged at most one read's worth of fan-out past its limit.
     fn relieve(&mut self) {
-        self.room.seal();
         let over = self.room.over().to_vec();
         for slot in over {
             self.flush(slot);
@@ -582,9 +578,7 @@ fn pause(
     limit: Limit,
     wakeups: &mut BinaryHeap<Reverse<(Instant, usize)>>,
 ) {
-    let at = conn.allowance.ready_at(limit);
-    conn.paused_until = Some(at);
-    wakeups.push(Reverse((at, slot)));
+    wakeups.push(Reverse((conn.allowance.ready_at(limit), slot)));
 }
 
 /// Accept errors that concern one connection, not the listener.

@@ -89,7 +89,7 @@ impl EventLog {
     }
 
     pub fn disconnect(&mut self, user: &User, why: Departure, ts: u64) {
-        let duration_ms = user.connected.elapsed().as_millis() as u64;
+        let duration_ms = ts.saturating_sub(user.since_ms);
         self.record(&Record::Disconnect {
             id: user.id,
             nick: user.nick.as_str(),

@@ -1,53 +1,58 @@
 //! Output: every message is encoded once into a shared block, and each
 //! connection's queue holds slices of blocks, not copies.
 //!
-//! During a loop turn the [`Outbox`] appends encoded lines to one growing
-//! buffer. A message for a hundred receivers is encoded once and each
-//! receiver's [`OutQueue`] records the byte range; when a receiver's last
-//! range ends where the new one starts (the usual case in a busy room), the
-//! range is just extended, so a receiver's whole turn worth of messages is
-//! often one slice and one `writev` entry. Before anything is written the
-//! outbox *seals* the buffer (moves it into its block's `OnceCell`), after
-//! which the bytes never change and are shared by plain reference.
+//! The [`Outbox`] appends encoded lines to its current block. A message for
+//! a hundred receivers is encoded once and each receiver's [`OutQueue`]
+//! records the byte range; when a receiver's last range ends where the new
+//! one starts (the usual case in a busy room), the range is just extended.
+//! So a receiver that keeps up writes a whole turn's messages as one slice,
+//! and one that lags holds about one slice per block, however many turns it
+//! is behind.
+//!
+//! A block only ever grows at its end and queues only read below it, so
+//! sharing it needs no copy and no `unsafe`: a `RefCell` checks at run time
+//! that appending (routing) and reading (writing to sockets) never overlap,
+//! which they cannot in a single-threaded loop. A full block is trimmed to
+//! its length and retired; it is freed when the last queue holding a slice
+//! of it has written that slice.
 //!
 //! Nothing here allocates per delivery: a delivery is a range extension or a
-//! reference-count increment, and a block is freed when the last queue that
-//! holds a slice of it has written it.
+//! reference-count increment.
 
-use std::cell::OnceCell;
+use std::cell::{Ref, RefCell};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
 use crate::wire::ServerMsg;
 
-/// Bytes shared by every queue holding a slice of them. Empty until sealed.
-type Block = Rc<OnceCell<Vec<u8>>>;
+/// Bytes shared by every queue holding a slice of them.
+type Block = Rc<RefCell<Vec<u8>>>;
 
-/// A block is sealed early once it holds this much, so a slow receiver
-/// pins at most this much memory beyond its own queue per block it holds.
+/// A block is retired once it holds this much, so a slow reader pins at
+/// most about this much memory beyond its own queue.
 const BLOCK_SIZE: usize = 64 * 1024;
 
-/// Entries per `writev`; Linux accepts 1024, but a turn rarely produces
-/// more than a few slices per receiver.
+/// Entries per `writev`; Linux accepts 1024, but a receiver rarely has more
+/// than a few slices.
 const MAX_IOV: usize = 64;
 
-/// Where a turn's messages are encoded.
+/// Where messages are encoded.
 pub struct Outbox {
-    buf: Vec<u8>,
     block: Block,
 }
 
-/// An encoded message: a range of the outbox's current block.
-#[derive(Clone, Copy, Debug)]
+/// An encoded message: a range of a block.
+#[derive(Clone, Debug)]
 pub struct Encoded {
-    start: usize,
-    end: usize,
+    block: Block,
+    start: u32,
+    end: u32,
 }
 
 impl Encoded {
     pub fn len(&self) -> usize {
-        self.end - self.start
+        (self.end - self.start) as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -57,48 +62,63 @@ impl Encoded {
 
 impl Default for Outbox {
     fn default() -> Self {
-        Outbox {
-            buf: Vec::with_capacity(BLOCK_SIZE),
-            block: Rc::default(),
-        }
+        Outbox { block: new_block() }
     }
+}
+
+fn new_block() -> Block {
+    Rc::new(RefCell::new(Vec::with_capacity(BLOCK_SIZE)))
 }
 
 impl Outbox {
-    /// Encodes `msg` once. The result is valid for [`OutQueue::push`] until
-    /// the next `encode` or `seal`.
+    /// Encodes `msg` once, for as many queues as need it.
     pub fn encode(&mut self, msg: &ServerMsg<'_>) -> Encoded {
-        if self.buf.len() >= BLOCK_SIZE {
-            self.seal();
+        let full = self
+            .block
+            .try_borrow()
+            .map_or(true, |b| b.len() >= BLOCK_SIZE);
+        if full {
+            self.retire();
         }
-        let start = self.buf.len();
-        msg.encode(&mut self.buf);
+        if self.block.try_borrow_mut().is_err() {
+            // Only a bug could leave a block borrowed here; a fresh one
+            // keeps the server going regardless.
+            self.block = new_block();
+        }
+        let mut bytes = self.block.borrow_mut();
+        let start = bytes.len();
+        msg.encode(&mut bytes);
+        let end = bytes.len();
+        drop(bytes);
+        // Blocks stay far below 4 GiB (retired at BLOCK_SIZE, and one
+        // message is bounded by the line limits), so offsets fit in u32.
         Encoded {
-            start,
-            end: self.buf.len(),
+            block: Rc::clone(&self.block),
+            start: start as u32,
+            end: end as u32,
         }
     }
 
-    /// Freezes what was encoded so far, so queues can write it, and starts a
-    /// new block. Cheap when nothing was encoded.
-    pub fn seal(&mut self) {
-        if self.buf.is_empty() {
-            return;
+    /// Trims the current block to its contents and starts a new one.
+    fn retire(&mut self) {
+        if let Ok(mut bytes) = self.block.try_borrow_mut() {
+            bytes.shrink_to_fit();
         }
-        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_SIZE));
-        // A fresh block is never sealed twice: the cell is replaced right away.
-        let _ = self.block.set(bytes);
-        self.block = Rc::default();
+        self.block = new_block();
     }
 }
 
-/// A slice of a block.
+/// A slice of a block: 16 bytes, since a lagging reader may hold many.
 #[derive(Debug)]
 struct Slice {
     block: Block,
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
 }
+
+/// What one queued slice costs beyond its bytes; counted in [`OutQueue::cost`]
+/// so that `--max-queue` bounds the memory a reader holds, not just bytes.
+const SLICE_COST: usize = std::mem::size_of::<Slice>();
 
 /// One connection's pending output, in order.
 #[derive(Debug, Default)]
@@ -117,17 +137,22 @@ impl OutQueue {
         self.len == 0
     }
 
-    /// Queues a message encoded in `outbox` (the latest `encode`).
-    pub fn push(&mut self, outbox: &Outbox, msg: Encoded) {
+    /// Memory this queue holds in the server: its bytes and its slices.
+    pub fn cost(&self) -> usize {
+        self.len + self.slices.len() * SLICE_COST
+    }
+
+    /// Queues an encoded message after what is already queued.
+    pub fn push(&mut self, msg: &Encoded) {
         self.len += msg.len();
         if let Some(last) = self.slices.back_mut() {
-            if last.end == msg.start && Rc::ptr_eq(&last.block, &outbox.block) {
+            if last.end == msg.start && Rc::ptr_eq(&last.block, &msg.block) {
                 last.end = msg.end;
                 return;
             }
         }
         self.slices.push_back(Slice {
-            block: Rc::clone(&outbox.block),
+            block: Rc::clone(&msg.block),
             start: msg.start,
             end: msg.end,
         });
@@ -139,25 +164,31 @@ impl OutQueue {
         self.len = 0;
     }
 
-    /// Writes sealed slices, several per system call, until the queue is
-    /// empty, the socket would block, or an unsealed slice is reached.
-    /// Returns the bytes written; `WouldBlock` is not an error here.
+    /// Writes the queue, several slices per system call, until it is empty
+    /// or the socket would block. Returns the bytes written; `WouldBlock`
+    /// is not an error here.
     pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
         let mut written = 0;
-        loop {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for slice in self.slices.iter().take(MAX_IOV) {
-                match slice.block.get() {
-                    Some(bytes) => iov[n] = IoSlice::new(&bytes[slice.start..slice.end]),
-                    None => break,
+        while !self.slices.is_empty() {
+            let result = {
+                // Borrow the blocks first, then point the iovecs into them.
+                let guards: [Option<Ref<'_, Vec<u8>>>; MAX_IOV] = std::array::from_fn(|i| {
+                    let slice = self.slices.get(i)?;
+                    slice.block.try_borrow().ok()
+                });
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut n = 0;
+                for (guard, slice) in guards.iter().zip(&self.slices) {
+                    let Some(bytes) = guard else { break };
+                    iov[n] = IoSlice::new(&bytes[slice.start as usize..slice.end as usize]);
+                    n += 1;
                 }
-                n += 1;
-            }
-            if n == 0 {
-                return Ok(written);
-            }
-            match sink.write_vectored(&iov[..n]) {
+                if n == 0 {
+                    return Ok(written);
+                }
+                sink.write_vectored(&iov[..n])
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => {
                     self.consume(w);
@@ -168,6 +199,7 @@ impl OutQueue {
                 Err(e) => return Err(e),
             }
         }
+        Ok(written)
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -176,16 +208,17 @@ impl OutQueue {
             let Some(front) = self.slices.front_mut() else {
                 return;
             };
-            let avail = front.end - front.start;
+            let avail = (front.end - front.start) as usize;
             if n < avail {
-                front.start += n;
+                front.start += n as u32;
                 return;
             }
             n -= avail;
             self.slices.pop_front();
         }
-        if self.slices.is_empty() && self.slices.capacity() > 8 {
-            // An idle connection should not keep a burst's worth of entries.
+        if self.slices.is_empty() {
+            // An idle connection holds no queue memory at all; a busy one
+            // pays one small allocation per write, not per message.
             self.slices = VecDeque::new();
         }
     }
@@ -241,14 +274,13 @@ mod tests {
         for i in 0..10 {
             let text = format!("m{i}");
             let m = outbox.encode(&group(&text));
-            a.push(&outbox, m);
+            a.push(&m);
             if i % 2 == 0 {
-                b.push(&outbox, m);
+                b.push(&m);
             }
         }
         assert_eq!(a.slices.len(), 1, "contiguous messages extend one slice");
         assert_eq!(b.slices.len(), 5);
-        outbox.seal();
         let mut sink = Trickle {
             got: Vec::new(),
             limit: 7,
@@ -264,47 +296,58 @@ mod tests {
     }
 
     #[test]
-    fn unsealed_bytes_wait_and_would_block_keeps_the_rest() {
+    fn would_block_keeps_the_rest_in_order() {
         let mut outbox = Outbox::default();
         let mut q = OutQueue::default();
         let m = outbox.encode(&group("x"));
-        q.push(&outbox, m);
+        q.push(&m);
         let mut sink = Trickle {
             got: Vec::new(),
-            limit: 1000,
+            limit: 5,
             calls: 0,
             block_after: 1,
         };
-        assert_eq!(q.write_to(&mut sink).unwrap(), 0, "nothing sealed yet");
-        outbox.seal();
+        assert_eq!(q.write_to(&mut sink).unwrap(), 5, "then the socket is full");
         let m2 = outbox.encode(&group("y"));
-        q.push(&outbox, m2);
-        assert_eq!(q.write_to(&mut sink).unwrap(), m.len(), "sealed part only");
-        assert_eq!(q.len(), m2.len());
-        outbox.seal();
-        assert_eq!(q.write_to(&mut sink).unwrap(), 0, "socket would block");
-        assert_eq!(q.len(), m2.len());
+        q.push(&m2);
+        assert_eq!(q.len(), m.len() - 5 + m2.len());
+        sink.block_after = usize::MAX;
+        sink.limit = usize::MAX;
+        q.write_to(&mut sink).unwrap();
+        assert!(q.is_empty());
+        let text = String::from_utf8(sink.got).unwrap();
+        assert!(text.ends_with(
+            "\"x\",\"ts\":1}\n{\"type\":\"group\",\"from\":\"a\",\"text\":\"y\",\"ts\":1}\n"
+        ));
     }
 
     #[test]
-    fn blocks_are_sealed_when_full() {
+    fn a_lagging_reader_holds_about_one_slice_per_block() {
         let mut outbox = Outbox::default();
-        let mut q = OutQueue::default();
+        let (mut lagging, mut keeping_up) = (OutQueue::default(), OutQueue::default());
         let big = "z".repeat(1000);
-        for _ in 0..200 {
+        for _turn in 0..200 {
             let m = outbox.encode(&group(&big));
-            q.push(&outbox, m);
+            lagging.push(&m);
+            keeping_up.push(&m);
+            // One writes every turn; the other never does.
+            keeping_up.write_to(&mut Vec::new()).unwrap();
         }
-        assert!(q.slices.len() >= 3, "a 200 KB turn spans several blocks");
-        outbox.seal();
+        let blocks = lagging.len() / BLOCK_SIZE + 1;
+        assert!(
+            lagging.slices.len() <= blocks + 1,
+            "{} slices for {} blocks",
+            lagging.slices.len(),
+            blocks
+        );
         let mut sink = Trickle {
             got: Vec::new(),
             limit: usize::MAX,
             calls: 0,
             block_after: usize::MAX,
         };
-        let total = q.len();
-        assert_eq!(q.write_to(&mut sink).unwrap(), total);
+        let total = lagging.len();
+        assert_eq!(lagging.write_to(&mut sink).unwrap(), total);
         assert_eq!(sink.got.iter().filter(|&&b| b == b'\n').count(), 200);
     }
 }

@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use slab::Slab;
 
@@ -60,6 +59,10 @@ impl std::fmt::Debug for Nick {
     }
 }
 
+/// A slot in the nickname index: u32 keeps each entry small, and the
+/// client limit is far below four billion.
+type Slot = u32;
+
 /// Where a connection stands with the room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Presence {
@@ -93,9 +96,9 @@ pub struct User {
     pub id: u64,
     pub nick: Nick,
     pub addr: SocketAddr,
-    /// Connect time for `who` (`since`), milliseconds since the epoch.
+    /// Connect time for `who` (`since`) and the log, milliseconds since the
+    /// epoch.
     pub since_ms: u64,
-    pub connected: Instant,
     pub msgs_in: u64,
     pub msgs_out: u64,
     pub presence: Presence,
@@ -125,12 +128,17 @@ pub enum Flow {
 pub struct Room {
     users: Slab<User>,
     /// Lower-cased nickname to slot, for everyone `Here`.
-    nicks: HashMap<Nick, usize>,
+    nicks: HashMap<Nick, Slot>,
     here: usize,
     next_id: u64,
     max_queue: usize,
     welcome: String,
-    outbox: Outbox,
+    /// Messages for everyone (joins, leaves, renames, group messages) are
+    /// encoded apart from messages for one (welcomes, answers, private
+    /// messages), so that one user's welcome or pong does not break
+    /// everyone else's run of broadcasts into separate slices.
+    for_all: Outbox,
+    for_one: Outbox,
     /// Slots with output queued since the event loop last looked.
     dirty: Vec<usize>,
     /// Users whose queue grew past `max_queue`. The event loop writes to
@@ -150,7 +158,8 @@ impl Room {
             next_id: 1,
             max_queue,
             welcome,
-            outbox: Outbox::default(),
+            for_all: Outbox::default(),
+            for_one: Outbox::default(),
             dirty: Vec::new(),
             over: Vec::new(),
             renames: Vec::new(),
@@ -189,7 +198,6 @@ impl Room {
             nick,
             addr,
             since_ms: now_ms,
-            connected: Instant::now(),
             msgs_in: 0,
             msgs_out: 0,
             presence: Presence::Here,
@@ -197,21 +205,21 @@ impl Room {
             dirty: false,
             over: false,
         });
-        self.nicks.insert(nick.key(), slot);
+        self.nicks.insert(nick.key(), slot as Slot);
         self.here += 1;
-        let welcome = self.outbox.encode(&ServerMsg::Welcome {
+        let welcome = self.for_one.encode(&ServerMsg::Welcome {
             id,
             nick: Cow::Borrowed(nick.as_str()),
             text: Cow::Borrowed(&self.welcome),
             users: self.here as u64,
         });
-        self.deliver(slot, welcome);
-        let join = self.outbox.encode(&ServerMsg::Join {
+        self.deliver(slot, &welcome);
+        let join = self.for_all.encode(&ServerMsg::Join {
             id,
             nick: Cow::Borrowed(nick.as_str()),
             ts: now_ms,
         });
-        self.broadcast(join, Some(slot));
+        self.broadcast(&join, Some(slot));
         slot
     }
 
@@ -232,25 +240,25 @@ impl Room {
                 let Some(from) = self.nick_of(slot) else {
                     return Flow::Continue;
                 };
-                let m = self.outbox.encode(&ServerMsg::Group {
+                let m = self.for_all.encode(&ServerMsg::Group {
                     from: Cow::Borrowed(from.as_str()),
                     text,
                     ts: now_ms,
                 });
-                self.broadcast(m, Some(slot));
+                self.broadcast(&m, Some(slot));
             }
             ClientMsg::Private { to, text } => self.private(slot, &to, text, now_ms),
             ClientMsg::Nick { nick } => self.rename(slot, &nick, now_ms),
             ClientMsg::Who => self.who(slot),
             ClientMsg::Ping { token } => {
-                let m = self.outbox.encode(&ServerMsg::Pong { token });
-                self.deliver(slot, m);
+                let m = self.for_one.encode(&ServerMsg::Pong { token });
+                self.deliver(slot, &m);
             }
             ClientMsg::Quit { text } => {
-                let bye = self.outbox.encode(&ServerMsg::Bye {
+                let bye = self.for_one.encode(&ServerMsg::Bye {
                     reason: ByeReason::Quit,
                 });
-                self.deliver(slot, bye);
+                self.deliver(slot, &bye);
                 self.depart(slot, LeaveReason::Quit, text.as_deref(), now_ms);
                 return Flow::Close;
             }
@@ -283,19 +291,19 @@ impl Room {
         let (id, nick) = (user.id, user.nick);
         self.nicks.remove(&nick.key());
         self.here -= 1;
-        let m = self.outbox.encode(&ServerMsg::Leave {
+        let m = self.for_all.encode(&ServerMsg::Leave {
             id,
             nick: Cow::Borrowed(nick.as_str()),
             reason,
             ts: now_ms,
             text: text.map(Cow::Borrowed),
         });
-        self.broadcast(m, Some(slot));
+        self.broadcast(&m, Some(slot));
     }
 
     /// Server shutdown: everyone present gets `bye` and is gone.
     pub fn shutdown(&mut self) {
-        let m = self.outbox.encode(&ServerMsg::Bye {
+        let m = self.for_all.encode(&ServerMsg::Bye {
             reason: ByeReason::Shutdown,
         });
         let present: Vec<usize> = self
@@ -305,7 +313,7 @@ impl Room {
             .map(|(slot, _)| slot)
             .collect();
         for slot in present {
-            self.deliver(slot, m);
+            self.deliver(slot, &m);
             if let Some(user) = self.users.get_mut(slot) {
                 user.presence = Presence::Gone(Departure::Shutdown);
             }
@@ -318,12 +326,6 @@ impl Room {
     pub fn remove(&mut self, slot: usize, now_ms: u64) -> Option<User> {
         self.depart(slot, LeaveReason::Disconnect, None, now_ms);
         self.users.try_remove(slot)
-    }
-
-    /// Makes everything encoded so far writable; the event loop calls this
-    /// before writing.
-    pub fn seal(&mut self) {
-        self.outbox.seal();
     }
 
     /// Takes the list of slots with new output.
@@ -370,7 +372,7 @@ impl Room {
                     continue;
                 };
                 user.over = false;
-                if user.out.len() > self.max_queue && user.presence == Presence::Here {
+                if user.out.cost() > self.max_queue && user.presence == Presence::Here {
                     user.out.clear();
                     self.depart(slot, LeaveReason::Slow, None, now_ms);
                     dropped.push(slot);
@@ -394,30 +396,30 @@ impl Room {
     }
 
     fn refuse(&mut self, slot: usize, refusal: &Refusal) {
-        let m = self.outbox.encode(&ServerMsg::Error {
+        let m = self.for_one.encode(&ServerMsg::Error {
             code: refusal.code,
             message: Cow::Borrowed(&refusal.message),
         });
-        self.deliver(slot, m);
+        self.deliver(slot, &m);
     }
 
     fn private(&mut self, slot: usize, to: &str, text: Cow<'_, str>, now_ms: u64) {
         let Some(from) = self.nick_of(slot) else {
             return;
         };
-        let target = Nick::new(to).and_then(|n| self.nicks.get(&n.key()).copied());
+        let target = Nick::new(to).and_then(|n| self.nicks.get(&n.key()).map(|&s| s as usize));
         let Some((target, to_nick)) = target.and_then(|t| Some((t, self.nick_of(t)?))) else {
             let message = format!("no user named {to}");
             self.refuse(slot, &Refusal::new(ErrorCode::NoSuchUser, message));
             return;
         };
-        let m = self.outbox.encode(&ServerMsg::Private {
+        let m = self.for_one.encode(&ServerMsg::Private {
             from: Cow::Borrowed(from.as_str()),
             to: Cow::Borrowed(to_nick.as_str()),
             text,
             ts: now_ms,
         });
-        self.deliver(target, m);
+        self.deliver(target, &m);
     }
 
     fn rename(&mut self, slot: usize, wanted: &str, now_ms: u64) {
@@ -432,7 +434,7 @@ impl Room {
             return;
         };
         match self.nicks.get(&new.key()) {
-            Some(&owner) if owner != slot => {
+            Some(&owner) if owner as usize != slot => {
                 let message = format!("{wanted} is already taken; choose another nickname");
                 self.refuse(slot, &Refusal::new(ErrorCode::NickInUse, message));
                 return;
@@ -440,20 +442,20 @@ impl Room {
             _ => {}
         }
         self.nicks.remove(&old.key());
-        self.nicks.insert(new.key(), slot);
+        self.nicks.insert(new.key(), slot as Slot);
         let Some(user) = self.users.get_mut(slot) else {
             return;
         };
         user.nick = new;
         let id = user.id;
         self.renames.push(Renamed { id, old, new });
-        let m = self.outbox.encode(&ServerMsg::Nick {
+        let m = self.for_all.encode(&ServerMsg::Nick {
             id,
             old: Cow::Borrowed(old.as_str()),
             new: Cow::Borrowed(new.as_str()),
             ts: now_ms,
         });
-        self.broadcast(m, None);
+        self.broadcast(&m, None);
     }
 
     fn who(&mut self, slot: usize) {
@@ -468,17 +470,16 @@ impl Room {
             })
             .collect();
         users.sort_unstable_by_key(|u| u.id);
-        let m = self.outbox.encode(&ServerMsg::Who { users });
-        self.deliver(slot, m);
+        let m = self.for_one.encode(&ServerMsg::Who { users });
+        self.deliver(slot, &m);
     }
 
     /// Queues `m` for everyone present except `except`. This loop is the
     /// server's hot path: per receiver it is a presence check, a range
     /// extension and a counter.
-    fn broadcast(&mut self, m: Encoded, except: Option<usize>) {
+    fn broadcast(&mut self, m: &Encoded, except: Option<usize>) {
         let Room {
             users,
-            outbox,
             dirty,
             over,
             max_queue,
@@ -486,24 +487,23 @@ impl Room {
         } = self;
         for (slot, user) in users.iter_mut() {
             if Some(slot) != except && user.presence == Presence::Here {
-                enqueue(user, slot, outbox, m, *max_queue, dirty, over);
+                enqueue(user, slot, m, *max_queue, dirty, over);
             }
         }
     }
 
     /// Queues `m` for one user, present or just leaving (a `bye` still goes
     /// to someone who quit).
-    fn deliver(&mut self, slot: usize, m: Encoded) {
+    fn deliver(&mut self, slot: usize, m: &Encoded) {
         let Room {
             users,
-            outbox,
             dirty,
             over,
             max_queue,
             ..
         } = self;
         if let Some(user) = users.get_mut(slot) {
-            enqueue(user, slot, outbox, m, *max_queue, dirty, over);
+            enqueue(user, slot, m, *max_queue, dirty, over);
         }
     }
 }
@@ -511,19 +511,18 @@ impl Room {
 fn enqueue(
     user: &mut User,
     slot: usize,
-    outbox: &Outbox,
-    m: Encoded,
+    m: &Encoded,
     max_queue: usize,
     dirty: &mut Vec<usize>,
     over: &mut Vec<usize>,
 ) {
-    user.out.push(outbox, m);
+    user.out.push(m);
     user.msgs_out += 1;
     if !user.dirty {
         user.dirty = true;
         dirty.push(slot);
     }
-    if user.out.len() > max_queue && !user.over {
+    if user.out.cost() > max_queue && !user.over {
         user.over = true;
         over.push(slot);
     }
@@ -542,7 +541,6 @@ mod tests {
 
     /// Seals and drains every queue, returning each slot's messages.
     fn drain(room: &mut Room) -> HashMap<usize, Vec<Value>> {
-        room.seal();
         let mut out = HashMap::new();
         let slots: Vec<usize> = room.users.iter().map(|(s, _)| s).collect();
         for slot in slots {
@@ -706,12 +704,10 @@ mod tests {
         for _ in 0..30 {
             line(&mut room, talker, json!({"type":"group","text":text}));
             // The fast reader keeps up; the slow one never reads.
-            room.seal();
             room.users[fast].out.write_to(&mut fast_got).unwrap();
             dropped.extend(room.drop_slow(NOW));
         }
         assert_eq!(dropped, [slow]);
-        room.seal();
         room.users[fast].out.write_to(&mut fast_got).unwrap();
         let got: Vec<Value> = fast_got
             .split(|&b| b == b'\n')
