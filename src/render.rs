@@ -97,14 +97,18 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
 /// A raw protocol line for `chat client --json`, or `None` when it is not
 /// a JSON value. Valid JSON can carry DEL, C1 and bidi characters raw
 /// inside strings; they are rewritten as `\u` escapes, which mean the same
-/// to any JSON reader and nothing to a terminal.
+/// to any JSON reader and nothing to a terminal. Raw C0 controls cannot be
+/// inside strings, so a `\r` or `\n` is whitespace between tokens, where an
+/// escape would not be JSON: it becomes a space.
 pub fn json_line(line: &[u8]) -> Option<String> {
     let line = line.trim_ascii();
     serde_json::from_slice::<serde::de::IgnoredAny>(line).ok()?;
     let text = std::str::from_utf8(line).ok()?;
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if is_dangerous(c) {
+        if c == '\r' || c == '\n' {
+            out.push(' ');
+        } else if is_dangerous(c) {
             let _ = write!(out, "\\u{:04x}", c as u32);
         } else {
             out.push(c);
@@ -605,5 +609,15 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back["text"], "a\u{9b}b\u{7f}");
         assert_eq!(json_line(b"not json\x1b[2J"), None);
+    }
+
+    /// Found by fuzzing (`server_lines`): a `\r` between tokens came out
+    /// as `\u000d`, which is not JSON.
+    #[test]
+    fn json_lines_keep_whitespace_between_tokens_valid() {
+        let line = json_line(b"{\"type\":\r\"pong\",\n\"token\":\t1}").unwrap();
+        assert_eq!(line, "{\"type\": \"pong\", \"token\":\t1}");
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["type"], "pong");
     }
 }
