@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::matching::{Kind, Pattern};
+use crate::render::sanitize;
 use crate::units::parse_duration;
 use crate::wire::{check_nick, is_guest_name};
 
@@ -108,9 +109,11 @@ pub fn parse(name: &str, source: &[u8], default_nick: &str) -> Result<Script, Ve
         });
     }
     errors.sort_by_key(|(number, _)| *number);
+    // Messages quote the script, which may hold controls; they go to a
+    // terminal as one line each, so controls show as escapes.
     Err(errors
         .into_iter()
-        .map(|(number, e)| format!("{name}:{number}: {e}"))
+        .map(|(number, e)| sanitize(&format!("{name}:{number}: {e}")).into_owned())
         .collect())
 }
 
@@ -930,5 +933,19 @@ mod tests {
     fn crlf_lines_are_read_like_lf_lines() {
         let s = script("@alice say hi\r\n@bob expect group alice hi\r\n");
         assert_eq!(s.steps[0].action, Action::Say("hi".into()));
+    }
+
+    /// Found by fuzzing (`bot_script`): a control in a bad line reached the
+    /// terminal raw inside the error that quotes it.
+    #[test]
+    fn errors_show_controls_as_escapes() {
+        let e = errors("s\x1b[2J\rx hi\n@alice say \"a\\qb\u{9b}\"\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("t.chat:1: unknown verb \"s\\x1b[2J\\x0dx\""),
+            "{e:?}"
+        );
+        assert!(e[1].contains("\\u{9b}"), "{e:?}");
+        assert!(!e.concat().contains(|c: char| c.is_control()), "{e:?}");
     }
 }
