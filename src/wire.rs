@@ -413,12 +413,17 @@ impl ServerMsg<'_> {
     }
 
     /// Decodes one line from the server. The error text says what was wrong
-    /// in words a user can act on.
+    /// in words a user can act on, on one line: serde quotes what it did not
+    /// expect (an unknown `type`, say), controls and all, so those are shown
+    /// as escapes.
     pub fn decode(line: &[u8]) -> Result<ServerMsg<'static>, String> {
         let line = line.trim_ascii();
         match serde_json::from_slice::<ServerMsg<'_>>(line) {
             Ok(msg) => Ok(msg.into_owned()),
-            Err(e) => Err(format!("unreadable line from the server ({e})")),
+            Err(e) => {
+                let why = format!("unreadable line from the server ({e})");
+                Err(crate::render::sanitize(&why).into_owned())
+            }
         }
     }
 
@@ -741,6 +746,15 @@ mod tests {
         }
         .encode(&mut line);
         assert_eq!(line, b"{\"type\":\"pong\",\"token\":{ \"a\" : 1 }}\n");
+    }
+
+    /// Found by fuzzing (`server_lines`): serde quoted an unknown `type`
+    /// with its newline and escape decoded, making the error two lines.
+    #[test]
+    fn decode_errors_are_one_line_without_controls() {
+        let e = ServerMsg::decode(br#"{"type":"a\nb\u001b[2J\u009b"}"#).unwrap_err();
+        assert!(e.contains(r"unknown variant `a\x0ab\x1b[2J\u{9b}`"), "{e}");
+        assert!(!e.contains(|c: char| c.is_control()), "{e:?}");
     }
 
     #[test]
