@@ -188,7 +188,7 @@ impl Pattern {
 pub fn summary(r: &Received) -> String {
     match &r.msg {
         ServerMsg::Who { users } => {
-            let nicks: Vec<&str> = users.iter().map(|u| &*u.nick).collect();
+            let nicks: Vec<String> = users.iter().map(|u| word_or_quoted(&u.nick)).collect();
             format!("who [{}]", nicks.join(", "))
         }
         ServerMsg::Join { nick, .. } => {
@@ -437,5 +437,25 @@ mod tests {
             "who listing bob"
         );
         assert_eq!(summary(&group("carol", "hi")), "group carol \"hi\"");
+    }
+
+    /// Found by fuzzing (`server_lines`): the nicks of a `who` went into
+    /// the failure line raw, so a server could drive the terminal.
+    #[test]
+    fn who_summaries_show_controls_as_escapes() {
+        let w = Received::new(ServerMsg::Who {
+            users: ["alice", "e\x7fvil\x1b[2J", "two words"]
+                .iter()
+                .map(|nick| WhoEntry {
+                    id: 1,
+                    nick: (*nick).into(),
+                    since: 1,
+                })
+                .collect(),
+        });
+        assert_eq!(
+            summary(&w),
+            r#"who [alice, "e\x7fvil\u001b[2J", "two words"]"#
+        );
     }
 }
