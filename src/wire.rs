@@ -344,7 +344,11 @@ pub enum ServerMsg<'a> {
         users: Vec<WhoEntry<'a>>,
     },
     Pong {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present_token"
+        )]
         token: Option<Token<'a>>,
     },
     Bye {
@@ -398,6 +402,12 @@ impl<'de> Deserialize<'de> for Token<'_> {
             .map(Token::Owned)
             .map_err(de::Error::custom)
     }
+}
+
+/// A pong's token as it came, `null` included: the server echoes a ping's
+/// `"token":null` as such, and `Option` alone would read it as absent.
+fn present_token<'de, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Token<'a>>, D::Error> {
+    Token::deserialize(d).map(Some)
 }
 
 fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
@@ -746,6 +756,30 @@ mod tests {
         }
         .encode(&mut line);
         assert_eq!(line, b"{\"type\":\"pong\",\"token\":{ \"a\" : 1 }}\n");
+    }
+
+    /// Found by the property tests: a pong's `"token":null` decoded as no
+    /// token, so the message did not survive its own round trip.
+    #[test]
+    fn a_null_token_is_kept_apart_from_none() {
+        let token = |line: &[u8]| match ServerMsg::decode(line).unwrap() {
+            ServerMsg::Pong { token } => token.map(|t| t.get().to_owned()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            token(br#"{"type":"pong","token":null}"#).as_deref(),
+            Some("null")
+        );
+        assert_eq!(token(br#"{"type":"pong"}"#), None);
+        assert_eq!(
+            token(br#"{"type":"pong","token":[1]}"#).as_deref(),
+            Some("[1]")
+        );
+        let mut line = Vec::new();
+        ServerMsg::decode(br#"{"type":"pong","token":null}"#)
+            .unwrap()
+            .encode(&mut line);
+        assert_eq!(line, b"{\"type\":\"pong\",\"token\":null}\n");
     }
 
     /// Found by fuzzing (`server_lines`): serde quoted an unknown `type`
