@@ -1,0 +1,506 @@
+//! Property tests over the entry points the fuzz targets drive (see
+//! `fuzz/README.md`): framing, the client-line parser, the room, server
+//! messages and their rendering, and the bot-script parser. The fuzzers
+//! search for minutes; these run a few hundred generated cases each in
+//! every `cargo test`, so a regression in those invariants shows up in CI.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use chat::bot::script;
+use chat::framing::{Frame, LineReader};
+use chat::render::{self, Me, Renderer, Style};
+use chat::server::room::{Flow, Room};
+use chat::wire::{self, ByeReason, ErrorCode, LeaveReason, ServerMsg, Token, WhoEntry};
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        // A failure is shrunk, but not for minutes.
+        max_shrink_iters: 2000,
+        ..ProptestConfig::default()
+    }
+}
+
+/// A frame, owned, to compare runs.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Line(Vec<u8>),
+    TooLong,
+}
+
+/// Feeds `chunks` in order; checks the buffer bound after each.
+fn frames(max_line: usize, chunks: &[&[u8]]) -> Vec<Seen> {
+    let mut reader = LineReader::new(max_line);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let consumed = reader.feed(chunk, |f| {
+            out.push(match f {
+                Frame::Line(l) => Seen::Line(l.to_vec()),
+                Frame::TooLong => Seen::TooLong,
+            });
+            true
+        });
+        assert_eq!(consumed, chunk.len());
+        assert!(
+            reader.pending() < max_line,
+            "{} bytes held with a limit of {max_line}",
+            reader.pending()
+        );
+    }
+    out
+}
+
+/// Any byte but `\n`, with `\r` common (it counts towards the limit).
+fn not_newline() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        Just(b'\r'),
+        any::<u8>().prop_map(|b| if b == b'\n' { b'x' } else { b }),
+    ]
+}
+
+/// Text as people and hostile servers send it: plain words, nicknames,
+/// anything Unicode, and terminal escapes.
+fn text() -> BoxedStrategy<String> {
+    prop_oneof![
+        "[a-zA-Z0-9 _*,.!-]{0,16}",
+        any::<String>(),
+        Just("\u{1b}[2J\n<alice> fake\r".to_owned()),
+        Just("abc\u{202e}cba\u{9b}31m\u{7f}".to_owned()),
+        Just("bob".to_owned()),
+    ]
+    .boxed()
+}
+
+fn nick() -> BoxedStrategy<String> {
+    prop_oneof![
+        "[a-zA-Z][a-zA-Z0-9_-]{0,8}",
+        "[gG][uU][eE][sS][tT][0-9]{1,3}",
+        Just("bob".to_owned()),
+        Just("BOB".to_owned()),
+        text(),
+    ]
+    .boxed()
+}
+
+/// A JSON value that could be a field of a client message.
+fn field() -> BoxedStrategy<Value> {
+    prop_oneof![
+        3 => text().prop_map(Value::from),
+        3 => nick().prop_map(Value::from),
+        1 => Just(Value::Null),
+        1 => any::<bool>().prop_map(Value::from),
+        1 => any::<i64>().prop_map(Value::from),
+        1 => vec(any::<u8>(), 0..3).prop_map(|v| json!(v)),
+        1 => Just(json!({"a": [1, 2.5, null]})),
+    ]
+    .boxed()
+}
+
+/// A client line: mostly well-formed objects of every type, some with
+/// missing or mistyped fields, and some arbitrary bytes.
+fn client_line() -> BoxedStrategy<Vec<u8>> {
+    let kind = prop_oneof![
+        Just("group"),
+        Just("private"),
+        Just("nick"),
+        Just("who"),
+        Just("ping"),
+        Just("quit"),
+        Just("dance"),
+        Just(""),
+    ];
+    let object = (
+        option::weighted(0.95, kind),
+        option::of(field()),
+        option::of(field()),
+        option::of(field()),
+        option::of(field()),
+        any::<bool>(),
+    )
+        .prop_map(|(kind, text, to, nick, token, pretty)| {
+            let mut m = serde_json::Map::new();
+            if let Some(kind) = kind {
+                m.insert("type".into(), kind.into());
+            }
+            for (name, v) in [("text", text), ("to", to), ("nick", nick), ("token", token)] {
+                if let Some(v) = v {
+                    m.insert(name.into(), v);
+                }
+            }
+            let v = Value::Object(m);
+            if pretty {
+                // Whitespace between tokens, a CR ending: still one line.
+                format!(" {} \r", v).into_bytes()
+            } else {
+                v.to_string().into_bytes()
+            }
+        });
+    prop_oneof![
+        8 => object,
+        1 => vec(any::<u8>(), 0..64),
+        1 => "[{}\\[\\]\":,a-z0-9 ]{0,32}".prop_map(String::into_bytes),
+    ]
+    .boxed()
+}
+
+/// Controls but tab, DEL, C1 and the bidi overrides: what a rendered line
+/// must never hold raw.
+fn dangerous(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+fn token() -> BoxedStrategy<Option<Token<'static>>> {
+    let value = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        text().prop_map(Value::from),
+        vec(any::<u32>(), 0..4).prop_map(|v| json!(v)),
+        text().prop_map(|t| json!({"t": t, "n": [1, {"x": null}]})),
+    ];
+    option::of(value.prop_map(|v| {
+        let raw = serde_json::value::RawValue::from_string(v.to_string()).unwrap();
+        Token::Owned(raw)
+    }))
+    .boxed()
+}
+
+fn server_msg() -> BoxedStrategy<ServerMsg<'static>> {
+    let s = || text().prop_map(std::borrow::Cow::Owned);
+    let leave = prop_oneof![
+        Just(LeaveReason::Quit),
+        Just(LeaveReason::Disconnect),
+        Just(LeaveReason::Slow)
+    ];
+    let bye = prop_oneof![Just(ByeReason::Quit), Just(ByeReason::Shutdown)];
+    let code = prop_oneof![
+        Just(ErrorCode::BadJson),
+        Just(ErrorCode::BadMessage),
+        Just(ErrorCode::UnknownType),
+        Just(ErrorCode::LineTooLong),
+        Just(ErrorCode::NoSuchUser),
+        Just(ErrorCode::BadNick),
+        Just(ErrorCode::NickInUse),
+        Just(ErrorCode::ServerFull),
+    ];
+    let entry = (any::<u64>(), s(), any::<u64>()).prop_map(|(id, nick, since)| WhoEntry {
+        id,
+        nick,
+        since,
+    });
+    prop_oneof![
+        (any::<u64>(), s(), s(), any::<u64>()).prop_map(|(id, nick, text, users)| {
+            ServerMsg::Welcome {
+                id,
+                nick,
+                text,
+                users,
+            }
+        }),
+        (any::<u64>(), s(), any::<u64>()).prop_map(|(id, nick, ts)| ServerMsg::Join {
+            id,
+            nick,
+            ts
+        }),
+        (any::<u64>(), s(), leave, any::<u64>(), option::of(s())).prop_map(
+            |(id, nick, reason, ts, text)| ServerMsg::Leave {
+                id,
+                nick,
+                reason,
+                ts,
+                text
+            }
+        ),
+        (any::<u64>(), s(), s(), any::<u64>()).prop_map(|(id, old, new, ts)| ServerMsg::Nick {
+            id,
+            old,
+            new,
+            ts
+        }),
+        (s(), s(), any::<u64>()).prop_map(|(from, text, ts)| ServerMsg::Group { from, text, ts }),
+        (s(), s(), s(), any::<u64>()).prop_map(|(from, to, text, ts)| ServerMsg::Private {
+            from,
+            to,
+            text,
+            ts
+        }),
+        vec(entry, 0..4).prop_map(|users| ServerMsg::Who { users }),
+        token().prop_map(|token| ServerMsg::Pong { token }),
+        bye.prop_map(|reason| ServerMsg::Bye { reason }),
+        (code, s()).prop_map(|(code, message)| ServerMsg::Error { code, message }),
+    ]
+    .boxed()
+}
+
+/// A bot-script line: mostly the language's own words in a plausible
+/// order, some noise.
+fn script_line() -> BoxedStrategy<String> {
+    let word = prop_oneof![
+        Just("say"),
+        Just("msg"),
+        Just("nick"),
+        Just("sleep"),
+        Just("expect"),
+        Just("connect"),
+        Just("who"),
+        Just("quit"),
+        Just("within"),
+        Just("group"),
+        Just("private"),
+        Just("join"),
+        Just("leave"),
+        Just("error"),
+        Just("bye"),
+        Just("250ms"),
+        Just("2s"),
+        Just("1m"),
+        Just("@alice"),
+        Just("@bob"),
+        Just("@Bob"),
+        Just("@carol"),
+        Just("alice"),
+        Just("bob"),
+        Just("robert"),
+        Just("guest7"),
+        Just("\"quoted *\""),
+        Just("\"bad \\q\""),
+        Just("\"unterminated"),
+        Just("#"),
+        Just("hello*"),
+    ]
+    .prop_map(str::to_owned);
+    prop_oneof![
+        6 => vec(word, 0..6).prop_map(|w| w.join(" ")),
+        1 => any::<String>().prop_map(|s| s.replace('\n', " ")),
+        1 => "[ \t@a-z\"*\\\\0-9]{0,20}",
+    ]
+    .boxed()
+}
+
+fn addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5000))
+}
+
+/// Drains one user's queue and decodes every line of it.
+fn drain(room: &mut Room, slot: usize) -> Vec<ServerMsg<'static>> {
+    let mut bytes = Vec::new();
+    let user = room.user_mut(slot).expect("a live slot");
+    user.out.write_to(&mut bytes).unwrap();
+    assert!(bytes.is_empty() || bytes.ends_with(b"\n"), "a partial line");
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| ServerMsg::decode(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+/// One step of a room script.
+#[derive(Clone, Debug)]
+enum Step {
+    Join,
+    Line(usize, Vec<u8>),
+    Close(usize),
+    Read(usize),
+}
+
+fn room_step() -> BoxedStrategy<Step> {
+    prop_oneof![
+        1 => Just(Step::Join),
+        6 => (any::<usize>(), client_line()).prop_map(|(k, l)| Step::Line(k, l)),
+        1 => any::<usize>().prop_map(Step::Close),
+        2 => any::<usize>().prop_map(Step::Read),
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    /// However a stream is cut into reads, the same lines come out, each
+    /// over-long line is refused once, and nothing past the limit is held.
+    #[test]
+    fn framing_is_the_same_for_any_split(
+        max_line in 1usize..48,
+        lines in vec(vec(not_newline(), 0..64), 0..8),
+        tail in vec(not_newline(), 0..64),
+        cuts in vec(any::<usize>(), 0..8),
+    ) {
+        let mut stream = Vec::new();
+        for line in &lines {
+            stream.extend_from_slice(line);
+            stream.push(b'\n');
+        }
+        stream.extend_from_slice(&tail);
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        for cut in cuts {
+            chunks.push(&stream[at..cut]);
+            at = cut;
+        }
+        chunks.push(&stream[at..]);
+        let mut expected: Vec<Seen> = lines
+            .iter()
+            .map(|l| if l.len() < max_line { Seen::Line(l.clone()) } else { Seen::TooLong })
+            .collect();
+        if tail.len() >= max_line {
+            expected.push(Seen::TooLong);
+        }
+        prop_assert_eq!(frames(max_line, &chunks), expected);
+    }
+
+    /// Any line either parses or is refused with a line-level code and a
+    /// message; what parses encodes back to the same message.
+    #[test]
+    fn client_lines_parse_or_are_refused_with_a_code(line in client_line()) {
+        match wire::parse_client_line(&line) {
+            Ok(None) => prop_assert!(line.trim_ascii().is_empty()),
+            Ok(Some(msg)) => {
+                let again = wire::client_line(&msg);
+                prop_assert_eq!(again.iter().filter(|&&b| b == b'\n').count(), 1);
+                let back = wire::parse_client_line(&again[..again.len() - 1]);
+                prop_assert_eq!(back, Ok(Some(msg)));
+            }
+            Err(refusal) => {
+                let line_level = [ErrorCode::BadJson, ErrorCode::BadMessage, ErrorCode::UnknownType];
+                prop_assert!(line_level.contains(&refusal.code), "{:?}", refusal.code);
+                prop_assert!(!refusal.message.is_empty());
+            }
+        }
+    }
+
+    /// Every server message is one line and decodes to itself.
+    #[test]
+    fn server_messages_round_trip(msg in server_msg()) {
+        let mut line = Vec::new();
+        msg.encode(&mut line);
+        prop_assert_eq!(line.iter().position(|&b| b == b'\n'), Some(line.len() - 1));
+        prop_assert_eq!(ServerMsg::decode(&line), Ok(msg));
+    }
+
+    /// Whatever the server sends, the plain rendering holds no character a
+    /// terminal acts on, and the styled ones differ only by their colours.
+    #[test]
+    fn rendering_strips_controls(msg in server_msg(), id in option::of(0u64..4)) {
+        let me = Me { id, nick: "bob" };
+        let plain = Renderer { style: Style::Plain }.received(&msg, me);
+        prop_assert_eq!(plain.is_none(), matches!(msg, ServerMsg::Pong { .. }));
+        if let Some(plain) = &plain {
+            prop_assert!(!plain.contains(dangerous), "{:?}", plain);
+        }
+        let colour = Renderer { style: Style::Colour }.received(&msg, me);
+        if let Some(colour) = colour {
+            let mut rest = colour.as_str();
+            let mut shown = String::new();
+            while let Some(i) = rest.find('\x1b') {
+                shown.push_str(&rest[..i]);
+                let after = rest[i + 1..].strip_prefix('[').expect("only SGR escapes");
+                let after = after.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';');
+                rest = after.strip_prefix('m').expect("only SGR escapes");
+            }
+            shown.push_str(rest);
+            prop_assert_eq!(Some(shown), plain);
+        }
+        let mut line = Vec::new();
+        msg.encode(&mut line);
+        let json = render::json_line(&line).expect("a server line is JSON");
+        prop_assert!(!json.contains(dangerous), "{:?}", json);
+    }
+
+    /// The bot parser never panics; its errors and steps point at lines of
+    /// the file, in order.
+    #[test]
+    fn bot_scripts_report_lines_in_range(lines in vec(script_line(), 0..12), crlf in any::<bool>()) {
+        let source = lines.join(if crlf { "\r\n" } else { "\n" });
+        let count = source.split('\n').count();
+        match script::parse("p.chat", source.as_bytes(), "bot") {
+            Ok(s) => {
+                let numbers: Vec<usize> = s.steps.iter().map(|st| st.line).collect();
+                prop_assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{:?}", numbers);
+                prop_assert!(numbers.iter().all(|n| (1..=count).contains(n)));
+                for st in &s.steps {
+                    prop_assert!(st.actor.is_none_or(|a| a < s.actors.len()));
+                }
+            }
+            Err(errors) => {
+                prop_assert!(!errors.is_empty());
+                let mut last = 0;
+                for e in &errors {
+                    let rest = e.strip_prefix("p.chat:").expect("FILE:LINE: what");
+                    let (n, what) = rest.split_once(": ").expect("FILE:LINE: what");
+                    let n: usize = n.parse().expect("a line number");
+                    prop_assert!((1..=count).contains(&n) && n >= last, "{} of {}", n, count);
+                    prop_assert!(!what.is_empty() && !e.contains(dangerous), "{:?}", e);
+                    last = n;
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// The room driven by several users: the user count is joins minus
+    /// departures, every queue holds valid lines, `welcome` comes first,
+    /// and `who` agrees with who is here.
+    #[test]
+    fn the_room_keeps_count_and_queues_valid_lines(steps in vec(room_step(), 1..40)) {
+        let mut room = Room::new("hi".to_owned(), 1 << 20);
+        // (slot, id, still here, lines read)
+        let mut users: Vec<(usize, u64, bool, usize)> = Vec::new();
+        let join = |room: &mut Room, users: &mut Vec<(usize, u64, bool, usize)>| {
+            let slot = room.join(addr(), 1);
+            users.push((slot, room.user(slot).unwrap().id, true, 0));
+        };
+        join(&mut room, &mut users);
+        for step in steps {
+            match step {
+                Step::Join => join(&mut room, &mut users),
+                _ if users.is_empty() => {}
+                Step::Line(k, line) => {
+                    let k = k % users.len();
+                    if users[k].2 && room.handle_line(users[k].0, &line, 2) == Flow::Close {
+                        users[k].2 = false;
+                    }
+                }
+                Step::Close(k) => {
+                    let (slot, id, ..) = users.swap_remove(k % users.len());
+                    prop_assert_eq!(room.remove(slot, 3).map(|u| u.id), Some(id));
+                }
+                Step::Read(k) => {
+                    let k = k % users.len();
+                    for msg in drain(&mut room, users[k].0) {
+                        let first = users[k].3 == 0;
+                        prop_assert_eq!(first, matches!(msg, ServerMsg::Welcome { .. }), "{:?}", msg);
+                        users[k].3 += 1;
+                    }
+                }
+            }
+            let here = users.iter().filter(|u| u.2).count();
+            prop_assert_eq!(room.here(), here);
+        }
+        let observer = room.join(addr(), 4);
+        drain(&mut room, observer);
+        room.handle_line(observer, br#"{"type":"who"}"#, 4);
+        let answer = drain(&mut room, observer);
+        let [ServerMsg::Who { users: listed }] = &answer[..] else {
+            panic!("who answered {answer:?}");
+        };
+        let ids: HashSet<u64> = listed.iter().map(|u| u.id).collect();
+        let nicks: HashSet<String> = listed.iter().map(|u| u.nick.to_ascii_lowercase()).collect();
+        prop_assert_eq!(ids.len(), room.here());
+        prop_assert_eq!(nicks.len(), room.here(), "a nickname held twice: {:?}", listed);
+        for (_, id, here, _) in &users {
+            prop_assert_eq!(ids.contains(id), *here);
+        }
+    }
+}
