@@ -116,6 +116,9 @@ struct Slice {
     end: u32,
 }
 
+/// A slice with its block borrowed for a write.
+type Borrowed<'a> = (Ref<'a, Vec<u8>>, &'a Slice);
+
 /// What one queued slice costs beyond its bytes; counted in [`OutQueue::cost`]
 /// so that `--max-queue` bounds the memory a reader holds, not just bytes.
 const SLICE_COST: usize = std::mem::size_of::<Slice>();
@@ -192,11 +195,10 @@ impl OutQueue {
             let result = {
                 // Borrow the blocks first, then point the iovecs into them.
                 let mut slices = self.slices();
-                let guards: [Option<(Ref<'_, Vec<u8>>, &Slice)>; MAX_IOV] =
-                    std::array::from_fn(|_| {
-                        let slice = slices.next()?;
-                        Some((slice.block.try_borrow().ok()?, slice))
-                    });
+                let guards: [Option<Borrowed<'_>>; MAX_IOV] = std::array::from_fn(|_| {
+                    let slice = slices.next()?;
+                    Some((slice.block.try_borrow().ok()?, slice))
+                });
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
                 let mut n = 0;
                 for (bytes, slice) in guards.iter().map_while(Option::as_ref) {
