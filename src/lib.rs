@@ -14,7 +14,7 @@
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
-//! - [`bench`]: the load generator.
+//! - [`bench`](mod@bench): the load generator.
 //! - [`units`], [`fail`]: sizes and durations as people type them; how a
 //!   program ends with one line and an exit status.
 
