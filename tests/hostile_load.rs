@@ -127,12 +127,13 @@ fn a_gigabyte_line_costs_the_server_one_max_line_and_the_sender_goes_on() {
     alice.send_raw(b"\"}\n");
     let answers = alice.sync();
     let elapsed = start.elapsed();
+    let mib = (CHUNK * CHUNKS) >> 20;
     let peak = proc_status_bytes(server.pid(), "VmHWM");
     let growth = peak.saturating_sub(before);
     eprintln!(
         "endless line: {} MiB in {elapsed:?} ({:.0} MiB/s); server RSS {} KiB, peak {} KiB (+{} KiB)",
-        CHUNK * CHUNKS >> 20,
-        (CHUNK * CHUNKS >> 20) as f64 / elapsed.as_secs_f64(),
+        mib,
+        mib as f64 / elapsed.as_secs_f64(),
         before / 1024,
         peak / 1024,
         growth / 1024
