@@ -238,21 +238,22 @@ impl Parent {
         let Some(peer) = &mut self.peer else {
             return false;
         };
-        let mut lines: Vec<Vec<u8>> = Vec::new();
-        let mut too_long = false;
+        // In arrival order; `None` for a line too long to keep.
+        let mut lines: Vec<Option<Vec<u8>>> = Vec::new();
         let status = peer.read_lines(|incoming| match incoming {
-            Incoming::Line(line) => lines.push(line.to_vec()),
-            Incoming::TooLong => too_long = true,
+            Incoming::Line(line) => lines.push(Some(line.to_vec())),
+            Incoming::TooLong => lines.push(None),
         });
         let time = clock::now();
         let mut effects = Vec::new();
-        if too_long {
-            let why = "the server sent an overlong line; skipped";
-            effects.push(self.session.refusal(&time, why));
-        }
         for line in &lines {
-            if !line.trim_ascii().is_empty() {
-                self.session.server_line(line, &time, &mut effects);
+            match line {
+                None => {
+                    let why = "the server sent an overlong line; skipped";
+                    effects.push(self.session.refusal(&time, why));
+                }
+                Some(line) if line.trim_ascii().is_empty() => {}
+                Some(line) => self.session.server_line(line, &time, &mut effects),
             }
         }
         self.apply(effects);
