@@ -1,6 +1,7 @@
 //! The server's own limits under pressure: a server out of descriptors
 //! refuses the surplus cleanly and recovers; a flooding client is paced by
-//! `--rate`/`--burst`, loses nothing, and slows nobody else.
+//! `--rate`/`--burst`, loses nothing, slows nobody else, and is heard again
+//! once its allowance refills.
 
 mod common;
 

@@ -20,7 +20,9 @@
 //! sender's messages below `lo` were handled before R arrived (R must not
 //! get them) and those from `hi` on after (R must get them). So R's
 //! messages from that sender must be exactly `a..b` for one `a` in
-//! `lo..=hi`: contiguous, each once, in order. `b` is the sender's total
+//! `lo..=hi`: contiguous, each once, in order. (The bracket is one batch
+//! wide: which messages of that batch the server handled before R arrived
+//! cannot be observed, and either way is right.) `b` is the sender's total
 //! for a receiver still connected at the end (its own ping proves it has
 //! everything), and is bracketed the same way by the `leave` for one that
 //! quit. One that was dropped or vanished may end anywhere before its
@@ -340,7 +342,7 @@ fn tcp_receiver(
         };
         if let Some(ask) = ask {
             asked = Some(ask);
-            give_up = Some(now + WAIT);
+            give_up = Some(Instant::now() + WAIT);
             // It may have been dropped already; the stream will say.
             match ask {
                 Ask::Quit => {
@@ -363,7 +365,7 @@ fn tcp_receiver(
             }
         }
         assert!(
-            give_up.is_none_or(|by| now < by),
+            give_up.is_none_or(|by| Instant::now() < by),
             "{label}: no answer within {WAIT:?}"
         );
         match lines.next() {
@@ -386,8 +388,9 @@ fn tcp_receiver(
 
 /// A `chat client --json` process fed through a pipe: it ends by being
 /// killed, by the end of its input (it quits), or after a `/who` whose
-/// answer proves it has everything.
-fn client_receiver(mut child: Child, label: String, asks: mpsc::Receiver<Ask>) -> Outcome {
+/// answer proves it has everything. Nothing is known of one killed before
+/// it showed its welcome.
+fn client_receiver(mut child: Child, label: String, asks: mpsc::Receiver<Ask>) -> Option<Outcome> {
     let stdout = child.stdout.take().unwrap();
     let mut lines = Lines::new(BufReader::new(stdout));
     let mut got = Received::new();
@@ -428,13 +431,16 @@ fn client_receiver(mut child: Child, label: String, asks: mpsc::Receiver<Ask>) -
         }
         _ => Fate::Dropped,
     };
+    if id.is_none() && fate == Fate::Vanished("killed") {
+        return None;
+    }
     let id = id.unwrap_or_else(|| panic!("{label} never showed its welcome"));
-    Outcome {
+    Some(Outcome {
         label,
         id,
         fate,
         got,
-    }
+    })
 }
 
 /// A receiver as the driver sees it.
@@ -444,7 +450,7 @@ struct Receiver {
     /// The client process's input, for `chat client` receivers.
     stdin: Option<ChildStdin>,
     pid: Option<Pid>,
-    thread: JoinHandle<Outcome>,
+    thread: JoinHandle<Option<Outcome>>,
     gone: bool,
 }
 
@@ -468,7 +474,7 @@ impl Receiver {
 
     /// Waits (bounded) for its thread, which for a client process means
     /// for the process to end: nothing in the protocol says when it has.
-    fn outcome(self) -> Outcome {
+    fn outcome(self) -> Option<Outcome> {
         let deadline = Instant::now() + WAIT;
         while !self.thread.is_finished() {
             if Instant::now() > deadline {
@@ -523,7 +529,7 @@ fn spawn_receiver(server: &Server, n: usize, rng: &mut Rng) -> Receiver {
     let welcome = conn.recv();
     let id = welcome["id"].as_u64().unwrap();
     let name = label.clone();
-    let thread = std::thread::spawn(move || tcp_receiver(conn, id, name, pace, seed, asked));
+    let thread = std::thread::spawn(move || Some(tcp_receiver(conn, id, name, pace, seed, asked)));
     Receiver {
         label,
         asks,
@@ -684,7 +690,11 @@ fn every_accepted_message_reaches_every_receiver_that_stays_once_and_in_order() 
     for r in receivers.iter_mut().filter(|r| !r.gone) {
         r.tell(Ask::Finish);
     }
-    let outcomes: Vec<Outcome> = receivers.into_iter().map(Receiver::outcome).collect();
+    let spawned = receivers.len();
+    let outcomes: Vec<Outcome> = receivers
+        .into_iter()
+        .filter_map(Receiver::outcome)
+        .collect();
     // The senders hear the last departures (a close has no answer of its
     // own; the `leave` is the server's word that it noticed).
     let departed: Vec<u64> = outcomes
@@ -744,9 +754,9 @@ fn every_accepted_message_reaches_every_receiver_that_stays_once_and_in_order() 
         .count();
     let sent: u64 = senders.iter().map(|s| s.sent).sum();
     eprintln!(
-        "soak: {} receivers ({fates:?}; {slow} left as slow), {sent} messages sent, \
-         {checked} deliveries checked, in {elapsed:?}",
-        outcomes.len()
+        "soak: {spawned} receivers ({fates:?}; {slow} left as slow; {} killed before \
+         their welcome), {sent} messages sent, {checked} deliveries checked, in {elapsed:?}",
+        spawned - outcomes.len()
     );
     let stayed = outcomes.iter().filter(|o| o.fate == Fate::Stayed);
     assert!(
