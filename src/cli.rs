@@ -70,8 +70,12 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// Address to listen on, IPv4 or IPv6 ([::1]:8888); port 0 picks a free port
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = DEFAULT_ADDR,
+        help = "Address to listen on, IPv4 or IPv6 ([::1]:8888); port 0 picks a free port"
+    )]
     pub listen: String,
 
     /// Longest accepted line in bytes, line ending included (KiB, MiB allowed)

@@ -1,10 +1,10 @@
 //! `chat server`: set-up and tear-down around the event loop.
 //!
-//! - [`event_loop`]: epoll, the connection table, reading and writing.
+//! - `event_loop`: epoll, the connection table, reading and writing.
 //! - [`room`]: the protocol's state and its routing, without sockets.
-//! - [`flood`]: per-connection flood control by not reading.
+//! - `flood`: per-connection flood control by not reading.
 //! - [`outq`]: encode once, queue slices, write with `writev`.
-//! - [`log`]: connection records for `--log` and stderr.
+//! - `log`: connection records for `--log` and stderr.
 
 mod event_loop;
 mod flood;
