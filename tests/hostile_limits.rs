@@ -33,11 +33,10 @@ fn server_under_ulimit(limit: u32) -> (Server, usize, Conn) {
             let _ = tx.send(line);
         }
     });
-    // The startup lines are written at the end of the server's first turn,
-    // so give it one.
+    // The capacity line comes at start, before anyone connects.
+    let said = rx.recv_timeout(WAIT).unwrap().unwrap();
     let mut first = server.connect();
     assert_eq!(first.recv()["type"], "welcome");
-    let said = rx.recv_timeout(WAIT).unwrap().unwrap();
     // "chat server: open-file limit 64, serving up to N clients"
     let serving = said
         .split("serving up to ")

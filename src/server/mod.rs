@@ -78,6 +78,9 @@ pub fn run(args: &ServerArgs) -> Outcome {
             args.max_clients
         ));
     }
+    // Said now, not at the end of the first loop turn: whoever started the
+    // server wants to know its capacity before anyone connects.
+    log.flush();
     let event_loop = EventLoop::new(listener, signals, room, log, settings)
         .map_err(|e| Fail::runtime(format!("cannot start the event loop: {e}")))?;
     // Scripts wait for this line to know the server is up and where.
