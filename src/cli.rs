@@ -6,9 +6,10 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
 use crate::fail::{Fail, Outcome};
 use crate::units::{parse_duration, parse_size};
@@ -16,20 +17,41 @@ use crate::units::{parse_duration, parse_size};
 /// The address every program uses when told nothing else.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8888";
 
+/// The programs a link name can select (`chat-server` and so on).
+pub const PROGRAMS: [&str; 4] = ["server", "client", "bot", "bench"];
+
+/// What `--version` prints after the name: the version, and the git commit
+/// the binary was built from when the build knew it (see `build.rs`), so a
+/// bug report names the exact source.
+pub fn version() -> &'static str {
+    static VERSION: LazyLock<String> = LazyLock::new(|| match option_env!("CHAT_GIT_COMMIT") {
+        Some(commit) => format!("{} ({commit})", env!("CARGO_PKG_VERSION")),
+        None => env!("CARGO_PKG_VERSION").to_string(),
+    });
+    &VERSION
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "chat",
-    version,
+    version = version(),
+    override_usage = "chat <COMMAND>\n       chat --install-links <DIR>",
     about = "A terminal chat room: server, client, bot and load generator in one binary",
     long_about = None,
     after_help = "Run 'chat COMMAND --help' for a command's options; 'man chat' for the whole story.",
     propagate_version = true,
-    subcommand_required = true,
+    args_conflicts_with_subcommands = true,
     arg_required_else_help = true
 )]
 pub struct Cli {
+    /// Create the links chat-server, chat-client, chat-bot and chat-bench in
+    /// DIR, beside the binary or a link to it named chat, and exit
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub install_links: Option<PathBuf>,
+
+    // Needed unless --install-links is given (the two exclude each other).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,12 +64,18 @@ pub enum Command {
     Bot(BotArgs),
     /// Measure a running server (fan-out throughput, latency, idle cost)
     Bench(BenchArgs),
+    /// Print the completion script for a shell, to install where it looks
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// Address to listen on, IPv4 or IPv6 ([::1]:8888); port 0 picks a free port
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = DEFAULT_ADDR,
+        help = "Address to listen on, IPv4 or IPv6 ([::1]:8888); port 0 picks a free port"
+    )]
     pub listen: String,
 
     /// Longest accepted line in bytes, line ending included (KiB, MiB allowed)
@@ -217,15 +245,28 @@ pub struct IdleArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: Shell,
+}
+
+/// The shells `chat completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 /// The program a link name selects: `chat-server` runs `server`, and so on.
 /// `None` for the binary's own name or any other, which then reads the
 /// program from its first argument.
 pub fn program_for_name(argv0: &OsStr) -> Option<&'static str> {
     let stem = Path::new(argv0).file_stem()?.to_str()?;
     let program = stem.strip_prefix("chat-")?;
-    ["server", "client", "bot", "bench"]
-        .into_iter()
-        .find(|p| *p == program)
+    PROGRAMS.into_iter().find(|p| *p == program)
 }
 
 /// The argument list clap should see: for `chat-server --listen x` that is
@@ -244,11 +285,15 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         Ok(cli) => cli,
         Err(e) => return help_or_usage(e),
     };
-    match cli.command {
-        Command::Server(args) => crate::server::run(&args),
-        Command::Client(args) => crate::client::run(&args),
-        Command::Bot(args) => crate::bot::run(&args),
-        Command::Bench(args) => crate::bench::run(&args),
+    match (cli.command, cli.install_links) {
+        (Some(Command::Server(args)), _) => crate::server::run(&args),
+        (Some(Command::Client(args)), _) => crate::client::run(&args),
+        (Some(Command::Bot(args)), _) => crate::bot::run(&args),
+        (Some(Command::Bench(args)), _) => crate::bench::run(&args),
+        (Some(Command::Completions(args)), _) => crate::completions::run(args.shell),
+        (None, Some(dir)) => crate::install::run(&dir),
+        // clap shows the help for an empty command line; this is the rest.
+        (None, None) => Err(Fail::usage("a command is needed; try 'chat --help'")),
     }
 }
 
@@ -269,13 +314,22 @@ fn help_or_usage(e: clap::Error) -> Outcome {
             }
         }
         _ => {
+            // clap's first paragraph, on one line: the message may go on
+            // indented ("not provided:\n  <SHELL>", "[possible values: ...]").
             let rendered = e.to_string();
-            let first = rendered
+            let first: Vec<&str> = rendered
                 .lines()
-                .next()
-                .unwrap_or("invalid command line")
-                .trim_start_matches("error: ");
-            Err(Fail::usage(format!("{first}; try 'chat --help'")))
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = first.join(" ");
+            let message = message.trim_start_matches("error: ");
+            let message = if message.is_empty() {
+                "invalid command line"
+            } else {
+                message
+            };
+            Err(Fail::usage(format!("{message}; try 'chat --help'")))
         }
     }
 }

@@ -14,7 +14,9 @@
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
-//! - [`bench`]: the load generator.
+//! - [`bench`](mod@bench): the load generator.
+//! - [`completions`], [`install`]: shell completion scripts from the clap
+//!   definition; the busybox links `chat --install-links` makes.
 //! - [`units`], [`fail`]: sizes and durations as people type them; how a
 //!   program ends with one line and an exit status.
 
@@ -23,8 +25,10 @@ pub mod bench;
 pub mod bot;
 pub mod cli;
 pub mod client;
+pub mod completions;
 pub mod fail;
 pub mod framing;
+pub mod install;
 pub mod peer;
 pub mod render;
 pub mod server;

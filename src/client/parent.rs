@@ -35,6 +35,10 @@ const INPUT: Token = Token(1);
 const DISPLAY: Token = Token(2);
 const SIGNALS: Token = Token(3);
 
+/// How long the server may take to welcome us and answer our first
+/// `nick`: a server that says nothing sensible (not a chat server, or a
+/// broken one) must not leave the client waiting forever.
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(5);
 /// How long `quit` may wait for its `bye`.
 const BYE_WAIT: Duration = Duration::from_secs(3);
 /// How long the child may take to draw its last lines and go.
@@ -83,6 +87,8 @@ pub struct Parent {
     json: bool,
     interactive: bool,
     phase: Phase,
+    /// Until the session is ready: when to stop waiting for it.
+    ready_by: Option<Instant>,
 }
 
 /// What the parent is given at the fork.
@@ -127,6 +133,7 @@ impl Parent {
             json: parts.json,
             interactive: parts.interactive,
             phase: Phase::Chatting,
+            ready_by: Some(Instant::now() + HANDSHAKE_WAIT),
         })
     }
 
@@ -187,7 +194,7 @@ impl Parent {
 
     fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Chatting => None,
+            Phase::Chatting => self.ready_by,
             Phase::Quitting { until } | Phase::Closing { until, .. } => Some(*until),
         }
     }
@@ -231,21 +238,22 @@ impl Parent {
         let Some(peer) = &mut self.peer else {
             return false;
         };
-        let mut lines: Vec<Vec<u8>> = Vec::new();
-        let mut too_long = false;
+        // In arrival order; `None` for a line too long to keep.
+        let mut lines: Vec<Option<Vec<u8>>> = Vec::new();
         let status = peer.read_lines(|incoming| match incoming {
-            Incoming::Line(line) => lines.push(line.to_vec()),
-            Incoming::TooLong => too_long = true,
+            Incoming::Line(line) => lines.push(Some(line.to_vec())),
+            Incoming::TooLong => lines.push(None),
         });
         let time = clock::now();
         let mut effects = Vec::new();
-        if too_long {
-            let why = "the server sent an overlong line; skipped";
-            effects.push(self.session.refusal(&time, why));
-        }
         for line in &lines {
-            if !line.trim_ascii().is_empty() {
-                self.session.server_line(line, &time, &mut effects);
+            match line {
+                None => {
+                    let why = "the server sent an overlong line; skipped";
+                    effects.push(self.session.refusal(&time, why));
+                }
+                Some(line) if line.trim_ascii().is_empty() => {}
+                Some(line) => self.session.server_line(line, &time, &mut effects),
             }
         }
         self.apply(effects);
@@ -444,6 +452,15 @@ impl Parent {
 
     fn check_deadlines(&mut self) {
         let now = Instant::now();
+        if self.session.ready() {
+            self.ready_by = None;
+        }
+        if let (Phase::Chatting, Some(by)) = (&self.phase, self.ready_by) {
+            if now >= by {
+                self.ready_by = None;
+                self.handshake_overdue();
+            }
+        }
         match &self.phase {
             Phase::Quitting { until } if now >= *until => self.close(Ok(())),
             Phase::Closing { .. } if self.screen.pending() == 0 => {
@@ -455,6 +472,26 @@ impl Parent {
             }
             _ => {}
         }
+    }
+
+    /// The server did not welcome us, or did not answer our nickname, in
+    /// time. Without a welcome there is no session; an unanswered nickname
+    /// is given up, and the lines typed meanwhile go out under the name we
+    /// have.
+    fn handshake_overdue(&mut self) {
+        if !self.session.welcomed() {
+            let message = format!(
+                "no welcome from {} within {} s; is it a chat server?",
+                self.addr,
+                HANDSHAKE_WAIT.as_secs()
+            );
+            return self.close(Err(Fail::runtime(message)));
+        }
+        let effect = self.session.nick_unanswered(&clock::now());
+        self.apply(vec![effect]);
+        self.run_waiting_lines();
+        self.flush_server();
+        self.flush_screen();
     }
 
     /// The outcome, once the session is closed and the child is gone (or

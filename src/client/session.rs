@@ -65,6 +65,21 @@ impl Session {
         self.welcomed && !self.nick_pending
     }
 
+    pub fn welcomed(&self) -> bool {
+        self.welcomed
+    }
+
+    /// The server never answered our first `nick`: stop waiting for it and
+    /// say so; typed lines go out under the name we have.
+    pub fn nick_unanswered(&mut self, time: &str) -> Effect {
+        self.nick_pending = false;
+        let why = format!(
+            "the server did not answer the request for a nickname; you are still {}",
+            self.room.nick
+        );
+        self.refusal(time, &why)
+    }
+
     /// A refusal the client itself says (a bad command, an overlong line),
     /// at `time`.
     pub fn refusal(&self, time: &str, why: &str) -> Effect {
@@ -279,6 +294,19 @@ mod tests {
             [show("12:00:00 !! alice is taken; you are still guest3")]
         );
         assert!(s.ready());
+    }
+
+    #[test]
+    fn an_unanswered_nick_is_given_up_under_the_guest_name() {
+        let mut s = session(false, Some("carol"), false);
+        feed(&mut s, WELCOME);
+        assert!(s.welcomed() && !s.ready());
+        let note = s.nick_unanswered(T);
+        assert!(s.ready());
+        assert!(
+            matches!(&note, Effect::Note(l) if l.contains("!! ") && l.contains("still guest3")),
+            "{note:?}"
+        );
     }
 
     #[test]

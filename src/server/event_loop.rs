@@ -55,15 +55,28 @@ const GRACE: Duration = Duration::from_secs(1);
 /// try again after this long (never spin on a listener that stays ready).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// How long a connection that is done (it quit, or closed its side) may
+/// take to read what is still queued for it before it is closed anyway.
+const LINGER: Duration = Duration::from_secs(10);
+
 /// What a connection is doing, as far as its socket is concerned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
-    /// Sent `quit` (or the server is stopping): input is ignored, and the
-    /// socket closes once everything queued has been written.
+    /// Done: it sent `quit`, closed its side (a half-close), or the server
+    /// is stopping. Input is ignored; the socket closes once everything
+    /// queued has been written, or after [`LINGER`].
     Closing,
-    /// The peer closed its side: written to once more, then closed.
-    HungUp,
+}
+
+/// Something to do for a connection at a given time.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// Flood control: its allowance has room again; read it.
+    Resume(usize),
+    /// Its linger time is over: close it if it is still closing. The user
+    /// id tells a reused slot from the connection that set the timer.
+    Linger(usize, u64),
 }
 
 /// The socket half of a connection; the room holds the other half under
@@ -78,6 +91,8 @@ struct Conn {
     /// Input read but not yet handled because the allowance ran out; never
     /// more than one (allowance-sized) read.
     held: Vec<u8>,
+    /// A `Timer::Resume` is set for it.
+    resuming: bool,
 }
 
 /// Something with input left after its budget ran out.
@@ -109,10 +124,9 @@ pub struct EventLoop {
     /// closes, or at this time.
     accept_paused: Option<Instant>,
     again: Vec<Again>,
-    /// Connections paused by flood control, by when to read them again.
-    wakeups: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Connections to look at again later, soonest first.
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     dirty: Vec<usize>,
-    hung_up: Vec<usize>,
     server_full: Vec<u8>,
     shutdown_by: Option<Instant>,
     now_ms: u64,
@@ -153,9 +167,8 @@ impl EventLoop {
             spare: open_spare(),
             accept_paused: None,
             again: Vec::new(),
-            wakeups: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
             dirty: Vec::new(),
-            hung_up: Vec::new(),
             server_full,
             shutdown_by: None,
             now_ms: now_ms(),
@@ -170,7 +183,7 @@ impl EventLoop {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                let wakeup = self.wakeups.peek().map(|Reverse((at, _))| *at);
+                let wakeup = self.timers.peek().map(|Reverse((at, _))| *at);
                 [self.shutdown_by, self.accept_paused, wakeup]
                     .into_iter()
                     .flatten()
@@ -188,12 +201,12 @@ impl EventLoop {
             if self.accept_paused.is_some_and(|at| now >= at) {
                 self.resume_accepting();
             }
-            while let Some(&Reverse((at, slot))) = self.wakeups.peek() {
+            while let Some(&Reverse((at, timer))) = self.timers.peek() {
                 if at > now {
                     break;
                 }
-                self.wakeups.pop();
-                self.again.push(Again::Conn(slot));
+                self.timers.pop();
+                self.on_timer(timer);
             }
             for again in std::mem::take(&mut self.again) {
                 match again {
@@ -303,6 +316,7 @@ impl EventLoop {
             writing: false,
             allowance: Allowance::new(self.settings.flood, Instant::now()),
             held: Vec::new(),
+            resuming: false,
         });
         if let Some(user) = self.room.user(slot) {
             self.log.connect(user.id, addr, self.now_ms);
@@ -327,9 +341,13 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
+        if conn.state != State::Open {
+            return;
+        }
         // A connection over its allowance waits for its wake-up, whatever
         // arrives meanwhile.
-        if conn.state != State::Open || !conn.allowance.has_room(limit, now) {
+        if !conn.allowance.has_room(limit, now) {
+            resume_later(conn, slot, limit, &mut self.timers);
             return;
         }
         if !conn.held.is_empty() {
@@ -348,11 +366,12 @@ impl EventLoop {
             let result = conn.stream.read(&mut scratch[..size]);
             let go_on = match result {
                 Ok(0) => {
-                    // A last line without `\n` is dropped, as the protocol says.
-                    conn.state = State::HungUp;
+                    // The peer is done sending (a last line without `\n` is
+                    // dropped, as the protocol says). It may still be
+                    // reading: what is queued for it goes out first.
                     self.room
                         .depart(slot, LeaveReason::Disconnect, None, self.now_ms);
-                    self.hung_up.push(slot);
+                    self.finish(slot);
                     false
                 }
                 Ok(n) => {
@@ -386,7 +405,7 @@ impl EventLoop {
             room,
             settings,
             now_ms,
-            wakeups,
+            timers,
             ..
         } = self;
         let Some(conn) = conns.get_mut(slot) else {
@@ -396,7 +415,7 @@ impl EventLoop {
         let max_line = settings.max_line;
         if !conn.allowance.has_room(limit, now) {
             conn.held.extend_from_slice(input);
-            pause(conn, slot, limit, wakeups);
+            resume_later(conn, slot, limit, timers);
             return false;
         }
         let mut flow = Flow::Continue;
@@ -410,13 +429,17 @@ impl EventLoop {
             flow == Flow::Continue && allowance.has_room(limit, now)
         });
         if flow == Flow::Close {
-            conn.state = State::Closing;
+            self.finish(slot);
             return false;
         }
         let paused = consumed < input.len();
         if paused {
             conn.held.extend_from_slice(&input[consumed..]);
-            pause(conn, slot, limit, wakeups);
+        }
+        if !conn.allowance.has_room(limit, now) {
+            // Whether or not input is held, more may wait in the socket, and
+            // no new readiness will come for it: come back when allowed.
+            resume_later(conn, slot, limit, timers);
         }
         if room.has_over() {
             self.relieve();
@@ -472,7 +495,7 @@ impl EventLoop {
             self.relieve();
             let mut dirty = std::mem::take(&mut self.dirty);
             self.room.take_dirty(&mut dirty);
-            if dirty.is_empty() && self.hung_up.is_empty() {
+            if dirty.is_empty() {
                 self.dirty = dirty;
                 break;
             }
@@ -480,10 +503,6 @@ impl EventLoop {
                 self.flush(slot);
             }
             self.dirty = dirty;
-            // A hung-up peer got its one last write above; now it goes.
-            for slot in std::mem::take(&mut self.hung_up) {
-                self.close(slot);
-            }
         }
         for renamed in std::mem::take(&mut self.room.renames) {
             self.log.rename(&renamed, self.now_ms);
@@ -500,8 +519,7 @@ impl EventLoop {
             return;
         }
         let pending = !user.out.is_empty();
-        // A hung-up connection is closed at the end of this turn anyway.
-        if pending != conn.writing && conn.state != State::HungUp {
+        if pending != conn.writing {
             let interest = if pending {
                 Interest::READABLE | Interest::WRITABLE
             } else {
@@ -520,6 +538,44 @@ impl EventLoop {
         }
         if !pending && conn.state == State::Closing {
             self.close(slot);
+        }
+    }
+
+    /// The connection is done (quit or hung up): it closes once its queue is
+    /// written, or after [`LINGER`] if it does not read.
+    fn finish(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        conn.state = State::Closing;
+        match self.room.user(slot) {
+            Some(user) if !user.out.is_empty() => {
+                let timer = Timer::Linger(slot, user.id);
+                self.timers.push(Reverse((Instant::now() + LINGER, timer)));
+                self.room.mark_dirty(slot);
+            }
+            _ => self.close(slot),
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Resume(slot) => {
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.resuming = false;
+                    self.again.push(Again::Conn(slot));
+                }
+            }
+            Timer::Linger(slot, id) => {
+                let same = self.room.user(slot).is_some_and(|u| u.id == id);
+                let closing = self
+                    .conns
+                    .get(slot)
+                    .is_some_and(|c| c.state == State::Closing);
+                if same && closing {
+                    self.close(slot);
+                }
+            }
         }
     }
 
@@ -571,14 +627,21 @@ fn keep_alive(stream: &TcpStream) {
     let _ = setsockopt(stream, sockopt::TcpKeepCount, &6);
 }
 
-/// Stops reading `conn` until its allowance has room again.
-fn pause(
+/// Sets a timer to read `conn` again when its allowance has room (once:
+/// readiness that arrives meanwhile must not pile up timers).
+fn resume_later(
     conn: &mut Conn,
     slot: usize,
     limit: Limit,
-    wakeups: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: &mut BinaryHeap<Reverse<(Instant, Timer)>>,
 ) {
-    wakeups.push(Reverse((conn.allowance.ready_at(limit), slot)));
+    if !conn.resuming {
+        conn.resuming = true;
+        timers.push(Reverse((
+            conn.allowance.ready_at(limit),
+            Timer::Resume(slot),
+        )));
+    }
 }
 
 /// Accept errors that concern one connection, not the listener.

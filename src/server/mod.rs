@@ -1,10 +1,10 @@
 //! `chat server`: set-up and tear-down around the event loop.
 //!
-//! - [`event_loop`]: epoll, the connection table, reading and writing.
+//! - `event_loop`: epoll, the connection table, reading and writing.
 //! - [`room`]: the protocol's state and its routing, without sockets.
-//! - [`flood`]: per-connection flood control by not reading.
+//! - `flood`: per-connection flood control by not reading.
 //! - [`outq`]: encode once, queue slices, write with `writev`.
-//! - [`log`]: connection records for `--log` and stderr.
+//! - `log`: connection records for `--log` and stderr.
 
 mod event_loop;
 mod flood;
@@ -78,6 +78,9 @@ pub fn run(args: &ServerArgs) -> Outcome {
             args.max_clients
         ));
     }
+    // Said now, not at the end of the first loop turn: whoever started the
+    // server wants to know its capacity before anyone connects.
+    log.flush();
     let event_loop = EventLoop::new(listener, signals, room, log, settings)
         .map_err(|e| Fail::runtime(format!("cannot start the event loop: {e}")))?;
     // Scripts wait for this line to know the server is up and where.

@@ -116,14 +116,24 @@ struct Slice {
     end: u32,
 }
 
+/// A slice with its block borrowed for a write.
+type Borrowed<'a> = (Ref<'a, Vec<u8>>, &'a Slice);
+
 /// What one queued slice costs beyond its bytes; counted in [`OutQueue::cost`]
 /// so that `--max-queue` bounds the memory a reader holds, not just bytes.
 const SLICE_COST: usize = std::mem::size_of::<Slice>();
 
-/// One connection's pending output, in order.
+/// One connection's pending output, in order: the slices in `head`, then
+/// `tail`.
+///
+/// The last slice lives inline, in the user's record, because that is the
+/// one every delivery looks at: a broadcast to a thousand receivers that
+/// keep up extends a thousand inline ranges without touching the heap, and
+/// a queue of one slice (the usual case) owns no allocation at all.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    slices: VecDeque<Slice>,
+    head: VecDeque<Slice>,
+    tail: Option<Slice>,
     len: usize,
 }
 
@@ -139,28 +149,40 @@ impl OutQueue {
 
     /// Memory this queue holds in the server: its bytes and its slices.
     pub fn cost(&self) -> usize {
-        self.len + self.slices.len() * SLICE_COST
+        self.len + self.slice_count() * SLICE_COST
+    }
+
+    fn slice_count(&self) -> usize {
+        self.head.len() + usize::from(self.tail.is_some())
+    }
+
+    fn slices(&self) -> impl Iterator<Item = &Slice> {
+        self.head.iter().chain(&self.tail)
     }
 
     /// Queues an encoded message after what is already queued.
     pub fn push(&mut self, msg: &Encoded) {
         self.len += msg.len();
-        if let Some(last) = self.slices.back_mut() {
+        if let Some(last) = &mut self.tail {
             if last.end == msg.start && Rc::ptr_eq(&last.block, &msg.block) {
                 last.end = msg.end;
                 return;
             }
         }
-        self.slices.push_back(Slice {
+        let slice = Slice {
             block: Rc::clone(&msg.block),
             start: msg.start,
             end: msg.end,
-        });
+        };
+        if let Some(previous) = self.tail.replace(slice) {
+            self.head.push_back(previous);
+        }
     }
 
     /// Drops everything queued (the connection is going away).
     pub fn clear(&mut self) {
-        self.slices = VecDeque::new();
+        self.head = VecDeque::new();
+        self.tail = None;
         self.len = 0;
     }
 
@@ -169,17 +191,17 @@ impl OutQueue {
     /// is not an error here.
     pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
         let mut written = 0;
-        while !self.slices.is_empty() {
+        while !self.is_empty() {
             let result = {
                 // Borrow the blocks first, then point the iovecs into them.
-                let guards: [Option<Ref<'_, Vec<u8>>>; MAX_IOV] = std::array::from_fn(|i| {
-                    let slice = self.slices.get(i)?;
-                    slice.block.try_borrow().ok()
+                let mut slices = self.slices();
+                let guards: [Option<Borrowed<'_>>; MAX_IOV] = std::array::from_fn(|_| {
+                    let slice = slices.next()?;
+                    Some((slice.block.try_borrow().ok()?, slice))
                 });
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
                 let mut n = 0;
-                for (guard, slice) in guards.iter().zip(&self.slices) {
-                    let Some(bytes) = guard else { break };
+                for (bytes, slice) in guards.iter().map_while(Option::as_ref) {
                     iov[n] = IoSlice::new(&bytes[slice.start as usize..slice.end as usize]);
                     n += 1;
                 }
@@ -205,8 +227,12 @@ impl OutQueue {
     fn consume(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
-            let Some(front) = self.slices.front_mut() else {
-                return;
+            let front = match self.head.front_mut() {
+                Some(front) => front,
+                None => match &mut self.tail {
+                    Some(tail) => tail,
+                    None => return,
+                },
             };
             let avail = (front.end - front.start) as usize;
             if n < avail {
@@ -214,12 +240,14 @@ impl OutQueue {
                 return;
             }
             n -= avail;
-            self.slices.pop_front();
+            if self.head.pop_front().is_none() {
+                self.tail = None;
+            }
         }
-        if self.slices.is_empty() {
-            // An idle connection holds no queue memory at all; a busy one
-            // pays one small allocation per write, not per message.
-            self.slices = VecDeque::new();
+        if self.head.is_empty() {
+            // Only a lagging reader needs more than the inline slice; once
+            // it has caught up its list goes.
+            self.head = VecDeque::new();
         }
     }
 }
@@ -279,8 +307,8 @@ mod tests {
                 b.push(&m);
             }
         }
-        assert_eq!(a.slices.len(), 1, "contiguous messages extend one slice");
-        assert_eq!(b.slices.len(), 5);
+        assert_eq!(a.slice_count(), 1, "contiguous messages extend one slice");
+        assert_eq!(b.slice_count(), 5);
         let mut sink = Trickle {
             got: Vec::new(),
             limit: 7,
@@ -335,9 +363,9 @@ mod tests {
         }
         let blocks = lagging.len() / BLOCK_SIZE + 1;
         assert!(
-            lagging.slices.len() <= blocks + 1,
+            lagging.slice_count() <= blocks + 1,
             "{} slices for {} blocks",
-            lagging.slices.len(),
+            lagging.slice_count(),
             blocks
         );
         let mut sink = Trickle {

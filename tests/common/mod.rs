@@ -256,3 +256,79 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// A field of `/proc/PID/status` given in kB (`VmRSS`, `VmHWM`), in bytes.
+pub fn proc_status_bytes(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let kib: u64 = line
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .expect("kB figure");
+    kib * 1024
+}
+
+/// Starts measuring a process's peak resident memory (`VmHWM`) afresh from
+/// its current size: writing 5 to `clear_refs` resets the peak.
+pub fn reset_peak_rss(pid: i32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+}
+
+/// Descriptors a process holds open (the entries of `/proc/PID/fd`).
+pub fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd directory")
+        .count()
+}
+
+/// Raises this process's soft open-file limit to the hard one, for tests
+/// that hold a thousand sockets where a soft limit of 1024 is common.
+/// Returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+    }
+    hard
+}
+
+/// Closes a connection with a reset (RST) rather than a FIN, as a crashed
+/// host or a killed NAT entry does: SO_LINGER on with a zero timeout, which
+/// std has no setter for.
+pub fn reset(stream: TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(&stream, sockopt::Linger, &linger).expect("SO_LINGER");
+    drop(stream);
+}
+
+/// Round-trip times of `n` pings, one every `every` (pacing the probe, not
+/// waiting for anything); lines that arrive meanwhile are skipped.
+pub fn ping_times(conn: &mut Conn, n: usize, every: Duration) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            conn.sync();
+            let rtt = start.elapsed();
+            std::thread::sleep(every.saturating_sub(rtt)); // pacing the probe
+            rtt
+        })
+        .collect()
+}
+
+/// The 99th percentile (nearest rank) of some durations.
+pub fn p99(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let rank = (sorted.len() * 99).div_ceil(100).max(1);
+    sorted[rank - 1]
+}

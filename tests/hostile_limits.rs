@@ -1,0 +1,197 @@
+//! The server's own limits under pressure: a server out of descriptors
+//! refuses the surplus cleanly and recovers; a flooding client is paced by
+//! `--rate`/`--burst`, loses nothing, slows nobody else, and is heard again
+//! once its allowance refills.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Conn, Server, WAIT, chat_bin, p99, ping_times};
+use serde_json::json;
+
+/// `chat server` under `ulimit -n LIMIT` (soft and hard), the number of
+/// clients it says it will serve, and its first client. Its stderr is read
+/// in the background, so that its connection records never block it.
+fn server_under_ulimit(limit: u32) -> (Server, usize, Conn) {
+    let script =
+        format!("ulimit -n {limit} && exec \"$0\" server --listen 127.0.0.1:0 --max-clients 1000");
+    let mut server = Server::start_with(
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg(chat_bin())
+            .stderr(Stdio::piped()),
+    );
+    let stderr = BufReader::new(server.child.stderr.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let _ = tx.send(line);
+        }
+    });
+    // The capacity line comes at start, before anyone connects.
+    let said = rx.recv_timeout(WAIT).unwrap().unwrap();
+    let mut first = server.connect();
+    assert_eq!(first.recv()["type"], "welcome");
+    // "chat server: open-file limit 64, serving up to N clients"
+    let serving = said
+        .split("serving up to ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the server did not say its capacity: {said:?}"));
+    assert!(
+        said.contains(&format!("open-file limit {limit}")),
+        "{said:?}"
+    );
+    (server, serving, first)
+}
+
+/// Connects and expects `server_full` as the only line, then the close.
+fn assert_refused(server: &Server) {
+    let mut conn = server.connect();
+    let first = conn.recv();
+    assert_eq!(first["type"], "error", "{first}");
+    assert_eq!(first["code"], "server_full", "{first}");
+    conn.expect_eof();
+}
+
+#[test]
+fn under_ulimit_n_64_the_surplus_is_refused_and_the_room_goes_on() {
+    let (server, serving, first) = server_under_ulimit(64);
+    assert!(
+        (16..64).contains(&serving),
+        "serving {serving} clients on 64 descriptors"
+    );
+    let mut inside = vec![first];
+    for _ in 1..serving {
+        let mut c = server.connect();
+        assert_eq!(c.recv()["type"], "welcome");
+        inside.push(c);
+    }
+    for _ in 0..20 {
+        assert_refused(&server);
+    }
+
+    // Everyone inside still chats: one speaks, all the others hear it.
+    inside[0].sync();
+    inside[0].send(&json!({"type": "group", "text": "still here?"}));
+    for c in &mut inside[1..] {
+        assert_eq!(c.recv_type("group")["text"], "still here?");
+    }
+
+    // Three leave; exactly three newcomers get in, and the next is refused.
+    for mut c in inside.drain(..3) {
+        c.send(&json!({"type": "quit"}));
+        c.recv_type("bye");
+        c.expect_eof();
+    }
+    for _ in 0..3 {
+        let mut c = server.connect();
+        let welcome = c.recv();
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["users"], inside.len() + 1, "{welcome}");
+        inside.push(c);
+    }
+    assert_refused(&server);
+    let last = inside.len() - 1;
+    inside[last].send(&json!({"type": "who"}));
+    let who = inside[last].recv_type("who");
+    assert_eq!(who["users"].as_array().map(Vec::len), Some(serving));
+}
+
+#[test]
+fn a_flooding_client_is_paced_loses_nothing_and_slows_nobody_else() {
+    const RATE: u32 = 200;
+    const BURST: u32 = 50;
+    const FLOOD: usize = 650;
+    let server = Server::start(&["--rate", &RATE.to_string(), "--burst", &BURST.to_string()]);
+    let mut flooder = server.join("flooder");
+    let mut reader = server.join("reader");
+    let mut pinger = server.join("pinger");
+    flooder.sync();
+    reader.sync();
+    pinger.sync();
+
+    // 8 KiB each, so that the flood is more than the socket buffers take
+    // while the server is not reading.
+    let pad = "p".repeat(8 * 1024);
+    let flood: Vec<u8> = (0..FLOOD)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"type": "group", "text": format!("{i} {pad}")})
+            )
+        })
+        .collect::<String>()
+        .into_bytes();
+    let start = Instant::now();
+    let (written, arrived, rtts) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            flooder.send_raw(&flood);
+            start.elapsed()
+        });
+        let receiver = s.spawn(|| {
+            for i in 0..FLOOD {
+                let g = reader.recv();
+                assert_eq!(g["type"], "group", "{g}");
+                assert_eq!(g["text"], format!("{i} {pad}"), "lost or reordered");
+            }
+            start.elapsed()
+        });
+        let rtts = ping_times(&mut pinger, 200, Duration::from_millis(10));
+        (writer.join().unwrap(), receiver.join().unwrap(), rtts)
+    });
+    let p99 = p99(&rtts);
+    // The bucket holds BURST at most; the rest arrives at RATE.
+    let paced = Duration::from_secs_f64(f64::from(FLOOD as u32 - BURST) / f64::from(RATE));
+    eprintln!(
+        "flood: {FLOOD} messages at --rate {RATE} --burst {BURST}: the flooder's writes \
+         took {written:?}, the last arrived after {arrived:?} (bucket: {paced:?}); \
+         another client's ping p99 {p99:?}, max {:?}",
+        rtts.iter().max().unwrap()
+    );
+    assert!(
+        arrived >= paced.mul_f64(0.97),
+        "{FLOOD} messages arrived in {arrived:?}, faster than --rate {RATE} --burst {BURST} allows"
+    );
+    assert!(
+        p99 < Duration::from_millis(10),
+        "ping p99 {p99:?} while another client floods"
+    );
+    assert!(reader.sync().is_empty(), "more than was sent");
+}
+
+#[test]
+fn a_client_that_spent_its_burst_is_answered_once_its_allowance_refills() {
+    // Two messages spend what is left of the burst; the ping after them must be read when
+    // the bucket has a token again (within a second at --rate 1), although
+    // it arrived while there was none.
+    let server = Server::start(&["--rate", "1", "--burst", "3"]);
+    let mut alice = server.join("alice"); // the nick spent a token
+    let mut bob = server.join("bob");
+    alice.send_line(r#"{"type":"group","text":"1"}"#);
+    alice.send_line(r#"{"type":"group","text":"2"}"#);
+    assert_eq!(bob.recv_type("group")["text"], "1");
+    assert_eq!(bob.recv_type("group")["text"], "2");
+    alice
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    alice.send_line(r#"{"type":"ping","token":"after the burst"}"#);
+    loop {
+        let mut line = String::new();
+        match alice.reader.read_line(&mut line) {
+            Ok(n) if n > 0 && line.contains(r#""pong""#) => break,
+            Ok(n) if n > 0 => {} // bob's join and nick
+            other => panic!(
+                "no pong within 3 s at --rate 1 ({other:?}): the server does not read \
+                 a connection again once its allowance refills"
+            ),
+        }
+    }
+}
