@@ -918,8 +918,9 @@ impl State {
                     _ => "",
                 };
                 cx.control.fail(format!(
-                    "the server refused a line of {}: {code}: {message}{hint}",
-                    self.nick
+                    "the server refused a line of {}: {code}: {}{hint}",
+                    self.nick,
+                    crate::render::sanitize(&message)
                 ));
             }
             ServerMsg::Bye { .. } => {

@@ -466,7 +466,8 @@ fn other(line: &[u8], i: usize, control: &Control) {
                 _ => "",
             };
             control.fail(format!(
-                "the server refused a connection (#{i} of its loop): {code}: {message}{hint}"
+                "the server refused a connection (#{i} of its loop): {code}: {}{hint}",
+                crate::render::sanitize(&message)
             ));
         }
         Ok(ServerMsg::Bye { .. }) => {
