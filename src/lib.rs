@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line and the busybox-style dispatch on argv\[0\].
 //! - [`wire`]: the JSON-lines protocol; every message type and its parsing.
 //! - [`framing`]: bytes into lines, with the line-length bound.
+//! - [`interest`]: WRITABLE only while output waits, for every loop.
 //! - [`addr`], [`peer`]: reading addresses; the client side of a connection
 //!   (socket, framing, output buffer) shared by client, bot and bench.
 //! - [`server`]: the single-threaded epoll server; its event loop, its
@@ -29,6 +30,7 @@ pub mod completions;
 pub mod fail;
 pub mod framing;
 pub mod install;
+pub mod interest;
 pub mod peer;
 pub mod render;
 pub mod server;

@@ -37,11 +37,22 @@ impl Control {
     }
 
     /// A new event loop's `Poll`, whose waker this control will ring.
-    pub fn event_loop(&self) -> io::Result<Poll> {
+    fn event_loop(&self) -> io::Result<Poll> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         lock(&self.wakers).push(std::sync::Arc::new(waker));
         Ok(poll)
+    }
+
+    /// `n` event loops, one per bench thread.
+    pub fn event_loops(&self, n: usize) -> Result<Vec<Poll>, crate::fail::Fail> {
+        (0..n)
+            .map(|_| {
+                self.event_loop().map_err(|e| {
+                    crate::fail::Fail::runtime(format!("cannot create an event loop: {e}"))
+                })
+            })
+            .collect()
     }
 
     pub fn now_ns(&self) -> u64 {

@@ -109,14 +109,7 @@ pub fn run(args: &FanoutArgs) -> Outcome {
 
     let control = Control::new();
     let counters = Counters::default();
-    let mut polls = Vec::new();
-    for _ in 0..threads {
-        polls.push(
-            control
-                .event_loop()
-                .map_err(|e| Fail::runtime(format!("cannot create an event loop: {e}")))?,
-        );
-    }
+    let polls = control.event_loops(threads)?;
     let progress = Progress::on_stderr();
     let (end, tallies) = std::thread::scope(|scope| {
         let workers: Vec<_> = polls

@@ -85,14 +85,7 @@ pub fn run(args: &IdleArgs) -> Outcome {
 
     let control = Control::new();
     let counters = Counters::default();
-    let mut polls = Vec::new();
-    for _ in 0..threads {
-        polls.push(
-            control
-                .event_loop()
-                .map_err(|e| Fail::runtime(format!("cannot create an event loop: {e}")))?,
-        );
-    }
+    let polls = control.event_loops(threads)?;
     let progress = Progress::on_stderr();
     let (end, joined) = std::thread::scope(|scope| {
         let workers: Vec<_> = polls

@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use super::matching::{Pattern, Received, summary};
 use super::script::{Action, Script, Step};
 use super::transcript::{by, verdict};
+use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::render::{Me, Renderer, Style};
 use crate::units::format_duration;
@@ -493,16 +494,14 @@ impl Room {
             return;
         };
         let want = peer.pending() > 0;
-        if want != conn.writing {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            match registry.reregister(&mut peer.stream, Token(i), interest) {
-                Ok(()) => conn.writing = want,
-                Err(e) => self.lost(registry, i, io_reason(&e)),
-            }
+        if let Err(e) = want_writable(
+            registry,
+            &mut peer.stream,
+            Token(i),
+            want,
+            &mut conn.writing,
+        ) {
+            self.lost(registry, i, io_reason(&e));
         }
     }
 

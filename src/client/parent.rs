@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 
 use crate::fail::{Fail, Outcome};
 use crate::framing::{Frame, LineReader};
+use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::wire::{ByeReason, ClientMsg, client_line};
 
@@ -404,21 +405,15 @@ impl Parent {
             return self.server_gone(&e.to_string());
         }
         let want = peer.pending() > 0;
-        if want != self.peer_writable {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if self
-                .poll
-                .registry()
-                .reregister(&mut peer.stream, SERVER, interest)
-                .is_ok()
-            {
-                self.peer_writable = want;
-            }
-        }
+        let registry = self.poll.registry();
+        // On failure the interest stays as it was and the next flush retries.
+        let _ = want_writable(
+            registry,
+            &mut peer.stream,
+            SERVER,
+            want,
+            &mut self.peer_writable,
+        );
     }
 
     /// Ends the session with `outcome` (the first one decided wins): closes

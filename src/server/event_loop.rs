@@ -38,6 +38,7 @@ use super::flood::{Allowance, Limit};
 use super::log::EventLog;
 use super::room::{Departure, Flow, Presence, Room};
 use crate::framing::{Frame, LineReader};
+use crate::interest::want_writable;
 use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -519,22 +520,18 @@ impl EventLoop {
             return;
         }
         let pending = !user.out.is_empty();
-        if pending != conn.writing {
-            let interest = if pending {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, Token(slot), interest)
-                .is_err()
-            {
-                self.close(slot);
-                return;
-            }
-            conn.writing = pending;
+        let registry = self.poll.registry();
+        if want_writable(
+            registry,
+            &mut conn.stream,
+            Token(slot),
+            pending,
+            &mut conn.writing,
+        )
+        .is_err()
+        {
+            self.close(slot);
+            return;
         }
         if !pending && conn.state == State::Closing {
             self.close(slot);
