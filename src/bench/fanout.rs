@@ -902,7 +902,8 @@ impl State {
                 reason: LeaveReason::Slow,
                 ..
             } => {
-                lock(&cx.counters.lost).insert(nick.into_owned(), "disconnected as slow");
+                let nick = crate::render::sanitize(&nick).into_owned();
+                lock(&cx.counters.lost).insert(nick, "disconnected as slow");
             }
             ServerMsg::Error { code, message } => {
                 let hint = match code {
