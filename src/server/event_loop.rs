@@ -3,16 +3,19 @@
 //!
 //! A loop turn has three phases:
 //!
-//! 1. **Wait** for readiness (or not at all, when a connection still has
-//!    input left over from the last turn's read budget).
+//! 1. **Wait** for readiness, or for the next timer (flood control resuming
+//!    a reader, a finished connection's linger running out), or not at all
+//!    when a connection still has input left over from the last turn's read
+//!    budget.
 //! 2. **React**: accept until the listener would block; read each readable
 //!    socket until it would block or its budget is spent, framing lines and
 //!    handing them to the room, which queues the answers; note which sockets
 //!    became writable.
 //! 3. **Write**: write every connection with something queued, one
-//!    `writev` covering all its messages of the turn. Connections that fell too far behind, failed, or hung up are
-//!    closed here, and what their departure tells the others is written in
-//!    the same turn.
+//!    `writev` covering all its messages of the turn. Connections that fell
+//!    too far behind or failed are closed here, and so are finished ones
+//!    (quit, or hung up) once all that was queued for them is written; what
+//!    a departure tells the others is written in the same turn.
 //!
 //! Edge triggering means the kernel reports a socket once per change, so
 //! every read, write and accept continues until `WouldBlock`; the read
