@@ -238,9 +238,10 @@ fn disconnect_slow(clients: &Clients, victim: &str) {
     });
 }
 
-#[test]
-fn a_lost_message_fails_the_run() {
-    let addr = faulty_server(Fault::Drop).to_string();
+/// A small fan-out (3 receivers, 2 senders, 20 messages each) against a
+/// fake server with `fault`; the exit status and the JSON report.
+fn fanout_against(fault: Fault, timeout: &str) -> (Output, Value) {
+    let addr = faulty_server(fault).to_string();
     let out = run(&[
         "fanout",
         "--server",
@@ -253,9 +254,15 @@ fn a_lost_message_fails_the_run() {
         "20",
         "--json",
         "--timeout",
-        "1s",
+        timeout,
     ]);
     let r = report(&out);
+    (out, r)
+}
+
+#[test]
+fn a_lost_message_fails_the_run() {
+    let (out, r) = fanout_against(Fault::Drop, "1s");
     assert_eq!(out.status.code(), Some(1), "{r}");
     assert_eq!(r["missing"], 3, "one message, to three receivers: {r}");
     assert_eq!(r["received"], 3 * 2 * 20 - 3, "{r}");
@@ -265,22 +272,7 @@ fn a_lost_message_fails_the_run() {
 
 #[test]
 fn a_duplicated_message_fails_the_run() {
-    let addr = faulty_server(Fault::Duplicate).to_string();
-    let out = run(&[
-        "fanout",
-        "--server",
-        &addr,
-        "-r",
-        "3",
-        "-s",
-        "2",
-        "-n",
-        "20",
-        "--json",
-        "--timeout",
-        "5s",
-    ]);
-    let r = report(&out);
+    let (out, r) = fanout_against(Fault::Duplicate, "5s");
     assert_eq!(out.status.code(), Some(1), "{r}");
     assert_eq!(r["out_of_order"], 3, "{r}");
     assert_eq!(r["missing"], 0, "{r}");
@@ -290,22 +282,7 @@ fn a_duplicated_message_fails_the_run() {
 
 #[test]
 fn a_receiver_disconnected_as_slow_fails_the_run() {
-    let addr = faulty_server(Fault::DisconnectSlow).to_string();
-    let out = run(&[
-        "fanout",
-        "--server",
-        &addr,
-        "-r",
-        "3",
-        "-s",
-        "2",
-        "-n",
-        "20",
-        "--json",
-        "--timeout",
-        "5s",
-    ]);
-    let r = report(&out);
+    let (out, r) = fanout_against(Fault::DisconnectSlow, "5s");
     assert_eq!(out.status.code(), Some(1), "{r}");
     assert_eq!(r["lost"], "r1 (disconnected as slow)", "{r}");
     let missing = r["missing"].as_u64().unwrap();
