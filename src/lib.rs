@@ -13,6 +13,7 @@
 //! - [`client`]: the interactive client, a parent that owns the connection
 //!   and a forked child that owns the keyboard.
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
+//! - [`escape`]: controls in text from the network shown as escapes.
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
 //! - [`bench`](mod@bench): the load generator.
@@ -27,6 +28,7 @@ pub mod bot;
 pub mod cli;
 pub mod client;
 pub mod completions;
+pub mod escape;
 pub mod fail;
 pub mod framing;
 pub mod install;

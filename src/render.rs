@@ -9,9 +9,10 @@
 //! ring the bell. The only escape sequences on a rendered line are the
 //! colours written here.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::escape::is_dangerous;
+pub use crate::escape::sanitize;
 use crate::wire::{ByeReason, ClientMsg, LeaveReason, ServerMsg};
 
 /// How much styling the output gets.
@@ -62,36 +63,6 @@ pub enum Tint {
     Red,
     /// Something checked that held (the bot's `ok:` lines).
     Green,
-}
-
-/// True for characters a terminal acts on instead of showing: C0 controls
-/// except tab, DEL, the C1 controls (ESC's eight-bit twins), and the Unicode
-/// bidirectional overrides that can make text display in an order other
-/// than the one it was sent in.
-fn is_dangerous(c: char) -> bool {
-    matches!(c,
-        '\0'..='\x08' | '\x0a'..='\x1f' | '\x7f' | '\u{80}'..='\u{9f}'
-        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Replaces every control character (C0 but tab, DEL, C1) and bidi
-/// override with a visible escape: `\x1b`, `\u{9b}`. A newline cannot fake
-/// a second line, an escape cannot drive the terminal.
-pub fn sanitize(text: &str) -> Cow<'_, str> {
-    if !text.contains(is_dangerous) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if !is_dangerous(c) {
-            out.push(c);
-        } else if (c as u32) < 0x80 {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        } else {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// A raw protocol line for `chat client --json`, or `None` when it is not
@@ -195,7 +166,7 @@ impl Renderer {
             ServerMsg::Private { from, text, .. } => {
                 self.said(&format!("*{}*", self.nick(from)), text, from, me.nick)
             }
-            ServerMsg::Who { users } => {
+            ServerMsg::Who { users, .. } => {
                 let mut nicks: Vec<&str> = users.iter().map(|u| &*u.nick).collect();
                 nicks.sort_by_key(|n| n.to_ascii_lowercase());
                 self.notice(&format!("{} online: {}", nicks.len(), nicks.join(", ")))
@@ -206,6 +177,37 @@ impl Renderer {
                 ByeReason::Shutdown => "bye (shutdown: the server is stopping)",
             }),
             ServerMsg::Error { message, .. } => self.error(message),
+            ServerMsg::Joined { room, topic, users } => {
+                let mut nicks: Vec<&str> = users.iter().map(|u| &*u.nick).collect();
+                nicks.sort_by_key(|n| n.to_ascii_lowercase());
+                let topic = topic
+                    .as_deref()
+                    .map(|t| format!("; topic: {t}"))
+                    .unwrap_or_default();
+                self.notice(&format!(
+                    "you joined {room} ({} here: {}){topic}",
+                    nicks.len(),
+                    nicks.join(", ")
+                ))
+            }
+            ServerMsg::Parted { room } => self.notice(&format!("you left {room}")),
+            ServerMsg::Topic { room, by, text, .. } if text.is_empty() => {
+                self.notice(&format!("{by} cleared the topic of {room}"))
+            }
+            ServerMsg::Topic { room, by, text, .. } => {
+                self.notice(&format!("{by} set the topic of {room}: {text}"))
+            }
+            ServerMsg::Rooms { rooms } => {
+                let list: Vec<String> = rooms
+                    .iter()
+                    .map(|r| match &r.topic {
+                        Some(topic) => format!("{} ({}: {topic})", r.name, r.users),
+                        None => format!("{} ({})", r.name, r.users),
+                    })
+                    .collect();
+                self.notice(&format!("{} rooms: {}", rooms.len(), list.join(", ")))
+            }
+            ServerMsg::Unknown => return None,
         })
     }
 
@@ -214,10 +216,10 @@ impl Renderer {
     /// nothing until the server answers (`nick`, `who`, `ping`, `quit`).
     pub fn sent(&self, msg: &ClientMsg<'_>, me: &str) -> Option<String> {
         match msg {
-            ClientMsg::Group { text } => {
+            ClientMsg::Group { text, .. } => {
                 Some(self.said(&format!("<{}>", self.nick(me)), text, me, me))
             }
-            ClientMsg::Private { to, text } => {
+            ClientMsg::Private { to, text, .. } => {
                 Some(self.said(&format!("-> *{}*", self.nick(to)), text, me, me))
             }
             _ => None,
@@ -298,6 +300,9 @@ mod tests {
             from: from.to_owned().into(),
             text: text.to_owned().into(),
             ts: 1,
+            action: false,
+            room: None,
+            seq: 0,
         }
     }
 
@@ -316,7 +321,7 @@ mod tests {
     #[test]
     fn sanitize_shows_controls_as_escapes() {
         assert_eq!(sanitize("plain text, tab\tok"), "plain text, tab\tok");
-        assert!(matches!(sanitize("héllo ✓"), Cow::Borrowed(_)));
+        assert!(matches!(sanitize("héllo ✓"), std::borrow::Cow::Borrowed(_)));
         assert_eq!(sanitize("\x1b[2J"), "\\x1b[2J");
         assert_eq!(sanitize("bell\x07"), "bell\\x07");
         assert_eq!(sanitize("a\nb\rc"), "a\\x0ab\\x0dc");
@@ -342,7 +347,9 @@ mod tests {
                 id: 3,
                 nick: "guest3".into(),
                 text: "Welcome to the chat room!".into(),
-                users: 2
+                users: 2,
+                protocol: 0,
+                room: None
             }),
             "-- Welcome to the chat room! (2 users online; you are guest3)"
         );
@@ -351,7 +358,9 @@ mod tests {
                 id: 1,
                 nick: "guest1".into(),
                 text: "Hi".into(),
-                users: 1
+                users: 1,
+                protocol: 0,
+                room: None
             }),
             "-- Hi (1 user online; you are guest1)"
         );
@@ -361,7 +370,8 @@ mod tests {
                 from: "alice".into(),
                 to: "bob".into(),
                 text: "psst".into(),
-                ts: 1
+                ts: 1,
+                action: false
             }),
             "*alice* psst"
         );
@@ -369,7 +379,8 @@ mod tests {
             plain(ServerMsg::Join {
                 id: 3,
                 nick: "carol".into(),
-                ts: 1
+                ts: 1,
+                room: None
             }),
             "-- carol joined"
         );
@@ -379,7 +390,8 @@ mod tests {
                 nick: "carol".into(),
                 reason: LeaveReason::Quit,
                 ts: 1,
-                text: Some("bye".into())
+                text: Some("bye".into()),
+                room: None
             }),
             "-- carol left (quit: bye)"
         );
@@ -389,7 +401,8 @@ mod tests {
                 nick: "carol".into(),
                 reason: LeaveReason::Disconnect,
                 ts: 1,
-                text: None
+                text: None,
+                room: None
             }),
             "-- carol left (disconnect)"
         );
@@ -421,7 +434,8 @@ mod tests {
                         nick: (*nick).into(),
                         since: 1
                     })
-                    .collect()
+                    .collect(),
+                room: None
             }),
             "-- 3 online: Alice, bob, carol"
         );
@@ -443,17 +457,22 @@ mod tests {
 
     #[test]
     fn what_we_sent() {
-        let said = ClientMsg::Group { text: "yo".into() };
+        let said = ClientMsg::Group {
+            text: "yo".into(),
+            action: false,
+            room: None,
+        };
         assert_eq!(PLAIN.sent(&said, "bob").as_deref(), Some("<bob> yo"));
         let whispered = ClientMsg::Private {
             to: "bob".into(),
             text: "psst".into(),
+            action: false,
         };
         assert_eq!(
             PLAIN.sent(&whispered, "alice").as_deref(),
             Some("-> *bob* psst")
         );
-        assert_eq!(PLAIN.sent(&ClientMsg::Who, "bob"), None);
+        assert_eq!(PLAIN.sent(&ClientMsg::Who { room: None }, "bob"), None);
         assert_eq!(PLAIN.sent(&ClientMsg::Quit { text: None }, "bob"), None);
     }
 
@@ -477,17 +496,21 @@ mod tests {
                 to: "bob".into(),
                 text: evil.into(),
                 ts: 1,
+                action: false,
             },
             ServerMsg::Welcome {
                 id: 1,
                 nick: evil.into(),
                 text: evil.into(),
                 users: 1,
+                protocol: 0,
+                room: None,
             },
             ServerMsg::Join {
                 id: 3,
                 nick: evil.into(),
                 ts: 1,
+                room: None,
             },
             ServerMsg::Leave {
                 id: 3,
@@ -495,6 +518,7 @@ mod tests {
                 reason: LeaveReason::Quit,
                 ts: 1,
                 text: Some(evil.into()),
+                room: None,
             },
             ServerMsg::Nick {
                 id: 3,
@@ -508,6 +532,7 @@ mod tests {
                     nick: evil.into(),
                     since: 1,
                 }],
+                room: None,
             },
             ServerMsg::Error {
                 code: ErrorCode::BadJson,
@@ -522,6 +547,7 @@ mod tests {
         let sent = ClientMsg::Private {
             to: evil.into(),
             text: evil.into(),
+            action: false,
         };
         lines.extend(PLAIN.sent(&sent, evil));
         lines.push(PLAIN.notice(evil));
@@ -589,12 +615,20 @@ mod tests {
             to: "bob".into(),
             text: "hi bob".into(),
             ts: 1,
+            action: false,
         };
         let line = COLOUR.received(&private, BOB).unwrap();
         assert!(line.contains(MENTION), "{line:?}");
         let own = COLOUR.received(&group("bob", "i am bob"), BOB).unwrap();
         assert!(!own.contains(MENTION), "{own:?}");
-        let own = COLOUR.sent(&ClientMsg::Group { text: "bob".into() }, "bob");
+        let own = COLOUR.sent(
+            &ClientMsg::Group {
+                text: "bob".into(),
+                action: false,
+                room: None,
+            },
+            "bob",
+        );
         assert!(!own.unwrap().contains(MENTION));
         let bold = BOLD_ONLY.received(&group("alice", "hi bob"), BOB).unwrap();
         assert_eq!(bold, format!("<alice> {BOLD}hi bob{RESET}"));

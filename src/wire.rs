@@ -27,6 +27,9 @@ pub enum ErrorCode {
     BadNick,
     NickInUse,
     ServerFull,
+    BadRoom,
+    NotInRoom,
+    TooManyRooms,
 }
 
 impl ErrorCode {
@@ -40,6 +43,9 @@ impl ErrorCode {
             ErrorCode::BadNick => "bad_nick",
             ErrorCode::NickInUse => "nick_in_use",
             ErrorCode::ServerFull => "server_full",
+            ErrorCode::BadRoom => "bad_room",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::TooManyRooms => "too_many_rooms",
         }
     }
 }
@@ -70,17 +76,38 @@ impl Refusal {
 /// that the common case (no escapes in the text) copies nothing.
 #[derive(Debug, PartialEq)]
 pub enum ClientMsg<'a> {
+    /// To a room: the default room when `room` is absent (protocol v1).
     Group {
+        room: Option<Cow<'a, str>>,
         text: Cow<'a, str>,
+        /// `/me`: the text is something the sender does.
+        action: bool,
     },
     Private {
         to: Cow<'a, str>,
         text: Cow<'a, str>,
+        action: bool,
     },
     Nick {
         nick: Cow<'a, str>,
     },
-    Who,
+    /// Everyone online, or the members of `room`.
+    Who {
+        room: Option<Cow<'a, str>>,
+    },
+    Join {
+        room: Cow<'a, str>,
+    },
+    Part {
+        room: Cow<'a, str>,
+        text: Option<Cow<'a, str>>,
+    },
+    /// An empty `text` clears the topic.
+    Topic {
+        room: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
+    Rooms,
     Ping {
         token: Option<Token<'a>>,
     },
@@ -103,6 +130,10 @@ struct Envelope<'a> {
     nick: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     token: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    room: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    action: Option<&'a RawValue>,
 }
 
 /// `Option<&RawValue>` would read `null` as absent; a ping's token must be
@@ -144,16 +175,33 @@ pub fn parse_client_line(line: &[u8]) -> Result<Option<ClientMsg<'_>>, Refusal> 
     };
     let msg = match &*kind {
         "group" => ClientMsg::Group {
+            room: optional_string(env.room, "group", "room")?,
             text: text_field(env.text, "group")?,
+            action: flag(env.action, "group", "action")?,
         },
         "private" => ClientMsg::Private {
             to: string_field(env.to, "private", "to")?,
             text: text_field(env.text, "private")?,
+            action: flag(env.action, "private", "action")?,
         },
         "nick" => ClientMsg::Nick {
             nick: string_field(env.nick, "nick", "nick")?,
         },
-        "who" => ClientMsg::Who,
+        "who" => ClientMsg::Who {
+            room: optional_string(env.room, "who", "room")?,
+        },
+        "join" => ClientMsg::Join {
+            room: string_field(env.room, "join", "room")?,
+        },
+        "part" => ClientMsg::Part {
+            room: string_field(env.room, "part", "room")?,
+            text: optional_string(env.text, "part", "text")?.filter(|t| !t.is_empty()),
+        },
+        "topic" => ClientMsg::Topic {
+            room: string_field(env.room, "topic", "room")?,
+            text: string_field(env.text, "topic", "text")?,
+        },
+        "rooms" => ClientMsg::Rooms,
         "ping" => ClientMsg::Ping {
             token: env.token.map(Token::Raw),
         },
@@ -207,6 +255,28 @@ fn string_field<'a>(
     }
 }
 
+/// A field that may be absent but, when present, must be a string.
+fn optional_string<'a>(
+    raw: Option<&'a RawValue>,
+    kind: &str,
+    field: &str,
+) -> Result<Option<Cow<'a, str>>, Refusal> {
+    raw.map(|raw| string(raw).ok_or_else(|| wrong_type(kind, field)))
+        .transpose()
+}
+
+/// A boolean field; absent means false.
+fn flag(raw: Option<&RawValue>, kind: &str, field: &str) -> Result<bool, Refusal> {
+    match raw.map(RawValue::get) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(Refusal::new(
+            ErrorCode::BadMessage,
+            format!("\"{field}\" in \"{kind}\" must be true or false"),
+        )),
+    }
+}
+
 fn text_field<'a>(raw: Option<&'a RawValue>, kind: &str) -> Result<Cow<'a, str>, Refusal> {
     let text = string_field(raw, kind, "text")?;
     if text.is_empty() {
@@ -243,6 +313,29 @@ pub fn check_nick(nick: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a room name and returns it as it is always sent: case-folded, so
+/// that `Rust` and `rust` are one room. The error is the human text of a
+/// `bad_room`.
+pub fn check_room(room: &str) -> Result<String, String> {
+    let bytes = room.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_NICK {
+        return Err(format!("a room name has 1 to {MAX_NICK} characters"));
+    }
+    if !bytes[0].is_ascii_alphabetic() {
+        return Err("a room name starts with a letter".into());
+    }
+    if let Some(c) = room
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "a room name has only letters, digits, _ and -, not {:?}",
+            c
+        ));
+    }
+    Ok(room.to_ascii_lowercase())
+}
+
 /// `guest` followed by one or more digits, in any case: the names the
 /// server hands out, which nobody may take by `nick`.
 pub fn is_guest_name(nick: &str) -> bool {
@@ -257,6 +350,8 @@ pub enum LeaveReason {
     Quit,
     Disconnect,
     Slow,
+    /// Left one room (`part`), not the server.
+    Part,
 }
 
 impl LeaveReason {
@@ -265,6 +360,7 @@ impl LeaveReason {
             LeaveReason::Quit => "quit",
             LeaveReason::Disconnect => "disconnect",
             LeaveReason::Slow => "slow",
+            LeaveReason::Part => "part",
         }
     }
 }
@@ -286,6 +382,28 @@ pub struct WhoEntry<'a> {
     pub since: u64,
 }
 
+/// One member in a `joined` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member<'a> {
+    pub id: u64,
+    #[serde(borrow)]
+    pub nick: Cow<'a, str>,
+}
+
+/// One row of a `rooms` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomEntry<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    pub users: u64,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<Cow<'a, str>>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A message from the server. The server builds these from borrowed parts
 /// and encodes each once; clients decode into the owned form
 /// (`ServerMsg<'static>` after [`ServerMsg::into_owned`]).
@@ -299,12 +417,20 @@ pub enum ServerMsg<'a> {
         #[serde(borrow)]
         text: Cow<'a, str>,
         users: u64,
+        /// 2 from a v2 server; absent (0) from a v1 one.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        protocol: u64,
+        /// The default room, where every connection starts.
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        room: Option<Cow<'a, str>>,
     },
     Join {
         id: u64,
         #[serde(borrow)]
         nick: Cow<'a, str>,
         ts: u64,
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        room: Option<Cow<'a, str>>,
     },
     Leave {
         id: u64,
@@ -314,6 +440,9 @@ pub enum ServerMsg<'a> {
         ts: u64,
         #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
         text: Option<Cow<'a, str>>,
+        /// The room parted (reason `part`); absent when leaving the server.
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        room: Option<Cow<'a, str>>,
     },
     Nick {
         id: u64,
@@ -329,6 +458,12 @@ pub enum ServerMsg<'a> {
         #[serde(borrow)]
         text: Cow<'a, str>,
         ts: u64,
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        room: Option<Cow<'a, str>>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        action: bool,
     },
     Private {
         #[serde(borrow)]
@@ -338,10 +473,39 @@ pub enum ServerMsg<'a> {
         #[serde(borrow)]
         text: Cow<'a, str>,
         ts: u64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        action: bool,
     },
     Who {
         #[serde(borrow)]
         users: Vec<WhoEntry<'a>>,
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        room: Option<Cow<'a, str>>,
+    },
+    Joined {
+        #[serde(borrow)]
+        room: Cow<'a, str>,
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        topic: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        users: Vec<Member<'a>>,
+    },
+    Parted {
+        #[serde(borrow)]
+        room: Cow<'a, str>,
+    },
+    Topic {
+        #[serde(borrow)]
+        room: Cow<'a, str>,
+        #[serde(borrow)]
+        by: Cow<'a, str>,
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+        ts: u64,
+    },
+    Rooms {
+        #[serde(borrow)]
+        rooms: Vec<RoomEntry<'a>>,
     },
     Pong {
         #[serde(
@@ -359,6 +523,14 @@ pub enum ServerMsg<'a> {
         #[serde(borrow)]
         message: Cow<'a, str>,
     },
+    /// A type this program does not know, from a newer server: clients
+    /// ignore it, as the protocol asks. Never sent.
+    #[serde(other)]
+    Unknown,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A ping's token: any JSON value, echoed byte for byte by the server.
@@ -432,7 +604,7 @@ impl ServerMsg<'_> {
             Ok(msg) => Ok(msg.into_owned()),
             Err(e) => {
                 let why = format!("unreadable line from the server ({e})");
-                Err(crate::render::sanitize(&why).into_owned())
+                Err(crate::escape::sanitize(&why).into_owned())
             }
         }
     }
@@ -444,16 +616,21 @@ impl ServerMsg<'_> {
                 nick,
                 text,
                 users,
+                protocol,
+                room,
             } => ServerMsg::Welcome {
                 id,
                 nick: owned(nick),
                 text: owned(text),
                 users,
+                protocol,
+                room: room.map(owned),
             },
-            ServerMsg::Join { id, nick, ts } => ServerMsg::Join {
+            ServerMsg::Join { id, nick, ts, room } => ServerMsg::Join {
                 id,
                 nick: owned(nick),
                 ts,
+                room: room.map(owned),
             },
             ServerMsg::Leave {
                 id,
@@ -461,12 +638,14 @@ impl ServerMsg<'_> {
                 reason,
                 ts,
                 text,
+                room,
             } => ServerMsg::Leave {
                 id,
                 nick: owned(nick),
                 reason,
                 ts,
                 text: text.map(owned),
+                room: room.map(owned),
             },
             ServerMsg::Nick { id, old, new, ts } => ServerMsg::Nick {
                 id,
@@ -474,18 +653,35 @@ impl ServerMsg<'_> {
                 new: owned(new),
                 ts,
             },
-            ServerMsg::Group { from, text, ts } => ServerMsg::Group {
+            ServerMsg::Group {
+                from,
+                text,
+                ts,
+                room,
+                seq,
+                action,
+            } => ServerMsg::Group {
                 from: owned(from),
                 text: owned(text),
                 ts,
+                room: room.map(owned),
+                seq,
+                action,
             },
-            ServerMsg::Private { from, to, text, ts } => ServerMsg::Private {
+            ServerMsg::Private {
+                from,
+                to,
+                text,
+                ts,
+                action,
+            } => ServerMsg::Private {
                 from: owned(from),
                 to: owned(to),
                 text: owned(text),
                 ts,
+                action,
             },
-            ServerMsg::Who { users } => ServerMsg::Who {
+            ServerMsg::Who { users, room } => ServerMsg::Who {
                 users: users
                     .into_iter()
                     .map(|u| WhoEntry {
@@ -494,7 +690,37 @@ impl ServerMsg<'_> {
                         since: u.since,
                     })
                     .collect(),
+                room: room.map(owned),
             },
+            ServerMsg::Joined { room, topic, users } => ServerMsg::Joined {
+                room: owned(room),
+                topic: topic.map(owned),
+                users: users
+                    .into_iter()
+                    .map(|m| Member {
+                        id: m.id,
+                        nick: owned(m.nick),
+                    })
+                    .collect(),
+            },
+            ServerMsg::Parted { room } => ServerMsg::Parted { room: owned(room) },
+            ServerMsg::Topic { room, by, text, ts } => ServerMsg::Topic {
+                room: owned(room),
+                by: owned(by),
+                text: owned(text),
+                ts,
+            },
+            ServerMsg::Rooms { rooms } => ServerMsg::Rooms {
+                rooms: rooms
+                    .into_iter()
+                    .map(|r| RoomEntry {
+                        name: owned(r.name),
+                        users: r.users,
+                        topic: r.topic.map(owned),
+                    })
+                    .collect(),
+            },
+            ServerMsg::Unknown => ServerMsg::Unknown,
             ServerMsg::Pong { token } => ServerMsg::Pong {
                 token: token.map(|t| match t {
                     Token::Raw(raw) => Token::Owned(raw.to_owned()),
@@ -516,10 +742,34 @@ impl ServerMsg<'_> {
 pub fn client_line(msg: &ClientMsg<'_>) -> Vec<u8> {
     use serde_json::json;
     let value = match msg {
-        ClientMsg::Group { text } => json!({"type": "group", "text": text}),
-        ClientMsg::Private { to, text } => json!({"type": "private", "to": to, "text": text}),
+        ClientMsg::Group { room, text, action } => {
+            let mut v = json!({"type": "group", "text": text});
+            if let Some(room) = room {
+                v["room"] = json!(room);
+            }
+            if *action {
+                v["action"] = json!(true);
+            }
+            v
+        }
+        ClientMsg::Private { to, text, action } => {
+            let mut v = json!({"type": "private", "to": to, "text": text});
+            if *action {
+                v["action"] = json!(true);
+            }
+            v
+        }
         ClientMsg::Nick { nick } => json!({"type": "nick", "nick": nick}),
-        ClientMsg::Who => json!({"type": "who"}),
+        ClientMsg::Who { room: None } => json!({"type": "who"}),
+        ClientMsg::Who { room: Some(room) } => json!({"type": "who", "room": room}),
+        ClientMsg::Join { room } => json!({"type": "join", "room": room}),
+        ClientMsg::Part { room, text: None } => json!({"type": "part", "room": room}),
+        ClientMsg::Part {
+            room,
+            text: Some(text),
+        } => json!({"type": "part", "room": room, "text": text}),
+        ClientMsg::Topic { room, text } => json!({"type": "topic", "room": room, "text": text}),
+        ClientMsg::Rooms => json!({"type": "rooms"}),
         ClientMsg::Ping { token: None } => json!({"type": "ping"}),
         ClientMsg::Ping { token: Some(raw) } => {
             // A token came from valid JSON, so this cannot fall back.
@@ -553,13 +803,18 @@ mod tests {
         }
         assert_eq!(
             p(r#"{"type":"group","text":"hi"}"#),
-            ClientMsg::Group { text: "hi".into() }
+            ClientMsg::Group {
+                text: "hi".into(),
+                action: false,
+                room: None
+            }
         );
         assert_eq!(
             p(r#"{"type":"private","to":"bob","text":"a\nb"}"#),
             ClientMsg::Private {
                 to: "bob".into(),
-                text: "a\nb".into()
+                text: "a\nb".into(),
+                action: false
             }
         );
         assert_eq!(
@@ -568,7 +823,7 @@ mod tests {
                 nick: "carol".into()
             }
         );
-        assert_eq!(p(r#"{"type":"who"}"#), ClientMsg::Who);
+        assert_eq!(p(r#"{"type":"who"}"#), ClientMsg::Who { room: None });
         assert_eq!(p(r#"{"type":"quit"}"#), ClientMsg::Quit { text: None });
         assert_eq!(
             p(r#"{"type":"quit","text":""}"#),
@@ -579,6 +834,76 @@ mod tests {
             ClientMsg::Quit {
                 text: Some("bye".into())
             }
+        );
+    }
+
+    #[test]
+    fn parses_the_v2_messages() {
+        fn p(s: &str) -> ClientMsg<'_> {
+            parse_client_line(s.as_bytes()).unwrap().unwrap()
+        }
+        assert_eq!(
+            p(r#"{"type":"group","room":"rust","text":"waves","action":true}"#),
+            ClientMsg::Group {
+                room: Some("rust".into()),
+                text: "waves".into(),
+                action: true
+            }
+        );
+        assert_eq!(
+            p(r#"{"type":"join","room":"Rust"}"#),
+            ClientMsg::Join {
+                room: "Rust".into()
+            }
+        );
+        assert_eq!(
+            p(r#"{"type":"part","room":"rust","text":""}"#),
+            ClientMsg::Part {
+                room: "rust".into(),
+                text: None
+            }
+        );
+        assert_eq!(
+            p(r#"{"type":"topic","room":"rust","text":""}"#),
+            ClientMsg::Topic {
+                room: "rust".into(),
+                text: "".into()
+            }
+        );
+        assert_eq!(p(r#"{"type":"rooms"}"#), ClientMsg::Rooms);
+        assert_eq!(
+            p(r#"{"type":"who","room":"rust"}"#),
+            ClientMsg::Who {
+                room: Some("rust".into())
+            }
+        );
+        for bad in [
+            r#"{"type":"join"}"#,
+            r#"{"type":"join","room":3}"#,
+            r#"{"type":"part"}"#,
+            r#"{"type":"topic","room":"a"}"#,
+            r#"{"type":"group","room":1,"text":"x"}"#,
+            r#"{"type":"group","text":"x","action":"yes"}"#,
+            r#"{"type":"who","room":null}"#,
+        ] {
+            assert_eq!(refused(bad), ErrorCode::BadMessage, "{bad}");
+        }
+    }
+
+    #[test]
+    fn room_names_are_nick_shaped_and_folded() {
+        assert_eq!(check_room("Rust").as_deref(), Ok("rust"));
+        assert_eq!(check_room("guest1").as_deref(), Ok("guest1"));
+        for bad in ["", "1a", "a b", "#rust", "é", &"a".repeat(33)] {
+            assert!(check_room(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_server_types_decode_as_unknown() {
+        assert_eq!(
+            ServerMsg::decode(br#"{"type":"reaction","emoji":"x"}"#),
+            Ok(ServerMsg::Unknown)
         );
     }
 
@@ -661,7 +986,7 @@ mod tests {
             parse_client_line(br#"{"type":"who","x":{"deep":[1]},"text":3}"#)
                 .unwrap()
                 .unwrap(),
-            ClientMsg::Who
+            ClientMsg::Who { room: None }
         );
     }
 
@@ -701,6 +1026,8 @@ mod tests {
                 nick: "guest3".into(),
                 text: "hi".into(),
                 users: 3,
+                protocol: 0,
+                room: None,
             },
             ServerMsg::Leave {
                 id: 1,
@@ -708,6 +1035,7 @@ mod tests {
                 reason: LeaveReason::Slow,
                 ts: 5,
                 text: None,
+                room: None,
             },
             ServerMsg::Leave {
                 id: 1,
@@ -715,6 +1043,7 @@ mod tests {
                 reason: LeaveReason::Quit,
                 ts: 5,
                 text: Some("bye now".into()),
+                room: None,
             },
             ServerMsg::Who {
                 users: vec![WhoEntry {
@@ -722,6 +1051,7 @@ mod tests {
                     nick: "a".into(),
                     since: 9,
                 }],
+                room: None,
             },
             ServerMsg::Pong { token: None },
             ServerMsg::Error {
@@ -782,11 +1112,11 @@ mod tests {
         assert_eq!(line, b"{\"type\":\"pong\",\"token\":null}\n");
     }
 
-    /// Found by fuzzing (`server_lines`): serde quoted an unknown `type`
+    /// Found by fuzzing (`server_lines`): serde quoted an unknown value
     /// with its newline and escape decoded, making the error two lines.
     #[test]
     fn decode_errors_are_one_line_without_controls() {
-        let e = ServerMsg::decode(br#"{"type":"a\nb\u001b[2J\u009b"}"#).unwrap_err();
+        let e = ServerMsg::decode(br#"{"type":"bye","reason":"a\nb\u001b[2J\u009b"}"#).unwrap_err();
         assert!(e.contains(r"unknown variant `a\x0ab\x1b[2J\u{9b}`"), "{e}");
         assert!(!e.contains(|c: char| c.is_control()), "{e:?}");
     }
@@ -796,6 +1126,7 @@ mod tests {
         let msg = ClientMsg::Private {
             to: "bob".into(),
             text: "tab\there \"quoted\"".into(),
+            action: false,
         };
         let line = client_line(&msg);
         assert_eq!(

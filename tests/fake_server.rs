@@ -29,7 +29,6 @@ const GARBAGE: &[&[u8]] = &[
     b"{}",
     b"null",
     b"42",
-    br#"{"type":"frobnicate","x":1}"#,
     br#"{"type":"group","from":"eve"}"#,
     br#"{"type":"join","id":"seven","nick":"x","ts":1}"#,
     br#"{"type":"leave","id":9,"nick":"ghost","reason":"eaten","ts":1}"#,
@@ -39,10 +38,17 @@ const GARBAGE: &[&[u8]] = &[
     br#"{"type":"who","users":[{"id":1}]}"#,
 ];
 
-/// The welcome, every garbage line (and a blank one, which is ignored),
-/// then a good message: whoever shows it survived the rest.
+/// A message type from a newer server: protocol v2 says clients ignore
+/// it, so it is neither shown nor reported.
+const FROM_THE_FUTURE: &[u8] = br#"{"type":"frobnicate","x":1}"#;
+
+/// The welcome, every garbage line (and a blank one, and one of a type
+/// from the future, both ignored), then a good message: whoever shows it
+/// survived the rest.
 fn welcome_garbage_and_a_message() -> Vec<u8> {
     let mut out = format!("{WELCOME}\n").into_bytes();
+    out.extend_from_slice(FROM_THE_FUTURE);
+    out.push(b'\n');
     for line in GARBAGE {
         out.extend_from_slice(line);
         out.push(b'\n');
@@ -221,7 +227,8 @@ fn the_json_client_keeps_garbage_off_stdout_and_reports_it_on_stderr() {
     let out = run(&client_args(&fake, &["--json"]), b"hello\n", false);
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    // Stdout is protocol lines only: each one a message the client knows.
+    // Stdout is protocol lines only: each one a message, known or (from a
+    // newer server) unknown, passed on as it came.
     let kinds: Vec<String> = stdout
         .lines()
         .map(|line| match ServerMsg::decode(line.as_bytes()) {
@@ -232,7 +239,11 @@ fn the_json_client_keeps_garbage_off_stdout_and_reports_it_on_stderr() {
             Err(e) => panic!("{e}: {line:?} on stdout"),
         })
         .collect();
-    assert_eq!(kinds, ["welcome", "group", "nick", "bye"], "{stdout}");
+    assert_eq!(
+        kinds,
+        ["welcome", "unknown", "group", "nick", "bye"],
+        "{stdout}"
+    );
     assert_eq!(
         count(&stderr, "!! unreadable line from the server"),
         GARBAGE.len(),

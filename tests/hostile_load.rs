@@ -218,6 +218,7 @@ fn ten_thousand_connects_and_disconnects_leave_no_descriptor_or_user_behind() {
                 LeaveReason::Quit => quits += 1,
                 LeaveReason::Disconnect => disconnects += 1,
                 LeaveReason::Slow => panic!("a churning connection was dropped as slow"),
+                LeaveReason::Part => panic!("nobody parted a room"),
             },
             other => panic!("unexpected {other:?}"),
         }

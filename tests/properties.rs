@@ -177,7 +177,8 @@ fn server_msg() -> BoxedStrategy<ServerMsg<'static>> {
     let leave = prop_oneof![
         Just(LeaveReason::Quit),
         Just(LeaveReason::Disconnect),
-        Just(LeaveReason::Slow)
+        Just(LeaveReason::Slow),
+        Just(LeaveReason::Part)
     ];
     let bye = prop_oneof![Just(ByeReason::Quit), Just(ByeReason::Shutdown)];
     let code = prop_oneof![
@@ -196,42 +197,75 @@ fn server_msg() -> BoxedStrategy<ServerMsg<'static>> {
         since,
     });
     prop_oneof![
-        (any::<u64>(), s(), s(), any::<u64>()).prop_map(|(id, nick, text, users)| {
-            ServerMsg::Welcome {
-                id,
-                nick,
-                text,
-                users,
-            }
-        }),
-        (any::<u64>(), s(), any::<u64>()).prop_map(|(id, nick, ts)| ServerMsg::Join {
-            id,
-            nick,
-            ts
-        }),
-        (any::<u64>(), s(), leave, any::<u64>(), option::of(s())).prop_map(
-            |(id, nick, reason, ts, text)| ServerMsg::Leave {
+        (
+            any::<u64>(),
+            s(),
+            s(),
+            any::<u64>(),
+            any::<u64>(),
+            option::of(s())
+        )
+            .prop_map(|(id, nick, text, users, protocol, room)| {
+                ServerMsg::Welcome {
+                    id,
+                    nick,
+                    text,
+                    users,
+                    protocol,
+                    room,
+                }
+            }),
+        (any::<u64>(), s(), any::<u64>(), option::of(s()))
+            .prop_map(|(id, nick, ts, room)| { ServerMsg::Join { id, nick, ts, room } }),
+        (
+            any::<u64>(),
+            s(),
+            leave,
+            any::<u64>(),
+            option::of(s()),
+            option::of(s())
+        )
+            .prop_map(|(id, nick, reason, ts, text, room)| ServerMsg::Leave {
                 id,
                 nick,
                 reason,
                 ts,
-                text
-            }
-        ),
+                text,
+                room
+            }),
         (any::<u64>(), s(), s(), any::<u64>()).prop_map(|(id, old, new, ts)| ServerMsg::Nick {
             id,
             old,
             new,
             ts
         }),
-        (s(), s(), any::<u64>()).prop_map(|(from, text, ts)| ServerMsg::Group { from, text, ts }),
-        (s(), s(), s(), any::<u64>()).prop_map(|(from, to, text, ts)| ServerMsg::Private {
-            from,
-            to,
-            text,
-            ts
+        (
+            s(),
+            s(),
+            any::<u64>(),
+            option::of(s()),
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(|(from, text, ts, room, seq, action)| ServerMsg::Group {
+                from,
+                text,
+                ts,
+                room,
+                seq,
+                action
+            }),
+        (s(), s(), s(), any::<u64>(), any::<bool>()).prop_map(|(from, to, text, ts, action)| {
+            ServerMsg::Private {
+                from,
+                to,
+                text,
+                ts,
+                action,
+            }
         }),
-        vec(entry, 0..4).prop_map(|users| ServerMsg::Who { users }),
+        (vec(entry, 0..4), option::of(s()))
+            .prop_map(|(users, room)| ServerMsg::Who { users, room }),
         token().prop_map(|token| ServerMsg::Pong { token }),
         bye.prop_map(|reason| ServerMsg::Bye { reason }),
         (code, s()).prop_map(|(code, message)| ServerMsg::Error { code, message }),
@@ -492,7 +526,7 @@ proptest! {
         drain(&mut room, observer);
         room.handle_line(observer, br#"{"type":"who"}"#, 4);
         let answer = drain(&mut room, observer);
-        let [ServerMsg::Who { users: listed }] = &answer[..] else {
+        let [ServerMsg::Who { users: listed, .. }] = &answer[..] else {
             panic!("who answered {answer:?}");
         };
         let ids: HashSet<u64> = listed.iter().map(|u| u.id).collect();

@@ -318,7 +318,7 @@ impl World {
         self.conns[me].got.clear();
         self.room
             .handle_line(slot, br#"{"type":"who"}"#, self.now_ms);
-        let Some(ServerMsg::Who { users }) = self.answer(me) else {
+        let Some(ServerMsg::Who { users, .. }) = self.answer(me) else {
             panic!("no answer to who");
         };
         assert_eq!(users.len(), here, "who lists {users:?}");

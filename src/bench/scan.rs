@@ -224,7 +224,7 @@ mod tests {
 
     /// The server's line for a client's group line, as it would relay it.
     fn relayed(client_line: &[u8]) -> Vec<u8> {
-        let Ok(Some(ClientMsg::Group { text })) = parse_client_line(client_line) else {
+        let Ok(Some(ClientMsg::Group { text, .. })) = parse_client_line(client_line) else {
             panic!("not a group line: {}", String::from_utf8_lossy(client_line));
         };
         let mut out = Vec::new();
@@ -232,6 +232,9 @@ mod tests {
             from: "s3".into(),
             text,
             ts: 1_764_165_600_000,
+            action: false,
+            room: None,
+            seq: 0,
         }
         .encode(&mut out);
         out
@@ -241,7 +244,7 @@ mod tests {
     fn the_protocol_parser_reads_our_lines_with_the_padded_length() {
         let sent = line(64);
         assert!(sent.ends_with(b"\"}\n"));
-        let Ok(Some(ClientMsg::Group { text })) = parse_client_line(&sent) else {
+        let Ok(Some(ClientMsg::Group { text, .. })) = parse_client_line(&sent) else {
             panic!("not a group line");
         };
         assert_eq!(text.len(), 64);
@@ -253,7 +256,7 @@ mod tests {
     #[test]
     fn a_header_longer_than_the_size_is_sent_whole() {
         let sent = line(4);
-        let Ok(Some(ClientMsg::Group { text })) = parse_client_line(&sent) else {
+        let Ok(Some(ClientMsg::Group { text, .. })) = parse_client_line(&sent) else {
             panic!("not a group line");
         };
         assert_eq!(text, "s3:19999:0000001234567890:");

@@ -112,7 +112,7 @@ fn fields(r: &Received) -> Option<Fields<'_>> {
         ),
         ServerMsg::Nick { old, new, .. } => (Kind::Nick, vec![&**old], Some(&**new)),
         ServerMsg::Error { code, message } => (Kind::Error, vec![code.as_str()], Some(&**message)),
-        ServerMsg::Who { users } => (
+        ServerMsg::Who { users, .. } => (
             Kind::Who,
             users.iter().map(|u: &WhoEntry<'_>| &*u.nick).collect(),
             None,
@@ -125,7 +125,13 @@ fn fields(r: &Received) -> Option<Fields<'_>> {
             }],
             None,
         ),
-        ServerMsg::Welcome { .. } | ServerMsg::Pong { .. } => return None,
+        ServerMsg::Welcome { .. }
+        | ServerMsg::Pong { .. }
+        | ServerMsg::Joined { .. }
+        | ServerMsg::Parted { .. }
+        | ServerMsg::Topic { .. }
+        | ServerMsg::Rooms { .. }
+        | ServerMsg::Unknown => return None,
     };
     Some(Fields { kind, from, text })
 }
@@ -187,7 +193,7 @@ impl Pattern {
 /// by the name its newcomer took, as the spec's example does.
 pub fn summary(r: &Received) -> String {
     match &r.msg {
-        ServerMsg::Who { users } => {
+        ServerMsg::Who { users, .. } => {
             let nicks: Vec<String> = users.iter().map(|u| word_or_quoted(&u.nick)).collect();
             format!("who [{}]", nicks.join(", "))
         }
@@ -309,6 +315,9 @@ mod tests {
             from: from.to_owned().into(),
             text: text.to_owned().into(),
             ts: 1,
+            action: false,
+            room: None,
+            seq: 0,
         })
     }
 
@@ -332,6 +341,7 @@ mod tests {
             to: "alice".into(),
             text: "hi alice".into(),
             ts: 1,
+            action: false,
         });
         assert!(pat(Kind::Private, Some("bob"), Some("hi *")).matches(&p));
     }
@@ -342,6 +352,7 @@ mod tests {
             id: 3,
             nick: "guest3".into(),
             ts: 1,
+            room: None,
         });
         assert!(pat(Kind::Join, Some("guest3"), None).matches(&j));
         assert!(!pat(Kind::Join, Some("carol"), None).matches(&j));
@@ -359,6 +370,7 @@ mod tests {
             reason: LeaveReason::Quit,
             ts: 1,
             text: Some("bye now".into()),
+            room: None,
         });
         let without = Received::new(ServerMsg::Leave {
             id: 1,
@@ -366,6 +378,7 @@ mod tests {
             reason: LeaveReason::Disconnect,
             ts: 1,
             text: None,
+            room: None,
         });
         assert!(pat(Kind::Leave, Some("alice"), Some("bye*")).matches(&with));
         assert!(pat(Kind::Leave, Some("alice"), Some("")).matches(&without));
@@ -404,6 +417,7 @@ mod tests {
                     since: 1,
                 },
             ],
+            room: None,
         });
         assert!(pat(Kind::Who, Some("bob"), None).matches(&w));
         assert!(pat(Kind::Who, None, None).matches(&w));
@@ -452,6 +466,7 @@ mod tests {
                     since: 1,
                 })
                 .collect(),
+            room: None,
         });
         assert_eq!(
             summary(&w),

@@ -158,15 +158,23 @@ impl<'a> Runner<'a> {
         };
         match &step.action {
             Action::Connect => self.connect(i),
-            Action::Say(text) => self.send(i, &ClientMsg::Group { text: text.into() }),
+            Action::Say(text) => self.send(
+                i,
+                &ClientMsg::Group {
+                    room: None,
+                    text: text.into(),
+                    action: false,
+                },
+            ),
             Action::Msg { to, text } => self.send(
                 i,
                 &ClientMsg::Private {
                     to: to.into(),
                     text: text.into(),
+                    action: false,
                 },
             ),
-            Action::Who => self.send(i, &ClientMsg::Who),
+            Action::Who => self.send(i, &ClientMsg::Who { room: None }),
             Action::Nick { new, taken } => self.nick(i, new, *taken),
             Action::Quit(text) => self.quit(i, text.as_deref()),
             Action::Expect { pattern, within } => {

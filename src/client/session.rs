@@ -124,7 +124,7 @@ impl Session {
                     self.nick_pending = true;
                 }
                 if self.ask_who {
-                    out.push(Effect::Send(client_line(&ClientMsg::Who)));
+                    out.push(Effect::Send(client_line(&ClientMsg::Who { room: None })));
                 }
             }
             ServerMsg::Join { id, nick, .. } => {
@@ -141,7 +141,7 @@ impl Session {
                 }
                 out.push(Effect::Users(self.room.others()));
             }
-            ServerMsg::Who { users } => {
+            ServerMsg::Who { users, .. } => {
                 self.room.who(users);
                 out.push(Effect::Users(self.room.others()));
             }
@@ -164,7 +164,12 @@ impl Session {
             ServerMsg::Group { .. }
             | ServerMsg::Private { .. }
             | ServerMsg::Pong { .. }
-            | ServerMsg::Error { .. } => {}
+            | ServerMsg::Error { .. }
+            | ServerMsg::Joined { .. }
+            | ServerMsg::Parted { .. }
+            | ServerMsg::Topic { .. }
+            | ServerMsg::Rooms { .. }
+            | ServerMsg::Unknown => {}
         }
         let me = Me {
             id: self.room.me,
@@ -177,11 +182,20 @@ impl Session {
     pub fn command(&mut self, cmd: Command<'_>, time: &str, out: &mut Vec<Effect>) {
         match cmd {
             Command::Nothing => {}
-            Command::Say(text) => self.say(&ClientMsg::Group { text: text.into() }, time, out),
+            Command::Say(text) => self.say(
+                &ClientMsg::Group {
+                    room: None,
+                    text: text.into(),
+                    action: false,
+                },
+                time,
+                out,
+            ),
             Command::Msg { to, text } => self.say(
                 &ClientMsg::Private {
                     to: to.into(),
                     text: text.into(),
+                    action: false,
                 },
                 time,
                 out,
@@ -192,7 +206,7 @@ impl Session {
                 }))),
                 Err(why) => out.push(self.refusal(time, &why)),
             },
-            Command::Who => out.push(Effect::Send(client_line(&ClientMsg::Who))),
+            Command::Who => out.push(Effect::Send(client_line(&ClientMsg::Who { room: None }))),
             Command::Quit(reason) => {
                 out.push(Effect::Send(client_line(&ClientMsg::Quit {
                     text: reason.map(Into::into),

@@ -262,6 +262,9 @@ mod tests {
             from: Cow::Borrowed("a"),
             text: Cow::Borrowed(text),
             ts: 1,
+            action: false,
+            room: None,
+            seq: 0,
         }
     }
 

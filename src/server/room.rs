@@ -212,12 +212,15 @@ impl Room {
             nick: Cow::Borrowed(nick.as_str()),
             text: Cow::Borrowed(&self.welcome),
             users: self.here as u64,
+            protocol: 0,
+            room: None,
         });
         self.deliver(slot, &welcome);
         let join = self.for_all.encode(&ServerMsg::Join {
             id,
             nick: Cow::Borrowed(nick.as_str()),
             ts: now_ms,
+            room: None,
         });
         self.broadcast(&join, Some(slot));
         slot
@@ -236,7 +239,7 @@ impl Room {
         };
         self.count_in(slot);
         match msg {
-            ClientMsg::Group { text } => {
+            ClientMsg::Group { text, action, .. } => {
                 let Some(from) = self.nick_of(slot) else {
                     return Flow::Continue;
                 };
@@ -244,12 +247,26 @@ impl Room {
                     from: Cow::Borrowed(from.as_str()),
                     text,
                     ts: now_ms,
+                    room: None,
+                    seq: 0,
+                    action,
                 });
                 self.broadcast(&m, Some(slot));
             }
-            ClientMsg::Private { to, text } => self.private(slot, &to, text, now_ms),
+            ClientMsg::Private { to, text, action } => {
+                self.private(slot, &to, text, action, now_ms)
+            }
             ClientMsg::Nick { nick } => self.rename(slot, &nick, now_ms),
-            ClientMsg::Who => self.who(slot),
+            ClientMsg::Who { .. } => self.who(slot),
+            ClientMsg::Join { .. }
+            | ClientMsg::Part { .. }
+            | ClientMsg::Topic { .. }
+            | ClientMsg::Rooms => {
+                self.refuse(
+                    slot,
+                    &Refusal::new(ErrorCode::UnknownType, "rooms are not served yet"),
+                );
+            }
             ClientMsg::Ping { token } => {
                 let m = self.for_one.encode(&ServerMsg::Pong { token });
                 self.deliver(slot, &m);
@@ -297,6 +314,7 @@ impl Room {
             reason,
             ts: now_ms,
             text: text.map(Cow::Borrowed),
+            room: None,
         });
         self.broadcast(&m, Some(slot));
     }
@@ -403,7 +421,7 @@ impl Room {
         self.deliver(slot, &m);
     }
 
-    fn private(&mut self, slot: usize, to: &str, text: Cow<'_, str>, now_ms: u64) {
+    fn private(&mut self, slot: usize, to: &str, text: Cow<'_, str>, action: bool, now_ms: u64) {
         let Some(from) = self.nick_of(slot) else {
             return;
         };
@@ -418,6 +436,7 @@ impl Room {
             to: Cow::Borrowed(to_nick.as_str()),
             text,
             ts: now_ms,
+            action,
         });
         self.deliver(target, &m);
     }
@@ -470,7 +489,7 @@ impl Room {
             })
             .collect();
         users.sort_unstable_by_key(|u| u.id);
-        let m = self.for_one.encode(&ServerMsg::Who { users });
+        let m = self.for_one.encode(&ServerMsg::Who { users, room: None });
         self.deliver(slot, &m);
     }
 
