@@ -102,6 +102,14 @@ pub struct ServerArgs {
     #[arg(long, value_name = "TEXT", default_value = "Welcome to the chat room!")]
     pub welcome: String,
 
+    /// The room every connection starts in
+    #[arg(long, value_name = "ROOM", default_value = "lobby", value_parser = parse_room)]
+    pub default_room: String,
+
+    /// Rooms one user may be in at once, the default room included
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms: u32,
+
     /// Append one JSON line per connect, nick change and disconnect to FILE
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -332,6 +340,11 @@ fn help_or_usage(e: clap::Error) -> Outcome {
             Err(Fail::usage(format!("{message}; try 'chat --help'")))
         }
     }
+}
+
+/// A room name as the protocol takes it, folded (`Lobby` is `lobby`).
+fn parse_room(s: &str) -> Result<String, String> {
+    crate::wire::check_room(s)
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 use chat::bot::script;
 use chat::framing::{Frame, LineReader};
 use chat::render::{self, Me, Renderer, Style};
-use chat::server::room::{Flow, Room};
+use chat::server::core::{Config, Flow};
+use chat::server::deliver::{Door, Outlet};
+use chat::server::hub::Hub;
+use chat::server::table::Key;
 use chat::wire::{self, ByeReason, ErrorCode, LeaveReason, ServerMsg, Token, WhoEntry};
 use proptest::collection::vec;
 use proptest::option;
@@ -111,6 +114,10 @@ fn client_line() -> BoxedStrategy<Vec<u8>> {
         Just("who"),
         Just("ping"),
         Just("quit"),
+        Just("join"),
+        Just("part"),
+        Just("topic"),
+        Just("rooms"),
         Just("dance"),
         Just(""),
     ];
@@ -120,14 +127,23 @@ fn client_line() -> BoxedStrategy<Vec<u8>> {
         option::of(field()),
         option::of(field()),
         option::of(field()),
+        (option::of(field()), option::weighted(0.2, field())),
         any::<bool>(),
     )
-        .prop_map(|(kind, text, to, nick, token, pretty)| {
+        .prop_map(|(kind, text, to, nick, token, (room, action), pretty)| {
             let mut m = serde_json::Map::new();
             if let Some(kind) = kind {
                 m.insert("type".into(), kind.into());
             }
-            for (name, v) in [("text", text), ("to", to), ("nick", nick), ("token", token)] {
+            let fields = [
+                ("text", text),
+                ("to", to),
+                ("nick", nick),
+                ("token", token),
+                ("room", room),
+                ("action", action),
+            ];
+            for (name, v) in fields {
                 if let Some(v) = v {
                     m.insert(name.into(), v);
                 }
@@ -322,11 +338,22 @@ fn addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5000))
 }
 
+type Room = Hub<Outlet>;
+
+fn room() -> Room {
+    let config = Config {
+        welcome: "hi".into(),
+        default_room: "lobby".into(),
+        max_rooms: 4,
+    };
+    Hub::new(config, 1 << 20)
+}
+
 /// Drains one user's queue and decodes every line of it.
-fn drain(room: &mut Room, slot: usize) -> Vec<ServerMsg<'static>> {
+fn drain(room: &mut Room, slot: Key) -> Vec<ServerMsg<'static>> {
     let mut bytes = Vec::new();
-    let user = room.user_mut(slot).expect("a live slot");
-    user.out.write_to(&mut bytes).unwrap();
+    let outlet = room.core.conn_mut(slot).expect("a live slot");
+    outlet.out.write_to(&mut bytes).unwrap();
     assert!(bytes.is_empty() || bytes.ends_with(b"\n"), "a partial line");
     bytes
         .split(|&b| b == b'\n')
@@ -488,12 +515,12 @@ proptest! {
     /// and `who` agrees with who is here.
     #[test]
     fn the_room_keeps_count_and_queues_valid_lines(steps in vec(room_step(), 1..40)) {
-        let mut room = Room::new("hi".to_owned(), 1 << 20);
-        // (slot, id, still here, lines read)
-        let mut users: Vec<(usize, u64, bool, usize)> = Vec::new();
-        let join = |room: &mut Room, users: &mut Vec<(usize, u64, bool, usize)>| {
-            let slot = room.join(addr(), 1);
-            users.push((slot, room.user(slot).unwrap().id, true, 0));
+        let mut room = room();
+        // (key, id, still here, lines read)
+        let mut users: Vec<(Key, u64, bool, usize)> = Vec::new();
+        let join = |room: &mut Room, users: &mut Vec<(Key, u64, bool, usize)>| {
+            let slot = room.connect(addr(), 1, Outlet::new(Door::JsonLines));
+            users.push((slot, room.core.user(slot).unwrap().id, true, 0));
         };
         join(&mut room, &mut users);
         for step in steps {
@@ -502,13 +529,13 @@ proptest! {
                 _ if users.is_empty() => {}
                 Step::Line(k, line) => {
                     let k = k % users.len();
-                    if users[k].2 && room.handle_line(users[k].0, &line, 2) == Flow::Close {
+                    if users[k].2 && room.line(users[k].0, &line, 2) == Flow::Close {
                         users[k].2 = false;
                     }
                 }
                 Step::Close(k) => {
                     let (slot, id, ..) = users.swap_remove(k % users.len());
-                    prop_assert_eq!(room.remove(slot, 3).map(|u| u.id), Some(id));
+                    prop_assert_eq!(room.remove(slot, 3).map(|(u, _)| u.id), Some(id));
                 }
                 Step::Read(k) => {
                     let k = k % users.len();
@@ -520,19 +547,19 @@ proptest! {
                 }
             }
             let here = users.iter().filter(|u| u.2).count();
-            prop_assert_eq!(room.here(), here);
+            prop_assert_eq!(room.core.here(), here);
         }
-        let observer = room.join(addr(), 4);
+        let observer = room.connect(addr(), 4, Outlet::new(Door::JsonLines));
         drain(&mut room, observer);
-        room.handle_line(observer, br#"{"type":"who"}"#, 4);
+        room.line(observer, br#"{"type":"who"}"#, 4);
         let answer = drain(&mut room, observer);
         let [ServerMsg::Who { users: listed, .. }] = &answer[..] else {
             panic!("who answered {answer:?}");
         };
         let ids: HashSet<u64> = listed.iter().map(|u| u.id).collect();
         let nicks: HashSet<String> = listed.iter().map(|u| u.nick.to_ascii_lowercase()).collect();
-        prop_assert_eq!(ids.len(), room.here());
-        prop_assert_eq!(nicks.len(), room.here(), "a nickname held twice: {:?}", listed);
+        prop_assert_eq!(ids.len(), room.core.here());
+        prop_assert_eq!(nicks.len(), room.core.here(), "a nickname held twice: {:?}", listed);
         for (_, id, here, _) in &users {
             prop_assert_eq!(ids.contains(id), *here);
         }

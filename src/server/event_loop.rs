@@ -30,22 +30,30 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use slab::Slab;
 
+use super::core::{self, Departure, Flow, Presence};
+use super::deliver::{Door, Outlet, PRESENCE_DELAY};
+use super::event::Event;
 use super::flood::{Allowance, Limit};
+use super::hub::Hub;
 use super::log::EventLog;
-use super::room::{Departure, Flow, Presence, Room};
+use super::table::Key;
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
 use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
 
+// Connection keys never reach these (see `table`).
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+const WAKER: Token = Token(usize::MAX - 3);
 
 /// One read; big, so a busy sender is served in few system calls.
 const SCRATCH: usize = 256 * 1024;
@@ -73,20 +81,22 @@ enum State {
     Closing,
 }
 
-/// Something to do for a connection at a given time.
+/// Something to do at a given time.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     /// Flood control: its allowance has room again; read it.
-    Resume(usize),
-    /// Its linger time is over: close it if it is still closing. The user
-    /// id tells a reused slot from the connection that set the timer.
-    Linger(usize, u64),
+    Resume(Key),
+    /// Its linger time is over: close it if it is still closing.
+    Linger(Key),
+    /// Batched presence is due (see `deliver`).
+    Presence,
 }
 
-/// The socket half of a connection; the room holds the other half under
-/// the same slot.
-struct Conn {
+/// A connection as the event loop sees it: the socket and its input side,
+/// and the output queue. The core keeps it in its table beside the user.
+pub struct Conn {
     stream: TcpStream,
+    outlet: Outlet,
     reader: LineReader,
     state: State,
     /// WRITABLE is registered: there were bytes the kernel would not take.
@@ -99,25 +109,50 @@ struct Conn {
     resuming: bool,
 }
 
+impl AsMut<Outlet> for Conn {
+    fn as_mut(&mut self) -> &mut Outlet {
+        &mut self.outlet
+    }
+}
+
 /// Something with input left after its budget ran out.
 #[derive(Clone, Copy)]
 enum Again {
     Listener,
-    Conn(usize),
+    Conn(Key),
 }
 
+/// Everything the event loop is told at start.
 pub struct Settings {
     pub max_line: usize,
     pub max_clients: usize,
+    pub max_queue: usize,
     pub flood: Limit,
+    pub core: core::Config,
+}
+
+/// Asks a running server to stop, from any thread: it then says `bye` to
+/// everyone and returns, as on SIGTERM.
+#[derive(Clone)]
+pub struct Stopper {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
 }
 
 pub struct EventLoop {
     poll: Poll,
     listener: Option<TcpListener>,
-    signals: SignalFd,
-    conns: Slab<Conn>,
-    room: Room,
+    signals: Option<SignalFd>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    hub: Hub<Conn>,
     log: EventLog,
     settings: Settings,
     scratch: Box<[u8]>,
@@ -130,17 +165,20 @@ pub struct EventLoop {
     again: Vec<Again>,
     /// Connections to look at again later, soonest first.
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
-    dirty: Vec<usize>,
+    /// A `Timer::Presence` is set.
+    presence_due: bool,
+    dirty: Vec<Key>,
     server_full: Vec<u8>,
     shutdown_by: Option<Instant>,
     now_ms: u64,
 }
 
 impl EventLoop {
+    /// A loop serving `listener`; with `signals`, SIGINT and SIGTERM stop
+    /// it and SIGHUP reopens the log.
     pub fn new(
         listener: TcpListener,
-        signals: SignalFd,
-        room: Room,
+        signals: Option<SignalFd>,
         log: EventLog,
         settings: Settings,
     ) -> io::Result<EventLoop> {
@@ -148,23 +186,28 @@ impl EventLoop {
         let mut listener = listener;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        poll.registry().register(
-            &mut SourceFd(&signals.as_raw_fd()),
-            SIGNALS,
-            Interest::READABLE,
-        )?;
+        if let Some(signals) = &signals {
+            poll.registry().register(
+                &mut SourceFd(&signals.as_raw_fd()),
+                SIGNALS,
+                Interest::READABLE,
+            )?;
+        }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut server_full = Vec::new();
         ServerMsg::Error {
             code: ErrorCode::ServerFull,
             message: "the server is full; try again later".into(),
         }
         .encode(&mut server_full);
+        let hub = Hub::new(settings.core.clone(), settings.max_queue);
         Ok(EventLoop {
             poll,
             listener: Some(listener),
             signals,
-            conns: Slab::new(),
-            room,
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+            hub,
             log,
             settings,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
@@ -172,6 +215,7 @@ impl EventLoop {
             accept_paused: None,
             again: Vec::new(),
             timers: BinaryHeap::new(),
+            presence_due: false,
             dirty: Vec::new(),
             server_full,
             shutdown_by: None,
@@ -179,8 +223,16 @@ impl EventLoop {
         })
     }
 
-    /// Runs until a signal asks the server to stop and the goodbyes are
-    /// written (or the grace period is over).
+    /// A handle that stops this loop from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            waker: Arc::clone(&self.waker),
+            stop: Arc::clone(&self.stop),
+        }
+    }
+
+    /// Runs until a signal or the [`Stopper`] asks the server to stop and
+    /// the goodbyes are written (or the grace period is over).
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
@@ -215,27 +267,33 @@ impl EventLoop {
             for again in std::mem::take(&mut self.again) {
                 match again {
                     Again::Listener => self.accept(),
-                    Again::Conn(slot) => self.read(slot),
+                    Again::Conn(key) => self.read(key),
                 }
             }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signal(),
-                    Token(slot) => {
+                    WAKER => {
+                        if self.stop.load(Ordering::SeqCst) {
+                            self.begin_shutdown();
+                        }
+                    }
+                    Token(n) => {
+                        let key = Key::from_usize(n);
                         // Hang-ups and errors are found by reading.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(slot);
+                            self.read(key);
                         }
                         if event.is_writable() {
-                            self.room.mark_dirty(slot);
+                            self.hub.delivery.mark_dirty(&mut self.hub.core, key);
                         }
                     }
                 }
             }
             self.write();
             if let Some(by) = self.shutdown_by {
-                if self.conns.is_empty() || Instant::now() >= by {
+                if self.hub.core.is_empty() || Instant::now() >= by {
                     self.close_all();
                     return Ok(());
                 }
@@ -292,38 +350,38 @@ impl EventLoop {
         refused && self.spare.is_some()
     }
 
-    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
-        if self.conns.len() >= self.settings.max_clients {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+        if self.hub.core.len() >= self.settings.max_clients {
             self.refuse(stream);
             return;
         }
         // Writes are already batched per turn; Nagle would only add delay.
         let _ = stream.set_nodelay(true);
         keep_alive(&stream);
-        let slot = self.room.next_slot();
-        debug_assert_eq!(slot, self.conns.vacant_key(), "room and table disagree");
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, Token(slot), Interest::READABLE)
-            .is_err()
-        {
-            self.refuse(stream);
-            return;
-        }
-        let joined = self.room.join(addr, self.now_ms);
-        debug_assert_eq!(joined, slot);
-        self.conns.insert(Conn {
+        let conn = Conn {
             stream,
+            outlet: Outlet::new(Door::JsonLines),
             reader: LineReader::new(self.settings.max_line),
             state: State::Open,
             writing: false,
             allowance: Allowance::new(self.settings.flood, Instant::now()),
             held: Vec::new(),
             resuming: false,
-        });
-        if let Some(user) = self.room.user(slot) {
+        };
+        let key = self.hub.connect(addr, self.now_ms, conn);
+        if let Some(user) = self.hub.core.user(key) {
             self.log.connect(user.id, addr, self.now_ms);
+        }
+        let registered = match self.hub.core.conn_mut(key) {
+            Some(conn) => self
+                .poll
+                .registry()
+                .register(&mut conn.stream, Token(key.to_usize()), Interest::READABLE)
+                .is_ok(),
+            None => false,
+        };
+        if !registered {
+            self.close(key);
         }
     }
 
@@ -337,12 +395,12 @@ impl EventLoop {
         let _ = stream.read(&mut self.scratch[..4096]);
     }
 
-    /// Reads and handles what `slot` sent, until the socket would block,
+    /// Reads and handles what `key` sent, until the socket would block,
     /// the turn's budget is spent, or flood control pauses it.
-    fn read(&mut self, slot: usize) {
+    fn read(&mut self, key: Key) {
         let now = Instant::now();
         let limit = self.settings.flood;
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
         if conn.state != State::Open {
@@ -351,18 +409,18 @@ impl EventLoop {
         // A connection over its allowance waits for its wake-up, whatever
         // arrives meanwhile.
         if !conn.allowance.has_room(limit, now) {
-            resume_later(conn, slot, limit, &mut self.timers);
+            resume_later(conn, key, limit, &mut self.timers);
             return;
         }
         if !conn.held.is_empty() {
             let held = std::mem::take(&mut conn.held);
-            if !self.handle_input(slot, &held, now) {
+            if !self.handle_input(key, &held, now) {
                 return;
             }
         }
         let mut budget = READ_BUDGET;
         loop {
-            let Some(conn) = self.conns.get_mut(slot) else {
+            let Some(conn) = self.hub.core.conn_mut(key) else {
                 return;
             };
             let size = conn.allowance.read_size(limit, SCRATCH);
@@ -373,19 +431,18 @@ impl EventLoop {
                     // The peer is done sending (a last line without `\n` is
                     // dropped, as the protocol says). It may still be
                     // reading: what is queued for it goes out first.
-                    self.room
-                        .depart(slot, LeaveReason::Disconnect, None, self.now_ms);
-                    self.finish(slot);
+                    self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
+                    self.finish(key);
                     false
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
-                    self.handle_input(slot, &scratch[..n], now)
+                    self.handle_input(key, &scratch[..n], now)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
                 Err(_) => {
-                    self.close(slot);
+                    self.close(key);
                     false
                 }
             };
@@ -394,7 +451,7 @@ impl EventLoop {
                 return;
             }
             if budget == 0 {
-                self.again.push(Again::Conn(slot));
+                self.again.push(Again::Conn(key));
                 return;
             }
         }
@@ -403,37 +460,40 @@ impl EventLoop {
     /// Frames and handles input. Returns whether to go on reading: not after
     /// `quit`, nor when the allowance ran out (the rest is held, and a
     /// wake-up is set for when the allowance allows more).
-    fn handle_input(&mut self, slot: usize, input: &[u8], now: Instant) -> bool {
-        let EventLoop {
-            conns,
-            room,
-            settings,
-            now_ms,
-            timers,
-            ..
-        } = self;
-        let Some(conn) = conns.get_mut(slot) else {
+    fn handle_input(&mut self, key: Key, input: &[u8], now: Instant) -> bool {
+        let limit = self.settings.flood;
+        let max_line = self.settings.max_line;
+        let Some(conn) = self.hub.core.conn_mut(key) else {
             return false;
         };
-        let limit = settings.flood;
-        let max_line = settings.max_line;
         if !conn.allowance.has_room(limit, now) {
             conn.held.extend_from_slice(input);
-            resume_later(conn, slot, limit, timers);
+            resume_later(conn, key, limit, &mut self.timers);
             return false;
         }
+        // The reader is lent out while its lines are handled: handling
+        // reaches into the table that holds it.
+        let mut reader = std::mem::replace(&mut conn.reader, LineReader::new(0));
         let mut flow = Flow::Continue;
-        let allowance = &mut conn.allowance;
-        let consumed = conn.reader.feed(input, |frame| {
+        let hub = &mut self.hub;
+        let now_ms = self.now_ms;
+        let consumed = reader.feed(input, |frame| {
             match frame {
-                Frame::Line(line) => flow = room.handle_line(slot, line, *now_ms),
-                Frame::TooLong => room.line_too_long(slot, max_line),
+                Frame::Line(line) => flow = hub.line(key, line, now_ms),
+                Frame::TooLong => hub.line_too_long(key, max_line),
             }
-            allowance.spend(limit);
-            flow == Flow::Continue && allowance.has_room(limit, now)
+            let Some(conn) = hub.core.conn_mut(key) else {
+                return false;
+            };
+            conn.allowance.spend(limit);
+            flow == Flow::Continue && conn.allowance.has_room(limit, now)
         });
+        let Some(conn) = self.hub.core.conn_mut(key) else {
+            return false;
+        };
+        conn.reader = reader;
         if flow == Flow::Close {
-            self.finish(slot);
+            self.finish(key);
             return false;
         }
         let paused = consumed < input.len();
@@ -443,12 +503,12 @@ impl EventLoop {
         if !conn.allowance.has_room(limit, now) {
             // Whether or not input is held, more may wait in the socket, and
             // no new readiness will come for it: come back when allowed.
-            resume_later(conn, slot, limit, timers);
+            resume_later(conn, key, limit, &mut self.timers);
         }
-        if room.has_over() {
+        if self.hub.delivery.has_over() {
             self.relieve();
         }
-        !paused && self.conns.contains(slot)
+        !paused && self.hub.core.conn(key).is_some()
     }
 
     /// Some queues went past `--max-queue`: write to them now, since what
@@ -456,17 +516,23 @@ impl EventLoop {
     /// is still over. Called after every chunk of input, so a queue is
     /// judged at most one read's worth of fan-out past its limit.
     fn relieve(&mut self) {
-        let over = self.room.over().to_vec();
-        for slot in over {
-            self.flush(slot);
+        let over = self.hub.delivery.over().to_vec();
+        for key in over {
+            self.flush(key);
         }
-        for slot in self.room.drop_slow(self.now_ms) {
-            self.close(slot);
+        for key in self.hub.drop_slow(self.now_ms) {
+            self.close(key);
         }
     }
 
     fn on_signal(&mut self) {
-        while let Ok(Some(info)) = self.signals.read_signal() {
+        loop {
+            let Some(signals) = &self.signals else {
+                return;
+            };
+            let Ok(Some(info)) = signals.read_signal() else {
+                return;
+            };
             if info.ssi_signo == Signal::SIGHUP as u32 {
                 // Log rotation: the old file was moved away; start a new one.
                 self.log.reopen();
@@ -486,9 +552,11 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.again.clear();
-        self.room.shutdown();
-        for (_, conn) in self.conns.iter_mut() {
-            conn.state = State::Closing;
+        self.hub.shutdown();
+        for key in self.hub.core.keys() {
+            if let Some(conn) = self.hub.core.conn_mut(key) {
+                conn.state = State::Closing;
+            }
         }
         self.shutdown_by = Some(Instant::now() + GRACE);
     }
@@ -498,101 +566,110 @@ impl EventLoop {
         loop {
             self.relieve();
             let mut dirty = std::mem::take(&mut self.dirty);
-            self.room.take_dirty(&mut dirty);
+            self.hub.delivery.take_dirty(&mut self.hub.core, &mut dirty);
             if dirty.is_empty() {
                 self.dirty = dirty;
                 break;
             }
-            for &slot in &dirty {
-                self.flush(slot);
+            for &key in &dirty {
+                self.flush(key);
             }
             self.dirty = dirty;
         }
-        for renamed in std::mem::take(&mut self.room.renames) {
-            self.log.rename(&renamed, self.now_ms);
+        for event in self.hub.journal.drain(..) {
+            if let Event::Nick { id, old, new, ts } = event {
+                self.log.rename(id, old.as_str(), new.as_str(), ts);
+            }
         }
         self.log.flush();
+        if self.hub.delivery.has_batched() && !self.presence_due {
+            self.presence_due = true;
+            let at = Instant::now() + PRESENCE_DELAY;
+            self.timers.push(Reverse((at, Timer::Presence)));
+        }
     }
 
-    fn flush(&mut self, slot: usize) {
-        let (Some(conn), Some(user)) = (self.conns.get_mut(slot), self.room.user_mut(slot)) else {
+    fn flush(&mut self, key: Key) {
+        let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
-        if user.out.write_to(&mut conn.stream).is_err() {
-            self.close(slot);
+        if conn.outlet.out.write_to(&mut conn.stream).is_err() {
+            self.close(key);
             return;
         }
-        let pending = !user.out.is_empty();
+        let pending = !conn.outlet.out.is_empty();
         let registry = self.poll.registry();
         if want_writable(
             registry,
             &mut conn.stream,
-            Token(slot),
+            Token(key.to_usize()),
             pending,
             &mut conn.writing,
         )
         .is_err()
         {
-            self.close(slot);
+            self.close(key);
             return;
         }
         if !pending && conn.state == State::Closing {
-            self.close(slot);
+            self.close(key);
         }
     }
 
     /// The connection is done (quit or hung up): it closes once its queue is
     /// written, or after [`LINGER`] if it does not read.
-    fn finish(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot) else {
+    fn finish(&mut self, key: Key) {
+        let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
         conn.state = State::Closing;
-        match self.room.user(slot) {
-            Some(user) if !user.out.is_empty() => {
-                let timer = Timer::Linger(slot, user.id);
-                self.timers.push(Reverse((Instant::now() + LINGER, timer)));
-                self.room.mark_dirty(slot);
-            }
-            _ => self.close(slot),
+        if conn.outlet.out.is_empty() {
+            self.close(key);
+        } else {
+            self.timers
+                .push(Reverse((Instant::now() + LINGER, Timer::Linger(key))));
+            self.hub.delivery.mark_dirty(&mut self.hub.core, key);
         }
     }
 
     fn on_timer(&mut self, timer: Timer) {
         match timer {
-            Timer::Resume(slot) => {
-                if let Some(conn) = self.conns.get_mut(slot) {
+            Timer::Resume(key) => {
+                if let Some(conn) = self.hub.core.conn_mut(key) {
                     conn.resuming = false;
-                    self.again.push(Again::Conn(slot));
+                    self.again.push(Again::Conn(key));
                 }
             }
-            Timer::Linger(slot, id) => {
-                let same = self.room.user(slot).is_some_and(|u| u.id == id);
+            Timer::Linger(key) => {
                 let closing = self
-                    .conns
-                    .get(slot)
+                    .hub
+                    .core
+                    .conn(key)
                     .is_some_and(|c| c.state == State::Closing);
-                if same && closing {
-                    self.close(slot);
+                if closing {
+                    self.close(key);
                 }
+            }
+            Timer::Presence => {
+                self.presence_due = false;
+                self.hub.delivery.release_batched(&mut self.hub.core);
             }
         }
     }
 
-    /// Closes a connection and forgets it: the one place a slot is freed.
-    fn close(&mut self, slot: usize) {
-        let Some(mut conn) = self.conns.try_remove(slot) else {
+    /// Closes a connection and forgets it: the one place a key is freed.
+    fn close(&mut self, key: Key) {
+        let Some((user, mut conn)) = self.hub.remove(key, self.now_ms) else {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        let why = match user.presence {
+            Presence::Gone(why) => why,
+            Presence::Here => Departure::Left(LeaveReason::Disconnect),
+        };
+        self.log
+            .disconnect(&user, conn.outlet.msgs_out, why, self.now_ms);
         drop(conn);
-        if let Some(user) = self.room.remove(slot, self.now_ms) {
-            let why = match user.presence {
-                Presence::Gone(why) => why,
-                Presence::Here => Departure::Left(LeaveReason::Disconnect),
-            };
-            self.log.disconnect(&user, why, self.now_ms);
-        }
         self.resume_accepting();
     }
 
@@ -607,9 +684,8 @@ impl EventLoop {
     }
 
     fn close_all(&mut self) {
-        let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
-        for slot in slots {
-            self.close(slot);
+        for key in self.hub.core.keys() {
+            self.close(key);
         }
         self.log.flush();
     }
@@ -631,7 +707,7 @@ fn keep_alive(stream: &TcpStream) {
 /// readiness that arrives meanwhile must not pile up timers).
 fn resume_later(
     conn: &mut Conn,
-    slot: usize,
+    key: Key,
     limit: Limit,
     timers: &mut BinaryHeap<Reverse<(Instant, Timer)>>,
 ) {
@@ -639,7 +715,7 @@ fn resume_later(
         conn.resuming = true;
         timers.push(Reverse((
             conn.allowance.ready_at(limit),
-            Timer::Resume(slot),
+            Timer::Resume(key),
         )));
     }
 }

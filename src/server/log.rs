@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::room::{Departure, Renamed, User};
+use super::core::{Departure, User};
 
 /// One line of `--log`, fields in the order people read them.
 #[derive(Serialize)]
@@ -79,16 +79,13 @@ impl EventLog {
         }
     }
 
-    pub fn rename(&mut self, r: &Renamed, ts: u64) {
-        self.record(&Record::Nick {
-            id: r.id,
-            old: r.old.as_str(),
-            new: r.new.as_str(),
-            ts,
-        });
+    pub fn rename(&mut self, id: u64, old: &str, new: &str, ts: u64) {
+        self.record(&Record::Nick { id, old, new, ts });
     }
 
-    pub fn disconnect(&mut self, user: &User, why: Departure, ts: u64) {
+    /// `msgs_out` is what was queued for it: the edge counts that, not the
+    /// core.
+    pub fn disconnect(&mut self, user: &User, msgs_out: u64, why: Departure, ts: u64) {
         let duration_ms = ts.saturating_sub(user.since_ms);
         self.record(&Record::Disconnect {
             id: user.id,
@@ -98,7 +95,7 @@ impl EventLog {
             ts,
             duration_ms,
             msgs_in: user.msgs_in,
-            msgs_out: user.msgs_out,
+            msgs_out,
         });
         if let Some(human) = &mut self.human {
             let _ = writeln!(
@@ -110,7 +107,7 @@ impl EventLog {
                 why.as_str(),
                 duration_ms as f64 / 1000.0,
                 user.msgs_in,
-                user.msgs_out
+                msgs_out
             );
         }
     }

@@ -1,16 +1,39 @@
-//! `chat server`: set-up and tear-down around the event loop.
+//! `chat server`: the process-wide set-up around the event loop, and
+//! [`Server`], the same loop as a library.
 //!
-//! - `event_loop`: epoll, the connection table, reading and writing.
-//! - [`room`]: the protocol's state and its routing, without sockets.
-//! - `flood`: per-connection flood control by not reading.
+//! Read it as codec -> core -> events -> writers:
+//!
+//! - [`json`]: the JSON-lines door; a line in becomes a core
+//!   [`Command`](core::Command), an event out becomes a line. A new door
+//!   (IRC, WebSocket) is a module beside it.
+//! - [`core`]: users, names, rooms and who hears what, in no protocol and
+//!   without sockets; it emits [`event`]s with their receivers.
+//! - [`event`]: the event stream the core emits, which the writers, the
+//!   connection log (and a history store, a cluster backplane) read.
+//! - [`hub`]: door, core and delivery wired together, without sockets:
+//!   what the event loop drives, and what tests and fuzzers drive.
+//! - [`deliver`]: events into queues, encoded once per protocol; slow
+//!   readers; presence batched for big rooms.
 //! - [`outq`]: encode once, queue slices, write with `writev`.
+//! - `event_loop`: epoll, reading and writing until `WouldBlock`, timers.
+//! - [`table`]: the one connection table, with generational keys; [`name`]:
+//!   names stored inline.
+//! - `flood`: per-connection flood control by not reading.
 //! - `log`: connection records for `--log` and stderr.
 
+pub mod core;
+pub mod deliver;
+pub mod event;
 mod event_loop;
 mod flood;
+pub mod hub;
+pub mod json;
 mod log;
+pub mod name;
 pub mod outq;
-pub mod room;
+pub mod table;
+
+pub use event_loop::Stopper;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -29,7 +52,6 @@ use crate::cli::ServerArgs;
 use crate::fail::{Fail, Outcome};
 use event_loop::{EventLoop, Settings};
 use log::EventLog;
-use room::Room;
 
 /// Descriptors the server needs besides its clients: stdio, the listener,
 /// epoll, the signalfd, the log, the spare for refusing, and some slack.
@@ -60,13 +82,18 @@ pub fn run(args: &ServerArgs) -> Outcome {
         .map_err(|e| Fail::runtime(format!("cannot listen on {addr}: {e}")))?;
     let signals =
         stop_signals().map_err(|e| Fail::runtime(format!("cannot handle signals: {e}")))?;
-    let room = Room::new(args.welcome.clone(), args.max_queue);
     let settings = Settings {
         max_line: args.max_line,
         max_clients,
+        max_queue: args.max_queue,
         flood: flood::Limit {
             rate: args.rate,
             burst: args.burst,
+        },
+        core: core::Config {
+            welcome: args.welcome.clone(),
+            default_room: args.default_room.clone(),
+            max_rooms: args.max_rooms as usize,
         },
     };
     log.say(&format!(
@@ -81,7 +108,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
     // Said now, not at the end of the first loop turn: whoever started the
     // server wants to know its capacity before anyone connects.
     log.flush();
-    let event_loop = EventLoop::new(listener, signals, room, log, settings)
+    let event_loop = EventLoop::new(listener, Some(signals), log, settings)
         .map_err(|e| Fail::runtime(format!("cannot start the event loop: {e}")))?;
     // Scripts wait for this line to know the server is up and where.
     let mut stdout = io::stdout();
@@ -90,6 +117,79 @@ pub fn run(args: &ServerArgs) -> Outcome {
     event_loop
         .run()
         .map_err(|e| Fail::runtime(format!("the event loop failed: {e}")))
+}
+
+/// What a [`Server`] needs besides its listener: the server's options, with
+/// the command line's defaults.
+#[derive(Clone)]
+pub struct Options {
+    pub max_line: usize,
+    pub max_clients: usize,
+    pub max_queue: usize,
+    pub rate: u32,
+    pub burst: u32,
+    pub welcome: String,
+    pub default_room: String,
+    pub max_rooms: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_line: 65536,
+            max_clients: 10_000,
+            max_queue: 8 << 20,
+            rate: 500,
+            burst: 5000,
+            welcome: "Welcome to the chat room!".into(),
+            default_room: "lobby".into(),
+            max_rooms: 100,
+        }
+    }
+}
+
+/// A server on a bound listener, without touching anything process-wide
+/// (no signal mask, no descriptor limit, nothing on stdout or stderr): for
+/// tests and for programs that embed it. [`Server::stopper`] stops it from
+/// another thread; [`Server::run`] returns once everyone was told `bye`.
+/// The server is single-threaded and stays on the thread that made it (it
+/// is not `Send`): create it where it will run.
+pub struct Server {
+    event_loop: EventLoop,
+}
+
+impl Server {
+    pub fn new(listener: std::net::TcpListener, options: Options) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        let listener = mio::net::TcpListener::from_std(listener);
+        let log = EventLog::open(None, true)?;
+        let settings = Settings {
+            max_line: options.max_line,
+            max_clients: options.max_clients,
+            max_queue: options.max_queue,
+            flood: flood::Limit {
+                rate: options.rate,
+                burst: options.burst,
+            },
+            core: core::Config {
+                welcome: options.welcome,
+                default_room: crate::wire::check_room(&options.default_room)
+                    .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?,
+                max_rooms: options.max_rooms,
+            },
+        };
+        Ok(Server {
+            event_loop: EventLoop::new(listener, None, log, settings)?,
+        })
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.event_loop.stopper()
+    }
+
+    pub fn run(self) -> io::Result<()> {
+        self.event_loop.run()
+    }
 }
 
 /// Raises the soft open-file limit to the hard one and returns the result:

@@ -73,6 +73,12 @@ fn new_block() -> Block {
 impl Outbox {
     /// Encodes `msg` once, for as many queues as need it.
     pub fn encode(&mut self, msg: &ServerMsg<'_>) -> Encoded {
+        self.encode_with(|bytes| msg.encode(bytes))
+    }
+
+    /// Appends what `write` writes (one or more whole lines of some
+    /// protocol) as one message, for as many queues as need it.
+    pub fn encode_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Encoded {
         let full = self
             .block
             .try_borrow()
@@ -87,7 +93,7 @@ impl Outbox {
         }
         let mut bytes = self.block.borrow_mut();
         let start = bytes.len();
-        msg.encode(&mut bytes);
+        write(&mut bytes);
         let end = bytes.len();
         drop(bytes);
         // Blocks stay far below 4 GiB (retired at BLOCK_SIZE, and one

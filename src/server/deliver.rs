@@ -1,0 +1,298 @@
+//! From events to bytes in queues: each event encoded once per protocol,
+//! its receivers' queues given a slice of the same bytes, and a note of
+//! whom to write to.
+//!
+//! Back-pressure lives here too. A queue past `--max-queue` is listed as
+//! over; the event loop writes to it at once (what the kernel takes was
+//! never pending here) and then asks [`Delivery::drop_slow`] to make
+//! whoever is still over leave as `slow`.
+//!
+//! Presence in big rooms is batched. A `join`, `leave` or `nick` for a room
+//! of [`BATCH_REACH`] or more is queued at once, in its place among the
+//! receiver's other messages, but the receiver is not written to for it
+//! alone until the next presence tick ([`PRESENCE_DELAY`]): anything else
+//! it gets meanwhile carries the waiting presence with it in the same
+//! write. An arrival in a room of 10,000 is then 10,000 cheap queue
+//! extensions instead of 10,000 system calls, while every member still sees
+//! every arrival, in order.
+
+use std::time::Duration;
+
+use super::core::Core;
+use super::event::{Emit, Event};
+use super::json;
+use super::outq::{Encoded, OutQueue, Outbox};
+use super::table::Key;
+use crate::wire::LeaveReason;
+
+/// Receivers from which presence is batched.
+pub const BATCH_REACH: usize = 64;
+
+/// The longest a batched presence event waits for its receiver's write.
+pub const PRESENCE_DELAY: Duration = Duration::from_millis(250);
+
+/// The protocol a connection speaks: how events are encoded for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    JsonLines,
+}
+
+const DOORS: usize = 1;
+
+impl Door {
+    fn index(self) -> usize {
+        match self {
+            Door::JsonLines => 0,
+        }
+    }
+
+    fn encode(self, event: &Event, out: &mut Vec<u8>) {
+        match self {
+            Door::JsonLines => json::encode(event, out),
+        }
+    }
+}
+
+/// A connection's output: its queue and where it stands in the lists.
+#[derive(Debug)]
+pub struct Outlet {
+    pub door: Door,
+    pub out: OutQueue,
+    /// Messages queued for it over its life.
+    pub msgs_out: u64,
+    /// Listed in `dirty`.
+    dirty: bool,
+    /// Listed in `over`.
+    over: bool,
+    /// Listed in `batched`.
+    batched: bool,
+}
+
+impl Outlet {
+    pub fn new(door: Door) -> Outlet {
+        Outlet {
+            door,
+            out: OutQueue::default(),
+            msgs_out: 0,
+            dirty: false,
+            over: false,
+            batched: false,
+        }
+    }
+}
+
+impl AsMut<Outlet> for Outlet {
+    fn as_mut(&mut self) -> &mut Outlet {
+        self
+    }
+}
+
+/// The lists a queued message may put its receiver on.
+struct Lists<'a> {
+    dirty: &'a mut Vec<Key>,
+    over: &'a mut Vec<Key>,
+    batched: &'a mut Vec<Key>,
+}
+
+/// The hot path: per receiver, a range extension and a few flags.
+fn enqueue(
+    outlet: &mut Outlet,
+    key: Key,
+    bytes: &Encoded,
+    batch: bool,
+    max_queue: usize,
+    lists: Lists<'_>,
+) {
+    outlet.out.push(bytes);
+    outlet.msgs_out += 1;
+    if batch {
+        if !outlet.dirty && !outlet.batched {
+            outlet.batched = true;
+            lists.batched.push(key);
+        }
+    } else if !outlet.dirty {
+        outlet.dirty = true;
+        lists.dirty.push(key);
+    }
+    if outlet.out.cost() > max_queue && !outlet.over {
+        outlet.over = true;
+        lists.over.push(key);
+    }
+}
+
+pub struct Delivery {
+    max_queue: usize,
+    /// Events for many are encoded apart from answers to one, so that one
+    /// user's answers do not break everyone else's run of broadcasts into
+    /// separate slices.
+    for_all: Outbox,
+    for_one: Outbox,
+    /// Connections with output to write this turn.
+    dirty: Vec<Key>,
+    /// Connections whose queue went past `max_queue`.
+    over: Vec<Key>,
+    /// Connections holding only batched presence, to write at the tick.
+    batched: Vec<Key>,
+    emits: Vec<Emit>,
+}
+
+impl Delivery {
+    pub fn new(max_queue: usize) -> Delivery {
+        Delivery {
+            max_queue,
+            for_all: Outbox::default(),
+            for_one: Outbox::default(),
+            dirty: Vec::new(),
+            over: Vec::new(),
+            batched: Vec::new(),
+            emits: Vec::new(),
+        }
+    }
+
+    /// Queues everything the core emitted, in order. The events that
+    /// concern more than their receivers (see [`Event::is_broadcast`]) then
+    /// go on to `journal`, for the connection log (and a store) to read.
+    pub fn deliver<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>, journal: &mut Vec<Event>) {
+        core.take_emitted(&mut self.emits);
+        if self.emits.is_empty() {
+            return;
+        }
+        let mut emits = std::mem::take(&mut self.emits);
+        for emit in emits.drain(..) {
+            self.queue(core, &emit);
+            if emit.event.is_broadcast() {
+                journal.push(emit.event);
+            }
+        }
+        self.emits = emits;
+    }
+
+    fn queue<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>, emit: &Emit) {
+        let mut encoded: [Option<Encoded>; DOORS] = Default::default();
+        let batch = emit.event.is_presence() && core.reach(&emit.to) >= BATCH_REACH;
+        let outbox = if emit.event.is_broadcast() {
+            &mut self.for_all
+        } else {
+            &mut self.for_one
+        };
+        let Delivery {
+            max_queue,
+            dirty,
+            over,
+            batched,
+            ..
+        } = self;
+        core.for_each_receiver(&emit.to, |key, conn| {
+            let outlet = conn.as_mut();
+            let door = outlet.door;
+            let bytes = encoded[door.index()]
+                .get_or_insert_with(|| outbox.encode_with(|out| door.encode(&emit.event, out)));
+            let lists = Lists {
+                dirty,
+                over,
+                batched,
+            };
+            let batch = batch && Some(key) != emit.asker;
+            enqueue(outlet, key, bytes, batch, *max_queue, lists);
+        });
+    }
+
+    /// Queues a door's own answer for one connection (a `pong`), after
+    /// everything queued for it so far.
+    pub fn answer<C: AsMut<Outlet>>(
+        &mut self,
+        core: &mut Core<C>,
+        key: Key,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let Some(conn) = core.conn_mut(key) else {
+            return;
+        };
+        let bytes = self.for_one.encode_with(write);
+        let lists = Lists {
+            dirty: &mut self.dirty,
+            over: &mut self.over,
+            batched: &mut self.batched,
+        };
+        enqueue(conn.as_mut(), key, &bytes, false, self.max_queue, lists);
+    }
+
+    /// Takes the connections with output to write.
+    pub fn take_dirty<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>, into: &mut Vec<Key>) {
+        into.clear();
+        std::mem::swap(into, &mut self.dirty);
+        for &key in into.iter() {
+            if let Some(conn) = core.conn_mut(key) {
+                conn.as_mut().dirty = false;
+            }
+        }
+    }
+
+    /// Lists a connection to be written (its socket became writable, or it
+    /// is closing with output left).
+    pub fn mark_dirty<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>, key: Key) {
+        if let Some(conn) = core.conn_mut(key) {
+            let outlet = conn.as_mut();
+            if !outlet.dirty && !outlet.out.is_empty() {
+                outlet.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Whether batched presence waits for the tick.
+    pub fn has_batched(&self) -> bool {
+        !self.batched.is_empty()
+    }
+
+    /// The presence tick: everyone holding batched presence is written.
+    pub fn release_batched<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>) {
+        for key in std::mem::take(&mut self.batched) {
+            if let Some(conn) = core.conn_mut(key) {
+                conn.as_mut().batched = false;
+            }
+            self.mark_dirty(core, key);
+        }
+    }
+
+    /// Whether some queue is past the limit and must be written or judged
+    /// before more input is handled.
+    pub fn has_over(&self) -> bool {
+        !self.over.is_empty()
+    }
+
+    /// Connections whose queue went past the limit, to write now.
+    pub fn over(&self) -> &[Key] {
+        &self.over
+    }
+
+    /// Users whose queue is still past the limit after being written to
+    /// leave (reason `slow`); their keys are returned for the event loop
+    /// to close. Telling the others can push more of them over, so this
+    /// repeats until nobody is.
+    pub fn drop_slow<C: AsMut<Outlet>>(
+        &mut self,
+        core: &mut Core<C>,
+        now_ms: u64,
+        journal: &mut Vec<Event>,
+    ) -> Vec<Key> {
+        let mut dropped = Vec::new();
+        while !self.over.is_empty() {
+            for key in std::mem::take(&mut self.over) {
+                let here = core.user(key).is_some_and(|u| u.is_here());
+                let Some(conn) = core.conn_mut(key) else {
+                    continue;
+                };
+                let outlet = conn.as_mut();
+                outlet.over = false;
+                if outlet.out.cost() > self.max_queue && here {
+                    outlet.out.clear();
+                    core.depart(key, LeaveReason::Slow, None, now_ms);
+                    dropped.push(key);
+                }
+            }
+            self.deliver(core, journal);
+        }
+        dropped
+    }
+}

@@ -1,0 +1,162 @@
+//! The connection table: one record per connection, found by a key that
+//! names the connection, not just its slot.
+//!
+//! A slab reuses a freed slot for the next connection at once, so a plain
+//! index kept anywhere (a timer, a "read again" note, a room's member
+//! list, an epoll token) could reach a stranger. Each slot therefore
+//! carries a generation that changes whenever the slot is freed, and a
+//! [`Key`] is slot and generation together: a stale key finds nothing.
+
+use slab::Slab;
+
+/// A connection's name in the table. Copy, 8 bytes, and it fits a mio
+/// token, so readiness events carry it too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    slot: u32,
+    generation: u32,
+}
+
+impl Key {
+    /// The key as one number (for a mio `Token`).
+    pub fn to_usize(self) -> usize {
+        (u64::from(self.generation) << 32 | u64::from(self.slot)) as usize
+    }
+
+    pub fn from_usize(n: usize) -> Key {
+        let n = n as u64;
+        Key {
+            slot: n as u32,
+            generation: (n >> 32) as u32,
+        }
+    }
+}
+
+struct Entry<T> {
+    generation: u32,
+    value: T,
+}
+
+pub struct Table<T> {
+    slots: Slab<Entry<T>>,
+    /// The generation each slot gets next; grows only, one per slot
+    /// reuse (indexed by slot, so a freed slot remembers its count).
+    generations: Vec<u32>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            slots: Slab::new(),
+            generations: Vec::new(),
+        }
+    }
+}
+
+impl<T> Table<T> {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn insert(&mut self, value: T) -> Key {
+        let slot = self.slots.vacant_key();
+        if self.generations.len() <= slot {
+            self.generations.resize(slot + 1, 0);
+        }
+        let generation = self.generations[slot];
+        self.slots.insert(Entry { generation, value });
+        Key {
+            slot: slot as u32,
+            generation,
+        }
+    }
+
+    pub fn get(&self, key: Key) -> Option<&T> {
+        self.slots
+            .get(key.slot as usize)
+            .filter(|e| e.generation == key.generation)
+            .map(|e| &e.value)
+    }
+
+    pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
+        self.slots
+            .get_mut(key.slot as usize)
+            .filter(|e| e.generation == key.generation)
+            .map(|e| &mut e.value)
+    }
+
+    pub fn contains(&self, key: Key) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn remove(&mut self, key: Key) -> Option<T> {
+        self.get(key)?;
+        let slot = key.slot as usize;
+        // Wrapped before the top, so that no key's number is one of the
+        // event loop's own tokens (near `usize::MAX`).
+        let next = self.generations[slot] + 1;
+        self.generations[slot] = if next >= u32::MAX - 16 { 0 } else { next };
+        self.slots.try_remove(slot).map(|e| e.value)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
+        self.slots.iter().map(|(slot, e)| {
+            (
+                Key {
+                    slot: slot as u32,
+                    generation: e.generation,
+                },
+                &e.value,
+            )
+        })
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Key, &mut T)> {
+        self.slots.iter_mut().map(|(slot, e)| {
+            (
+                Key {
+                    slot: slot as u32,
+                    generation: e.generation,
+                },
+                &mut e.value,
+            )
+        })
+    }
+
+    pub fn keys(&self) -> Vec<Key> {
+        self.iter().map(|(k, _)| k).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_key_finds_nothing_after_the_slot_is_reused() {
+        let mut t = Table::default();
+        let a = t.insert("a");
+        assert_eq!(t.remove(a), Some("a"));
+        let b = t.insert("b");
+        assert_eq!(t.get(a), None);
+        assert_eq!(t.remove(a), None);
+        assert_eq!(t.get(b), Some(&"b"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn keys_survive_a_trip_through_a_token() {
+        let mut t = Table::default();
+        for i in 0..3 {
+            let k = t.insert(i);
+            t.remove(k);
+        }
+        let k = t.insert(9);
+        assert_eq!(Key::from_usize(k.to_usize()), k);
+        assert_eq!(t.get(Key::from_usize(k.to_usize())), Some(&9));
+    }
+}
