@@ -261,6 +261,21 @@ fn typing_a_line_sends_it_and_shows_it_once() {
 }
 
 #[test]
+fn an_arrival_that_takes_a_name_is_one_line() {
+    let (server, mut bob, tmux) = alice_and_bob(&[]);
+    let _carol = server.join("carol");
+    // bob's message comes after carol's arrival, so once it is on screen
+    // the arrival has been shown as it will stay.
+    bob.send(&json!({"type": "group", "text": "after carol"}));
+    let screen = tmux.wait_for_text("<bob> after carol");
+    assert!(screen.contains("-- carol joined"), "{screen}");
+    assert!(
+        !screen.contains("guest3") && !screen.contains("known as carol"),
+        "the guest name was shown:\n{screen}"
+    );
+}
+
+#[test]
 fn incoming_messages_leave_the_partial_line_intact() {
     let (_server, mut bob, tmux) = alice_and_bob(&[]);
     tmux.type_text("half typ");

@@ -194,10 +194,11 @@ impl Parent {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        match &self.phase {
+        let phase = match &self.phase {
             Phase::Chatting => self.ready_by,
             Phase::Quitting { until } | Phase::Closing { until, .. } => Some(*until),
-        }
+        };
+        [phase, self.session.deadline()].into_iter().flatten().min()
     }
 
     fn read_signals(&mut self) {
@@ -246,6 +247,7 @@ impl Parent {
             Incoming::TooLong => lines.push(None),
         });
         let time = clock::now();
+        let now = Instant::now();
         let mut effects = Vec::new();
         for line in &lines {
             match line {
@@ -254,7 +256,7 @@ impl Parent {
                     effects.push(self.session.refusal(&time, why));
                 }
                 Some(line) if line.trim_ascii().is_empty() => {}
-                Some(line) => self.session.server_line(line, &time, &mut effects),
+                Some(line) => self.session.server_line(line, &time, now, &mut effects),
             }
         }
         self.apply(effects);
@@ -447,6 +449,12 @@ impl Parent {
 
     fn check_deadlines(&mut self) {
         let now = Instant::now();
+        if self.session.deadline().is_some_and(|d| d <= now) {
+            let mut effects = Vec::new();
+            self.session.tick(now, &mut effects);
+            self.apply(effects);
+            self.flush_screen();
+        }
         if self.session.ready() {
             self.ready_by = None;
         }

@@ -3,6 +3,9 @@
 //! lines and carries out the [`Effect`]s, so everything here is tested
 //! without sockets or terminals.
 
+use std::time::Instant;
+
+use crate::arrivals::Arrivals;
 use crate::render::{Me, Renderer, json_line};
 use crate::wire::{ByeReason, ClientMsg, ErrorCode, ServerMsg, check_nick, client_line};
 
@@ -39,6 +42,8 @@ pub struct Session {
     /// Our first `nick` is unanswered: typed lines wait, so that they go out
     /// under the name the user asked for.
     nick_pending: bool,
+    /// Newcomers' joins held for their rename, with the time each arrived.
+    arrivals: Arrivals<String>,
 }
 
 impl Session {
@@ -56,6 +61,7 @@ impl Session {
             ask_who,
             welcomed: false,
             nick_pending: false,
+            arrivals: Arrivals::default(),
         }
     }
 
@@ -86,8 +92,8 @@ impl Session {
         Effect::Note(self.render.stamp(time, &self.render.error(why)))
     }
 
-    /// One line from the server.
-    pub fn server_line(&mut self, line: &[u8], time: &str, out: &mut Vec<Effect>) {
+    /// One line from the server, arrived at `now` (shown as `time`).
+    pub fn server_line(&mut self, line: &[u8], time: &str, now: Instant, out: &mut Vec<Effect>) {
         let msg = match ServerMsg::decode(line) {
             Ok(msg) => msg,
             Err(why) => {
@@ -104,9 +110,29 @@ impl Session {
             if let Some(raw) = json_line(line) {
                 out.push(Effect::Show(raw));
             }
+            self.react(&msg, out);
+            return;
         }
-        let show = self.react(&msg, out);
-        if let (Some(line), false) = (show, self.json) {
+        for (msg, time) in self.arrivals.offer(msg, time.to_owned(), now) {
+            self.handle(&msg, &time, out);
+        }
+    }
+
+    /// When a held arrival is due (see [`Session::tick`]).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.arrivals.deadline()
+    }
+
+    /// Shows the arrivals whose rename did not come in time.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        for (msg, time) in self.arrivals.tick(now) {
+            self.handle(&msg, &time, out);
+        }
+    }
+
+    /// Reacts to a message and shows it, as of `time`.
+    fn handle(&mut self, msg: &ServerMsg<'_>, time: &str, out: &mut Vec<Effect>) {
+        if let Some(line) = self.react(msg, out) {
             out.push(Effect::Show(self.render.stamp(time, &line)));
         }
     }
@@ -252,7 +278,7 @@ mod tests {
 
     fn feed(s: &mut Session, line: &str) -> Vec<Effect> {
         let mut out = Vec::new();
-        s.server_line(line.as_bytes(), T, &mut out);
+        s.server_line(line.as_bytes(), T, Instant::now(), &mut out);
         out
     }
 
@@ -380,6 +406,34 @@ mod tests {
             assert_eq!(shown, [format!("{T} {want}")], "{line}");
         }
         assert_eq!(s.room.others(), ["alice"]);
+    }
+
+    #[test]
+    fn an_arrival_and_its_rename_show_as_one_line() {
+        let mut s = session(false, None, false);
+        feed(&mut s, WELCOME);
+        assert_eq!(
+            feed(&mut s, r#"{"type":"join","id":4,"nick":"guest4","ts":1}"#),
+            []
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"nick","id":4,"old":"guest4","new":"dave","ts":1}"#,
+        );
+        assert_eq!(
+            out,
+            [
+                Effect::Users(vec!["dave".into()]),
+                show("12:00:00 -- dave joined")
+            ]
+        );
+        // A guest who keeps the name is shown once the hold is over.
+        feed(&mut s, r#"{"type":"join","id":5,"nick":"guest5","ts":1}"#);
+        let due = s.deadline().expect("a held arrival");
+        let mut out = Vec::new();
+        s.tick(due, &mut out);
+        assert_eq!(out[1], show("12:00:00 -- guest5 joined"));
+        assert_eq!(s.deadline(), None);
     }
 
     #[test]
