@@ -82,10 +82,9 @@ fn piped_lines_are_sent_and_shown_as_plain_text() {
         .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(b"hi all\n/frob\n//slash\n/msg bob psst\n/quit done\n")?;
+            c.stdin.take().unwrap().write_all(
+                b"hi all\n/frob\n//slash\n/msg nobody hi\n/msg bob psst\n/quit done\n",
+            )?;
             Ok(c)
         })
         .map(finish)
@@ -100,9 +99,14 @@ fn piped_lines_are_sent_and_shown_as_plain_text() {
         "!! unknown command /frob",
         "<carol> /slash",
         "-> *bob* psst",
+        "!! no user named nobody; not sent: hi",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
+    assert!(
+        !text.contains("*nobody*"),
+        "a refused message was shown as sent:\n{text}"
+    );
     // Every line starts with the local time.
     for line in text.lines() {
         let time = line.split(' ').next().unwrap();

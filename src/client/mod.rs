@@ -2,7 +2,7 @@
 //!
 //! Two processes share the work. The parent owns the connection: one mio
 //! loop over the socket, the pipes and a signalfd (`parent`), with the
-//! protocol logic kept apart from I/O (`session`, `room`; the lines shown
+//! protocol logic kept apart from I/O (`session`, `room`, `awaited`; the lines shown
 //! are [`crate::render`]'s, with the time before them, `clock`). A forked
 //! child owns the keyboard (`input`): it reads lines with rustyline
 //! (`complete`, `history`) and writes them into a pipe. While the child
@@ -15,6 +15,7 @@
 //! block the signals the parent handles, fork (`fork`), run the loop, reap
 //! the child, restore the terminal (`terminal`).
 
+mod awaited;
 mod clock;
 mod commands;
 mod complete;

@@ -9,6 +9,7 @@ use crate::arrivals::Arrivals;
 use crate::render::{Me, Renderer, json_line};
 use crate::wire::{ByeReason, ClientMsg, ErrorCode, ServerMsg, check_nick, client_line};
 
+use super::awaited::{After, Awaited};
 use super::commands::{Command, HELP};
 use super::room::Room;
 
@@ -44,6 +45,8 @@ pub struct Session {
     nick_pending: bool,
     /// Newcomers' joins held for their rename, with the time each arrived.
     arrivals: Arrivals<String>,
+    /// Lines sent with a `ping` after them, and what to do at the `pong`.
+    awaited: Awaited,
 }
 
 impl Session {
@@ -62,6 +65,7 @@ impl Session {
             welcomed: false,
             nick_pending: false,
             arrivals: Arrivals::default(),
+            awaited: Awaited::default(),
         }
     }
 
@@ -187,9 +191,23 @@ impl Session {
                         .error(&format!("{message}; you are still {nick}")),
                 );
             }
+            ServerMsg::Pong { token } => {
+                for after in self.awaited.pong(token.as_ref()) {
+                    match after {
+                        After::Echo { line, .. } => out.push(Effect::Show(line)),
+                    }
+                }
+            }
+            ServerMsg::Error {
+                code: ErrorCode::NoSuchUser,
+                message,
+            } => {
+                if let Some(text) = self.awaited.private_refused() {
+                    return Some(self.render.error(&format!("{message}; not sent: {text}")));
+                }
+            }
             ServerMsg::Group { .. }
             | ServerMsg::Private { .. }
-            | ServerMsg::Pong { .. }
             | ServerMsg::Error { .. }
             | ServerMsg::Joined { .. }
             | ServerMsg::Parted { .. }
@@ -249,14 +267,27 @@ impl Session {
         }
     }
 
-    /// Sends a message, and shows it (unless `--json`) as the others see it.
-    fn say(&self, msg: &ClientMsg<'_>, time: &str, out: &mut Vec<Effect>) {
+    /// Sends a message, and shows it (unless `--json`) as the others see it:
+    /// a group message at once, a private one once the server has not
+    /// refused it (it may name nobody).
+    fn say(&mut self, msg: &ClientMsg<'_>, time: &str, out: &mut Vec<Effect>) {
         out.push(Effect::Send(client_line(msg)));
         if self.json {
             return;
         }
-        if let Some(line) = self.render.sent(msg, &self.room.nick) {
-            out.push(Effect::Show(self.render.stamp(time, &line)));
+        let Some(line) = self.render.sent(msg, &self.room.nick) else {
+            return;
+        };
+        let line = self.render.stamp(time, &line);
+        match msg {
+            ClientMsg::Private { text, .. } => {
+                let after = After::Echo {
+                    line,
+                    text: text.to_string(),
+                };
+                out.push(Effect::Send(self.awaited.ping(after)));
+            }
+            _ => out.push(Effect::Show(line)),
         }
     }
 }
@@ -500,8 +531,12 @@ mod tests {
             typed(&mut s, "/msg bob psst"),
             [
                 send(r#"{"text":"psst","to":"bob","type":"private"}"#),
-                show("12:00:00 -> *bob* psst")
+                send(r#"{"token":1,"type":"ping"}"#),
             ]
+        );
+        assert_eq!(
+            feed(&mut s, r#"{"type":"pong","token":1}"#),
+            [show("12:00:00 -> *bob* psst")]
         );
         assert_eq!(
             typed(&mut s, "/nick caz"),
@@ -517,6 +552,22 @@ mod tests {
             [send(r#"{"type":"quit"}"#), Effect::Quitting]
         );
         assert_eq!(typed(&mut s, "   "), []);
+    }
+
+    #[test]
+    fn a_private_message_to_nobody_is_shown_as_not_sent() {
+        let mut s = session(false, None, false);
+        feed(&mut s, WELCOME);
+        typed(&mut s, "/msg zed hello?");
+        let out = feed(
+            &mut s,
+            r#"{"type":"error","code":"no_such_user","message":"no user named zed"}"#,
+        );
+        assert_eq!(
+            out,
+            [show("12:00:00 !! no user named zed; not sent: hello?")]
+        );
+        assert_eq!(feed(&mut s, r#"{"type":"pong","token":1}"#), []);
     }
 
     #[test]
