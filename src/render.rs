@@ -131,7 +131,8 @@ impl Renderer {
     /// A received message as one line, or `None` for the one nobody needs
     /// to see (`pong`).
     ///
-    /// `<alice> text`, `*alice* text`, `-- carol joined`,
+    /// `<alice> text`, `*alice* text`, `* alice waves` (an action, `/me`),
+    /// `* *alice* waves` (a private action), `-- carol joined`,
     /// `-- carol left (quit: bye)`, `-- carol is now known as caz`,
     /// `-- 2 online: alice, bob`, `!! message`.
     pub fn received(&self, msg: &ServerMsg<'_>, me: Me<'_>) -> Option<String> {
@@ -160,11 +161,23 @@ impl Renderer {
             ServerMsg::Nick { old, new, .. } => {
                 self.notice(&format!("{old} is now known as {new}"))
             }
-            ServerMsg::Group { from, text, .. } => {
-                self.said(&format!("<{}>", self.nick(from)), text, from, me.nick)
+            ServerMsg::Group {
+                from, text, action, ..
+            } => {
+                let who = match action {
+                    true => format!("* {}", self.nick(from)),
+                    false => format!("<{}>", self.nick(from)),
+                };
+                self.said(&who, text, from, me.nick)
             }
-            ServerMsg::Private { from, text, .. } => {
-                self.said(&format!("*{}*", self.nick(from)), text, from, me.nick)
+            ServerMsg::Private {
+                from, text, action, ..
+            } => {
+                let who = match action {
+                    true => format!("* *{}*", self.nick(from)),
+                    false => format!("*{}*", self.nick(from)),
+                };
+                self.said(&who, text, from, me.nick)
             }
             ServerMsg::Who { users, .. } => {
                 let mut nicks: Vec<&str> = users.iter().map(|u| &*u.nick).collect();
@@ -212,15 +225,25 @@ impl Renderer {
     }
 
     /// What we sent, as the others will see it: `<me> text` for the room,
-    /// `-> *bob* text` for one person; `None` for messages that show
-    /// nothing until the server answers (`nick`, `who`, `ping`, `quit`).
+    /// `-> *bob* text` for one person, `* me waves` and
+    /// `-> *bob* * me waves` for actions (`/me`); `None` for messages that
+    /// show nothing until the server answers (`nick`, `who`, `ping`,
+    /// `quit`).
     pub fn sent(&self, msg: &ClientMsg<'_>, me: &str) -> Option<String> {
+        let who = match msg {
+            ClientMsg::Group { action: false, .. } => format!("<{}>", self.nick(me)),
+            ClientMsg::Group { action: true, .. } => format!("* {}", self.nick(me)),
+            ClientMsg::Private {
+                to, action: false, ..
+            } => format!("-> *{}*", self.nick(to)),
+            ClientMsg::Private {
+                to, action: true, ..
+            } => format!("-> *{}* * {}", self.nick(to), self.nick(me)),
+            _ => return None,
+        };
         match msg {
-            ClientMsg::Group { text, .. } => {
-                Some(self.said(&format!("<{}>", self.nick(me)), text, me, me))
-            }
-            ClientMsg::Private { to, text, .. } => {
-                Some(self.said(&format!("-> *{}*", self.nick(to)), text, me, me))
+            ClientMsg::Group { text, .. } | ClientMsg::Private { text, .. } => {
+                Some(self.said(&who, text, me, me))
             }
             _ => None,
         }
@@ -474,6 +497,42 @@ mod tests {
         );
         assert_eq!(PLAIN.sent(&ClientMsg::Who { room: None }, "bob"), None);
         assert_eq!(PLAIN.sent(&ClientMsg::Quit { text: None }, "bob"), None);
+    }
+
+    #[test]
+    fn actions_read_as_the_sender_doing_something() {
+        let waves = ServerMsg::Group {
+            from: "alice".into(),
+            text: "waves".into(),
+            ts: 1,
+            room: None,
+            seq: 0,
+            action: true,
+        };
+        assert_eq!(plain(waves), "* alice waves");
+        let private = ServerMsg::Private {
+            from: "alice".into(),
+            to: "bob".into(),
+            text: "winks".into(),
+            ts: 1,
+            action: true,
+        };
+        assert_eq!(plain(private), "* *alice* winks");
+        let group = ClientMsg::Group {
+            room: None,
+            text: "waves".into(),
+            action: true,
+        };
+        assert_eq!(PLAIN.sent(&group, "bob").as_deref(), Some("* bob waves"));
+        let private = ClientMsg::Private {
+            to: "alice".into(),
+            text: "winks".into(),
+            action: true,
+        };
+        assert_eq!(
+            PLAIN.sent(&private, "bob").as_deref(),
+            Some("-> *alice* * bob winks")
+        );
     }
 
     #[test]

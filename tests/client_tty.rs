@@ -276,6 +276,22 @@ fn an_arrival_that_takes_a_name_is_one_line() {
 }
 
 #[test]
+fn me_says_what_you_do() {
+    let (_server, mut bob, tmux) = alice_and_bob(&[]);
+    tmux.type_line("/me waves");
+    let msg = bob.recv_type("group");
+    assert_eq!(
+        (&msg["text"], &msg["action"]),
+        (&json!("waves"), &json!(true))
+    );
+    tmux.wait_for_text("* alice waves");
+    bob.send(&json!({"type": "group", "text": "grins", "action": true}));
+    tmux.wait_for_text("* bob grins");
+    bob.send(&json!({"type": "private", "to": "alice", "text": "winks", "action": true}));
+    tmux.wait_for_text("* *bob* winks");
+}
+
+#[test]
 fn incoming_messages_leave_the_partial_line_intact() {
     let (_server, mut bob, tmux) = alice_and_bob(&[]);
     tmux.type_text("half typ");

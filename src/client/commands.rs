@@ -2,12 +2,13 @@
 //! `/word ...` is a command, `//text` is text that starts with `/`.
 
 /// The commands, for `/help` and for Tab completion.
-pub const COMMANDS: &[&str] = &["/msg", "/m", "/nick", "/who", "/quit", "/help"];
+pub const COMMANDS: &[&str] = &["/msg", "/m", "/me", "/nick", "/who", "/quit", "/help"];
 
 /// The `/help` text, one line each.
 pub const HELP: &[&str] = &[
     "TEXT              say TEXT to everyone",
     "/msg NICK TEXT    say TEXT to NICK only (also /m)",
+    "/me TEXT          say what you do: /me waves shows * NICK waves",
     "/nick NAME        take a new nickname",
     "/who              list who is online",
     "/quit [REASON]    leave (Ctrl-D on an empty line too)",
@@ -22,6 +23,8 @@ pub enum Command<'a> {
     /// A blank line: nothing to do.
     Nothing,
     Say(&'a str),
+    /// `/me waves`: an action.
+    Me(&'a str),
     Msg {
         to: &'a str,
         text: &'a str,
@@ -58,6 +61,8 @@ pub fn parse(line: &str) -> Command<'_> {
             },
             _ => Command::Bad(format!("usage: /{name} NICK TEXT")),
         },
+        "me" if !args.is_empty() => Command::Me(args),
+        "me" => Command::Bad("usage: /me TEXT".into()),
         "nick" if !args.is_empty() && !args.contains(char::is_whitespace) => Command::Nick(args),
         "nick" => Command::Bad("usage: /nick NAME".into()),
         "who" => Command::Who,
@@ -125,6 +130,14 @@ mod tests {
             Command::Quit(Some("gone fishing"))
         );
         assert_eq!(parse("/help"), Command::Help);
+    }
+
+    #[test]
+    fn me_is_an_action() {
+        assert_eq!(parse("/me waves  hello"), Command::Me("waves  hello"));
+        assert_eq!(parse("/ME  waves "), Command::Me("waves"));
+        assert!(matches!(parse("/me"), Command::Bad(ref e) if e == "usage: /me TEXT"));
+        assert!(matches!(parse("/me   "), Command::Bad(_)));
     }
 
     #[test]

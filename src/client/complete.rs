@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(replacements("/n", &[]), (0, vec!["/nick ".to_owned()]));
         assert_eq!(
             replacements("/m", &[]),
-            (0, vec!["/msg ".to_owned(), "/m ".to_owned()])
+            (
+                0,
+                vec!["/msg ".to_owned(), "/m ".to_owned(), "/me ".to_owned()]
+            )
         );
         assert_eq!(replacements("/zz", &[]).1, Vec::<String>::new());
     }

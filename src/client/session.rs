@@ -235,6 +235,15 @@ impl Session {
                 time,
                 out,
             ),
+            Command::Me(text) => self.say(
+                &ClientMsg::Group {
+                    room: None,
+                    text: text.into(),
+                    action: true,
+                },
+                time,
+                out,
+            ),
             Command::Msg { to, text } => self.say(
                 &ClientMsg::Private {
                     to: to.into(),
@@ -537,6 +546,13 @@ mod tests {
         assert_eq!(
             feed(&mut s, r#"{"type":"pong","token":1}"#),
             [show("12:00:00 -> *bob* psst")]
+        );
+        assert_eq!(
+            typed(&mut s, "/me waves"),
+            [
+                send(r#"{"action":true,"text":"waves","type":"group"}"#),
+                show("12:00:00 * guest3 waves")
+            ]
         );
         assert_eq!(
             typed(&mut s, "/nick caz"),
