@@ -292,6 +292,31 @@ fn me_says_what_you_do() {
 }
 
 #[test]
+fn ctrl_c_on_an_empty_line_says_how_to_leave_once() {
+    let (_server, mut bob, tmux) = alice_and_bob(&[]);
+    let hint = "-- (type /quit or press Ctrl-D to leave)";
+    tmux.key("C-c");
+    let screen = tmux.wait_for_text(hint);
+    assert_eq!(
+        last_line(&screen),
+        ">",
+        "no prompt after the hint:\n{screen}"
+    );
+    tmux.key("C-c");
+    tmux.type_line("still here");
+    assert_eq!(bob.recv_type("group")["text"], "still here");
+    let screen = tmux.wait_for("the sent line and a prompt", |s| {
+        s.contains("<alice> still here") && last_line(s) == ">"
+    });
+    assert_eq!(screen.matches(hint).count(), 1, "{screen}");
+    assert_eq!(
+        screen.lines().filter(|l| l.trim_end() == ">").count(),
+        1,
+        "an empty prompt was left above the hint:\n{screen}"
+    );
+}
+
+#[test]
 fn incoming_messages_leave_the_partial_line_intact() {
     let (_server, mut bob, tmux) = alice_and_bob(&[]);
     tmux.type_text("half typ");

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::prctl;
 use nix::sys::signal::{SigSet, Signal};
@@ -15,15 +16,20 @@ use nix::unistd::{Pid, getppid};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{
-    Cmd, CompletionType, Config, Editor, EventHandler, KeyCode, KeyEvent, Modifiers, Movement,
+    Cmd, CompletionType, ConditionalEventHandler, Config, Editor, Event, EventContext,
+    EventHandler, KeyCode, KeyEvent, Modifiers, Movement, RepeatCount,
 };
 
 use super::complete::{ChatHelper, Nicks};
 use super::fork::exit_now;
 use super::printer::{CloseOnEnter, Gate};
-use super::{history, printer, signals, terminal};
+use super::{clock, history, printer, signals, terminal};
+use crate::render::{Renderer, Style};
 
 const PROMPT: &str = "> ";
+
+/// What Ctrl-C on an empty line says, once: people press it to leave.
+pub const CTRL_C_HINT: &str = "(type /quit or press Ctrl-D to leave)";
 
 /// Everything the child gets from the parent at the fork.
 pub struct Child {
@@ -37,6 +43,8 @@ pub struct Child {
     pub parent: Pid,
     /// The signal mask from before the parent blocked its signals.
     pub mask: SigSet,
+    /// How the child's own lines (the Ctrl-C hint) look.
+    pub style: Style,
 }
 
 /// The child's whole life.
@@ -55,6 +63,7 @@ pub fn run(child: Child) -> ! {
             File::from(from_parent),
             child.history,
             child.saved,
+            Renderer { style: child.style },
         ),
         None => copy_lines(to_parent),
     }
@@ -86,7 +95,26 @@ fn copy_lines(mut to_parent: File) -> ! {
     }
 }
 
-fn editor(nicks: Nicks) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
+/// Ctrl-C empties the line (rustyline would end `readline` instead). On an
+/// empty line, the first time, it ends `readline` so that the hint can be
+/// shown between two lines, where nothing else prints (the gate is closed
+/// as for Enter).
+struct CtrlC {
+    gate: Arc<Gate>,
+    hinted: AtomicBool,
+}
+
+impl ConditionalEventHandler for CtrlC {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext<'_>) -> Option<Cmd> {
+        if ctx.line().is_empty() && !self.hinted.swap(true, Ordering::Relaxed) {
+            self.gate.close();
+            return Some(Cmd::Interrupt);
+        }
+        Some(Cmd::Kill(Movement::WholeBuffer))
+    }
+}
+
+fn editor(nicks: Nicks, gate: Arc<Gate>) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
     let config = Config::builder()
         .max_history_size(history::MAX_LINES)?
         .history_ignore_dups(true)?
@@ -96,10 +124,12 @@ fn editor(nicks: Nicks) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
         .build();
     let mut rl = Editor::with_config(config)?;
     rl.set_helper(Some(ChatHelper { nicks }));
-    // Ctrl-C empties the line (rustyline would end `readline` instead).
     rl.bind_sequence(
         KeyEvent::ctrl('C'),
-        EventHandler::Simple(Cmd::Kill(Movement::WholeBuffer)),
+        EventHandler::Conditional(Box::new(CtrlC {
+            gate,
+            hinted: AtomicBool::new(false),
+        })),
     );
     Ok(rl)
 }
@@ -111,10 +141,11 @@ fn edit_lines(
     from_parent: File,
     history: Option<PathBuf>,
     saved: Option<terminal::Saved>,
+    render: Renderer,
 ) -> ! {
     let nicks = Nicks::default();
     let gate = Arc::new(Gate::default());
-    let mut rl = match editor(nicks.clone()) {
+    let mut rl = match editor(nicks.clone(), gate.clone()) {
         Ok(rl) => rl,
         Err(e) => fail(&format!("cannot edit lines on this terminal: {e}")),
     };
@@ -153,7 +184,18 @@ fn edit_lines(
         gate.open();
         let line = match rl.readline(PROMPT) {
             Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Interrupted) => {
+                // Ctrl-C on an empty line: the gate is closed; the empty
+                // prompt gives way to the hint.
+                let mut stdout = io::stdout().lock();
+                if !gate.raced() {
+                    let _ = stdout.write_all(printer::erase(1).as_bytes());
+                }
+                let hint = render.stamp(&clock::now(), &render.notice(CTRL_C_HINT));
+                let _ = writeln!(stdout, "{hint}");
+                let _ = stdout.flush();
+                continue;
+            }
             Err(ReadlineError::Eof) => exit_now(0),
             Err(e) => fail(&format!("cannot read the keyboard: {e}")),
         };

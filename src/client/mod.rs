@@ -105,6 +105,7 @@ pub fn run(args: &ClientArgs) -> Outcome {
         saved: saved.clone(),
         parent: getpid(),
         mask,
+        style,
     };
     let pid = fork::fork_child((inherited, child), |(inherited, child)| {
         fork::close_inherited(&inherited);

@@ -71,7 +71,8 @@ impl Gate {
         self.lock().raced
     }
 
-    fn close(&self) {
+    /// Called from inside rustyline when `readline` is about to return.
+    pub fn close(&self) {
         let mut state = self.lock();
         state.open = false;
         state.raced = state.busy;
