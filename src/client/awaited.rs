@@ -19,6 +19,11 @@ pub enum After {
     /// Show our private message as sent (`line`, ready to show), unless it
     /// was refused; `text` is what was said, for the refusal.
     Echo { line: String, text: String },
+    /// Tell the input child the prompt for its next line (a `/join` or
+    /// `/part` was answered, or refused).
+    Prompt,
+    /// The joins of `--room` are answered: typed lines may go.
+    Started,
 }
 
 #[derive(Debug, Default)]

@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use nix::sys::prctl;
 use nix::sys::signal::{SigSet, Signal};
@@ -20,13 +21,18 @@ use rustyline::{
     EventHandler, KeyCode, KeyEvent, Modifiers, Movement, RepeatCount,
 };
 
-use super::complete::{ChatHelper, Nicks};
+use super::commands;
+use super::complete::{ChatHelper, Names};
 use super::fork::exit_now;
-use super::printer::{CloseOnEnter, Gate};
+use super::printer::{CloseOnEnter, Gate, PromptCell};
 use super::{clock, history, printer, signals, terminal};
 use crate::render::{Renderer, Style};
 
-const PROMPT: &str = "> ";
+/// How long the first prompt may wait for the welcome (the parent gives
+/// up on the server after as long).
+const FIRST_PROMPT_WAIT: Duration = Duration::from_secs(5);
+/// How long a `/join` or `/part` may take to settle the next prompt.
+const ROOM_PROMPT_WAIT: Duration = Duration::from_secs(2);
 
 /// What Ctrl-C on an empty line says, once: people press it to leave.
 pub const CTRL_C_HINT: &str = "(type /quit or press Ctrl-D to leave)";
@@ -114,7 +120,7 @@ impl ConditionalEventHandler for CtrlC {
     }
 }
 
-fn editor(nicks: Nicks, gate: Arc<Gate>) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
+fn editor(names: Names, gate: Arc<Gate>) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
     let config = Config::builder()
         .max_history_size(history::MAX_LINES)?
         .history_ignore_dups(true)?
@@ -123,7 +129,7 @@ fn editor(nicks: Nicks, gate: Arc<Gate>) -> rustyline::Result<Editor<ChatHelper,
         .auto_add_history(false)
         .build();
     let mut rl = Editor::with_config(config)?;
-    rl.set_helper(Some(ChatHelper { nicks }));
+    rl.set_helper(Some(ChatHelper { names }));
     rl.bind_sequence(
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(CtrlC {
@@ -143,9 +149,10 @@ fn edit_lines(
     saved: Option<terminal::Saved>,
     render: Renderer,
 ) -> ! {
-    let nicks = Nicks::default();
+    let names = Names::default();
     let gate = Arc::new(Gate::default());
-    let mut rl = match editor(nicks.clone(), gate.clone()) {
+    let prompts = Arc::new(PromptCell::default());
+    let mut rl = match editor(names.clone(), gate.clone()) {
         Ok(rl) => rl,
         Err(e) => fail(&format!("cannot edit lines on this terminal: {e}")),
     };
@@ -178,11 +185,24 @@ fn edit_lines(
         Err(e) => fail(&format!("cannot print above the prompt: {e}")),
     };
     let display_gate = gate.clone();
-    std::thread::spawn(move || printer::run(from_parent, printer, nicks, display_gate, saved));
+    let display_prompts = prompts.clone();
+    std::thread::spawn(move || {
+        printer::run(
+            from_parent,
+            printer,
+            names,
+            display_prompts,
+            display_gate,
+            saved,
+        )
+    });
 
+    // The first prompt comes with the welcome (and the rooms of --room).
+    gate.open();
+    let mut prompt = prompts.after(0, FIRST_PROMPT_WAIT);
     loop {
         gate.open();
-        let line = match rl.readline(PROMPT) {
+        let line = match rl.readline(&prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
                 // Ctrl-C on an empty line: the gate is closed; the empty
@@ -204,7 +224,7 @@ fn edit_lines(
         if !gate.raced() {
             let cols = rl.dimensions().map_or(80, |(cols, _)| usize::from(cols));
             let _ = stdout
-                .write_all(printer::erase(printer::rows_used(PROMPT, &line, cols)).as_bytes());
+                .write_all(printer::erase(printer::rows_used(&prompt, &line, cols)).as_bytes());
         }
         if !line.trim().is_empty() {
             let _ = rl.add_history_entry(line.as_str());
@@ -217,9 +237,19 @@ fn edit_lines(
         }
         let _ = stdout.flush();
         drop(stdout);
+        let seen = prompts.count();
         if to_parent.write_all(format!("{line}\n").as_bytes()).is_err() {
             exit_now(0);
         }
+        // A line that may change the current room: the next prompt waits
+        // for the parent to say which room that is. Lines from the parent
+        // print meanwhile, as between any two lines.
+        let wait = match commands::parse(&line).changes_room() {
+            true => ROOM_PROMPT_WAIT,
+            false => Duration::ZERO,
+        };
+        gate.open();
+        prompt = prompts.after(seen, wait);
     }
 }
 

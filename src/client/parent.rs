@@ -384,6 +384,8 @@ impl Parent {
                 Effect::Show(line) => self.screen.show(&line),
                 Effect::Note(line) => self.screen.note(&line),
                 Effect::Users(nicks) => self.screen.users(&nicks),
+                Effect::Rooms(rooms) => self.screen.rooms(&rooms),
+                Effect::Prompt(prompt) => self.screen.prompt(&prompt),
                 Effect::Send(line) => {
                     if let Some(peer) = &mut self.peer {
                         if let Err(e) = peer.send(&line) {
@@ -477,10 +479,9 @@ impl Parent {
         }
     }
 
-    /// The server did not welcome us, or did not answer our nickname, in
-    /// time. Without a welcome there is no session; an unanswered nickname
-    /// is given up, and the lines typed meanwhile go out under the name we
-    /// have.
+    /// The server did not welcome us, or did not answer our nickname or
+    /// our joins, in time. Without a welcome there is no session; the rest
+    /// is given up, and the lines typed meanwhile go out as things are.
     fn handshake_overdue(&mut self) {
         if !self.session.welcomed() {
             let message = format!(
@@ -490,8 +491,9 @@ impl Parent {
             );
             return self.close(Err(Fail::runtime(message)));
         }
-        let effect = self.session.nick_unanswered(&clock::now());
-        self.apply(vec![effect]);
+        let mut effects = Vec::new();
+        self.session.start_overdue(&clock::now(), &mut effects);
+        self.apply(effects);
         self.run_waiting_lines();
         self.flush_server();
         self.flush_screen();
