@@ -347,3 +347,95 @@ fn sigterm_to_the_client_says_quit_and_reaps_the_child() {
         "input child {input_child} outlived the client"
     );
 }
+
+#[test]
+#[ignore = "needs the rooms server"]
+fn room_at_start_is_joined_before_the_first_line() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    bob.send(&json!({"type": "join", "room": "rust"}));
+    bob.recv_type("joined");
+    let out = chat()
+        .args([
+            "client",
+            "--server",
+            &server.addr.to_string(),
+            "--nick",
+            "carol",
+        ])
+        .args(["--room", "Rust"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"hi rust\n/part\n")?;
+            Ok(c)
+        })
+        .map(finish)
+        .unwrap();
+    let text = stdout_text(&out);
+    assert!(
+        text.contains("-- you are in rust (2 here: bob, carol)"),
+        "{text}"
+    );
+    assert!(text.contains("<carol> hi rust"), "{text}");
+    assert!(text.contains("-- you left rust"), "{text}");
+    loop {
+        let msg = bob.recv();
+        if msg["type"] == "group" {
+            assert_eq!(
+                (&msg["room"], &msg["text"]),
+                (&json!("rust"), &json!("hi rust"))
+            );
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_room_name_that_breaks_the_rules_is_refused_before_connecting() {
+    let out = chat()
+        .args(["client", "--server", "127.0.0.1:9", "--room", "no spaces"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot use room \"no spaces\""), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn room_commands_on_a_v1_server_are_refused_and_send_nothing() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let out = chat()
+        .args([
+            "client",
+            "--server",
+            &server.addr.to_string(),
+            "--nick",
+            "carol",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"/join rust\n/rooms\nstill here\n")?;
+            Ok(c)
+        })
+        .map(finish)
+        .unwrap();
+    let text = stdout_text(&out);
+    assert_eq!(
+        text.matches("this server has no rooms").count(),
+        2,
+        "{text}"
+    );
+    let msg = bob.recv_type("group");
+    assert_eq!(msg["text"], "still here");
+}
