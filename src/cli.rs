@@ -129,6 +129,10 @@ pub struct ClientArgs {
     #[arg(long, short, value_name = "NAME", env = "CHAT_NICK")]
     pub nick: Option<String>,
 
+    /// Room to join at start, and talk in (repeatable; the last one is current)
+    #[arg(long, value_name = "NAME")]
+    pub room: Vec<String>,
+
     /// History file (default: $XDG_DATA_HOME/chat/history)
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,

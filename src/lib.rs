@@ -13,6 +13,8 @@
 //! - [`client`]: the interactive client, a parent that owns the connection
 //!   and a forked child that owns the keyboard.
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
+//! - [`arrivals`]: a newcomer's `join` and its rename as one arrival, for
+//!   the client and the bot's transcript.
 //! - [`escape`]: controls in text from the network shown as escapes.
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
@@ -23,6 +25,7 @@
 //!   program ends with one line and an exit status.
 
 pub mod addr;
+pub mod arrivals;
 pub mod bench;
 pub mod bot;
 pub mod cli;

@@ -103,6 +103,35 @@ pub fn mentions(text: &str, nick: &str) -> bool {
     })
 }
 
+/// The room a message happened in, for the messages that belong to one
+/// room: a group message, a room's `join`, a `part`, a topic change.
+pub fn room_of<'m>(msg: &'m ServerMsg<'_>) -> Option<&'m str> {
+    match msg {
+        ServerMsg::Group { room, .. }
+        | ServerMsg::Join { room, .. }
+        | ServerMsg::Leave { room, .. } => room.as_deref(),
+        ServerMsg::Topic { room, .. } => Some(room),
+        _ => None,
+    }
+}
+
+/// The most names a list shows; a big room's `who` stays one readable line.
+const MAX_NAMES: usize = 30;
+
+/// Names sorted as people read them (any case), `a, b, c`, and
+/// `and N more` past [`MAX_NAMES`].
+fn names<'n>(names: impl Iterator<Item = &'n str>) -> String {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_by_key(|n| n.to_ascii_lowercase());
+    let more = names.len().saturating_sub(MAX_NAMES);
+    names.truncate(MAX_NAMES);
+    let mut list = names.join(", ");
+    if more > 0 {
+        let _ = write!(list, " and {more} more");
+    }
+    list
+}
+
 /// A nickname's colour: a hash of its lower-case form, so it is the same in
 /// every session and for every user.
 fn nick_colour(nick: &str) -> u8 {
@@ -131,10 +160,44 @@ impl Renderer {
     /// A received message as one line, or `None` for the one nobody needs
     /// to see (`pong`).
     ///
-    /// `<alice> text`, `*alice* text`, `-- carol joined`,
+    /// `<alice> text`, `*alice* text`, `* alice waves` (an action, `/me`),
+    /// `* *alice* waves` (a private action), `-- carol joined`,
     /// `-- carol left (quit: bye)`, `-- carol is now known as caz`,
     /// `-- 2 online: alice, bob`, `!! message`.
     pub fn received(&self, msg: &ServerMsg<'_>, me: Me<'_>) -> Option<String> {
+        self.received_in(msg, me, None)
+    }
+
+    /// Like [`Renderer::received`], for a reader who has a current room
+    /// `here` (the client's; the bot reads as if it were the default room):
+    /// a line from another room starts with that room in brackets,
+    /// `[rust] <alice> hi`, `[rust] -- bob joined`. With `here` `None` (a
+    /// v1 server, no rooms) no line is marked.
+    pub fn received_in(
+        &self,
+        msg: &ServerMsg<'_>,
+        me: Me<'_>,
+        here: Option<&str>,
+    ) -> Option<String> {
+        let line = self.body(msg, me)?;
+        Some(match (room_of(msg), here) {
+            (Some(room), Some(here)) if !room.eq_ignore_ascii_case(here) => {
+                format!("{} {line}", self.room_mark(room))
+            }
+            _ => line,
+        })
+    }
+
+    /// `[rust]`: the room a line comes from, in the room's colour.
+    pub fn room_mark(&self, room: &str) -> String {
+        let room = sanitize(room);
+        match self.style {
+            Style::Colour => format!("[\x1b[{}m{room}{RESET}]", nick_colour(&room)),
+            Style::Plain | Style::Bold => format!("[{room}]"),
+        }
+    }
+
+    fn body(&self, msg: &ServerMsg<'_>, me: Me<'_>) -> Option<String> {
         Some(match msg {
             ServerMsg::Welcome {
                 nick, text, users, ..
@@ -149,7 +212,9 @@ impl Renderer {
                 nick, reason, text, ..
             } => {
                 let why = match (reason, text) {
-                    (LeaveReason::Quit, Some(text)) => format!("quit: {text}"),
+                    (LeaveReason::Quit | LeaveReason::Part, Some(text)) => {
+                        format!("{}: {text}", reason.as_str())
+                    }
                     (reason, _) => reason.as_str().to_owned(),
                 };
                 self.notice(&format!("{nick} left ({why})"))
@@ -160,16 +225,30 @@ impl Renderer {
             ServerMsg::Nick { old, new, .. } => {
                 self.notice(&format!("{old} is now known as {new}"))
             }
-            ServerMsg::Group { from, text, .. } => {
-                self.said(&format!("<{}>", self.nick(from)), text, from, me.nick)
+            ServerMsg::Group {
+                from, text, action, ..
+            } => {
+                let who = match action {
+                    true => format!("* {}", self.nick(from)),
+                    false => format!("<{}>", self.nick(from)),
+                };
+                self.said(&who, text, from, me.nick)
             }
-            ServerMsg::Private { from, text, .. } => {
-                self.said(&format!("*{}*", self.nick(from)), text, from, me.nick)
+            ServerMsg::Private {
+                from, text, action, ..
+            } => {
+                let who = match action {
+                    true => format!("* *{}*", self.nick(from)),
+                    false => format!("*{}*", self.nick(from)),
+                };
+                self.said(&who, text, from, me.nick)
             }
-            ServerMsg::Who { users, .. } => {
-                let mut nicks: Vec<&str> = users.iter().map(|u| &*u.nick).collect();
-                nicks.sort_by_key(|n| n.to_ascii_lowercase());
-                self.notice(&format!("{} online: {}", nicks.len(), nicks.join(", ")))
+            ServerMsg::Who { users, room } => {
+                let nicks = names(users.iter().map(|u| &*u.nick));
+                match room {
+                    Some(room) => self.notice(&format!("{} in {room}: {nicks}", users.len())),
+                    None => self.notice(&format!("{} online: {nicks}", users.len())),
+                }
             }
             ServerMsg::Pong { .. } => return None,
             ServerMsg::Bye { reason } => self.notice(match reason {
@@ -178,49 +257,66 @@ impl Renderer {
             }),
             ServerMsg::Error { message, .. } => self.error(message),
             ServerMsg::Joined { room, topic, users } => {
-                let mut nicks: Vec<&str> = users.iter().map(|u| &*u.nick).collect();
-                nicks.sort_by_key(|n| n.to_ascii_lowercase());
+                let nicks = names(users.iter().map(|u| &*u.nick));
                 let topic = topic
                     .as_deref()
+                    .filter(|t| !t.is_empty())
                     .map(|t| format!("; topic: {t}"))
                     .unwrap_or_default();
                 self.notice(&format!(
-                    "you joined {room} ({} here: {}){topic}",
-                    nicks.len(),
-                    nicks.join(", ")
+                    "you are in {room} ({} here: {nicks}){topic}",
+                    users.len()
                 ))
             }
             ServerMsg::Parted { room } => self.notice(&format!("you left {room}")),
-            ServerMsg::Topic { room, by, text, .. } if text.is_empty() => {
-                self.notice(&format!("{by} cleared the topic of {room}"))
+            ServerMsg::Topic { by, text, .. } if text.is_empty() => {
+                self.notice(&format!("{by} cleared the topic"))
             }
-            ServerMsg::Topic { room, by, text, .. } => {
-                self.notice(&format!("{by} set the topic of {room}: {text}"))
+            ServerMsg::Topic { by, text, .. } => {
+                self.notice(&format!("{by} set the topic: {text}"))
             }
+            ServerMsg::Rooms { rooms } if rooms.is_empty() => self.notice("no rooms"),
             ServerMsg::Rooms { rooms } => {
+                let mut rooms: Vec<_> = rooms.iter().collect();
+                rooms.sort_by_key(|r| r.name.to_ascii_lowercase());
                 let list: Vec<String> = rooms
                     .iter()
-                    .map(|r| match &r.topic {
+                    .map(|r| match r.topic.as_deref().filter(|t| !t.is_empty()) {
                         Some(topic) => format!("{} ({}: {topic})", r.name, r.users),
                         None => format!("{} ({})", r.name, r.users),
                     })
                     .collect();
-                self.notice(&format!("{} rooms: {}", rooms.len(), list.join(", ")))
+                let plural = if rooms.len() == 1 { "" } else { "s" };
+                self.notice(&format!(
+                    "{} room{plural}: {}",
+                    rooms.len(),
+                    list.join(", ")
+                ))
             }
             ServerMsg::Unknown => return None,
         })
     }
 
     /// What we sent, as the others will see it: `<me> text` for the room,
-    /// `-> *bob* text` for one person; `None` for messages that show
-    /// nothing until the server answers (`nick`, `who`, `ping`, `quit`).
+    /// `-> *bob* text` for one person, `* me waves` and
+    /// `-> *bob* * me waves` for actions (`/me`); `None` for messages that
+    /// show nothing until the server answers (`nick`, `who`, `ping`,
+    /// `quit`).
     pub fn sent(&self, msg: &ClientMsg<'_>, me: &str) -> Option<String> {
+        let who = match msg {
+            ClientMsg::Group { action: false, .. } => format!("<{}>", self.nick(me)),
+            ClientMsg::Group { action: true, .. } => format!("* {}", self.nick(me)),
+            ClientMsg::Private {
+                to, action: false, ..
+            } => format!("-> *{}*", self.nick(to)),
+            ClientMsg::Private {
+                to, action: true, ..
+            } => format!("-> *{}* * {}", self.nick(to), self.nick(me)),
+            _ => return None,
+        };
         match msg {
-            ClientMsg::Group { text, .. } => {
-                Some(self.said(&format!("<{}>", self.nick(me)), text, me, me))
-            }
-            ClientMsg::Private { to, text, .. } => {
-                Some(self.said(&format!("-> *{}*", self.nick(to)), text, me, me))
+            ClientMsg::Group { text, .. } | ClientMsg::Private { text, .. } => {
+                Some(self.said(&who, text, me, me))
             }
             _ => None,
         }
@@ -474,6 +570,156 @@ mod tests {
         );
         assert_eq!(PLAIN.sent(&ClientMsg::Who { room: None }, "bob"), None);
         assert_eq!(PLAIN.sent(&ClientMsg::Quit { text: None }, "bob"), None);
+    }
+
+    fn in_room(msg: ServerMsg<'_>, here: Option<&str>) -> String {
+        PLAIN.received_in(&msg, BOB, here).unwrap()
+    }
+
+    #[test]
+    fn lines_from_another_room_name_it() {
+        let said = |room: &str| ServerMsg::Group {
+            from: "alice".into(),
+            text: "hi".into(),
+            ts: 1,
+            room: Some(room.to_owned().into()),
+            seq: 7,
+            action: false,
+        };
+        assert_eq!(in_room(said("lobby"), Some("lobby")), "<alice> hi");
+        assert_eq!(in_room(said("rust"), Some("lobby")), "[rust] <alice> hi");
+        assert_eq!(in_room(said("rust"), None), "<alice> hi");
+        let joined = ServerMsg::Join {
+            id: 4,
+            nick: "bob".into(),
+            ts: 1,
+            room: Some("rust".into()),
+        };
+        assert_eq!(in_room(joined, Some("lobby")), "[rust] -- bob joined");
+        let parted = ServerMsg::Leave {
+            id: 4,
+            nick: "bob".into(),
+            reason: LeaveReason::Part,
+            ts: 1,
+            text: Some("lunch".into()),
+            room: Some("rust".into()),
+        };
+        assert_eq!(in_room(parted, Some("rust")), "-- bob left (part: lunch)");
+        let topic = |text: &str| ServerMsg::Topic {
+            room: "rust".into(),
+            by: "alice".into(),
+            text: text.to_owned().into(),
+            ts: 1,
+        };
+        assert_eq!(
+            in_room(topic("borrowck"), Some("lobby")),
+            "[rust] -- alice set the topic: borrowck"
+        );
+        assert_eq!(
+            in_room(topic(""), Some("rust")),
+            "-- alice cleared the topic"
+        );
+        // A rename or a departure from the server belongs to no room.
+        let gone = ServerMsg::Leave {
+            id: 4,
+            nick: "bob".into(),
+            reason: LeaveReason::Quit,
+            ts: 1,
+            text: None,
+            room: None,
+        };
+        assert_eq!(in_room(gone, Some("lobby")), "-- bob left (quit)");
+        let colour = COLOUR
+            .received_in(&said("rust"), BOB, Some("lobby"))
+            .unwrap();
+        assert!(colour.starts_with("[\x1b["), "{colour:?}");
+        let evil = COLOUR.room_mark("\x1b[2J");
+        assert!(!evil.contains("\x1b[2J"), "{evil:?}");
+    }
+
+    #[test]
+    fn room_answers_in_the_human_format() {
+        let member = |id, nick: &str| crate::wire::Member {
+            id,
+            nick: nick.to_owned().into(),
+        };
+        let joined = ServerMsg::Joined {
+            room: "rust".into(),
+            topic: Some("borrowck".into()),
+            users: vec![member(2, "bob"), member(1, "Alice")],
+        };
+        assert_eq!(
+            plain(joined),
+            "-- you are in rust (2 here: Alice, bob); topic: borrowck"
+        );
+        assert_eq!(
+            plain(ServerMsg::Parted {
+                room: "rust".into()
+            }),
+            "-- you left rust"
+        );
+        let entry = |name: &str, users, topic: Option<&str>| crate::wire::RoomEntry {
+            name: name.to_owned().into(),
+            users,
+            topic: topic.map(|t| t.to_owned().into()),
+        };
+        assert_eq!(
+            plain(ServerMsg::Rooms {
+                rooms: vec![entry("rust", 2, Some("borrowck")), entry("lobby", 5, None)]
+            }),
+            "-- 2 rooms: lobby (5), rust (2: borrowck)"
+        );
+        assert_eq!(plain(ServerMsg::Rooms { rooms: vec![] }), "-- no rooms");
+        let who = ServerMsg::Who {
+            users: (1..=40)
+                .map(|id| WhoEntry {
+                    id,
+                    nick: format!("u{id:02}").into(),
+                    since: 1,
+                })
+                .collect(),
+            room: Some("big".into()),
+        };
+        let line = plain(who);
+        assert!(line.starts_with("-- 40 in big: u01, u02,"), "{line}");
+        assert!(line.ends_with("u30 and 10 more"), "{line}");
+        assert_eq!(PLAIN.received(&ServerMsg::Unknown, BOB), None);
+    }
+
+    #[test]
+    fn actions_read_as_the_sender_doing_something() {
+        let waves = ServerMsg::Group {
+            from: "alice".into(),
+            text: "waves".into(),
+            ts: 1,
+            room: None,
+            seq: 0,
+            action: true,
+        };
+        assert_eq!(plain(waves), "* alice waves");
+        let private = ServerMsg::Private {
+            from: "alice".into(),
+            to: "bob".into(),
+            text: "winks".into(),
+            ts: 1,
+            action: true,
+        };
+        assert_eq!(plain(private), "* *alice* winks");
+        let group = ClientMsg::Group {
+            room: None,
+            text: "waves".into(),
+            action: true,
+        };
+        assert_eq!(PLAIN.sent(&group, "bob").as_deref(), Some("* bob waves"));
+        let private = ClientMsg::Private {
+            to: "alice".into(),
+            text: "winks".into(),
+            action: true,
+        };
+        assert_eq!(
+            PLAIN.sent(&private, "bob").as_deref(),
+            Some("-> *alice* * bob winks")
+        );
     }
 
     #[test]

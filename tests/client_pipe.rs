@@ -82,10 +82,9 @@ fn piped_lines_are_sent_and_shown_as_plain_text() {
         .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(b"hi all\n/frob\n//slash\n/msg bob psst\n/quit done\n")?;
+            c.stdin.take().unwrap().write_all(
+                b"hi all\n/frob\n//slash\n/msg nobody hi\n/msg bob psst\n/quit done\n",
+            )?;
             Ok(c)
         })
         .map(finish)
@@ -100,9 +99,14 @@ fn piped_lines_are_sent_and_shown_as_plain_text() {
         "!! unknown command /frob",
         "<carol> /slash",
         "-> *bob* psst",
+        "!! no user named nobody; not sent: hi",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
+    assert!(
+        !text.contains("*nobody*"),
+        "a refused message was shown as sent:\n{text}"
+    );
     // Every line starts with the local time.
     for line in text.lines() {
         let time = line.split(' ').next().unwrap();
@@ -342,4 +346,60 @@ fn sigterm_to_the_client_says_quit_and_reaps_the_child() {
         is_gone(input_child),
         "input child {input_child} outlived the client"
     );
+}
+
+#[test]
+fn room_at_start_is_joined_before_the_first_line() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    bob.send(&json!({"type": "join", "room": "rust"}));
+    bob.recv_type("joined");
+    let out = chat()
+        .args([
+            "client",
+            "--server",
+            &server.addr.to_string(),
+            "--nick",
+            "carol",
+        ])
+        .args(["--room", "Rust"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"hi rust\n/part\n")?;
+            Ok(c)
+        })
+        .map(finish)
+        .unwrap();
+    let text = stdout_text(&out);
+    assert!(
+        text.contains("-- you are in rust (2 here: bob, carol)"),
+        "{text}"
+    );
+    assert!(text.contains("<carol> hi rust"), "{text}");
+    assert!(text.contains("-- you left rust"), "{text}");
+    loop {
+        let msg = bob.recv();
+        if msg["type"] == "group" {
+            assert_eq!(
+                (&msg["room"], &msg["text"]),
+                (&json!("rust"), &json!("hi rust"))
+            );
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_room_name_that_breaks_the_rules_is_refused_before_connecting() {
+    let out = chat()
+        .args(["client", "--server", "127.0.0.1:9", "--room", "no spaces"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot use room \"no spaces\""), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -217,13 +217,29 @@ fn children(pid: i32) -> Vec<i32> {
         .collect()
 }
 
-/// The last non-blank row of the screen.
-fn last_line(screen: &str) -> &str {
+/// The last non-blank row of the screen, as it is.
+fn last_row(screen: &str) -> &str {
     screen
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
+}
+
+/// The last non-blank row, with the current room's name taken off its
+/// prompt (`lobby> hi` reads `> hi`), so that these tests hold with and
+/// without a server that has rooms.
+fn last_line(screen: &str) -> &str {
+    let row = last_row(screen);
+    let name = row
+        .find('>')
+        .filter(|&at| {
+            row[..at]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+        .unwrap_or(0);
+    &row[name..]
 }
 
 /// Starts a server, `bob` on a plain connection, and `alice` in tmux, and
@@ -238,7 +254,8 @@ fn alice_and_bob(env: &[(&str, &str)]) -> (Server, Conn, Tmux) {
         }
     }
     tmux.wait_for("the prompt", |s| {
-        s.contains("2 online: alice, bob") && last_line(s) == ">"
+        // "2 online: ..." from a v1 server, "2 in lobby: ..." with rooms.
+        s.contains(": alice, bob") && last_line(s) == ">"
     });
     (server, bob, tmux)
 }
@@ -258,6 +275,62 @@ fn typing_a_line_sends_it_and_shows_it_once() {
         "the typed line was not replaced:\n{screen}"
     );
     assert_eq!(last_line(&screen), ">");
+}
+
+#[test]
+fn an_arrival_that_takes_a_name_is_one_line() {
+    let (server, mut bob, tmux) = alice_and_bob(&[]);
+    let _carol = server.join("carol");
+    // bob's message comes after carol's arrival, so once it is on screen
+    // the arrival has been shown as it will stay.
+    bob.send(&json!({"type": "group", "text": "after carol"}));
+    let screen = tmux.wait_for_text("<bob> after carol");
+    assert!(screen.contains("-- carol joined"), "{screen}");
+    assert!(
+        !screen.contains("guest3") && !screen.contains("known as carol"),
+        "the guest name was shown:\n{screen}"
+    );
+}
+
+#[test]
+fn me_says_what_you_do() {
+    let (_server, mut bob, tmux) = alice_and_bob(&[]);
+    tmux.type_line("/me waves");
+    let msg = bob.recv_type("group");
+    assert_eq!(
+        (&msg["text"], &msg["action"]),
+        (&json!("waves"), &json!(true))
+    );
+    tmux.wait_for_text("* alice waves");
+    bob.send(&json!({"type": "group", "text": "grins", "action": true}));
+    tmux.wait_for_text("* bob grins");
+    bob.send(&json!({"type": "private", "to": "alice", "text": "winks", "action": true}));
+    tmux.wait_for_text("* *bob* winks");
+}
+
+#[test]
+fn ctrl_c_on_an_empty_line_says_how_to_leave_once() {
+    let (_server, mut bob, tmux) = alice_and_bob(&[]);
+    let hint = "-- (type /quit or press Ctrl-D to leave)";
+    tmux.key("C-c");
+    let screen = tmux.wait_for_text(hint);
+    assert_eq!(
+        last_line(&screen),
+        ">",
+        "no prompt after the hint:\n{screen}"
+    );
+    tmux.key("C-c");
+    tmux.type_line("still here");
+    assert_eq!(bob.recv_type("group")["text"], "still here");
+    let screen = tmux.wait_for("the sent line and a prompt", |s| {
+        s.contains("<alice> still here") && last_line(s) == ">"
+    });
+    assert_eq!(screen.matches(hint).count(), 1, "{screen}");
+    assert_eq!(
+        screen.lines().filter(|l| last_line(l) == ">").count(),
+        1,
+        "an empty prompt was left above the hint:\n{screen}"
+    );
 }
 
 #[test]
@@ -286,7 +359,7 @@ fn incoming_messages_leave_the_partial_line_intact() {
     let (x, y) = tmux.cursor();
     assert_eq!(
         (x, y),
-        ("> half typ".len(), lines.len() - 1),
+        (last_row(&screen).len(), lines.len() - 1),
         "cursor moved:\n{screen}"
     );
     // The line editor still holds the text: finishing it sends all of it.
@@ -322,7 +395,7 @@ fn msg_nick_who_completion_and_quit() {
     tmux.wait_for_text("-- you are now known as ally");
 
     tmux.type_line("/who");
-    tmux.wait_for_text("-- 2 online: ally, bob");
+    tmux.wait_for_text(": ally, bob");
 
     tmux.type_line("/bogus");
     tmux.wait_for_text("!! unknown command /bogus");
@@ -472,4 +545,91 @@ fn sigterm_to_the_client_restores_the_terminal() {
     );
     let screen = tmux.screen();
     assert!(screen.contains("chat: stopped by SIGTERM"), "{screen}");
+}
+
+// Rooms (protocol v2). These need the server with rooms: until it lands the
+// server answers `join` with `unknown_type` and its welcome names no room.
+
+/// alice in tmux and bob on a plain connection, both in the lobby.
+fn alice_and_bob_in_the_lobby(args: &[&str]) -> (Server, Conn, Tmux) {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    let mut alice_args = vec!["--nick", "alice"];
+    alice_args.extend_from_slice(args);
+    let tmux = Tmux::start(&server, &alice_args, &[]);
+    loop {
+        if bob.recv_type("nick")["new"] == "alice" {
+            break;
+        }
+    }
+    (server, bob, tmux)
+}
+
+#[test]
+fn join_switches_the_current_room_and_marks_lines_from_others() {
+    let (_server, mut bob, tmux) = alice_and_bob_in_the_lobby(&[]);
+    tmux.wait_for("the lobby prompt", |s| last_row(s) == "lobby>");
+    tmux.type_line("/join rust");
+    let screen = tmux.wait_for("the rust prompt", |s| last_row(s) == "rust>");
+    assert!(
+        screen.contains("-- you are in rust (1 here: alice)"),
+        "{screen}"
+    );
+
+    tmux.type_line("hello rust");
+    bob.send(&json!({"type": "group", "text": "lobby talk"}));
+    tmux.wait_for_text("[lobby] <bob> lobby talk");
+
+    bob.send(&json!({"type": "join", "room": "rust"}));
+    bob.recv_type("joined");
+    tmux.wait_for_text("-- bob joined");
+    bob.send(&json!({"type": "group", "room": "rust", "text": "hi alice"}));
+    let screen = tmux.wait_for_text("<bob> hi alice");
+    assert!(
+        !screen.contains("[rust]"),
+        "the current room is marked:\n{screen}"
+    );
+
+    tmux.type_line("/me waves");
+    let msg = bob.recv_type("group");
+    assert_eq!(
+        (&msg["room"], &msg["text"], &msg["action"]),
+        (&json!("rust"), &json!("waves"), &json!(true))
+    );
+
+    // Tab completes a room after /part; parting the current room goes
+    // back to the lobby.
+    tmux.type_text("/part ru");
+    tmux.key("Tab");
+    tmux.wait_for("completion", |s| last_row(s) == "rust> /part rust");
+    tmux.type_line("off to lunch");
+    let leave = bob.recv_type("leave");
+    assert_eq!(
+        (&leave["room"], &leave["reason"], &leave["text"]),
+        (&json!("rust"), &json!("part"), &json!("off to lunch"))
+    );
+    tmux.wait_for("the lobby prompt", |s| last_row(s) == "lobby>");
+    tmux.type_line("back");
+    let msg = bob.recv_type("group");
+    assert_eq!(
+        (&msg["room"], &msg["text"]),
+        (&json!("lobby"), &json!("back"))
+    );
+}
+
+#[test]
+fn topic_rooms_and_who_in_a_room() {
+    let (_server, _bob, tmux) = alice_and_bob_in_the_lobby(&["--room", "rust"]);
+    tmux.wait_for("the rust prompt", |s| last_row(s) == "rust>");
+    // bob is not in rust: only alice hears of the topic.
+    tmux.type_line("/topic borrowck");
+    tmux.wait_for_text("-- alice set the topic: borrowck");
+    tmux.type_line("/topic");
+    tmux.wait_for_text("-- the topic of rust: borrowck");
+    tmux.type_line("/rooms");
+    tmux.wait_for_text("-- 2 rooms: lobby (2), rust (1: borrowck)");
+    tmux.type_line("/who lobby");
+    tmux.wait_for_text("-- 2 in lobby: alice, bob");
+    tmux.type_line("/join lobby");
+    tmux.wait_for("the lobby prompt", |s| last_row(s) == "lobby>");
 }

@@ -221,6 +221,25 @@ fn the_client_reports_each_garbage_line_and_goes_on_chatting() {
     assert_eq!(heard.last().unwrap()["type"], "quit");
 }
 
+/// A protocol 1 server (its welcome names no room) has no rooms: the
+/// client says so and sends nothing for the room commands.
+#[test]
+fn room_commands_on_a_v1_server_are_refused_and_send_nothing() {
+    let fake = fake_server(format!("{WELCOME}\n").into_bytes(), Answers::Nick);
+    let out = run(
+        &client_args(&fake, &[]),
+        b"/join rust\n/rooms\nstill here\n",
+        false,
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(count(&stdout, "this server has no rooms"), 2, "{stdout}");
+    let heard = fake.heard.join().unwrap();
+    let kinds: Vec<&str> = heard.iter().filter_map(|m| m["type"].as_str()).collect();
+    assert_eq!(kinds, ["nick", "group", "quit"], "{heard:?}");
+    assert_eq!(heard[1]["text"], "still here");
+}
+
 #[test]
 fn the_json_client_keeps_garbage_off_stdout_and_reports_it_on_stderr() {
     let fake = fake_server(welcome_garbage_and_a_message(), Answers::Nick);

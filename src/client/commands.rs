@@ -2,18 +2,28 @@
 //! `/word ...` is a command, `//text` is text that starts with `/`.
 
 /// The commands, for `/help` and for Tab completion.
-pub const COMMANDS: &[&str] = &["/msg", "/m", "/nick", "/who", "/quit", "/help"];
+pub const COMMANDS: &[&str] = &[
+    "/msg", "/m", "/me", "/join", "/part", "/rooms", "/topic", "/who", "/nick", "/quit", "/help",
+];
+
+/// The commands whose first word is a room name, for Tab completion.
+pub const ROOM_COMMANDS: &[&str] = &["/join", "/part", "/who"];
 
 /// The `/help` text, one line each.
 pub const HELP: &[&str] = &[
-    "TEXT              say TEXT to everyone",
+    "TEXT              say TEXT in the current room (to everyone, without rooms)",
     "/msg NICK TEXT    say TEXT to NICK only (also /m)",
+    "/me TEXT          say what you do: /me waves shows * NICK waves",
+    "/join ROOM        join ROOM (made if new) and talk there; in it already: talk there",
+    "/part [ROOM] [TEXT]  leave ROOM (the current room by default), saying TEXT",
+    "/rooms            list the rooms",
+    "/topic [TEXT]     show the current room's topic, or set it (/topic - clears it)",
+    "/who [ROOM]       list who is in the current room, or in ROOM",
     "/nick NAME        take a new nickname",
-    "/who              list who is online",
     "/quit [REASON]    leave (Ctrl-D on an empty line too)",
     "/help             this list",
-    "//TEXT            say /TEXT to everyone",
-    "Tab completes nicknames and commands; Up and Down recall history; Ctrl-C clears the line",
+    "//TEXT            say /TEXT",
+    "Tab completes nicknames, rooms and commands; Up and Down recall history; Ctrl-C clears the line",
 ];
 
 /// One typed line, understood.
@@ -22,16 +32,35 @@ pub enum Command<'a> {
     /// A blank line: nothing to do.
     Nothing,
     Say(&'a str),
+    /// `/me waves`: an action.
+    Me(&'a str),
     Msg {
         to: &'a str,
         text: &'a str,
     },
     Nick(&'a str),
-    Who,
+    /// Everyone (no rooms), the current room, or the named one.
+    Who(Option<&'a str>),
+    Join(&'a str),
+    /// The arguments as typed: whether the first word is a room depends
+    /// on the rooms we are in, which the session knows.
+    Part(&'a str),
+    Rooms,
+    /// Empty: show the topic; `-`: clear it.
+    Topic(&'a str),
     Quit(Option<&'a str>),
     Help,
     /// Not a valid command; the text says why. Nothing is sent.
     Bad(String),
+}
+
+impl Command<'_> {
+    /// True for the commands that may change the current room: the input
+    /// child waits for the prompt they lead to before it reads the next
+    /// line.
+    pub fn changes_room(&self) -> bool {
+        matches!(self, Command::Join(_) | Command::Part(_))
+    }
 }
 
 /// Reads one line (without its line ending).
@@ -58,9 +87,20 @@ pub fn parse(line: &str) -> Command<'_> {
             },
             _ => Command::Bad(format!("usage: /{name} NICK TEXT")),
         },
+        "me" if !args.is_empty() => Command::Me(args),
+        "me" => Command::Bad("usage: /me TEXT".into()),
         "nick" if !args.is_empty() && !args.contains(char::is_whitespace) => Command::Nick(args),
         "nick" => Command::Bad("usage: /nick NAME".into()),
-        "who" => Command::Who,
+        "who" if !args.contains(char::is_whitespace) => {
+            Command::Who(Some(args).filter(|a| !a.is_empty()))
+        }
+        "who" => Command::Bad("usage: /who [ROOM]".into()),
+        "join" if !args.is_empty() && !args.contains(char::is_whitespace) => Command::Join(args),
+        "join" => Command::Bad("usage: /join ROOM".into()),
+        "part" => Command::Part(args),
+        "rooms" if args.is_empty() => Command::Rooms,
+        "rooms" => Command::Bad("usage: /rooms".into()),
+        "topic" => Command::Topic(args),
         "quit" => Command::Quit(Some(args).filter(|a| !a.is_empty())),
         "help" => Command::Help,
         _ => Command::Bad(format!(
@@ -117,7 +157,7 @@ mod tests {
         assert_eq!(parse("/nick  caz "), Command::Nick("caz"));
         assert!(matches!(parse("/nick"), Command::Bad(_)));
         assert!(matches!(parse("/nick a b"), Command::Bad(_)));
-        assert_eq!(parse("/who"), Command::Who);
+        assert_eq!(parse("/who"), Command::Who(None));
         assert_eq!(parse("/quit"), Command::Quit(None));
         assert_eq!(parse("/quit  "), Command::Quit(None));
         assert_eq!(
@@ -125,6 +165,45 @@ mod tests {
             Command::Quit(Some("gone fishing"))
         );
         assert_eq!(parse("/help"), Command::Help);
+    }
+
+    #[test]
+    fn room_commands() {
+        assert_eq!(parse("/join rust"), Command::Join("rust"));
+        assert_eq!(parse("/JOIN  Rust "), Command::Join("Rust"));
+        for bad in ["/join", "/join a b"] {
+            assert!(
+                matches!(parse(bad), Command::Bad(ref e) if e == "usage: /join ROOM"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse("/part"), Command::Part(""));
+        assert_eq!(
+            parse("/part rust  gone for lunch "),
+            Command::Part("rust  gone for lunch")
+        );
+        assert_eq!(parse("/rooms"), Command::Rooms);
+        assert!(matches!(parse("/rooms x"), Command::Bad(_)));
+        assert_eq!(parse("/topic"), Command::Topic(""));
+        assert_eq!(
+            parse("/topic  all about  Rust "),
+            Command::Topic("all about  Rust")
+        );
+        assert_eq!(parse("/topic -"), Command::Topic("-"));
+        assert_eq!(parse("/who rust"), Command::Who(Some("rust")));
+        assert!(matches!(parse("/who a b"), Command::Bad(_)));
+        assert!(parse("/join x").changes_room());
+        assert!(parse("/part").changes_room());
+        assert!(!parse("/rooms").changes_room());
+        assert!(!parse("join").changes_room());
+    }
+
+    #[test]
+    fn me_is_an_action() {
+        assert_eq!(parse("/me waves  hello"), Command::Me("waves  hello"));
+        assert_eq!(parse("/ME  waves "), Command::Me("waves"));
+        assert!(matches!(parse("/me"), Command::Bad(ref e) if e == "usage: /me TEXT"));
+        assert!(matches!(parse("/me   "), Command::Bad(_)));
     }
 
     #[test]

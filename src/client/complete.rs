@@ -1,6 +1,7 @@
 //! Tab completion in the interactive child: `/commands` at the start of the
-//! line, nicknames anywhere. The nicknames come from the parent (which
-//! follows the room) through the display pipe, into a shared list.
+//! line, room names after `/join`, `/part` and `/who`, nicknames anywhere
+//! else. The names come from the parent (which follows the rooms) through
+//! the display pipe, into a shared list.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,18 +11,25 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
-use super::commands::COMMANDS;
+use super::commands::{COMMANDS, ROOM_COMMANDS};
 
-/// The other users' nicknames, written by the display thread, read by the
-/// completer.
-pub type Nicks = Arc<Mutex<Vec<String>>>;
+/// What can be completed, as the parent last said.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// The other users, the current room's members first.
+    pub nicks: Vec<String>,
+    pub rooms: Vec<String>,
+}
+
+/// Written by the display thread, read by the completer.
+pub type Names = Arc<Mutex<Known>>;
 
 pub struct ChatHelper {
-    pub nicks: Nicks,
+    pub names: Names,
 }
 
 /// Where the word under the cursor starts, and the candidates for it.
-pub fn candidates(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<Pair>) {
+pub fn candidates(line: &str, pos: usize, known: &Known) -> (usize, Vec<Pair>) {
     let before = &line[..pos];
     let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
     let word = &before[start..];
@@ -36,9 +44,19 @@ pub fn candidates(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<Pair>
             .collect();
         return (start, found);
     }
-    // A nickname first on the line addresses its owner, IRC style.
-    let suffix = if start == 0 { ": " } else { " " };
-    let found = nicks
+    // The first argument of a room command is a room.
+    let mut words = before[..start].split_whitespace();
+    let room_arg = matches!(
+        (words.next(), words.next()),
+        (Some(cmd), None) if ROOM_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(cmd))
+    );
+    let (names, suffix) = match (room_arg, start) {
+        (true, _) => (&known.rooms, " "),
+        // A nickname first on the line addresses its owner, IRC style.
+        (false, 0) => (&known.nicks, ": "),
+        (false, _) => (&known.nicks, " "),
+    };
+    let found = names
         .iter()
         .filter(|n| {
             n.len() >= word.len()
@@ -63,8 +81,8 @@ impl Completer for ChatHelper {
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         // A poisoned lock only means the display thread panicked; the list
         // it left is still a list of names.
-        let nicks = self.nicks.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(candidates(line, pos, &nicks))
+        let known = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(candidates(line, pos, &known))
     }
 }
 
@@ -82,9 +100,15 @@ impl Helper for ChatHelper {}
 mod tests {
     use super::*;
 
+    fn known(nicks: &[&str], rooms: &[&str]) -> Known {
+        Known {
+            nicks: nicks.iter().map(|n| n.to_string()).collect(),
+            rooms: rooms.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
     fn replacements(line: &str, nicks: &[&str]) -> (usize, Vec<String>) {
-        let nicks: Vec<String> = nicks.iter().map(|n| n.to_string()).collect();
-        let (start, found) = candidates(line, line.len(), &nicks);
+        let (start, found) = candidates(line, line.len(), &known(nicks, &[]));
         (start, found.into_iter().map(|p| p.replacement).collect())
     }
 
@@ -93,7 +117,10 @@ mod tests {
         assert_eq!(replacements("/n", &[]), (0, vec!["/nick ".to_owned()]));
         assert_eq!(
             replacements("/m", &[]),
-            (0, vec!["/msg ".to_owned(), "/m ".to_owned()])
+            (
+                0,
+                vec!["/msg ".to_owned(), "/m ".to_owned(), "/me ".to_owned()]
+            )
         );
         assert_eq!(replacements("/zz", &[]).1, Vec::<String>::new());
     }
@@ -111,9 +138,28 @@ mod tests {
     }
 
     #[test]
+    fn rooms_after_the_room_commands() {
+        let k = known(&["rusty"], &["lobby", "rust"]);
+        let rooms = |line: &str| -> Vec<String> {
+            let (_, found) = candidates(line, line.len(), &k);
+            found.into_iter().map(|p| p.replacement).collect()
+        };
+        assert_eq!(rooms("/join ru"), ["rust "]);
+        assert_eq!(rooms("/JOIN R"), ["rust "]);
+        assert_eq!(rooms("/part l"), ["lobby "]);
+        assert_eq!(rooms("/who "), ["lobby ", "rust "]);
+        assert_eq!(
+            rooms("/part rust ru"),
+            ["rusty "],
+            "the text after the room"
+        );
+        assert_eq!(rooms("/msg ru"), ["rusty "]);
+    }
+
+    #[test]
     fn completes_the_word_under_the_cursor() {
-        let nicks = vec!["bob".to_string()];
-        let (start, found) = candidates("say b and more", 5, &nicks);
+        let k = known(&["bob"], &[]);
+        let (start, found) = candidates("say b and more", 5, &k);
         assert_eq!(start, 4);
         assert_eq!(found[0].replacement, "bob ");
     }

@@ -2,9 +2,10 @@
 //! interactive child owns the terminal, down a pipe to the child, which
 //! prints them above its prompt.
 //!
-//! The pipe carries one record per line: `p` and a line to print, or `u`
-//! and the other users' nicknames separated by spaces (for completion).
-//! Printed lines are sanitized and never contain `\n`, and nicknames are
+//! The pipe carries one record per line: `p` and a line to print, `u` and
+//! the other users' nicknames separated by spaces, `r` and the room names
+//! (both for completion), or `>` and the prompt for the next line.
+//! Printed lines are sanitized and never contain `\n`, and names are
 //! checked against the protocol's rules, so a record is always one line.
 
 use std::io::{self, Write};
@@ -16,6 +17,8 @@ use mio::unix::pipe::Sender;
 pub enum Record {
     Print(String),
     Users(Vec<String>),
+    Rooms(Vec<String>),
+    Prompt(String),
 }
 
 impl Record {
@@ -29,6 +32,14 @@ impl Record {
                 out.push(b'u');
                 out.extend_from_slice(nicks.join(" ").as_bytes());
             }
+            Record::Rooms(rooms) => {
+                out.push(b'r');
+                out.extend_from_slice(rooms.join(" ").as_bytes());
+            }
+            Record::Prompt(prompt) => {
+                out.push(b'>');
+                out.extend_from_slice(prompt.as_bytes());
+            }
         }
         out.push(b'\n');
     }
@@ -38,17 +49,19 @@ impl Record {
         let mut chars = line.chars();
         match chars.next()? {
             'p' => Some(Record::Print(chars.as_str().to_owned())),
-            'u' => Some(Record::Users(
-                chars
-                    .as_str()
-                    .split(' ')
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            )),
+            'u' => Some(Record::Users(words(chars.as_str()))),
+            'r' => Some(Record::Rooms(words(chars.as_str()))),
+            '>' => Some(Record::Prompt(chars.as_str().to_owned())),
             _ => None,
         }
     }
+}
+
+fn words(list: &str) -> Vec<String> {
+    list.split(' ')
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The parent's output.
@@ -92,6 +105,19 @@ impl Screen {
     pub fn users(&mut self, nicks: &[String]) {
         if let Screen::Child { queue, .. } = self {
             Record::Users(nicks.to_vec()).encode(queue);
+        }
+    }
+
+    pub fn rooms(&mut self, rooms: &[String]) {
+        if let Screen::Child { queue, .. } = self {
+            Record::Rooms(rooms.to_vec()).encode(queue);
+        }
+    }
+
+    /// The prompt for the child's next line.
+    pub fn prompt(&mut self, prompt: &str) {
+        if let Screen::Child { queue, .. } = self {
+            Record::Prompt(prompt.to_owned()).encode(queue);
         }
     }
 
@@ -177,6 +203,8 @@ mod tests {
             Record::Print(String::new()),
             Record::Users(vec!["alice".into(), "bob".into()]),
             Record::Users(vec![]),
+            Record::Rooms(vec!["lobby".into(), "rust".into()]),
+            Record::Prompt("rust> ".into()),
         ] {
             let mut bytes = Vec::new();
             record.encode(&mut bytes);

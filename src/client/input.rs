@@ -8,6 +8,8 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use nix::sys::prctl;
 use nix::sys::signal::{SigSet, Signal};
@@ -15,15 +17,25 @@ use nix::unistd::{Pid, getppid};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{
-    Cmd, CompletionType, Config, Editor, EventHandler, KeyCode, KeyEvent, Modifiers, Movement,
+    Cmd, CompletionType, ConditionalEventHandler, Config, Editor, Event, EventContext,
+    EventHandler, KeyCode, KeyEvent, Modifiers, Movement, RepeatCount,
 };
 
-use super::complete::{ChatHelper, Nicks};
+use super::commands;
+use super::complete::{ChatHelper, Names};
 use super::fork::exit_now;
-use super::printer::{CloseOnEnter, Gate};
-use super::{history, printer, signals, terminal};
+use super::printer::{CloseOnEnter, Gate, PromptCell};
+use super::{clock, history, printer, signals, terminal};
+use crate::render::{Renderer, Style};
 
-const PROMPT: &str = "> ";
+/// How long the first prompt may wait for the welcome (the parent gives
+/// up on the server after as long).
+const FIRST_PROMPT_WAIT: Duration = Duration::from_secs(5);
+/// How long a `/join` or `/part` may take to settle the next prompt.
+const ROOM_PROMPT_WAIT: Duration = Duration::from_secs(2);
+
+/// What Ctrl-C on an empty line says, once: people press it to leave.
+pub const CTRL_C_HINT: &str = "(type /quit or press Ctrl-D to leave)";
 
 /// Everything the child gets from the parent at the fork.
 pub struct Child {
@@ -37,6 +49,8 @@ pub struct Child {
     pub parent: Pid,
     /// The signal mask from before the parent blocked its signals.
     pub mask: SigSet,
+    /// How the child's own lines (the Ctrl-C hint) look.
+    pub style: Style,
 }
 
 /// The child's whole life.
@@ -55,6 +69,7 @@ pub fn run(child: Child) -> ! {
             File::from(from_parent),
             child.history,
             child.saved,
+            Renderer { style: child.style },
         ),
         None => copy_lines(to_parent),
     }
@@ -86,7 +101,26 @@ fn copy_lines(mut to_parent: File) -> ! {
     }
 }
 
-fn editor(nicks: Nicks) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
+/// Ctrl-C empties the line (rustyline would end `readline` instead). On an
+/// empty line, the first time, it ends `readline` so that the hint can be
+/// shown between two lines, where nothing else prints (the gate is closed
+/// as for Enter).
+struct CtrlC {
+    gate: Arc<Gate>,
+    hinted: AtomicBool,
+}
+
+impl ConditionalEventHandler for CtrlC {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext<'_>) -> Option<Cmd> {
+        if ctx.line().is_empty() && !self.hinted.swap(true, Ordering::Relaxed) {
+            self.gate.close();
+            return Some(Cmd::Interrupt);
+        }
+        Some(Cmd::Kill(Movement::WholeBuffer))
+    }
+}
+
+fn editor(names: Names, gate: Arc<Gate>) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
     let config = Config::builder()
         .max_history_size(history::MAX_LINES)?
         .history_ignore_dups(true)?
@@ -95,11 +129,13 @@ fn editor(nicks: Nicks) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
         .auto_add_history(false)
         .build();
     let mut rl = Editor::with_config(config)?;
-    rl.set_helper(Some(ChatHelper { nicks }));
-    // Ctrl-C empties the line (rustyline would end `readline` instead).
+    rl.set_helper(Some(ChatHelper { names }));
     rl.bind_sequence(
         KeyEvent::ctrl('C'),
-        EventHandler::Simple(Cmd::Kill(Movement::WholeBuffer)),
+        EventHandler::Conditional(Box::new(CtrlC {
+            gate,
+            hinted: AtomicBool::new(false),
+        })),
     );
     Ok(rl)
 }
@@ -111,10 +147,12 @@ fn edit_lines(
     from_parent: File,
     history: Option<PathBuf>,
     saved: Option<terminal::Saved>,
+    render: Renderer,
 ) -> ! {
-    let nicks = Nicks::default();
+    let names = Names::default();
     let gate = Arc::new(Gate::default());
-    let mut rl = match editor(nicks.clone()) {
+    let prompts = Arc::new(PromptCell::default());
+    let mut rl = match editor(names.clone(), gate.clone()) {
         Ok(rl) => rl,
         Err(e) => fail(&format!("cannot edit lines on this terminal: {e}")),
     };
@@ -147,13 +185,37 @@ fn edit_lines(
         Err(e) => fail(&format!("cannot print above the prompt: {e}")),
     };
     let display_gate = gate.clone();
-    std::thread::spawn(move || printer::run(from_parent, printer, nicks, display_gate, saved));
+    let display_prompts = prompts.clone();
+    std::thread::spawn(move || {
+        printer::run(
+            from_parent,
+            printer,
+            names,
+            display_prompts,
+            display_gate,
+            saved,
+        )
+    });
 
+    // The first prompt comes with the welcome (and the rooms of --room).
+    gate.open();
+    let mut prompt = prompts.after(0, FIRST_PROMPT_WAIT);
     loop {
         gate.open();
-        let line = match rl.readline(PROMPT) {
+        let line = match rl.readline(&prompt) {
             Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Interrupted) => {
+                // Ctrl-C on an empty line: the gate is closed; the empty
+                // prompt gives way to the hint.
+                let mut stdout = io::stdout().lock();
+                if !gate.raced() {
+                    let _ = stdout.write_all(printer::erase(1).as_bytes());
+                }
+                let hint = render.stamp(&clock::now(), &render.notice(CTRL_C_HINT));
+                let _ = writeln!(stdout, "{hint}");
+                let _ = stdout.flush();
+                continue;
+            }
             Err(ReadlineError::Eof) => exit_now(0),
             Err(e) => fail(&format!("cannot read the keyboard: {e}")),
         };
@@ -162,7 +224,7 @@ fn edit_lines(
         if !gate.raced() {
             let cols = rl.dimensions().map_or(80, |(cols, _)| usize::from(cols));
             let _ = stdout
-                .write_all(printer::erase(printer::rows_used(PROMPT, &line, cols)).as_bytes());
+                .write_all(printer::erase(printer::rows_used(&prompt, &line, cols)).as_bytes());
         }
         if !line.trim().is_empty() {
             let _ = rl.add_history_entry(line.as_str());
@@ -175,9 +237,19 @@ fn edit_lines(
         }
         let _ = stdout.flush();
         drop(stdout);
+        let seen = prompts.count();
         if to_parent.write_all(format!("{line}\n").as_bytes()).is_err() {
             exit_now(0);
         }
+        // A line that may change the current room: the next prompt waits
+        // for the parent to say which room that is. Lines from the parent
+        // print meanwhile, as between any two lines.
+        let wait = match commands::parse(&line).changes_room() {
+            true => ROOM_PROMPT_WAIT,
+            false => Duration::ZERO,
+        };
+        gate.open();
+        prompt = prompts.after(seen, wait);
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Two processes share the work. The parent owns the connection: one mio
 //! loop over the socket, the pipes and a signalfd (`parent`), with the
-//! protocol logic kept apart from I/O (`session`, `room`; the lines shown
+//! protocol logic kept apart from I/O (`session` and `typed`, `roster`,
+//! `awaited`; the lines shown
 //! are [`crate::render`]'s, with the time before them, `clock`). A forked
 //! child owns the keyboard (`input`): it reads lines with rustyline
 //! (`complete`, `history`) and writes them into a pipe. While the child
@@ -15,6 +16,7 @@
 //! block the signals the parent handles, fork (`fork`), run the loop, reap
 //! the child, restore the terminal (`terminal`).
 
+mod awaited;
 mod clock;
 mod commands;
 mod complete;
@@ -24,10 +26,11 @@ mod history;
 mod input;
 mod parent;
 mod printer;
-mod room;
+mod roster;
 mod session;
 mod signals;
 mod terminal;
+mod typed;
 
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsRawFd;
@@ -43,7 +46,7 @@ use crate::cli::ClientArgs;
 use crate::fail::{Fail, Outcome};
 use crate::peer::Peer;
 use crate::render::{Renderer, Style};
-use crate::wire::check_nick;
+use crate::wire::{check_nick, check_room};
 
 use display::Screen;
 use session::Session;
@@ -61,6 +64,13 @@ pub fn run(args: &ClientArgs) -> Outcome {
         }
         None => default_nick(std::env::var("USER").ok().as_deref()),
     };
+    let rooms = args
+        .room
+        .iter()
+        .map(|room| {
+            check_room(room).map_err(|e| Fail::usage(format!("cannot use room {room:?}: {e}")))
+        })
+        .collect::<Result<Vec<String>, Fail>>()?;
     let interactive = io::stdin().is_terminal()
         && io::stdout().is_terminal()
         && term_can_edit(std::env::var("TERM").ok().as_deref());
@@ -104,6 +114,7 @@ pub fn run(args: &ClientArgs) -> Outcome {
         saved: saved.clone(),
         parent: getpid(),
         mask,
+        style,
     };
     let pid = fork::fork_child((inherited, child), |(inherited, child)| {
         fork::close_inherited(&inherited);
@@ -136,7 +147,7 @@ pub fn run(args: &ClientArgs) -> Outcome {
         input: input_rx.into(),
         screen,
         signals: signal_fd,
-        session: Session::new(Renderer { style }, args.json, nick, interactive),
+        session: Session::new(Renderer { style }, args.json, nick, rooms, interactive),
         child: pid,
         json: args.json,
         interactive,

@@ -194,10 +194,11 @@ impl Parent {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        match &self.phase {
+        let phase = match &self.phase {
             Phase::Chatting => self.ready_by,
             Phase::Quitting { until } | Phase::Closing { until, .. } => Some(*until),
-        }
+        };
+        [phase, self.session.deadline()].into_iter().flatten().min()
     }
 
     fn read_signals(&mut self) {
@@ -246,6 +247,7 @@ impl Parent {
             Incoming::TooLong => lines.push(None),
         });
         let time = clock::now();
+        let now = Instant::now();
         let mut effects = Vec::new();
         for line in &lines {
             match line {
@@ -254,7 +256,7 @@ impl Parent {
                     effects.push(self.session.refusal(&time, why));
                 }
                 Some(line) if line.trim_ascii().is_empty() => {}
-                Some(line) => self.session.server_line(line, &time, &mut effects),
+                Some(line) => self.session.server_line(line, &time, now, &mut effects),
             }
         }
         self.apply(effects);
@@ -382,6 +384,8 @@ impl Parent {
                 Effect::Show(line) => self.screen.show(&line),
                 Effect::Note(line) => self.screen.note(&line),
                 Effect::Users(nicks) => self.screen.users(&nicks),
+                Effect::Rooms(rooms) => self.screen.rooms(&rooms),
+                Effect::Prompt(prompt) => self.screen.prompt(&prompt),
                 Effect::Send(line) => {
                     if let Some(peer) = &mut self.peer {
                         if let Err(e) = peer.send(&line) {
@@ -447,6 +451,12 @@ impl Parent {
 
     fn check_deadlines(&mut self) {
         let now = Instant::now();
+        if self.session.deadline().is_some_and(|d| d <= now) {
+            let mut effects = Vec::new();
+            self.session.tick(now, &mut effects);
+            self.apply(effects);
+            self.flush_screen();
+        }
         if self.session.ready() {
             self.ready_by = None;
         }
@@ -469,10 +479,9 @@ impl Parent {
         }
     }
 
-    /// The server did not welcome us, or did not answer our nickname, in
-    /// time. Without a welcome there is no session; an unanswered nickname
-    /// is given up, and the lines typed meanwhile go out under the name we
-    /// have.
+    /// The server did not welcome us, or did not answer our nickname or
+    /// our joins, in time. Without a welcome there is no session; the rest
+    /// is given up, and the lines typed meanwhile go out as things are.
     fn handshake_overdue(&mut self) {
         if !self.session.welcomed() {
             let message = format!(
@@ -482,8 +491,9 @@ impl Parent {
             );
             return self.close(Err(Fail::runtime(message)));
         }
-        let effect = self.session.nick_unanswered(&clock::now());
-        self.apply(vec![effect]);
+        let mut effects = Vec::new();
+        self.session.start_overdue(&clock::now(), &mut effects);
+        self.apply(effects);
         self.run_waiting_lines();
         self.flush_server();
         self.flush_screen();

@@ -21,11 +21,12 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rustyline::{Cmd, ConditionalEventHandler, Event, EventContext, ExternalPrinter, RepeatCount};
 use unicode_width::UnicodeWidthChar;
 
-use super::complete::Nicks;
+use super::complete::Names;
 use super::display::Record;
 use super::fork::exit_now;
 use super::terminal;
@@ -71,7 +72,8 @@ impl Gate {
         self.lock().raced
     }
 
-    fn close(&self) {
+    /// Called from inside rustyline when `readline` is about to return.
+    pub fn close(&self) {
         let mut state = self.lock();
         state.open = false;
         state.raced = state.busy;
@@ -91,6 +93,57 @@ impl Gate {
 
     fn end(&self) {
         self.lock().busy = false;
+    }
+}
+
+/// The prompt for the next line, as the parent last said, and how many
+/// times it has said it. rustyline draws a prompt only when `readline`
+/// starts, so the child waits for the parent's word before a line that
+/// may change the current room (and before the first line) rather than
+/// show a prompt that is out of date.
+#[derive(Default)]
+pub struct PromptCell {
+    state: Mutex<(u64, String)>,
+    changed: Condvar,
+}
+
+impl PromptCell {
+    fn lock(&self) -> MutexGuard<'_, (u64, String)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, prompt: String) {
+        let mut state = self.lock();
+        state.0 += 1;
+        state.1 = prompt;
+        self.changed.notify_all();
+    }
+
+    /// How many prompts the parent has sent so far.
+    pub fn count(&self) -> u64 {
+        self.lock().0
+    }
+
+    /// The prompt once the parent has sent more than `seen` of them, or as
+    /// it is after `wait` (`"> "` if none came).
+    pub fn after(&self, seen: u64, wait: Duration) -> String {
+        let until = Instant::now() + wait;
+        let mut state = self.lock();
+        while state.0 <= seen {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = match self.changed.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        if state.1.is_empty() {
+            "> ".to_owned()
+        } else {
+            state.1.clone()
+        }
     }
 }
 
@@ -142,14 +195,16 @@ pub fn erase(rows: usize) -> String {
     format!("\x1b[{rows}A\r\x1b[J")
 }
 
-/// The display thread: prints the parent's lines, passes on the user list,
+/// The display thread: prints the parent's lines, passes on the names for
+/// completion and the prompt,
 /// and when the parent closes the pipe (the session is over, or the parent
 /// died) makes sure everything sent was drawn, restores the terminal and
 /// ends the child.
 pub fn run(
     pipe: File,
     mut printer: impl ExternalPrinter,
-    nicks: Nicks,
+    names: Names,
+    prompt: Arc<PromptCell>,
     gate: Arc<Gate>,
     saved: Option<terminal::Saved>,
 ) -> ! {
@@ -171,8 +226,12 @@ pub fn run(
                     batch.push('\n');
                 }
                 Some(Record::Users(list)) => {
-                    *nicks.lock().unwrap_or_else(|e| e.into_inner()) = list;
+                    names.lock().unwrap_or_else(|e| e.into_inner()).nicks = list;
                 }
+                Some(Record::Rooms(list)) => {
+                    names.lock().unwrap_or_else(|e| e.into_inner()).rooms = list;
+                }
+                Some(Record::Prompt(text)) => prompt.set(text),
                 None => {}
             }
             if !reader.buffer().contains(&b'\n') {
@@ -231,6 +290,18 @@ mod tests {
         assert_eq!(rows_used("> ", "a\nb", 80), 2);
         assert_eq!(rows_used("> ", "\t", 10), 1);
         assert_eq!(rows_used("> ", "\t\t", 10), 2);
+    }
+
+    #[test]
+    fn a_prompt_is_waited_for_until_it_comes_or_time_is_up() {
+        let cell = Arc::new(PromptCell::default());
+        assert_eq!(cell.after(0, Duration::ZERO), "> ");
+        let setter = cell.clone();
+        let t = std::thread::spawn(move || setter.set("rust> ".into()));
+        assert_eq!(cell.after(0, Duration::from_secs(10)), "rust> ");
+        t.join().unwrap();
+        assert_eq!(cell.count(), 1);
+        assert_eq!(cell.after(1, Duration::ZERO), "rust> ");
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The conversation, apart from any I/O: what a line from the server means
-//! to the user, and what a typed command sends. The parent's loop feeds it
-//! lines and carries out the [`Effect`]s, so everything here is tested
-//! without sockets or terminals.
+//! to the user (this file), and what a typed command sends (`typed`). The
+//! parent's loop feeds it lines and carries out the [`Effect`]s, so
+//! everything here is tested without sockets or terminals.
 
+use std::time::Instant;
+
+use crate::arrivals::Arrivals;
 use crate::render::{Me, Renderer, json_line};
-use crate::wire::{ByeReason, ClientMsg, ErrorCode, ServerMsg, check_nick, client_line};
+use crate::wire::{ByeReason, ClientMsg, ErrorCode, ServerMsg, client_line};
 
-use super::commands::{Command, HELP};
-use super::room::Room;
+use super::awaited::{After, Awaited};
+use super::roster::Roster;
 
 /// Something the parent must do.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,8 +22,13 @@ pub enum Effect {
     Note(String),
     /// Send this protocol line (with its `\n`).
     Send(Vec<u8>),
-    /// The other users' nicknames changed; hand them to the completer.
+    /// The other users' nicknames changed; hand them to the completer
+    /// (the current room's members first).
     Users(Vec<String>),
+    /// The room names known changed; hand them to the completer.
+    Rooms(Vec<String>),
+    /// The prompt for the next typed line (it shows the current room).
+    Prompt(String),
     /// The user asked to leave; `quit` has been sent.
     Quitting,
     /// The server said goodbye.
@@ -28,17 +36,26 @@ pub enum Effect {
 }
 
 pub struct Session {
-    pub room: Room,
+    pub roster: Roster,
     pub render: Renderer,
-    json: bool,
+    pub(super) json: bool,
     /// The nickname to ask for once welcomed.
     wanted_nick: Option<String>,
+    /// The rooms to join once welcomed (`--room`), case-folded.
+    wanted_rooms: Vec<String>,
     /// Ask for the user list on connect (for completion).
     ask_who: bool,
     welcomed: bool,
     /// Our first `nick` is unanswered: typed lines wait, so that they go out
     /// under the name the user asked for.
     nick_pending: bool,
+    /// The rooms of `--room` are not joined yet: typed lines wait, so that
+    /// they go to the room the user asked for.
+    rooms_pending: bool,
+    /// Newcomers' joins held for their rename, with the time each arrived.
+    arrivals: Arrivals<String>,
+    /// Lines sent with a `ping` after them, and what to do at the `pong`.
+    pub(super) awaited: Awaited,
 }
 
 impl Session {
@@ -46,38 +63,49 @@ impl Session {
         render: Renderer,
         json: bool,
         wanted_nick: Option<String>,
+        wanted_rooms: Vec<String>,
         ask_who: bool,
     ) -> Session {
         Session {
-            room: Room::default(),
+            roster: Roster::default(),
             render,
             json,
             wanted_nick,
+            wanted_rooms,
             ask_who,
             welcomed: false,
             nick_pending: false,
+            rooms_pending: false,
+            arrivals: Arrivals::default(),
+            awaited: Awaited::default(),
         }
     }
 
-    /// True once typed lines can be sent: welcomed, and the nickname asked
-    /// for on the command line granted or refused.
+    /// True once typed lines can be sent: welcomed, the nickname asked for
+    /// on the command line granted or refused, the rooms joined.
     pub fn ready(&self) -> bool {
-        self.welcomed && !self.nick_pending
+        self.welcomed && !self.nick_pending && !self.rooms_pending
     }
 
     pub fn welcomed(&self) -> bool {
         self.welcomed
     }
 
-    /// The server never answered our first `nick`: stop waiting for it and
-    /// say so; typed lines go out under the name we have.
-    pub fn nick_unanswered(&mut self, time: &str) -> Effect {
-        self.nick_pending = false;
-        let why = format!(
-            "the server did not answer the request for a nickname; you are still {}",
-            self.room.nick
-        );
-        self.refusal(time, &why)
+    /// The server never finished the start (our first `nick`, or the joins
+    /// of `--room`): stop waiting and say what is missing; typed lines go
+    /// out as things are.
+    pub fn start_overdue(&mut self, time: &str, out: &mut Vec<Effect>) {
+        if std::mem::take(&mut self.nick_pending) {
+            let why = format!(
+                "the server did not answer the request for a nickname; you are still {}",
+                self.roster.nick
+            );
+            out.push(self.refusal(time, &why));
+        }
+        if std::mem::take(&mut self.rooms_pending) {
+            out.push(self.refusal(time, "the server did not answer the joins of --room"));
+            out.push(self.prompt());
+        }
     }
 
     /// A refusal the client itself says (a bad command, an overlong line),
@@ -86,8 +114,16 @@ impl Session {
         Effect::Note(self.render.stamp(time, &self.render.error(why)))
     }
 
-    /// One line from the server.
-    pub fn server_line(&mut self, line: &[u8], time: &str, out: &mut Vec<Effect>) {
+    /// The prompt as things are: the current room, if there are rooms.
+    pub fn prompt(&self) -> Effect {
+        Effect::Prompt(match self.roster.here() {
+            Some(room) => format!("{room}> "),
+            None => "> ".to_owned(),
+        })
+    }
+
+    /// One line from the server, arrived at `now` (shown as `time`).
+    pub fn server_line(&mut self, line: &[u8], time: &str, now: Instant, out: &mut Vec<Effect>) {
         let msg = match ServerMsg::decode(line) {
             Ok(msg) => msg,
             Err(why) => {
@@ -104,46 +140,97 @@ impl Session {
             if let Some(raw) = json_line(line) {
                 out.push(Effect::Show(raw));
             }
+            self.react(&msg, time, out);
+            return;
         }
-        let show = self.react(&msg, out);
-        if let (Some(line), false) = (show, self.json) {
+        for (msg, time) in self.arrivals.offer(msg, time.to_owned(), now) {
+            self.handle(&msg, &time, out);
+        }
+    }
+
+    /// When a held arrival is due (see [`Session::tick`]).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.arrivals.deadline()
+    }
+
+    /// Shows the arrivals whose rename did not come in time.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        for (msg, time) in self.arrivals.tick(now) {
+            self.handle(&msg, &time, out);
+        }
+    }
+
+    /// Reacts to a message and shows it, as of `time`.
+    fn handle(&mut self, msg: &ServerMsg<'_>, time: &str, out: &mut Vec<Effect>) {
+        if let Some(line) = self.react(msg, time, out) {
             out.push(Effect::Show(self.render.stamp(time, &line)));
         }
     }
 
+    /// Sends `ping` after what was just sent, to do `after` once the server
+    /// has processed it. With `--json` there is nothing to show and the
+    /// pongs would clutter the output: it is done at once.
+    pub(super) fn then(&mut self, after: After, out: &mut Vec<Effect>) {
+        if self.json {
+            return self.done(after, out);
+        }
+        out.push(Effect::Send(self.awaited.ping(after)));
+    }
+
+    fn done(&mut self, after: After, out: &mut Vec<Effect>) {
+        match after {
+            After::Echo { line, .. } => out.push(Effect::Show(line)),
+            After::Prompt => out.push(self.prompt()),
+            After::Started => {
+                self.rooms_pending = false;
+                out.push(self.prompt());
+            }
+        }
+    }
+
+    /// What the completer offers changed.
+    fn completions(&self, out: &mut Vec<Effect>) {
+        out.push(Effect::Users(self.roster.others()));
+        out.push(Effect::Rooms(self.roster.room_names()));
+    }
+
     /// Updates what we know and returns the line that shows the event.
-    fn react(&mut self, msg: &ServerMsg<'_>, out: &mut Vec<Effect>) -> Option<String> {
+    fn react(&mut self, msg: &ServerMsg<'_>, time: &str, out: &mut Vec<Effect>) -> Option<String> {
+        let here_before = self.roster.here().map(str::to_owned);
         match msg {
-            ServerMsg::Welcome { id, nick, .. } => {
-                self.welcomed = true;
-                self.room.welcome(*id, nick);
-                if let Some(wanted) = self.wanted_nick.take() {
-                    out.push(Effect::Send(client_line(&ClientMsg::Nick {
-                        nick: wanted.into(),
-                    })));
-                    self.nick_pending = true;
-                }
-                if self.ask_who {
-                    out.push(Effect::Send(client_line(&ClientMsg::Who { room: None })));
-                }
+            ServerMsg::Welcome { id, nick, room, .. } => {
+                self.welcome(*id, nick, room.as_deref(), time, out);
             }
-            ServerMsg::Join { id, nick, .. } => {
-                self.room.join(*id, nick);
-                out.push(Effect::Users(self.room.others()));
+            ServerMsg::Join { id, nick, room, .. } => {
+                self.roster.join(*id, nick, room.as_deref());
+                out.push(Effect::Users(self.roster.others()));
             }
-            ServerMsg::Leave { id, .. } => {
-                self.room.leave(*id);
-                out.push(Effect::Users(self.room.others()));
+            ServerMsg::Leave { id, room, .. } => {
+                self.roster.leave(*id, room.as_deref());
+                out.push(Effect::Users(self.roster.others()));
             }
             ServerMsg::Nick { id, new, .. } => {
-                if self.room.rename(*id, new) {
+                if self.roster.rename(*id, new) {
                     self.nick_pending = false;
                 }
-                out.push(Effect::Users(self.room.others()));
+                out.push(Effect::Users(self.roster.others()));
             }
-            ServerMsg::Who { users, .. } => {
-                self.room.who(users);
-                out.push(Effect::Users(self.room.others()));
+            ServerMsg::Who { users, room } => {
+                self.roster.who(users, room.as_deref());
+                out.push(Effect::Users(self.roster.others()));
+            }
+            ServerMsg::Joined { room, topic, users } => {
+                self.roster.joined(room, users, topic.as_deref());
+                self.completions(out);
+            }
+            ServerMsg::Parted { room } => {
+                self.roster.parted(room);
+                self.completions(out);
+            }
+            ServerMsg::Topic { room, text, .. } => self.roster.set_topic(room, text),
+            ServerMsg::Rooms { rooms } => {
+                self.roster.listed(rooms.iter().map(|r| r.name.to_string()));
+                out.push(Effect::Rooms(self.roster.room_names()));
             }
             // The way out says it: a quiet exit, or the shutdown on stderr.
             ServerMsg::Bye { reason } => {
@@ -155,82 +242,83 @@ impl Session {
                     && self.nick_pending =>
             {
                 self.nick_pending = false;
-                let nick = &self.room.nick;
+                let nick = &self.roster.nick;
                 return Some(
                     self.render
                         .error(&format!("{message}; you are still {nick}")),
                 );
             }
-            ServerMsg::Group { .. }
-            | ServerMsg::Private { .. }
-            | ServerMsg::Pong { .. }
-            | ServerMsg::Error { .. }
-            | ServerMsg::Joined { .. }
-            | ServerMsg::Parted { .. }
-            | ServerMsg::Topic { .. }
-            | ServerMsg::Rooms { .. }
-            | ServerMsg::Unknown => {}
-        }
-        let me = Me {
-            id: self.room.me,
-            nick: &self.room.nick,
-        };
-        self.render.received(msg, me)
-    }
-
-    /// One typed line, parsed.
-    pub fn command(&mut self, cmd: Command<'_>, time: &str, out: &mut Vec<Effect>) {
-        match cmd {
-            Command::Nothing => {}
-            Command::Say(text) => self.say(
-                &ClientMsg::Group {
-                    room: None,
-                    text: text.into(),
-                    action: false,
-                },
-                time,
-                out,
-            ),
-            Command::Msg { to, text } => self.say(
-                &ClientMsg::Private {
-                    to: to.into(),
-                    text: text.into(),
-                    action: false,
-                },
-                time,
-                out,
-            ),
-            Command::Nick(nick) => match check_nick(nick) {
-                Ok(()) => out.push(Effect::Send(client_line(&ClientMsg::Nick {
-                    nick: nick.into(),
-                }))),
-                Err(why) => out.push(self.refusal(time, &why)),
-            },
-            Command::Who => out.push(Effect::Send(client_line(&ClientMsg::Who { room: None }))),
-            Command::Quit(reason) => {
-                out.push(Effect::Send(client_line(&ClientMsg::Quit {
-                    text: reason.map(Into::into),
-                })));
-                out.push(Effect::Quitting);
-            }
-            Command::Help => {
-                for line in HELP {
-                    let line = self.render.stamp(time, &self.render.notice(line));
-                    out.push(Effect::Note(line));
+            ServerMsg::Pong { token } => {
+                for after in self.awaited.pong(token.as_ref()) {
+                    self.done(after, out);
                 }
             }
-            Command::Bad(why) => out.push(self.refusal(time, &why)),
+            ServerMsg::Error {
+                code: ErrorCode::NoSuchUser,
+                message,
+            } => {
+                if let Some(text) = self.awaited.private_refused() {
+                    return Some(self.render.error(&format!("{message}; not sent: {text}")));
+                }
+            }
+            ServerMsg::Group { .. }
+            | ServerMsg::Private { .. }
+            | ServerMsg::Error { .. }
+            | ServerMsg::Unknown => {}
         }
+        // The welcome says its own prompt, and the joins of `--room` end
+        // with one.
+        let moved = self.roster.here() != here_before.as_deref();
+        if moved && !matches!(msg, ServerMsg::Welcome { .. }) && !self.rooms_pending {
+            out.push(self.prompt());
+        }
+        let me = Me {
+            id: self.roster.me,
+            nick: &self.roster.nick,
+        };
+        self.render.received_in(msg, me, self.roster.here())
     }
 
-    /// Sends a message, and shows it (unless `--json`) as the others see it.
-    fn say(&self, msg: &ClientMsg<'_>, time: &str, out: &mut Vec<Effect>) {
-        out.push(Effect::Send(client_line(msg)));
-        if self.json {
-            return;
+    /// Welcomed: ask for the nickname and the rooms wanted, and for the
+    /// users (for completion); the prompt follows once the rooms are
+    /// joined.
+    fn welcome(
+        &mut self,
+        id: u64,
+        nick: &str,
+        room: Option<&str>,
+        time: &str,
+        out: &mut Vec<Effect>,
+    ) {
+        self.welcomed = true;
+        self.roster.welcome(id, nick, room);
+        if let Some(wanted) = self.wanted_nick.take() {
+            out.push(Effect::Send(client_line(&ClientMsg::Nick {
+                nick: wanted.into(),
+            })));
+            self.nick_pending = true;
         }
-        if let Some(line) = self.render.sent(msg, &self.room.nick) {
-            out.push(Effect::Show(self.render.stamp(time, &line)));
+        if self.ask_who {
+            let room = self.roster.default_room().map(|r| r.to_owned().into());
+            out.push(Effect::Send(client_line(&ClientMsg::Who { room })));
+        }
+        let wanted = std::mem::take(&mut self.wanted_rooms);
+        if wanted.is_empty() {
+            out.push(self.prompt());
+        } else if !self.roster.has_rooms() {
+            out.push(self.refusal(
+                time,
+                "this server has no rooms (protocol v1); --room is ignored",
+            ));
+            out.push(self.prompt());
+        } else {
+            for room in wanted {
+                out.push(Effect::Send(client_line(&ClientMsg::Join {
+                    room: room.into(),
+                })));
+            }
+            self.rooms_pending = true;
+            self.then(After::Started, out);
         }
     }
 }
@@ -247,12 +335,12 @@ mod tests {
         let render = Renderer {
             style: Style::Plain,
         };
-        Session::new(render, json, nick.map(str::to_owned), ask_who)
+        Session::new(render, json, nick.map(str::to_owned), Vec::new(), ask_who)
     }
 
     fn feed(s: &mut Session, line: &str) -> Vec<Effect> {
         let mut out = Vec::new();
-        s.server_line(line.as_bytes(), T, &mut out);
+        s.server_line(line.as_bytes(), T, Instant::now(), &mut out);
         out
     }
 
@@ -282,6 +370,7 @@ mod tests {
             out,
             [
                 send(r#"{"nick":"carol","type":"nick"}"#),
+                Effect::Prompt("> ".into()),
                 show("12:00:00 -- Welcome to the chat room! (2 users online; you are guest3)"),
             ]
         );
@@ -292,7 +381,7 @@ mod tests {
         );
         assert_eq!(out[1], show("12:00:00 -- you are now known as carol"));
         assert!(s.ready());
-        assert_eq!(s.room.nick, "carol");
+        assert_eq!(s.roster.nick, "carol");
     }
 
     #[test]
@@ -315,11 +404,12 @@ mod tests {
         let mut s = session(false, Some("carol"), false);
         feed(&mut s, WELCOME);
         assert!(s.welcomed() && !s.ready());
-        let note = s.nick_unanswered(T);
+        let mut out = Vec::new();
+        s.start_overdue(T, &mut out);
         assert!(s.ready());
         assert!(
-            matches!(&note, Effect::Note(l) if l.contains("!! ") && l.contains("still guest3")),
-            "{note:?}"
+            matches!(&out[..], [Effect::Note(l)] if l.contains("!! ") && l.contains("still guest3")),
+            "{out:?}"
         );
     }
 
@@ -379,7 +469,35 @@ mod tests {
                 .collect();
             assert_eq!(shown, [format!("{T} {want}")], "{line}");
         }
-        assert_eq!(s.room.others(), ["alice"]);
+        assert_eq!(s.roster.others(), ["alice"]);
+    }
+
+    #[test]
+    fn an_arrival_and_its_rename_show_as_one_line() {
+        let mut s = session(false, None, false);
+        feed(&mut s, WELCOME);
+        assert_eq!(
+            feed(&mut s, r#"{"type":"join","id":4,"nick":"guest4","ts":1}"#),
+            []
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"nick","id":4,"old":"guest4","new":"dave","ts":1}"#,
+        );
+        assert_eq!(
+            out,
+            [
+                Effect::Users(vec!["dave".into()]),
+                show("12:00:00 -- dave joined")
+            ]
+        );
+        // A guest who keeps the name is shown once the hold is over.
+        feed(&mut s, r#"{"type":"join","id":5,"nick":"guest5","ts":1}"#);
+        let due = s.deadline().expect("a held arrival");
+        let mut out = Vec::new();
+        s.tick(due, &mut out);
+        assert_eq!(out[1], show("12:00:00 -- guest5 joined"));
+        assert_eq!(s.deadline(), None);
     }
 
     #[test]
@@ -414,7 +532,11 @@ mod tests {
         let out = feed(&mut s, WELCOME);
         assert_eq!(
             out,
-            [show(WELCOME), send(r#"{"nick":"carol","type":"nick"}"#)]
+            [
+                show(WELCOME),
+                send(r#"{"nick":"carol","type":"nick"}"#),
+                Effect::Prompt("> ".into())
+            ]
         );
         assert!(matches!(&feed(&mut s, "nope")[..], [Effect::Note(_)]));
         assert_eq!(
@@ -446,7 +568,18 @@ mod tests {
             typed(&mut s, "/msg bob psst"),
             [
                 send(r#"{"text":"psst","to":"bob","type":"private"}"#),
-                show("12:00:00 -> *bob* psst")
+                send(r#"{"token":1,"type":"ping"}"#),
+            ]
+        );
+        assert_eq!(
+            feed(&mut s, r#"{"type":"pong","token":1}"#),
+            [show("12:00:00 -> *bob* psst")]
+        );
+        assert_eq!(
+            typed(&mut s, "/me waves"),
+            [
+                send(r#"{"action":true,"text":"waves","type":"group"}"#),
+                show("12:00:00 * guest3 waves")
             ]
         );
         assert_eq!(
@@ -466,6 +599,22 @@ mod tests {
     }
 
     #[test]
+    fn a_private_message_to_nobody_is_shown_as_not_sent() {
+        let mut s = session(false, None, false);
+        feed(&mut s, WELCOME);
+        typed(&mut s, "/msg zed hello?");
+        let out = feed(
+            &mut s,
+            r#"{"type":"error","code":"no_such_user","message":"no user named zed"}"#,
+        );
+        assert_eq!(
+            out,
+            [show("12:00:00 !! no user named zed; not sent: hello?")]
+        );
+        assert_eq!(feed(&mut s, r#"{"type":"pong","token":1}"#), []);
+    }
+
+    #[test]
     fn refused_commands_send_nothing() {
         let mut s = session(false, None, false);
         feed(&mut s, WELCOME);
@@ -481,5 +630,300 @@ mod tests {
                 .iter()
                 .all(|e| matches!(e, Effect::Note(_)))
         );
+    }
+    const WELCOME_V2: &str = r#"{"type":"welcome","id":3,"nick":"guest3","text":"Hi","users":2,"protocol":2,"room":"lobby"}"#;
+
+    fn shown(out: &[Effect]) -> Vec<String> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Show(l) | Effect::Note(l) => {
+                    Some(l.trim_start_matches("12:00:00 ").to_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent(out: &[Effect]) -> Vec<String> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Send(l) => Some(String::from_utf8_lossy(l).trim_end().to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn prompts(out: &[Effect]) -> Vec<String> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Prompt(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A session welcomed by a v2 server, in the lobby.
+    fn in_lobby() -> Session {
+        let mut s = session(false, None, false);
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(prompts(&out), ["lobby> "]);
+        s
+    }
+
+    #[test]
+    fn a_v2_welcome_makes_the_default_room_current_and_lines_go_there() {
+        let mut s = in_lobby();
+        let out = typed(&mut s, "hi");
+        assert_eq!(
+            sent(&out),
+            [r#"{"room":"lobby","text":"hi","type":"group"}"#]
+        );
+        assert_eq!(shown(&out), ["<guest3> hi"]);
+    }
+
+    #[test]
+    fn join_switches_once_joined_and_the_prompt_follows_the_pong() {
+        let mut s = in_lobby();
+        let out = typed(&mut s, "/join Rust");
+        assert_eq!(
+            sent(&out),
+            [
+                r#"{"room":"rust","type":"join"}"#,
+                r#"{"token":1,"type":"ping"}"#
+            ]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","topic":"borrowck","users":[{"id":3,"nick":"guest3"},{"id":4,"nick":"carol"}]}"#,
+        );
+        assert_eq!(
+            shown(&out),
+            ["-- you are in rust (2 here: carol, guest3); topic: borrowck"]
+        );
+        assert_eq!(prompts(&out), ["rust> "]);
+        assert!(out.contains(&Effect::Users(vec!["carol".into()])));
+        assert!(out.contains(&Effect::Rooms(vec!["lobby".into(), "rust".into()])));
+        assert_eq!(
+            prompts(&feed(&mut s, r#"{"type":"pong","token":1}"#)),
+            ["rust> "]
+        );
+        let out = typed(&mut s, "/me waves");
+        assert_eq!(
+            sent(&out),
+            [r#"{"action":true,"room":"rust","text":"waves","type":"group"}"#]
+        );
+        // Lines from the lobby are marked now; rust's are not.
+        let out = feed(
+            &mut s,
+            r#"{"type":"group","from":"alice","text":"hey","ts":1,"room":"lobby","seq":1}"#,
+        );
+        assert_eq!(shown(&out), ["[lobby] <alice> hey"]);
+        let out = feed(
+            &mut s,
+            r#"{"type":"group","from":"carol","text":"yo","ts":1,"room":"rust","seq":2}"#,
+        );
+        assert_eq!(shown(&out), ["<carol> yo"]);
+        // /join of a room we are in switches at once, sending nothing.
+        let out = typed(&mut s, "/join lobby");
+        assert_eq!(sent(&out), Vec::<String>::new());
+        assert_eq!(shown(&out), ["-- now talking in lobby"]);
+        assert_eq!(prompts(&out), ["lobby> "]);
+        assert_eq!(s.roster.here(), Some("lobby"));
+    }
+
+    #[test]
+    fn a_refused_join_still_settles_the_prompt() {
+        let mut s = in_lobby();
+        typed(&mut s, "/join toomany");
+        let out = feed(
+            &mut s,
+            r#"{"type":"error","code":"too_many_rooms","message":"you are in too many rooms"}"#,
+        );
+        assert_eq!(shown(&out), ["!! you are in too many rooms"]);
+        assert_eq!(
+            prompts(&feed(&mut s, r#"{"type":"pong","token":1}"#)),
+            ["lobby> "]
+        );
+        let out = typed(&mut s, "/join 9lives");
+        assert!(
+            shown(&out)[0].starts_with("!! a room name starts with a letter"),
+            "{out:?}"
+        );
+        assert_eq!(
+            prompts(&out),
+            ["lobby> "],
+            "a local refusal settles it at once"
+        );
+    }
+
+    #[test]
+    fn part_takes_a_room_we_are_in_or_the_current_one() {
+        let mut s = in_lobby();
+        feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"guest3"}]}"#,
+        );
+        let out = typed(&mut s, "/part lobby see you");
+        assert_eq!(
+            sent(&out)[0],
+            r#"{"room":"lobby","text":"see you","type":"part"}"#
+        );
+        let out = typed(&mut s, "/part off to lunch");
+        assert_eq!(
+            sent(&out)[0],
+            r#"{"room":"rust","text":"off to lunch","type":"part"}"#
+        );
+        let out = typed(&mut s, "/part");
+        assert_eq!(sent(&out)[0], r#"{"room":"rust","type":"part"}"#);
+        let out = feed(&mut s, r#"{"type":"parted","room":"rust"}"#);
+        assert_eq!(shown(&out), ["-- you left rust"]);
+        assert_eq!(prompts(&out), ["lobby> "]);
+        feed(&mut s, r#"{"type":"parted","room":"lobby"}"#);
+        assert_eq!(s.roster.here(), None);
+        let out = typed(&mut s, "anyone?");
+        assert_eq!(sent(&out), Vec::<String>::new());
+        assert!(
+            shown(&out)[0].starts_with("!! you are in no room"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn others_join_and_part_rooms_and_leave_the_server() {
+        let mut s = in_lobby();
+        feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"guest3"}]}"#,
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"join","id":5,"nick":"dave","ts":1,"room":"rust"}"#,
+        );
+        assert_eq!(shown(&out), ["-- dave joined"]);
+        let out = feed(
+            &mut s,
+            r#"{"type":"join","id":6,"nick":"erin","ts":1,"room":"lobby"}"#,
+        );
+        assert_eq!(shown(&out), ["[lobby] -- erin joined"]);
+        let out = feed(
+            &mut s,
+            r#"{"type":"leave","id":5,"nick":"dave","reason":"part","text":"bye","ts":1,"room":"rust"}"#,
+        );
+        assert_eq!(shown(&out), ["-- dave left (part: bye)"]);
+        let out = feed(
+            &mut s,
+            r#"{"type":"leave","id":6,"nick":"erin","reason":"quit","ts":1}"#,
+        );
+        assert_eq!(shown(&out), ["-- erin left (quit)"]);
+        assert_eq!(s.roster.others(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn topic_rooms_and_who_commands() {
+        let mut s = in_lobby();
+        assert_eq!(shown(&typed(&mut s, "/topic")), ["-- lobby has no topic"]);
+        let out = typed(&mut s, "/topic all things chat");
+        assert_eq!(
+            sent(&out),
+            [r#"{"room":"lobby","text":"all things chat","type":"topic"}"#]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"topic","room":"lobby","by":"guest3","text":"all things chat","ts":1}"#,
+        );
+        assert_eq!(shown(&out), ["-- guest3 set the topic: all things chat"]);
+        assert_eq!(
+            shown(&typed(&mut s, "/topic")),
+            ["-- the topic of lobby: all things chat"]
+        );
+        assert_eq!(
+            sent(&typed(&mut s, "/topic -")),
+            [r#"{"room":"lobby","text":"","type":"topic"}"#]
+        );
+        assert_eq!(sent(&typed(&mut s, "/rooms")), [r#"{"type":"rooms"}"#]);
+        let out = feed(
+            &mut s,
+            r#"{"type":"rooms","rooms":[{"name":"lobby","users":2},{"name":"go","users":1,"topic":"gophers"}]}"#,
+        );
+        assert_eq!(shown(&out), ["-- 2 rooms: go (1: gophers), lobby (2)"]);
+        assert!(out.contains(&Effect::Rooms(vec!["go".into(), "lobby".into()])));
+        assert_eq!(
+            sent(&typed(&mut s, "/who")),
+            [r#"{"room":"lobby","type":"who"}"#]
+        );
+        assert_eq!(
+            sent(&typed(&mut s, "/who Go")),
+            [r#"{"room":"go","type":"who"}"#]
+        );
+    }
+
+    #[test]
+    fn room_wanted_at_start_is_joined_before_typed_lines_go() {
+        let render = Renderer {
+            style: Style::Plain,
+        };
+        let mut s = Session::new(render, false, None, vec!["rust".into(), "go".into()], true);
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(
+            sent(&out),
+            [
+                r#"{"room":"lobby","type":"who"}"#,
+                r#"{"room":"rust","type":"join"}"#,
+                r#"{"room":"go","type":"join"}"#,
+                r#"{"token":1,"type":"ping"}"#,
+            ]
+        );
+        assert_eq!(prompts(&out), Vec::<String>::new());
+        assert!(!s.ready());
+        feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"guest3"}]}"#,
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"joined","room":"go","users":[{"id":3,"nick":"guest3"}]}"#,
+        );
+        assert_eq!(
+            prompts(&out),
+            Vec::<String>::new(),
+            "no prompt until all are answered"
+        );
+        let out = feed(&mut s, r#"{"type":"pong","token":1}"#);
+        assert_eq!(prompts(&out), ["go> "]);
+        assert!(s.ready());
+    }
+
+    #[test]
+    fn a_v1_server_has_no_rooms() {
+        let mut s = session(false, None, false);
+        feed(&mut s, WELCOME);
+        assert_eq!(
+            sent(&typed(&mut s, "hi")),
+            [r#"{"text":"hi","type":"group"}"#]
+        );
+        for line in ["/join rust", "/part", "/rooms", "/topic x", "/who rust"] {
+            let out = typed(&mut s, line);
+            assert_eq!(sent(&out), Vec::<String>::new(), "{line}");
+            assert!(shown(&out)[0].contains("no rooms"), "{line}: {out:?}");
+        }
+        assert_eq!(sent(&typed(&mut s, "/who")), [r#"{"type":"who"}"#]);
+        let render = Renderer {
+            style: Style::Plain,
+        };
+        let mut s = Session::new(render, false, None, vec!["rust".into()], false);
+        let out = feed(&mut s, WELCOME);
+        assert!(shown(&out)[0].contains("no rooms"), "{out:?}");
+        assert_eq!(prompts(&out), ["> "]);
+        assert!(s.ready());
+    }
+
+    #[test]
+    fn unknown_message_types_are_ignored() {
+        let mut s = in_lobby();
+        assert_eq!(
+            feed(&mut s, r#"{"type":"history","room":"lobby","messages":[]}"#),
+            []
+        );
+        assert_eq!(feed(&mut s, r#"{"type":"shiny_new_thing","x":1}"#), []);
     }
 }
