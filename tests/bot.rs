@@ -200,7 +200,8 @@ fn the_spec_example_runs_and_prints_the_client_format() {
         "@bob ok: group from alice \"hello, world\"",
         "@bob -> *alice* hi alice",
         "@alice *bob* hi alice",
-        "@bob -- guest3 is now known as carol",
+        "@alice -- bob joined",
+        "@bob -- carol joined",
         "@bob ok: join carol",
         "@bob -- alice left (quit: bye now)",
         "@bob ok: leave alice",
@@ -210,6 +211,12 @@ fn the_spec_example_runs_and_prints_the_client_format() {
     assert!(
         !r.stdout.contains('\x1b'),
         "colour on a pipe:\n{}",
+        r.stdout
+    );
+    // An arrival is one line, by the name the newcomer took (issue 10).
+    assert!(
+        !r.stdout.contains("guest2 joined") && !r.stdout.contains("is now known as carol"),
+        "an arrival shown as two lines:\n{}",
         r.stdout
     );
     // Steps run in order: alice spoke before bob's expect, carol came after.
@@ -587,4 +594,30 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     let plain = on_a_terminal(&server, &dir, "hi.chat", Some("1"));
     assert!(plain.contains("@alice !! no user named zed"), "{plain:?}");
     assert!(!plain.contains('\x1b'), "{plain:?}");
+}
+
+/// A newcomer who keeps its guest name still shows as it came: the join
+/// held back for a rename comes out before the actor's next line.
+#[test]
+fn a_newcomer_who_never_renames_is_shown_by_its_guest_name() {
+    let server = Server::start(&[]);
+    let mut watcher = server.join("watcher");
+    let dir = scratch(&[(
+        "guest.chat",
+        "@alice say ready\n@alice expect join guest* within 20s\n",
+    )]);
+    let (child, out, err) = spawn(&mut bot(&dir, Some(&server), &["guest.chat"]), None);
+    assert_eq!(watcher.recv_type("group")["text"], "ready");
+    let mut guest = server.connect();
+    let id = guest.recv_type("welcome")["id"].clone();
+    let r = finish(child, out, err);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let joined = format!("@alice -- guest{id} joined");
+    let at = |l: &str| lines.iter().position(|x| *x == l);
+    assert!(
+        at(&joined) < at("@alice ok: join guest*") && at(&joined).is_some(),
+        "{}",
+        r.stdout
+    );
 }

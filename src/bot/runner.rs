@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::matching::{Pattern, Received, summary};
 use super::script::{Action, Script, Step};
-use super::transcript::{by, verdict};
+use super::transcript::{Arrivals, by, verdict};
 use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::render::{Me, Renderer, Style};
@@ -93,6 +93,8 @@ struct Conn {
     last_error: Option<String>,
     /// Why the connection is gone, once it is.
     ended: Option<String>,
+    /// A newcomer's join waiting for its rename, to show as one line.
+    arrivals: Arrivals,
 }
 
 /// The server's answer to a `nick` request.
@@ -381,6 +383,9 @@ impl<'a> Runner<'a> {
     /// (briefly) for its `bye`, so everything it sent is processed and the
     /// others see a `quit`, not a dropped connection.
     fn finish(&mut self) {
+        for i in 0..self.room.actors.len() {
+            self.room.release(i);
+        }
         self.room.flush_out();
         self.room.out = None;
         self.room.winding_down = true;
@@ -441,13 +446,13 @@ impl Room {
     /// Shows, interprets and queues one message for actor `i`.
     fn on_message(&mut self, i: usize, msg: ServerMsg<'static>) {
         if self.out.is_some() {
-            let conn = &self.actors[i];
-            let me = Me {
-                id: conn.id,
-                nick: &conn.nick,
-            };
-            if let Some(line) = self.render.received(&msg, me) {
-                self.note(Some(i), &line);
+            let conn = &mut self.actors[i];
+            let show = conn.arrivals.admit(&msg, conn.id);
+            if let Some(join) = show.earlier {
+                self.show(i, &join);
+            }
+            if show.this {
+                self.show(i, &msg);
             }
         }
         let conn = &mut self.actors[i];
@@ -538,8 +543,35 @@ impl Room {
         conn.ended.get_or_insert_with(|| why.to_owned());
     }
 
-    /// One transcript line, prefixed with the actor if it has one.
+    /// One transcript line, prefixed with the actor if it has one. A join
+    /// the actor holds back goes first, so lines keep their order.
     fn note(&mut self, actor: Option<usize>, line: &str) {
+        if let Some(i) = actor {
+            self.release(i);
+        }
+        self.write(actor, line);
+    }
+
+    /// Shows a received message as the client would.
+    fn show(&mut self, i: usize, msg: &ServerMsg<'_>) {
+        let conn = &self.actors[i];
+        let me = Me {
+            id: conn.id,
+            nick: &conn.nick,
+        };
+        if let Some(line) = self.render.received(msg, me) {
+            self.write(Some(i), &line);
+        }
+    }
+
+    /// Shows actor `i`'s held join, if it has one, as it came.
+    fn release(&mut self, i: usize) {
+        if let Some(join) = self.actors[i].arrivals.release() {
+            self.show(i, &join);
+        }
+    }
+
+    fn write(&mut self, actor: Option<usize>, line: &str) {
         let Some(out) = self.out.as_mut() else {
             return;
         };

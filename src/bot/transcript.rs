@@ -1,8 +1,9 @@
 //! What the bot's transcript adds to the human format of [`crate::render`]:
-//! the actor before every line, and the `ok:` line of an `expect` that
-//! held.
+//! the actor before every line, the `ok:` line of an `expect` that held,
+//! and one line, not two, for a newcomer who names itself on arrival.
 
 use crate::render::{Renderer, Tint, sanitize};
+use crate::wire::{ServerMsg, is_guest_name};
 
 /// `@alice LINE`: a line of the transcript seen by, or done by, `actor`.
 pub fn by(actor: &str, line: &str) -> String {
@@ -12,6 +13,72 @@ pub fn by(actor: &str, line: &str) -> String {
 /// `ok: group from alice "hi*"`: an expectation that held.
 pub fn verdict(render: &Renderer, expectation: &str) -> String {
     render.tint(Tint::Green, &format!("ok: {}", sanitize(expectation)))
+}
+
+/// A newcomer's `join`, kept off the transcript for a moment. Everyone
+/// arrives as `guest<ID>` and most rename themselves at once; two lines
+/// (`guest2 joined`, `guest2 is now known as bob`) for one arrival is noise,
+/// so the join waits for that rename and shows as `bob joined`. Anything
+/// else the actor sees or does first lets it out as it came, so no line is
+/// ever lost or shown out of order.
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    held: Option<ServerMsg<'static>>,
+}
+
+/// What to show for one received message, in order.
+#[derive(Debug, PartialEq)]
+pub struct Show {
+    /// A join held back earlier, to show first (renamed when this message
+    /// was its rename).
+    pub earlier: Option<ServerMsg<'static>>,
+    /// Whether to show the message itself: not when it is held, nor when
+    /// it is the rename folded into `earlier`.
+    pub this: bool,
+}
+
+impl Arrivals {
+    /// Takes the next message received by an actor whose own connection is
+    /// `me` (its id, once welcomed).
+    pub fn admit(&mut self, msg: &ServerMsg<'static>, me: Option<u64>) -> Show {
+        let renames_held = matches!(
+            (&self.held, msg),
+            (Some(ServerMsg::Join { id: joined, nick: guest, .. }), ServerMsg::Nick { id, old, .. })
+                if joined == id && guest == old
+        );
+        if renames_held {
+            let mut join = self.held.take();
+            if let (Some(ServerMsg::Join { nick, .. }), ServerMsg::Nick { new, .. }) =
+                (join.as_mut(), msg)
+            {
+                *nick = new.clone();
+            }
+            return Show {
+                earlier: join,
+                this: false,
+            };
+        }
+        let earlier = self.held.take();
+        match msg {
+            ServerMsg::Join { id, nick, .. } if Some(*id) != me && is_guest_name(nick) => {
+                self.held = Some(msg.clone());
+                Show {
+                    earlier,
+                    this: false,
+                }
+            }
+            _ => Show {
+                earlier,
+                this: true,
+            },
+        }
+    }
+
+    /// The join still held, if any: the actor is about to show something
+    /// of its own, or the transcript ends.
+    pub fn release(&mut self) -> Option<ServerMsg<'static>> {
+        self.held.take()
+    }
 }
 
 #[cfg(test)]
@@ -34,5 +101,98 @@ mod tests {
             verdict(&colour, "join carol"),
             "\x1b[32mok: join carol\x1b[0m"
         );
+    }
+
+    fn join(id: u64, nick: &str) -> ServerMsg<'static> {
+        ServerMsg::Join {
+            id,
+            nick: nick.to_owned().into(),
+            ts: 1,
+            room: None,
+        }
+    }
+
+    fn rename(id: u64, old: &str, new: &str) -> ServerMsg<'static> {
+        ServerMsg::Nick {
+            id,
+            old: old.to_owned().into(),
+            new: new.to_owned().into(),
+            ts: 2,
+        }
+    }
+
+    fn group(from: &str) -> ServerMsg<'static> {
+        ServerMsg::Group {
+            from: from.to_owned().into(),
+            text: "hi".into(),
+            ts: 3,
+            room: None,
+            seq: 0,
+            action: false,
+        }
+    }
+
+    const HELD: Show = Show {
+        earlier: None,
+        this: false,
+    };
+    const AS_IS: Show = Show {
+        earlier: None,
+        this: true,
+    };
+
+    #[test]
+    fn a_join_and_its_rename_are_one_arrival() {
+        let mut a = Arrivals::default();
+        assert_eq!(a.admit(&join(3, "guest3"), Some(1)), HELD);
+        assert_eq!(
+            a.admit(&rename(3, "guest3", "bob"), Some(1)),
+            Show {
+                earlier: Some(join(3, "bob")),
+                this: false
+            }
+        );
+        assert_eq!(a.release(), None);
+        // bob's next rename is an ordinary one.
+        assert_eq!(a.admit(&rename(3, "bob", "robert"), Some(1)), AS_IS);
+    }
+
+    #[test]
+    fn anything_else_first_lets_the_join_out_as_it_came() {
+        let mut a = Arrivals::default();
+        assert_eq!(a.admit(&join(3, "guest3"), Some(1)), HELD);
+        assert_eq!(
+            a.admit(&group("guest3"), Some(1)),
+            Show {
+                earlier: Some(join(3, "guest3")),
+                this: true
+            }
+        );
+        // Someone else's rename, then a second newcomer.
+        assert_eq!(a.admit(&join(3, "guest3"), Some(1)), HELD);
+        assert_eq!(
+            a.admit(&rename(4, "guest3", "eve"), Some(1)),
+            Show {
+                earlier: Some(join(3, "guest3")),
+                this: true
+            }
+        );
+        assert_eq!(a.admit(&join(3, "guest3"), Some(1)), HELD);
+        assert_eq!(
+            a.admit(&join(4, "guest4"), Some(1)),
+            Show {
+                earlier: Some(join(3, "guest3")),
+                this: false
+            }
+        );
+        assert_eq!(a.release(), Some(join(4, "guest4")));
+        assert_eq!(a.release(), None);
+    }
+
+    #[test]
+    fn only_a_guest_name_arriving_is_held() {
+        let mut a = Arrivals::default();
+        assert_eq!(a.admit(&join(3, "carol"), Some(1)), AS_IS);
+        assert_eq!(a.admit(&join(1, "guest1"), Some(1)), AS_IS, "our own");
     }
 }
