@@ -278,6 +278,15 @@ impl Renderer {
     }
 }
 
+/// Actions (`/me`), kept in a block of their own.
+impl Renderer {
+    /// `* alice waves`: what someone did, highlighted like a message when
+    /// it mentions us (`me`) and is not our own.
+    pub fn acted(&self, from: &str, text: &str, me: &str) -> String {
+        self.said(&format!("* {}", self.nick(from)), text, from, me)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +483,18 @@ mod tests {
         );
         assert_eq!(PLAIN.sent(&ClientMsg::Who { room: None }, "bob"), None);
         assert_eq!(PLAIN.sent(&ClientMsg::Quit { text: None }, "bob"), None);
+    }
+
+    #[test]
+    fn an_action_is_a_star_and_the_doer() {
+        assert_eq!(PLAIN.acted("alice", "waves", "bob"), "* alice waves");
+        assert_eq!(
+            PLAIN.acted("a\x1b[2J", "x\x07", "bob"),
+            "* a\\x1b[2J x\\x07"
+        );
+        let line = COLOUR.acted("alice", "pokes bob", "bob");
+        assert!(line.contains(MENTION), "{line:?}");
+        assert!(!COLOUR.acted("bob", "pokes bob", "bob").contains(MENTION));
     }
 
     #[test]

@@ -621,3 +621,55 @@ fn a_newcomer_who_never_renames_is_shown_by_its_guest_name() {
         r.stdout
     );
 }
+
+/// `me` sends an action (issue 10's `/me`): others receive a group message
+/// with `"action":true`, `expect action` waits for one, and the transcript
+/// shows it as `* alice waves`.
+#[test]
+fn actions_are_sent_expected_and_shown_as_a_star() {
+    let server = Server::start(&[]);
+    let mut watcher = server.join("watcher");
+    let dir = scratch(&[
+        (
+            "wave.chat",
+            "@alice me waves at bob\n\
+             @bob expect action alice \"waves*\"\n\
+             @bob say hi alice\n\
+             @alice expect group bob\n",
+        ),
+        (
+            "mixup.chat",
+            "@alice me waves\n@bob expect group alice within 300ms\n",
+        ),
+    ]);
+    let r = run(bot(&dir, Some(&server), &["wave.chat"]));
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    for wanted in [
+        "@alice * alice waves at bob",
+        "@bob * alice waves at bob",
+        "@bob ok: action from alice \"waves*\"",
+        "@alice <bob> hi alice",
+    ] {
+        assert!(
+            r.stdout.lines().any(|l| l == wanted),
+            "no {wanted:?} in:\n{}",
+            r.stdout
+        );
+    }
+    let waved = watcher.recv_type("group");
+    assert_eq!(waved["text"], "waves at bob", "{waved}");
+    assert_eq!(waved["action"], true, "{waved}");
+    assert_eq!(
+        watcher.recv_type("group")["action"],
+        serde_json::Value::Null
+    );
+
+    // An action is not a `group`; the failure says what came instead.
+    let r = run(bot(&dir, Some(&server), &["mixup.chat"]));
+    assert_eq!(r.code(), 1, "{}", r.stdout);
+    assert_eq!(
+        r.stderr,
+        "chat: mixup.chat:2: @bob expected group from alice within 300ms; \
+         bob received: action alice \"waves\"\n"
+    );
+}

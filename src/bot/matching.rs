@@ -11,6 +11,8 @@ use crate::wire::{ServerMsg, WhoEntry};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Group,
+    /// A group message that is an action (`/me`): not a `group`.
+    Action,
     Private,
     Join,
     Leave,
@@ -21,8 +23,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Group,
+        Kind::Action,
         Kind::Private,
         Kind::Join,
         Kind::Leave,
@@ -39,6 +42,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Group => "group",
+            Kind::Action => "action",
             Kind::Private => "private",
             Kind::Join => "join",
             Kind::Leave => "leave",
@@ -58,7 +62,7 @@ impl Kind {
     /// The word between KIND and FROM when a pattern is written for people.
     fn before_from(self) -> &'static str {
         match self {
-            Kind::Group | Kind::Private => " from",
+            Kind::Group | Kind::Action | Kind::Private => " from",
             Kind::Who => " listing",
             _ => "",
         }
@@ -98,7 +102,12 @@ struct Fields<'a> {
 
 fn fields(r: &Received) -> Option<Fields<'_>> {
     let (kind, from, text) = match &r.msg {
-        ServerMsg::Group { from, text, .. } => (Kind::Group, vec![&**from], Some(&**text)),
+        ServerMsg::Group {
+            from, text, action, ..
+        } => {
+            let kind = if *action { Kind::Action } else { Kind::Group };
+            (kind, vec![&**from], Some(&**text))
+        }
         ServerMsg::Private { from, text, .. } => (Kind::Private, vec![&**from], Some(&**text)),
         ServerMsg::Join { nick, .. } => {
             let mut from = vec![&**nick];
@@ -344,6 +353,22 @@ mod tests {
             action: false,
         });
         assert!(pat(Kind::Private, Some("bob"), Some("hi *")).matches(&p));
+    }
+
+    #[test]
+    fn an_action_is_not_a_group_message() {
+        let mut waved = group("alice", "waves");
+        if let ServerMsg::Group { action, .. } = &mut waved.msg {
+            *action = true;
+        }
+        assert!(pat(Kind::Action, Some("alice"), Some("wave*")).matches(&waved));
+        assert!(!pat(Kind::Group, None, None).matches(&waved));
+        assert!(!pat(Kind::Action, None, None).matches(&group("alice", "waves")));
+        assert_eq!(summary(&waved), "action alice \"waves\"");
+        assert_eq!(
+            pat(Kind::Action, Some("alice"), Some("waves")).describe(),
+            "action from alice \"waves\""
+        );
     }
 
     #[test]

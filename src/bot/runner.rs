@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::matching::{Pattern, Received, summary};
 use super::script::{Action, Script, Step};
-use super::transcript::{Arrivals, by, verdict};
+use super::transcript::{self, Arrivals, by, verdict};
 use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::render::{Me, Renderer, Style};
@@ -160,12 +160,12 @@ impl<'a> Runner<'a> {
         };
         match &step.action {
             Action::Connect => self.connect(i),
-            Action::Say(text) => self.send(
+            Action::Say { text, action } => self.send(
                 i,
                 &ClientMsg::Group {
                     room: None,
                     text: text.into(),
-                    action: false,
+                    action: *action,
                 },
             ),
             Action::Msg { to, text } => self.send(
@@ -329,7 +329,7 @@ impl<'a> Runner<'a> {
             return Err(format!("@{} has no connection ({why})", conn.nick));
         };
         let sent = peer.send(&client_line(msg));
-        if let Some(line) = self.room.render.sent(msg, &conn.nick) {
+        if let Some(line) = transcript::sent(&self.room.render, msg, &conn.nick) {
             self.room.note(Some(i), &line);
         }
         match sent {
@@ -559,7 +559,7 @@ impl Room {
             id: conn.id,
             nick: &conn.nick,
         };
-        if let Some(line) = self.render.received(msg, me) {
+        if let Some(line) = transcript::received(&self.render, msg, me) {
             self.write(Some(i), &line);
         }
     }

@@ -46,7 +46,11 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Connect,
-    Say(String),
+    /// `say`, or `me` (an `action`: something the actor does).
+    Say {
+        text: String,
+        action: bool,
+    },
     Msg {
         to: String,
         text: String,
@@ -69,7 +73,7 @@ pub enum Action {
 }
 
 /// The verbs, in the order the spec lists them (used in messages).
-const VERBS: &str = "say, msg, nick, sleep, expect, connect, who, quit";
+const VERBS: &str = "say, me, msg, nick, sleep, expect, connect, who, quit";
 
 /// Reads a whole script. `default_nick` is the actor of steps without
 /// `@ACTOR` (`--nick`). The error is every problem found, one
@@ -156,7 +160,14 @@ fn parse_line(text: &str) -> Result<Option<Line>, String> {
         None => (None, first, rest),
     };
     let action = match verb {
-        "say" => Action::Say(required_text(args, "say needs a TEXT")?),
+        "say" => Action::Say {
+            text: required_text(args, "say needs a TEXT")?,
+            action: false,
+        },
+        "me" => Action::Say {
+            text: required_text(args, "me needs a TEXT (what the actor does: `me waves`)")?,
+            action: true,
+        },
         "msg" => {
             let (to, text) = split_word(args);
             if to.is_empty() {
@@ -587,6 +598,13 @@ mod tests {
         line(text).action
     }
 
+    fn say(text: &str) -> Action {
+        Action::Say {
+            text: text.into(),
+            action: false,
+        }
+    }
+
     fn error(text: &str) -> String {
         match parse_line(text) {
             Err(e) => e,
@@ -618,21 +636,15 @@ mod tests {
             line("@alice say hello, world"),
             Line {
                 actor: Some("alice".into()),
-                action: Action::Say("hello, world".into())
+                action: say("hello, world")
             }
         );
-        assert_eq!(
-            action("  say   spaced  out  "),
-            Action::Say("spaced  out".into())
-        );
+        assert_eq!(action("  say   spaced  out  "), say("spaced  out"));
         assert_eq!(
             action("say \"two  spaces\\tand a tab\""),
-            Action::Say("two  spaces\tand a tab".into())
+            say("two  spaces\tand a tab")
         );
-        assert_eq!(
-            action("say he said \"hi\""),
-            Action::Say("he said \"hi\"".into())
-        );
+        assert_eq!(action("say he said \"hi\""), say("he said \"hi\""));
         assert_eq!(
             action("@bob   msg alice hi alice"),
             Action::Msg {
@@ -657,6 +669,13 @@ mod tests {
         assert_eq!(
             action("sleep 250ms"),
             Action::Sleep(Duration::from_millis(250))
+        );
+        assert_eq!(
+            action("@alice me waves at everyone"),
+            Action::Say {
+                text: "waves at everyone".into(),
+                action: true
+            }
         );
         assert_eq!(action("@carol connect"), Action::Connect);
         assert_eq!(action("who"), Action::Who);
@@ -712,6 +731,10 @@ mod tests {
             action("expect who alice"),
             expect(Kind::Who, Some("alice"), None, None)
         );
+        assert_eq!(
+            action("expect action alice \"waves*\""),
+            expect(Kind::Action, Some("alice"), Some("waves*"), None)
+        );
     }
 
     #[test]
@@ -721,6 +744,7 @@ mod tests {
             ("@alice", "@alice needs a verb"),
             ("say", "say needs a TEXT"),
             ("say \"\"", "say needs a TEXT"),
+            ("me", "me needs a TEXT"),
             ("msg", "msg needs a NICK"),
             ("msg bob", "msg bob needs a TEXT"),
             ("msg 9lives hi", "bad nick \"9lives\""),
@@ -932,7 +956,7 @@ mod tests {
     #[test]
     fn crlf_lines_are_read_like_lf_lines() {
         let s = script("@alice say hi\r\n@bob expect group alice hi\r\n");
-        assert_eq!(s.steps[0].action, Action::Say("hi".into()));
+        assert_eq!(s.steps[0].action, say("hi"));
     }
 
     /// Found by fuzzing (`bot_script`): a control in a bad line reached the

@@ -2,8 +2,32 @@
 //! the actor before every line, the `ok:` line of an `expect` that held,
 //! and one line, not two, for a newcomer who names itself on arrival.
 
-use crate::render::{Renderer, Tint, sanitize};
-use crate::wire::{ServerMsg, is_guest_name};
+use crate::render::{Me, Renderer, Tint, sanitize};
+use crate::wire::{ClientMsg, ServerMsg, is_guest_name};
+
+/// A received message as the client shows it; an action as `* alice waves`.
+pub fn received(render: &Renderer, msg: &ServerMsg<'_>, me: Me<'_>) -> Option<String> {
+    match msg {
+        ServerMsg::Group {
+            from,
+            text,
+            action: true,
+            ..
+        } => Some(render.acted(from, text, me.nick)),
+        _ => render.received(msg, me),
+    }
+}
+
+/// A message the actor sent, as the client shows it; `None` for those
+/// that show nothing until the server answers.
+pub fn sent(render: &Renderer, msg: &ClientMsg<'_>, me: &str) -> Option<String> {
+    match msg {
+        ClientMsg::Group {
+            text, action: true, ..
+        } => Some(render.acted(me, text, me)),
+        _ => render.sent(msg, me),
+    }
+}
 
 /// `@alice LINE`: a line of the transcript seen by, or done by, `actor`.
 pub fn by(actor: &str, line: &str) -> String {
@@ -85,6 +109,42 @@ impl Arrivals {
 mod tests {
     use super::*;
     use crate::render::Style;
+
+    #[test]
+    fn actions_show_as_a_star_and_the_doer() {
+        let plain = Renderer {
+            style: Style::Plain,
+        };
+        let me = Me {
+            id: Some(2),
+            nick: "bob",
+        };
+        let waved = ServerMsg::Group {
+            from: "alice".into(),
+            text: "waves".into(),
+            ts: 1,
+            room: None,
+            seq: 0,
+            action: true,
+        };
+        assert_eq!(
+            received(&plain, &waved, me).as_deref(),
+            Some("* alice waves")
+        );
+        assert_eq!(
+            received(&plain, &group("alice"), me).as_deref(),
+            Some("<alice> hi")
+        );
+        let wave = ClientMsg::Group {
+            room: None,
+            text: "waves back".into(),
+            action: true,
+        };
+        assert_eq!(
+            sent(&plain, &wave, "bob").as_deref(),
+            Some("* bob waves back")
+        );
+    }
 
     #[test]
     fn the_actor_and_the_verdict() {
