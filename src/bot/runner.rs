@@ -86,6 +86,10 @@ struct Conn {
     handshake: bool,
     /// A `nick` request is out; the server's answer goes in `verdict`.
     awaiting_nick: bool,
+    /// A `join`, `part` or `topic` is out; its answer goes in `verdict`.
+    awaiting: Option<Request>,
+    /// The default room, from `welcome` (a v1 server names none).
+    home: Option<String>,
     verdict: Option<Verdict>,
     bye: bool,
     /// WRITABLE is registered (only while output is pending).
@@ -97,11 +101,58 @@ struct Conn {
     arrivals: Arrivals,
 }
 
-/// The server's answer to a `nick` request.
+/// The server's answer to a `nick`, `join`, `part` or `topic` request.
 #[derive(Debug)]
 enum Verdict {
     Accepted,
     Refused(String),
+}
+
+/// A step that waits for the server to answer it, with the room it names
+/// (case-folded, as the answer names it).
+#[derive(Clone, Debug)]
+enum Request {
+    Join(String),
+    Part(String),
+    Topic(String),
+}
+
+impl Request {
+    /// Whether `msg` is the answer that grants this request to the actor
+    /// now called `nick`.
+    fn granted_by(&self, msg: &ServerMsg<'_>, nick: &str) -> bool {
+        match (self, msg) {
+            (Request::Join(want), ServerMsg::Joined { room, .. })
+            | (Request::Part(want), ServerMsg::Parted { room }) => room.eq_ignore_ascii_case(want),
+            (Request::Topic(want), ServerMsg::Topic { room, by, .. }) => {
+                room.eq_ignore_ascii_case(want) && by.eq_ignore_ascii_case(nick)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether an error with `code` refuses it. Every answer comes in the
+    /// order asked, so one of these codes while the request is out is its
+    /// answer; `unknown_type` is a server without rooms.
+    fn refused_by(code: ErrorCode) -> bool {
+        matches!(
+            code,
+            ErrorCode::BadRoom
+                | ErrorCode::NotInRoom
+                | ErrorCode::TooManyRooms
+                | ErrorCode::UnknownType
+                | ErrorCode::BadMessage
+        )
+    }
+
+    /// What failed, for `@alice could not ...`.
+    fn doing(&self) -> String {
+        match self {
+            Request::Join(room) => format!("join {room}"),
+            Request::Part(room) => format!("part {room}"),
+            Request::Topic(room) => format!("set the topic of {room}"),
+        }
+    }
 }
 
 impl<'a> Runner<'a> {
@@ -160,10 +211,10 @@ impl<'a> Runner<'a> {
         };
         match &step.action {
             Action::Connect => self.connect(i),
-            Action::Say { text, action } => self.send(
+            Action::Say { room, text, action } => self.send(
                 i,
                 &ClientMsg::Group {
-                    room: None,
+                    room: room.as_deref().map(Into::into),
                     text: text.into(),
                     action: *action,
                 },
@@ -176,7 +227,34 @@ impl<'a> Runner<'a> {
                     action: false,
                 },
             ),
-            Action::Who => self.send(i, &ClientMsg::Who { room: None }),
+            Action::Who(room) => self.send(
+                i,
+                &ClientMsg::Who {
+                    room: room.as_deref().map(Into::into),
+                },
+            ),
+            Action::Rooms => self.send(i, &ClientMsg::Rooms),
+            Action::Join(room) => self.request(
+                i,
+                &ClientMsg::Join { room: room.into() },
+                Request::Join(room.clone()),
+            ),
+            Action::Part { room, text } => self.request(
+                i,
+                &ClientMsg::Part {
+                    room: room.into(),
+                    text: text.as_deref().map(Into::into),
+                },
+                Request::Part(room.clone()),
+            ),
+            Action::Topic { room, text } => self.request(
+                i,
+                &ClientMsg::Topic {
+                    room: room.into(),
+                    text: text.into(),
+                },
+                Request::Topic(room.clone()),
+            ),
             Action::Nick { new, taken } => self.nick(i, new, *taken),
             Action::Quit(text) => self.quit(i, text.as_deref()),
             Action::Expect { pattern, within } => {
@@ -246,6 +324,31 @@ impl<'a> Runner<'a> {
             )),
             (None, _) => Err(format!(
                 "@{old} got no answer to `nick {new}` within {}",
+                format_duration(self.settings.timeout)
+            )),
+        }
+    }
+
+    /// Sends a `join`, `part` or `topic` and waits for the server to grant
+    /// it, so that the next step (maybe another actor's) finds the room as
+    /// the script says. The answer stays queued for `expect`.
+    fn request(&mut self, i: usize, msg: &ClientMsg<'_>, request: Request) -> Result<(), String> {
+        let conn = &mut self.room.actors[i];
+        conn.awaiting = Some(request.clone());
+        conn.verdict = None;
+        self.send(i, msg)?;
+        let deadline = Instant::now() + self.settings.timeout;
+        let verdict = self.wait(deadline, |room| room.actors[i].verdict.take());
+        self.room.actors[i].awaiting = None;
+        let nick = &self.room.actors[i].nick;
+        match verdict? {
+            Some(Verdict::Accepted) => Ok(()),
+            Some(Verdict::Refused(why)) => {
+                Err(format!("@{nick} could not {}: {why}", request.doing()))
+            }
+            None => Err(format!(
+                "@{nick} got no answer to its request to {} within {}",
+                request.doing(),
                 format_duration(self.settings.timeout)
             )),
         }
@@ -329,7 +432,9 @@ impl<'a> Runner<'a> {
             return Err(format!("@{} has no connection ({why})", conn.nick));
         };
         let sent = peer.send(&client_line(msg));
-        if let Some(line) = transcript::sent(&self.room.render, msg, &conn.nick) {
+        if let Some(line) =
+            transcript::sent(&self.room.render, msg, &conn.nick, conn.home.as_deref())
+        {
             self.room.note(Some(i), &line);
         }
         match sent {
@@ -457,8 +562,9 @@ impl Room {
         }
         let conn = &mut self.actors[i];
         match &msg {
-            ServerMsg::Welcome { id, .. } if conn.id.is_none() => {
+            ServerMsg::Welcome { id, room, .. } if conn.id.is_none() => {
                 conn.id = Some(*id);
+                conn.home = room.as_deref().map(str::to_owned);
                 return;
             }
             ServerMsg::Pong { .. } => return,
@@ -481,9 +587,29 @@ impl Room {
                     join.became = Some(new.to_string());
                     let mut named = Received::new(msg);
                     named.folded = true;
+                    named.home = conn.home.clone();
                     conn.queue.push(named);
                     return;
                 }
+            }
+            ServerMsg::Joined { .. } | ServerMsg::Parted { .. } | ServerMsg::Topic { .. }
+                if conn
+                    .awaiting
+                    .as_ref()
+                    .is_some_and(|r| r.granted_by(&msg, &conn.nick)) =>
+            {
+                conn.verdict = Some(Verdict::Accepted);
+            }
+            ServerMsg::Error { code, message }
+                if conn.awaiting.is_some() && Request::refused_by(*code) =>
+            {
+                conn.last_error = Some(message.to_string());
+                let hint = if *code == ErrorCode::UnknownType {
+                    "; this server does not serve rooms (they need protocol v2)"
+                } else {
+                    ""
+                };
+                conn.verdict = Some(Verdict::Refused(format!("{message} ({code}){hint}")));
             }
             ServerMsg::Error { code, message } => {
                 conn.last_error = Some(message.to_string());
@@ -497,7 +623,9 @@ impl Room {
             ServerMsg::Bye { .. } => conn.bye = true,
             _ => {}
         }
-        conn.queue.push(Received::new(msg));
+        let mut received = Received::new(msg);
+        received.home = conn.home.clone();
+        conn.queue.push(received);
     }
 
     /// Asks for WRITABLE exactly while output waits.
@@ -559,7 +687,7 @@ impl Room {
             id: conn.id,
             nick: &conn.nick,
         };
-        if let Some(line) = transcript::received(&self.render, msg, me) {
+        if let Some(line) = transcript::received(&self.render, msg, me, conn.home.as_deref()) {
             self.write(Some(i), &line);
         }
     }

@@ -6,26 +6,61 @@ use crate::render::{Me, Renderer, Tint, sanitize};
 use crate::wire::{ClientMsg, ServerMsg, is_guest_name};
 
 /// A received message as the client shows it; an action as `* alice waves`.
-pub fn received(render: &Renderer, msg: &ServerMsg<'_>, me: Me<'_>) -> Option<String> {
-    match msg {
+/// The bot's current room is the default one (`home`, from `welcome`): a
+/// line from another room says which, `[rust] <alice> hi`.
+pub fn received(
+    render: &Renderer,
+    msg: &ServerMsg<'_>,
+    me: Me<'_>,
+    home: Option<&str>,
+) -> Option<String> {
+    let (line, room) = match msg {
         ServerMsg::Group {
             from,
             text,
             action: true,
+            room,
             ..
-        } => Some(render.acted(from, text, me.nick)),
-        _ => render.received(msg, me),
-    }
+        } => (render.acted(from, text, me.nick), room),
+        ServerMsg::Group { room, .. }
+        | ServerMsg::Join { room, .. }
+        | ServerMsg::Leave { room, .. }
+        | ServerMsg::Who { room, .. } => (render.received(msg, me)?, room),
+        _ => return render.received(msg, me),
+    };
+    Some(in_room(room.as_deref(), home, line))
 }
 
 /// A message the actor sent, as the client shows it; `None` for those
 /// that show nothing until the server answers.
-pub fn sent(render: &Renderer, msg: &ClientMsg<'_>, me: &str) -> Option<String> {
+pub fn sent(
+    render: &Renderer,
+    msg: &ClientMsg<'_>,
+    me: &str,
+    home: Option<&str>,
+) -> Option<String> {
     match msg {
         ClientMsg::Group {
-            text, action: true, ..
-        } => Some(render.acted(me, text, me)),
+            text, action, room, ..
+        } => {
+            let line = if *action {
+                render.acted(me, text, me)
+            } else {
+                render.sent(msg, me)?
+            };
+            Some(in_room(room.as_deref(), home, line))
+        }
         _ => render.sent(msg, me),
+    }
+}
+
+/// `[rust] LINE` for a line from a room other than the default one.
+fn in_room(room: Option<&str>, home: Option<&str>, line: String) -> String {
+    match room {
+        Some(room) if !home.is_some_and(|h| h.eq_ignore_ascii_case(room)) => {
+            format!("[{}] {line}", sanitize(room))
+        }
+        _ => line,
     }
 }
 
@@ -128,11 +163,11 @@ mod tests {
             action: true,
         };
         assert_eq!(
-            received(&plain, &waved, me).as_deref(),
+            received(&plain, &waved, me, None).as_deref(),
             Some("* alice waves")
         );
         assert_eq!(
-            received(&plain, &group("alice"), me).as_deref(),
+            received(&plain, &group("alice"), me, None).as_deref(),
             Some("<alice> hi")
         );
         let wave = ClientMsg::Group {
@@ -141,8 +176,77 @@ mod tests {
             action: true,
         };
         assert_eq!(
-            sent(&plain, &wave, "bob").as_deref(),
+            sent(&plain, &wave, "bob", None).as_deref(),
             Some("* bob waves back")
+        );
+    }
+
+    #[test]
+    fn lines_from_another_room_name_it() {
+        let plain = Renderer {
+            style: Style::Plain,
+        };
+        let me = Me {
+            id: Some(2),
+            nick: "bob",
+        };
+        let lobby = Some("lobby");
+        let mut said = group("alice");
+        let mut waved = group("alice");
+        if let ServerMsg::Group { room, .. } = &mut said {
+            *room = Some("lobby".into());
+        }
+        if let ServerMsg::Group { room, action, .. } = &mut waved {
+            *room = Some("rust".into());
+            *action = true;
+        }
+        let shown = |m: &ServerMsg<'_>| received(&plain, m, me, lobby);
+        assert_eq!(shown(&said).as_deref(), Some("<alice> hi"));
+        assert_eq!(shown(&waved).as_deref(), Some("[rust] * alice hi"));
+        let parted = ServerMsg::Leave {
+            id: 3,
+            nick: "carol".into(),
+            reason: crate::wire::LeaveReason::Part,
+            ts: 1,
+            text: None,
+            room: Some("rust".into()),
+        };
+        assert_eq!(
+            shown(&parted).as_deref(),
+            Some("[rust] -- carol left (part)")
+        );
+        let mut arrived = join(3, "carol");
+        if let ServerMsg::Join { room, .. } = &mut arrived {
+            *room = Some("Rust".into());
+        }
+        assert_eq!(shown(&arrived).as_deref(), Some("[Rust] -- carol joined"));
+        let joined = ServerMsg::Joined {
+            room: "rust".into(),
+            topic: None,
+            users: vec![],
+        };
+        assert_eq!(
+            shown(&joined).as_deref(),
+            Some("-- you joined rust (0 here: )"),
+            "the line names the room already"
+        );
+        let say = ClientMsg::Group {
+            room: Some("rust".into()),
+            text: "hi".into(),
+            action: false,
+        };
+        assert_eq!(
+            sent(&plain, &say, "bob", lobby).as_deref(),
+            Some("[rust] <bob> hi")
+        );
+        let home = ClientMsg::Group {
+            room: Some("lobby".into()),
+            text: "hi".into(),
+            action: false,
+        };
+        assert_eq!(
+            sent(&plain, &home, "bob", lobby).as_deref(),
+            Some("<bob> hi")
         );
     }
 
