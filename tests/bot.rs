@@ -748,7 +748,8 @@ fn bad_room_steps_are_reported_before_anything_connects() {
 /// of them until the real one lands: it welcomes as protocol v2 in `lobby`,
 /// grants `nick`, answers `join` with `joined` (and eve saying hi in the
 /// room), `topic` with its announcement, `part` with `parted`, and `quit`
-/// with `bye`. It refuses a join to `full` with `too_many_rooms`; with
+/// with `bye`, `ping` with `pong`. It refuses a join to `full` with
+/// `too_many_rooms` and a message to `nowhere` with `not_in_room`; with
 /// `v1`, it refuses every room message with `unknown_type`, as a server
 /// without rooms does.
 fn fake_rooms_server(v1: bool) -> (String, std::thread::JoinHandle<()>) {
@@ -788,6 +789,9 @@ fn fake_rooms_server(v1: bool) -> (String, std::thread::JoinHandle<()>) {
                     );
                 }
                 "part" => send(json!({"type": "parted", "room": room})),
+                "ping" => send(json!({"type": "pong", "token": msg["token"]})),
+                "group" if room == "nowhere" => send(json!({"type": "error",
+                    "code": "not_in_room", "message": "you are not in nowhere"})),
                 "topic" => send(json!({"type": "topic", "room": room, "by": nick,
                                        "text": msg["text"], "ts": 1})),
                 "quit" => {
@@ -841,6 +845,25 @@ fn join_waits_for_joined_and_room_lines_name_their_room() {
         r.stderr,
         "chat: rooms.chat:9: @alice expected group from eve in lobby within 100ms; \
          alice received nothing\n"
+    );
+}
+
+/// An earlier step's refusal still on its way is not taken for the answer
+/// to a `join`.
+#[test]
+fn a_join_is_not_refused_by_an_earlier_steps_error() {
+    let (addr, serve) = fake_rooms_server(false);
+    let dir = scratch(&[(
+        "stray.chat",
+        "@alice in nowhere say hi\n@alice join rust\n@alice expect error not_in_room\n",
+    )]);
+    let r = run(bot(&dir, None, &["stray.chat", "--server", &addr]));
+    serve.join().unwrap();
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("@alice ok: error not_in_room"),
+        "{}",
+        r.stdout
     );
 }
 

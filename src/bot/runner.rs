@@ -20,7 +20,9 @@ use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::render::{Me, Renderer, Style};
 use crate::units::format_duration;
-use crate::wire::{ClientMsg, ErrorCode, ServerMsg, client_line};
+use serde_json::value::RawValue;
+
+use crate::wire::{self, ClientMsg, ErrorCode, ServerMsg, client_line};
 
 /// What the command line decided for this run.
 pub struct Settings {
@@ -69,6 +71,8 @@ struct Room {
     dropped: Option<(usize, String)>,
     /// The script is over: connections may end as they like.
     winding_down: bool,
+    /// The last ping token used as a fence.
+    tokens: u64,
 }
 
 /// One actor at run time.
@@ -88,6 +92,9 @@ struct Conn {
     awaiting_nick: bool,
     /// A `join`, `part` or `topic` is out; its answer goes in `verdict`.
     awaiting: Option<Request>,
+    /// The token of the `ping` sent just before that request, until its
+    /// `pong` is back: answers before it belong to earlier steps.
+    fence: Option<u64>,
     /// The default room, from `welcome` (a v1 server names none).
     home: Option<String>,
     verdict: Option<Verdict>,
@@ -178,6 +185,7 @@ impl<'a> Runner<'a> {
                 },
                 dropped: None,
                 winding_down: false,
+                tokens: 0,
             },
         })
     }
@@ -332,14 +340,31 @@ impl<'a> Runner<'a> {
     /// Sends a `join`, `part` or `topic` and waits for the server to grant
     /// it, so that the next step (maybe another actor's) finds the room as
     /// the script says. The answer stays queued for `expect`.
+    ///
+    /// Errors carry no reference to the line they answer, and an earlier
+    /// step's `not_in_room` (an `in ROOM say` outside the room) may still
+    /// be on its way; a `ping` sent first fences those off, since the
+    /// server answers a connection's lines in order.
     fn request(&mut self, i: usize, msg: &ClientMsg<'_>, request: Request) -> Result<(), String> {
+        self.room.tokens += 1;
+        let token = self.room.tokens;
+        let raw = RawValue::from_string(token.to_string())
+            .map_err(|e| format!("cannot make a ping token: {e}"))?;
         let conn = &mut self.room.actors[i];
         conn.awaiting = Some(request.clone());
+        conn.fence = Some(token);
         conn.verdict = None;
+        self.send(
+            i,
+            &ClientMsg::Ping {
+                token: Some(wire::Token::Owned(raw)),
+            },
+        )?;
         self.send(i, msg)?;
         let deadline = Instant::now() + self.settings.timeout;
         let verdict = self.wait(deadline, |room| room.actors[i].verdict.take());
         self.room.actors[i].awaiting = None;
+        self.room.actors[i].fence = None;
         let nick = &self.room.actors[i].nick;
         match verdict? {
             Some(Verdict::Accepted) => Ok(()),
@@ -567,7 +592,16 @@ impl Room {
                 conn.home = room.as_deref().map(str::to_owned);
                 return;
             }
-            ServerMsg::Pong { .. } => return,
+            ServerMsg::Pong { token } => {
+                let token = token.as_ref().map(wire::Token::get);
+                if conn
+                    .fence
+                    .is_some_and(|f| token == Some(f.to_string().as_str()))
+                {
+                    conn.fence = None;
+                }
+                return;
+            }
             ServerMsg::Nick { id, new, .. } if Some(*id) == conn.id => {
                 conn.nick = new.to_string();
                 if conn.awaiting_nick {
@@ -593,15 +627,18 @@ impl Room {
                 }
             }
             ServerMsg::Joined { .. } | ServerMsg::Parted { .. } | ServerMsg::Topic { .. }
-                if conn
-                    .awaiting
-                    .as_ref()
-                    .is_some_and(|r| r.granted_by(&msg, &conn.nick)) =>
+                if conn.fence.is_none()
+                    && conn
+                        .awaiting
+                        .as_ref()
+                        .is_some_and(|r| r.granted_by(&msg, &conn.nick)) =>
             {
                 conn.verdict = Some(Verdict::Accepted);
             }
             ServerMsg::Error { code, message }
-                if conn.awaiting.is_some() && Request::refused_by(*code) =>
+                if conn.awaiting.is_some()
+                    && conn.fence.is_none()
+                    && Request::refused_by(*code) =>
             {
                 conn.last_error = Some(message.to_string());
                 let hint = if *code == ErrorCode::UnknownType {
