@@ -4,10 +4,13 @@
 //!
 //! - [`script`]: the script's lines into validated steps, or every mistake
 //!   as `FILE:LINE: what`.
-//! - [`matching`]: `*` patterns and which fields `expect` looks at.
-//! - [`runner`]: the single event loop that plays the steps.
-//! - [`transcript`]: the actor and the `ok:` lines around the human format
-//!   of [`crate::render`], which the client shows too.
+//! - [`matching`]: `*` patterns, which fields `expect` looks at, and in
+//!   which room a message happened.
+//! - [`runner`]: the single event loop that plays the steps, and waits for
+//!   the server's answer to `nick`, `join`, `part` and `topic`.
+//! - [`transcript`]: the actor, the `ok:` lines, actions, `[room]` and one
+//!   line per arrival around the human format of [`crate::render`], which
+//!   the client shows too.
 
 pub mod matching;
 pub mod runner;
