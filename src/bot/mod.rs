@@ -3,7 +3,8 @@
 //! (`shared/spec/bot-scripts.md`). Its exit status is the verdict.
 //!
 //! - [`script`]: the script's lines into validated steps, or every mistake
-//!   as `FILE:LINE: what`.
+//!   as `FILE:LINE: what`; [`words`]: how a line splits into words and a
+//!   TEXT.
 //! - [`matching`]: `*` patterns, which fields `expect` looks at, and in
 //!   which room a message happened.
 //! - [`runner`]: the single event loop that plays the steps, and waits for
@@ -16,6 +17,7 @@ pub mod matching;
 pub mod runner;
 pub mod script;
 pub mod transcript;
+pub mod words;
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::matching::{Kind, Pattern};
+use super::words::{
+    one_word, optional_text, quoted, required_text, split_word, strip_within, trim, within_clause,
+};
 use crate::render::sanitize;
 use crate::units::parse_duration;
 use crate::wire::{check_nick, check_room, is_guest_name};
@@ -386,137 +389,11 @@ fn room_pattern(room: &str, kind: Kind) -> Result<String, String> {
     Ok(room.to_ascii_lowercase())
 }
 
-/// `within WORD` and nothing else: the WORD (a duration to check).
-fn within_clause(s: &str) -> Option<&str> {
-    let (first, rest) = split_word(s);
-    let (second, tail) = split_word(rest);
-    (first == "within" && !second.is_empty() && tail.is_empty()).then_some(second)
-}
-
-/// Splits a trailing `within DURATION` off an unquoted TEXT.
-fn strip_within(text: &str) -> Result<(&str, Option<&str>), String> {
-    let (head, last) = rsplit_word(text);
-    if last == "within" {
-        return Err(
-            "`within` at the end of the line needs a DURATION (quote the TEXT if it ends with that word)"
-                .to_owned(),
-        );
-    }
-    let (body, before) = rsplit_word(head);
-    if before == "within" && !body.is_empty() {
-        Ok((body, Some(last)))
-    } else {
-        Ok((text, None))
-    }
-}
-
-/// A TEXT that must be there and not empty (the server refuses empty
-/// messages, so a script cannot mean one).
-fn required_text(args: &str, missing: &str) -> Result<String, String> {
-    match optional_text(args)? {
-        Some(text) if !text.is_empty() => Ok(text),
-        _ => Err(missing.to_owned()),
-    }
-}
-
-/// The rest of the line, trimmed, or the JSON string it starts with.
-/// `None` when there is nothing (or only `""`).
-fn optional_text(args: &str) -> Result<Option<String>, String> {
-    if args.starts_with('"') {
-        let (text, after) = quoted(args)?;
-        if !after.is_empty() {
-            return Err(format!("unexpected \"{after}\" after the closing quote"));
-        }
-        return Ok((!text.is_empty()).then_some(text));
-    }
-    Ok((!args.is_empty()).then(|| args.to_owned()))
-}
-
-/// A JSON string at the start of `s`, decoded, and what follows it
-/// (trimmed). What follows must be separated from the closing quote.
-fn quoted(s: &str) -> Result<(String, &str), String> {
-    let mut escaped = false;
-    let mut end = None;
-    for (i, c) in s.char_indices().skip(1) {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => {
-                end = Some(i);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let end = end.ok_or("unterminated quote: a quoted TEXT needs its closing \"")?;
-    let literal = &s[..=end];
-    let text: String = serde_json::from_str(literal)
-        .map_err(|e| format!("bad quoted text {literal}: {}", json_reason(&e)))?;
-    let after = &s[end + 1..];
-    if !after.is_empty() && !after.starts_with(is_blank) {
-        return Err(format!(
-            "unexpected \"{}\" right after the closing quote",
-            trim(after)
-        ));
-    }
-    Ok((text, trim(after)))
-}
-
-/// serde's message without its "at line 1 column 7" tail, which would
-/// point into the quoted text rather than the script.
-fn json_reason(e: &serde_json::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
-
-fn one_word<'a>(args: &'a str, missing: &str) -> Result<&'a str, String> {
-    let (word, rest) = split_word(args);
-    if word.is_empty() {
-        return Err(missing.to_owned());
-    }
-    if !rest.is_empty() {
-        return Err(format!(
-            "unexpected \"{rest}\" after \"{word}\" ({missing})"
-        ));
-    }
-    Ok(word)
-}
-
 fn no_args(args: &str, action: Action, verb: &str) -> Result<Action, String> {
     if args.is_empty() {
         Ok(action)
     } else {
         Err(format!("{verb} takes no arguments, but has \"{args}\""))
-    }
-}
-
-/// Blanks are spaces and tabs; other whitespace is part of the text.
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-fn trim(s: &str) -> &str {
-    s.trim_matches(is_blank)
-}
-
-/// The first word and the rest, trimmed.
-fn split_word(s: &str) -> (&str, &str) {
-    let s = trim(s);
-    match s.find(is_blank) {
-        Some(i) => (&s[..i], trim(&s[i..])),
-        None => (s, ""),
-    }
-}
-
-/// Everything before the last word (trimmed) and the last word.
-fn rsplit_word(s: &str) -> (&str, &str) {
-    let s = trim(s);
-    match s.rfind(is_blank) {
-        Some(i) => (trim(&s[..i]), &s[i + 1..]),
-        None => ("", s),
     }
 }
 
