@@ -374,6 +374,15 @@ impl Renderer {
     }
 }
 
+/// Actions (`/me`), kept in a block of their own.
+impl Renderer {
+    /// `* alice waves`: what someone did, highlighted like a message when
+    /// it mentions us (`me`) and is not our own.
+    pub fn acted(&self, from: &str, text: &str, me: &str) -> String {
+        self.said(&format!("* {}", self.nick(from)), text, from, me)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -720,6 +729,18 @@ mod tests {
             PLAIN.sent(&private, "bob").as_deref(),
             Some("-> *alice* * bob winks")
         );
+    }
+
+    #[test]
+    fn an_action_is_a_star_and_the_doer() {
+        assert_eq!(PLAIN.acted("alice", "waves", "bob"), "* alice waves");
+        assert_eq!(
+            PLAIN.acted("a\x1b[2J", "x\x07", "bob"),
+            "* a\\x1b[2J x\\x07"
+        );
+        let line = COLOUR.acted("alice", "pokes bob", "bob");
+        assert!(line.contains(MENTION), "{line:?}");
+        assert!(!COLOUR.acted("bob", "pokes bob", "bob").contains(MENTION));
     }
 
     #[test]

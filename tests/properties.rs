@@ -324,6 +324,18 @@ fn script_line() -> BoxedStrategy<String> {
         Just("\"unterminated"),
         Just("#"),
         Just("hello*"),
+        Just("me"),
+        Just("in"),
+        Just("rust"),
+        Just("Rust"),
+        Just("r.s"),
+        Just("*"),
+        Just("part"),
+        Just("topic"),
+        Just("rooms"),
+        Just("action"),
+        Just("joined"),
+        Just("parted"),
     ]
     .prop_map(str::to_owned);
     prop_oneof![
@@ -489,6 +501,20 @@ proptest! {
                 prop_assert!(numbers.iter().all(|n| (1..=count).contains(n)));
                 for st in &s.steps {
                     prop_assert!(st.actor.is_none_or(|a| a < s.actors.len()));
+                    // A room the bot will send is one the server takes, as
+                    // the server spells it back.
+                    let room = match &st.action {
+                        script::Action::Join(room)
+                        | script::Action::Part { room, .. }
+                        | script::Action::Topic { room, .. }
+                        | script::Action::Who(Some(room))
+                        | script::Action::Say { room: Some(room), .. } => Some(room),
+                        _ => None,
+                    };
+                    if let Some(room) = room {
+                        let checked = chat::wire::check_room(room);
+                        prop_assert_eq!(checked.as_ref(), Ok(room));
+                    }
                 }
             }
             Err(errors) => {

@@ -11,6 +11,8 @@ use crate::wire::{ServerMsg, WhoEntry};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Group,
+    /// A group message that is an action (`/me`): not a `group`.
+    Action,
     Private,
     Join,
     Leave,
@@ -18,11 +20,19 @@ pub enum Kind {
     Error,
     Who,
     Bye,
+    /// The answer to our `join`.
+    Joined,
+    /// The answer to our `part`.
+    Parted,
+    Topic,
+    /// The answer to `rooms`.
+    Rooms,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Group,
+        Kind::Action,
         Kind::Private,
         Kind::Join,
         Kind::Leave,
@@ -30,6 +40,10 @@ impl Kind {
         Kind::Error,
         Kind::Who,
         Kind::Bye,
+        Kind::Joined,
+        Kind::Parted,
+        Kind::Topic,
+        Kind::Rooms,
     ];
 
     pub fn parse(word: &str) -> Option<Kind> {
@@ -39,6 +53,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Group => "group",
+            Kind::Action => "action",
             Kind::Private => "private",
             Kind::Join => "join",
             Kind::Leave => "leave",
@@ -46,20 +61,44 @@ impl Kind {
             Kind::Error => "error",
             Kind::Who => "who",
             Kind::Bye => "bye",
+            Kind::Joined => "joined",
+            Kind::Parted => "parted",
+            Kind::Topic => "topic",
+            Kind::Rooms => "rooms",
         }
     }
 
     /// Whether the table gives this kind a TEXT (`join`, `who` and `bye`
     /// have none, so a TEXT on their line is a mistake in the script).
     pub fn has_text(self) -> bool {
-        !matches!(self, Kind::Join | Kind::Who | Kind::Bye)
+        !matches!(
+            self,
+            Kind::Join | Kind::Who | Kind::Bye | Kind::Parted | Kind::Rooms
+        )
+    }
+
+    /// Whether `in ROOM` may narrow it: the messages that happen in a room
+    /// and carry it beside their FROM.
+    pub fn in_a_room(self) -> bool {
+        matches!(
+            self,
+            Kind::Group | Kind::Action | Kind::Join | Kind::Leave | Kind::Who
+        )
+    }
+
+    /// Whether its FROM is a room's name (so `in ROOM` would say it twice).
+    pub fn names_a_room(self) -> bool {
+        matches!(
+            self,
+            Kind::Joined | Kind::Parted | Kind::Topic | Kind::Rooms
+        )
     }
 
     /// The word between KIND and FROM when a pattern is written for people.
     fn before_from(self) -> &'static str {
         match self {
-            Kind::Group | Kind::Private => " from",
-            Kind::Who => " listing",
+            Kind::Group | Kind::Action | Kind::Private => " from",
+            Kind::Who | Kind::Rooms => " listing",
             _ => "",
         }
     }
@@ -76,6 +115,9 @@ pub struct Received {
     /// For a `nick`: it is that newcomer naming itself, which failure
     /// reports already show as `join NAME`. It stays matchable.
     pub folded: bool,
+    /// The default room, as the actor's `welcome` named it (a v1 server
+    /// names none): where a message that names no room happened.
+    pub home: Option<String>,
 }
 
 impl Received {
@@ -84,8 +126,54 @@ impl Received {
             msg,
             became: None,
             folded: false,
+            home: None,
         }
     }
+
+    /// The room the message happened in, as `in ROOM` sees it.
+    fn place(&self) -> Place<'_> {
+        match &self.msg {
+            ServerMsg::Group { room, .. } | ServerMsg::Join { room, .. } => match room {
+                Some(room) => Place::In(room),
+                None => self.home.as_deref().map_or(Place::Nowhere, Place::In),
+            },
+            ServerMsg::Leave {
+                room: Some(room), ..
+            }
+            | ServerMsg::Who {
+                room: Some(room), ..
+            } => Place::In(room),
+            // Leaving the server is leaving every room.
+            ServerMsg::Leave { room: None, .. } => Place::Everywhere,
+            _ => Place::Nowhere,
+        }
+    }
+
+    /// The room to name beside the message when it is not the default
+    /// one: ` in rust`.
+    fn elsewhere(&self) -> Option<&str> {
+        match self.place() {
+            Place::In(room)
+                if !self
+                    .home
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(room)) =>
+            {
+                Some(room)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where a received message happened.
+enum Place<'a> {
+    In(&'a str),
+    /// A user leaving the server: gone from every room.
+    Everywhere,
+    /// Not in a room (private messages, errors), or in the default room of
+    /// a server that never named it.
+    Nowhere,
 }
 
 /// The FROM and TEXT of a message, by the table. FROM is usually one name;
@@ -98,7 +186,12 @@ struct Fields<'a> {
 
 fn fields(r: &Received) -> Option<Fields<'_>> {
     let (kind, from, text) = match &r.msg {
-        ServerMsg::Group { from, text, .. } => (Kind::Group, vec![&**from], Some(&**text)),
+        ServerMsg::Group {
+            from, text, action, ..
+        } => {
+            let kind = if *action { Kind::Action } else { Kind::Group };
+            (kind, vec![&**from], Some(&**text))
+        }
         ServerMsg::Private { from, text, .. } => (Kind::Private, vec![&**from], Some(&**text)),
         ServerMsg::Join { nick, .. } => {
             let mut from = vec![&**nick];
@@ -125,13 +218,15 @@ fn fields(r: &Received) -> Option<Fields<'_>> {
             }],
             None,
         ),
-        ServerMsg::Welcome { .. }
-        | ServerMsg::Pong { .. }
-        | ServerMsg::Joined { .. }
-        | ServerMsg::Parted { .. }
-        | ServerMsg::Topic { .. }
-        | ServerMsg::Rooms { .. }
-        | ServerMsg::Unknown => return None,
+        ServerMsg::Joined { room, topic, .. } => (
+            Kind::Joined,
+            vec![&**room],
+            Some(topic.as_deref().unwrap_or("")),
+        ),
+        ServerMsg::Parted { room } => (Kind::Parted, vec![&**room], None),
+        ServerMsg::Topic { room, text, .. } => (Kind::Topic, vec![&**room], Some(&**text)),
+        ServerMsg::Rooms { rooms } => (Kind::Rooms, rooms.iter().map(|r| &*r.name).collect(), None),
+        ServerMsg::Welcome { .. } | ServerMsg::Pong { .. } | ServerMsg::Unknown => return None,
     };
     Some(Fields { kind, from, text })
 }
@@ -142,6 +237,9 @@ pub struct Pattern {
     pub kind: Kind,
     pub from: Option<String>,
     pub text: Option<String>,
+    /// `in ROOM`, lower-cased: only messages in a room it matches. `None`
+    /// matches a message in any room, or in none.
+    pub room: Option<String>,
 }
 
 impl Pattern {
@@ -165,6 +263,16 @@ impl Pattern {
                 return false;
             }
         }
+        if let Some(pattern) = &self.room {
+            let hit = match r.place() {
+                Place::In(room) => glob(pattern.as_bytes(), room.to_ascii_lowercase().as_bytes()),
+                Place::Everywhere => true,
+                Place::Nowhere => false,
+            };
+            if !hit {
+                return false;
+            }
+        }
         match (&self.text, f.text) {
             (None, _) => true,
             (Some(pattern), Some(text)) => glob(pattern.as_bytes(), text.as_bytes()),
@@ -184,6 +292,10 @@ impl Pattern {
             s.push(' ');
             s.push_str(&quoted(text));
         }
+        if let Some(room) = &self.room {
+            s.push_str(" in ");
+            s.push_str(&word_or_quoted(room));
+        }
         s
     }
 }
@@ -192,10 +304,14 @@ impl Pattern {
 /// `group carol "hi"`, `join carol`, `who [alice, bob]`. A join is shown
 /// by the name its newcomer took, as the spec's example does.
 pub fn summary(r: &Received) -> String {
-    match &r.msg {
+    let mut s = match &r.msg {
         ServerMsg::Who { users, .. } => {
             let nicks: Vec<String> = users.iter().map(|u| word_or_quoted(&u.nick)).collect();
             format!("who [{}]", nicks.join(", "))
+        }
+        ServerMsg::Rooms { rooms } => {
+            let names: Vec<String> = rooms.iter().map(|r| word_or_quoted(&r.name)).collect();
+            format!("rooms [{}]", names.join(", "))
         }
         ServerMsg::Join { nick, .. } => {
             format!(
@@ -206,6 +322,9 @@ pub fn summary(r: &Received) -> String {
         ServerMsg::Leave {
             nick, text: None, ..
         } => format!("leave {}", word_or_quoted(nick)),
+        ServerMsg::Joined {
+            room, topic: None, ..
+        } => format!("joined {}", word_or_quoted(room)),
         _ => match fields(r) {
             Some(f) => {
                 let mut s = format!("{} {}", f.kind.name(), word_or_quoted(f.from[0]));
@@ -217,7 +336,12 @@ pub fn summary(r: &Received) -> String {
             }
             None => "an unexpected message".to_owned(),
         },
+    };
+    if let Some(room) = r.elsewhere() {
+        s.push_str(" in ");
+        s.push_str(&word_or_quoted(room));
     }
+    s
 }
 
 /// A FROM as the script would have to write it: bare when it is one plain
@@ -307,6 +431,14 @@ mod tests {
             kind,
             from: from.map(String::from),
             text: text.map(String::from),
+            room: None,
+        }
+    }
+
+    fn in_room(room: &str, pattern: Pattern) -> Pattern {
+        Pattern {
+            room: Some(room.into()),
+            ..pattern
         }
     }
 
@@ -344,6 +476,22 @@ mod tests {
             action: false,
         });
         assert!(pat(Kind::Private, Some("bob"), Some("hi *")).matches(&p));
+    }
+
+    #[test]
+    fn an_action_is_not_a_group_message() {
+        let mut waved = group("alice", "waves");
+        if let ServerMsg::Group { action, .. } = &mut waved.msg {
+            *action = true;
+        }
+        assert!(pat(Kind::Action, Some("alice"), Some("wave*")).matches(&waved));
+        assert!(!pat(Kind::Group, None, None).matches(&waved));
+        assert!(!pat(Kind::Action, None, None).matches(&group("alice", "waves")));
+        assert_eq!(summary(&waved), "action alice \"waves\"");
+        assert_eq!(
+            pat(Kind::Action, Some("alice"), Some("waves")).describe(),
+            "action from alice \"waves\""
+        );
     }
 
     #[test]
@@ -429,6 +577,124 @@ mod tests {
         assert!(pat(Kind::Bye, Some("quit"), None).matches(&b));
         assert!(!pat(Kind::Bye, Some("shutdown"), None).matches(&b));
         assert_eq!(summary(&b), "bye quit");
+    }
+
+    fn in_a(room: Option<&str>, home: Option<&str>, mut r: Received) -> Received {
+        match &mut r.msg {
+            ServerMsg::Group { room: at, .. }
+            | ServerMsg::Join { room: at, .. }
+            | ServerMsg::Leave { room: at, .. }
+            | ServerMsg::Who { room: at, .. } => *at = room.map(|x| x.to_owned().into()),
+            _ => {}
+        }
+        r.home = home.map(String::from);
+        r
+    }
+
+    #[test]
+    fn in_room_narrows_and_no_room_means_any() {
+        let lobby = Some("lobby");
+        let there = in_a(Some("rust"), lobby, group("alice", "hi"));
+        let here = in_a(Some("lobby"), lobby, group("alice", "hi"));
+        let v1 = in_a(None, None, group("alice", "hi"));
+        let any = pat(Kind::Group, Some("alice"), None);
+        for r in [&there, &here, &v1] {
+            assert!(any.matches(r), "no `in`: any room, or none");
+        }
+        let rust = in_room("rust", any.clone());
+        assert!(rust.matches(&there));
+        assert!(!rust.matches(&here));
+        assert!(!rust.matches(&v1));
+        assert!(in_room("lobby", any.clone()).matches(&here));
+        assert!(
+            in_room("lobby", any.clone()).matches(&in_a(None, lobby, group("alice", "hi"))),
+            "a message naming no room is in the default room"
+        );
+        assert!(in_room("r*", any.clone()).matches(&there));
+        assert!(in_room("*", any).matches(&here));
+        assert_eq!(summary(&there), "group alice \"hi\" in rust");
+        assert_eq!(summary(&here), "group alice \"hi\"");
+        assert_eq!(
+            in_room("rust", pat(Kind::Group, Some("alice"), Some("hi"))).describe(),
+            "group from alice \"hi\" in rust"
+        );
+    }
+
+    #[test]
+    fn leaving_the_server_is_leaving_every_room() {
+        let leave = |reason, room: Option<&str>| {
+            in_a(
+                room,
+                Some("lobby"),
+                Received::new(ServerMsg::Leave {
+                    id: 3,
+                    nick: "carol".into(),
+                    reason,
+                    ts: 1,
+                    text: Some("bye".into()),
+                    room: None,
+                }),
+            )
+        };
+        let parted = leave(LeaveReason::Part, Some("rust"));
+        let quit = leave(LeaveReason::Quit, None);
+        let rust = in_room("rust", pat(Kind::Leave, Some("carol"), Some("bye")));
+        assert!(rust.matches(&parted));
+        assert!(rust.matches(&quit));
+        assert!(!in_room("go", pat(Kind::Leave, None, None)).matches(&parted));
+        assert!(pat(Kind::Leave, Some("carol"), None).matches(&parted));
+        assert_eq!(summary(&parted), "leave carol \"bye\" in rust");
+    }
+
+    #[test]
+    fn room_answers_match_by_their_room() {
+        let joined = Received::new(ServerMsg::Joined {
+            room: "rust".into(),
+            topic: Some("Rust talk".into()),
+            users: vec![],
+        });
+        assert!(pat(Kind::Joined, Some("Rust"), None).matches(&joined));
+        assert!(pat(Kind::Joined, Some("rust"), Some("Rust*")).matches(&joined));
+        assert!(!pat(Kind::Joined, Some("go"), None).matches(&joined));
+        assert_eq!(summary(&joined), "joined rust \"Rust talk\"");
+        let bare = Received::new(ServerMsg::Joined {
+            room: "go".into(),
+            topic: None,
+            users: vec![],
+        });
+        assert!(pat(Kind::Joined, Some("go"), Some("")).matches(&bare));
+        assert_eq!(summary(&bare), "joined go");
+        let parted = Received::new(ServerMsg::Parted {
+            room: "rust".into(),
+        });
+        assert!(pat(Kind::Parted, Some("rust"), None).matches(&parted));
+        assert!(!pat(Kind::Joined, None, None).matches(&parted));
+        assert_eq!(summary(&parted), "parted rust");
+        let topic = Received::new(ServerMsg::Topic {
+            room: "rust".into(),
+            by: "alice".into(),
+            text: "Rust talk".into(),
+            ts: 1,
+        });
+        assert!(pat(Kind::Topic, Some("rust"), Some("Rust talk")).matches(&topic));
+        assert_eq!(summary(&topic), "topic rust \"Rust talk\"");
+        let rooms = Received::new(ServerMsg::Rooms {
+            rooms: ["lobby", "rust"]
+                .iter()
+                .map(|name| crate::wire::RoomEntry {
+                    name: (*name).into(),
+                    users: 1,
+                    topic: None,
+                })
+                .collect(),
+        });
+        assert!(pat(Kind::Rooms, Some("rust"), None).matches(&rooms));
+        assert!(!pat(Kind::Rooms, Some("go"), None).matches(&rooms));
+        assert_eq!(summary(&rooms), "rooms [lobby, rust]");
+        assert_eq!(
+            pat(Kind::Rooms, Some("rust"), None).describe(),
+            "rooms listing rust"
+        );
     }
 
     #[test]

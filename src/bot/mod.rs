@@ -3,16 +3,21 @@
 //! (`shared/spec/bot-scripts.md`). Its exit status is the verdict.
 //!
 //! - [`script`]: the script's lines into validated steps, or every mistake
-//!   as `FILE:LINE: what`.
-//! - [`matching`]: `*` patterns and which fields `expect` looks at.
-//! - [`runner`]: the single event loop that plays the steps.
-//! - [`transcript`]: the actor and the `ok:` lines around the human format
-//!   of [`crate::render`], which the client shows too.
+//!   as `FILE:LINE: what`; [`words`]: how a line splits into words and a
+//!   TEXT.
+//! - [`matching`]: `*` patterns, which fields `expect` looks at, and in
+//!   which room a message happened.
+//! - [`runner`]: the single event loop that plays the steps, and waits for
+//!   the server's answer to `nick`, `join`, `part` and `topic`.
+//! - [`transcript`]: the actor, the `ok:` lines, actions, `[room]` and one
+//!   line per arrival around the human format of [`crate::render`], which
+//!   the client shows too.
 
 pub mod matching;
 pub mod runner;
 pub mod script;
 pub mod transcript;
+pub mod words;
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;

@@ -15,12 +15,14 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::matching::{Pattern, Received, summary};
 use super::script::{Action, Script, Step};
-use super::transcript::{by, verdict};
+use super::transcript::{self, Arrivals, by, verdict};
 use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::render::{Me, Renderer, Style};
 use crate::units::format_duration;
-use crate::wire::{ClientMsg, ErrorCode, ServerMsg, client_line};
+use serde_json::value::RawValue;
+
+use crate::wire::{self, ClientMsg, ErrorCode, ServerMsg, client_line};
 
 /// What the command line decided for this run.
 pub struct Settings {
@@ -69,6 +71,8 @@ struct Room {
     dropped: Option<(usize, String)>,
     /// The script is over: connections may end as they like.
     winding_down: bool,
+    /// The last ping token used as a fence.
+    tokens: u64,
 }
 
 /// One actor at run time.
@@ -86,6 +90,13 @@ struct Conn {
     handshake: bool,
     /// A `nick` request is out; the server's answer goes in `verdict`.
     awaiting_nick: bool,
+    /// A `join`, `part` or `topic` is out; its answer goes in `verdict`.
+    awaiting: Option<Request>,
+    /// The token of the `ping` sent just before that request, until its
+    /// `pong` is back: answers before it belong to earlier steps.
+    fence: Option<u64>,
+    /// The default room, from `welcome` (a v1 server names none).
+    home: Option<String>,
     verdict: Option<Verdict>,
     bye: bool,
     /// WRITABLE is registered (only while output is pending).
@@ -93,13 +104,62 @@ struct Conn {
     last_error: Option<String>,
     /// Why the connection is gone, once it is.
     ended: Option<String>,
+    /// A newcomer's join waiting for its rename, to show as one line.
+    arrivals: Arrivals,
 }
 
-/// The server's answer to a `nick` request.
+/// The server's answer to a `nick`, `join`, `part` or `topic` request.
 #[derive(Debug)]
 enum Verdict {
     Accepted,
     Refused(String),
+}
+
+/// A step that waits for the server to answer it, with the room it names
+/// (case-folded, as the answer names it).
+#[derive(Clone, Debug)]
+enum Request {
+    Join(String),
+    Part(String),
+    Topic(String),
+}
+
+impl Request {
+    /// Whether `msg` is the answer that grants this request to the actor
+    /// now called `nick`.
+    fn granted_by(&self, msg: &ServerMsg<'_>, nick: &str) -> bool {
+        match (self, msg) {
+            (Request::Join(want), ServerMsg::Joined { room, .. })
+            | (Request::Part(want), ServerMsg::Parted { room }) => room.eq_ignore_ascii_case(want),
+            (Request::Topic(want), ServerMsg::Topic { room, by, .. }) => {
+                room.eq_ignore_ascii_case(want) && by.eq_ignore_ascii_case(nick)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether an error with `code` refuses it. Every answer comes in the
+    /// order asked, so one of these codes while the request is out is its
+    /// answer; `unknown_type` is a server without rooms.
+    fn refused_by(code: ErrorCode) -> bool {
+        matches!(
+            code,
+            ErrorCode::BadRoom
+                | ErrorCode::NotInRoom
+                | ErrorCode::TooManyRooms
+                | ErrorCode::UnknownType
+                | ErrorCode::BadMessage
+        )
+    }
+
+    /// What failed, for `@alice could not ...`.
+    fn doing(&self) -> String {
+        match self {
+            Request::Join(room) => format!("join {room}"),
+            Request::Part(room) => format!("part {room}"),
+            Request::Topic(room) => format!("set the topic of {room}"),
+        }
+    }
 }
 
 impl<'a> Runner<'a> {
@@ -125,6 +185,7 @@ impl<'a> Runner<'a> {
                 },
                 dropped: None,
                 winding_down: false,
+                tokens: 0,
             },
         })
     }
@@ -158,12 +219,12 @@ impl<'a> Runner<'a> {
         };
         match &step.action {
             Action::Connect => self.connect(i),
-            Action::Say(text) => self.send(
+            Action::Say { room, text, action } => self.send(
                 i,
                 &ClientMsg::Group {
-                    room: None,
+                    room: room.as_deref().map(Into::into),
                     text: text.into(),
-                    action: false,
+                    action: *action,
                 },
             ),
             Action::Msg { to, text } => self.send(
@@ -174,7 +235,34 @@ impl<'a> Runner<'a> {
                     action: false,
                 },
             ),
-            Action::Who => self.send(i, &ClientMsg::Who { room: None }),
+            Action::Who(room) => self.send(
+                i,
+                &ClientMsg::Who {
+                    room: room.as_deref().map(Into::into),
+                },
+            ),
+            Action::Rooms => self.send(i, &ClientMsg::Rooms),
+            Action::Join(room) => self.request(
+                i,
+                &ClientMsg::Join { room: room.into() },
+                Request::Join(room.clone()),
+            ),
+            Action::Part { room, text } => self.request(
+                i,
+                &ClientMsg::Part {
+                    room: room.into(),
+                    text: text.as_deref().map(Into::into),
+                },
+                Request::Part(room.clone()),
+            ),
+            Action::Topic { room, text } => self.request(
+                i,
+                &ClientMsg::Topic {
+                    room: room.into(),
+                    text: text.into(),
+                },
+                Request::Topic(room.clone()),
+            ),
             Action::Nick { new, taken } => self.nick(i, new, *taken),
             Action::Quit(text) => self.quit(i, text.as_deref()),
             Action::Expect { pattern, within } => {
@@ -244,6 +332,48 @@ impl<'a> Runner<'a> {
             )),
             (None, _) => Err(format!(
                 "@{old} got no answer to `nick {new}` within {}",
+                format_duration(self.settings.timeout)
+            )),
+        }
+    }
+
+    /// Sends a `join`, `part` or `topic` and waits for the server to grant
+    /// it, so that the next step (maybe another actor's) finds the room as
+    /// the script says. The answer stays queued for `expect`.
+    ///
+    /// Errors carry no reference to the line they answer, and an earlier
+    /// step's `not_in_room` (an `in ROOM say` outside the room) may still
+    /// be on its way; a `ping` sent first fences those off, since the
+    /// server answers a connection's lines in order.
+    fn request(&mut self, i: usize, msg: &ClientMsg<'_>, request: Request) -> Result<(), String> {
+        self.room.tokens += 1;
+        let token = self.room.tokens;
+        let raw = RawValue::from_string(token.to_string())
+            .map_err(|e| format!("cannot make a ping token: {e}"))?;
+        let conn = &mut self.room.actors[i];
+        conn.awaiting = Some(request.clone());
+        conn.fence = Some(token);
+        conn.verdict = None;
+        self.send(
+            i,
+            &ClientMsg::Ping {
+                token: Some(wire::Token::Owned(raw)),
+            },
+        )?;
+        self.send(i, msg)?;
+        let deadline = Instant::now() + self.settings.timeout;
+        let verdict = self.wait(deadline, |room| room.actors[i].verdict.take());
+        self.room.actors[i].awaiting = None;
+        self.room.actors[i].fence = None;
+        let nick = &self.room.actors[i].nick;
+        match verdict? {
+            Some(Verdict::Accepted) => Ok(()),
+            Some(Verdict::Refused(why)) => {
+                Err(format!("@{nick} could not {}: {why}", request.doing()))
+            }
+            None => Err(format!(
+                "@{nick} got no answer to its request to {} within {}",
+                request.doing(),
                 format_duration(self.settings.timeout)
             )),
         }
@@ -327,7 +457,9 @@ impl<'a> Runner<'a> {
             return Err(format!("@{} has no connection ({why})", conn.nick));
         };
         let sent = peer.send(&client_line(msg));
-        if let Some(line) = self.room.render.sent(msg, &conn.nick) {
+        if let Some(line) =
+            transcript::sent(&self.room.render, msg, &conn.nick, conn.home.as_deref())
+        {
             self.room.note(Some(i), &line);
         }
         match sent {
@@ -381,6 +513,9 @@ impl<'a> Runner<'a> {
     /// (briefly) for its `bye`, so everything it sent is processed and the
     /// others see a `quit`, not a dropped connection.
     fn finish(&mut self) {
+        for i in 0..self.room.actors.len() {
+            self.room.release(i);
+        }
         self.room.flush_out();
         self.room.out = None;
         self.room.winding_down = true;
@@ -441,22 +576,32 @@ impl Room {
     /// Shows, interprets and queues one message for actor `i`.
     fn on_message(&mut self, i: usize, msg: ServerMsg<'static>) {
         if self.out.is_some() {
-            let conn = &self.actors[i];
-            let me = Me {
-                id: conn.id,
-                nick: &conn.nick,
-            };
-            if let Some(line) = self.render.received(&msg, me) {
-                self.note(Some(i), &line);
+            let conn = &mut self.actors[i];
+            let show = conn.arrivals.admit(&msg, conn.id);
+            if let Some(join) = show.earlier {
+                self.show(i, &join);
+            }
+            if show.this {
+                self.show(i, &msg);
             }
         }
         let conn = &mut self.actors[i];
         match &msg {
-            ServerMsg::Welcome { id, .. } if conn.id.is_none() => {
+            ServerMsg::Welcome { id, room, .. } if conn.id.is_none() => {
                 conn.id = Some(*id);
+                conn.home = room.as_deref().map(str::to_owned);
                 return;
             }
-            ServerMsg::Pong { .. } => return,
+            ServerMsg::Pong { token } => {
+                let token = token.as_ref().map(wire::Token::get);
+                if conn
+                    .fence
+                    .is_some_and(|f| token == Some(f.to_string().as_str()))
+                {
+                    conn.fence = None;
+                }
+                return;
+            }
             ServerMsg::Nick { id, new, .. } if Some(*id) == conn.id => {
                 conn.nick = new.to_string();
                 if conn.awaiting_nick {
@@ -476,9 +621,32 @@ impl Room {
                     join.became = Some(new.to_string());
                     let mut named = Received::new(msg);
                     named.folded = true;
+                    named.home = conn.home.clone();
                     conn.queue.push(named);
                     return;
                 }
+            }
+            ServerMsg::Joined { .. } | ServerMsg::Parted { .. } | ServerMsg::Topic { .. }
+                if conn.fence.is_none()
+                    && conn
+                        .awaiting
+                        .as_ref()
+                        .is_some_and(|r| r.granted_by(&msg, &conn.nick)) =>
+            {
+                conn.verdict = Some(Verdict::Accepted);
+            }
+            ServerMsg::Error { code, message }
+                if conn.awaiting.is_some()
+                    && conn.fence.is_none()
+                    && Request::refused_by(*code) =>
+            {
+                conn.last_error = Some(message.to_string());
+                let hint = if *code == ErrorCode::UnknownType {
+                    "; this server does not serve rooms (they need protocol v2)"
+                } else {
+                    ""
+                };
+                conn.verdict = Some(Verdict::Refused(format!("{message} ({code}){hint}")));
             }
             ServerMsg::Error { code, message } => {
                 conn.last_error = Some(message.to_string());
@@ -492,7 +660,9 @@ impl Room {
             ServerMsg::Bye { .. } => conn.bye = true,
             _ => {}
         }
-        conn.queue.push(Received::new(msg));
+        let mut received = Received::new(msg);
+        received.home = conn.home.clone();
+        conn.queue.push(received);
     }
 
     /// Asks for WRITABLE exactly while output waits.
@@ -538,8 +708,35 @@ impl Room {
         conn.ended.get_or_insert_with(|| why.to_owned());
     }
 
-    /// One transcript line, prefixed with the actor if it has one.
+    /// One transcript line, prefixed with the actor if it has one. A join
+    /// the actor holds back goes first, so lines keep their order.
     fn note(&mut self, actor: Option<usize>, line: &str) {
+        if let Some(i) = actor {
+            self.release(i);
+        }
+        self.write(actor, line);
+    }
+
+    /// Shows a received message as the client would.
+    fn show(&mut self, i: usize, msg: &ServerMsg<'_>) {
+        let conn = &self.actors[i];
+        let me = Me {
+            id: conn.id,
+            nick: &conn.nick,
+        };
+        if let Some(line) = transcript::received(&self.render, msg, me, conn.home.as_deref()) {
+            self.write(Some(i), &line);
+        }
+    }
+
+    /// Shows actor `i`'s held join, if it has one, as it came.
+    fn release(&mut self, i: usize) {
+        if let Some(join) = self.actors[i].arrivals.release() {
+            self.show(i, &join);
+        }
+    }
+
+    fn write(&mut self, actor: Option<usize>, line: &str) {
         let Some(out) = self.out.as_mut() else {
             return;
         };

@@ -11,9 +11,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::matching::{Kind, Pattern};
+use super::words::{
+    one_word, optional_text, quoted, required_text, split_word, strip_within, trim, within_clause,
+};
 use crate::render::sanitize;
 use crate::units::parse_duration;
-use crate::wire::{check_nick, is_guest_name};
+use crate::wire::{check_nick, check_room, is_guest_name};
 
 /// A script that passed validation.
 #[derive(Debug)]
@@ -46,7 +49,13 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Connect,
-    Say(String),
+    /// `say`, or `me` (an `action`: something the actor does); in `room`
+    /// (`in ROOM say ...`, case-folded), or the default room when `None`.
+    Say {
+        room: Option<String>,
+        text: String,
+        action: bool,
+    },
     Msg {
         to: String,
         text: String,
@@ -64,12 +73,30 @@ pub enum Action {
         /// `within DURATION`; `None` means the `--timeout`.
         within: Option<Duration>,
     },
-    Who,
+    /// Everyone online, or the members of a room.
+    Who(Option<String>),
+    /// Rooms are case-folded here, as the server sends them back, so the
+    /// runner can recognise its answer.
+    Join(String),
+    Part {
+        room: String,
+        text: Option<String>,
+    },
+    /// An empty `text` clears the topic.
+    Topic {
+        room: String,
+        text: String,
+    },
+    Rooms,
     Quit(Option<String>),
 }
 
 /// The verbs, in the order the spec lists them (used in messages).
-const VERBS: &str = "say, msg, nick, sleep, expect, connect, who, quit";
+const VERBS: &str =
+    "say, me, msg, nick, sleep, expect, connect, who, join, part, topic, rooms, quit, in ROOM";
+
+/// The verbs that `in ROOM` may qualify.
+const IN_VERBS: &str = "say, me and expect";
 
 /// Reads a whole script. `default_nick` is the actor of steps without
 /// `@ACTOR` (`--nick`). The error is every problem found, one
@@ -155,8 +182,48 @@ fn parse_line(text: &str) -> Result<Option<Line>, String> {
         }
         None => (None, first, rest),
     };
+    let (room, verb, args) = match verb {
+        "in" => {
+            let (room, rest) = split_word(args);
+            let (verb, args) = split_word(rest);
+            if verb.is_empty() {
+                return Err(format!(
+                    "in needs a ROOM and a step ({IN_VERBS}): `in rust say hi`"
+                ));
+            }
+            (Some(room), verb, args)
+        }
+        _ => (None, verb, args),
+    };
     let action = match verb {
-        "say" => Action::Say(required_text(args, "say needs a TEXT")?),
+        "say" | "me" => {
+            let room = room
+                .map(|r| check_room(r).map_err(|e| format!("bad room \"{r}\" after in: {e}")))
+                .transpose()?;
+            let action = verb == "me";
+            let missing = if action {
+                "me needs a TEXT (what the actor does: `me waves`)"
+            } else {
+                "say needs a TEXT"
+            };
+            Action::Say {
+                room,
+                text: required_text(args, missing)?,
+                action,
+            }
+        }
+        "expect" => parse_expect(args, room)?,
+        _ if room.is_some() => {
+            return Err(match verb {
+                "msg" | "nick" | "sleep" | "connect" | "rooms" | "quit" | "in" => {
+                    format!("in ROOM goes only with {IN_VERBS}, not with {verb}")
+                }
+                "join" | "part" | "topic" | "who" => format!(
+                    "in ROOM goes only with {IN_VERBS}; {verb} names its room after the verb (`{verb} rust`)"
+                ),
+                other => format!("unknown verb \"{other}\" ({VERBS})"),
+            });
+        }
         "msg" => {
             let (to, text) = split_word(args);
             if to.is_empty() {
@@ -190,17 +257,52 @@ fn parse_line(text: &str) -> Result<Option<Line>, String> {
                 "sleep needs a DURATION (250ms, 2s, 1m)",
             )?)?)
         }
-        "expect" => parse_expect(args)?,
         "connect" => no_args(args, Action::Connect, "connect")?,
-        "who" => no_args(args, Action::Who, "who")?,
+        "who" if args.is_empty() => Action::Who(None),
+        "who" => Action::Who(Some(room_arg(
+            one_word(args, "who takes at most a ROOM")?,
+            "who",
+        )?)),
+        "join" => Action::Join(room_arg(one_word(args, "join needs one ROOM")?, "join")?),
+        "part" => {
+            let (room, text) = split_word(args);
+            if room.is_empty() {
+                return Err("part needs a ROOM (and may give a reason)".to_owned());
+            }
+            Action::Part {
+                room: room_arg(room, "part")?,
+                text: optional_text(text)?,
+            }
+        }
+        "topic" => {
+            let (room, text) = split_word(args);
+            if room.is_empty() {
+                return Err("topic needs a ROOM and a TEXT".to_owned());
+            }
+            let room = room_arg(room, "topic")?;
+            let text = match optional_text(text)? {
+                Some(text) => text,
+                None if text.is_empty() => {
+                    return Err(format!("topic {room} needs a TEXT (\"\" clears the topic)"));
+                }
+                None => String::new(),
+            };
+            Action::Topic { room, text }
+        }
+        "rooms" => no_args(args, Action::Rooms, "rooms")?,
         "quit" => Action::Quit(optional_text(args)?),
         other => return Err(format!("unknown verb \"{other}\" ({VERBS})")),
     };
     Ok(Some(Line { actor, action }))
 }
 
-/// `expect KIND [FROM [TEXT]] [within DURATION]`.
-fn parse_expect(args: &str) -> Result<Action, String> {
+/// A ROOM argument, checked by the protocol's rules and case-folded.
+fn room_arg(room: &str, verb: &str) -> Result<String, String> {
+    check_room(room).map_err(|e| format!("bad room \"{room}\" after {verb}: {e}"))
+}
+
+/// `[in ROOM] expect KIND [FROM [TEXT]] [within DURATION]`.
+fn parse_expect(args: &str, room: Option<&str>) -> Result<Action, String> {
     let kinds = || {
         Kind::ALL
             .iter()
@@ -247,110 +349,44 @@ fn parse_expect(args: &str) -> Result<Action, String> {
     if text.is_some() && !kind.has_text() {
         return Err(format!("expect {} takes no TEXT, only a FROM", kind.name()));
     }
+    let room = room.map(|r| room_pattern(r, kind)).transpose()?;
     let within = within.map(parse_duration).transpose()?;
     Ok(Action::Expect {
-        pattern: Pattern { kind, from, text },
+        pattern: Pattern {
+            kind,
+            from,
+            text,
+            room,
+        },
         within,
     })
 }
 
-/// `within WORD` and nothing else: the WORD (a duration to check).
-fn within_clause(s: &str) -> Option<&str> {
-    let (first, rest) = split_word(s);
-    let (second, tail) = split_word(rest);
-    (first == "within" && !second.is_empty() && tail.is_empty()).then_some(second)
-}
-
-/// Splits a trailing `within DURATION` off an unquoted TEXT.
-fn strip_within(text: &str) -> Result<(&str, Option<&str>), String> {
-    let (head, last) = rsplit_word(text);
-    if last == "within" {
-        return Err(
-            "`within` at the end of the line needs a DURATION (quote the TEXT if it ends with that word)"
-                .to_owned(),
-        );
+/// The ROOM of `in ROOM expect KIND`: a pattern, like FROM (so `in *`
+/// is any room), of a room's characters; only for the kinds that happen
+/// in a room.
+fn room_pattern(room: &str, kind: Kind) -> Result<String, String> {
+    if !kind.in_a_room() {
+        let why = if kind.names_a_room() {
+            format!(
+                "expect {0} names its room after the KIND (`expect {0} {room}`)",
+                kind.name()
+            )
+        } else {
+            format!("expect {} happens in no room", kind.name())
+        };
+        return Err(format!("{why}; drop the `in {room}`"));
     }
-    let (body, before) = rsplit_word(head);
-    if before == "within" && !body.is_empty() {
-        Ok((body, Some(last)))
-    } else {
-        Ok((text, None))
-    }
-}
-
-/// A TEXT that must be there and not empty (the server refuses empty
-/// messages, so a script cannot mean one).
-fn required_text(args: &str, missing: &str) -> Result<String, String> {
-    match optional_text(args)? {
-        Some(text) if !text.is_empty() => Ok(text),
-        _ => Err(missing.to_owned()),
-    }
-}
-
-/// The rest of the line, trimmed, or the JSON string it starts with.
-/// `None` when there is nothing (or only `""`).
-fn optional_text(args: &str) -> Result<Option<String>, String> {
-    if args.starts_with('"') {
-        let (text, after) = quoted(args)?;
-        if !after.is_empty() {
-            return Err(format!("unexpected \"{after}\" after the closing quote"));
-        }
-        return Ok((!text.is_empty()).then_some(text));
-    }
-    Ok((!args.is_empty()).then(|| args.to_owned()))
-}
-
-/// A JSON string at the start of `s`, decoded, and what follows it
-/// (trimmed). What follows must be separated from the closing quote.
-fn quoted(s: &str) -> Result<(String, &str), String> {
-    let mut escaped = false;
-    let mut end = None;
-    for (i, c) in s.char_indices().skip(1) {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => {
-                end = Some(i);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let end = end.ok_or("unterminated quote: a quoted TEXT needs its closing \"")?;
-    let literal = &s[..=end];
-    let text: String = serde_json::from_str(literal)
-        .map_err(|e| format!("bad quoted text {literal}: {}", json_reason(&e)))?;
-    let after = &s[end + 1..];
-    if !after.is_empty() && !after.starts_with(is_blank) {
+    if room.is_empty()
+        || !room
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '*'))
+    {
         return Err(format!(
-            "unexpected \"{}\" right after the closing quote",
-            trim(after)
+            "bad room \"{room}\" after in: a room name has only letters, digits, _ and - (and * in a pattern)"
         ));
     }
-    Ok((text, trim(after)))
-}
-
-/// serde's message without its "at line 1 column 7" tail, which would
-/// point into the quoted text rather than the script.
-fn json_reason(e: &serde_json::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
-
-fn one_word<'a>(args: &'a str, missing: &str) -> Result<&'a str, String> {
-    let (word, rest) = split_word(args);
-    if word.is_empty() {
-        return Err(missing.to_owned());
-    }
-    if !rest.is_empty() {
-        return Err(format!(
-            "unexpected \"{rest}\" after \"{word}\" ({missing})"
-        ));
-    }
-    Ok(word)
+    Ok(room.to_ascii_lowercase())
 }
 
 fn no_args(args: &str, action: Action, verb: &str) -> Result<Action, String> {
@@ -358,33 +394,6 @@ fn no_args(args: &str, action: Action, verb: &str) -> Result<Action, String> {
         Ok(action)
     } else {
         Err(format!("{verb} takes no arguments, but has \"{args}\""))
-    }
-}
-
-/// Blanks are spaces and tabs; other whitespace is part of the text.
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-fn trim(s: &str) -> &str {
-    s.trim_matches(is_blank)
-}
-
-/// The first word and the rest, trimmed.
-fn split_word(s: &str) -> (&str, &str) {
-    let s = trim(s);
-    match s.find(is_blank) {
-        Some(i) => (&s[..i], trim(&s[i..])),
-        None => (s, ""),
-    }
-}
-
-/// Everything before the last word (trimmed) and the last word.
-fn rsplit_word(s: &str) -> (&str, &str) {
-    let s = trim(s);
-    match s.rfind(is_blank) {
-        Some(i) => (trim(&s[..i]), &s[i + 1..]),
-        None => ("", s),
     }
 }
 
@@ -587,6 +596,14 @@ mod tests {
         line(text).action
     }
 
+    fn say(text: &str) -> Action {
+        Action::Say {
+            room: None,
+            text: text.into(),
+            action: false,
+        }
+    }
+
     fn error(text: &str) -> String {
         match parse_line(text) {
             Err(e) => e,
@@ -600,8 +617,23 @@ mod tests {
                 kind,
                 from: from.map(String::from),
                 text: text.map(String::from),
+                room: None,
             },
             within: within.map(Duration::from_millis),
+        }
+    }
+
+    /// The same expectation, narrowed by `in ROOM`.
+    fn in_room(room: &str, expected: Action) -> Action {
+        match expected {
+            Action::Expect { pattern, within } => Action::Expect {
+                pattern: Pattern {
+                    room: Some(room.into()),
+                    ..pattern
+                },
+                within,
+            },
+            other => other,
         }
     }
 
@@ -618,21 +650,15 @@ mod tests {
             line("@alice say hello, world"),
             Line {
                 actor: Some("alice".into()),
-                action: Action::Say("hello, world".into())
+                action: say("hello, world")
             }
         );
-        assert_eq!(
-            action("  say   spaced  out  "),
-            Action::Say("spaced  out".into())
-        );
+        assert_eq!(action("  say   spaced  out  "), say("spaced  out"));
         assert_eq!(
             action("say \"two  spaces\\tand a tab\""),
-            Action::Say("two  spaces\tand a tab".into())
+            say("two  spaces\tand a tab")
         );
-        assert_eq!(
-            action("say he said \"hi\""),
-            Action::Say("he said \"hi\"".into())
-        );
+        assert_eq!(action("say he said \"hi\""), say("he said \"hi\""));
         assert_eq!(
             action("@bob   msg alice hi alice"),
             Action::Msg {
@@ -658,8 +684,16 @@ mod tests {
             action("sleep 250ms"),
             Action::Sleep(Duration::from_millis(250))
         );
+        assert_eq!(
+            action("@alice me waves at everyone"),
+            Action::Say {
+                room: None,
+                text: "waves at everyone".into(),
+                action: true
+            }
+        );
         assert_eq!(action("@carol connect"), Action::Connect);
-        assert_eq!(action("who"), Action::Who);
+        assert_eq!(action("who"), Action::Who(None));
         assert_eq!(action("quit"), Action::Quit(None));
         assert_eq!(action("quit \"\""), Action::Quit(None));
         assert_eq!(action("quit bye now"), Action::Quit(Some("bye now".into())));
@@ -712,6 +746,10 @@ mod tests {
             action("expect who alice"),
             expect(Kind::Who, Some("alice"), None, None)
         );
+        assert_eq!(
+            action("expect action alice \"waves*\""),
+            expect(Kind::Action, Some("alice"), Some("waves*"), None)
+        );
     }
 
     #[test]
@@ -721,6 +759,7 @@ mod tests {
             ("@alice", "@alice needs a verb"),
             ("say", "say needs a TEXT"),
             ("say \"\"", "say needs a TEXT"),
+            ("me", "me needs a TEXT"),
             ("msg", "msg needs a NICK"),
             ("msg bob", "msg bob needs a TEXT"),
             ("msg 9lives hi", "bad nick \"9lives\""),
@@ -748,12 +787,197 @@ mod tests {
             ("say \"hi\" there", "unexpected \"there\""),
             ("say \"hi\"there", "right after the closing quote"),
             ("connect now", "connect takes no arguments"),
-            ("who alice", "who takes no arguments"),
+            ("who rust go", "unexpected \"go\""),
         ];
         for (text, wanted) in cases {
             let e = error(text);
             assert!(e.contains(wanted), "{text:?} gave {e:?}, wanted {wanted:?}");
         }
+    }
+
+    #[test]
+    fn room_verbs() {
+        assert_eq!(action("join rust"), Action::Join("rust".into()));
+        assert_eq!(
+            action("@alice join Rust"),
+            Action::Join("rust".into()),
+            "rooms are case-folded, as the server sends them"
+        );
+        assert_eq!(
+            action("part rust"),
+            Action::Part {
+                room: "rust".into(),
+                text: None
+            }
+        );
+        assert_eq!(
+            action("part rust off to lunch"),
+            Action::Part {
+                room: "rust".into(),
+                text: Some("off to lunch".into())
+            }
+        );
+        assert_eq!(
+            action("topic rust Rust talk, all day"),
+            Action::Topic {
+                room: "rust".into(),
+                text: "Rust talk, all day".into()
+            }
+        );
+        assert_eq!(
+            action("topic rust \"\""),
+            Action::Topic {
+                room: "rust".into(),
+                text: String::new()
+            },
+            "an empty quoted TEXT clears the topic"
+        );
+        assert_eq!(action("rooms"), Action::Rooms);
+        assert_eq!(action("who Rust"), Action::Who(Some("rust".into())));
+        assert_eq!(
+            action("@alice in Rust say hi there"),
+            Action::Say {
+                room: Some("rust".into()),
+                text: "hi there".into(),
+                action: false
+            }
+        );
+        assert_eq!(
+            action("in rust me waves"),
+            Action::Say {
+                room: Some("rust".into()),
+                text: "waves".into(),
+                action: true
+            }
+        );
+        // `in` is only a room before the verb: after it, it is TEXT, as it
+        // always was (every existing script keeps its meaning).
+        assert_eq!(action("say in a minute"), say("in a minute"));
+        assert_eq!(action("say #rust is fun"), say("#rust is fun"));
+    }
+
+    #[test]
+    fn room_expectations() {
+        assert_eq!(
+            action("in rust expect group alice \"hi\""),
+            in_room("rust", expect(Kind::Group, Some("alice"), Some("hi"), None))
+        );
+        assert_eq!(
+            action("@bob in Rust expect join carol within 2s"),
+            in_room("rust", expect(Kind::Join, Some("carol"), None, Some(2000)))
+        );
+        assert_eq!(
+            action("in * expect leave carol"),
+            in_room("*", expect(Kind::Leave, Some("carol"), None, None))
+        );
+        assert_eq!(
+            action("in rust expect action alice waves"),
+            in_room(
+                "rust",
+                expect(Kind::Action, Some("alice"), Some("waves"), None)
+            )
+        );
+        assert_eq!(
+            action("in rust expect who carol"),
+            in_room("rust", expect(Kind::Who, Some("carol"), None, None))
+        );
+        // Unchanged: a TEXT that ends with `in rust` is TEXT.
+        assert_eq!(
+            action("expect group alice I live in rust"),
+            expect(Kind::Group, Some("alice"), Some("I live in rust"), None)
+        );
+        assert_eq!(
+            action("expect joined rust"),
+            expect(Kind::Joined, Some("rust"), None, None)
+        );
+        assert_eq!(
+            action("expect joined rust \"Rust talk*\""),
+            expect(Kind::Joined, Some("rust"), Some("Rust talk*"), None)
+        );
+        assert_eq!(
+            action("expect parted rust"),
+            expect(Kind::Parted, Some("rust"), None, None)
+        );
+        assert_eq!(
+            action("expect topic rust Rust talk"),
+            expect(Kind::Topic, Some("rust"), Some("Rust talk"), None)
+        );
+        assert_eq!(
+            action("expect rooms rust"),
+            expect(Kind::Rooms, Some("rust"), None, None)
+        );
+        assert_eq!(
+            action("expect error too_many_rooms"),
+            expect(Kind::Error, Some("too_many_rooms"), None, None)
+        );
+    }
+
+    #[test]
+    fn room_mistakes_say_what_is_wrong() {
+        let cases = [
+            ("join", "join needs one ROOM"),
+            ("join rust go", "unexpected \"go\""),
+            ("join 9lives", "bad room \"9lives\" after join"),
+            ("join #rust", "bad room \"#rust\" after join"),
+            ("part", "part needs a ROOM"),
+            ("part r.s", "bad room \"r.s\" after part"),
+            ("topic", "topic needs a ROOM and a TEXT"),
+            (
+                "topic rust",
+                "topic rust needs a TEXT (\"\" clears the topic)",
+            ),
+            ("topic rust \"x\" y", "unexpected \"y\""),
+            ("rooms all", "rooms takes no arguments"),
+            ("who r!", "bad room \"r!\" after who"),
+            ("in", "in needs a ROOM and a step"),
+            ("@alice in rust", "in needs a ROOM and a step"),
+            ("in rust say", "say needs a TEXT"),
+            ("in r.s say hi", "bad room \"r.s\" after in"),
+            (
+                "in rust msg bob hi",
+                "in ROOM goes only with say, me and expect, not with msg",
+            ),
+            ("in rust join", "join names its room after the verb"),
+            ("in rust who", "who names its room after the verb"),
+            ("in rust sleep 1s", "not with sleep"),
+            ("in rust in lobby say hi", "not with in"),
+            ("in rust sya hi", "unknown verb \"sya\""),
+            (
+                "in rust expect private bob",
+                "expect private happens in no room; drop the `in rust`",
+            ),
+            ("in rust expect error", "expect error happens in no room"),
+            (
+                "in rust expect joined rust",
+                "expect joined names its room after the KIND (`expect joined rust`)",
+            ),
+            ("in r.s expect group", "bad room \"r.s\" after in"),
+            ("expect parted rust bye", "expect parted takes no TEXT"),
+            ("expect rooms rust lobby", "expect rooms takes no TEXT"),
+        ];
+        for (text, wanted) in cases {
+            let e = error(text);
+            assert!(e.contains(wanted), "{text:?} gave {e:?}, wanted {wanted:?}");
+        }
+    }
+
+    #[test]
+    fn room_steps_belong_to_their_actor() {
+        let s = script(
+            "@alice join rust\n\
+             @bob join rust\n\
+             @alice in rust expect join bob\n\
+             @bob in rust say hi\n\
+             in rust me waves\n",
+        );
+        assert_eq!(
+            actors(&s),
+            [("alice", 1, false), ("bob", 2, false), ("bot", 5, false)]
+        );
+        assert_eq!(s.steps[2].actor, Some(0));
+        assert_eq!(s.steps[4].actor, Some(2), "`in ROOM` comes after the actor");
+        let e = errors("@alice join rust\n@alice quit\n@alice part rust\n");
+        assert!(e[0].starts_with("t.chat:3: @alice quit at line 2"), "{e:?}");
     }
 
     fn script(text: &str) -> Script {
@@ -932,7 +1156,7 @@ mod tests {
     #[test]
     fn crlf_lines_are_read_like_lf_lines() {
         let s = script("@alice say hi\r\n@bob expect group alice hi\r\n");
-        assert_eq!(s.steps[0].action, Action::Say("hi".into()));
+        assert_eq!(s.steps[0].action, say("hi"));
     }
 
     /// Found by fuzzing (`bot_script`): a control in a bad line reached the
