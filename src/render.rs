@@ -374,15 +374,6 @@ impl Renderer {
     }
 }
 
-/// Actions (`/me`), kept in a block of their own.
-impl Renderer {
-    /// `* alice waves`: what someone did, highlighted like a message when
-    /// it mentions us (`me`) and is not our own.
-    pub fn acted(&self, from: &str, text: &str, me: &str) -> String {
-        self.said(&format!("* {}", self.nick(from)), text, from, me)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,14 +724,22 @@ mod tests {
 
     #[test]
     fn an_action_is_a_star_and_the_doer() {
-        assert_eq!(PLAIN.acted("alice", "waves", "bob"), "* alice waves");
-        assert_eq!(
-            PLAIN.acted("a\x1b[2J", "x\x07", "bob"),
-            "* a\\x1b[2J x\\x07"
-        );
-        let line = COLOUR.acted("alice", "pokes bob", "bob");
+        let acted = |r: &Renderer, from: &str, text: &str| {
+            let msg = ServerMsg::Group {
+                from: from.to_owned().into(),
+                text: text.to_owned().into(),
+                ts: 1,
+                room: None,
+                seq: 1,
+                action: true,
+            };
+            r.received(&msg, BOB).unwrap()
+        };
+        assert_eq!(acted(&PLAIN, "alice", "waves"), "* alice waves");
+        assert_eq!(acted(&PLAIN, "a\x1b[2J", "x\x07"), "* a\\x1b[2J x\\x07");
+        let line = acted(&COLOUR, "alice", "pokes bob");
         assert!(line.contains(MENTION), "{line:?}");
-        assert!(!COLOUR.acted("bob", "pokes bob", "bob").contains(MENTION));
+        assert!(!acted(&COLOUR, "bob", "pokes bob").contains(MENTION));
     }
 
     #[test]

@@ -15,7 +15,8 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::matching::{Pattern, Received, summary};
 use super::script::{Action, Script, Step};
-use super::transcript::{self, Arrivals, by, verdict};
+use super::transcript::{self, by, verdict};
+use crate::arrivals::Arrivals;
 use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::render::{Me, Renderer, Style};
@@ -105,7 +106,10 @@ struct Conn {
     /// Why the connection is gone, once it is.
     ended: Option<String>,
     /// A newcomer's join waiting for its rename, to show as one line.
-    arrivals: Arrivals,
+    /// The transcript's arrivals: a guest's join held for its rename. The
+    /// bot never times one out: anything else the actor sees or does lets
+    /// it out.
+    arrivals: Arrivals<()>,
 }
 
 /// The server's answer to a `nick`, `join`, `part` or `topic` request.
@@ -577,11 +581,7 @@ impl Room {
     fn on_message(&mut self, i: usize, msg: ServerMsg<'static>) {
         if self.out.is_some() {
             let conn = &mut self.actors[i];
-            let show = conn.arrivals.admit(&msg, conn.id);
-            if let Some(join) = show.earlier {
-                self.show(i, &join);
-            }
-            if show.this {
+            for (msg, ()) in conn.arrivals.offer(msg.clone(), (), Instant::now()) {
                 self.show(i, &msg);
             }
         }
@@ -724,14 +724,14 @@ impl Room {
             id: conn.id,
             nick: &conn.nick,
         };
-        if let Some(line) = transcript::received(&self.render, msg, me, conn.home.as_deref()) {
+        if let Some(line) = self.render.received_in(msg, me, conn.home.as_deref()) {
             self.write(Some(i), &line);
         }
     }
 
     /// Shows actor `i`'s held join, if it has one, as it came.
     fn release(&mut self, i: usize) {
-        if let Some(join) = self.actors[i].arrivals.release() {
+        for (join, ()) in self.actors[i].arrivals.release_all() {
             self.show(i, &join);
         }
     }
