@@ -2,13 +2,20 @@
 //! (`chat server [--listen ADDR] ...`) names every option that program's
 //! `--help` lists, with the same value name, and no option `--help` lacks.
 //! The options are read from `--help` itself, so an option added anywhere
-//! is checked without touching this test.
+//! is checked without touching this test. And the nc walkthrough runs as
+//! printed, with the way that needs no nc.
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use common::chat;
+use chat::wire::ServerMsg;
+use common::{Server, WAIT, chat};
+use serde_json::Value;
 
 /// One synopsis in README.md: the words after `chat` up to the first `[`
 /// (`server`, `bench fanout`), and the whole text, continuation lines
@@ -144,5 +151,114 @@ fn every_synopsis_in_the_readme_has_every_option_of_help() {
         problems.is_empty(),
         "README.md's synopses and --help differ:\n{}",
         problems.join("\n")
+    );
+}
+
+/// The indented code of README.md's section TITLE, one string per line.
+fn section_code(title: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with(title))
+        .unwrap_or_else(|| panic!("no section {title:?} in README.md"));
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A protocol line with the fields that differ from run to run (times)
+/// taken out.
+fn without_times(line: &str) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.remove("ts");
+                map.remove("since");
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v: Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+    strip(&mut v);
+    v
+}
+
+/// "Talk to it with nc" works as printed on a machine without nc: its bash
+/// line, pointed at a fresh server, gets exactly the server's lines of the
+/// transcript (times aside) when fed the lines the reader types, and ends
+/// quietly when its input does.
+#[test]
+fn the_nc_walkthrough_works_without_nc() {
+    let code = section_code("Talk to it with nc");
+    let bash_line = code
+        .iter()
+        .find(|l| l.starts_with("bash -c"))
+        .expect("a way without nc, `bash -c ...`, in \"Talk to it with nc\"");
+    let transcript: Vec<&String> = code
+        .iter()
+        .skip_while(|l| !l.starts_with("$ nc "))
+        .skip(1)
+        .filter(|l| l.starts_with('{'))
+        .collect();
+    assert!(transcript.len() > 5, "no transcript: {code:?}");
+    let (from_server, typed): (Vec<&String>, Vec<&String>) = transcript
+        .into_iter()
+        .partition(|l| ServerMsg::decode(l.as_bytes()).is_ok());
+
+    let server = Server::start(&[]);
+    let line = bash_line.replace(
+        "127.0.0.1/8888",
+        &format!("127.0.0.1/{}", server.addr.port()),
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &line])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sh");
+    let mut stdin = child.stdin.take().unwrap();
+    for l in &typed {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    // Every answer, then the end of the input (Ctrl-D).
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < from_server.len() {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
+    }
+    drop(stdin);
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{line} did not end with its input");
+        }
+        std::thread::sleep(Duration::from_millis(10)); // polling a child's exit
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want: Vec<Value> = from_server.iter().map(|l| without_times(l)).collect();
+    let got: Vec<Value> = got.iter().map(|l| without_times(l)).collect();
+    assert_eq!(got, want, "typed: {typed:?}\nstderr: {stderr}");
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "{}: {stderr}",
+        out.status
     );
 }
