@@ -826,12 +826,12 @@ impl<'a> Worker<'a> {
         let mut lost = lock(&self.counters.lost);
         lost.entry(nick.clone()).or_insert("disconnected");
         drop(lost);
-        if let Role::Receiver { complete, .. } = &m.state.role {
-            if *complete < self.plan.senders {
-                // It will get no more: count it finished, its rest missing.
-                self.counters.finished.fetch_add(1, Ordering::AcqRel);
-                self.control.nudge();
-            }
+        if let Role::Receiver { complete, .. } = &m.state.role
+            && *complete < self.plan.senders
+        {
+            // It will get no more: count it finished, its rest missing.
+            self.counters.finished.fetch_add(1, Ordering::AcqRel);
+            self.control.nudge();
         }
     }
 

@@ -100,10 +100,10 @@ impl Session {
                 return;
             }
         };
-        if self.json {
-            if let Some(raw) = json_line(line) {
-                out.push(Effect::Show(raw));
-            }
+        if self.json
+            && let Some(raw) = json_line(line)
+        {
+            out.push(Effect::Show(raw));
         }
         let show = self.react(&msg, out);
         if let (Some(line), false) = (show, self.json) {

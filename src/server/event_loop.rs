@@ -234,11 +234,11 @@ impl EventLoop {
                 }
             }
             self.write();
-            if let Some(by) = self.shutdown_by {
-                if self.conns.is_empty() || Instant::now() >= by {
-                    self.close_all();
-                    return Ok(());
-                }
+            if let Some(by) = self.shutdown_by
+                && (self.conns.is_empty() || Instant::now() >= by)
+            {
+                self.close_all();
+                return Ok(());
             }
         }
     }

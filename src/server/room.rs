@@ -341,11 +341,12 @@ impl Room {
 
     /// Marks a slot to be written (its socket became writable).
     pub fn mark_dirty(&mut self, slot: usize) {
-        if let Some(user) = self.users.get_mut(slot) {
-            if !user.dirty && !user.out.is_empty() {
-                user.dirty = true;
-                self.dirty.push(slot);
-            }
+        if let Some(user) = self.users.get_mut(slot)
+            && !user.dirty
+            && !user.out.is_empty()
+        {
+            user.dirty = true;
+            self.dirty.push(slot);
         }
     }
 
