@@ -262,3 +262,23 @@ fn the_nc_walkthrough_works_without_nc() {
         out.status
     );
 }
+
+/// The oldest Rust README.md asks for is Cargo.toml's `rust-version`, which
+/// cargo enforces (and `.ci/run` builds with).
+#[test]
+fn the_readme_asks_for_the_rust_cargo_toml_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let msrv = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("Cargo.toml has a rust-version");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = readme.replace('\n', " ");
+    assert!(
+        readme.contains(&format!("Rust toolchain, {msrv} or later"))
+            && readme.contains(&format!("Rust {msrv} or later")),
+        "README.md should ask for Rust {msrv} or later, as Cargo.toml does"
+    );
+}
