@@ -34,13 +34,13 @@ fn main() {
     let mut watched = Vec::new();
     watched.extend(git(&dir, &["rev-parse", "--git-path", "HEAD"]));
     watched.extend(git(&dir, &["rev-parse", "--git-path", "packed-refs"]));
-    if let Some(branch) = git(&dir, &["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(path) = git(&dir, &["rev-parse", "--git-path", &branch]) {
-            let path = dir.join(path);
-            match path.parent() {
-                Some(parent) if !path.exists() => watched.push(parent.display().to_string()),
-                _ => watched.push(path.display().to_string()),
-            }
+    if let Some(branch) = git(&dir, &["symbolic-ref", "-q", "HEAD"])
+        && let Some(path) = git(&dir, &["rev-parse", "--git-path", &branch])
+    {
+        let path = dir.join(path);
+        match path.parent() {
+            Some(parent) if !path.exists() => watched.push(parent.display().to_string()),
+            _ => watched.push(path.display().to_string()),
         }
     }
     for path in watched {

@@ -121,7 +121,7 @@ pub struct ServerArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Server to connect to
+    /// Server to connect to: a host name or address, with :PORT unless it is 8888
     #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
     pub server: String,
 
@@ -148,7 +148,7 @@ pub struct BotArgs {
     #[arg(value_name = "SCRIPT")]
     pub script: PathBuf,
 
-    /// Server to connect to
+    /// Server to connect to: a host name or address, with :PORT unless it is 8888
     #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
     pub server: String,
 
@@ -181,7 +181,7 @@ pub enum BenchMode {
 
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
-    /// Server to measure
+    /// Server to measure: a host name or address, with :PORT unless it is 8888
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
     pub server: String,
 
@@ -228,7 +228,7 @@ pub struct FanoutArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
-    /// Server to measure
+    /// Server to measure: a host name or address, with :PORT unless it is 8888
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
     pub server: String,
 

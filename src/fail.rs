@@ -5,8 +5,8 @@ use std::fmt;
 
 /// Everything worked (for `chat bot`: every expectation held).
 pub const SUCCESS: u8 = 0;
-/// The work failed at run time: cannot listen or connect, lost the server,
-/// an expectation did not hold, the benchmark saw loss.
+/// The work failed at run time: cannot listen, resolve a name or connect,
+/// lost the server, an expectation did not hold, the benchmark saw loss.
 pub const FAILURE: u8 = 1;
 /// The command line or a script is invalid; nothing was done.
 pub const USAGE: u8 = 2;

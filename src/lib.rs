@@ -6,8 +6,9 @@
 //! - [`wire`]: the JSON-lines protocol; every message type and its parsing.
 //! - [`framing`]: bytes into lines, with the line-length bound.
 //! - [`interest`]: WRITABLE only while output waits, for every loop.
-//! - [`addr`], [`peer`]: reading addresses; the client side of a connection
-//!   (socket, framing, output buffer) shared by client, bot and bench.
+//! - [`addr`], [`peer`]: reading addresses and resolving server names; the
+//!   client side of a connection (socket, framing, output buffer) shared by
+//!   client, bot and bench.
 //! - [`server`]: the single-threaded epoll server; its event loop, its
 //!   connection table and the room that routes messages.
 //! - [`client`]: the interactive client, a parent that owns the connection

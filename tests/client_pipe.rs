@@ -246,7 +246,7 @@ fn a_wrong_address_fails_at_once_with_one_line() {
 
     // Usage errors (exit 2) come before any connection attempt.
     let out = chat()
-        .args(["client", "--server", "nowhere"])
+        .args(["client", "--server", "no where"])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an address"));

@@ -178,12 +178,11 @@ impl Tmux {
     fn exit_status(&self) -> i32 {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(text) = std::fs::read_to_string(self.path("after")) {
-                if let Ok(status) = std::fs::read_to_string(self.path("status")) {
-                    if !text.is_empty() {
-                        return status.trim().parse().unwrap();
-                    }
-                }
+            if let Ok(text) = std::fs::read_to_string(self.path("after"))
+                && let Ok(status) = std::fs::read_to_string(self.path("status"))
+                && !text.is_empty()
+            {
+                return status.trim().parse().unwrap();
             }
             assert!(
                 Instant::now() < deadline,

@@ -322,6 +322,47 @@ fn the_unit_file_asks_for_the_usual_hardening() {
     }
 }
 
+/// Until the protocol has TLS, a unit that listens beyond loopback comes
+/// with a warning that everything crosses the network in clear: in the unit
+/// itself, in README's "Running as a service" and in the man page.
+#[test]
+fn a_unit_that_listens_on_the_network_warns_that_nothing_is_encrypted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |file: &str| fs::read_to_string(root.join(file)).unwrap();
+    let unit = read("contrib/chat-server.service");
+    let exec_start = unit_values(&unit, "ExecStart");
+    let listen = exec_start[0]
+        .split_whitespace()
+        .skip_while(|w| *w != "--listen")
+        .nth(1)
+        .expect("ExecStart has no --listen");
+    let addr: std::net::SocketAddr = listen.parse().expect("--listen ADDR");
+    if addr.ip().is_loopback() {
+        return;
+    }
+    let readme = read("README.md");
+    let service = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Running as a service"))
+        .expect("README.md has a section \"Running as a service\"");
+    let man = read("man/chat.1");
+    let installation = man
+        .split("\n.SH ")
+        .find(|s| s.starts_with("INSTALLATION"))
+        .expect("man/chat.1 has INSTALLATION");
+    for (what, text) in [
+        ("contrib/chat-server.service", unit.as_str()),
+        ("README.md, Running as a service", service),
+        ("man/chat.1, INSTALLATION", installation),
+    ] {
+        let text = text.to_lowercase().replace("\n# ", " ").replace('\n', " ");
+        assert!(
+            text.contains("nothing is encrypted") && text.contains("in clear"),
+            "{what} does not warn that the unit ({listen}) sends everything unencrypted"
+        );
+    }
+}
+
 /// What systemd would run, from the unit file: ExecStart with the address
 /// made 127.0.0.1:0 and the log moved from the state directory into DIR,
 /// then ExecReload after a log rotation, then `systemctl stop` (SIGTERM).

@@ -15,6 +15,8 @@ use mio::net::TcpStream;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 
+use crate::addr::{FindError, Server};
+use crate::fail::Fail;
 use crate::peer::MAX_SERVER_LINE;
 
 /// What one read found.
@@ -52,6 +54,26 @@ pub fn connect(
     stream.set_nodelay(true)?;
     stream.set_nonblocking(true)?;
     Ok(TcpStream::from_std(stream))
+}
+
+/// The one address of `--server` TEXT that every connection of a run uses:
+/// the only one, or when a name has several, the first that accepts a
+/// connection (which is closed again at once).
+pub fn server_addr(text: &str, timeout: Duration) -> Result<SocketAddr, Fail> {
+    let mut server = Server::find(text).map_err(|e| match e {
+        FindError::Usage(e) => Fail::usage(format!("cannot use --server: {e}")),
+        FindError::Runtime(e) => Fail::runtime(e),
+    })?;
+    if let [addr] = server.addrs[..] {
+        return Ok(addr);
+    }
+    server
+        .connect(
+            |addr| std::net::TcpStream::connect_timeout(&addr, timeout),
+            |e| e.to_string(),
+        )
+        .map(|(_probe, addr)| addr)
+        .map_err(|e| Fail::runtime(format!("cannot connect to {e}")))
 }
 
 /// `bind` before `connect`, which the standard library cannot do: each

@@ -155,8 +155,6 @@ pub fn run(args: &FanoutArgs) -> Outcome {
 }
 
 fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
-    let addr = crate::addr::parse_addr(&args.server)
-        .map_err(|e| Fail::usage(format!("cannot use --server: {e}")))?;
     if args.receivers == 0 || args.senders == 0 || args.messages == 0 {
         return Err(Fail::usage(
             "a fan-out needs at least one receiver, one sender and one message",
@@ -168,6 +166,8 @@ fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
             args.payload
         )));
     }
+    // After the checks above: a usage error is reported before any lookup.
+    let addr = conn::server_addr(&args.server, Duration::from_secs(10))?;
     // What one delivery weighs on the wire: the text and the JSON around it.
     let line = args.payload.max(32) as u64 + 64;
     Ok(Plan {
@@ -826,12 +826,12 @@ impl<'a> Worker<'a> {
         let mut lost = lock(&self.counters.lost);
         lost.entry(nick.clone()).or_insert("disconnected");
         drop(lost);
-        if let Role::Receiver { complete, .. } = &m.state.role {
-            if *complete < self.plan.senders {
-                // It will get no more: count it finished, its rest missing.
-                self.counters.finished.fetch_add(1, Ordering::AcqRel);
-                self.control.nudge();
-            }
+        if let Role::Receiver { complete, .. } = &m.state.role
+            && *complete < self.plan.senders
+        {
+            // It will get no more: count it finished, its rest missing.
+            self.counters.finished.fetch_add(1, Ordering::AcqRel);
+            self.control.nudge();
         }
     }
 

@@ -59,11 +59,10 @@ struct Counters {
 }
 
 pub fn run(args: &IdleArgs) -> Outcome {
-    let addr = crate::addr::parse_addr(&args.server)
-        .map_err(|e| Fail::usage(format!("cannot use --server: {e}")))?;
     if args.conns == 0 {
         return Err(Fail::usage("an idle run needs at least one connection"));
     }
+    let addr = conn::server_addr(&args.server, Duration::from_secs(10))?;
     system::make_room_for(args.conns)?;
     let plan = Plan {
         addr,

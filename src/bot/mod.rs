@@ -22,7 +22,7 @@ pub mod words;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
-use crate::addr::parse_addr;
+use crate::addr::{Server, parse_server, resolve};
 use crate::cli::BotArgs;
 use crate::fail::{Fail, Outcome};
 use crate::render::Style;
@@ -43,7 +43,7 @@ pub fn run(args: &BotArgs) -> Outcome {
             "--timeout must be longer than 0 (it is also how long connecting may take)",
         ));
     }
-    let addr = parse_addr(&args.server)
+    let addr = parse_server(&args.server)
         .map_err(|e| Fail::usage(format!("cannot use --server {}: {e}", args.server)))?;
     let source = read_script(&args.script, from_stdin)
         .map_err(|e| Fail::usage(format!("cannot read the script {name}: {e}")))?;
@@ -59,8 +59,11 @@ pub fn run(args: &BotArgs) -> Outcome {
             return Err(Fail::usage(last));
         }
     };
+    // Only a valid script is worth a lookup (exit 2 means nothing
+    // connected; a name that does not resolve is a failure to connect).
+    let addrs = resolve(&addr).map_err(Fail::runtime)?;
     let settings = runner::Settings {
-        addr,
+        server: Server { addr, addrs },
         timeout: args.timeout,
         quiet: args.quiet,
         style: Style::for_output(std::io::stdout().is_terminal()),

@@ -8,7 +8,6 @@
 //! `expect`, and a connection that drops anywhere fails the script at once.
 
 use std::io::{self, BufWriter, StdoutLock, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -16,6 +15,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use super::matching::{Pattern, Received, summary};
 use super::script::{Action, Script, Step};
 use super::transcript::{self, by, verdict};
+use crate::addr::Server;
 use crate::arrivals::Arrivals;
 use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
@@ -27,7 +27,8 @@ use crate::wire::{self, ClientMsg, ErrorCode, ServerMsg, client_line};
 
 /// What the command line decided for this run.
 pub struct Settings {
-    pub addr: SocketAddr,
+    /// Where every actor connects; each tries the addresses in turn.
+    pub server: Server,
     /// Every wait without its own `within`: handshakes, `nick`, `quit`,
     /// `expect`.
     pub timeout: Duration,
@@ -57,6 +58,8 @@ pub fn run(script: &Script, settings: &Settings) -> Result<(), String> {
 struct Runner<'a> {
     script: &'a Script,
     settings: &'a Settings,
+    /// The settings' server, with the address that answered last first.
+    server: Server,
     poll: Poll,
     events: Events,
     room: Room,
@@ -179,6 +182,7 @@ impl<'a> Runner<'a> {
         Ok(Runner {
             script,
             settings,
+            server: settings.server.clone(),
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             room: Room {
@@ -279,10 +283,12 @@ impl<'a> Runner<'a> {
     /// Connects, reads `welcome`, asks for the actor's name and waits for
     /// the server to confirm it.
     fn connect(&mut self, i: usize) -> Result<(), String> {
-        let (addr, timeout) = (self.settings.addr, self.settings.timeout);
+        let timeout = self.settings.timeout;
         let name = self.script.actors[i].name.clone();
-        let mut peer = Peer::connect(addr, timeout)
-            .map_err(|e| format!("@{name} cannot connect to {addr}: {}", io_reason(&e)))?;
+        let (mut peer, addr) = self
+            .server
+            .connect(|addr| Peer::connect(addr, timeout), io_reason)
+            .map_err(|e| format!("@{name} cannot connect to {e}"))?;
         self.poll
             .registry()
             .register(&mut peer.stream, Token(i), Interest::READABLE)
@@ -509,7 +515,7 @@ impl<'a> Runner<'a> {
     fn dropped_message(&self, i: usize, why: &str) -> String {
         format!(
             "@{} lost its connection to {}: {why}",
-            self.room.actors[i].nick, self.settings.addr
+            self.room.actors[i].nick, self.server
         )
     }
 

@@ -175,10 +175,10 @@ fn edit_lines(
             false
         }
     });
-    if let Some(path) = &history {
-        if let Err(e) = rl.load_history(path) {
-            eprintln!("chat: cannot read history from {}: {e}", path.display());
-        }
+    if let Some(path) = &history
+        && let Err(e) = rl.load_history(path)
+    {
+        eprintln!("chat: cannot read history from {}: {e}", path.display());
     }
     let printer = match rl.create_external_printer() {
         Ok(p) => p,
@@ -228,11 +228,11 @@ fn edit_lines(
         }
         if !line.trim().is_empty() {
             let _ = rl.add_history_entry(line.as_str());
-            if let Some(path) = &history {
-                if let Err(e) = rl.append_history(path) {
-                    let _ = writeln!(stdout, "!! not keeping history in {}: {e}", path.display());
-                    history = None;
-                }
+            if let Some(path) = &history
+                && let Err(e) = rl.append_history(path)
+            {
+                let _ = writeln!(stdout, "!! not keeping history in {}: {e}", path.display());
+                history = None;
             }
         }
         let _ = stdout.flush();

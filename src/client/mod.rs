@@ -41,7 +41,7 @@ use nix::sys::signal::{SigmaskHow, pthread_sigmask};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, pipe2};
 
-use crate::addr::parse_addr;
+use crate::addr::{Server, parse_server, resolve};
 use crate::cli::ClientArgs;
 use crate::fail::{Fail, Outcome};
 use crate::peer::Peer;
@@ -54,7 +54,7 @@ use session::Session;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(args: &ClientArgs) -> Outcome {
-    let addr = parse_addr(&args.server)
+    let server = parse_server(&args.server)
         .map_err(|e| Fail::usage(format!("cannot use server address: {e}")))?;
     let nick = match &args.nick {
         Some(nick) => {
@@ -85,8 +85,16 @@ pub fn run(args: &ClientArgs) -> Outcome {
         None
     };
 
-    let peer = Peer::connect(addr, CONNECT_TIMEOUT)
-        .map_err(|e| Fail::runtime(format!("cannot connect to {addr}: {e}")))?;
+    let addrs = resolve(&server).map_err(Fail::runtime)?;
+    let (peer, addr) = Server {
+        addr: server,
+        addrs,
+    }
+    .connect(
+        |addr| Peer::connect(addr, CONNECT_TIMEOUT),
+        |e| e.to_string(),
+    )
+    .map_err(|e| Fail::runtime(format!("cannot connect to {e}")))?;
 
     let setup = |e: nix::Error| Fail::runtime(format!("cannot set up the client: {e}"));
     let (input_rx, input_tx) = pipe2(OFlag::O_CLOEXEC).map_err(setup)?;

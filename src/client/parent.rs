@@ -151,10 +151,10 @@ impl Parent {
             let timeout = self
                 .deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.close(Err(Fail::runtime(format!("cannot wait for events: {e}"))));
-                }
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                self.close(Err(Fail::runtime(format!("cannot wait for events: {e}"))));
             }
         }
     }
@@ -362,10 +362,10 @@ impl Parent {
 
     /// The user is done typing: say `quit` and wait for `bye`.
     fn end_input(&mut self) {
-        if let Some(peer) = &mut self.peer {
-            if let Err(e) = peer.send(&client_line(&ClientMsg::Quit { text: None })) {
-                return self.server_gone(&e.to_string());
-            }
+        if let Some(peer) = &mut self.peer
+            && let Err(e) = peer.send(&client_line(&ClientMsg::Quit { text: None }))
+        {
+            return self.server_gone(&e.to_string());
         }
         self.start_quitting();
     }
@@ -387,10 +387,10 @@ impl Parent {
                 Effect::Rooms(rooms) => self.screen.rooms(&rooms),
                 Effect::Prompt(prompt) => self.screen.prompt(&prompt),
                 Effect::Send(line) => {
-                    if let Some(peer) = &mut self.peer {
-                        if let Err(e) = peer.send(&line) {
-                            self.server_gone(&e.to_string());
-                        }
+                    if let Some(peer) = &mut self.peer
+                        && let Err(e) = peer.send(&line)
+                    {
+                        self.server_gone(&e.to_string());
                     }
                 }
                 Effect::Quitting => self.start_quitting(),
@@ -460,11 +460,11 @@ impl Parent {
         if self.session.ready() {
             self.ready_by = None;
         }
-        if let (Phase::Chatting, Some(by)) = (&self.phase, self.ready_by) {
-            if now >= by {
-                self.ready_by = None;
-                self.handshake_overdue();
-            }
+        if let (Phase::Chatting, Some(by)) = (&self.phase, self.ready_by)
+            && now >= by
+        {
+            self.ready_by = None;
+            self.handshake_overdue();
         }
         match &self.phase {
             Phase::Quitting { until } if now >= *until => self.close(Ok(())),

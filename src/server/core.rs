@@ -266,10 +266,10 @@ impl<C> Core<C> {
                     return;
                 };
                 for &key in &room.members {
-                    if Some(key) != *except {
-                        if let Some(r) = self.table.get_mut(key) {
-                            f(key, &mut r.conn);
-                        }
+                    if Some(key) != *except
+                        && let Some(r) = self.table.get_mut(key)
+                    {
+                        f(key, &mut r.conn);
                     }
                 }
             }
@@ -499,11 +499,11 @@ impl<C> Core<C> {
                 continue;
             };
             for &member in &room.members {
-                if let Some(r) = self.table.get_mut(member) {
-                    if r.user.visit != visit {
-                        r.user.visit = visit;
-                        out.push(member);
-                    }
+                if let Some(r) = self.table.get_mut(member)
+                    && r.user.visit != visit
+                {
+                    r.user.visit = visit;
+                    out.push(member);
                 }
             }
         }
@@ -620,11 +620,11 @@ impl<C> Core<C> {
         let Some(new) = Name::new(wanted) else {
             return;
         };
-        if let Some(&owner) = self.nicks.get(&new.key()) {
-            if owner != key {
-                let message = format!("{wanted} is already taken; choose another nickname");
-                return self.refuse(key, ErrorCode::NickInUse, &message);
-            }
+        if let Some(&owner) = self.nicks.get(&new.key())
+            && owner != key
+        {
+            let message = format!("{wanted} is already taken; choose another nickname");
+            return self.refuse(key, ErrorCode::NickInUse, &message);
         }
         self.nicks.remove(&old.key());
         self.nicks.insert(new.key(), key);

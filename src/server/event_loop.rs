@@ -292,11 +292,11 @@ impl EventLoop {
                 }
             }
             self.write();
-            if let Some(by) = self.shutdown_by {
-                if self.hub.core.is_empty() || Instant::now() >= by {
-                    self.close_all();
-                    return Ok(());
-                }
+            if let Some(by) = self.shutdown_by
+                && (self.hub.core.is_empty() || Instant::now() >= by)
+            {
+                self.close_all();
+                return Ok(());
             }
         }
     }

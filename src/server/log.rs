@@ -138,23 +138,23 @@ impl EventLog {
     /// Writes what the turn produced. A log that fails to write is reported
     /// once per turn on stderr; the chat goes on.
     pub fn flush(&mut self) {
-        if let Some(human) = &mut self.human {
-            if !human.is_empty() {
-                let _ = io::stderr().write_all(human);
-                human.clear();
-            }
+        if let Some(human) = &mut self.human
+            && !human.is_empty()
+        {
+            let _ = io::stderr().write_all(human);
+            human.clear();
         }
         self.flush_json();
     }
 
     fn flush_json(&mut self) {
-        if let Some((file, path)) = &mut self.file {
-            if !self.json.is_empty() {
-                if let Err(e) = file.write_all(&self.json) {
-                    eprintln!("chat server: cannot write log {}: {e}", path.display());
-                }
-                self.json.clear();
+        if let Some((file, path)) = &mut self.file
+            && !self.json.is_empty()
+        {
+            if let Err(e) = file.write_all(&self.json) {
+                eprintln!("chat server: cannot write log {}: {e}", path.display());
             }
+            self.json.clear();
         }
     }
 }

@@ -169,11 +169,12 @@ impl OutQueue {
     /// Queues an encoded message after what is already queued.
     pub fn push(&mut self, msg: &Encoded) {
         self.len += msg.len();
-        if let Some(last) = &mut self.tail {
-            if last.end == msg.start && Rc::ptr_eq(&last.block, &msg.block) {
-                last.end = msg.end;
-                return;
-            }
+        if let Some(last) = &mut self.tail
+            && last.end == msg.start
+            && Rc::ptr_eq(&last.block, &msg.block)
+        {
+            last.end = msg.end;
+            return;
         }
         let slice = Slice {
             block: Rc::clone(&msg.block),
