@@ -9,8 +9,10 @@
 //! - [`addr`], [`peer`]: reading addresses and resolving server names; the
 //!   client side of a connection (socket, framing, output buffer) shared by
 //!   client, bot and bench.
-//! - [`server`]: the single-threaded epoll server; its event loop, its
-//!   connection table and the room that routes messages.
+//! - [`server`]: the single-threaded epoll server: doors (JSON lines) that
+//!   turn bytes into commands, a protocol-neutral core of users and rooms
+//!   that emits events, and the writers that queue them; its own map is in
+//!   its module.
 //! - [`client`]: the interactive client, a parent that owns the connection
 //!   and a forked child that owns the keyboard.
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
