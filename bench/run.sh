@@ -60,9 +60,9 @@ field() {
 
 start_server
 echo "run.sh: server $SERVER_ADDR (PID $SERVER_PID); fan-out runs..." >&2
-bench r100 fanout -r 100 -s 4 -n 20000 -p 64
-bench r1000 fanout -r 1000 -s 4 -n 2000 -p 64
-bench paced fanout -r 100 -s 4 -n 1000 -p 64 --rate 500
+bench r100 fanout -r 100 -S 4 -n 20000 -p 64
+bench r1000 fanout -r 1000 -S 4 -n 2000 -p 64
+bench paced fanout -r 100 -S 4 -n 1000 -p 64 --rate 500
 stop_server
 start_server
 echo "run.sh: fresh server $SERVER_ADDR (PID $SERVER_PID); idle run..." >&2

@@ -170,7 +170,7 @@ pub enum BenchMode {
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
     /// Server to measure
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
     pub server: String,
 
     /// Receiving connections
@@ -178,7 +178,7 @@ pub struct FanoutArgs {
     pub receivers: usize,
 
     /// Sending connections
-    #[arg(short = 's', long, value_name = "N", default_value_t = 4)]
+    #[arg(short = 'S', long, value_name = "N", default_value_t = 4)]
     pub senders: usize,
 
     /// Messages per sender
@@ -217,7 +217,7 @@ pub struct FanoutArgs {
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
     /// Server to measure
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
     pub server: String,
 
     /// Connections to open and hold

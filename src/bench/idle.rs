@@ -144,6 +144,13 @@ pub fn run(args: &IdleArgs) -> Outcome {
         3,
         "ms",
     );
+    if rss_before.is_none() {
+        r.unmeasured(
+            "rss_per_conn_bytes",
+            "server RSS per connection",
+            "not measured (add --server-pid PID)",
+        );
+    }
     if let (Some((before, _)), Some((after, peak))) = (rss_before, rss_after) {
         let per_conn = after.saturating_sub(before) as f64 / plan.conns as f64;
         let kib = |b: u64| b as f64 / 1024.0;
