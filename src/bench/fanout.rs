@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::conn::{self, Conn, Got};
+use super::conn;
 use super::control::{Control, WAKE, lock, wait};
 use super::progress::Progress;
 use super::report::Report;
@@ -37,6 +37,7 @@ use super::stats::Histogram;
 use super::system;
 use crate::cli::FanoutArgs;
 use crate::fail::{Fail, Outcome};
+use crate::peer::{Got, Peer};
 use crate::wire::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -575,7 +576,7 @@ struct State {
 
 struct Member {
     /// `None` once the server has closed it.
-    conn: Option<Conn>,
+    conn: Option<Peer>,
     state: State,
 }
 
@@ -708,7 +709,7 @@ impl<'a> Worker<'a> {
                 self.senders.push(token.0);
             }
             self.members.push(Member {
-                conn: Some(Conn::new(stream)),
+                conn: Some(Peer::from_stream(stream)),
                 state: State {
                     nick,
                     role,
@@ -780,7 +781,7 @@ impl<'a> Worker<'a> {
             *blocked = false;
         }
         let Some(conn) = m.conn.as_mut() else { return };
-        match conn.flush() {
+        match conn::flush(conn) {
             Ok(true) => {}
             Ok(false) => {
                 if let Role::Sender { blocked, .. } = &mut m.state.role {
@@ -817,7 +818,8 @@ impl<'a> Worker<'a> {
                         scanner,
                         tally,
                     };
-                    if let Err(e) = conn.lines(&buf[..n], |line| state.on_line(line, now, &mut cx))
+                    if let Err(e) =
+                        conn::lines(conn, &buf[..n], |line| state.on_line(line, now, &mut cx))
                     {
                         break Err(Some(e));
                     }
@@ -904,7 +906,7 @@ impl<'a> Worker<'a> {
                     .fetch_add(*next_seq - first, Ordering::Relaxed);
                 written += out.len();
             }
-            match conn.flush() {
+            match conn::flush(conn) {
                 Ok(true) => {}
                 Ok(false) => {
                     *blocked = true;

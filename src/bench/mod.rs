@@ -5,7 +5,7 @@
 //! - `idle`: many connections doing nothing; the server's memory per
 //!   connection and whether it still answers promptly.
 //! - `control`: the phases and wake-ups shared by a run's threads;
-//!   `conn`: one connection's socket and buffers; `scan`: our payload
+//!   `conn`: opening connections, and reading them in bulk; `scan`: our payload
 //!   format and the byte-search hot path that finds it; `stats`: the
 //!   latency histogram; `report`: table and JSON; `progress`: the
 //!   stderr progress line; `system`: limits, CPU and memory from the
