@@ -2,8 +2,9 @@
 # The standard benchmark set (bench/README.md): builds the release binary,
 # starts a release server on a free port, runs the three fan-out runs, then
 # the idle run against a fresh server (so that memory the fan-out runs left
-# in the server's heap cannot hide what idle connections cost), and prints
-# one table with our targets and the peers' figures beside ours.
+# in the server's heap cannot hide what idle connections cost), then the two
+# arrivals runs, each on a fresh server, and prints one table with our
+# targets and the peers' figures beside ours.
 #
 # Exit status: 0 when every run delivered everything, 1 when any run lost,
 # duplicated or reordered a message or failed, whatever the speeds.
@@ -68,6 +69,13 @@ start_server
 echo "run.sh: fresh server $SERVER_ADDR (PID $SERVER_PID); idle run..." >&2
 bench idle idle -c 10000
 stop_server
+start_server
+echo "run.sh: fresh server $SERVER_ADDR (PID $SERVER_PID); arrivals runs..." >&2
+bench arrive arrivals -c 1000
+stop_server
+start_server
+bench storm arrivals -c 200 --rate 100 --present 1000
+stop_server
 
 # One row per figure: what, ours, target, peers.
 row() { printf '%-34s %-22s %-14s %s\n' "$@" | sed 's/ *$//'; }
@@ -77,6 +85,13 @@ loss() {
   local m o c
   m=$(field "$1" missing) o=$(field "$1" out_of_order) c=$(field "$1" corrupt)
   if [ "${m:-x}${o:-x}${c:-x}" = 000 ]; then echo "none"; else echo "LOSS: $m missing, $o dup/reordered, $c corrupt"; fi
+}
+
+# joins: the arrivals runs' loss.
+joins() {
+  local j g o c
+  j=$(field "$1" joins_missing) g=$(field "$1" group_missing) o=$(field "$1" group_out_of_order) c=$(field "$1" corrupt)
+  if [ "${j:-x}${g:-x}${o:-x}${c:-x}" = 0000 ]; then echo "none"; else echo "LOSS: $j joins, $g group missing, $o dup/reordered, $c corrupt"; fi
 }
 
 echo
@@ -97,4 +112,11 @@ row "idle 10000 connections" "" "" ""
 row "  server RSS per connection" "$(field "$idle" rss_per_conn_bytes) bytes" "<= 512 bytes" "mosquitto 0.75 KB"
 row "  server RSS after / peak" "$(field "$idle" rss_after_kib) / $(field "$idle" rss_peak_kib) KiB" "" ""
 row "  ping round trip p50 / max" "$(field "$idle" ping_p50_ms) / $(field "$idle" ping_max_ms) ms" "" ""
+row "arrivals 1000, one after another" "" "" ""
+row "  server / bench CPU per arrival" "$(field "$arrive" server_cpu_ms_per_arrival) / $(field "$arrive" bench_cpu_ms_per_arrival) ms" "<= 1 ms (10 000)" ""
+row "  arrivals/s held" "$(field "$arrive" arrivals_per_s)/s" "" ""
+row "  loss" "$(joins "$arrive")" "none" ""
+row "100 arrivals/s into 1000 present" "" "" ""
+row "  group p99 before / during" "$(field "$storm" quiet_p99_ms) / $(field "$storm" storm_p99_ms) ms" "during <= 2x" ""
+row "  loss" "$(joins "$storm")" "none" ""
 exit "$failed"

@@ -62,7 +62,7 @@ pub enum Command {
     Client(ClientArgs),
     /// Replay a scripted conversation and check what arrives
     Bot(BotArgs),
-    /// Measure a running server (fan-out throughput, latency, idle cost)
+    /// Measure a running server (fan-out throughput, latency, idle cost, arrivals)
     Bench(BenchArgs),
     /// Print the completion script for a shell, to install where it looks
     Completions(CompletionsArgs),
@@ -165,6 +165,8 @@ pub enum BenchMode {
     Fanout(FanoutArgs),
     /// Hold many idle connections and report the server's memory per connection
     Idle(IdleArgs),
+    /// Clients arriving one at a time into one room while members chat: presence cost
+    Arrivals(ArrivalsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -237,6 +239,57 @@ pub struct IdleArgs {
     pub threads: Option<usize>,
 
     /// Give up when no connection has progressed for this long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ArrivalsArgs {
+    /// Server to measure
+    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
+    pub server: String,
+
+    /// Clients that arrive, one at a time, and stay
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10_000)]
+    pub clients: usize,
+
+    /// Arrivals per second (0: each as soon as the one before it is in the room)
+    #[arg(long, value_name = "ARRIVALS_PER_S", default_value_t = 0)]
+    pub rate: u64,
+
+    /// Members already in the room when the arrivals start
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub present: usize,
+
+    /// Members who chat, paced, to time group messages during the storm
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub talkers: usize,
+
+    /// Group messages per second from all talkers together
+    #[arg(long, value_name = "MSGS_PER_S", default_value_t = 100)]
+    pub chat_rate: u64,
+
+    /// How long the talkers chat before the arrivals start, for the latency to compare with
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub quiet: Duration,
+
+    /// Every client joins this room after its welcome (protocol v2 rooms)
+    #[arg(long, value_name = "NAME")]
+    pub room: Option<String>,
+
+    /// Event-loop threads (default: one per core)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// PID of the server, to report its CPU time per arrival from /proc
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Give up when nothing has progressed for this long
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 

@@ -236,6 +236,8 @@ enum Fault {
     Duplicate,
     /// Disconnects receiver `r1` as slow instead of relaying it.
     DisconnectSlow,
+    /// Does not tell the first connection that the fifth arrived.
+    DropJoin,
 }
 
 /// The fake server's connections: id, nickname, socket.
@@ -251,12 +253,22 @@ fn faulty_server(fault: Fault) -> SocketAddr {
     std::thread::spawn(move || {
         for (id, stream) in (1..).zip(listener.incoming()) {
             let Ok(mut stream) = stream else { return };
-            let welcome = json!({"type": "welcome", "id": id, "nick": format!("guest{id}"),
-                                 "text": "hi", "users": 1});
-            writeln!(stream, "{welcome}").unwrap();
             let nick = format!("guest{id}");
-            let clone = stream.try_clone().unwrap();
-            clients.lock().unwrap().push((id, nick, clone));
+            let mut all = clients.lock().unwrap();
+            let welcome = json!({"type": "welcome", "id": id, "nick": nick,
+                                 "text": "hi", "users": all.len() + 1});
+            writeln!(stream, "{welcome}").unwrap();
+            let join = format!(
+                "{}\n",
+                json!({"type": "join", "id": id, "nick": nick, "ts": 0})
+            );
+            for (n, (_, _, s)) in all.iter_mut().enumerate() {
+                if !(matches!(fault, Fault::DropJoin) && id == 5 && n == 0) {
+                    let _ = s.write_all(join.as_bytes());
+                }
+            }
+            all.push((id, nick, stream.try_clone().unwrap()));
+            drop(all);
             let (clients, groups) = (clients.clone(), groups.clone());
             std::thread::spawn(move || serve(id, stream, fault, &clients, &groups));
         }
@@ -378,4 +390,96 @@ fn a_receiver_disconnected_as_slow_fails_the_run() {
         err.contains("the server dropped r1 (disconnected as slow)"),
         "{err}"
     );
+}
+
+#[test]
+fn arrivals_account_for_every_join_and_group_message() {
+    let server = Server::start(&["--rate", "0"]);
+    let pid = server.pid().to_string();
+    let out = run(&[
+        "arrivals",
+        "-s",
+        &server.addr.to_string(),
+        "-c",
+        "100",
+        "--present",
+        "5",
+        "--talkers",
+        "2",
+        "--chat-rate",
+        "200",
+        "--quiet",
+        "200ms",
+        "--server-pid",
+        &pid,
+        "--json",
+    ]);
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "{r}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["mode"], "arrivals");
+    // Arrival k finds the 7 members and the k arrivals before it.
+    assert_eq!(r["joins_expected"], 100 * 7 + 99 * 100 / 2, "{r}");
+    assert_eq!(r["joins_received"], r["joins_expected"], "{r}");
+    for zero in ["group_missing", "group_out_of_order", "corrupt"] {
+        assert_eq!(r[zero], 0, "{zero}: {r}");
+    }
+    assert!(r["quiet_samples"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["storm_samples"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["arrivals_per_s"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
+fn arrivals_into_a_room_join_it_or_say_the_server_has_no_rooms() {
+    let server = Server::start(&["--rate", "0"]);
+    let out = run(&[
+        "arrivals",
+        "-s",
+        &server.addr.to_string(),
+        "-c",
+        "20",
+        "--talkers",
+        "1",
+        "--quiet",
+        "100ms",
+        "--room",
+        "bench",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        let r = report(&out);
+        assert_eq!(r["joins_missing"], 0, "{r}");
+        assert_eq!(r["joins_received"], 20 + 19 * 20 / 2, "{r}");
+    } else {
+        assert!(err.contains("run without --room"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_lost_join_fails_the_arrivals_run() {
+    let addr = faulty_server(Fault::DropJoin).to_string();
+    let out = run(&[
+        "arrivals",
+        "-s",
+        &addr,
+        "-c",
+        "5",
+        "--present",
+        "2",
+        "--talkers",
+        "0",
+        "--json",
+    ]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    // Arrivals 3 to 7 find 2, 3, 4, 5 and 6 others.
+    assert_eq!(r["joins_expected"], 20, "{r}");
+    assert_eq!(r["joins_missing"], 1, "{r}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 of 20 joins missing"), "{err}");
 }

@@ -1090,7 +1090,7 @@ fn window_room(plan: &Plan, counters: &Counters) -> u64 {
 /// Paced sending: message `k` of the whole run (sender `k % senders`, its
 /// `k / senders`th) is due `k / rate` seconds after the start, so the
 /// senders take turns evenly. How many of sender `i`'s are due `t_ns` in.
-fn due_count(i: usize, senders: usize, rate: u64, t_ns: u64) -> u64 {
+pub(super) fn due_count(i: usize, senders: usize, rate: u64, t_ns: u64) -> u64 {
     let k = (u128::from(t_ns) * u128::from(rate) / 1_000_000_000) as u64;
     match k.checked_sub(i as u64) {
         None => 0,
@@ -1099,7 +1099,7 @@ fn due_count(i: usize, senders: usize, rate: u64, t_ns: u64) -> u64 {
 }
 
 /// When (ns after the start) sender `i`'s message `seq` is due.
-fn due_at(i: usize, seq: u64, senders: usize, rate: u64) -> u64 {
+pub(super) fn due_at(i: usize, seq: u64, senders: usize, rate: u64) -> u64 {
     let k = u128::from(seq) * senders as u128 + i as u128;
     u64::try_from((k * 1_000_000_000).div_ceil(u128::from(rate))).unwrap_or(u64::MAX)
 }
