@@ -257,7 +257,7 @@ fn faulty_server(fault: Fault) -> SocketAddr {
             let mut all = clients.lock().unwrap();
             let welcome = json!({"type": "welcome", "id": id, "nick": nick,
                                  "text": "hi", "users": all.len() + 1});
-            writeln!(stream, "{welcome}").unwrap();
+            stream.write_all(format!("{welcome}\n").as_bytes()).unwrap();
             let join = format!(
                 "{}\n",
                 json!({"type": "join", "id": id, "nick": nick, "ts": 0})
@@ -285,15 +285,21 @@ fn serve(id: u64, mut stream: TcpStream, fault: Fault, clients: &Clients, groups
             Some("nick") => {
                 let new = msg["nick"].as_str().unwrap_or_default().to_string();
                 let answer = json!({"type": "nick", "id": id, "old": nick, "new": new, "ts": 0});
-                writeln!(stream, "{answer}").unwrap();
-                for (other, name, _) in clients.lock().unwrap().iter_mut() {
+                // Under the lock, in one write: other threads write joins
+                // to this socket too.
+                let mut all = clients.lock().unwrap();
+                stream.write_all(format!("{answer}\n").as_bytes()).unwrap();
+                for (other, name, _) in all.iter_mut() {
                     if *other == id {
                         name.clone_from(&new);
                     }
                 }
                 nick = new;
             }
-            Some("ping") => writeln!(stream, "{}", json!({"type": "pong"})).unwrap(),
+            Some("ping") => {
+                let _all = clients.lock().unwrap();
+                stream.write_all(b"{\"type\":\"pong\"}\n").unwrap();
+            }
             Some("group") => {
                 let copies = match (groups.fetch_add(1, Ordering::SeqCst), fault) {
                     (3, Fault::Drop) => 0,
