@@ -191,6 +191,10 @@ pub struct FanoutArgs {
     #[arg(short = 'p', long, value_name = "BYTES", default_value_t = 64)]
     pub payload: usize,
 
+    /// The protocol of the server: chat, or a peer to compare with (nats, redis pub/sub)
+    #[arg(long, value_name = "PROTO", value_enum, default_value_t = BenchProto::Chat)]
+    pub proto: BenchProto,
+
     /// Pace the senders at this many messages per second in total (0: as fast as possible)
     #[arg(long, value_name = "MSGS_PER_S", default_value_t = 0)]
     pub rate: u64,
@@ -214,6 +218,14 @@ pub struct FanoutArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `chat bench fanout` talks: chat, or a peer's publish/subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchProto {
+    Chat,
+    Nats,
+    Redis,
 }
 
 #[derive(Debug, Clone, Args)]

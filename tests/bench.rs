@@ -489,3 +489,113 @@ fn a_lost_join_fails_the_arrivals_run() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("1 of 20 joins missing"), "{err}");
 }
+
+/// Subscribers of the fake pub/sub server: their sockets.
+type Subscribers = Mutex<Vec<TcpStream>>;
+
+/// Just enough of a NATS or Redis server for `fanout --proto`: NATS greets
+/// with INFO, answers PING and relays PUB to every SUB as MSG; Redis
+/// confirms SUBSCRIBE, answers PING and relays PUBLISH (a RESP array) as a
+/// `message` to every subscriber.
+fn fake_pubsub(proto: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let subs: Arc<Subscribers> = Arc::default();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            if proto == "nats" {
+                stream
+                    .write_all(b"INFO {\"server_id\":\"fake\"}\r\n")
+                    .unwrap();
+            }
+            let subs = subs.clone();
+            std::thread::spawn(move || serve_pubsub(proto, stream, &subs));
+        }
+    });
+    addr
+}
+
+fn serve_pubsub(proto: &str, stream: TcpStream, subs: &Subscribers) {
+    use std::io::Read;
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    let line = |reader: &mut BufReader<TcpStream>| {
+        let mut l = String::new();
+        match reader.read_line(&mut l) {
+            Ok(n) if n > 0 => Some(l.trim_end().to_string()),
+            _ => None,
+        }
+    };
+    // Replies go out under the lock too, so no line is cut by a relay.
+    let reply = |out: &mut TcpStream, bytes: &[u8]| {
+        let _lock = subs.lock().unwrap();
+        let _ = out.write_all(bytes);
+    };
+    while let Some(l) = line(&mut reader) {
+        let (publish, n) = match (proto, l.as_str()) {
+            ("nats", "PING") | ("redis", "PING") => {
+                let pong: &[u8] = if proto == "nats" {
+                    b"PONG\r\n"
+                } else {
+                    b"+PONG\r\n"
+                };
+                reply(&mut out, pong);
+                continue;
+            }
+            ("nats", l) if l.starts_with("SUB ") => {
+                subs.lock().unwrap().push(out.try_clone().unwrap());
+                continue;
+            }
+            ("redis", "SUBSCRIBE bench") => {
+                reply(&mut out, b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbench\r\n:1\r\n");
+                subs.lock().unwrap().push(out.try_clone().unwrap());
+                continue;
+            }
+            ("nats", l) if l.starts_with("PUB bench ") => (true, l[10..].parse::<usize>().unwrap()),
+            ("redis", "*3") => {
+                for expected in ["$7", "PUBLISH", "$5", "bench"] {
+                    assert_eq!(line(&mut reader).as_deref(), Some(expected));
+                }
+                let length = line(&mut reader).unwrap();
+                (true, length[1..].parse::<usize>().unwrap())
+            }
+            _ => (false, 0),
+        };
+        if !publish {
+            continue;
+        }
+        let mut body = vec![0; n + 2];
+        reader.read_exact(&mut body).unwrap();
+        let head = match proto {
+            "nats" => format!("MSG bench 1 {n}\r\n"),
+            _ => format!("*3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n${n}\r\n"),
+        };
+        let mut subs = subs.lock().unwrap();
+        for s in subs.iter_mut() {
+            let _ = s.write_all(&[head.as_bytes(), &body].concat());
+        }
+        if proto == "redis" {
+            let _ = out.write_all(format!(":{}\r\n", subs.len()).as_bytes());
+        }
+    }
+}
+
+#[test]
+fn fanout_measures_nats_and_redis_too() {
+    for proto in ["nats", "redis"] {
+        let addr = fake_pubsub(proto).to_string();
+        let out = run(&[
+            "fanout", "-s", &addr, "--proto", proto, "-r", "3", "-S", "2", "-n", "50", "--json",
+        ]);
+        let r = report(&out);
+        assert!(
+            out.status.success(),
+            "{proto}: {r}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(r["proto"], proto, "{r}");
+        assert_eq!(r["received"], 3 * 2 * 50, "{proto}: {r}");
+        assert_eq!(r["missing"], 0, "{proto}: {r}");
+    }
+}

@@ -31,11 +31,12 @@ use mio::{Events, Interest, Poll, Token};
 use super::conn;
 use super::control::{Control, WAKE, lock, wait};
 use super::progress::Progress;
+use super::proto::{self, PeerLine};
 use super::report::Report;
 use super::scan::{self, Payload, Scan, Scanner};
 use super::stats::Histogram;
 use super::system;
-use crate::cli::FanoutArgs;
+use crate::cli::{BenchProto, FanoutArgs};
 use crate::fail::{Fail, Outcome};
 use crate::peer::{Got, Peer};
 use crate::wire::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
@@ -63,6 +64,7 @@ const MAX_PAYLOAD: usize = 60_000;
 /// What was asked for, fixed for the run.
 struct Plan {
     addr: SocketAddr,
+    proto: BenchProto,
     receivers: usize,
     senders: usize,
     messages: u64,
@@ -179,6 +181,7 @@ fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
     let line = args.payload.max(32) as u64 + 64;
     Ok(Plan {
         addr,
+        proto: args.proto,
         receivers: args.receivers,
         senders: args.senders,
         messages: args.messages,
@@ -320,13 +323,24 @@ fn report(
         0 => "unpaced".to_string(),
         r => format!("paced at {r} msg/s"),
     };
+    let of = match plan.proto {
+        BenchProto::Chat => String::new(),
+        BenchProto::Nats => " (nats)".to_string(),
+        BenchProto::Redis => " (redis)".to_string(),
+    };
     let mut r = Report::new(
         "fanout",
         format!(
-            "chat bench fanout: {} receivers, {} senders x {} messages, {}-byte payloads, {pace}, {threads} threads",
+            "chat bench fanout{of}: {} receivers, {} senders x {} messages, {}-byte payloads, {pace}, {threads} threads",
             plan.receivers, plan.senders, plan.messages, plan.payload
         ),
     );
+    let name = match plan.proto {
+        BenchProto::Chat => "chat",
+        BenchProto::Nats => "nats",
+        BenchProto::Redis => "redis",
+    };
+    r.text("proto", "protocol", name.to_string());
     r.count("receivers", "receivers", plan.receivers as u64);
     r.count("senders", "senders", plan.senders as u64);
     r.count("messages", "messages per sender", plan.messages);
@@ -444,7 +458,9 @@ fn report(
         bench_cores: cores(end.own_cpu),
         server_cores: end.server_cpu.map(cores),
     };
-    if let Some(warning) = throttle_warning(plan, t.received, &busy, throttle_said) {
+    let ours = plan.proto == BenchProto::Chat;
+    if let Some(warning) = throttle_warning(plan, t.received, &busy, throttle_said).filter(|_| ours)
+    {
         r.warn(warning);
     }
     r
@@ -708,12 +724,23 @@ impl<'a> Worker<'a> {
             if matches!(role, Role::Sender { .. }) {
                 self.senders.push(token.0);
             }
+            // Redis says nothing until asked: such a connection is ready
+            // for the ping as soon as it is open.
+            let quiet_peer = plan.proto != BenchProto::Chat && !proto::greets(plan.proto);
+            if quiet_peer {
+                self.counters.named.fetch_add(1, Ordering::AcqRel);
+                self.control.nudge();
+            }
             self.members.push(Member {
                 conn: Some(Peer::from_stream(stream)),
                 state: State {
                     nick,
                     role,
-                    stage: Stage::Welcome,
+                    stage: if quiet_peer {
+                        Stage::Named
+                    } else {
+                        Stage::Welcome
+                    },
                     reply: Vec::new(),
                 },
             });
@@ -728,7 +755,13 @@ impl<'a> Worker<'a> {
                     let m = &mut self.members[i];
                     if m.state.stage == Stage::Named {
                         m.state.stage = Stage::Ping;
-                        m.state.reply.extend_from_slice(&ping);
+                        match self.plan.proto {
+                            BenchProto::Chat => m.state.reply.extend_from_slice(&ping),
+                            other => {
+                                let receiver = matches!(m.state.role, Role::Receiver { .. });
+                                proto::sync(other, receiver, &mut m.state.reply);
+                            }
+                        }
                         self.send_reply(i);
                     }
                 }
@@ -898,7 +931,7 @@ impl<'a> Worker<'a> {
                         seq: *next_seq,
                         sent_ns,
                     };
-                    scan::push_group_line(out, payload, plan.payload);
+                    proto::push_message(plan.proto, out, payload, plan.payload);
                     *next_seq += 1;
                 }
                 counters
@@ -961,6 +994,9 @@ impl<'a> Worker<'a> {
 
 impl State {
     fn on_line(&mut self, line: &[u8], now: u64, cx: &mut Context<'_>) {
+        if cx.plan.proto != BenchProto::Chat {
+            return self.on_peer_line(line, now, cx);
+        }
         match cx.scanner.payload(line, cx.plan.payload) {
             Scan::Ours(p) => self.deliver(p, now, cx),
             Scan::Mangled => self.mangled(cx),
@@ -1037,6 +1073,39 @@ impl State {
                 cx.control
                     .fail("the server said bye: it is shutting down".into());
             }
+            _ => {}
+        }
+    }
+
+    /// A line from NATS or Redis: a message body on its own line, or what
+    /// the setup waits for.
+    fn on_peer_line(&mut self, line: &[u8], now: u64, cx: &mut Context<'_>) {
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
+        match scan::payload_of_bytes(body, cx.plan.payload) {
+            Scan::Ours(p) => return self.deliver(p, now, cx),
+            Scan::Mangled => return self.mangled(cx),
+            Scan::Other => {}
+        }
+        let kind = cx.plan.proto;
+        match proto::classify(kind, line) {
+            PeerLine::Greeting if self.stage == Stage::Welcome => {
+                let receiver = matches!(self.role, Role::Receiver { .. });
+                proto::hello(kind, receiver, &mut self.reply);
+                self.stage = Stage::Named;
+                cx.counters.named.fetch_add(1, Ordering::AcqRel);
+                cx.control.nudge();
+            }
+            PeerLine::Ping => proto::pong(&mut self.reply),
+            PeerLine::Synced if self.stage == Stage::Ping => {
+                self.stage = Stage::Ready;
+                cx.counters.synced.fetch_add(1, Ordering::AcqRel);
+                cx.control.nudge();
+            }
+            PeerLine::Error(e) => cx.control.fail(format!(
+                "the server refused a line of {}: {}",
+                self.nick,
+                crate::render::sanitize(e)
+            )),
             _ => {}
         }
     }

@@ -7,7 +7,8 @@
 //! - `arrivals`: clients arriving one at a time into one room while members
 //!   chat; the server's CPU per arrival, and the group latency it costs.
 //! - `control`: the phases and wake-ups shared by a run's threads;
-//!   `conn`: opening connections, and reading them in bulk; `scan`: our payload
+//!   `conn`: opening connections, and reading them in bulk; `proto`: NATS
+//!   and Redis, for `fanout --proto`; `scan`: our payload
 //!   format and the byte-search hot path that finds it; `stats`: the
 //!   latency histogram; `report`: table and JSON; `progress`: the
 //!   stderr progress line; `system`: limits, CPU and memory from the
@@ -22,6 +23,7 @@ mod control;
 mod fanout;
 mod idle;
 mod progress;
+mod proto;
 mod report;
 mod scan;
 mod stats;
