@@ -293,6 +293,10 @@ pub struct ArrivalsArgs {
     #[arg(long, value_name = "NAME")]
     pub room: Option<String>,
 
+    /// At the end the arrivals quit, one after another; every member must get every leave
+    #[arg(long)]
+    pub leave: bool,
+
     /// Event-loop threads (default: one per core)
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

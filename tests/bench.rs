@@ -416,6 +416,7 @@ fn arrivals_account_for_every_join_and_group_message() {
         "200",
         "--quiet",
         "200ms",
+        "--leave",
         "--server-pid",
         &pid,
         "--json",
@@ -427,9 +428,13 @@ fn arrivals_account_for_every_join_and_group_message() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(r["mode"], "arrivals");
-    // Arrival k finds the 7 members and the k arrivals before it.
+    // Arrival k finds the 7 members and the k arrivals before it, and
+    // leaves the 7 and the 99 - k after it.
     assert_eq!(r["joins_expected"], 100 * 7 + 99 * 100 / 2, "{r}");
     assert_eq!(r["joins_received"], r["joins_expected"], "{r}");
+    assert_eq!(r["leaves_expected"], r["joins_expected"], "{r}");
+    assert_eq!(r["leaves_received"], r["leaves_expected"], "{r}");
+    assert!(r["departures_per_s"].as_f64().unwrap() > 0.0, "{r}");
     for zero in ["group_missing", "group_out_of_order", "corrupt"] {
         assert_eq!(r[zero], 0, "{zero}: {r}");
     }

@@ -19,7 +19,12 @@
 //! 5. `DRAIN`: the talkers stop and ping; their pongs prove the server has
 //!    queued all they said to every member. Then `CHECK`: everyone pings;
 //!    a pong proves every `join` and message meant for that connection
-//!    came before it. Then the counts are compared.
+//!    came before it.
+//! 6. With `--leave`, `LEAVE`: the arrivals quit, one after another, each
+//!    once the one before has its `bye`; then `FINAL`: the members ping,
+//!    the pong proving every `leave` came before it.
+//!
+//! Then the counts are compared.
 //!
 //! Joins are checked in total: arrival B's `join` goes to everyone in the
 //! room when it arrives, which its `welcome` counts (`users`, self
@@ -55,7 +60,9 @@ const QUIET: u8 = 2;
 const STORM: u8 = 3;
 const DRAIN: u8 = 4;
 const CHECK: u8 = 5;
-const STOP: u8 = 6;
+const LEAVE: u8 = 6;
+const FINAL: u8 = 7;
+const STOP: u8 = 8;
 
 const READ_BUF: usize = 256 << 10;
 const CONNECTS_PER_TURN: usize = 16;
@@ -73,6 +80,8 @@ struct Plan {
     room: Option<Room>,
     timeout: Duration,
     threads: usize,
+    /// The arrivals quit at the end, one after another.
+    leave: bool,
 }
 
 struct Room {
@@ -97,6 +106,11 @@ struct Counters {
     arrived: AtomicUsize,
     drained: AtomicUsize,
     checked: AtomicUsize,
+    /// Arrivals that have their `bye`; with `--leave` the next may quit.
+    departed: AtomicUsize,
+    finals: AtomicUsize,
+    /// When the last arrival got its `bye` (ns).
+    last_departure_ns: AtomicU64,
     /// When the storm started and the last arrival got in (ns).
     storm_ns: AtomicU64,
     last_arrival_ns: AtomicU64,
@@ -112,6 +126,7 @@ struct Counters {
 #[derive(Default)]
 struct Tally {
     joins: u64,
+    leaves: u64,
     received: u64,
     gaps: u64,
     out_of_order: u64,
@@ -151,6 +166,7 @@ pub fn run(args: &ArrivalsArgs) -> Outcome {
     let mut t = Tally::default();
     for one in &tallies {
         t.joins += one.joins;
+        t.leaves += one.leaves;
         t.received += one.received;
         t.gaps += one.gaps;
         t.out_of_order += one.out_of_order;
@@ -160,24 +176,39 @@ pub fn run(args: &ArrivalsArgs) -> Outcome {
         t.storm.merge(&one.storm);
     }
     let joins_expected = joins_expected(&plan, &counters);
-    let r = report(&plan, &t, joins_expected, &end);
+    let leaves_expected = leaves_expected(&plan);
+    let r = report(&plan, &t, joins_expected, leaves_expected, &end);
     if args.json {
         println!("{}", r.json());
     } else {
         print!("{}", r.table());
     }
     let missing = t.gaps + t.unfinished;
-    if t.joins == joins_expected && missing == 0 && t.out_of_order == 0 && t.corrupt == 0 {
+    if t.joins == joins_expected
+        && t.leaves == leaves_expected
+        && missing == 0
+        && t.out_of_order == 0
+        && t.corrupt == 0
+    {
         return Ok(());
     }
-    Err(Fail::runtime(format!(
-        "{} of {joins_expected} joins missing, {} extra; {missing} group deliveries missing, \
-         {} duplicated or reordered, {} corrupted",
+    let mut why = format!(
+        "{} of {joins_expected} joins missing, {} extra; ",
         joins_expected.saturating_sub(t.joins),
         t.joins.saturating_sub(joins_expected),
-        t.out_of_order,
-        t.corrupt
-    )))
+    );
+    if plan.leave {
+        why.push_str(&format!(
+            "{} of {leaves_expected} leaves missing, {} extra; ",
+            leaves_expected.saturating_sub(t.leaves),
+            t.leaves.saturating_sub(leaves_expected),
+        ));
+    }
+    why.push_str(&format!(
+        "{missing} group deliveries missing, {} duplicated or reordered, {} corrupted",
+        t.out_of_order, t.corrupt
+    ));
+    Err(Fail::runtime(why))
 }
 
 fn plan(args: &ArrivalsArgs) -> Result<Plan, Fail> {
@@ -213,6 +244,7 @@ fn plan(args: &ArrivalsArgs) -> Result<Plan, Fail> {
         room,
         timeout: args.timeout,
         threads: args.threads.unwrap_or_else(system::cores).clamp(1, conns),
+        leave: args.leave,
     })
 }
 
@@ -227,10 +259,22 @@ fn joins_expected(plan: &Plan, counters: &Counters) -> u64 {
     sum.saturating_sub(plan.arrivals as u64 * (1 + strangers))
 }
 
+/// Arrival K quits when the members and the arrivals after it remain: each
+/// of them gets its `leave`.
+fn leaves_expected(plan: &Plan) -> u64 {
+    if !plan.leave {
+        return 0;
+    }
+    let (n, setup) = (plan.arrivals as u64, plan.setup() as u64);
+    n * setup + n * (n - 1) / 2
+}
+
 struct End {
     storm: Duration,
     own_cpu: Duration,
     server_cpu: Option<Duration>,
+    /// With `--leave`: how long the departures took, and the CPU they cost.
+    departures: Option<(Duration, Duration, Option<Duration>)>,
 }
 
 fn coordinate(
@@ -245,9 +289,10 @@ fn coordinate(
             .and_then(|pid| system::process_cpu(pid).ok())
     };
     let mut at_storm = (Duration::ZERO, None);
+    let mut at_leave = (Duration::ZERO, None, 0);
     let mut end = None;
     let mut quiet_until = None;
-    let mut last_seen = [0; 5];
+    let mut last_seen = [0; 7];
     let mut last_change = Instant::now();
     let mut last_draw = Instant::now();
     loop {
@@ -261,8 +306,10 @@ fn coordinate(
             counters.arrived.load(Ordering::Acquire),
             counters.drained.load(Ordering::Acquire),
             counters.checked.load(Ordering::Acquire),
+            counters.departed.load(Ordering::Acquire),
+            counters.finals.load(Ordering::Acquire),
         ];
-        let [ready, synced, arrived, drained, checked] = seen;
+        let [ready, synced, arrived, drained, checked, departed, finals] = seen;
         let phase = control.phase();
         match phase {
             CONNECT if ready == plan.setup() => control.set_phase(SYNC),
@@ -285,11 +332,31 @@ fn coordinate(
                     server_cpu: server_cpu()
                         .zip(at_storm.1)
                         .map(|(b, a)| b.saturating_sub(a)),
+                    departures: None,
                 });
                 control.set_phase(DRAIN);
             }
             DRAIN if drained == plan.talkers => control.set_phase(CHECK),
+            CHECK if checked == plan.setup() + plan.arrivals && !plan.leave => {
+                return end.ok_or_else(|| Fail::runtime("the storm never ended"));
+            }
             CHECK if checked == plan.setup() + plan.arrivals => {
+                at_leave = (system::own_cpu(), server_cpu(), control.now_ns());
+                control.set_phase(LEAVE);
+            }
+            LEAVE if departed == plan.arrivals => {
+                let last = counters.last_departure_ns.load(Ordering::Acquire);
+                let took = Duration::from_nanos(last.saturating_sub(at_leave.2));
+                let own = system::own_cpu().saturating_sub(at_leave.0);
+                let server = server_cpu()
+                    .zip(at_leave.1)
+                    .map(|(b, a)| b.saturating_sub(a));
+                if let Some(end) = end.as_mut() {
+                    end.departures = Some((took, own, server));
+                }
+                control.set_phase(FINAL);
+            }
+            FINAL if finals == plan.setup() => {
                 return end.ok_or_else(|| Fail::runtime("the storm never ended"));
             }
             _ => {}
@@ -305,6 +372,8 @@ fn coordinate(
                 SYNC => format!("{synced} of {setup} members had their pong"),
                 STORM => format!("{arrived} of {} arrivals were in the room", plan.arrivals),
                 DRAIN => format!("{drained} of {} talkers had their pong", plan.talkers),
+                LEAVE => format!("{departed} of {} arrivals had left", plan.arrivals),
+                FINAL => format!("{finals} of {setup} members had their last pong"),
                 _ => format!(
                     "{checked} of {} connections had their last pong",
                     setup + plan.arrivals
@@ -320,6 +389,7 @@ fn coordinate(
                 SYNC => format!("arrivals: {synced} of {} synchronised", plan.setup()),
                 QUIET => "arrivals: talkers chatting before the storm".to_string(),
                 STORM => format!("arrivals: {arrived} of {} arrived", plan.arrivals),
+                LEAVE => format!("arrivals: {departed} of {} left", plan.arrivals),
                 _ => "arrivals: checking".to_string(),
             });
             last_draw = Instant::now();
@@ -327,7 +397,7 @@ fn coordinate(
     }
 }
 
-fn report(plan: &Plan, t: &Tally, joins_expected: u64, end: &End) -> Report {
+fn report(plan: &Plan, t: &Tally, joins_expected: u64, leaves_expected: u64, end: &End) -> Report {
     let pace = match plan.rate {
         0 => "one after another".to_string(),
         r => format!("{r}/s"),
@@ -374,6 +444,20 @@ fn report(plan: &Plan, t: &Tally, joins_expected: u64, end: &End) -> Report {
         "joins extra",
         t.joins.saturating_sub(joins_expected),
     );
+    if plan.leave {
+        r.count("leaves_expected", "leaves expected", leaves_expected);
+        r.count("leaves_received", "leaves received", t.leaves);
+        r.count(
+            "leaves_missing",
+            "leaves missing",
+            leaves_expected.saturating_sub(t.leaves),
+        );
+        r.count(
+            "leaves_extra",
+            "leaves extra",
+            t.leaves.saturating_sub(leaves_expected),
+        );
+    }
     r.count("group_received", "group deliveries received", t.received);
     r.count(
         "group_missing",
@@ -483,6 +567,41 @@ fn report(plan: &Plan, t: &Tally, joins_expected: u64, end: &End) -> Report {
             "not measured (add --server-pid PID)",
         ),
     }
+    if let Some((took, own, server)) = end.departures {
+        let secs = took.as_secs_f64();
+        let rate = if secs > 0.0 {
+            plan.arrivals as f64 / secs
+        } else {
+            0.0
+        };
+        r.real("departures_per_s", "departures/s", rate, 1, "");
+        r.real(
+            "bench_cpu_ms_per_departure",
+            "bench CPU per departure",
+            per_arrival(own),
+            4,
+            "ms",
+        );
+        match server {
+            Some(cpu) if cpu >= system::MIN_PROC_CPU => r.real(
+                "server_cpu_ms_per_departure",
+                "server CPU per departure",
+                per_arrival(cpu),
+                4,
+                "ms",
+            ),
+            Some(_) => r.unmeasured(
+                "server_cpu_ms_per_departure",
+                "server CPU per departure",
+                "too short to measure",
+            ),
+            None => r.unmeasured(
+                "server_cpu_ms_per_departure",
+                "server CPU per departure",
+                "not measured (add --server-pid PID)",
+            ),
+        }
+    }
     r
 }
 
@@ -513,6 +632,10 @@ enum Stage {
     /// Waiting for the pong of the ping named.
     Awaiting(u8),
     Done,
+    /// `quit` sent (with `--leave`), waiting for `bye`.
+    Leaving,
+    /// `bye` came: the server closes the connection next.
+    Left,
 }
 
 struct Member {
@@ -542,6 +665,9 @@ struct Worker<'a> {
     setup_to_open: Vec<usize>,
     /// Arrivals still to open, last first.
     arrivals_to_open: Vec<usize>,
+    /// With `--leave`, this loop's arrivals still to quit, last first
+    /// (member index and arrival number).
+    to_quit: Vec<(usize, usize)>,
     members: Vec<Member>,
     talkers: Vec<usize>,
     buf: Vec<u8>,
@@ -584,6 +710,7 @@ impl<'a> Worker<'a> {
             index,
             setup_to_open: setup,
             arrivals_to_open: arrivals,
+            to_quit: Vec::new(),
             members: Vec::new(),
             talkers: Vec::new(),
             buf: vec![0; READ_BUF],
@@ -644,6 +771,19 @@ impl<'a> Worker<'a> {
                     false => (format!("p{}", g - self.plan.talkers), None),
                 };
                 self.open(label, None, talker);
+            }
+        }
+        if phase == LEAVE {
+            // Each once the one before has its bye.
+            while let Some(&(i, k)) = self.to_quit.last() {
+                if self.counters.departed.load(Ordering::Acquire) < k {
+                    break;
+                }
+                self.to_quit.pop();
+                let quit = crate::wire::client_line(&ClientMsg::Quit { text: None });
+                self.members[i].stage = Stage::Leaving;
+                self.members[i].reply.extend_from_slice(&quit);
+                self.send_reply(i);
             }
         }
         if phase == STORM {
@@ -715,6 +855,16 @@ impl<'a> Worker<'a> {
                 self.ping_all(|m| m.talker.is_some(), DRAIN);
             }
             CHECK => self.ping_all(|_| true, CHECK),
+            LEAVE => {
+                // Opened in order, so quitting from the back of the list
+                // goes in order too.
+                let mut mine: Vec<(usize, usize)> = (0..self.members.len())
+                    .filter_map(|i| self.members[i].arrival.map(|k| (i, k)))
+                    .collect();
+                mine.reverse();
+                self.to_quit = mine;
+            }
+            FINAL => self.ping_all(|m| m.arrival.is_none(), FINAL),
             _ => {}
         }
     }
@@ -867,6 +1017,10 @@ impl<'a> Worker<'a> {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        if m.stage == Stage::Left && error.is_none() {
+            // It quit; the server closes after the bye.
+            return;
+        }
         let how = error.map_or("was closed by the server".to_string(), |e| {
             format!("failed ({e})")
         });
@@ -938,6 +1092,8 @@ impl LineState<'_> {
                 let users = memmem::find_iter(line, b"\"id\":").count() as u64;
                 self.in_room(users, cx);
             }
+            Some(b"leave") if *self.counting && cx.plan.leave => cx.tally.leaves += 1,
+            Some(b"bye") if *self.stage == Stage::Leaving => self.left(cx),
             Some(b"pong") => self.pong(cx),
             Some(b"error" | b"bye" | b"group" | b"leave") => self.other(line, now, cx),
             // Protocol v2: clients ignore what they do not know.
@@ -991,17 +1147,39 @@ impl LineState<'_> {
         cx.control.nudge();
     }
 
+    /// This arrival has its `bye`: the next may quit.
+    fn left(&mut self, cx: &mut Context<'_>) {
+        *self.stage = Stage::Left;
+        cx.counters
+            .last_departure_ns
+            .fetch_max(cx.control.now_ns(), Ordering::AcqRel);
+        cx.counters.departed.fetch_add(1, Ordering::AcqRel);
+        if let Some(k) = self.arrival {
+            let next_loop = (k + 1) % cx.threads;
+            if next_loop != cx.index {
+                cx.control.wake(next_loop);
+            }
+        }
+        cx.control.nudge();
+    }
+
     fn pong(&mut self, cx: &mut Context<'_>) {
         let Stage::Awaiting(phase) = *self.stage else {
             return;
         };
         *self.stage = Stage::Done;
+        if phase == FINAL || (phase == CHECK && !cx.plan.leave) {
+            // The last pong: what comes after it is the run ending (the
+            // other loops closing their connections), not the run.
+            *self.counting = false;
+        }
         let counter = match phase {
             SYNC => {
                 *self.counting = true;
                 &cx.counters.synced
             }
             DRAIN => &cx.counters.drained,
+            FINAL => &cx.counters.finals,
             _ => &cx.counters.checked,
         };
         counter.fetch_add(1, Ordering::AcqRel);
@@ -1092,6 +1270,7 @@ mod tests {
             room: None,
             timeout: Duration::from_secs(1),
             threads: 1,
+            leave: false,
         };
         let counters = Counters::default();
         // Two present, then three arrivals told 3, 4, 5 users: 2 + 3 + 4.
