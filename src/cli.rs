@@ -62,7 +62,7 @@ pub enum Command {
     Client(ClientArgs),
     /// Replay a scripted conversation and check what arrives
     Bot(BotArgs),
-    /// Measure a running server (fan-out throughput, latency, idle cost)
+    /// Measure a running server (fan-out throughput, latency, idle cost, arrivals)
     Bench(BenchArgs),
     /// Print the completion script for a shell, to install where it looks
     Completions(CompletionsArgs),
@@ -177,12 +177,14 @@ pub enum BenchMode {
     Fanout(FanoutArgs),
     /// Hold many idle connections and report the server's memory per connection
     Idle(IdleArgs),
+    /// Clients arriving one at a time into one room while members chat: presence cost
+    Arrivals(ArrivalsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
     /// Server to measure: a host name or address, with :PORT unless it is 8888
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
     pub server: String,
 
     /// Receiving connections
@@ -190,7 +192,7 @@ pub struct FanoutArgs {
     pub receivers: usize,
 
     /// Sending connections
-    #[arg(short = 's', long, value_name = "N", default_value_t = 4)]
+    #[arg(short = 'S', long, value_name = "N", default_value_t = 4)]
     pub senders: usize,
 
     /// Messages per sender
@@ -200,6 +202,10 @@ pub struct FanoutArgs {
     /// Payload bytes of each message's text
     #[arg(short = 'p', long, value_name = "BYTES", default_value_t = 64)]
     pub payload: usize,
+
+    /// The protocol of the server: chat, or a peer to compare with (nats, redis pub/sub)
+    #[arg(long, value_name = "PROTO", value_enum, default_value_t = BenchProto::Chat)]
+    pub proto: BenchProto,
 
     /// Pace the senders at this many messages per second in total (0: as fast as possible)
     #[arg(long, value_name = "MSGS_PER_S", default_value_t = 0)]
@@ -226,10 +232,18 @@ pub struct FanoutArgs {
     pub json: bool,
 }
 
+/// What `chat bench fanout` talks: chat, or a peer's publish/subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchProto {
+    Chat,
+    Nats,
+    Redis,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
     /// Server to measure: a host name or address, with :PORT unless it is 8888
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR)]
+    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
     pub server: String,
 
     /// Connections to open and hold
@@ -249,6 +263,61 @@ pub struct IdleArgs {
     pub threads: Option<usize>,
 
     /// Give up when no connection has progressed for this long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ArrivalsArgs {
+    /// Server to measure: a host name or address, with :PORT unless it is 8888
+    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
+    pub server: String,
+
+    /// Clients that arrive, one at a time, and stay
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10_000)]
+    pub clients: usize,
+
+    /// Arrivals per second (0: each as soon as the one before it is in the room)
+    #[arg(long, value_name = "ARRIVALS_PER_S", default_value_t = 0)]
+    pub rate: u64,
+
+    /// Members already in the room when the arrivals start
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub present: usize,
+
+    /// Members who chat, paced, to time group messages during the storm
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub talkers: usize,
+
+    /// Group messages per second from all talkers together
+    #[arg(long, value_name = "MSGS_PER_S", default_value_t = 100)]
+    pub chat_rate: u64,
+
+    /// How long the talkers chat before the arrivals start, for the latency to compare with
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub quiet: Duration,
+
+    /// Every client joins this room after its welcome (protocol v2 rooms)
+    #[arg(long, value_name = "NAME")]
+    pub room: Option<String>,
+
+    /// At the end the arrivals quit, one after another; every member must get every leave
+    #[arg(long)]
+    pub leave: bool,
+
+    /// Event-loop threads (default: one per core)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// PID of the server, to report its CPU time per arrival from /proc
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Give up when nothing has progressed for this long
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 

@@ -45,6 +45,9 @@ impl LineReader {
     pub fn feed(&mut self, data: &[u8], mut on_frame: impl FnMut(Frame<'_>) -> bool) -> usize {
         let mut at = 0;
         while at < data.len() {
+            if !self.discarding && self.partial.is_empty() {
+                return self.feed_between_lines(data, at, &mut on_frame);
+            }
             let rest = &data[at..];
             let newline = memchr::memchr(b'\n', rest);
             if self.discarding {
@@ -61,17 +64,12 @@ impl LineReader {
             let room = self.max_line - 1 - self.partial.len();
             match newline {
                 Some(i) if i <= room => {
-                    let keep_going = if self.partial.is_empty() {
-                        on_frame(Frame::Line(&rest[..i]))
-                    } else {
-                        self.partial.extend_from_slice(&rest[..i]);
-                        // The buffer goes with the line: a connection between
-                        // lines holds no input memory.
-                        let line = std::mem::take(&mut self.partial);
-                        on_frame(Frame::Line(&line))
-                    };
+                    self.partial.extend_from_slice(&rest[..i]);
+                    // The buffer goes with the line: a connection between
+                    // lines holds no input memory.
+                    let line = std::mem::take(&mut self.partial);
                     at += i + 1;
-                    if !keep_going {
+                    if !on_frame(Frame::Line(&line)) {
                         return at;
                     }
                 }
@@ -80,17 +78,62 @@ impl LineReader {
                     return data.len();
                 }
                 _ => {
-                    // Over the limit whether or not its `\n` is here: say so
-                    // now and skip to the end of the line.
-                    self.partial = Vec::new();
-                    self.discarding = true;
-                    if !on_frame(Frame::TooLong) {
-                        return at;
+                    if let Some(stop) = self.too_long(at, &mut on_frame) {
+                        return stop;
                     }
                 }
             }
         }
         data.len()
+    }
+
+    /// The hot path, with nothing held over: every complete line in
+    /// `data[at..]` is handed out in place, found by one pass of `memchr`
+    /// over the buffer (a load generator reads thousands of lines at a
+    /// time), then the unfinished tail is kept.
+    fn feed_between_lines(
+        &mut self,
+        data: &[u8],
+        at: usize,
+        on_frame: &mut impl FnMut(Frame<'_>) -> bool,
+    ) -> usize {
+        let rest = &data[at..];
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', rest) {
+            let line_start = start;
+            start = end + 1;
+            // Content and `\n` over the limit.
+            if end - line_start >= self.max_line {
+                self.discarding = true;
+                if !on_frame(Frame::TooLong) {
+                    // The caller feeds the line again later; it is skipped.
+                    return at + line_start;
+                }
+                self.discarding = false;
+                continue;
+            }
+            if !on_frame(Frame::Line(&rest[line_start..end])) {
+                return at + start;
+            }
+        }
+        let tail = &rest[start..];
+        if tail.len() < self.max_line {
+            self.partial.extend_from_slice(tail);
+            return data.len();
+        }
+        self.too_long(at + start, on_frame).unwrap_or(data.len())
+    }
+
+    /// The current line (starting at `at`) has passed the limit: say so
+    /// now and skip to its end. `Some(at)` when the caller said stop.
+    fn too_long(
+        &mut self,
+        at: usize,
+        on_frame: &mut impl FnMut(Frame<'_>) -> bool,
+    ) -> Option<usize> {
+        self.partial = Vec::new();
+        self.discarding = true;
+        (!on_frame(Frame::TooLong)).then_some(at)
     }
 
     /// Bytes held for an unfinished line.
@@ -177,6 +220,23 @@ mod tests {
             n < 2
         });
         assert_eq!((n, consumed), (2, 4), "stopped after b, c left for later");
+    }
+
+    #[test]
+    fn stopping_at_a_refusal_skips_that_line_when_fed_again() {
+        let mut reader = LineReader::new(10);
+        let data = b"1234567890\nok\n";
+        let mut seen = Vec::new();
+        let consumed = reader.feed(data, |f| {
+            seen.push(f == Frame::TooLong);
+            false
+        });
+        assert_eq!((seen.as_slice(), consumed), (&[true][..], 0));
+        reader.feed(&data[consumed..], |f| {
+            seen.push(matches!(f, Frame::Line(b"ok")));
+            true
+        });
+        assert_eq!(seen, [true, true], "refused once, then the next line");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`cli`]: the command line and the busybox-style dispatch on argv\[0\].
 //! - [`wire`]: the JSON-lines protocol; every message type and its parsing.
 //! - [`framing`]: bytes into lines, with the line-length bound.
+//! - [`outbuf`]: bytes waiting for a non-blocking writer, and the one
+//!   flush loop that writes them.
 //! - [`interest`]: WRITABLE only while output waits, for every loop.
 //! - [`addr`], [`peer`]: reading addresses and resolving server names; the
 //!   client side of a connection (socket, framing, output buffer) shared by
@@ -39,6 +41,7 @@ pub mod fail;
 pub mod framing;
 pub mod install;
 pub mod interest;
+pub mod outbuf;
 pub mod peer;
 pub mod render;
 pub mod server;

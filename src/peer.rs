@@ -1,19 +1,20 @@
 //! The client side of one connection, for every program that talks to a
-//! server from a mio loop (the client's parent, the bot's actors): a
-//! non-blocking socket, line framing for what arrives, and a buffer for what
-//! could not be written yet.
+//! server from a mio loop (the client's parent, the bot's actors, the
+//! bench's connections): a non-blocking socket, line framing for what
+//! arrives, and a buffer for what could not be written yet.
 //!
 //! It does no polling of its own; the owner registers `stream` with its
 //! `Poll` and calls `read_lines` and `flush` when readiness says so, each of
 //! which drains the socket until `WouldBlock`, as edge triggering requires.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mio::net::TcpStream;
 
 use crate::framing::{Frame, LineReader};
+use crate::outbuf::OutBuf;
 
 /// Lines from a server can be long (a `who` with thousands of users), but
 /// not endless: past this we stop trusting the peer.
@@ -28,21 +29,24 @@ pub enum ReadStatus {
     Closed,
 }
 
-/// One line the server sent, or its refusal to frame sensibly.
-#[derive(Debug)]
-pub enum Incoming<'a> {
-    Line(&'a [u8]),
-    /// The server sent a line longer than [`MAX_SERVER_LINE`]; it was
-    /// skipped.
-    TooLong,
+/// What one read found.
+pub enum Got {
+    /// This many bytes are in the buffer.
+    Data(usize),
+    /// Nothing more until the next readiness event.
+    Blocked,
+    /// The server closed the connection.
+    Closed,
 }
+
+/// One line the server sent, or its refusal to frame sensibly: the
+/// framing's own [`Frame`], under the name the client and the bot use.
+pub use crate::framing::Frame as Incoming;
 
 pub struct Peer {
     pub stream: TcpStream,
     reader: LineReader,
-    out: Vec<u8>,
-    /// How much of `out` the kernel has taken.
-    sent: usize,
+    out: OutBuf,
 }
 
 impl Peer {
@@ -60,59 +64,68 @@ impl Peer {
         Peer {
             stream,
             reader: LineReader::new(MAX_SERVER_LINE),
-            out: Vec::new(),
-            sent: 0,
+            out: OutBuf::default(),
         }
     }
 
     /// Reads until the socket would block, handing each complete line to
     /// `on_line`. Interrupted reads are retried.
-    pub fn read_lines(&mut self, mut on_line: impl FnMut(Incoming<'_>)) -> io::Result<ReadStatus> {
+    pub fn read_lines(&mut self, mut on_line: impl FnMut(Frame<'_>)) -> io::Result<ReadStatus> {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => return Ok(ReadStatus::Closed),
-                Ok(n) => {
-                    self.reader.feed(&buf[..n], |frame| {
-                        on_line(match frame {
-                            Frame::Line(line) => Incoming::Line(line),
-                            Frame::TooLong => Incoming::TooLong,
-                        });
-                        true
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadStatus::Open),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            match self.read(&mut buf)? {
+                Got::Data(n) => self.frames(&buf[..n], &mut on_line),
+                Got::Blocked => return Ok(ReadStatus::Open),
+                Got::Closed => return Ok(ReadStatus::Closed),
             }
         }
+    }
+
+    /// One `read` into a buffer the caller owns (the bench reads 256 KiB at
+    /// a time and stamps each read with the time it returned); interrupted
+    /// reads are retried. [`Peer::frames`] splits what it read.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<Got> {
+        loop {
+            return match self.stream.read(buf) {
+                Ok(0) => Ok(Got::Closed),
+                Ok(n) => Ok(Got::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Got::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Hands each complete line of `data`, joined to what earlier reads
+    /// left unfinished, to `on_frame`, and keeps the unfinished rest.
+    pub fn frames(&mut self, data: &[u8], mut on_frame: impl FnMut(Frame<'_>)) {
+        self.reader.feed(data, |frame| {
+            on_frame(frame);
+            true
+        });
+    }
+
+    /// The output queue, for appending whole lines; [`Peer::flush`] sends
+    /// them.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        self.out.queue()
     }
 
     /// Queues one line (with its `\n`) and tries to send it now.
     pub fn send(&mut self, line: &[u8]) -> io::Result<()> {
-        self.out.extend_from_slice(line);
+        self.out.queue().extend_from_slice(line);
         self.flush()
     }
 
     /// Writes queued bytes until done or the socket would block; the owner
-    /// calls it again on WRITABLE.
+    /// calls it again on WRITABLE (and sees what is left in
+    /// [`Peer::pending`]).
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.sent < self.out.len() {
-            match self.stream.write(&self.out[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        self.out.clear();
-        self.sent = 0;
-        Ok(())
+        self.out.flush(&mut self.stream).map(|_| ())
     }
 
     /// Bytes queued but not yet taken by the kernel.
     pub fn pending(&self) -> usize {
-        self.out.len() - self.sent
+        self.out.pending()
     }
 }

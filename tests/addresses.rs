@@ -72,7 +72,7 @@ fn bot_greets(server: &str) {
 fn bench_runs(server: &str) {
     let out = chat()
         .args(["bench", "fanout", "--server", server])
-        .args(["-r", "2", "-s", "1", "-n", "50", "--json"])
+        .args(["-r", "2", "-S", "1", "-n", "50", "--json"])
         .output()
         .unwrap();
     assert!(

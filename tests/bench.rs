@@ -43,7 +43,7 @@ fn fanout_accounts_for_every_delivery() {
         &addr,
         "-r",
         "5",
-        "-s",
+        "-S",
         "2",
         "-n",
         "200",
@@ -69,7 +69,37 @@ fn fanout_accounts_for_every_delivery() {
     assert!(r["deliveries_per_s"].as_f64().unwrap() > 0.0, "{r}");
     let (p50, max) = (r["latency_p50_ms"].as_f64(), r["latency_max_ms"].as_f64());
     assert!(p50.unwrap() > 0.0 && p50 <= max, "{r}");
-    assert!(r["server_cpu_s"].is_number(), "{r}");
+    assert!(
+        r["server_cpu_s"].is_number() || r["server_cpu_s"].is_null(),
+        "{r}"
+    );
+    assert_eq!(r["warning"], "", "{r}");
+}
+
+#[test]
+fn a_server_with_flood_control_is_named_as_what_was_measured() {
+    // 100 messages a sender at 100 a second: the run measures the limit.
+    let server = Server::start(&["--rate", "100", "--burst", "10"]);
+    let pid = server.pid().to_string();
+    let out = run(&[
+        "fanout",
+        "-s",
+        &server.addr.to_string(),
+        "-r",
+        "2",
+        "-S",
+        "2",
+        "-n",
+        "100",
+        "--server-pid",
+        &pid,
+        "--json",
+    ]);
+    let r = report(&out);
+    assert!(out.status.success(), "nothing was lost: {r}");
+    let warning = r["warning"].as_str().unwrap();
+    assert!(warning.contains("flood control"), "{r}");
+    assert!(warning.contains("--rate 0"), "{r}");
 }
 
 #[test]
@@ -81,7 +111,7 @@ fn fanout_prints_a_table_without_json() {
         &server.addr.to_string(),
         "-r",
         "2",
-        "-s",
+        "-S",
         "1",
         "-n",
         "10",
@@ -94,6 +124,10 @@ fn fanout_prints_a_table_without_json() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.starts_with("chat bench fanout: 2 receivers, 1 senders"),
+        "{table}"
+    );
+    assert!(
+        table.contains("server CPU per delivery  not measured (add --server-pid PID)"),
         "{table}"
     );
     for row in [
@@ -139,6 +173,54 @@ fn idle_reports_memory_per_connection_and_ping_time() {
 }
 
 #[test]
+fn a_run_too_short_to_time_the_server_says_so() {
+    let server = Server::start(&[]);
+    let pid = server.pid().to_string();
+    let out = run(&[
+        "fanout",
+        "-s",
+        &server.addr.to_string(),
+        "-r",
+        "2",
+        "-S",
+        "1",
+        "-n",
+        "10",
+        "--server-pid",
+        &pid,
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains("server CPU per delivery"))
+        .unwrap_or_else(|| panic!("no server CPU row in\n{table}"));
+    assert!(row.contains("too short to measure"), "{table}");
+    assert!(!row.contains(" ns"), "{table}");
+}
+
+#[test]
+fn idle_without_the_server_pid_says_which_option_adds_memory() {
+    let server = Server::start(&[]);
+    // CHAT_SERVER names the server, as it does for client and bot.
+    let out = chat()
+        .env("CHAT_SERVER", server.addr.to_string())
+        .args(["bench", "idle", "-c", "5", "--hold", "0s"])
+        .output()
+        .expect("run chat bench");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("server RSS per connection  not measured (add --server-pid PID)"),
+        "{table}"
+    );
+}
+
+#[test]
 fn more_connections_than_descriptors_is_refused_up_front() {
     let out = run(&["idle", "--server", "127.0.0.1:9", "-c", "100000000"]);
     assert_eq!(out.status.code(), Some(2));
@@ -154,6 +236,8 @@ enum Fault {
     Duplicate,
     /// Disconnects receiver `r1` as slow instead of relaying it.
     DisconnectSlow,
+    /// Does not tell the first connection that the fifth arrived.
+    DropJoin,
 }
 
 /// The fake server's connections: id, nickname, socket.
@@ -169,12 +253,22 @@ fn faulty_server(fault: Fault) -> SocketAddr {
     std::thread::spawn(move || {
         for (id, stream) in (1..).zip(listener.incoming()) {
             let Ok(mut stream) = stream else { return };
-            let welcome = json!({"type": "welcome", "id": id, "nick": format!("guest{id}"),
-                                 "text": "hi", "users": 1});
-            writeln!(stream, "{welcome}").unwrap();
             let nick = format!("guest{id}");
-            let clone = stream.try_clone().unwrap();
-            clients.lock().unwrap().push((id, nick, clone));
+            let mut all = clients.lock().unwrap();
+            let welcome = json!({"type": "welcome", "id": id, "nick": nick,
+                                 "text": "hi", "users": all.len() + 1});
+            stream.write_all(format!("{welcome}\n").as_bytes()).unwrap();
+            let join = format!(
+                "{}\n",
+                json!({"type": "join", "id": id, "nick": nick, "ts": 0})
+            );
+            for (n, (_, _, s)) in all.iter_mut().enumerate() {
+                if !(matches!(fault, Fault::DropJoin) && id == 5 && n == 0) {
+                    let _ = s.write_all(join.as_bytes());
+                }
+            }
+            all.push((id, nick, stream.try_clone().unwrap()));
+            drop(all);
             let (clients, groups) = (clients.clone(), groups.clone());
             std::thread::spawn(move || serve(id, stream, fault, &clients, &groups));
         }
@@ -191,15 +285,21 @@ fn serve(id: u64, mut stream: TcpStream, fault: Fault, clients: &Clients, groups
             Some("nick") => {
                 let new = msg["nick"].as_str().unwrap_or_default().to_string();
                 let answer = json!({"type": "nick", "id": id, "old": nick, "new": new, "ts": 0});
-                writeln!(stream, "{answer}").unwrap();
-                for (other, name, _) in clients.lock().unwrap().iter_mut() {
+                // Under the lock, in one write: other threads write joins
+                // to this socket too.
+                let mut all = clients.lock().unwrap();
+                stream.write_all(format!("{answer}\n").as_bytes()).unwrap();
+                for (other, name, _) in all.iter_mut() {
                     if *other == id {
                         name.clone_from(&new);
                     }
                 }
                 nick = new;
             }
-            Some("ping") => writeln!(stream, "{}", json!({"type": "pong"})).unwrap(),
+            Some("ping") => {
+                let _all = clients.lock().unwrap();
+                stream.write_all(b"{\"type\":\"pong\"}\n").unwrap();
+            }
             Some("group") => {
                 let copies = match (groups.fetch_add(1, Ordering::SeqCst), fault) {
                     (3, Fault::Drop) => 0,
@@ -248,7 +348,7 @@ fn fanout_against(fault: Fault, timeout: &str) -> (Output, Value) {
         &addr,
         "-r",
         "3",
-        "-s",
+        "-S",
         "2",
         "-n",
         "20",
@@ -296,4 +396,211 @@ fn a_receiver_disconnected_as_slow_fails_the_run() {
         err.contains("the server dropped r1 (disconnected as slow)"),
         "{err}"
     );
+}
+
+#[test]
+fn arrivals_account_for_every_join_and_group_message() {
+    let server = Server::start(&["--rate", "0"]);
+    let pid = server.pid().to_string();
+    let out = run(&[
+        "arrivals",
+        "-s",
+        &server.addr.to_string(),
+        "-c",
+        "100",
+        "--present",
+        "5",
+        "--talkers",
+        "2",
+        "--chat-rate",
+        "200",
+        "--quiet",
+        "200ms",
+        "--leave",
+        "--server-pid",
+        &pid,
+        "--json",
+    ]);
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "{r}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["mode"], "arrivals");
+    // Arrival k finds the 7 members and the k arrivals before it, and
+    // leaves the 7 and the 99 - k after it.
+    assert_eq!(r["joins_expected"], 100 * 7 + 99 * 100 / 2, "{r}");
+    assert_eq!(r["joins_received"], r["joins_expected"], "{r}");
+    assert_eq!(r["leaves_expected"], r["joins_expected"], "{r}");
+    assert_eq!(r["leaves_received"], r["leaves_expected"], "{r}");
+    assert!(r["departures_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    for zero in ["group_missing", "group_out_of_order", "corrupt"] {
+        assert_eq!(r[zero], 0, "{zero}: {r}");
+    }
+    assert!(r["quiet_samples"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["storm_samples"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["arrivals_per_s"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
+fn arrivals_into_a_room_join_it_or_say_the_server_has_no_rooms() {
+    let server = Server::start(&["--rate", "0"]);
+    let out = run(&[
+        "arrivals",
+        "-s",
+        &server.addr.to_string(),
+        "-c",
+        "20",
+        "--talkers",
+        "1",
+        "--quiet",
+        "100ms",
+        "--room",
+        "bench",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        let r = report(&out);
+        assert_eq!(r["joins_missing"], 0, "{r}");
+        assert_eq!(r["joins_received"], 20 + 19 * 20 / 2, "{r}");
+    } else {
+        assert!(err.contains("run without --room"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_lost_join_fails_the_arrivals_run() {
+    let addr = faulty_server(Fault::DropJoin).to_string();
+    let out = run(&[
+        "arrivals",
+        "-s",
+        &addr,
+        "-c",
+        "5",
+        "--present",
+        "2",
+        "--talkers",
+        "0",
+        "--json",
+    ]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    // Arrivals 3 to 7 find 2, 3, 4, 5 and 6 others.
+    assert_eq!(r["joins_expected"], 20, "{r}");
+    assert_eq!(r["joins_missing"], 1, "{r}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 of 20 joins missing"), "{err}");
+}
+
+/// Subscribers of the fake pub/sub server: their sockets.
+type Subscribers = Mutex<Vec<TcpStream>>;
+
+/// Just enough of a NATS or Redis server for `fanout --proto`: NATS greets
+/// with INFO, answers PING and relays PUB to every SUB as MSG; Redis
+/// confirms SUBSCRIBE, answers PING and relays PUBLISH (a RESP array) as a
+/// `message` to every subscriber.
+fn fake_pubsub(proto: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let subs: Arc<Subscribers> = Arc::default();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            if proto == "nats" {
+                stream
+                    .write_all(b"INFO {\"server_id\":\"fake\"}\r\n")
+                    .unwrap();
+            }
+            let subs = subs.clone();
+            std::thread::spawn(move || serve_pubsub(proto, stream, &subs));
+        }
+    });
+    addr
+}
+
+fn serve_pubsub(proto: &str, stream: TcpStream, subs: &Subscribers) {
+    use std::io::Read;
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    let line = |reader: &mut BufReader<TcpStream>| {
+        let mut l = String::new();
+        match reader.read_line(&mut l) {
+            Ok(n) if n > 0 => Some(l.trim_end().to_string()),
+            _ => None,
+        }
+    };
+    // Replies go out under the lock too, so no line is cut by a relay.
+    let reply = |out: &mut TcpStream, bytes: &[u8]| {
+        let _lock = subs.lock().unwrap();
+        let _ = out.write_all(bytes);
+    };
+    while let Some(l) = line(&mut reader) {
+        let (publish, n) = match (proto, l.as_str()) {
+            ("nats", "PING") | ("redis", "PING") => {
+                let pong: &[u8] = if proto == "nats" {
+                    b"PONG\r\n"
+                } else {
+                    b"+PONG\r\n"
+                };
+                reply(&mut out, pong);
+                continue;
+            }
+            ("nats", l) if l.starts_with("SUB ") => {
+                subs.lock().unwrap().push(out.try_clone().unwrap());
+                continue;
+            }
+            ("redis", "SUBSCRIBE bench") => {
+                reply(&mut out, b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbench\r\n:1\r\n");
+                subs.lock().unwrap().push(out.try_clone().unwrap());
+                continue;
+            }
+            ("nats", l) if l.starts_with("PUB bench ") => (true, l[10..].parse::<usize>().unwrap()),
+            ("redis", "*3") => {
+                for expected in ["$7", "PUBLISH", "$5", "bench"] {
+                    assert_eq!(line(&mut reader).as_deref(), Some(expected));
+                }
+                let length = line(&mut reader).unwrap();
+                (true, length[1..].parse::<usize>().unwrap())
+            }
+            _ => (false, 0),
+        };
+        if !publish {
+            continue;
+        }
+        let mut body = vec![0; n + 2];
+        reader.read_exact(&mut body).unwrap();
+        let head = match proto {
+            "nats" => format!("MSG bench 1 {n}\r\n"),
+            _ => format!("*3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n${n}\r\n"),
+        };
+        let mut subs = subs.lock().unwrap();
+        for s in subs.iter_mut() {
+            let _ = s.write_all(&[head.as_bytes(), &body].concat());
+        }
+        if proto == "redis" {
+            let _ = out.write_all(format!(":{}\r\n", subs.len()).as_bytes());
+        }
+    }
+}
+
+#[test]
+fn fanout_measures_nats_and_redis_too() {
+    for proto in ["nats", "redis"] {
+        let addr = fake_pubsub(proto).to_string();
+        let out = run(&[
+            "fanout", "-s", &addr, "--proto", proto, "-r", "3", "-S", "2", "-n", "50", "--json",
+        ]);
+        let r = report(&out);
+        assert!(
+            out.status.success(),
+            "{proto}: {r}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(r["proto"], proto, "{r}");
+        assert_eq!(r["received"], 3 * 2 * 50, "{proto}: {r}");
+        assert_eq!(r["missing"], 0, "{proto}: {r}");
+    }
 }

@@ -72,6 +72,15 @@ impl Control {
         }
     }
 
+    /// Wakes event loop `i` (in the order [`Control::event_loops`] made
+    /// them), when another loop did what it was waiting for.
+    pub fn wake(&self, i: usize) {
+        if let Some(waker) = lock(&self.wakers).get(i) {
+            // A failed wake only delays the loop to its next timeout.
+            let _ = waker.wake();
+        }
+    }
+
     /// Records why the run cannot go on (the first reason wins) and stops
     /// the event loops.
     pub fn fail(&self, why: String) {

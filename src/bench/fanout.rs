@@ -23,20 +23,22 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::conn::{self, Conn, Got};
+use super::conn;
 use super::control::{Control, WAKE, lock, wait};
 use super::progress::Progress;
+use super::proto::{self, PeerLine};
 use super::report::Report;
 use super::scan::{self, Payload, Scan, Scanner};
 use super::stats::Histogram;
 use super::system;
-use crate::cli::FanoutArgs;
+use crate::cli::{BenchProto, FanoutArgs};
 use crate::fail::{Fail, Outcome};
+use crate::peer::{Got, Peer};
 use crate::wire::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -52,6 +54,9 @@ const BATCH: usize = 32 << 10;
 const TURN: usize = 256 << 10;
 /// Connections an event loop opens before it drains what arrived.
 const CONNECTS_PER_TURN: usize = 8;
+/// How a server may say it is holding a connection back: an `error` with
+/// this code (not in protocol v2 yet; recognised so the report can say so).
+const RATE_LIMITED: &[u8] = b"\"code\":\"rate_limited\"";
 /// The longest a payload may be and still fit the server's default line
 /// limit with the JSON around it.
 const MAX_PAYLOAD: usize = 60_000;
@@ -59,6 +64,7 @@ const MAX_PAYLOAD: usize = 60_000;
 /// What was asked for, fixed for the run.
 struct Plan {
     addr: SocketAddr,
+    proto: BenchProto,
     receivers: usize,
     senders: usize,
     messages: u64,
@@ -83,6 +89,8 @@ struct Counters {
     go_ns: AtomicU64,
     /// Connections the server dropped, by nickname, with what we know of why.
     lost: Mutex<BTreeMap<String, &'static str>>,
+    /// The server said it is holding a sender back (`rate_limited`).
+    throttled: AtomicBool,
 }
 
 /// One event loop's results.
@@ -145,7 +153,8 @@ pub fn run(args: &FanoutArgs) -> Outcome {
     }
     let lost = lock(&counters.lost).clone();
     let go_ns = counters.go_ns.load(Ordering::Acquire);
-    let report = report(&plan, threads, &total, &lost, go_ns, &end);
+    let said = counters.throttled.load(Ordering::Acquire);
+    let report = report(&plan, threads, &total, &lost, go_ns, &end, said);
     if args.json {
         println!("{}", report.json());
     } else {
@@ -172,6 +181,7 @@ fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
     let line = args.payload.max(32) as u64 + 64;
     Ok(Plan {
         addr,
+        proto: args.proto,
         receivers: args.receivers,
         senders: args.senders,
         messages: args.messages,
@@ -190,6 +200,10 @@ struct End {
     /// from the start of sending to the end.
     own_cpu: Duration,
     server_cpu: Option<Duration>,
+    /// Deliveries per second over the second half of the sending, when the
+    /// run lasted long enough to tell: a flood-controlled sender's burst is
+    /// over by then, and what is left is the limit.
+    late_rate: Option<f64>,
 }
 
 /// Moves the phases on, watches for stalls, draws the progress line.
@@ -207,6 +221,9 @@ fn coordinate(
     let mut last_change = Instant::now();
     let mut last_seen = (0, 0, 0);
     let mut last_draw = (Instant::now(), 0);
+    // (ns since GO, deliveries so far), one a tick while sending.
+    let mut samples: Vec<(u64, u64)> = Vec::new();
+    let go_ns = || counters.go_ns.load(Ordering::Acquire);
     loop {
         std::thread::park_timeout(Duration::from_millis(50));
         if let Some(why) = control.failure() {
@@ -215,6 +232,9 @@ fn coordinate(
         let named = counters.named.load(Ordering::Acquire);
         let synced = counters.synced.load(Ordering::Acquire);
         let delivered = counters.delivered.load(Ordering::Relaxed);
+        if control.phase() == GO {
+            samples.push((control.now_ns().saturating_sub(go_ns()), delivered));
+        }
         match control.phase() {
             CONNECT if named == conns => control.set_phase(SYNC),
             SYNC if synced == conns => {
@@ -230,6 +250,7 @@ fn coordinate(
                     server_cpu: server_cpu()
                         .zip(cpu_at_go.1)
                         .map(|(b, a)| b.saturating_sub(a)),
+                    late_rate: late_rate(&samples),
                 });
             }
             _ => {}
@@ -254,6 +275,7 @@ fn coordinate(
                     server_cpu: server_cpu()
                         .zip(cpu_at_go.1)
                         .map(|(b, a)| b.saturating_sub(a)),
+                    late_rate: late_rate(&samples),
                 }),
             };
         }
@@ -274,6 +296,16 @@ fn coordinate(
     }
 }
 
+/// Deliveries per second from the sample nearest half-way to the last,
+/// when there are a few ticks in between.
+fn late_rate(samples: &[(u64, u64)]) -> Option<f64> {
+    let &(end_ns, end) = samples.last()?;
+    let mid = samples.iter().position(|&(t, _)| t >= end_ns / 2)?;
+    let (mid_ns, at_mid) = samples[mid];
+    (samples.len() - mid > 4 && end_ns > mid_ns)
+        .then(|| (end - at_mid) as f64 / ((end_ns - mid_ns) as f64 / 1e9))
+}
+
 fn millions(x: f64) -> String {
     format!("{:.2}M", x / 1e6)
 }
@@ -285,18 +317,30 @@ fn report(
     lost: &BTreeMap<String, &'static str>,
     go_ns: u64,
     end: &End,
+    throttle_said: bool,
 ) -> Report {
     let pace = match plan.rate {
         0 => "unpaced".to_string(),
         r => format!("paced at {r} msg/s"),
     };
+    let of = match plan.proto {
+        BenchProto::Chat => String::new(),
+        BenchProto::Nats => " (nats)".to_string(),
+        BenchProto::Redis => " (redis)".to_string(),
+    };
     let mut r = Report::new(
         "fanout",
         format!(
-            "chat bench fanout: {} receivers, {} senders x {} messages, {}-byte payloads, {pace}, {threads} threads",
+            "chat bench fanout{of}: {} receivers, {} senders x {} messages, {}-byte payloads, {pace}, {threads} threads",
             plan.receivers, plan.senders, plan.messages, plan.payload
         ),
     );
+    let name = match plan.proto {
+        BenchProto::Chat => "chat",
+        BenchProto::Nats => "nats",
+        BenchProto::Redis => "redis",
+    };
+    r.text("proto", "protocol", name.to_string());
     r.count("receivers", "receivers", plan.receivers as u64);
     r.count("senders", "senders", plan.senders as u64);
     r.count("messages", "messages per sender", plan.messages);
@@ -378,18 +422,100 @@ fn report(
         "ns",
     );
     r.real("bench_cores", "bench cores busy", cores(end.own_cpu), 2, "");
-    if let Some(cpu) = end.server_cpu {
-        r.real("server_cpu_s", "server CPU", cpu.as_secs_f64(), 2, "s");
-        r.real(
+    match end.server_cpu {
+        Some(cpu) if cpu >= system::MIN_PROC_CPU => {
+            r.real("server_cpu_s", "server CPU", cpu.as_secs_f64(), 2, "s");
+            r.real(
+                "server_cpu_ns_per_delivery",
+                "server CPU per delivery",
+                ns_per(cpu),
+                1,
+                "ns",
+            );
+            r.real("server_cores", "server cores busy", cores(cpu), 2, "");
+        }
+        Some(_) => {
+            let why = system::TOO_SHORT_FOR_PROC_CPU;
+            r.unmeasured("server_cpu_s", "server CPU", why);
+            let short = "too short to measure";
+            r.unmeasured(
+                "server_cpu_ns_per_delivery",
+                "server CPU per delivery",
+                short,
+            );
+            r.unmeasured("server_cores", "server cores busy", short);
+        }
+        None => r.unmeasured(
             "server_cpu_ns_per_delivery",
             "server CPU per delivery",
-            ns_per(cpu),
-            1,
-            "ns",
-        );
-        r.real("server_cores", "server cores busy", cores(cpu), 2, "");
+            "not measured (add --server-pid PID)",
+        ),
+    }
+    let busy = Busy {
+        elapsed,
+        late_rate: end.late_rate,
+        latency_p50_ns: t.latency.quantile(0.5),
+        bench_cores: cores(end.own_cpu),
+        server_cores: end.server_cpu.map(cores),
+    };
+    let ours = plan.proto == BenchProto::Chat;
+    if let Some(warning) = throttle_warning(plan, t.received, &busy, throttle_said).filter(|_| ours)
+    {
+        r.warn(warning);
     }
     r
+}
+
+/// What tells a server holding the senders back from one that is busy.
+struct Busy {
+    elapsed: f64,
+    /// Deliveries per second over the second half.
+    late_rate: Option<f64>,
+    latency_p50_ns: u64,
+    bench_cores: f64,
+    server_cores: Option<f64>,
+}
+
+/// Shortest run whose idleness means anything.
+const MIN_JUDGED_S: f64 = 0.5;
+/// A median delivery this late, with nobody busy, waited to be read.
+const WAITED_NS: u64 = 20_000_000;
+/// Less than this share of a core is idle, for the bench and the server.
+const IDLE_CORES: f64 = 0.25;
+
+/// Why the figures measure the server's flood control rather than the
+/// server, when they do: the server said so, or deliveries waited long while
+/// neither the bench nor the server had anything to do. A busy server or
+/// bench also makes messages wait, but then one of them is using a core.
+fn throttle_warning(plan: &Plan, received: u64, busy: &Busy, said: bool) -> Option<String> {
+    let deliveries_per_s = match (busy.late_rate, busy.elapsed) {
+        (Some(rate), _) => rate,
+        (None, e) if e > 0.0 => received as f64 / e,
+        _ => 0.0,
+    };
+    let per_sender = deliveries_per_s / plan.receivers as f64 / plan.senders as f64;
+    let remedy = "to measure the server rather than its flood control, start it with --rate 0";
+    if said {
+        return Some(format!(
+            "the server said it held the senders back (rate_limited); they got {per_sender:.0} \
+             msg/s each through; {remedy}"
+        ));
+    }
+    let idle = busy.bench_cores < IDLE_CORES && busy.server_cores.is_none_or(|c| c < IDLE_CORES);
+    if busy.elapsed < MIN_JUDGED_S || busy.latency_p50_ns < WAITED_NS || !idle {
+        return None;
+    }
+    Some(format!(
+        "the senders were held to {per_sender:.0} msg/s each while messages waited \
+         (latency p50 {:.0} ms) and the bench{} sat idle: that is the server's flood control \
+         (its --rate), not its speed; {remedy}",
+        busy.latency_p50_ns as f64 / 1e6,
+        if busy.server_cores.is_some() {
+            " and the server"
+        } else {
+            ""
+        }
+    ))
 }
 
 fn lost_list(lost: &BTreeMap<String, &'static str>) -> String {
@@ -466,7 +592,7 @@ struct State {
 
 struct Member {
     /// `None` once the server has closed it.
-    conn: Option<Conn>,
+    conn: Option<Peer>,
     state: State,
 }
 
@@ -598,12 +724,23 @@ impl<'a> Worker<'a> {
             if matches!(role, Role::Sender { .. }) {
                 self.senders.push(token.0);
             }
+            // Redis says nothing until asked: such a connection is ready
+            // for the ping as soon as it is open.
+            let quiet_peer = plan.proto != BenchProto::Chat && !proto::greets(plan.proto);
+            if quiet_peer {
+                self.counters.named.fetch_add(1, Ordering::AcqRel);
+                self.control.nudge();
+            }
             self.members.push(Member {
-                conn: Some(Conn::new(stream)),
+                conn: Some(Peer::from_stream(stream)),
                 state: State {
                     nick,
                     role,
-                    stage: Stage::Welcome,
+                    stage: if quiet_peer {
+                        Stage::Named
+                    } else {
+                        Stage::Welcome
+                    },
                     reply: Vec::new(),
                 },
             });
@@ -618,7 +755,13 @@ impl<'a> Worker<'a> {
                     let m = &mut self.members[i];
                     if m.state.stage == Stage::Named {
                         m.state.stage = Stage::Ping;
-                        m.state.reply.extend_from_slice(&ping);
+                        match self.plan.proto {
+                            BenchProto::Chat => m.state.reply.extend_from_slice(&ping),
+                            other => {
+                                let receiver = matches!(m.state.role, Role::Receiver { .. });
+                                proto::sync(other, receiver, &mut m.state.reply);
+                            }
+                        }
                         self.send_reply(i);
                     }
                 }
@@ -671,7 +814,7 @@ impl<'a> Worker<'a> {
             *blocked = false;
         }
         let Some(conn) = m.conn.as_mut() else { return };
-        match conn.flush() {
+        match conn::flush(conn) {
             Ok(true) => {}
             Ok(false) => {
                 if let Role::Sender { blocked, .. } = &mut m.state.role {
@@ -708,7 +851,8 @@ impl<'a> Worker<'a> {
                         scanner,
                         tally,
                     };
-                    if let Err(e) = conn.lines(&buf[..n], |line| state.on_line(line, now, &mut cx))
+                    if let Err(e) =
+                        conn::lines(conn, &buf[..n], |line| state.on_line(line, now, &mut cx))
                     {
                         break Err(Some(e));
                     }
@@ -787,7 +931,7 @@ impl<'a> Worker<'a> {
                         seq: *next_seq,
                         sent_ns,
                     };
-                    scan::push_group_line(out, payload, plan.payload);
+                    proto::push_message(plan.proto, out, payload, plan.payload);
                     *next_seq += 1;
                 }
                 counters
@@ -795,7 +939,7 @@ impl<'a> Worker<'a> {
                     .fetch_add(*next_seq - first, Ordering::Relaxed);
                 written += out.len();
             }
-            match conn.flush() {
+            match conn::flush(conn) {
                 Ok(true) => {}
                 Ok(false) => {
                     *blocked = true;
@@ -850,6 +994,9 @@ impl<'a> Worker<'a> {
 
 impl State {
     fn on_line(&mut self, line: &[u8], now: u64, cx: &mut Context<'_>) {
+        if cx.plan.proto != BenchProto::Chat {
+            return self.on_peer_line(line, now, cx);
+        }
         match cx.scanner.payload(line, cx.plan.payload) {
             Scan::Ours(p) => self.deliver(p, now, cx),
             Scan::Mangled => self.mangled(cx),
@@ -858,6 +1005,11 @@ impl State {
                 // Setup chatter of other connections: thousands of lines
                 // per connection at scale, none of which matter here.
                 if kind == Some(b"join") || (kind == Some(b"nick") && self.stage != Stage::Nick) {
+                    return;
+                }
+                if kind == Some(b"error") && memchr::memmem::find(line, RATE_LIMITED).is_some() {
+                    cx.counters.throttled.store(true, Ordering::Release);
+                    cx.control.nudge();
                     return;
                 }
                 match ServerMsg::decode(line) {
@@ -925,6 +1077,39 @@ impl State {
         }
     }
 
+    /// A line from NATS or Redis: a message body on its own line, or what
+    /// the setup waits for.
+    fn on_peer_line(&mut self, line: &[u8], now: u64, cx: &mut Context<'_>) {
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
+        match scan::payload_of_bytes(body, cx.plan.payload) {
+            Scan::Ours(p) => return self.deliver(p, now, cx),
+            Scan::Mangled => return self.mangled(cx),
+            Scan::Other => {}
+        }
+        let kind = cx.plan.proto;
+        match proto::classify(kind, line) {
+            PeerLine::Greeting if self.stage == Stage::Welcome => {
+                let receiver = matches!(self.role, Role::Receiver { .. });
+                proto::hello(kind, receiver, &mut self.reply);
+                self.stage = Stage::Named;
+                cx.counters.named.fetch_add(1, Ordering::AcqRel);
+                cx.control.nudge();
+            }
+            PeerLine::Ping => proto::pong(&mut self.reply),
+            PeerLine::Synced if self.stage == Stage::Ping => {
+                self.stage = Stage::Ready;
+                cx.counters.synced.fetch_add(1, Ordering::AcqRel);
+                cx.control.nudge();
+            }
+            PeerLine::Error(e) => cx.control.fail(format!(
+                "the server refused a line of {}: {}",
+                self.nick,
+                crate::render::sanitize(e)
+            )),
+            _ => {}
+        }
+    }
+
     fn deliver(&mut self, p: Payload, now: u64, cx: &mut Context<'_>) {
         let Role::Receiver { next, complete } = &mut self.role else {
             // Senders hear each other; they only need to keep reading.
@@ -974,7 +1159,7 @@ fn window_room(plan: &Plan, counters: &Counters) -> u64 {
 /// Paced sending: message `k` of the whole run (sender `k % senders`, its
 /// `k / senders`th) is due `k / rate` seconds after the start, so the
 /// senders take turns evenly. How many of sender `i`'s are due `t_ns` in.
-fn due_count(i: usize, senders: usize, rate: u64, t_ns: u64) -> u64 {
+pub(super) fn due_count(i: usize, senders: usize, rate: u64, t_ns: u64) -> u64 {
     let k = (u128::from(t_ns) * u128::from(rate) / 1_000_000_000) as u64;
     match k.checked_sub(i as u64) {
         None => 0,
@@ -983,7 +1168,7 @@ fn due_count(i: usize, senders: usize, rate: u64, t_ns: u64) -> u64 {
 }
 
 /// When (ns after the start) sender `i`'s message `seq` is due.
-fn due_at(i: usize, seq: u64, senders: usize, rate: u64) -> u64 {
+pub(super) fn due_at(i: usize, seq: u64, senders: usize, rate: u64) -> u64 {
     let k = u128::from(seq) * senders as u128 + i as u128;
     u64::try_from((k * 1_000_000_000).div_ceil(u128::from(rate))).unwrap_or(u64::MAX)
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::conn::{self, Conn, Got};
+use super::conn;
 use super::control::{Control, WAKE, lock, wait};
 use super::progress::Progress;
 use super::report::Report;
@@ -30,6 +30,7 @@ use super::stats::Histogram;
 use super::system;
 use crate::cli::IdleArgs;
 use crate::fail::{Fail, Outcome};
+use crate::peer::{Got, Peer};
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -143,6 +144,13 @@ pub fn run(args: &IdleArgs) -> Outcome {
         3,
         "ms",
     );
+    if rss_before.is_none() {
+        r.unmeasured(
+            "rss_per_conn_bytes",
+            "server RSS per connection",
+            "not measured (add --server-pid PID)",
+        );
+    }
     if let (Some((before, _)), Some((after, peak))) = (rss_before, rss_after) {
         let per_conn = after.saturating_sub(before) as f64 / plan.conns as f64;
         let kib = |b: u64| b as f64 / 1024.0;
@@ -245,7 +253,7 @@ struct Worker<'a> {
     counters: &'a Counters,
     poll: Poll,
     to_open: Vec<usize>,
-    conns: Vec<Option<Conn>>,
+    conns: Vec<Option<Peer>>,
     stages: Vec<Stage>,
     buf: Vec<u8>,
     scanner: Scanner,
@@ -338,7 +346,7 @@ impl<'a> Worker<'a> {
             if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
                 return self.control.fail(format!("cannot watch a connection: {e}"));
             }
-            self.conns.push(Some(Conn::new(stream)));
+            self.conns.push(Some(Peer::from_stream(stream)));
             self.stages.push(Stage::Welcome);
         }
     }
@@ -392,16 +400,17 @@ impl<'a> Worker<'a> {
         let result = loop {
             match conn.read(&mut self.buf) {
                 Ok(Got::Data(n)) => {
-                    let lines = conn.lines(&self.buf[..n], |line| match scanner.kind(line) {
-                        Some(b"join" | b"leave" | b"nick") => {}
-                        Some(b"welcome") if *stage == Stage::Welcome => {
-                            *stage = Stage::Welcomed;
-                            counters.welcomed.fetch_add(1, Ordering::AcqRel);
-                            control.nudge();
-                        }
-                        Some(b"pong") => pongs += 1,
-                        _ => other(line, i, control),
-                    });
+                    let lines =
+                        conn::lines(conn, &self.buf[..n], |line| match scanner.kind(line) {
+                            Some(b"join" | b"leave" | b"nick") => {}
+                            Some(b"welcome") if *stage == Stage::Welcome => {
+                                *stage = Stage::Welcomed;
+                                counters.welcomed.fetch_add(1, Ordering::AcqRel);
+                                control.nudge();
+                            }
+                            Some(b"pong") => pongs += 1,
+                            _ => other(line, i, control),
+                        });
                     if let Err(e) = lines {
                         break Err(Some(e));
                     }

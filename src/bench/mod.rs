@@ -4,21 +4,26 @@
 //!   and proof that nothing was lost, duplicated or reordered.
 //! - `idle`: many connections doing nothing; the server's memory per
 //!   connection and whether it still answers promptly.
+//! - `arrivals`: clients arriving one at a time into one room while members
+//!   chat; the server's CPU per arrival, and the group latency it costs.
 //! - `control`: the phases and wake-ups shared by a run's threads;
-//!   `conn`: one connection's socket and buffers; `scan`: our payload
+//!   `conn`: opening connections, and reading them in bulk; `proto`: NATS
+//!   and Redis, for `fanout --proto`; `scan`: our payload
 //!   format and the byte-search hot path that finds it; `stats`: the
 //!   latency histogram; `report`: table and JSON; `progress`: the
 //!   stderr progress line; `system`: limits, CPU and memory from the
 //!   kernel.
 //!
-//! Both modes run one `mio` event loop per core, never a thread per
+//! Every mode runs one `mio` event loop per core, never a thread per
 //! connection, so that the bench is not what limits the numbers.
 
+mod arrivals;
 mod conn;
 mod control;
 mod fanout;
 mod idle;
 mod progress;
+mod proto;
 mod report;
 mod scan;
 mod stats;
@@ -31,5 +36,6 @@ pub fn run(args: &BenchArgs) -> Outcome {
     match &args.mode {
         BenchMode::Fanout(args) => fanout::run(args),
         BenchMode::Idle(args) => idle::run(args),
+        BenchMode::Arrivals(args) => arrivals::run(args),
     }
 }

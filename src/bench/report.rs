@@ -1,6 +1,10 @@
 //! A run's results, printed as an aligned table for people or as one flat
 //! JSON object for scripts (`--json`; `bench/run.sh` reads it with awk, so
 //! it stays on one line with no nesting).
+//!
+//! A figure the run could not measure is printed as why (and null in
+//! JSON), never as a zero that reads like a result; a warning says when
+//! the figures measure something other than what the run was meant to.
 
 /// One measured figure.
 enum Value {
@@ -8,6 +12,8 @@ enum Value {
     /// A number printed with this many decimals.
     Real(f64, usize),
     Text(String),
+    /// Not measured; the table says why and what would measure it.
+    Unmeasured(&'static str),
 }
 
 struct Row {
@@ -23,6 +29,7 @@ pub struct Report {
     mode: &'static str,
     heading: String,
     rows: Vec<Row>,
+    warnings: Vec<String>,
 }
 
 impl Report {
@@ -31,6 +38,7 @@ impl Report {
             mode,
             heading,
             rows: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -53,6 +61,17 @@ impl Report {
         self.push(key, label, Value::Text(text), "");
     }
 
+    /// A figure this run cannot give, with the reason the table shows.
+    pub fn unmeasured(&mut self, key: &'static str, label: &'static str, why: &'static str) {
+        self.push(key, label, Value::Unmeasured(why), "");
+    }
+
+    /// A sentence printed under the table (and as `warning` in JSON): the
+    /// figures above are not what they seem.
+    pub fn warn(&mut self, text: String) {
+        self.warnings.push(text);
+    }
+
     fn push(&mut self, key: &'static str, label: &'static str, value: Value, unit: &'static str) {
         self.rows.push(Row {
             key,
@@ -70,14 +89,16 @@ impl Report {
         let value_width = cells
             .iter()
             .zip(&self.rows)
-            .filter(|(_, r)| !matches!(r.value, Value::Text(_)))
+            .filter(|(_, r)| !matches!(r.value, Value::Text(_) | Value::Unmeasured(_)))
             .map(|(c, _)| c.len())
             .max()
             .unwrap_or(0);
         let mut out = format!("{}\n", self.heading);
         for (row, cell) in self.rows.iter().zip(&cells) {
             let line = match row.value {
-                Value::Text(_) => format!("  {:label_width$}  {cell}", row.label),
+                Value::Text(_) | Value::Unmeasured(_) => {
+                    format!("  {:label_width$}  {cell}", row.label)
+                }
                 _ => format!(
                     "  {:label_width$}  {cell:>value_width$} {}",
                     row.label, row.unit
@@ -85,6 +106,9 @@ impl Report {
             };
             out.push_str(line.trim_end());
             out.push('\n');
+        }
+        for warning in &self.warnings {
+            out.push_str(&format!("warning: {warning}\n"));
         }
         out
     }
@@ -97,11 +121,13 @@ impl Report {
             let value = match &row.value {
                 Value::Text(t) => quoted(t),
                 Value::Real(x, _) if !x.is_finite() => "null".into(),
+                Value::Unmeasured(_) => "null".into(),
                 other => plain(other),
             };
             out.push_str(&format!(",{}:{value}", quoted(row.key)));
         }
-        out.push('}');
+        let warning = quoted(&self.warnings.join(" "));
+        out.push_str(&format!(",\"warning\":{warning}}}"));
         out
     }
 }
@@ -111,6 +137,7 @@ fn plain(value: &Value) -> String {
         Value::Count(n) => n.to_string(),
         Value::Real(x, decimals) => format!("{x:.decimals$}"),
         Value::Text(t) => t.clone(),
+        Value::Unmeasured(why) => (*why).to_string(),
     }
 }
 
@@ -128,6 +155,7 @@ mod tests {
         r.real("latency_p50_ms", "latency p50", 0.1234, 3, "ms");
         r.real("rate", "rate", f64::NAN, 1, "/s");
         r.text("lost", "lost \"connections\"", "r1 (slow)".into());
+        r.unmeasured("cpu", "server CPU", "not measured");
         r
     }
 
@@ -136,7 +164,7 @@ mod tests {
         let json = sample().json();
         assert_eq!(
             json,
-            r#"{"mode":"fanout","received":8000000,"latency_p50_ms":0.123,"rate":null,"lost":"r1 (slow)"}"#
+            r#"{"mode":"fanout","received":8000000,"latency_p50_ms":0.123,"rate":null,"lost":"r1 (slow)","cpu":null,"warning":""}"#
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["received"], 8_000_000);
@@ -151,5 +179,20 @@ mod tests {
         assert_eq!(lines[2], "  latency p50            0.123 ms");
         assert_eq!(lines[3], "  rate                     NaN /s");
         assert_eq!(lines[4], "  lost \"connections\"   r1 (slow)");
+        assert_eq!(lines[5], "  server CPU           not measured");
+    }
+
+    #[test]
+    fn warnings_follow_the_table_and_fill_the_json_key() {
+        let mut r = sample();
+        r.warn("measured the flood control".into());
+        assert!(
+            r.table()
+                .ends_with("\nwarning: measured the flood control\n")
+        );
+        assert!(
+            r.json()
+                .ends_with(r#","warning":"measured the flood control"}"#)
+        );
     }
 }

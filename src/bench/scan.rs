@@ -103,7 +103,13 @@ fn text_start(line: &[u8]) -> Option<usize> {
 /// Reads our payload from a decoded group text (the slow path): the same
 /// verdict as [`Scanner::payload`] gives for the line.
 pub fn payload_of_text(text: &str, bytes: usize) -> Scan {
-    match parse_header(text.as_bytes()) {
+    payload_of_bytes(text.as_bytes(), bytes)
+}
+
+/// The same verdict for a payload that is the whole of `text`, as other
+/// protocols deliver it (a NATS or Redis message body on its own line).
+pub fn payload_of_bytes(text: &[u8], bytes: usize) -> Scan {
+    match parse_header(text) {
         None => Scan::Other,
         Some((payload, header)) if text.len() == header.max(bytes) => Scan::Ours(payload),
         Some(_) => Scan::Mangled,
@@ -175,6 +181,13 @@ fn eight_digits(bytes: &[u8]) -> Option<u64> {
 /// unescaped, and a unit test checks that the protocol parser agrees.
 pub fn push_group_line(out: &mut Vec<u8>, payload: Payload, bytes: usize) {
     out.extend_from_slice(b"{\"type\":\"group\",\"text\":\"");
+    push_payload(out, payload, bytes);
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// Appends the text alone: `s<sender>:<seq>:<send_ns>:` padded with `x` to
+/// `bytes` ([`payload_len`] bytes in all).
+pub fn push_payload(out: &mut Vec<u8>, payload: Payload, bytes: usize) {
     let start = out.len();
     out.push(b's');
     push_number(out, payload.sender as u64);
@@ -186,7 +199,14 @@ pub fn push_group_line(out: &mut Vec<u8>, payload: Payload, bytes: usize) {
     out.splice(sent..sent, std::iter::repeat_n(b'0', short));
     let header = out.len() - start;
     out.resize(out.len() + bytes.saturating_sub(header), b'x');
-    out.extend_from_slice(b"\"}\n");
+}
+
+/// How long [`push_payload`] makes the text, for protocols that send the
+/// length first.
+pub fn payload_len(payload: Payload, bytes: usize) -> usize {
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let header = 1 + digits(payload.sender as u64) + 1 + digits(payload.seq) + 1 + SENT_DIGITS + 1;
+    header.max(bytes)
 }
 
 /// `n` in decimal followed by `:`.
@@ -238,6 +258,23 @@ mod tests {
         }
         .encode(&mut out);
         out
+    }
+
+    #[test]
+    fn payload_len_is_what_push_payload_writes() {
+        for (sender, seq) in [(0, 0), (3, 19_999), (12, 9), (7, 10)] {
+            for bytes in [0, 10, 27, 28, 64] {
+                let p = Payload {
+                    sender,
+                    seq,
+                    sent_ns: 42,
+                };
+                let mut out = Vec::new();
+                push_payload(&mut out, p, bytes);
+                assert_eq!(payload_len(p, bytes), out.len(), "{p:?} {bytes}");
+                assert_eq!(payload_of_bytes(&out, bytes), Scan::Ours(p));
+            }
+        }
     }
 
     #[test]

@@ -93,6 +93,13 @@ pub fn own_cpu() -> Duration {
     }
 }
 
+/// Less CPU time than this, read from `/proc` in 10 ms ticks, is off by
+/// more than a fifth: too little to divide into a figure per event.
+pub const MIN_PROC_CPU: Duration = Duration::from_millis(50);
+/// What the report says instead of a figure from less than [`MIN_PROC_CPU`].
+pub const TOO_SHORT_FOR_PROC_CPU: &str =
+    "too short to measure (the kernel counts in 10 ms ticks; run longer)";
+
 /// Another process's CPU time so far (all its threads), from
 /// `/proc/PID/stat`.
 pub fn process_cpu(pid: u32) -> Result<Duration, String> {

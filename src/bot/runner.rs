@@ -470,7 +470,10 @@ impl<'a> Runner<'a> {
         if let Some(line) =
             transcript::sent(&self.room.render, msg, &conn.nick, conn.home.as_deref())
         {
-            self.room.note(Some(i), &line);
+            // Written past a held join: the rename that completes it may be
+            // on its way, and a newcomer's arrival is no answer to what the
+            // actor says, so the two lines may show in either order.
+            self.room.write(Some(i), &line);
         }
         match sent {
             Ok(()) => self.room.watch(self.poll.registry(), i),

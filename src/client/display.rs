@@ -12,6 +12,8 @@ use std::io::{self, Write};
 
 use mio::unix::pipe::Sender;
 
+use crate::outbuf::OutBuf;
+
 /// One record from the parent to the interactive child.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Record {
@@ -68,11 +70,7 @@ fn words(list: &str) -> Vec<String> {
 pub enum Screen {
     /// The child draws the terminal; lines are queued for the pipe and
     /// written as it accepts them, never blocking the loop.
-    Child {
-        pipe: Sender,
-        queue: Vec<u8>,
-        sent: usize,
-    },
+    Child { pipe: Sender, queue: OutBuf },
     /// Lines go to stdout (and, with `--json`, notes to stderr).
     Direct { json: bool, closed: bool },
 }
@@ -86,7 +84,7 @@ impl Screen {
     /// A line for the user.
     pub fn show(&mut self, line: &str) {
         match self {
-            Screen::Child { queue, .. } => Record::Print(line.to_owned()).encode(queue),
+            Screen::Child { queue, .. } => Record::Print(line.to_owned()).encode(queue.queue()),
             Screen::Direct { closed, .. } => print_line(&mut io::stdout().lock(), line, closed),
         }
     }
@@ -104,27 +102,27 @@ impl Screen {
 
     pub fn users(&mut self, nicks: &[String]) {
         if let Screen::Child { queue, .. } = self {
-            Record::Users(nicks.to_vec()).encode(queue);
+            Record::Users(nicks.to_vec()).encode(queue.queue());
         }
     }
 
     pub fn rooms(&mut self, rooms: &[String]) {
         if let Screen::Child { queue, .. } = self {
-            Record::Rooms(rooms.to_vec()).encode(queue);
+            Record::Rooms(rooms.to_vec()).encode(queue.queue());
         }
     }
 
     /// The prompt for the child's next line.
     pub fn prompt(&mut self, prompt: &str) {
         if let Screen::Child { queue, .. } = self {
-            Record::Prompt(prompt.to_owned()).encode(queue);
+            Record::Prompt(prompt.to_owned()).encode(queue.queue());
         }
     }
 
     /// Bytes waiting for the child.
     pub fn pending(&self) -> usize {
         match self {
-            Screen::Child { queue, sent, .. } => queue.len() - sent,
+            Screen::Child { queue, .. } => queue.pending(),
             Screen::Direct { .. } => 0,
         }
     }
@@ -138,20 +136,10 @@ impl Screen {
     /// Writes what the child's pipe takes now. An error means the child is
     /// gone.
     pub fn flush(&mut self) -> io::Result<()> {
-        let Screen::Child { pipe, queue, sent } = self else {
-            return Ok(());
-        };
-        while *sent < queue.len() {
-            match pipe.write(&queue[*sent..]) {
-                Ok(n) => *sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        match self {
+            Screen::Child { pipe, queue } => queue.flush(pipe).map(|_| ()),
+            Screen::Direct { .. } => Ok(()),
         }
-        queue.clear();
-        *sent = 0;
-        Ok(())
     }
 
     /// The child is gone: what it did not take is printed here, and from now
@@ -161,19 +149,10 @@ impl Screen {
             json,
             closed: false,
         };
-        let Screen::Child { pipe, queue, sent } = std::mem::replace(self, direct) else {
+        let Screen::Child { pipe, queue } = std::mem::replace(self, direct) else {
             return None;
         };
-        // A record cut by a partial write is lost with the child; start at
-        // the next whole one.
-        let rest = &queue[sent..];
-        let whole = if sent == 0 || queue[sent - 1] == b'\n' {
-            rest
-        } else {
-            rest.iter()
-                .position(|&b| b == b'\n')
-                .map_or(&[][..], |i| &rest[i + 1..])
-        };
+        let whole = queue.unsent_whole_lines();
         for line in String::from_utf8_lossy(whole).lines() {
             if let Some(Record::Print(text)) = Record::decode(line) {
                 self.show(&text);

@@ -141,8 +141,7 @@ pub fn run(args: &ClientArgs) -> Outcome {
     let screen = match display_tx {
         Some(fd) => Screen::Child {
             pipe: fd.into(),
-            queue: Vec::new(),
-            sent: 0,
+            queue: Default::default(),
         },
         None => Screen::Direct {
             json: args.json,
