@@ -8,6 +8,9 @@
 # install nats-server redis-server), each started on a free port of
 # 127.0.0.1 and stopped by its PID. One table: chat, nats, redis, target.
 #
+# SERVER_BIN=PATH runs another build of the server (an older commit's, for
+# a before/after table) under the same bench.
+#
 # Exit status: 0 when every run delivered everything, 1 when any run lost,
 # duplicated or reordered a message or failed, whatever the speeds.
 set -euo pipefail
@@ -15,6 +18,7 @@ cd "$(dirname "$0")/.."
 
 cargo build --release --quiet
 BIN=target/x86_64-unknown-linux-gnu/release/chat
+SERVER_BIN=${SERVER_BIN:-$BIN}
 SERVER_PID=
 SERVER_ADDR=
 
@@ -85,7 +89,7 @@ start_peer() {
 # Flood control is off (--rate 0): the senders are meant to flood.
 start_server() {
   local line
-  exec {server_out}< <(exec "$BIN" server --listen 127.0.0.1:0 --quiet --rate 0 \
+  exec {server_out}< <(exec "$SERVER_BIN" server --listen 127.0.0.1:0 --quiet --rate 0 \
     --max-clients 20000)
   SERVER_PID=$!
   if ! read -r -t 10 line <&"$server_out" || [[ $line != "listening on "* ]]; then
