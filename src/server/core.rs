@@ -148,9 +148,11 @@ impl User {
     }
 }
 
+/// The door's part first: a delivery touches only that (see `Conn`).
+#[repr(C)]
 struct Record<C> {
-    user: User,
     conn: C,
+    user: User,
 }
 
 struct Room {

@@ -55,9 +55,11 @@ impl Door {
 
 /// A connection's output: its queue and where it stands in the lists.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Outlet {
-    pub door: Door,
+    /// First: what every delivery writes.
     pub out: OutQueue,
+    pub door: Door,
     /// Messages queued for it over its life.
     pub msgs_out: u64,
     /// Listed in `dirty`.

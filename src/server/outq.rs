@@ -137,10 +137,12 @@ const SLICE_COST: usize = std::mem::size_of::<Slice>();
 /// keep up extends a thousand inline ranges without touching the heap, and
 /// a queue of one slice (the usual case) owns no allocation at all.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub struct OutQueue {
-    head: VecDeque<Slice>,
+    /// First, with `len`: the fields a delivery reads and writes.
     tail: Option<Slice>,
     len: usize,
+    head: VecDeque<Slice>,
 }
 
 impl OutQueue {

@@ -32,15 +32,13 @@ impl Key {
     }
 }
 
-struct Entry<T> {
-    generation: u32,
-    value: T,
-}
-
 pub struct Table<T> {
-    slots: Slab<Entry<T>>,
-    /// The generation each slot gets next; grows only, one per slot
-    /// reuse (indexed by slot, so a freed slot remembers its count).
+    slots: Slab<T>,
+    /// Each slot's generation: its occupant's while it has one, the next
+    /// occupant's while it is free (a slot's generation moves on when it
+    /// is freed). So a key is live exactly when its generation is the
+    /// slot's, and checking that reads this dense array, not the record:
+    /// a broadcast to a thousand keys touches only the records it writes.
     generations: Vec<u32>,
 }
 
@@ -68,25 +66,29 @@ impl<T> Table<T> {
             self.generations.resize(slot + 1, 0);
         }
         let generation = self.generations[slot];
-        self.slots.insert(Entry { generation, value });
+        self.slots.insert(value);
         Key {
             slot: slot as u32,
             generation,
         }
     }
 
+    fn live(&self, key: Key) -> bool {
+        self.generations.get(key.slot as usize) == Some(&key.generation)
+    }
+
     pub fn get(&self, key: Key) -> Option<&T> {
-        self.slots
-            .get(key.slot as usize)
-            .filter(|e| e.generation == key.generation)
-            .map(|e| &e.value)
+        if !self.live(key) {
+            return None;
+        }
+        self.slots.get(key.slot as usize)
     }
 
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
-        self.slots
-            .get_mut(key.slot as usize)
-            .filter(|e| e.generation == key.generation)
-            .map(|e| &mut e.value)
+        if !self.live(key) {
+            return None;
+        }
+        self.slots.get_mut(key.slot as usize)
     }
 
     pub fn contains(&self, key: Key) -> bool {
@@ -100,29 +102,31 @@ impl<T> Table<T> {
         // event loop's own tokens (near `usize::MAX`).
         let next = self.generations[slot] + 1;
         self.generations[slot] = if next >= u32::MAX - 16 { 0 } else { next };
-        self.slots.try_remove(slot).map(|e| e.value)
+        self.slots.try_remove(slot)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
-        self.slots.iter().map(|(slot, e)| {
+        let generations = &self.generations;
+        self.slots.iter().map(move |(slot, value)| {
             (
                 Key {
                     slot: slot as u32,
-                    generation: e.generation,
+                    generation: generations[slot],
                 },
-                &e.value,
+                value,
             )
         })
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Key, &mut T)> {
-        self.slots.iter_mut().map(|(slot, e)| {
+        let generations = &self.generations;
+        self.slots.iter_mut().map(move |(slot, value)| {
             (
                 Key {
                     slot: slot as u32,
-                    generation: e.generation,
+                    generation: generations[slot],
                 },
-                &mut e.value,
+                value,
             )
         })
     }
