@@ -1,11 +1,13 @@
 //! The server's own limits under pressure: a server out of descriptors
 //! refuses the surplus cleanly and recovers; a flooding client is paced by
 //! `--rate`/`--burst`, loses nothing, slows nobody else, and is heard again
-//! once its allowance refills.
+//! once its allowance refills; a client abusing rooms gets an error for
+//! each abuse, keeps its connection and costs the others nothing.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -194,4 +196,103 @@ fn a_client_that_spent_its_burst_is_answered_once_its_allowance_refills() {
             ),
         }
     }
+}
+
+#[test]
+fn room_abuse_gets_its_errors_keeps_the_connection_and_slows_nobody() {
+    const JOINS: usize = 10_000;
+    // The default --max-rooms is 100, the default room one of them.
+    const ADMITTED: usize = 99;
+    let server = Server::start(&["--rate", "0"]);
+    let mut abuser = server.join("abuser");
+    let mut pinger = server.join("pinger");
+    abuser.sync();
+    pinger.sync();
+
+    // All of it in one write: a malformed room name, a part of a room it is
+    // not in, 10,000 joins of different rooms, a topic past the topic
+    // limit, and one past the line limit (64 KiB, the default --max-line).
+    let mut abuse = String::new();
+    abuse.push_str(&format!(
+        "{}\n",
+        json!({"type": "join", "room": "not a room!"})
+    ));
+    abuse.push_str(&format!(
+        "{}\n",
+        json!({"type": "part", "room": "elsewhere"})
+    ));
+    for i in 0..JOINS {
+        abuse.push_str(&format!(
+            "{}\n",
+            json!({"type": "join", "room": format!("r{i}")})
+        ));
+    }
+    for size in [60 << 10, 64 << 10] {
+        let text = "t".repeat(size);
+        abuse.push_str(&format!(
+            "{}\n",
+            json!({"type": "topic", "room": "lobby", "text": text})
+        ));
+    }
+    abuse.push_str("{\"type\":\"ping\",\"token\":\"done\"}\n");
+    let mut writer = abuser.stream.try_clone().unwrap();
+    let start = Instant::now();
+    let (answers, took, rtts) = std::thread::scope(|s| {
+        s.spawn(move || writer.write_all(abuse.as_bytes()).unwrap());
+        let reader = s.spawn(|| {
+            let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+            loop {
+                let msg = abuser.recv();
+                if msg["type"] == "pong" && msg["token"] == "done" {
+                    return (answers, start.elapsed());
+                }
+                let what = match msg["type"].as_str() {
+                    Some("error") => msg["code"].as_str().unwrap_or("?").to_owned(),
+                    Some(other) => other.to_owned(),
+                    None => panic!("{msg}"),
+                };
+                *answers.entry(what).or_default() += 1;
+            }
+        });
+        let rtts = ping_times(&mut pinger, 200, Duration::from_millis(5));
+        let (answers, took) = reader.join().unwrap();
+        (answers, took, rtts)
+    });
+    let p99 = p99(&rtts);
+    eprintln!(
+        "room abuse: {} lines answered in {took:?}; another client's ping p99 {p99:?}, max {:?}",
+        JOINS + 4,
+        rtts.iter().max().unwrap()
+    );
+    let expected: BTreeMap<String, usize> = [
+        ("bad_room", 1),
+        ("not_in_room", 1),
+        ("joined", ADMITTED),
+        ("too_many_rooms", JOINS - ADMITTED),
+        ("bad_message", 1),
+        ("line_too_long", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(
+        answers, expected,
+        "one answer for each line, by type or code"
+    );
+    assert!(
+        p99 < Duration::from_millis(50),
+        "ping p99 {p99:?} while another client abuses rooms"
+    );
+
+    // The pinger shares only the lobby with it, and heard nothing of it.
+    assert!(pinger.sync().is_empty());
+    // The abuser still chats: in the lobby, and in a room once it parts one.
+    abuser.send(&json!({"type": "group", "text": "still here"}));
+    assert_eq!(pinger.recv_type("group")["text"], "still here");
+    abuser.send(&json!({"type": "part", "room": "r0"}));
+    assert_eq!(abuser.recv()["type"], "parted");
+    abuser.send(&json!({"type": "join", "room": "fresh"}));
+    let joined = abuser.recv();
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["room"], "fresh", "{joined}");
 }

@@ -1,8 +1,9 @@
 //! Property tests over the entry points the fuzz targets drive (see
-//! `fuzz/README.md`): framing, the client-line parser, the room, server
-//! messages and their rendering, and the bot-script parser. The fuzzers
-//! search for minutes; these run a few hundred generated cases each in
-//! every `cargo test`, so a regression in those invariants shows up in CI.
+//! `fuzz/README.md`): framing, the client-line parser, the hub and its
+//! rooms, server messages and their rendering, and the bot-script parser.
+//! The fuzzers search for minutes; these run a few hundred generated cases
+//! each in every `cargo test`, so a regression in those invariants shows
+//! up in CI.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -588,6 +589,254 @@ proptest! {
         prop_assert_eq!(nicks.len(), room.core.here(), "a nickname held twice: {:?}", listed);
         for (_, id, here, _) in &users {
             prop_assert_eq!(ids.contains(id), *here);
+        }
+    }
+}
+
+/// The rooms a room script uses: the default room and four more, one
+/// spelled in capitals (the server folds it); one more than `room()`
+/// lets a user be in.
+const ROOMS: [&str; 5] = ["lobby", "a", "B", "c", "d"];
+
+/// One step of a rooms script; user numbers wrap over who is connected.
+#[derive(Clone, Debug)]
+enum RoomStep {
+    Connect,
+    Join(usize, usize),
+    Part(usize, usize),
+    Say(usize, Option<usize>),
+    Topic(usize, usize),
+    Who(usize, usize),
+    Quit(usize),
+    Close(usize),
+}
+
+fn rooms_step() -> BoxedStrategy<RoomStep> {
+    let room = 0..ROOMS.len();
+    prop_oneof![
+        1 => Just(RoomStep::Connect),
+        4 => (any::<usize>(), room.clone()).prop_map(|(u, r)| RoomStep::Join(u, r)),
+        2 => (any::<usize>(), room.clone()).prop_map(|(u, r)| RoomStep::Part(u, r)),
+        4 => (any::<usize>(), option::of(room.clone())).prop_map(|(u, r)| RoomStep::Say(u, r)),
+        1 => (any::<usize>(), room.clone()).prop_map(|(u, r)| RoomStep::Topic(u, r)),
+        2 => (any::<usize>(), room).prop_map(|(u, r)| RoomStep::Who(u, r)),
+        1 => any::<usize>().prop_map(RoomStep::Quit),
+        1 => any::<usize>().prop_map(RoomStep::Close),
+    ]
+    .boxed()
+}
+
+/// A connected user as the spec's room rules say it stands.
+struct Member {
+    key: Key,
+    id: u64,
+    rooms: HashSet<String>,
+}
+
+fn connect(hub: &mut Room, users: &mut Vec<Member>) -> Vec<ServerMsg<'static>> {
+    let key = hub.connect(addr(), 1, Outlet::new(Door::JsonLines));
+    let id = hub.core.user(key).unwrap().id;
+    users.push(Member {
+        key,
+        id,
+        rooms: HashSet::from(["lobby".to_owned()]),
+    });
+    drain(hub, key)
+}
+
+fn send(hub: &mut Room, key: Key, msg: Value) -> Flow {
+    hub.line(key, msg.to_string().as_bytes(), 2)
+}
+
+fn error_code(msgs: &[ServerMsg<'_>]) -> Option<ErrorCode> {
+    match msgs {
+        [ServerMsg::Error { code, .. }] => Some(*code),
+        _ => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// Joins, parts, group messages, topics, quits and closes among a few
+    /// users and rooms, each step's output drained and compared with the
+    /// spec's rules: a group message reaches exactly the other members of
+    /// its room at that moment, with `seq` one more than the last; a user
+    /// leaving the server is announced once to each user who shared a
+    /// room; `who ROOM` lists exactly its members; refusals reach only the
+    /// one refused.
+    #[test]
+    fn rooms_route_to_exactly_their_members(steps in vec(rooms_step(), 1..40)) {
+        let mut hub = room();
+        let mut users: Vec<Member> = Vec::new();
+        let mut seq = 0;
+        connect(&mut hub, &mut users);
+        for step in steps {
+            if users.is_empty() {
+                connect(&mut hub, &mut users);
+                continue;
+            }
+            let n = users.len();
+            // What the actor hears, what each other user hears (None: the
+            // actor left and was forgotten), and the actor's index.
+            let (actor, heard) = match step {
+                RoomStep::Connect => {
+                    let welcome = connect(&mut hub, &mut users);
+                    prop_assert!(matches!(welcome[..], [ServerMsg::Welcome { .. }]), "{:?}", welcome);
+                    (users.len() - 1, welcome)
+                }
+                RoomStep::Join(u, r) | RoomStep::Part(u, r) | RoomStep::Topic(u, r)
+                | RoomStep::Who(u, r) => {
+                    let (u, name) = (u % n, ROOMS[r]);
+                    let msg = match step {
+                        RoomStep::Join(..) => json!({"type": "join", "room": name}),
+                        RoomStep::Part(..) => json!({"type": "part", "room": name, "text": "bye"}),
+                        RoomStep::Topic(..) => json!({"type": "topic", "room": name, "text": "t"}),
+                        _ => json!({"type": "who", "room": name}),
+                    };
+                    send(&mut hub, users[u].key, msg);
+                    (u, drain(&mut hub, users[u].key))
+                }
+                RoomStep::Say(u, r) => {
+                    let u = u % n;
+                    let mut msg = json!({"type": "group", "text": "hi"});
+                    if let Some(r) = r {
+                        msg["room"] = json!(ROOMS[r]);
+                    }
+                    send(&mut hub, users[u].key, msg);
+                    (u, drain(&mut hub, users[u].key))
+                }
+                RoomStep::Quit(u) | RoomStep::Close(u) => {
+                    let u = u % n;
+                    let key = users[u].key;
+                    let mut got = Vec::new();
+                    if matches!(step, RoomStep::Quit(_)) {
+                        prop_assert_eq!(send(&mut hub, key, json!({"type": "quit"})), Flow::Close);
+                        got = drain(&mut hub, key);
+                    }
+                    prop_assert!(hub.remove(key, 3).is_some());
+                    (u, got)
+                }
+            };
+            let mut others: Vec<(usize, Vec<ServerMsg<'static>>)> = (0..users.len())
+                .filter(|&k| k != actor)
+                .map(|k| (k, drain(&mut hub, users[k].key)))
+                .collect();
+            let (my_id, my_rooms) = (users[actor].id, users[actor].rooms.clone());
+            let folded = |r: usize| ROOMS[r].to_ascii_lowercase();
+            let members = |users: &[Member], room: &str| -> HashSet<u64> {
+                users.iter().filter(|m| m.rooms.contains(room)).map(|m| m.id).collect()
+            };
+            match step {
+                RoomStep::Connect => {
+                    for (k, got) in &others {
+                        let want = users[*k].rooms.contains("lobby");
+                        let join = matches!(&got[..], [ServerMsg::Join { id, room: Some(r), .. }]
+                            if *id == my_id && r == "lobby");
+                        prop_assert_eq!(join, want, "{:?}", got);
+                        prop_assert!(want || got.is_empty(), "{:?}", got);
+                    }
+                    others.clear();
+                }
+                RoomStep::Join(_, r) => {
+                    let room = folded(r);
+                    let already = my_rooms.contains(&room);
+                    if !already && my_rooms.len() >= 4 {
+                        prop_assert_eq!(error_code(&heard), Some(ErrorCode::TooManyRooms));
+                    } else {
+                        users[actor].rooms.insert(room.clone());
+                        let [ServerMsg::Joined { room: named, users: listed, .. }] = &heard[..] else {
+                            panic!("join {room} answered {heard:?}");
+                        };
+                        prop_assert_eq!(&**named, room.as_str());
+                        let ids: HashSet<u64> = listed.iter().map(|m| m.id).collect();
+                        prop_assert_eq!(ids, members(&users, &room));
+                        if !already {
+                            for (k, got) in others.drain(..) {
+                                let want = users[k].rooms.contains(&room);
+                                let join = matches!(&got[..], [ServerMsg::Join { id, room: Some(r), .. }]
+                                    if *id == my_id && *r == room);
+                                prop_assert_eq!(join, want, "{:?}", got);
+                                prop_assert!(want || got.is_empty(), "{:?}", got);
+                            }
+                        }
+                    }
+                }
+                RoomStep::Part(_, r) => {
+                    let room = folded(r);
+                    if users[actor].rooms.remove(&room) {
+                        prop_assert!(matches!(&heard[..], [ServerMsg::Parted { room: p }] if *p == room), "{:?}", heard);
+                        for (k, got) in others.drain(..) {
+                            let want = users[k].rooms.contains(&room);
+                            let leave = matches!(&got[..], [ServerMsg::Leave { id, room: Some(p), reason: LeaveReason::Part, .. }]
+                                if *id == my_id && *p == room);
+                            prop_assert_eq!(leave, want, "{:?}", got);
+                            prop_assert!(want || got.is_empty(), "{:?}", got);
+                        }
+                    } else {
+                        prop_assert_eq!(error_code(&heard), Some(ErrorCode::NotInRoom));
+                    }
+                }
+                RoomStep::Say(..) | RoomStep::Topic(..) => {
+                    let (topic, room) = match step {
+                        RoomStep::Topic(_, r) => (true, folded(r)),
+                        RoomStep::Say(_, r) => (false, r.map_or("lobby".to_owned(), folded)),
+                        _ => unreachable!(),
+                    };
+                    if my_rooms.contains(&room) {
+                        if topic {
+                            prop_assert!(matches!(&heard[..], [ServerMsg::Topic { .. }]), "{:?}", heard);
+                        } else {
+                            prop_assert!(heard.is_empty(), "{:?}", heard);
+                            seq += 1;
+                        }
+                        for (k, got) in others.drain(..) {
+                            let want = users[k].rooms.contains(&room);
+                            let arrived = match &got[..] {
+                                [ServerMsg::Group { room: Some(g), seq: s, .. }] => {
+                                    prop_assert_eq!(*s, seq);
+                                    !topic && *g == room
+                                }
+                                [ServerMsg::Topic { room: t, .. }] => topic && *t == room,
+                                _ => false,
+                            };
+                            prop_assert_eq!(arrived, want, "{} in {}: {:?}", users[k].id, room, got);
+                            prop_assert!(want || got.is_empty(), "{:?}", got);
+                        }
+                    } else {
+                        prop_assert_eq!(error_code(&heard), Some(ErrorCode::NotInRoom));
+                    }
+                }
+                RoomStep::Who(_, r) => {
+                    let room = folded(r);
+                    let [ServerMsg::Who { users: listed, room: Some(named) }] = &heard[..] else {
+                        panic!("who {room} answered {heard:?}");
+                    };
+                    prop_assert_eq!(&**named, room.as_str());
+                    let ids: HashSet<u64> = listed.iter().map(|u| u.id).collect();
+                    prop_assert_eq!(ids.len(), listed.len());
+                    prop_assert_eq!(ids, members(&users, &room));
+                }
+                RoomStep::Quit(_) | RoomStep::Close(_) => {
+                    let reason = if matches!(step, RoomStep::Quit(_)) {
+                        prop_assert!(matches!(heard[..], [ServerMsg::Bye { reason: ByeReason::Quit }]), "{:?}", heard);
+                        LeaveReason::Quit
+                    } else {
+                        LeaveReason::Disconnect
+                    };
+                    for (k, got) in others.drain(..) {
+                        let shared = !users[k].rooms.is_disjoint(&my_rooms);
+                        let leave = matches!(&got[..], [ServerMsg::Leave { id, room: None, reason: why, .. }]
+                            if *id == my_id && *why == reason);
+                        prop_assert_eq!(leave, shared, "{:?}", got);
+                        prop_assert!(shared || got.is_empty(), "{:?}", got);
+                    }
+                    users.remove(actor);
+                }
+            }
+            for (k, got) in &others {
+                prop_assert!(got.is_empty(), "{} overheard {:?}", users[*k].id, got);
+            }
         }
     }
 }

@@ -276,8 +276,13 @@ impl<C> Core<C> {
                 }
             }
             To::Keys(keys) => {
+                // Resolved when emitted: someone on the list may have left
+                // since (two slow readers dropped in one pass), and is told
+                // nothing more.
                 for &key in keys {
-                    if let Some(r) = self.table.get_mut(key) {
+                    if let Some(r) = self.table.get_mut(key)
+                        && r.user.is_here()
+                    {
                         f(key, &mut r.conn);
                     }
                 }

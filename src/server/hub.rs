@@ -336,6 +336,30 @@ mod tests {
     }
 
     #[test]
+    fn readers_dropped_together_are_not_told_of_each_other() {
+        let mut hub = hub_with(4096, 3);
+        let talker = named(&mut hub, "talker");
+        let slow = [named(&mut hub, "slow1"), named(&mut hub, "slow2")];
+        drain(&mut hub);
+        let text = "x".repeat(100);
+        while !hub.delivery.has_over() || hub.delivery.over().len() < 2 {
+            line(&mut hub, talker, json!({"type":"group","text":text}));
+        }
+        let mut dropped = hub.drop_slow(NOW);
+        dropped.sort();
+        assert_eq!(dropped, slow);
+        // Their sockets are closed next: nothing may wait in their queues.
+        for key in slow {
+            assert!(hub.core.conn(key).unwrap().out.is_empty());
+        }
+        let leaves: Vec<Value> = read(&mut hub, talker)
+            .into_iter()
+            .filter(|m| m["type"] == "leave")
+            .collect();
+        assert_eq!(leaves.len(), 2, "{leaves:?}");
+    }
+
+    #[test]
     fn refusals_count_as_messages_and_keep_the_connection() {
         let mut hub = hub();
         let a = join(&mut hub);
