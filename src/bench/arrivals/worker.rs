@@ -13,7 +13,7 @@ use super::{
     READ_BUF, STOP, STORM, SYNC, Tally,
 };
 use crate::bench::conn;
-use crate::bench::control::{Control, WAKE, lock, wait};
+use crate::bench::control::{Control, EventLoop, lock};
 use crate::bench::fanout::{due_at, due_count};
 use crate::bench::scan::{self, Payload, Scan, Scanner};
 use crate::peer::{Got, Peer};
@@ -132,21 +132,8 @@ impl<'a> Worker<'a> {
             }
             self.open_some(phase);
             let timeout = self.timeout(phase);
-            if let Err(e) = wait(&mut self.poll, &mut events, timeout) {
-                self.control.fail(format!("cannot wait for events: {e}"));
+            if !self.turn(&mut events, timeout) {
                 break;
-            }
-            for event in events.iter() {
-                if event.token() == WAKE {
-                    continue;
-                }
-                let i = event.token().0;
-                if event.is_writable() {
-                    self.flush(i);
-                }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.readable(i);
-                }
             }
             if phase == QUIET || phase == STORM {
                 for k in 0..self.talkers.len() {
@@ -351,6 +338,57 @@ impl<'a> Worker<'a> {
         self.flush(i);
     }
 
+    fn closed(&mut self, i: usize, error: Option<std::io::Error>) {
+        let m = &mut self.members[i];
+        let Some(mut conn) = m.conn.take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if m.stage == Stage::Left && error.is_none() {
+            // It quit; the server closes after the bye.
+            return;
+        }
+        let how = error.map_or("was closed by the server".to_string(), |e| {
+            format!("failed ({e})")
+        });
+        self.control
+            .fail(format!("connection {} {how} during the run", m.label));
+    }
+
+    fn finish(mut self) -> Tally {
+        let said = lock(&self.counters.said).clone();
+        for m in &self.members {
+            for (t, next) in m.next.iter().enumerate() {
+                let total = said.get(t).copied().unwrap_or(0);
+                if m.talker.is_some_and(|(own, _)| own == t) {
+                    continue;
+                }
+                self.tally.unfinished += match (next, m.arrival) {
+                    (Some(n), _) => total.saturating_sub(*n),
+                    // Setup members were there for every message.
+                    (None, None) => total,
+                    // An arrival counts from the first it got.
+                    (None, Some(_)) => 0,
+                };
+            }
+        }
+        self.tally
+    }
+}
+
+impl EventLoop for Worker<'_> {
+    fn poll(&mut self) -> &mut Poll {
+        &mut self.poll
+    }
+
+    fn control(&self) -> &Control {
+        self.control
+    }
+
+    fn writable(&mut self, i: usize) {
+        self.flush(i);
+    }
+
     fn readable(&mut self, i: usize) {
         let Worker {
             plan,
@@ -407,43 +445,6 @@ impl<'a> Worker<'a> {
             Ok(()) => {}
             Err(e) => self.closed(i, e),
         }
-    }
-
-    fn closed(&mut self, i: usize, error: Option<std::io::Error>) {
-        let m = &mut self.members[i];
-        let Some(mut conn) = m.conn.take() else {
-            return;
-        };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        if m.stage == Stage::Left && error.is_none() {
-            // It quit; the server closes after the bye.
-            return;
-        }
-        let how = error.map_or("was closed by the server".to_string(), |e| {
-            format!("failed ({e})")
-        });
-        self.control
-            .fail(format!("connection {} {how} during the run", m.label));
-    }
-
-    fn finish(mut self) -> Tally {
-        let said = lock(&self.counters.said).clone();
-        for m in &self.members {
-            for (t, next) in m.next.iter().enumerate() {
-                let total = said.get(t).copied().unwrap_or(0);
-                if m.talker.is_some_and(|(own, _)| own == t) {
-                    continue;
-                }
-                self.tally.unfinished += match (next, m.arrival) {
-                    (Some(n), _) => total.saturating_sub(*n),
-                    // Setup members were there for every message.
-                    (None, None) => total,
-                    // An arrival counts from the first it got.
-                    (None, Some(_)) => 0,
-                };
-            }
-        }
-        self.tally
     }
 }
 
