@@ -38,7 +38,7 @@ use super::stats::Histogram;
 use super::system;
 use crate::cli::{BenchProto, FanoutArgs};
 use crate::fail::{Fail, Outcome};
-use crate::peer::{Got, Peer};
+use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -940,28 +940,17 @@ impl EventLoop for Worker<'_> {
         let Some(conn) = m.conn.as_mut() else { return };
         let state = &mut m.state;
         let before = tally.received;
-        let result = loop {
-            match conn.read(buf) {
-                Ok(Got::Data(n)) => {
-                    let now = control.now_ns();
-                    let mut cx = Context {
-                        plan,
-                        control,
-                        counters,
-                        scanner,
-                        tally,
-                    };
-                    if let Err(e) =
-                        conn::lines(conn, &buf[..n], |line| state.on_line(line, now, &mut cx))
-                    {
-                        break Err(Some(e));
-                    }
-                }
-                Ok(Got::Blocked) => break Ok(()),
-                Ok(Got::Closed) => break Err(None),
-                Err(e) => break Err(Some(e)),
-            }
-        };
+        let result = conn::read_all(conn, buf, |conn, data| {
+            let now = control.now_ns();
+            let mut cx = Context {
+                plan,
+                control,
+                counters,
+                scanner,
+                tally,
+            };
+            conn::lines(conn, data, |line| state.on_line(line, now, &mut cx))
+        });
         let delivered = self.tally.received - before;
         if delivered > 0 {
             self.tally.last_ns = self.control.now_ns();

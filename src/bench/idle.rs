@@ -30,7 +30,7 @@ use super::stats::Histogram;
 use super::system;
 use crate::cli::IdleArgs;
 use crate::fail::{Fail, Outcome};
-use crate::peer::{Got, Peer};
+use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -419,29 +419,18 @@ impl EventLoop for Worker<'_> {
         let (scanner, stage) = (&self.scanner, &mut self.stages[i]);
         let (control, counters) = (self.control, self.counters);
         let mut pongs = 0;
-        let result = loop {
-            match conn.read(&mut self.buf) {
-                Ok(Got::Data(n)) => {
-                    let lines =
-                        conn::lines(conn, &self.buf[..n], |line| match scanner.kind(line) {
-                            Some(b"join" | b"leave" | b"nick") => {}
-                            Some(b"welcome") if *stage == Stage::Welcome => {
-                                *stage = Stage::Welcomed;
-                                counters.welcomed.fetch_add(1, Ordering::AcqRel);
-                                control.nudge();
-                            }
-                            Some(b"pong") => pongs += 1,
-                            _ => other(line, i, control),
-                        });
-                    if let Err(e) = lines {
-                        break Err(Some(e));
-                    }
+        let result = conn::read_all(conn, &mut self.buf, |conn, data| {
+            conn::lines(conn, data, |line| match scanner.kind(line) {
+                Some(b"join" | b"leave" | b"nick") => {}
+                Some(b"welcome") if *stage == Stage::Welcome => {
+                    *stage = Stage::Welcomed;
+                    counters.welcomed.fetch_add(1, Ordering::AcqRel);
+                    control.nudge();
                 }
-                Ok(Got::Blocked) => break Ok(()),
-                Ok(Got::Closed) => break Err(None),
-                Err(e) => break Err(Some(e)),
-            }
-        };
+                Some(b"pong") => pongs += 1,
+                _ => other(line, i, control),
+            })
+        });
         for _ in 0..pongs {
             self.pong(i);
         }

@@ -16,7 +16,7 @@ use crate::bench::conn;
 use crate::bench::control::{Control, EventLoop, lock};
 use crate::bench::fanout::{due_at, due_count};
 use crate::bench::scan::{self, Payload, Scan, Scanner};
-use crate::peer::{Got, Peer};
+use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -414,32 +414,20 @@ impl EventLoop for Worker<'_> {
             own_talker: m.talker.map(|(t, _)| t),
             reply: &mut m.reply,
         };
-        let result = loop {
-            match conn.read(buf) {
-                Ok(Got::Data(n)) => {
-                    let now = control.now_ns();
-                    let mut cx = Context {
-                        plan,
-                        control,
-                        counters,
-                        scanner,
-                        tally,
-                        storm_ns: *storm_ns,
-                        threads: plan.threads,
-                        index: *index,
-                    };
-                    let lines = conn::lines(conn, &buf[..n], |line| {
-                        line_state.on_line(line, now, &mut cx)
-                    });
-                    if let Err(e) = lines {
-                        break Err(Some(e));
-                    }
-                }
-                Ok(Got::Blocked) => break Ok(()),
-                Ok(Got::Closed) => break Err(None),
-                Err(e) => break Err(Some(e)),
-            }
-        };
+        let result = conn::read_all(conn, buf, |conn, data| {
+            let now = control.now_ns();
+            let mut cx = Context {
+                plan,
+                control,
+                counters,
+                scanner,
+                tally,
+                storm_ns: *storm_ns,
+                threads: plan.threads,
+                index: *index,
+            };
+            conn::lines(conn, data, |line| line_state.on_line(line, now, &mut cx))
+        });
         match result {
             Ok(()) if !self.members[i].reply.is_empty() => self.send_reply(i),
             Ok(()) => {}
