@@ -128,15 +128,7 @@ fn renamed(msg: ServerMsg<'static>, new: &str) -> ServerMsg<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn join(id: u64, nick: &str) -> ServerMsg<'static> {
-        ServerMsg::Join {
-            id,
-            nick: nick.to_owned().into(),
-            ts: 1,
-            room: None,
-        }
-    }
+    use crate::wire::samples::{group, join};
 
     fn nick(id: u64, old: &str, new: &str) -> ServerMsg<'static> {
         ServerMsg::Nick {
@@ -144,17 +136,6 @@ mod tests {
             old: old.to_owned().into(),
             new: new.to_owned().into(),
             ts: 2,
-        }
-    }
-
-    fn group(from: &str) -> ServerMsg<'static> {
-        ServerMsg::Group {
-            from: from.to_owned().into(),
-            text: "hi".into(),
-            ts: 3,
-            room: None,
-            seq: 0,
-            action: false,
         }
     }
 

@@ -785,6 +785,32 @@ pub fn client_line(msg: &ClientMsg<'_>) -> Vec<u8> {
     line
 }
 
+/// Messages for other modules' tests, where only who and which matter.
+#[cfg(test)]
+pub(crate) mod samples {
+    use super::ServerMsg;
+
+    pub fn join(id: u64, nick: &str) -> ServerMsg<'static> {
+        ServerMsg::Join {
+            id,
+            nick: nick.to_owned().into(),
+            ts: 1,
+            room: None,
+        }
+    }
+
+    pub fn group(from: &str) -> ServerMsg<'static> {
+        ServerMsg::Group {
+            from: from.to_owned().into(),
+            text: "hi".into(),
+            ts: 3,
+            room: None,
+            seq: 0,
+            action: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,37 +9,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{IpAddr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT, chat};
-
-/// Runs CMD with STDIN written to it, bounded by [`WAIT`].
-fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
-    let mut child: Child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chat did not finish in time");
-        }
-        std::thread::sleep(Duration::from_millis(10)); // polling a child's exit
-    }
-    child.wait_with_output().unwrap()
-}
+use common::{Server, chat, free_port, output_with_input};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -53,7 +27,7 @@ fn client_says_hello(args: &[&str], chat_server: Option<&str>) {
     if let Some(server) = chat_server {
         cmd.env("CHAT_SERVER", server);
     }
-    let out = run_with_stdin(&mut cmd, "hello\n");
+    let out = output_with_input(&mut cmd, b"hello\n");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("<alice> hello"), "stdout: {stdout}");
@@ -61,9 +35,9 @@ fn client_says_hello(args: &[&str], chat_server: Option<&str>) {
 
 /// `chat bot -` with a two-actor script held.
 fn bot_greets(server: &str) {
-    let out = run_with_stdin(
+    let out = output_with_input(
         chat().args(["bot", "-", "--quiet", "--server", server]),
-        "@alice say hi\n@bob expect group alice hi\n",
+        b"@alice say hi\n@bob expect group alice hi\n",
     );
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
 }
@@ -220,11 +194,7 @@ fn a_malformed_address_is_a_usage_error() {
 
 #[test]
 fn a_name_where_nothing_listens_names_each_address_tried() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = chat()
         .args(["client", "--server", &format!("localhost:{port}")])
         .stdin(Stdio::null())

@@ -32,6 +32,24 @@ fn report(out: &Output) -> Value {
     })
 }
 
+/// Asserts the run succeeded, with both streams shown if not.
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fan-out that is over at once (2 receivers, 1 sender, 10 messages),
+/// for what its table says.
+fn small_fanout(server: &Server, extra: &[&str]) -> Output {
+    let addr = server.addr.to_string();
+    let args = ["fanout", "-s", &addr, "-r", "2", "-S", "1", "-n", "10"];
+    run(&[&args[..], extra].concat())
+}
+
 #[test]
 fn fanout_accounts_for_every_delivery() {
     let server = Server::start(&["--rate", "0"]);
@@ -54,11 +72,7 @@ fn fanout_accounts_for_every_delivery() {
         &pid,
     ]);
     let r = report(&out);
-    assert!(
-        out.status.success(),
-        "{r}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(r["mode"], "fanout");
     assert_eq!(r["expected"], 5 * 2 * 200, "{r}");
     assert_eq!(r["received"], r["expected"], "{r}");
@@ -105,22 +119,8 @@ fn a_server_with_flood_control_is_named_as_what_was_measured() {
 #[test]
 fn fanout_prints_a_table_without_json() {
     let server = Server::start(&[]);
-    let out = run(&[
-        "fanout",
-        "--server",
-        &server.addr.to_string(),
-        "-r",
-        "2",
-        "-S",
-        "1",
-        "-n",
-        "10",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = small_fanout(&server, &[]);
+    assert_ok(&out);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.starts_with("chat bench fanout: 2 receivers, 1 senders"),
@@ -157,11 +157,7 @@ fn idle_reports_memory_per_connection_and_ping_time() {
         "--json",
     ]);
     let r = report(&out);
-    assert!(
-        out.status.success(),
-        "{r}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(r["conns"], 200);
     assert!(r["rss_per_conn_bytes"].as_f64().unwrap() > 0.0, "{r}");
     assert!(
@@ -176,21 +172,9 @@ fn idle_reports_memory_per_connection_and_ping_time() {
 fn a_run_too_short_to_time_the_server_says_so() {
     let server = Server::start(&[]);
     let pid = server.pid().to_string();
-    let out = run(&[
-        "fanout",
-        "-s",
-        &server.addr.to_string(),
-        "-r",
-        "2",
-        "-S",
-        "1",
-        "-n",
-        "10",
-        "--server-pid",
-        &pid,
-    ]);
+    let out = small_fanout(&server, &["--server-pid", &pid]);
+    assert_ok(&out);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{table}");
     let row = table
         .lines()
         .find(|l| l.contains("server CPU per delivery"))
@@ -208,12 +192,8 @@ fn idle_without_the_server_pid_says_which_option_adds_memory() {
         .args(["bench", "idle", "-c", "5", "--hold", "0s"])
         .output()
         .expect("run chat bench");
+    assert_ok(&out);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         table.contains("server RSS per connection  not measured (add --server-pid PID)"),
         "{table}"
@@ -422,11 +402,7 @@ fn arrivals_account_for_every_join_and_group_message() {
         "--json",
     ]);
     let r = report(&out);
-    assert!(
-        out.status.success(),
-        "{r}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(r["mode"], "arrivals");
     // Arrival k finds the 7 members and the k arrivals before it, and
     // leaves the 7 and the 99 - k after it.
@@ -594,11 +570,7 @@ fn fanout_measures_nats_and_redis_too() {
             "fanout", "-s", &addr, "--proto", proto, "-r", "3", "-S", "2", "-n", "50", "--json",
         ]);
         let r = report(&out);
-        assert!(
-            out.status.success(),
-            "{proto}: {r}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         assert_eq!(r["proto"], proto, "{r}");
         assert_eq!(r["received"], 3 * 2 * 50, "{proto}: {r}");
         assert_eq!(r["missing"], 0, "{proto}: {r}");

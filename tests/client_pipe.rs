@@ -5,12 +5,10 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use assert_cmd::assert::OutputAssertExt;
-use common::{Conn, Server, WAIT, chat};
+use common::{Conn, Server, WAIT, chat, finish_within, free_port, output_with_input};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -27,15 +25,13 @@ fn spawn_client(server: &Server, args: &[&str]) -> Child {
         .expect("spawn chat client")
 }
 
-/// Waits for the client to exit (bounded by [`WAIT`]) and collects its
-/// output.
-fn finish(mut client: Child) -> Output {
-    let deadline = Instant::now() + WAIT;
-    while client.try_wait().expect("try_wait").is_none() {
-        assert!(Instant::now() < deadline, "client did not exit");
-        std::thread::sleep(Duration::from_millis(10)); // polling a child's exit, not synchronising with it
-    }
-    client.wait_with_output().expect("client output")
+/// `chat client --server ADDR ARGS...` with `input` piped in, run to its
+/// end.
+fn run_client(server: &Server, args: &[&str], input: &[u8]) -> Output {
+    let mut cmd = chat();
+    cmd.args(["client", "--server", &server.addr.to_string()])
+        .args(args);
+    output_with_input(&mut cmd, input)
 }
 
 /// The client's input-reading child, from /proc.
@@ -69,26 +65,11 @@ fn stdout_text(out: &Output) -> String {
 fn piped_lines_are_sent_and_shown_as_plain_text() {
     let server = Server::start(&[]);
     let mut bob = server.join("bob");
-    let out = chat()
-        .args([
-            "client",
-            "--server",
-            &server.addr.to_string(),
-            "--nick",
-            "carol",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(
-                b"hi all\n/frob\n//slash\n/msg nobody hi\n/msg bob psst\n/quit done\n",
-            )?;
-            Ok(c)
-        })
-        .map(finish)
-        .unwrap();
+    let out = run_client(
+        &server,
+        &["--nick", "carol"],
+        b"hi all\n/frob\n//slash\n/msg nobody hi\n/msg bob psst\n/quit done\n",
+    );
     let asserted = out.assert().success();
     let out = asserted.get_output();
     let text = stdout_text(out);
@@ -181,7 +162,7 @@ fn json_prints_the_raw_protocol_lines() {
     bob.send(&json!({"type": "private", "to": "carol", "text": "psst"}));
     bob.sync();
     drop(client.stdin.take());
-    let out = finish(client);
+    let out = finish_within(client);
     let asserted = out.assert().success();
     let out = asserted.get_output();
     assert!(!out.stdout.contains(&0x1b), "raw ESC on stdout");
@@ -211,7 +192,7 @@ fn escape_sequences_from_the_network_are_shown_not_obeyed() {
     bob.send(&json!({"type": "group", "text": "\u{1b}[2J\u{1b}]0;owned\u{7}\u{9b}1m"}));
     bob.sync();
     drop(client.stdin.take());
-    let out = finish(client);
+    let out = finish_within(client);
     let asserted = out.assert().success();
     let out = asserted.get_output();
     let text = stdout_text(out);
@@ -224,12 +205,7 @@ fn escape_sequences_from_the_network_are_shown_not_obeyed() {
 
 #[test]
 fn a_wrong_address_fails_at_once_with_one_line() {
-    // A port nobody listens on: bind one, then free it.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = chat()
         .args(["client", "--server", &format!("127.0.0.1:{port}")])
         .stdin(Stdio::null())
@@ -274,7 +250,7 @@ fn a_refused_nick_is_shown_and_the_guest_name_kept() {
     let msg = bob.recv_type("group");
     let from = msg["from"].as_str().unwrap().to_owned();
     assert!(from.starts_with("guest"), "{msg}");
-    let out = finish(client);
+    let out = finish_within(client);
     let asserted = out.assert().success();
     let out = asserted.get_output();
     let text = stdout_text(out);
@@ -301,7 +277,7 @@ fn server_shutdown_ends_the_client_with_status_1_and_no_orphan() {
     let mut bob = server.join("bob");
     let (client, input_child) = connected_client(&server, &mut bob);
     assert!(server.signal_and_wait(Signal::SIGTERM).success());
-    let out = finish(client);
+    let out = finish_within(client);
     let asserted = out.assert().code(1);
     let out = asserted.get_output();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -319,7 +295,7 @@ fn a_killed_server_ends_the_client_with_status_1_and_no_orphan() {
     let mut bob = server.join("bob");
     let (client, input_child) = connected_client(&server, &mut bob);
     server.signal_and_wait(Signal::SIGKILL);
-    let out = finish(client);
+    let out = finish_within(client);
     let asserted = out.assert().code(1);
     let out = asserted.get_output();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -336,7 +312,7 @@ fn sigterm_to_the_client_says_quit_and_reaps_the_child() {
     let mut bob = server.join("bob");
     let (client, input_child) = connected_client(&server, &mut bob);
     kill(Pid::from_raw(client.id() as i32), Signal::SIGTERM).unwrap();
-    let out = finish(client);
+    let out = finish_within(client);
     let asserted = out.assert().code(1);
     let out = asserted.get_output();
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped by SIGTERM"));
@@ -354,25 +330,11 @@ fn room_at_start_is_joined_before_the_first_line() {
     let mut bob = server.join("bob");
     bob.send(&json!({"type": "join", "room": "rust"}));
     bob.recv_type("joined");
-    let out = chat()
-        .args([
-            "client",
-            "--server",
-            &server.addr.to_string(),
-            "--nick",
-            "carol",
-        ])
-        .args(["--room", "Rust"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"hi rust\n/part\n")?;
-            Ok(c)
-        })
-        .map(finish)
-        .unwrap();
+    let out = run_client(
+        &server,
+        &["--nick", "carol", "--room", "Rust"],
+        b"hi rust\n/part\n",
+    );
     let text = stdout_text(&out);
     assert!(
         text.contains("-- you are in rust (2 here: bob, carol)"),

@@ -16,7 +16,7 @@ use nix::sys::time::{TimeVal, TimeValLike};
 use crate::addr::{FindError, Server};
 use crate::fail::Fail;
 use crate::framing::Frame;
-use crate::peer::Peer;
+use crate::peer::{Got, Peer};
 
 /// Connects in blocking mode with a deadline, from `source` when given
 /// (port chosen by the kernel), and returns the socket ready for an event
@@ -95,6 +95,24 @@ pub fn lines(peer: &mut Peer, data: &[u8], mut on_line: impl FnMut(&[u8])) -> io
             io::ErrorKind::InvalidData,
             "the server sent an endless line",
         )),
+    }
+}
+
+/// Reads until the socket would block, handing each read's bytes to
+/// `on_read` (which takes the read's time and splits it with [`lines`]).
+/// `Err(None)`: the server closed the connection.
+pub fn read_all(
+    peer: &mut Peer,
+    buf: &mut [u8],
+    mut on_read: impl FnMut(&mut Peer, &[u8]) -> io::Result<()>,
+) -> Result<(), Option<io::Error>> {
+    loop {
+        match peer.read(buf) {
+            Ok(Got::Data(n)) => on_read(peer, &buf[..n]).map_err(Some)?,
+            Ok(Got::Blocked) => return Ok(()),
+            Ok(Got::Closed) => return Err(None),
+            Err(e) => return Err(Some(e)),
+        }
     }
 }
 

@@ -96,6 +96,67 @@ impl Control {
     pub fn nudge(&self) {
         self.coordinator.unpark();
     }
+
+    /// Runs `work` on each event loop, a thread each, while `coordinate`
+    /// runs on this thread (the one [`Control::nudge`] unparks); when it
+    /// returns, moves the loops on to `stop` and collects what each found.
+    pub fn run_loops<T: Send, E>(
+        &self,
+        polls: Vec<Poll>,
+        stop: u8,
+        work: impl Fn(usize, Poll) -> T + Sync,
+        coordinate: impl FnOnce() -> E,
+    ) -> (E, Result<Vec<T>, crate::fail::Fail>) {
+        let (end, found) = std::thread::scope(|scope| {
+            let work = &work;
+            let workers: Vec<_> = polls
+                .into_iter()
+                .enumerate()
+                .map(|(w, poll)| scope.spawn(move || work(w, poll)))
+                .collect();
+            let end = coordinate();
+            self.set_phase(stop);
+            let found: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+            (end, found)
+        });
+        let found = found
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| crate::fail::Fail::runtime("an event loop of the bench crashed"));
+        (end, found)
+    }
+}
+
+/// An event loop's side of a run: its connections, by token.
+pub trait EventLoop {
+    fn poll(&mut self) -> &mut Poll;
+    fn control(&self) -> &Control;
+    /// Connection `i` can take more output.
+    fn writable(&mut self, i: usize);
+    /// Connection `i` has input, or was closed.
+    fn readable(&mut self, i: usize);
+
+    /// Waits up to `timeout` and serves the connections with news; false
+    /// when the wait itself failed, which fails the run.
+    fn turn(&mut self, events: &mut Events, timeout: Duration) -> bool {
+        if let Err(e) = wait(self.poll(), events, timeout) {
+            self.control().fail(format!("cannot wait for events: {e}"));
+            return false;
+        }
+        for event in events.iter() {
+            if event.token() == WAKE {
+                continue;
+            }
+            let i = event.token().0;
+            if event.is_writable() {
+                self.writable(i);
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.readable(i);
+            }
+        }
+        true
+    }
 }
 
 /// A poisoned lock only means another thread panicked, which the
@@ -105,7 +166,7 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One `poll`, retried when a signal interrupts it.
-pub fn wait(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<()> {
+fn wait(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<()> {
     loop {
         match poll.poll(events, Some(timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn;
-use super::control::{Control, WAKE, lock, wait};
+use super::control::{Control, EventLoop, lock};
 use super::progress::Progress;
 use super::proto::{self, PeerLine};
 use super::report::Report;
@@ -38,7 +38,7 @@ use super::stats::Histogram;
 use super::system;
 use crate::cli::{BenchProto, FanoutArgs};
 use crate::fail::{Fail, Outcome};
-use crate::peer::{Got, Peer};
+use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -119,26 +119,17 @@ pub fn run(args: &FanoutArgs) -> Outcome {
     let counters = Counters::default();
     let polls = control.event_loops(threads)?;
     let progress = Progress::on_stderr();
-    let (end, tallies) = std::thread::scope(|scope| {
-        let workers: Vec<_> = polls
-            .into_iter()
-            .enumerate()
-            .map(|(w, poll)| {
-                let mine = (w..conns).step_by(threads).collect();
-                let (plan, control, counters) = (&plan, &control, &counters);
-                scope.spawn(move || Worker::new(plan, control, counters, poll, mine).run())
-            })
-            .collect();
-        let end = coordinate(&plan, &control, &counters, args.server_pid, &progress);
-        control.set_phase(STOP);
-        let tallies: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
-        (end, tallies)
-    });
+    let (end, tallies) = control.run_loops(
+        polls,
+        STOP,
+        |w, poll| {
+            let mine = (w..conns).step_by(threads).collect();
+            Worker::new(&plan, &control, &counters, poll, mine).run()
+        },
+        || coordinate(&plan, &control, &counters, args.server_pid, &progress),
+    );
     progress.clear();
-    let tallies = tallies
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| Fail::runtime("an event loop of the bench crashed"))?;
+    let tallies = tallies?;
     let end = end?;
 
     let mut total = Tally::default();
@@ -659,21 +650,8 @@ impl<'a> Worker<'a> {
                 break;
             }
             let timeout = self.timeout(phase);
-            if let Err(e) = wait(&mut self.poll, &mut events, timeout) {
-                self.control.fail(format!("cannot wait for events: {e}"));
+            if !self.turn(&mut events, timeout) {
                 break;
-            }
-            for event in events.iter() {
-                if event.token() == WAKE {
-                    continue;
-                }
-                let i = event.token().0;
-                if event.is_writable() {
-                    self.writable(i);
-                }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.readable(i);
-                }
             }
             if phase == GO {
                 for k in 0..self.senders.len() {
@@ -808,77 +786,6 @@ impl<'a> Worker<'a> {
         timeout
     }
 
-    fn writable(&mut self, i: usize) {
-        let m = &mut self.members[i];
-        if let Role::Sender { blocked, .. } = &mut m.state.role {
-            *blocked = false;
-        }
-        let Some(conn) = m.conn.as_mut() else { return };
-        match conn::flush(conn) {
-            Ok(true) => {}
-            Ok(false) => {
-                if let Role::Sender { blocked, .. } = &mut m.state.role {
-                    *blocked = true;
-                }
-            }
-            Err(e) => self.closed(i, Some(e)),
-        }
-    }
-
-    fn readable(&mut self, i: usize) {
-        let Worker {
-            plan,
-            control,
-            counters,
-            members,
-            buf,
-            scanner,
-            tally,
-            ..
-        } = self;
-        let m = &mut members[i];
-        let Some(conn) = m.conn.as_mut() else { return };
-        let state = &mut m.state;
-        let before = tally.received;
-        let result = loop {
-            match conn.read(buf) {
-                Ok(Got::Data(n)) => {
-                    let now = control.now_ns();
-                    let mut cx = Context {
-                        plan,
-                        control,
-                        counters,
-                        scanner,
-                        tally,
-                    };
-                    if let Err(e) =
-                        conn::lines(conn, &buf[..n], |line| state.on_line(line, now, &mut cx))
-                    {
-                        break Err(Some(e));
-                    }
-                }
-                Ok(Got::Blocked) => break Ok(()),
-                Ok(Got::Closed) => break Err(None),
-                Err(e) => break Err(Some(e)),
-            }
-        };
-        let delivered = self.tally.received - before;
-        if delivered > 0 {
-            self.tally.last_ns = self.control.now_ns();
-            self.counters
-                .delivered
-                .fetch_add(delivered, Ordering::Relaxed);
-        }
-        match result {
-            Ok(()) => {
-                if !self.members[i].state.reply.is_empty() {
-                    self.send_reply(i);
-                }
-            }
-            Err(e) => self.closed(i, e),
-        }
-    }
-
     /// Sends what line handling queued (nick, ping).
     fn send_reply(&mut self, i: usize) {
         let m = &mut self.members[i];
@@ -989,6 +896,76 @@ impl<'a> Worker<'a> {
             }
         }
         self.tally
+    }
+}
+
+impl EventLoop for Worker<'_> {
+    fn poll(&mut self) -> &mut Poll {
+        &mut self.poll
+    }
+
+    fn control(&self) -> &Control {
+        self.control
+    }
+
+    fn writable(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        if let Role::Sender { blocked, .. } = &mut m.state.role {
+            *blocked = false;
+        }
+        let Some(conn) = m.conn.as_mut() else { return };
+        match conn::flush(conn) {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Role::Sender { blocked, .. } = &mut m.state.role {
+                    *blocked = true;
+                }
+            }
+            Err(e) => self.closed(i, Some(e)),
+        }
+    }
+
+    fn readable(&mut self, i: usize) {
+        let Worker {
+            plan,
+            control,
+            counters,
+            members,
+            buf,
+            scanner,
+            tally,
+            ..
+        } = self;
+        let m = &mut members[i];
+        let Some(conn) = m.conn.as_mut() else { return };
+        let state = &mut m.state;
+        let before = tally.received;
+        let result = conn::read_all(conn, buf, |conn, data| {
+            let now = control.now_ns();
+            let mut cx = Context {
+                plan,
+                control,
+                counters,
+                scanner,
+                tally,
+            };
+            conn::lines(conn, data, |line| state.on_line(line, now, &mut cx))
+        });
+        let delivered = self.tally.received - before;
+        if delivered > 0 {
+            self.tally.last_ns = self.control.now_ns();
+            self.counters
+                .delivered
+                .fetch_add(delivered, Ordering::Relaxed);
+        }
+        match result {
+            Ok(()) => {
+                if !self.members[i].state.reply.is_empty() {
+                    self.send_reply(i);
+                }
+            }
+            Err(e) => self.closed(i, e),
+        }
     }
 }
 

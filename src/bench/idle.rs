@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn;
-use super::control::{Control, WAKE, lock, wait};
+use super::control::{Control, EventLoop, lock};
 use super::progress::Progress;
 use super::report::Report;
 use super::scan::Scanner;
@@ -30,7 +30,7 @@ use super::stats::Histogram;
 use super::system;
 use crate::cli::IdleArgs;
 use crate::fail::{Fail, Outcome};
-use crate::peer::{Got, Peer};
+use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -87,25 +87,17 @@ pub fn run(args: &IdleArgs) -> Outcome {
     let counters = Counters::default();
     let polls = control.event_loops(threads)?;
     let progress = Progress::on_stderr();
-    let (end, joined) = std::thread::scope(|scope| {
-        let workers: Vec<_> = polls
-            .into_iter()
-            .enumerate()
-            .map(|(w, poll)| {
-                let mine = (w..plan.conns).step_by(threads).collect();
-                let (plan, control, counters) = (&plan, &control, &counters);
-                scope.spawn(move || Worker::new(plan, control, counters, poll, mine).run())
-            })
-            .collect();
-        let end = coordinate(&plan, &control, &counters, args, &progress);
-        control.set_phase(STOP);
-        let joined = workers.into_iter().all(|w| w.join().is_ok());
-        (end, joined)
-    });
+    let (end, joined) = control.run_loops(
+        polls,
+        STOP,
+        |w, poll| {
+            let mine = (w..plan.conns).step_by(threads).collect();
+            Worker::new(&plan, &control, &counters, poll, mine).run()
+        },
+        || coordinate(&plan, &control, &counters, args, &progress),
+    );
     progress.clear();
-    if !joined {
-        return Err(Fail::runtime("an event loop of the bench crashed"));
-    }
+    joined?;
     let connected_in = end?;
     let rss_after = args.server_pid.map(rss).transpose()?;
 
@@ -306,21 +298,8 @@ impl<'a> Worker<'a> {
             } else {
                 Duration::ZERO
             };
-            if let Err(e) = wait(&mut self.poll, &mut events, timeout) {
-                self.control.fail(format!("cannot wait for events: {e}"));
+            if !self.turn(&mut events, timeout) {
                 return;
-            }
-            for event in events.iter() {
-                if event.token() == WAKE {
-                    continue;
-                }
-                let i = event.token().0;
-                if event.is_writable() {
-                    self.flush(i);
-                }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.readable(i);
-                }
             }
         }
     }
@@ -390,44 +369,6 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn readable(&mut self, i: usize) {
-        let Some(conn) = self.conns[i].as_mut() else {
-            return;
-        };
-        let (scanner, stage) = (&self.scanner, &mut self.stages[i]);
-        let (control, counters) = (self.control, self.counters);
-        let mut pongs = 0;
-        let result = loop {
-            match conn.read(&mut self.buf) {
-                Ok(Got::Data(n)) => {
-                    let lines =
-                        conn::lines(conn, &self.buf[..n], |line| match scanner.kind(line) {
-                            Some(b"join" | b"leave" | b"nick") => {}
-                            Some(b"welcome") if *stage == Stage::Welcome => {
-                                *stage = Stage::Welcomed;
-                                counters.welcomed.fetch_add(1, Ordering::AcqRel);
-                                control.nudge();
-                            }
-                            Some(b"pong") => pongs += 1,
-                            _ => other(line, i, control),
-                        });
-                    if let Err(e) = lines {
-                        break Err(Some(e));
-                    }
-                }
-                Ok(Got::Blocked) => break Ok(()),
-                Ok(Got::Closed) => break Err(None),
-                Err(e) => break Err(Some(e)),
-            }
-        };
-        for _ in 0..pongs {
-            self.pong(i);
-        }
-        if let Err(e) = result {
-            self.closed(i, e);
-        }
-    }
-
     fn pong(&mut self, i: usize) {
         if self.stages[i] == Stage::Ping {
             self.stages[i] = Stage::Ready;
@@ -455,6 +396,47 @@ impl<'a> Worker<'a> {
         let how = error.map_or("closed".to_string(), |e| format!("failed ({e})"));
         self.control
             .fail(format!("a held connection {how}: the server dropped it"));
+    }
+}
+
+impl EventLoop for Worker<'_> {
+    fn poll(&mut self) -> &mut Poll {
+        &mut self.poll
+    }
+
+    fn control(&self) -> &Control {
+        self.control
+    }
+
+    fn writable(&mut self, i: usize) {
+        self.flush(i);
+    }
+
+    fn readable(&mut self, i: usize) {
+        let Some(conn) = self.conns[i].as_mut() else {
+            return;
+        };
+        let (scanner, stage) = (&self.scanner, &mut self.stages[i]);
+        let (control, counters) = (self.control, self.counters);
+        let mut pongs = 0;
+        let result = conn::read_all(conn, &mut self.buf, |conn, data| {
+            conn::lines(conn, data, |line| match scanner.kind(line) {
+                Some(b"join" | b"leave" | b"nick") => {}
+                Some(b"welcome") if *stage == Stage::Welcome => {
+                    *stage = Stage::Welcomed;
+                    counters.welcomed.fetch_add(1, Ordering::AcqRel);
+                    control.nudge();
+                }
+                Some(b"pong") => pongs += 1,
+                _ => other(line, i, control),
+            })
+        });
+        for _ in 0..pongs {
+            self.pong(i);
+        }
+        if let Err(e) = result {
+            self.closed(i, e);
+        }
     }
 }
 

@@ -41,6 +41,7 @@ mod tests {
     use super::*;
     use crate::render::{Me, Style};
     use crate::wire::ServerMsg;
+    use crate::wire::samples::{group, join};
 
     #[test]
     fn actions_show_as_a_star_and_the_doer() {
@@ -165,25 +166,5 @@ mod tests {
             verdict(&colour, "join carol"),
             "\x1b[32mok: join carol\x1b[0m"
         );
-    }
-
-    fn join(id: u64, nick: &str) -> ServerMsg<'static> {
-        ServerMsg::Join {
-            id,
-            nick: nick.to_owned().into(),
-            ts: 1,
-            room: None,
-        }
-    }
-
-    fn group(from: &str) -> ServerMsg<'static> {
-        ServerMsg::Group {
-            from: from.to_owned().into(),
-            text: "hi".into(),
-            ts: 3,
-            room: None,
-            seq: 0,
-            action: false,
-        }
     }
 }

@@ -206,12 +206,32 @@ impl Conn {
 /// command still running after [`WAIT`] is killed and fails the test
 /// (a server that wrongly starts must not hang the suite).
 pub fn output_within(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+    finish_within(spawn_piped(cmd.stdin(Stdio::null())))
+}
+
+/// [`output_within`] with `input` on the command's stdin, closed after it
+/// (a script piped in, as in `printf 'hi\n' | chat client`).
+pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = spawn_piped(cmd.stdin(Stdio::piped()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write to chat's stdin");
+    finish_within(child)
+}
+
+fn spawn_piped(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn chat");
+        .expect("spawn chat")
+}
+
+/// Waits for a child to end by itself and collects its output, as
+/// [`output_within`] does.
+pub fn finish_within(mut child: Child) -> Output {
     let deadline = Instant::now() + WAIT;
     while child.try_wait().expect("try_wait").is_none() {
         if Instant::now() > deadline {
@@ -226,6 +246,14 @@ pub fn output_within(cmd: &mut Command) -> Output {
         std::thread::sleep(Duration::from_millis(10)); // polling a child's exit, not synchronising with it
     }
     child.wait_with_output().expect("collect output")
+}
+
+/// A port nothing listens on: one the kernel just gave out, freed again.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// A fresh directory under the system's temporary directory, removed with

@@ -143,25 +143,14 @@ pub fn run(args: &ArrivalsArgs) -> Outcome {
     let counters = Counters::default();
     let polls = control.event_loops(plan.threads)?;
     let progress = Progress::on_stderr();
-    let (end, tallies) = std::thread::scope(|scope| {
-        let workers: Vec<_> = polls
-            .into_iter()
-            .enumerate()
-            .map(|(w, poll)| {
-                let (plan, control, counters) = (&plan, &control, &counters);
-                scope.spawn(move || Worker::new(plan, control, counters, poll, w).run())
-            })
-            .collect();
-        let end = coordinate(&plan, &control, &counters, args, &progress);
-        control.set_phase(STOP);
-        let tallies: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
-        (end, tallies)
-    });
+    let (end, tallies) = control.run_loops(
+        polls,
+        STOP,
+        |w, poll| Worker::new(&plan, &control, &counters, poll, w).run(),
+        || coordinate(&plan, &control, &counters, args, &progress),
+    );
     progress.clear();
-    let tallies = tallies
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| Fail::runtime("an event loop of the bench crashed"))?;
+    let tallies = tallies?;
     let end = end?;
     let mut t = Tally::default();
     for one in &tallies {

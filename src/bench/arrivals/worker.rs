@@ -13,10 +13,10 @@ use super::{
     READ_BUF, STOP, STORM, SYNC, Tally,
 };
 use crate::bench::conn;
-use crate::bench::control::{Control, WAKE, lock, wait};
+use crate::bench::control::{Control, EventLoop, lock};
 use crate::bench::fanout::{due_at, due_count};
 use crate::bench::scan::{self, Payload, Scan, Scanner};
-use crate::peer::{Got, Peer};
+use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -132,21 +132,8 @@ impl<'a> Worker<'a> {
             }
             self.open_some(phase);
             let timeout = self.timeout(phase);
-            if let Err(e) = wait(&mut self.poll, &mut events, timeout) {
-                self.control.fail(format!("cannot wait for events: {e}"));
+            if !self.turn(&mut events, timeout) {
                 break;
-            }
-            for event in events.iter() {
-                if event.token() == WAKE {
-                    continue;
-                }
-                let i = event.token().0;
-                if event.is_writable() {
-                    self.flush(i);
-                }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.readable(i);
-                }
             }
             if phase == QUIET || phase == STORM {
                 for k in 0..self.talkers.len() {
@@ -351,64 +338,6 @@ impl<'a> Worker<'a> {
         self.flush(i);
     }
 
-    fn readable(&mut self, i: usize) {
-        let Worker {
-            plan,
-            control,
-            counters,
-            members,
-            buf,
-            scanner,
-            tally,
-            storm_ns,
-            index,
-            ..
-        } = self;
-        let m = &mut members[i];
-        let Some(conn) = m.conn.as_mut() else { return };
-        let (label, state) = (&m.label, &mut m.stage);
-        let mut line_state = LineState {
-            label,
-            arrival: m.arrival,
-            stage: state,
-            counting: &mut m.counting,
-            next: &mut m.next,
-            own_talker: m.talker.map(|(t, _)| t),
-            reply: &mut m.reply,
-        };
-        let result = loop {
-            match conn.read(buf) {
-                Ok(Got::Data(n)) => {
-                    let now = control.now_ns();
-                    let mut cx = Context {
-                        plan,
-                        control,
-                        counters,
-                        scanner,
-                        tally,
-                        storm_ns: *storm_ns,
-                        threads: plan.threads,
-                        index: *index,
-                    };
-                    let lines = conn::lines(conn, &buf[..n], |line| {
-                        line_state.on_line(line, now, &mut cx)
-                    });
-                    if let Err(e) = lines {
-                        break Err(Some(e));
-                    }
-                }
-                Ok(Got::Blocked) => break Ok(()),
-                Ok(Got::Closed) => break Err(None),
-                Err(e) => break Err(Some(e)),
-            }
-        };
-        match result {
-            Ok(()) if !self.members[i].reply.is_empty() => self.send_reply(i),
-            Ok(()) => {}
-            Err(e) => self.closed(i, e),
-        }
-    }
-
     fn closed(&mut self, i: usize, error: Option<std::io::Error>) {
         let m = &mut self.members[i];
         let Some(mut conn) = m.conn.take() else {
@@ -444,6 +373,66 @@ impl<'a> Worker<'a> {
             }
         }
         self.tally
+    }
+}
+
+impl EventLoop for Worker<'_> {
+    fn poll(&mut self) -> &mut Poll {
+        &mut self.poll
+    }
+
+    fn control(&self) -> &Control {
+        self.control
+    }
+
+    fn writable(&mut self, i: usize) {
+        self.flush(i);
+    }
+
+    fn readable(&mut self, i: usize) {
+        let Worker {
+            plan,
+            control,
+            counters,
+            members,
+            buf,
+            scanner,
+            tally,
+            storm_ns,
+            index,
+            ..
+        } = self;
+        let m = &mut members[i];
+        let Some(conn) = m.conn.as_mut() else { return };
+        let (label, state) = (&m.label, &mut m.stage);
+        let mut line_state = LineState {
+            label,
+            arrival: m.arrival,
+            stage: state,
+            counting: &mut m.counting,
+            next: &mut m.next,
+            own_talker: m.talker.map(|(t, _)| t),
+            reply: &mut m.reply,
+        };
+        let result = conn::read_all(conn, buf, |conn, data| {
+            let now = control.now_ns();
+            let mut cx = Context {
+                plan,
+                control,
+                counters,
+                scanner,
+                tally,
+                storm_ns: *storm_ns,
+                threads: plan.threads,
+                index: *index,
+            };
+            conn::lines(conn, data, |line| line_state.on_line(line, now, &mut cx))
+        });
+        match result {
+            Ok(()) if !self.members[i].reply.is_empty() => self.send_reply(i),
+            Ok(()) => {}
+            Err(e) => self.closed(i, e),
+        }
     }
 }
 
