@@ -110,6 +110,18 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_rooms: u32,
 
+    /// History database (default: $XDG_DATA_HOME/chat/chat.db); none keeps no history
+    #[arg(long, value_name = "PATH", env = "CHAT_DB", value_hint = ValueHint::FilePath)]
+    pub db: Option<PathBuf>,
+
+    /// What a stored message survives: normal (a killed server) or full (power loss too)
+    #[arg(long, value_name = "MODE", default_value = "normal")]
+    pub sync: crate::server::store::Sync,
+
+    /// History kept per room, by count (10000), age (30d) or both (10000,30d); default all
+    #[arg(long, value_name = "N,AGE", value_parser = parse_keep)]
+    pub history_keep: Option<crate::server::store::Keep>,
+
     /// Append one JSON line per connect, nick change and disconnect to FILE
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -416,6 +428,42 @@ fn help_or_usage(e: clap::Error) -> Outcome {
 }
 
 /// A room name as the protocol takes it, folded (`Lobby` is `lobby`).
+/// `--history-keep`: a count, an age (a number with `s`, `m`, `h`, `d` or
+/// `w`), or both, separated by a comma.
+fn parse_keep(s: &str) -> Result<crate::server::store::Keep, String> {
+    let mut keep = crate::server::store::Keep::default();
+    for part in s.split(',').map(str::trim) {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            let n: u64 = part.parse().map_err(|_| format!("{part:?} is too large"))?;
+            if n == 0 {
+                return Err("keeping 0 messages is --db none".into());
+            }
+            keep.count = Some(n);
+            continue;
+        }
+        let split = part
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(part.len());
+        let (digits, unit) = part.split_at(split);
+        let scale = match unit {
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => {
+                keep.age = Some(parse_duration(part).map_err(|_| {
+                    format!("{part:?} is neither a count nor an age (try 10000, 30d or 10000,30d)")
+                })?);
+                continue;
+            }
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{part:?} is not an age (try 12h, 30d or 8w)"))?;
+        keep.age = Some(Duration::from_secs(n.saturating_mul(scale)));
+    }
+    Ok(keep)
+}
+
 fn parse_room(s: &str) -> Result<String, String> {
     crate::wire::check_room(s)
 }

@@ -13,8 +13,8 @@
 //!   client, bot and bench.
 //! - [`server`]: the single-threaded epoll server: doors (JSON lines) that
 //!   turn bytes into commands, a protocol-neutral core of users and rooms
-//!   that emits events, and the writers that queue them; its own map is in
-//!   its module.
+//!   that emits events, the writers that queue them, and the history
+//!   store; its own map is in its module.
 //! - [`client`]: the interactive client, a parent that owns the connection
 //!   and a forked child that owns the keyboard.
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.

@@ -293,7 +293,7 @@ impl Renderer {
                     list.join(", ")
                 ))
             }
-            ServerMsg::Unknown => return None,
+            ServerMsg::History { .. } | ServerMsg::Unknown => return None,
         })
     }
 

@@ -108,6 +108,12 @@ pub enum ClientMsg<'a> {
         text: Cow<'a, str>,
     },
     Rooms,
+    /// A page of a room's stored group messages.
+    History {
+        room: Cow<'a, str>,
+        from: Page,
+        limit: usize,
+    },
     Ping {
         token: Option<Token<'a>>,
     },
@@ -134,7 +140,29 @@ struct Envelope<'a> {
     room: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     action: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    before: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    after: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    limit: Option<&'a RawValue>,
 }
+
+/// Where a page of history starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// The newest messages.
+    Latest,
+    /// The newest ones before this `seq`.
+    Before(u64),
+    /// The oldest ones after this `seq`.
+    After(u64),
+}
+
+/// The most messages one `history` answer holds, and how many it holds
+/// when the client does not say.
+pub const HISTORY_MAX: usize = 500;
+pub const HISTORY_DEFAULT: usize = 50;
 
 /// `Option<&RawValue>` would read `null` as absent; a ping's token must be
 /// echoed exactly, `null` included, so a present field is always `Some`.
@@ -202,6 +230,30 @@ pub fn parse_client_line(line: &[u8]) -> Result<Option<ClientMsg<'_>>, Refusal> 
             text: string_field(env.text, "topic", "text")?,
         },
         "rooms" => ClientMsg::Rooms,
+        "history" => ClientMsg::History {
+            room: string_field(env.room, "history", "room")?,
+            from: match (number(env.before, "before")?, number(env.after, "after")?) {
+                (None, None) => Page::Latest,
+                (Some(seq), None) => Page::Before(seq),
+                (None, Some(seq)) => Page::After(seq),
+                (Some(_), Some(_)) => {
+                    return Err(Refusal::new(
+                        ErrorCode::BadMessage,
+                        "\"history\" takes \"before\" or \"after\", not both",
+                    ));
+                }
+            },
+            limit: match number(env.limit, "limit")? {
+                None => HISTORY_DEFAULT,
+                Some(n) if (1..=HISTORY_MAX as u64).contains(&n) => n as usize,
+                Some(_) => {
+                    return Err(Refusal::new(
+                        ErrorCode::BadMessage,
+                        format!("\"limit\" in \"history\" must be 1 to {HISTORY_MAX}"),
+                    ));
+                }
+            },
+        },
         "ping" => ClientMsg::Ping {
             token: env.token.map(Token::Raw),
         },
@@ -263,6 +315,20 @@ fn optional_string<'a>(
 ) -> Result<Option<Cow<'a, str>>, Refusal> {
     raw.map(|raw| string(raw).ok_or_else(|| wrong_type(kind, field)))
         .transpose()
+}
+
+/// A field of `history` that may be absent but, when present, is a
+/// whole number from 0 up.
+fn number(raw: Option<&RawValue>, field: &str) -> Result<Option<u64>, Refusal> {
+    raw.map(|raw| {
+        raw.get().parse::<u64>().map_err(|_| {
+            Refusal::new(
+                ErrorCode::BadMessage,
+                format!("\"{field}\" in \"history\" must be a whole number"),
+            )
+        })
+    })
+    .transpose()
 }
 
 /// A boolean field; absent means false.
@@ -400,6 +466,19 @@ pub struct RoomEntry<'a> {
     pub topic: Option<Cow<'a, str>>,
 }
 
+/// One stored group message in a `history` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry<'a> {
+    pub seq: u64,
+    #[serde(borrow)]
+    pub from: Cow<'a, str>,
+    #[serde(borrow)]
+    pub text: Cow<'a, str>,
+    pub ts: u64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub action: bool,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -506,6 +585,14 @@ pub enum ServerMsg<'a> {
     Rooms {
         #[serde(borrow)]
         rooms: Vec<RoomEntry<'a>>,
+    },
+    History {
+        #[serde(borrow)]
+        room: Cow<'a, str>,
+        #[serde(borrow)]
+        messages: Vec<HistoryEntry<'a>>,
+        #[serde(default)]
+        more: bool,
     },
     Pong {
         #[serde(
@@ -720,6 +807,24 @@ impl ServerMsg<'_> {
                     })
                     .collect(),
             },
+            ServerMsg::History {
+                room,
+                messages,
+                more,
+            } => ServerMsg::History {
+                room: owned(room),
+                messages: messages
+                    .into_iter()
+                    .map(|m| HistoryEntry {
+                        seq: m.seq,
+                        from: owned(m.from),
+                        text: owned(m.text),
+                        ts: m.ts,
+                        action: m.action,
+                    })
+                    .collect(),
+                more,
+            },
             ServerMsg::Unknown => ServerMsg::Unknown,
             ServerMsg::Pong { token } => ServerMsg::Pong {
                 token: token.map(|t| match t {
@@ -770,6 +875,18 @@ pub fn client_line(msg: &ClientMsg<'_>) -> Vec<u8> {
         } => json!({"type": "part", "room": room, "text": text}),
         ClientMsg::Topic { room, text } => json!({"type": "topic", "room": room, "text": text}),
         ClientMsg::Rooms => json!({"type": "rooms"}),
+        ClientMsg::History { room, from, limit } => {
+            let mut v = json!({"type": "history", "room": room});
+            match from {
+                Page::Latest => {}
+                Page::Before(seq) => v["before"] = json!(seq),
+                Page::After(seq) => v["after"] = json!(seq),
+            }
+            if *limit != HISTORY_DEFAULT {
+                v["limit"] = json!(limit);
+            }
+            v
+        }
         ClientMsg::Ping { token: None } => json!({"type": "ping"}),
         ClientMsg::Ping { token: Some(raw) } => {
             // A token came from valid JSON, so this cannot fall back.
@@ -820,6 +937,73 @@ mod tests {
             Err(r) => r.code,
             Ok(m) => panic!("{line} parsed as {m:?}"),
         }
+    }
+
+    #[test]
+    fn parses_and_encodes_history() {
+        let p = |s: &'static str| parse_client_line(s.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            p(r#"{"type":"history","room":"lobby"}"#),
+            ClientMsg::History {
+                room: "lobby".into(),
+                from: Page::Latest,
+                limit: HISTORY_DEFAULT
+            }
+        );
+        assert_eq!(
+            p(r#"{"type":"history","room":"r","before":9,"limit":500}"#),
+            ClientMsg::History {
+                room: "r".into(),
+                from: Page::Before(9),
+                limit: 500
+            }
+        );
+        let after = p(r#"{"type":"history","room":"r","after":0,"limit":1}"#);
+        assert_eq!(
+            client_line(&after),
+            b"{\"after\":0,\"limit\":1,\"room\":\"r\",\"type\":\"history\"}\n"
+        );
+        for bad in [
+            r#"{"type":"history"}"#,
+            r#"{"type":"history","room":"r","limit":0}"#,
+            r#"{"type":"history","room":"r","limit":501}"#,
+            r#"{"type":"history","room":"r","limit":"5"}"#,
+            r#"{"type":"history","room":"r","before":-1}"#,
+            r#"{"type":"history","room":"r","before":1.5}"#,
+            r#"{"type":"history","room":"r","before":1,"after":2}"#,
+        ] {
+            assert_eq!(refused(bad), ErrorCode::BadMessage, "{bad}");
+        }
+        let answer = ServerMsg::History {
+            room: "r".into(),
+            messages: vec![
+                HistoryEntry {
+                    seq: 3,
+                    from: "bob".into(),
+                    text: "hi".into(),
+                    ts: 5,
+                    action: false,
+                },
+                HistoryEntry {
+                    seq: 4,
+                    from: "bob".into(),
+                    text: "waves".into(),
+                    ts: 6,
+                    action: true,
+                },
+            ],
+            more: true,
+        };
+        let mut line = Vec::new();
+        answer.encode(&mut line);
+        assert_eq!(
+            String::from_utf8(line.clone()).unwrap(),
+            "{\"type\":\"history\",\"room\":\"r\",\"messages\":[\
+             {\"seq\":3,\"from\":\"bob\",\"text\":\"hi\",\"ts\":5},\
+             {\"seq\":4,\"from\":\"bob\",\"text\":\"waves\",\"ts\":6,\"action\":true}],\
+             \"more\":true}\n"
+        );
+        assert_eq!(ServerMsg::decode(&line).unwrap(), answer);
     }
 
     #[test]

@@ -89,8 +89,11 @@ fn a_link_named_chat_server_runs_the_server() {
     let link = dir.path.join("chat-server");
     std::os::unix::fs::symlink(chat_bin(), &link).unwrap();
 
-    let server =
-        Server::start_with(Command::new(&link).args(["--listen", "127.0.0.1:0", "--quiet"]));
+    let server = Server::start_with(Command::new(&link).env("CHAT_DB", "none").args([
+        "--listen",
+        "127.0.0.1:0",
+        "--quiet",
+    ]));
     let welcome = server.connect().recv();
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     drop(server);

@@ -389,6 +389,12 @@ fn the_unit_files_commands_start_reload_and_stop_the_server() {
                 args[i] = moved.display().to_string();
                 log = Some(moved);
             }
+            "--db" => {
+                let file = args[i]
+                    .strip_prefix(&state_dir)
+                    .unwrap_or_else(|| panic!("the database {} is not under {state_dir}", args[i]));
+                args[i] = dir.path.join(file).display().to_string();
+            }
             _ => {}
         }
     }

@@ -226,7 +226,10 @@ fn fields(r: &Received) -> Option<Fields<'_>> {
         ServerMsg::Parted { room } => (Kind::Parted, vec![&**room], None),
         ServerMsg::Topic { room, text, .. } => (Kind::Topic, vec![&**room], Some(&**text)),
         ServerMsg::Rooms { rooms } => (Kind::Rooms, rooms.iter().map(|r| &*r.name).collect(), None),
-        ServerMsg::Welcome { .. } | ServerMsg::Pong { .. } | ServerMsg::Unknown => return None,
+        ServerMsg::Welcome { .. }
+        | ServerMsg::Pong { .. }
+        | ServerMsg::History { .. }
+        | ServerMsg::Unknown => return None,
     };
     Some(Fields { kind, from, text })
 }

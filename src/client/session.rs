@@ -264,6 +264,7 @@ impl Session {
             ServerMsg::Group { .. }
             | ServerMsg::Private { .. }
             | ServerMsg::Error { .. }
+            | ServerMsg::History { .. }
             | ServerMsg::Unknown => {}
         }
         // The welcome says its own prompt, and the joins of `--room` end

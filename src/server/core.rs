@@ -19,6 +19,7 @@ use slab::Slab;
 
 use super::event::{Emit, Event, RoomId, To};
 use super::name::Name;
+use super::store::Stored;
 use super::table::{Key, Table};
 use crate::wire::{self, ByeReason, ErrorCode, LeaveReason, Refusal};
 
@@ -58,9 +59,25 @@ pub enum Command<'a> {
         text: &'a str,
     },
     Rooms,
+    /// A page of a room's stored messages: answered off the loop, from the
+    /// store (see [`Core::take_asks`]).
+    History {
+        room: &'a str,
+        from: wire::Page,
+        limit: usize,
+    },
     Quit {
         text: Option<&'a str>,
     },
+}
+
+/// A `history` request waiting for the store's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ask {
+    pub key: Key,
+    pub room: Name,
+    pub from: wire::Page,
+    pub limit: usize,
 }
 
 impl<'a> Command<'a> {
@@ -90,6 +107,11 @@ impl<'a> Command<'a> {
             },
             M::Topic { room, text } => Command::Topic { room, text },
             M::Rooms => Command::Rooms,
+            M::History { room, from, limit } => Command::History {
+                room,
+                from: *from,
+                limit: *limit,
+            },
             M::Quit { text } => Command::Quit {
                 text: text.as_deref(),
             },
@@ -197,6 +219,7 @@ pub struct Core<C> {
     default_room: Name,
     max_rooms: usize,
     emitted: Vec<Emit>,
+    asks: Vec<Ask>,
 }
 
 impl<C> Core<C> {
@@ -216,7 +239,43 @@ impl<C> Core<C> {
             default_room: default_room.key(),
             max_rooms: config.max_rooms.max(1),
             emitted: Vec::new(),
+            asks: Vec::new(),
         }
+    }
+
+    /// What the store remembers from before a restart: `seq` goes on from
+    /// the last one stored, and rooms have their topics back.
+    pub fn restore(&mut self, last_seq: u64, topics: impl IntoIterator<Item = (String, String)>) {
+        self.seq = self.seq.max(last_seq);
+        for (room, text) in topics {
+            if let (Some(name), false) = (Name::new(&room), text.is_empty()) {
+                self.topics.insert(name.key(), text.into());
+            }
+        }
+    }
+
+    /// The `history` requests made since the last call, in order; the
+    /// edge answers each with [`Core::answer_history`].
+    pub fn take_asks(&mut self, into: &mut Vec<Ask>) {
+        into.clear();
+        std::mem::swap(into, &mut self.asks);
+    }
+
+    pub fn has_asks(&self) -> bool {
+        !self.asks.is_empty()
+    }
+
+    /// The store's answer to an [`Ask`], queued after everything `key` was
+    /// sent before it.
+    pub fn answer_history(&mut self, ask: &Ask, messages: Vec<Stored>, more: bool) {
+        self.emit(
+            Event::History {
+                room: ask.room,
+                messages,
+                more,
+            },
+            To::One(ask.key),
+        );
     }
 
     /// Users present (the `users` of `welcome`).
@@ -361,6 +420,15 @@ impl<C> Core<C> {
             Command::Part { room, text } => self.part(key, room, text, now_ms),
             Command::Topic { room, text } => self.topic(key, room, text, now_ms),
             Command::Rooms => self.list_rooms(key),
+            Command::History { room, from, limit } => match room_name(room) {
+                Ok(room) => self.asks.push(Ask {
+                    key,
+                    room,
+                    from,
+                    limit,
+                }),
+                Err(refusal) => self.refuse(key, refusal.code, &refusal.message),
+            },
             Command::Quit { text } => {
                 self.emit(
                     Event::Bye {

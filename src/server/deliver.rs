@@ -15,7 +15,18 @@
 //! write. An arrival in a room of 10,000 is then 10,000 cheap queue
 //! extensions instead of 10,000 system calls, while every member still sees
 //! every arrival, in order.
+//!
+//! With a history store, a group message is stored before anyone receives
+//! it. It waits in a FIFO ([`Delivery::hold_until_stored`]) with
+//! everything emitted after it, for anyone, each entry encoded and its
+//! receivers resolved when emitted (a room's members at that moment), so
+//! that releasing it later changes neither order nor audience. The store's
+//! "committed through seq S" ([`Delivery::release`]) releases from the
+//! front every entry that needs no later commit. Each receiver's order,
+//! and "a `pong` proves all earlier lines were processed", are those of
+//! the FIFO, so they hold.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::core::Core;
@@ -68,6 +79,9 @@ pub struct Outlet {
     over: bool,
     /// Listed in `batched`.
     batched: bool,
+    /// Entries of the hold FIFO it receives: a connection that is done
+    /// closes only once they are released and written.
+    held: u32,
 }
 
 impl Outlet {
@@ -79,7 +93,13 @@ impl Outlet {
             dirty: false,
             over: false,
             batched: false,
+            held: 0,
         }
+    }
+
+    /// Whether something emitted for it waits for a commit.
+    pub fn awaits_store(&self) -> bool {
+        self.held > 0
     }
 }
 
@@ -122,8 +142,21 @@ fn enqueue(
     }
 }
 
+/// An emitted message waiting for the store (see the module comment).
+struct Held {
+    encoded: [Option<Encoded>; DOORS],
+    receivers: Vec<Key>,
+    batch: bool,
+    asker: Option<Key>,
+    /// Released once the store committed through this `seq`.
+    needs_seq: u64,
+}
+
 pub struct Delivery {
     max_queue: usize,
+    /// Group messages wait for their commit (a store is kept).
+    holding: bool,
+    held: VecDeque<Held>,
     /// Events for many are encoded apart from answers to one, so that one
     /// user's answers do not break everyone else's run of broadcasts into
     /// separate slices.
@@ -142,12 +175,51 @@ impl Delivery {
     pub fn new(max_queue: usize) -> Delivery {
         Delivery {
             max_queue,
+            holding: false,
+            held: VecDeque::new(),
             for_all: Outbox::default(),
             for_one: Outbox::default(),
             dirty: Vec::new(),
             over: Vec::new(),
             batched: Vec::new(),
             emits: Vec::new(),
+        }
+    }
+
+    /// From now on group messages wait for [`Delivery::release`].
+    pub fn hold_until_stored(&mut self) {
+        self.holding = true;
+    }
+
+    /// Whether anything waits for the store.
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The store committed every group message up to `seq`: what waited
+    /// only for those is queued, in the order it was emitted.
+    pub fn release<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>, seq: u64) {
+        while self.held.front().is_some_and(|h| h.needs_seq <= seq) {
+            let Some(held) = self.held.pop_front() else {
+                break;
+            };
+            for &key in &held.receivers {
+                let Some(conn) = core.conn_mut(key) else {
+                    continue;
+                };
+                let outlet = conn.as_mut();
+                outlet.held -= 1;
+                let Some(bytes) = &held.encoded[outlet.door.index()] else {
+                    continue;
+                };
+                let lists = Lists {
+                    dirty: &mut self.dirty,
+                    over: &mut self.over,
+                    batched: &mut self.batched,
+                };
+                let batch = held.batch && Some(key) != held.asker;
+                enqueue(outlet, key, bytes, batch, self.max_queue, lists);
+            }
         }
     }
 
@@ -177,6 +249,30 @@ impl Delivery {
         } else {
             &mut self.for_one
         };
+        let needs_seq = match (&emit.event, self.held.back()) {
+            (Event::Group { seq, .. }, _) if self.holding => Some(*seq),
+            (_, Some(last)) => Some(last.needs_seq),
+            _ => None,
+        };
+        if let Some(needs_seq) = needs_seq {
+            let mut receivers = Vec::with_capacity(core.reach(&emit.to));
+            core.for_each_receiver(&emit.to, |key, conn| {
+                let outlet = conn.as_mut();
+                let door = outlet.door;
+                encoded[door.index()]
+                    .get_or_insert_with(|| outbox.encode_with(|out| door.encode(&emit.event, out)));
+                outlet.held += 1;
+                receivers.push(key);
+            });
+            self.held.push_back(Held {
+                encoded,
+                receivers,
+                batch,
+                asker: emit.asker,
+                needs_seq,
+            });
+            return;
+        }
         let Delivery {
             max_queue,
             dirty,
@@ -211,6 +307,21 @@ impl Delivery {
             return;
         };
         let bytes = self.for_one.encode_with(write);
+        if let Some(last) = self.held.back() {
+            let outlet = conn.as_mut();
+            let mut encoded: [Option<Encoded>; DOORS] = Default::default();
+            encoded[outlet.door.index()] = Some(bytes);
+            outlet.held += 1;
+            let needs_seq = last.needs_seq;
+            self.held.push_back(Held {
+                encoded,
+                receivers: vec![key],
+                batch: false,
+                asker: None,
+                needs_seq,
+            });
+            return;
+        }
         let lists = Lists {
             dirty: &mut self.dirty,
             over: &mut self.over,

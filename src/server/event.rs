@@ -11,6 +11,7 @@
 use std::rc::Rc;
 
 use super::name::Name;
+use super::store::Stored;
 use super::table::Key;
 use crate::wire::{ByeReason, ErrorCode, LeaveReason};
 
@@ -88,6 +89,12 @@ pub enum Event {
     /// Rooms with members: (name, member count, topic).
     Rooms {
         rooms: Vec<(Name, u64, Option<Rc<str>>)>,
+    },
+    /// The answer to `history`: stored messages, oldest first.
+    History {
+        room: Name,
+        messages: Vec<Stored>,
+        more: bool,
     },
     Bye {
         reason: ByeReason,

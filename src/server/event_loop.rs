@@ -39,12 +39,15 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use super::core::Ask;
 use super::core::{self, Departure, Flow, Presence};
 use super::deliver::{Door, Outlet, PRESENCE_DELAY};
 use super::event::Event;
 use super::flood::{Allowance, Limit};
 use super::hub::Hub;
 use super::log::EventLog;
+use super::persist::{Done, Opened, Persist};
+use super::store::{Record, Stored};
 use super::table::Key;
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
@@ -112,6 +115,10 @@ pub struct Conn {
     held: Vec<u8>,
     /// A `Timer::Resume` is set for it.
     resuming: bool,
+    /// Its `history` ask is with the store: nothing more is read from it
+    /// until the answer is queued, so nothing it sends later is answered
+    /// first.
+    awaiting: bool,
 }
 
 impl AsMut<Outlet> for Conn {
@@ -153,6 +160,11 @@ impl Stopper {
 
 pub struct EventLoop {
     poll: Poll,
+    /// The history store's threads; `None` with `--db none`.
+    persist: Option<Persist>,
+    /// A turn's records for the store.
+    records: Vec<Record>,
+    asks: Vec<Ask>,
     listener: Option<TcpListener>,
     signals: Option<SignalFd>,
     waker: Arc<Waker>,
@@ -186,6 +198,7 @@ impl EventLoop {
         signals: Option<SignalFd>,
         log: EventLog,
         settings: Settings,
+        history: Option<Opened>,
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let mut listener = listener;
@@ -205,9 +218,21 @@ impl EventLoop {
             message: "the server is full; try again later".into(),
         }
         .encode(&mut server_full);
-        let hub = Hub::new(settings.core.clone(), settings.max_queue);
+        let (hub, persist) = match history {
+            None => (Hub::new(settings.core.clone(), settings.max_queue), None),
+            Some(opened) => {
+                let mut hub = Hub::stored(settings.core.clone(), settings.max_queue);
+                hub.core.restore(opened.last_seq, opened.topics);
+                let persist =
+                    Persist::start(opened.store, opened.reader, opened.keep, Arc::clone(&waker))?;
+                (hub, Some(persist))
+            }
+        };
         Ok(EventLoop {
             poll,
+            persist,
+            records: Vec::new(),
+            asks: Vec::new(),
             listener: Some(listener),
             signals,
             waker,
@@ -280,6 +305,7 @@ impl EventLoop {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signal(),
                     WAKER => {
+                        self.on_store();
                         if self.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
@@ -372,6 +398,7 @@ impl EventLoop {
             allowance: Allowance::new(self.settings.flood, Instant::now()),
             held: Vec::new(),
             resuming: false,
+            awaiting: false,
         };
         let key = self.hub.connect(addr, self.now_ms, conn);
         if let Some(user) = self.hub.core.user(key) {
@@ -408,7 +435,7 @@ impl EventLoop {
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
-        if conn.state != State::Open {
+        if conn.state != State::Open || conn.awaiting {
             return;
         }
         // A connection over its allowance waits for its wake-up, whatever
@@ -491,8 +518,9 @@ impl EventLoop {
                 return false;
             };
             conn.allowance.spend(limit);
-            flow == Flow::Continue && conn.allowance.has_room(limit, now)
+            flow == Flow::Continue && conn.allowance.has_room(limit, now) && !hub.core.has_asks()
         });
+        self.send_asks();
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return false;
         };
@@ -513,7 +541,52 @@ impl EventLoop {
         if self.hub.delivery.has_over() {
             self.relieve();
         }
-        !paused && self.hub.core.conn(key).is_some()
+        !paused && self.hub.core.conn(key).is_some_and(|c| !c.awaiting)
+    }
+
+    /// Keeps `history` asks for the store, which gets them at the end of
+    /// the turn after the turn's messages; their askers are not read until
+    /// the answer is queued.
+    fn send_asks(&mut self) {
+        if !self.hub.core.has_asks() {
+            return;
+        }
+        let mut asks = Vec::new();
+        self.hub.core.take_asks(&mut asks);
+        for ask in asks {
+            if let Some(conn) = self.hub.core.conn_mut(ask.key) {
+                conn.awaiting = true;
+                self.asks.push(ask);
+            }
+        }
+    }
+
+    /// The store's threads said something: commits release what waited
+    /// for them, answers to `history` are queued and their askers read
+    /// again.
+    fn on_store(&mut self) {
+        let Some(persist) = &self.persist else {
+            return;
+        };
+        let done: Vec<Done> = persist.take().collect();
+        for done in done {
+            match done {
+                Done::Committed(seq) => self.hub.delivery.release(&mut self.hub.core, seq),
+                Done::Failed(why) => self.log.store_failed(&why, self.now_ms),
+                Done::Recovered => self.log.store_recovered(self.now_ms),
+                Done::History {
+                    ask,
+                    messages,
+                    more,
+                } => {
+                    self.hub.answer_history(&ask, messages, more);
+                    if let Some(conn) = self.hub.core.conn_mut(ask.key) {
+                        conn.awaiting = false;
+                        self.again.push(Again::Conn(ask.key));
+                    }
+                }
+            }
+        }
     }
 
     /// Some queues went past `--max-queue`: write to them now, since what
@@ -582,9 +655,40 @@ impl EventLoop {
             self.dirty = dirty;
         }
         for event in self.hub.journal.drain(..) {
-            if let Event::Nick { id, old, new, ts } = event {
-                self.log.rename(id, old.as_str(), new.as_str(), ts);
+            match event {
+                Event::Nick { id, old, new, ts } => {
+                    self.log.rename(id, old.as_str(), new.as_str(), ts);
+                }
+                Event::Group {
+                    room,
+                    seq,
+                    from,
+                    text,
+                    ts,
+                    action,
+                } if self.persist.is_some() => self.records.push(Record::Message(Stored {
+                    seq,
+                    room: room.as_str().into(),
+                    from: from.as_str().into(),
+                    text: text.into(),
+                    ts,
+                    action,
+                })),
+                Event::Topic { room, by, text, ts } if self.persist.is_some() => {
+                    self.records.push(Record::Topic {
+                        room: room.as_str().into(),
+                        by: by.as_str().into(),
+                        text: text.as_ref().into(),
+                        ts,
+                    });
+                }
+                _ => {}
             }
+        }
+        if let Some(persist) = &self.persist
+            && (!self.records.is_empty() || !self.asks.is_empty())
+        {
+            persist.store(std::mem::take(&mut self.records), &mut self.asks);
         }
         self.log.flush();
         if self.hub.delivery.has_batched() && !self.presence_due {
@@ -616,7 +720,7 @@ impl EventLoop {
             self.close(key);
             return;
         }
-        if !pending && conn.state == State::Closing {
+        if !pending && conn.state == State::Closing && !conn.outlet.awaits_store() {
             self.close(key);
         }
     }
@@ -628,7 +732,7 @@ impl EventLoop {
             return;
         };
         conn.state = State::Closing;
-        if conn.outlet.out.is_empty() {
+        if conn.outlet.out.is_empty() && !conn.outlet.awaits_store() {
             self.close(key);
         } else {
             self.timers

@@ -7,10 +7,11 @@
 
 use std::net::SocketAddr;
 
-use super::core::{self, Core, Flow, User};
+use super::core::{self, Ask, Core, Flow, User};
 use super::deliver::{Delivery, Outlet};
 use super::event::Event;
 use super::json::{self, Line};
+use super::store::Stored;
 use super::table::Key;
 use crate::wire::{ErrorCode, LeaveReason, Refusal};
 
@@ -21,6 +22,10 @@ pub struct Hub<C> {
     /// order they happened, for whoever keeps a record of them; the event
     /// loop hands them to the connection log each turn.
     pub journal: Vec<Event>,
+    /// History is stored: group messages wait for their commit before
+    /// anyone receives them, and `history` asks wait for the store.
+    stored: bool,
+    asks: Vec<Ask>,
 }
 
 impl<C: AsMut<Outlet>> Hub<C> {
@@ -29,7 +34,26 @@ impl<C: AsMut<Outlet>> Hub<C> {
             core: Core::new(config),
             delivery: Delivery::new(max_queue),
             journal: Vec::new(),
+            stored: false,
+            asks: Vec::new(),
         }
+    }
+
+    /// A hub whose history goes to a store: each group message, and
+    /// everything emitted after it, is held until
+    /// [`Delivery::release`] says the store committed it; `history` asks
+    /// are left for the edge to take with [`Core::take_asks`].
+    pub fn stored(config: core::Config, max_queue: usize) -> Hub<C> {
+        let mut hub = Hub::new(config, max_queue);
+        hub.stored = true;
+        hub.delivery.hold_until_stored();
+        hub
+    }
+
+    /// The store's answer to `ask`, delivered in its place.
+    pub fn answer_history(&mut self, ask: &Ask, messages: Vec<Stored>, more: bool) {
+        self.core.answer_history(ask, messages, more);
+        self.deliver();
     }
 
     /// A new connection, welcomed and announced.
@@ -55,6 +79,15 @@ impl<C: AsMut<Outlet>> Hub<C> {
                 Flow::Continue
             }
         });
+        if !self.stored && self.core.has_asks() {
+            // Nothing is stored: every room's history is empty.
+            let mut asks = std::mem::take(&mut self.asks);
+            self.core.take_asks(&mut asks);
+            for ask in asks.drain(..) {
+                self.core.answer_history(&ask, Vec::new(), false);
+            }
+            self.asks = asks;
+        }
         self.deliver();
         flow
     }
@@ -387,6 +420,122 @@ mod tests {
         for key in [a, b] {
             assert_eq!(out[&key], [json!({"type":"bye","reason":"shutdown"})]);
         }
+    }
+
+    // ---- history -----------------------------------------------------------
+
+    #[test]
+    fn a_group_message_and_all_after_it_wait_for_the_commit() {
+        let mut hub: Hub<Outlet> = Hub::stored(
+            core::Config {
+                welcome: "hi".into(),
+                default_room: "lobby".into(),
+                max_rooms: 3,
+            },
+            1 << 20,
+        );
+        let a = named(&mut hub, "alice");
+        let b = named(&mut hub, "bob");
+        drain(&mut hub);
+        line(&mut hub, a, json!({"type":"group","text":"one"}));
+        line(
+            &mut hub,
+            a,
+            json!({"type":"private","to":"bob","text":"psst"}),
+        );
+        line(&mut hub, b, json!({"type":"ping","token":7}));
+        line(&mut hub, a, json!({"type":"group","text":"two"}));
+        line(&mut hub, b, json!({"type":"who"}));
+        let out = drain(&mut hub);
+        assert!(
+            out[&b].is_empty(),
+            "nothing before the commit: {:?}",
+            out[&b]
+        );
+        assert!(hub.delivery.has_held());
+        // Committed through seq 1: the first message and what followed it,
+        // up to the second message, in order.
+        hub.delivery.release(&mut hub.core, 1);
+        let out = drain(&mut hub);
+        assert_eq!(types(&out[&b]), ["group", "private", "pong"]);
+        hub.delivery.release(&mut hub.core, 2);
+        let out = drain(&mut hub);
+        assert_eq!(types(&out[&b]), ["group", "who"]);
+        assert_eq!(out[&b][0]["seq"], 2);
+        assert!(!hub.delivery.has_held());
+    }
+
+    #[test]
+    fn history_without_a_store_is_empty_at_once() {
+        let mut hub = hub();
+        let a = named(&mut hub, "alice");
+        line(&mut hub, a, json!({"type":"group","text":"one"}));
+        drain(&mut hub);
+        line(&mut hub, a, json!({"type":"history","room":"Lobby"}));
+        let out = drain(&mut hub);
+        assert_eq!(
+            out[&a],
+            [json!({"type":"history","room":"lobby","messages":[],"more":false})]
+        );
+        assert!(!hub.core.has_asks());
+    }
+
+    #[test]
+    fn history_with_a_store_is_asked_for_and_answered_in_place() {
+        let mut hub: Hub<Outlet> = Hub::stored(
+            core::Config {
+                welcome: "hi".into(),
+                default_room: "lobby".into(),
+                max_rooms: 3,
+            },
+            1 << 20,
+        );
+        hub.core
+            .restore(41, [("lobby".to_string(), "kept".to_string())]);
+        let a = named(&mut hub, "alice");
+        drain(&mut hub);
+        line(
+            &mut hub,
+            a,
+            json!({"type":"history","room":"lobby","after":3,"limit":2}),
+        );
+        let mut asks = Vec::new();
+        hub.core.take_asks(&mut asks);
+        assert_eq!(asks.len(), 1);
+        assert_eq!(
+            (asks[0].from, asks[0].limit),
+            (crate::wire::Page::After(3), 2)
+        );
+        let stored = Stored {
+            seq: 4,
+            room: "lobby".into(),
+            from: "zed".into(),
+            text: "old".into(),
+            ts: NOW,
+            action: true,
+        };
+        hub.answer_history(&asks[0], vec![stored], true);
+        line(&mut hub, a, json!({"type":"join","room":"lobby"}));
+        line(&mut hub, a, json!({"type":"group","text":"new"}));
+        hub.delivery.release(&mut hub.core, 42);
+        let out = drain(&mut hub);
+        assert_eq!(
+            out[&a][0],
+            json!({"type":"history","room":"lobby","messages":[
+                {"seq":4,"from":"zed","text":"old","ts":NOW,"action":true}],"more":true})
+        );
+        assert_eq!(out[&a][1]["topic"], "kept", "topics come back");
+        assert_eq!(
+            hub.journal
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Group { seq, .. } => Some(*seq),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            [42],
+            "seq goes on from the store's"
+        );
     }
 
     // ---- rooms -----------------------------------------------------------

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use super::core::Command;
 use super::event::Event;
-use crate::wire::{self, ClientMsg, Member, RoomEntry, ServerMsg, WhoEntry};
+use crate::wire::{self, ClientMsg, HistoryEntry, Member, RoomEntry, ServerMsg, WhoEntry};
 
 /// The protocol version this server speaks (`welcome`'s `protocol`).
 pub const PROTOCOL: u64 = 2;
@@ -166,6 +166,25 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
                     topic: topic.as_deref().map(b),
                 })
                 .collect(),
+        }
+        .encode(out),
+        Event::History {
+            room,
+            messages,
+            more,
+        } => ServerMsg::History {
+            room: b(room.as_str()),
+            messages: messages
+                .iter()
+                .map(|m| HistoryEntry {
+                    seq: m.seq,
+                    from: b(&m.from),
+                    text: b(&m.text),
+                    ts: m.ts,
+                    action: m.action,
+                })
+                .collect(),
+            more: *more,
         }
         .encode(out),
         Event::Bye { reason } => ServerMsg::Bye { reason: *reason }.encode(out),

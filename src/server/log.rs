@@ -38,6 +38,13 @@ enum Record<'a> {
         msgs_in: u64,
         msgs_out: u64,
     },
+    /// The history store stopped working (`ok` false) or works again.
+    Store {
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+        ts: u64,
+    },
 }
 
 pub struct EventLog {
@@ -110,6 +117,26 @@ impl EventLog {
                 msgs_out
             );
         }
+    }
+
+    /// Storing history failed (once per outage): an error, so it reaches
+    /// stderr even with `--quiet`.
+    pub fn store_failed(&mut self, why: &str, ts: u64) {
+        self.record(&Record::Store {
+            ok: false,
+            error: Some(why),
+            ts,
+        });
+        eprintln!("chat server: {why}");
+    }
+
+    pub fn store_recovered(&mut self, ts: u64) {
+        self.record(&Record::Store {
+            ok: true,
+            error: None,
+            ts,
+        });
+        self.say("chat server: history is stored again");
     }
 
     /// Opens the log file again by its name (after `logrotate` moved it);

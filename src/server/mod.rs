@@ -13,7 +13,11 @@
 //! - [`hub`]: door, core and delivery wired together, without sockets:
 //!   what the event loop drives, and what tests and fuzzers drive.
 //! - [`deliver`]: events into queues, encoded once per protocol; slow
-//!   readers; presence batched for big rooms.
+//!   readers; presence batched for big rooms; group messages held until
+//!   stored.
+//! - [`store`]: the history database (SQLite), its schema and queries;
+//!   `persist`: the writer and reader threads around it, so the loop
+//!   never waits on the disk.
 //! - [`outq`]: encode once, queue slices, write with `writev`.
 //! - `event_loop`: epoll, reading and writing until `WouldBlock`, timers.
 //! - [`table`]: the one connection table, with generational keys; [`name`]:
@@ -31,6 +35,8 @@ pub mod json;
 mod log;
 pub mod name;
 pub mod outq;
+mod persist;
+pub mod store;
 pub mod table;
 
 pub use event_loop::Stopper;
@@ -75,6 +81,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
             "cannot open log {path}: {e}; check the directory exists and is writable"
         ))
     })?;
+    let history = open_history(args)?;
     let listener = listen_on(addr)
         .map_err(|e| Fail::runtime(format!("cannot listen on {addr}: {}", explain(&e))))?;
     let bound = listener
@@ -108,7 +115,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
     // Said now, not at the end of the first loop turn: whoever started the
     // server wants to know its capacity before anyone connects.
     log.flush();
-    let event_loop = EventLoop::new(listener, Some(signals), log, settings)
+    let event_loop = EventLoop::new(listener, Some(signals), log, settings, history)
         .map_err(|e| Fail::runtime(format!("cannot start the event loop: {e}")))?;
     // Scripts wait for this line to know the server is up and where.
     let mut stdout = io::stdout();
@@ -179,7 +186,7 @@ impl Server {
             },
         };
         Ok(Server {
-            event_loop: EventLoop::new(listener, None, log, settings)?,
+            event_loop: EventLoop::new(listener, None, log, settings, None)?,
         })
     }
 
@@ -190,6 +197,68 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         self.event_loop.run()
     }
+}
+
+/// `--db`: the database, its directory made on first start when it is the
+/// default one; `None` for `--db none`.
+fn open_history(args: &ServerArgs) -> Result<Option<persist::Opened>, Fail> {
+    let path = match args.db.as_deref() {
+        Some(p) if p.as_os_str() == "none" => return Ok(None),
+        Some(p) => p.to_owned(),
+        None => {
+            let path = default_db(
+                std::env::var("XDG_DATA_HOME").ok().as_deref(),
+                std::env::var("HOME").ok().as_deref(),
+            )
+            .ok_or_else(|| {
+                Fail::runtime(
+                    "no place for the history database: set HOME or XDG_DATA_HOME, \
+                     or pass --db PATH or --db none",
+                )
+            })?;
+            if let Some(dir) = path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .create(dir)
+                    .map_err(|e| {
+                        Fail::runtime(format!(
+                            "cannot create {} for the history database: {e}; \
+                             pass --db PATH or --db none",
+                            dir.display()
+                        ))
+                    })?;
+            }
+            path
+        }
+    };
+    let store = store::Store::open(&path, args.sync).map_err(Fail::runtime)?;
+    let unreadable = |e: rusqlite::Error| {
+        Fail::runtime(format!(
+            "history database {} is unreadable ({e}): it is corrupt; move it away \
+             (a new one is then made) or pass another --db",
+            path.display()
+        ))
+    };
+    let last_seq = store.last_seq().map_err(unreadable)?;
+    let topics = store.topics().map_err(unreadable)?;
+    let reader = store::Reader::open(&path).map_err(unreadable)?;
+    Ok(Some(persist::Opened {
+        store,
+        reader,
+        keep: args.history_keep.unwrap_or_default(),
+        last_seq,
+        topics,
+    }))
+}
+
+/// `$XDG_DATA_HOME/chat/chat.db`, else `$HOME/.local/share/chat/chat.db`;
+/// a relative `XDG_DATA_HOME` is ignored, as the XDG spec says.
+fn default_db(xdg_data_home: Option<&str>, home: Option<&str>) -> Option<std::path::PathBuf> {
+    let data = match xdg_data_home.filter(|d| d.starts_with('/')) {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::Path::new(home.filter(|h| !h.is_empty())?).join(".local/share"),
+    };
+    Some(data.join("chat/chat.db"))
 }
 
 /// Raises the soft open-file limit to the hard one and returns the result:

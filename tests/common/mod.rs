@@ -20,11 +20,15 @@ pub fn chat_bin() -> PathBuf {
 }
 
 /// A `chat` command with the environment that changes behaviour cleared.
+/// Its servers keep no history (`CHAT_DB=none`) unless a test passes its
+/// own `--db`: tests must neither write to the user's data directory nor
+/// share one database (the second server would refuse to start).
 pub fn chat() -> Command {
     let mut cmd = Command::new(chat_bin());
     for var in ["CHAT_SERVER", "CHAT_NICK", "NO_COLOR", "XDG_DATA_HOME"] {
         cmd.env_remove(var);
     }
+    cmd.env("CHAT_DB", "none");
     cmd
 }
 
