@@ -159,7 +159,7 @@ pub struct User {
     pub msgs_in: u64,
     pub presence: Presence,
     /// The rooms it is in, in the order joined.
-    rooms: Vec<RoomId>,
+    rooms: RoomSet,
     /// The last visit number that counted it (see `Core::sharing`).
     visit: u32,
 }
@@ -167,6 +167,78 @@ pub struct User {
 impl User {
     pub fn is_here(&self) -> bool {
         self.presence == Presence::Here
+    }
+}
+
+/// The rooms one user is in. Most users are in one room or a few, and an
+/// idle connection should cost little: the first room is kept inline, the
+/// others in a list allocated only for them.
+#[derive(Debug, Default)]
+struct RoomSet {
+    /// `NONE` when the user is in no room.
+    first: u32,
+    rest: Vec<u32>,
+}
+
+impl RoomSet {
+    const NONE: u32 = u32::MAX;
+
+    fn new() -> RoomSet {
+        RoomSet {
+            first: RoomSet::NONE,
+            rest: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first != RoomSet::NONE) + self.rest.len()
+    }
+
+    fn contains(&self, room: &RoomId) -> bool {
+        self.iter().any(|r| r == *room)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = RoomId> + '_ {
+        std::iter::once(self.first)
+            .filter(|&r| r != RoomSet::NONE)
+            .chain(self.rest.iter().copied())
+            .map(|r| r as RoomId)
+    }
+
+    fn to_vec(&self) -> Vec<RoomId> {
+        self.iter().collect()
+    }
+
+    fn push(&mut self, room: RoomId) {
+        // Room ids are slab indices: far below four billion.
+        let room = room as u32;
+        if self.first == RoomSet::NONE {
+            self.first = room;
+        } else {
+            self.rest.push(room);
+        }
+    }
+
+    fn remove(&mut self, room: RoomId) {
+        let room = room as u32;
+        if self.first == room {
+            self.first = if self.rest.is_empty() {
+                RoomSet::NONE
+            } else {
+                self.rest.remove(0)
+            };
+        } else {
+            self.rest.retain(|&r| r != room);
+        }
+        if self.rest.is_empty() {
+            self.rest = Vec::new();
+        }
+    }
+
+    fn take(&mut self) -> Vec<RoomId> {
+        let rooms = self.to_vec();
+        *self = RoomSet::new();
+        rooms
     }
 }
 
@@ -372,7 +444,7 @@ impl<C> Core<C> {
                 since_ms: now_ms,
                 msgs_in: 0,
                 presence: Presence::Here,
-                rooms: Vec::new(),
+                rooms: RoomSet::new(),
                 visit: 0,
             },
             conn,
@@ -472,7 +544,7 @@ impl<C> Core<C> {
         let rooms = self
             .table
             .get_mut(key)
-            .map(|r| std::mem::take(&mut r.user.rooms))
+            .map(|r| r.user.rooms.take())
             .unwrap_or_default();
         for room in rooms {
             self.leave_room(key, room);
@@ -519,7 +591,7 @@ impl<C> Core<C> {
             );
             if let Some(r) = self.table.get_mut(key) {
                 r.user.presence = Presence::Gone(Departure::Shutdown);
-                r.user.rooms.clear();
+                r.user.rooms = RoomSet::new();
             }
         }
         self.rooms.clear();
@@ -565,7 +637,7 @@ impl<C> Core<C> {
                     // Marked so that its own rooms do not list it.
                     r.user.visit = visit;
                 }
-                r.user.rooms.clone()
+                r.user.rooms.to_vec()
             }
             None => return out,
         };
@@ -822,7 +894,7 @@ impl<C> Core<C> {
         let Some(r) = self.table.get_mut(key) else {
             return;
         };
-        r.user.rooms.retain(|&id| id != room);
+        r.user.rooms.remove(room);
         let (id, nick) = (r.user.id, r.user.nick);
         self.emit(Event::Parted { room: name }, To::One(key));
         self.leave_room(key, room);
