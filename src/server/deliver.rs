@@ -359,13 +359,16 @@ impl Delivery {
     }
 
     /// The presence tick: everyone holding batched presence is written.
-    pub fn release_batched<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>) {
-        for key in std::mem::take(&mut self.batched) {
+    /// Returns how many were waiting.
+    pub fn release_batched<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>) -> usize {
+        let batched = std::mem::take(&mut self.batched);
+        for &key in &batched {
             if let Some(conn) = core.conn_mut(key) {
                 conn.as_mut().batched = false;
             }
             self.mark_dirty(core, key);
         }
+        batched.len()
     }
 
     /// Whether some queue is past the limit and must be written or judged

@@ -70,6 +70,10 @@ const GRACE: Duration = Duration::from_secs(1);
 /// try again after this long (never spin on a listener that stays ready).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// Batched receivers written at one presence tick from which the freed
+/// heap is handed back to the kernel (a big room's storm of arrivals).
+const TRIM_AFTER: usize = 1024;
+
 /// How long a connection that is done (it quit, or closed its side) may
 /// take to read what is still queued for it before it is closed anyway.
 const LINGER: Duration = Duration::from_secs(10);
@@ -184,6 +188,8 @@ pub struct EventLoop {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// A `Timer::Presence` is set.
     presence_due: bool,
+    /// Many batched queues were written this turn: give freed memory back.
+    trim_due: bool,
     dirty: Vec<Key>,
     server_full: Vec<u8>,
     shutdown_by: Option<Instant>,
@@ -246,6 +252,7 @@ impl EventLoop {
             again: Vec::new(),
             timers: BinaryHeap::new(),
             presence_due: false,
+            trim_due: false,
             dirty: Vec::new(),
             server_full,
             shutdown_by: None,
@@ -691,6 +698,9 @@ impl EventLoop {
             persist.store(std::mem::take(&mut self.records), &mut self.asks);
         }
         self.log.flush();
+        if std::mem::take(&mut self.trim_due) {
+            super::memory::give_back();
+        }
         if self.hub.delivery.has_batched() && !self.presence_due {
             self.presence_due = true;
             let at = Instant::now() + PRESENCE_DELAY;
@@ -761,7 +771,12 @@ impl EventLoop {
             }
             Timer::Presence => {
                 self.presence_due = false;
-                self.hub.delivery.release_batched(&mut self.hub.core);
+                let released = self.hub.delivery.release_batched(&mut self.hub.core);
+                // A storm of arrivals in a big room leaves the heap full
+                // of holes once everyone's batch is written; hand them
+                // back after this turn's writes, so that idle connections
+                // cost what they hold, not what the storm held.
+                self.trim_due |= released >= TRIM_AFTER;
             }
         }
     }

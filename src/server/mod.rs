@@ -22,7 +22,8 @@
 //! - `event_loop`: epoll, reading and writing until `WouldBlock`, timers.
 //! - [`table`]: the one connection table, with generational keys; [`name`]:
 //!   names stored inline.
-//! - `flood`: per-connection flood control by not reading.
+//! - `flood`: per-connection flood control by not reading; `memory`:
+//!   freed heap handed back after bursts.
 //! - `log`: connection records for `--log` and stderr.
 
 pub mod core;
@@ -33,6 +34,7 @@ mod flood;
 pub mod hub;
 pub mod json;
 mod log;
+mod memory;
 pub mod name;
 pub mod outq;
 mod persist;
