@@ -17,7 +17,7 @@
 //! the child, restore the terminal (`terminal`).
 
 mod awaited;
-mod clock;
+pub(crate) mod clock;
 mod commands;
 mod complete;
 mod display;
