@@ -365,3 +365,48 @@ fn a_room_name_that_breaks_the_rules_is_refused_before_connecting() {
     assert!(err.contains("cannot use room \"no spaces\""), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn what_was_said_before_joining_is_shown_as_history_and_history_pages_back() {
+    let dir = common::TempDir::new("client-history");
+    let db = dir.path.join("chat.db");
+    let server = Server::start(&["--rate", "0", "--db", db.to_str().unwrap()]);
+    let mut alice = server.join("alice");
+    for n in 1..=22 {
+        alice.send(&json!({"type": "group", "text": format!("m{n}")}));
+    }
+    // Answered after the 22 lines before it: all are stored.
+    alice.sync();
+    let out = run_client(
+        &server,
+        &["--nick", "carol"],
+        b"hi\n/history 5\n/history\n/quit\n",
+    );
+    let asserted = out.assert().success();
+    let text = stdout_text(asserted.get_output());
+    let lines: Vec<&str> = text.lines().collect();
+    let index = |wanted: &str| {
+        lines
+            .iter()
+            .position(|l| l.ends_with(wanted))
+            .unwrap_or_else(|| panic!("no {wanted:?} in:\n{text}"))
+    };
+    let first = index("-- history of lobby: 20 messages (and older ones)");
+    // Marked with when each was said (`[HH:MM]`), not as live lines are.
+    for (k, n) in (3..=22).enumerate() {
+        let line = lines[first + 1 + k];
+        assert!(
+            line.starts_with('[') && line.ends_with(&format!("] <alice> m{n}")),
+            "{line:?} in:\n{text}"
+        );
+    }
+    assert!(lines[first + 21].ends_with("-- end of history"), "{text}");
+    assert!(
+        index("<carol> hi") > first + 21,
+        "history comes first:\n{text}"
+    );
+    let older = index("-- history of lobby: 2 messages");
+    assert!(lines[older + 1].ends_with("] <alice> m1"), "{text}");
+    assert!(lines[older + 2].ends_with("] <alice> m2"), "{text}");
+    assert!(index("-- no older messages in lobby") > older, "{text}");
+}

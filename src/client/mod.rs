@@ -17,6 +17,7 @@
 //! the child, restore the terminal (`terminal`).
 
 mod awaited;
+mod backlog;
 pub(crate) mod clock;
 mod commands;
 mod complete;

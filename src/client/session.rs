@@ -10,6 +10,7 @@ use crate::render::{Me, Renderer, json_line};
 use crate::wire::{ByeReason, ClientMsg, ErrorCode, ServerMsg, client_line};
 
 use super::awaited::{After, Awaited};
+use super::backlog::Backlog;
 use super::roster::Roster;
 
 /// Something the parent must do.
@@ -56,6 +57,8 @@ pub struct Session {
     arrivals: Arrivals<String>,
     /// Lines sent with a `ping` after them, and what to do at the `pong`.
     pub(super) awaited: Awaited,
+    /// Rooms' pasts: what was asked for and how far back we have shown.
+    pub(super) backlog: Backlog,
 }
 
 impl Session {
@@ -78,13 +81,14 @@ impl Session {
             rooms_pending: false,
             arrivals: Arrivals::default(),
             awaited: Awaited::default(),
+            backlog: Backlog::default(),
         }
     }
 
     /// True once typed lines can be sent: welcomed, the nickname asked for
     /// on the command line granted or refused, the rooms joined.
     pub fn ready(&self) -> bool {
-        self.welcomed && !self.nick_pending && !self.rooms_pending
+        self.welcomed && !self.nick_pending && !self.rooms_pending && !self.backlog.starting
     }
 
     pub fn welcomed(&self) -> bool {
@@ -106,6 +110,8 @@ impl Session {
             out.push(self.refusal(time, "the server did not answer the joins of --room"));
             out.push(self.prompt());
         }
+        // A server that keeps its past to itself is no reason to wait.
+        self.backlog.starting = false;
     }
 
     /// A refusal the client itself says (a bad command, an overlong line),
@@ -222,9 +228,11 @@ impl Session {
             ServerMsg::Joined { room, topic, users } => {
                 self.roster.joined(room, users, topic.as_deref());
                 self.completions(out);
+                self.history_on_join(room, out);
             }
             ServerMsg::Parted { room } => {
                 self.roster.parted(room);
+                self.forget(room);
                 self.completions(out);
             }
             ServerMsg::Topic { room, text, .. } => self.roster.set_topic(room, text),
@@ -261,11 +269,21 @@ impl Session {
                     return Some(self.render.error(&format!("{message}; not sent: {text}")));
                 }
             }
-            ServerMsg::Group { .. }
-            | ServerMsg::Private { .. }
-            | ServerMsg::Error { .. }
-            | ServerMsg::History { .. }
-            | ServerMsg::Unknown => {}
+            ServerMsg::Group { room, seq, .. } => {
+                if let Some(room) = room.as_deref().or(self.roster.default_room()) {
+                    let room = room.to_owned();
+                    self.seen(&room, *seq);
+                }
+            }
+            ServerMsg::History {
+                room,
+                messages,
+                more,
+            } => {
+                self.history_answer(room, messages, *more, time, out);
+                return None;
+            }
+            ServerMsg::Private { .. } | ServerMsg::Error { .. } | ServerMsg::Unknown => {}
         }
         // The welcome says its own prompt, and the joins of `--room` end
         // with one.
@@ -302,6 +320,18 @@ impl Session {
         if self.ask_who {
             let room = self.roster.default_room().map(|r| r.to_owned().into());
             out.push(Effect::Send(client_line(&ClientMsg::Who { room })));
+        }
+        // Everyone starts in the default room without a `joined`: its
+        // past is asked for here, unless `--room` moves us on at once (the
+        // rooms asked for bring their own).
+        if let Some(home) = self
+            .roster
+            .default_room()
+            .filter(|_| self.wanted_rooms.is_empty())
+            .map(str::to_owned)
+        {
+            self.history_on_join(&home, out);
+            self.backlog.starting = !self.json;
         }
         let wanted = std::mem::take(&mut self.wanted_rooms);
         if wanted.is_empty() {
@@ -680,6 +710,54 @@ mod tests {
             [r#"{"room":"lobby","text":"hi","type":"group"}"#]
         );
         assert_eq!(shown(&out), ["<guest3> hi"]);
+    }
+
+    #[test]
+    fn a_rooms_past_is_asked_for_on_joining_and_history_pages_back() {
+        let mut s = session(false, None, false);
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(
+            sent(&out),
+            [r#"{"limit":20,"room":"lobby","type":"history"}"#]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[{"seq":7,"from":"alice","text":"hi guest3","ts":1000},{"seq":9,"from":"bob","text":"waves","ts":2000,"action":true}],"more":true}"#,
+        );
+        let lines = shown(&out);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[0], "-- history of lobby: 2 messages (and older ones)");
+        // Each message after when it was said, not when it was shown.
+        assert!(lines[1].starts_with('[') && lines[1].ends_with("] <alice> hi guest3"));
+        assert!(lines[2].ends_with("] * bob waves"), "{lines:?}");
+        assert_eq!(lines[3], "-- end of history");
+        let out = typed(&mut s, "/history 5");
+        assert_eq!(
+            sent(&out),
+            [r#"{"before":7,"limit":5,"room":"lobby","type":"history"}"#]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        assert_eq!(shown(&out), ["-- no older messages in lobby"]);
+        let out = typed(&mut s, "/history lots");
+        assert!(sent(&out).is_empty());
+        assert_eq!(shown(&out), ["!! usage: /history [N], N from 1 to 500"]);
+        let out = feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"guest3"}]}"#,
+        );
+        assert_eq!(
+            sent(&out),
+            [r#"{"limit":20,"room":"rust","type":"history"}"#]
+        );
+        // A room with no past says nothing when joined.
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"rust","messages":[],"more":false}"#,
+        );
+        assert!(shown(&out).is_empty());
     }
 
     #[test]
