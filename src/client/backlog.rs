@@ -16,31 +16,57 @@ use super::session::{Effect, Session};
 /// to see what is being talked about, few enough to fit on one screen.
 pub const ON_JOIN: usize = 20;
 
+/// Why a page of history was asked for, which decides how its answer
+/// reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ask {
+    /// A room was joined: its last messages; none is nothing to say.
+    Join,
+    /// `/history`: that there are no more is news.
+    Typed,
+    /// Back after a lost connection: what came after the last `seq` seen,
+    /// and how many, even none.
+    Missed,
+}
+
 /// What the session remembers about rooms' pasts.
 #[derive(Debug, Default)]
 pub struct Backlog {
-    /// Per room (case-folded), the oldest `seq` shown: where `/history`
-    /// goes on from.
-    oldest: HashMap<String, u64>,
-    /// The `history` requests out, oldest first, each with whether the user
-    /// typed it (an empty answer to `/history` is news; to a join, noise).
-    asked: Vec<(String, bool)>,
+    /// Per room (case-folded), the oldest and newest `seq` shown:
+    /// `/history` goes on from the oldest, a reconnection from the newest,
+    /// and a message between them is not shown twice.
+    shown: HashMap<String, (u64, u64)>,
+    /// The `history` requests out, oldest first.
+    asked: Vec<(String, Ask)>,
     /// The default room's past, asked for at the welcome, has not come
     /// yet: typed lines wait, so that it shows before them.
     pub(super) starting: bool,
 }
 
+impl Backlog {
+    /// Whether anything of `room` has been shown.
+    pub fn has_shown(&self, room: &str) -> bool {
+        self.shown.contains_key(&room.to_ascii_lowercase())
+    }
+
+    /// The connection is lost: no answer is coming to what was asked.
+    pub fn reconnecting(&mut self) {
+        self.asked.clear();
+        self.starting = false;
+    }
+}
+
 impl Session {
     /// Asks for a page of `room`'s history. `typed`: the user asked.
-    pub(super) fn ask_history(
+    fn ask_history(
         &mut self,
         room: &str,
         from: Page,
         limit: usize,
-        typed: bool,
+        why: Ask,
         out: &mut Vec<Effect>,
     ) {
-        self.backlog.asked.push((room.to_ascii_lowercase(), typed));
+        self.backlog.asked.push((room.to_ascii_lowercase(), why));
         out.push(Effect::Send(client_line(&ClientMsg::History {
             room: room.to_owned().into(),
             from,
@@ -51,14 +77,22 @@ impl Session {
     /// We left `room`: what was shown of it is no guide to what a later
     /// join shows.
     pub(super) fn forget(&mut self, room: &str) {
-        self.backlog.oldest.remove(&room.to_ascii_lowercase());
+        self.backlog.shown.remove(&room.to_ascii_lowercase());
     }
 
-    /// Asks for the last messages of a room just joined. Not with
-    /// `--json`: a program reading the protocol asks for what it wants.
+    /// Asks for the last messages of a room just joined, or, when it is
+    /// joined again on a new connection, for what came after the last one
+    /// shown. Not with `--json`: a program reading the protocol asks for
+    /// what it wants.
     pub(super) fn history_on_join(&mut self, room: &str, out: &mut Vec<Effect>) {
-        if !self.json {
-            self.ask_history(room, Page::Latest, ON_JOIN, false, out);
+        if self.json {
+            return;
+        }
+        match self.backlog.shown.get(&room.to_ascii_lowercase()) {
+            Some(&(_, newest)) => {
+                self.ask_history(room, Page::After(newest), HISTORY_MAX, Ask::Missed, out)
+            }
+            None => self.ask_history(room, Page::Latest, ON_JOIN, Ask::Join, out),
         }
     }
 
@@ -66,12 +100,13 @@ impl Session {
     /// back from the oldest one shown.
     pub(super) fn seen(&mut self, room: &str, seq: u64) {
         if seq > 0 {
-            let oldest = self
+            let (oldest, newest) = self
                 .backlog
-                .oldest
+                .shown
                 .entry(room.to_ascii_lowercase())
-                .or_insert(seq);
+                .or_insert((seq, seq));
             *oldest = (*oldest).min(seq);
+            *newest = (*newest).max(seq);
         }
     }
 
@@ -86,31 +121,34 @@ impl Session {
         out: &mut Vec<Effect>,
     ) {
         let key = room.to_ascii_lowercase();
-        let typed = match self.backlog.asked.iter().position(|(r, _)| *r == key) {
+        let why = match self.backlog.asked.iter().position(|(r, _)| *r == key) {
             Some(at) => self.backlog.asked.remove(at).1,
-            None => false,
+            None => Ask::Join,
         };
-        if !typed {
+        if why != Ask::Typed {
             self.backlog.starting = false;
         }
         // What is shown already stays shown once: a live message that came
         // between the request and its answer is in both, and two
         // `/history` typed in a row ask from the same place.
-        let shown_from = self.backlog.oldest.get(&key).copied();
+        let shown = self.backlog.shown.get(&key).copied();
         let fresh: Vec<HistoryEntry<'_>> = messages
             .iter()
-            .filter(|m| shown_from.is_none_or(|oldest| m.seq < oldest))
+            .filter(|m| shown.is_none_or(|(oldest, newest)| m.seq < oldest || m.seq > newest))
             .cloned()
             .collect();
         let messages = &fresh[..];
-        let Some(first) = messages.first() else {
-            if typed {
-                let line = self.render.notice(&format!("no older messages in {room}"));
-                out.push(Effect::Show(self.render.stamp(time, &line)));
-            }
-            return;
+        let (Some(first), Some(last)) = (messages.first(), messages.last()) else {
+            let nothing = match why {
+                Ask::Join => return,
+                Ask::Typed => format!("no older messages in {room}"),
+                Ask::Missed => format!("nothing was said in {room} while you were away"),
+            };
+            let line = self.render.notice(&nothing);
+            return out.push(Effect::Show(self.render.stamp(time, &line)));
         };
         self.seen(room, first.seq);
+        self.seen(room, last.seq);
         let me = Me {
             id: self.roster.me,
             nick: &self.roster.nick,
@@ -118,6 +156,21 @@ impl Session {
         let lines = self
             .render
             .history(room, messages, more, me, clock::said_at);
+        let mut lines = lines;
+        if why == Ask::Missed {
+            let count = match messages.len() {
+                1 => "1 message".to_owned(),
+                n => format!("{n} messages"),
+            };
+            let more = if more {
+                " (the last ones: /history for more)"
+            } else {
+                ""
+            };
+            lines[0] = self
+                .render
+                .notice(&format!("you missed {count} in {room} while away{more}"));
+        }
         let last = lines.len().saturating_sub(1);
         for (i, line) in lines.into_iter().enumerate() {
             out.push(Effect::Show(if i == 0 || i == last {
@@ -148,10 +201,10 @@ impl Session {
         let Some(here) = self.roster.here().map(str::to_owned) else {
             return out.push(self.refusal(time, "you are in no room: /join ROOM first"));
         };
-        let from = match self.backlog.oldest.get(&here.to_ascii_lowercase()) {
-            Some(&seq) => Page::Before(seq),
+        let from = match self.backlog.shown.get(&here.to_ascii_lowercase()) {
+            Some(&(oldest, _)) => Page::Before(oldest),
             None => Page::Latest,
         };
-        self.ask_history(&here, from, limit, true, out);
+        self.ask_history(&here, from, limit, Ask::Typed, out);
     }
 }

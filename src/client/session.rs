@@ -59,6 +59,9 @@ pub struct Session {
     pub(super) awaited: Awaited,
     /// Rooms' pasts: what was asked for and how far back we have shown.
     pub(super) backlog: Backlog,
+    /// The room to make current once the rooms asked for are joined again
+    /// after a lost connection.
+    return_to: Option<String>,
 }
 
 impl Session {
@@ -82,6 +85,7 @@ impl Session {
             arrivals: Arrivals::default(),
             awaited: Awaited::default(),
             backlog: Backlog::default(),
+            return_to: None,
         }
     }
 
@@ -189,6 +193,9 @@ impl Session {
             After::Prompt => out.push(self.prompt()),
             After::Started => {
                 self.rooms_pending = false;
+                if let Some(room) = self.return_to.take() {
+                    self.roster.switch_to(&room);
+                }
                 out.push(self.prompt());
             }
         }
@@ -298,6 +305,39 @@ impl Session {
         self.render.received_in(msg, me, self.roster.here())
     }
 
+    /// The connection is lost and a new one will be tried: forget the
+    /// server's state, and ask, once welcomed again, for the same
+    /// nickname (unless it was a guest's, which the server hands out) and
+    /// the same rooms, the current one last so it is current again. What
+    /// was missed meanwhile is asked for by `seq` (see `backlog`).
+    pub fn lost(&mut self) {
+        let nick = std::mem::take(&mut self.roster.nick);
+        if !nick.is_empty() && !crate::wire::is_guest_name(&nick) {
+            self.wanted_nick = Some(nick);
+        }
+        let default = self.roster.default_room().map(str::to_owned);
+        self.wanted_rooms = self
+            .roster
+            .our_rooms()
+            .into_iter()
+            .filter(|r| Some(r) != default.as_ref())
+            .collect();
+        // Joining makes a room current; the default room needs no join, so
+        // it is made current again once the others are joined.
+        self.return_to = self
+            .roster
+            .here()
+            .filter(|h| Some(*h) == default.as_deref())
+            .map(str::to_owned);
+        self.roster = Roster::default();
+        self.welcomed = false;
+        self.nick_pending = false;
+        self.rooms_pending = false;
+        self.awaited = Awaited::default();
+        self.arrivals = Arrivals::default();
+        self.backlog.reconnecting();
+    }
+
     /// Welcomed: ask for the nickname and the rooms wanted, and for the
     /// users (for completion); the prompt follows once the rooms are
     /// joined.
@@ -323,11 +363,12 @@ impl Session {
         }
         // Everyone starts in the default room without a `joined`: its
         // past is asked for here, unless `--room` moves us on at once (the
-        // rooms asked for bring their own).
+        // rooms asked for bring their own); back after a lost connection,
+        // what was missed in it always is.
         if let Some(home) = self
             .roster
             .default_room()
-            .filter(|_| self.wanted_rooms.is_empty())
+            .filter(|home| self.wanted_rooms.is_empty() || self.backlog.has_shown(home))
             .map(str::to_owned)
         {
             self.history_on_join(&home, out);
@@ -758,6 +799,70 @@ mod tests {
             r#"{"type":"history","room":"rust","messages":[],"more":false}"#,
         );
         assert!(shown(&out).is_empty());
+    }
+
+    #[test]
+    fn after_a_lost_connection_the_name_rooms_and_missed_messages_are_asked_for() {
+        let mut s = session(false, Some("carol"), false);
+        feed(&mut s, WELCOME_V2);
+        feed(
+            &mut s,
+            r#"{"type":"nick","id":3,"old":"guest3","new":"carol","ts":1}"#,
+        );
+        feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"carol"}]}"#,
+        );
+        feed(
+            &mut s,
+            r#"{"type":"group","room":"lobby","from":"bob","text":"hi","ts":1,"seq":41}"#,
+        );
+        feed(
+            &mut s,
+            r#"{"type":"group","room":"rust","from":"bob","text":"hi","ts":1,"seq":42}"#,
+        );
+        s.lost();
+        assert!(!s.ready());
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(
+            sent(&out),
+            [
+                r#"{"nick":"carol","type":"nick"}"#,
+                r#"{"after":41,"limit":500,"room":"lobby","type":"history"}"#,
+                r#"{"room":"rust","type":"join"}"#,
+                r#"{"token":1,"type":"ping"}"#,
+            ]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"carol"}]}"#,
+        );
+        assert_eq!(
+            sent(&out),
+            [r#"{"after":42,"limit":500,"room":"rust","type":"history"}"#]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        assert_eq!(
+            shown(&out),
+            ["-- nothing was said in lobby while you were away"]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"rust","messages":[{"seq":42,"from":"bob","text":"hi","ts":1},{"seq":43,"from":"bob","text":"gone?","ts":1}],"more":false}"#,
+        );
+        let lines = shown(&out);
+        assert_eq!(
+            lines[0], "-- you missed 1 message in rust while away",
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with("] <bob> gone?"), "{lines:?}");
     }
 
     #[test]
