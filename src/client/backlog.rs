@@ -38,9 +38,10 @@ pub struct Backlog {
     shown: HashMap<String, (u64, u64)>,
     /// The `history` requests out, oldest first.
     asked: Vec<(String, Ask)>,
-    /// The default room's past, asked for at the welcome, has not come
-    /// yet: typed lines wait, so that it shows before them.
-    pub(super) starting: bool,
+    /// How many pasts asked for at the start (the default room's at the
+    /// welcome, those of the rooms joined then) have not come yet: typed
+    /// lines wait, so that they show before them.
+    pub(super) starting: usize,
 }
 
 impl Backlog {
@@ -52,7 +53,7 @@ impl Backlog {
     /// The connection is lost: no answer is coming to what was asked.
     pub fn reconnecting(&mut self) {
         self.asked.clear();
-        self.starting = false;
+        self.starting = 0;
     }
 }
 
@@ -84,9 +85,14 @@ impl Session {
     /// joined again on a new connection, for what came after the last one
     /// shown. Not with `--json`: a program reading the protocol asks for
     /// what it wants.
-    pub(super) fn history_on_join(&mut self, room: &str, out: &mut Vec<Effect>) {
+    /// `at_start`: typed lines wait for the answer (see
+    /// [`Backlog::starting`]).
+    pub(super) fn history_on_join(&mut self, room: &str, at_start: bool, out: &mut Vec<Effect>) {
         if self.json {
             return;
+        }
+        if at_start {
+            self.backlog.starting += 1;
         }
         match self.backlog.shown.get(&room.to_ascii_lowercase()) {
             Some(&(_, newest)) => {
@@ -126,7 +132,7 @@ impl Session {
             None => Ask::Join,
         };
         if why != Ask::Typed {
-            self.backlog.starting = false;
+            self.backlog.starting = self.backlog.starting.saturating_sub(1);
         }
         // What is shown already stays shown once: a live message that came
         // between the request and its answer is in both, and two

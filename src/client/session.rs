@@ -92,7 +92,7 @@ impl Session {
     /// True once typed lines can be sent: welcomed, the nickname asked for
     /// on the command line granted or refused, the rooms joined.
     pub fn ready(&self) -> bool {
-        self.welcomed && !self.nick_pending && !self.rooms_pending && !self.backlog.starting
+        self.welcomed && !self.nick_pending && !self.rooms_pending && self.backlog.starting == 0
     }
 
     pub fn welcomed(&self) -> bool {
@@ -115,7 +115,7 @@ impl Session {
             out.push(self.prompt());
         }
         // A server that keeps its past to itself is no reason to wait.
-        self.backlog.starting = false;
+        self.backlog.starting = 0;
     }
 
     /// A refusal the client itself says (a bad command, an overlong line),
@@ -235,7 +235,7 @@ impl Session {
             ServerMsg::Joined { room, topic, users } => {
                 self.roster.joined(room, users, topic.as_deref());
                 self.completions(out);
-                self.history_on_join(room, out);
+                self.history_on_join(room, self.rooms_pending, out);
             }
             ServerMsg::Parted { room } => {
                 self.roster.parted(room);
@@ -371,8 +371,7 @@ impl Session {
             .filter(|home| self.wanted_rooms.is_empty() || self.backlog.has_shown(home))
             .map(str::to_owned)
         {
-            self.history_on_join(&home, out);
-            self.backlog.starting = !self.json;
+            self.history_on_join(&home, true, out);
         }
         let wanted = std::mem::take(&mut self.wanted_rooms);
         if wanted.is_empty() {
@@ -1074,6 +1073,13 @@ mod tests {
         );
         let out = feed(&mut s, r#"{"type":"pong","token":1}"#);
         assert_eq!(prompts(&out), ["go> "]);
+        assert!(!s.ready(), "the rooms' pasts show before typed lines");
+        for room in ["rust", "go"] {
+            feed(
+                &mut s,
+                &format!(r#"{{"type":"history","room":"{room}","messages":[],"more":false}}"#),
+            );
+        }
         assert!(s.ready());
     }
 
