@@ -298,8 +298,9 @@ impl Parent {
         match self.phase {
             Phase::Quitting { .. } => self.close(Ok(())),
             // A session that was under way is worth getting back: a
-            // restarting server is up again in a moment.
-            Phase::Chatting if self.session.welcomed() => self.lose(why),
+            // restarting server is up again in a moment. Not with `--json`:
+            // the program reading the protocol decides what to do.
+            Phase::Chatting if self.session.welcomed() && !self.json => self.lose(why),
             Phase::Chatting => {
                 let message = self.lost_message(why);
                 self.close(Err(Fail::runtime(message)));
