@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::escape::is_dangerous;
 pub use crate::escape::sanitize;
-use crate::wire::{ByeReason, ClientMsg, LeaveReason, ServerMsg};
+use crate::wire::{ByeReason, ClientMsg, HistoryEntry, LeaveReason, ServerMsg};
 
 /// How much styling the output gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,6 +297,43 @@ impl Renderer {
         })
     }
 
+    /// A `history` answer as lines: `-- history of rust: 3 messages`, then
+    /// each message as a live one reads, after the time it was said in
+    /// brackets (`[14:05] <alice> hi`, `[Tue 14:05] * bob waves`), then
+    /// `-- end of history`. The bracketed time, dim in colour, is what
+    /// tells an old line from a live one: a reader must not answer a
+    /// question asked yesterday as if it were asked now. `when` turns a
+    /// `ts` into that time (the local clock's business, not ours).
+    pub fn history(
+        &self,
+        room: &str,
+        messages: &[HistoryEntry<'_>],
+        more: bool,
+        me: Me<'_>,
+        when: impl Fn(u64) -> String,
+    ) -> Vec<String> {
+        let count = match messages.len() {
+            1 => "1 message".to_owned(),
+            n => format!("{n} messages"),
+        };
+        let older = if more { " (and older ones)" } else { "" };
+        let mut lines = Vec::with_capacity(messages.len() + 2);
+        lines.push(self.notice(&format!("history of {room}: {count}{older}")));
+        for m in messages {
+            let who = match m.action {
+                true => format!("* {}", self.nick(&m.from)),
+                false => format!("<{}>", self.nick(&m.from)),
+            };
+            let time = self.tint(Tint::Dim, &format!("[{}]", sanitize(&when(m.ts))));
+            lines.push(format!(
+                "{time} {}",
+                self.said(&who, &m.text, &m.from, me.nick)
+            ));
+        }
+        lines.push(self.notice("end of history"));
+        lines
+    }
+
     /// What we sent, as the others will see it: `<me> text` for the room,
     /// `-> *bob* text` for one person, `* me waves` and
     /// `-> *bob* * me waves` for actions (`/me`); `None` for messages that
@@ -549,6 +586,42 @@ mod tests {
             "!! no user named zed"
         );
         assert_eq!(PLAIN.received(&ServerMsg::Pong { token: None }, BOB), None);
+    }
+
+    #[test]
+    fn history_is_marked_with_when_it_was_said() {
+        let entry = |seq, from: &str, text: &str, action| HistoryEntry {
+            seq,
+            from: from.to_owned().into(),
+            text: text.to_owned().into(),
+            ts: seq * 1000,
+            action,
+        };
+        let messages = [
+            entry(1, "alice", "hi bob", false),
+            entry(2, "carol", "waves\x1b[2J", true),
+        ];
+        let when = |ts: u64| format!("t{}", ts / 1000);
+        assert_eq!(
+            PLAIN.history("rust", &messages, true, BOB, when),
+            [
+                "-- history of rust: 2 messages (and older ones)",
+                "[t1] <alice> hi bob",
+                "[t2] * carol waves\\x1b[2J",
+                "-- end of history",
+            ]
+        );
+        assert_eq!(
+            PLAIN.history("rust", &messages[..1], false, BOB, when)[0],
+            "-- history of rust: 1 message"
+        );
+        let coloured = COLOUR.history("rust", &messages[..1], false, BOB, when);
+        assert!(
+            coloured[1].starts_with("\x1b[2m[t1]\x1b[0m "),
+            "{:?}",
+            coloured[1]
+        );
+        assert!(coloured[1].contains(MENTION), "a mention still stands out");
     }
 
     #[test]

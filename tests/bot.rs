@@ -964,3 +964,73 @@ fn refusals_of_room_steps_fail_the_script_on_the_real_server() {
         r.stderr
     );
 }
+
+#[test]
+fn history_shows_what_survived_a_restart_and_expect_history_checks_it() {
+    let db_dir = common::TempDir::new("bot-history");
+    let db = db_dir.path.join("chat.db");
+    let db = db.to_str().unwrap();
+    let dir = scratch(&[
+        (
+            "before.chat",
+            "@alice join rust\n\
+             @alice in rust say before the restart\n\
+             @alice in rust me waves\n\
+             @alice history rust\n\
+             @alice expect history rust alice \"before the*\"\n",
+        ),
+        (
+            "after.chat",
+            "@bob history rust 5\n\
+             @bob expect history rust alice \"before the restart\"\n\
+             @bob history rust\n\
+             @bob expect history rust carol within 1s\n",
+        ),
+    ]);
+    let mut server = Server::start(&["--db", db]);
+    let r = run(bot(&dir, Some(&server), &["before.chat"]));
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        server
+            .signal_and_wait(nix::sys::signal::Signal::SIGTERM)
+            .code(),
+        Some(0)
+    );
+
+    let server = Server::start(&["--db", db]);
+    let r = run(bot(&dir, Some(&server), &["after.chat"]));
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "@bob -- history of rust: 2 messages")
+        .unwrap_or_else(|| panic!("no history header in:\n{}", r.stdout));
+    let said = |line: &str, wanted: &str| {
+        // `@bob [14:05] <alice> ...`: the time it was said, then the line.
+        line.strip_prefix("@bob [")
+            .and_then(|l| l.split_once("] "))
+            .is_some_and(|(_, rest)| rest == wanted)
+    };
+    assert!(
+        said(lines[at + 1], "<alice> before the restart"),
+        "{}",
+        r.stdout
+    );
+    assert!(said(lines[at + 2], "* alice waves"), "{}", r.stdout);
+    assert_eq!(lines[at + 3], "@bob -- end of history");
+    assert!(
+        r.stdout
+            .contains("@bob ok: history of rust from alice \"before the restart\"\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.starts_with(
+            "chat: after.chat:4: @bob expected history of rust from carol within 1s; "
+        ) && r.stderr.contains(
+            "bob received: history of rust [alice \"before the restart\", alice \"waves\"]"
+        ),
+        "{}",
+        r.stderr
+    );
+}

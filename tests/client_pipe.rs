@@ -4,8 +4,10 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Output, Stdio};
+use std::sync::mpsc;
 
 use assert_cmd::assert::OutputAssertExt;
 use common::{Conn, Server, WAIT, chat, finish_within, free_port, output_with_input};
@@ -53,6 +55,38 @@ fn wait_for_nick(watcher: &mut Conn, nick: &str) {
         let msg = watcher.recv_type("nick");
         if msg["new"] == nick {
             return;
+        }
+    }
+}
+
+/// The lines a client prints, as they come, read by a thread so that a
+/// test can wait for one.
+fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `wanted`; returns the lines up to it.
+fn wait_for_line(lines: &mpsc::Receiver<String>, wanted: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(WAIT) {
+            Ok(line) => {
+                let done = line.contains(wanted);
+                seen.push(line);
+                if done {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no line with {wanted:?} ({e}); saw:\n{}", seen.join("\n")),
         }
     }
 }
@@ -293,8 +327,12 @@ fn server_shutdown_ends_the_client_with_status_1_and_no_orphan() {
 fn a_killed_server_ends_the_client_with_status_1_and_no_orphan() {
     let mut server = Server::start(&[]);
     let mut bob = server.join("bob");
-    let (client, input_child) = connected_client(&server, &mut bob);
+    let (mut client, input_child) = connected_client(&server, &mut bob);
+    let lines = lines_of(client.stdout.take().unwrap());
     server.signal_and_wait(Signal::SIGKILL);
+    // It tries again, and the end of input stops it trying.
+    wait_for_line(&lines, "lost the connection to");
+    drop(client.stdin.take());
     let out = finish_within(client);
     let asserted = out.assert().code(1);
     let out = asserted.get_output();
@@ -364,4 +402,129 @@ fn a_room_name_that_breaks_the_rules_is_refused_before_connecting() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot use room \"no spaces\""), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn what_was_said_before_joining_is_shown_as_history_and_history_pages_back() {
+    let dir = common::TempDir::new("client-history");
+    let db = dir.path.join("chat.db");
+    let server = Server::start(&["--rate", "0", "--db", db.to_str().unwrap()]);
+    let mut alice = server.join("alice");
+    for n in 1..=22 {
+        alice.send(&json!({"type": "group", "text": format!("m{n}")}));
+    }
+    // Answered after the 22 lines before it: all are stored.
+    alice.sync();
+    let out = run_client(
+        &server,
+        &["--nick", "carol"],
+        b"hi\n/history 5\n/history\n/quit\n",
+    );
+    let asserted = out.assert().success();
+    let text = stdout_text(asserted.get_output());
+    let lines: Vec<&str> = text.lines().collect();
+    let index = |wanted: &str| {
+        lines
+            .iter()
+            .position(|l| l.ends_with(wanted))
+            .unwrap_or_else(|| panic!("no {wanted:?} in:\n{text}"))
+    };
+    let first = index("-- history of lobby: 20 messages (and older ones)");
+    // Marked with when each was said (`[HH:MM]`), not as live lines are.
+    for (k, n) in (3..=22).enumerate() {
+        let line = lines[first + 1 + k];
+        assert!(
+            line.starts_with('[') && line.ends_with(&format!("] <alice> m{n}")),
+            "{line:?} in:\n{text}"
+        );
+    }
+    assert!(lines[first + 21].ends_with("-- end of history"), "{text}");
+    assert!(
+        index("<carol> hi") > first + 21,
+        "history comes first:\n{text}"
+    );
+    let older = index("-- history of lobby: 2 messages");
+    assert!(lines[older + 1].ends_with("] <alice> m1"), "{text}");
+    assert!(lines[older + 2].ends_with("] <alice> m2"), "{text}");
+    assert!(index("-- no older messages in lobby") > older, "{text}");
+}
+
+/// Passes one connection accepted on `listener` through to `upstream`,
+/// both ways; returns both ends, to cut the connection with.
+fn pass_through(listener: &TcpListener, upstream: std::net::SocketAddr) -> [TcpStream; 2] {
+    let (down, _) = listener.accept().unwrap();
+    let up = TcpStream::connect(upstream).unwrap();
+    for (mut from, mut to) in [
+        (down.try_clone().unwrap(), up.try_clone().unwrap()),
+        (up.try_clone().unwrap(), down.try_clone().unwrap()),
+    ] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
+    [down, up]
+}
+
+#[test]
+fn a_lost_connection_is_made_again_and_what_was_missed_is_shown() {
+    let dir = common::TempDir::new("client-reconnect");
+    let db = dir.path.join("chat.db");
+    let server = Server::start(&["--rate", "0", "--db", db.to_str().unwrap()]);
+    // The client goes through a pass-through the test can cut, as a
+    // network would.
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let via = proxy.local_addr().unwrap().to_string();
+    let mut alice = server.join("alice");
+    let mut client = chat()
+        .args(["client", "--server", &via, "--nick", "carol"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(client.stdout.take().unwrap());
+    let ends = pass_through(&proxy, server.addr);
+    wait_for_nick(&mut alice, "carol");
+    alice.send(&json!({"type": "group", "text": "before"}));
+    wait_for_line(&lines, "<alice> before");
+
+    for end in &ends {
+        let _ = end.shutdown(Shutdown::Both);
+    }
+    wait_for_line(&lines, "trying again in");
+    for n in 1..=2 {
+        alice.send(&json!({"type": "group", "text": format!("missed {n}")}));
+    }
+    alice.sync();
+    // The client comes back by itself.
+    let _ends = pass_through(&proxy, server.addr);
+    wait_for_line(&lines, "connected again to");
+    let shown = wait_for_line(&lines, "-- end of history");
+    let at = shown
+        .iter()
+        .position(|l| l.ends_with("-- you missed 2 messages in lobby while away"))
+        .unwrap_or_else(|| panic!("no count of what was missed in:\n{}", shown.join("\n")));
+    assert!(shown[at + 1].ends_with("] <alice> missed 1"), "{shown:?}");
+    assert!(shown[at + 2].ends_with("] <alice> missed 2"), "{shown:?}");
+    assert!(
+        !shown.iter().any(|l| l.contains("before")),
+        "what was seen is not shown again: {shown:?}"
+    );
+    // Back under its own name, and what is typed goes out.
+    client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"back\n/quit\n")
+        .unwrap();
+    loop {
+        let msg = alice.recv_type("group");
+        if msg["text"] == "back" {
+            assert_eq!(msg["from"], "carol");
+            break;
+        }
+    }
+    drop(client.stdin.take());
+    finish_within(client).assert().success();
 }

@@ -510,6 +510,10 @@ fn a_killed_server_gives_exit_1_no_orphan_and_a_restored_terminal() {
     tmux.type_text("unfinished");
     tmux.wait_for("the partial line", |s| last_line(s) == "> unfinished");
     server.signal_and_wait(Signal::SIGKILL);
+    // It tries to connect again until told to stop.
+    tmux.wait_for_text("trying again in");
+    tmux.key("Enter");
+    tmux.type_line("/quit");
     assert_eq!(tmux.exit_status(), 1);
     let screen = tmux.screen();
     assert!(screen.contains("chat: lost the connection to"), "{screen}");

@@ -308,7 +308,26 @@ fn a_line_longer_than_the_client_takes_is_skipped_with_a_note() {
 #[test]
 fn a_connection_cut_in_the_middle_of_a_line_ends_the_client_with_status_1() {
     let fake = fake_server(format!("{WELCOME}\n").into_bytes(), Answers::NickThenCut);
-    let out = run(&client_args(&fake, &[]), b"", true);
+    let mut child = chat()
+        .args(client_args(&fake, &[]))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The client tries to connect again; the end of its input stops it.
+    let mut shown = Vec::new();
+    for line in BufReader::new(child.stdout.as_mut().unwrap()).lines() {
+        let line = line.unwrap();
+        let retrying = line.contains("trying again in");
+        shown.push(line);
+        if retrying {
+            break;
+        }
+    }
+    drop(child.stdin.take());
+    let mut out = common::finish_within(child);
+    out.stdout = [shown.join("\n").into_bytes(), b"\n".to_vec(), out.stdout].concat();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert_eq!(
@@ -319,6 +338,7 @@ fn a_connection_cut_in_the_middle_of_a_line_ends_the_client_with_status_1() {
         )
     );
     assert!(!stdout.contains("eve"), "a cut line was shown: {stdout}");
+    assert!(stdout.contains("trying again in"), "{stdout}");
 }
 
 #[test]

@@ -27,10 +27,12 @@ pub enum Kind {
     Topic,
     /// The answer to `rooms`.
     Rooms,
+    /// The answer to `history`: FROM and TEXT match one of its messages.
+    History,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Group,
         Kind::Action,
         Kind::Private,
@@ -44,6 +46,7 @@ impl Kind {
         Kind::Parted,
         Kind::Topic,
         Kind::Rooms,
+        Kind::History,
     ];
 
     pub fn parse(word: &str) -> Option<Kind> {
@@ -65,6 +68,7 @@ impl Kind {
             Kind::Parted => "parted",
             Kind::Topic => "topic",
             Kind::Rooms => "rooms",
+            Kind::History => "history",
         }
     }
 
@@ -90,7 +94,7 @@ impl Kind {
     pub fn names_a_room(self) -> bool {
         matches!(
             self,
-            Kind::Joined | Kind::Parted | Kind::Topic | Kind::Rooms
+            Kind::Joined | Kind::Parted | Kind::Topic | Kind::Rooms | Kind::History
         )
     }
 
@@ -142,7 +146,8 @@ impl Received {
             }
             | ServerMsg::Who {
                 room: Some(room), ..
-            } => Place::In(room),
+            }
+            | ServerMsg::History { room, .. } => Place::In(room),
             // Leaving the server is leaving every room.
             ServerMsg::Leave { room: None, .. } => Place::Everywhere,
             _ => Place::Nowhere,
@@ -250,33 +255,47 @@ impl Pattern {
     /// compared without regard to case everywhere in the protocol, so FROM
     /// is too; TEXT is what people wrote and must match exactly.
     pub fn matches(&self, r: &Received) -> bool {
+        if let ServerMsg::History { messages, .. } = &r.msg {
+            // Any one stored message may be the one the script is after;
+            // FROM and TEXT must hold for the same message.
+            return self.kind == Kind::History
+                && self.in_room(r)
+                && (self.from.is_none() && self.text.is_none()
+                    || messages
+                        .iter()
+                        .any(|m| self.holds(&[&*m.from], Some(&*m.text))));
+        }
         let Some(f) = fields(r) else {
             return false;
         };
-        if f.kind != self.kind {
-            return false;
+        f.kind == self.kind && self.in_room(r) && self.holds(&f.from, f.text)
+    }
+
+    /// Whether the message happened in a room `in ROOM` matches (any, when
+    /// the pattern names none).
+    fn in_room(&self, r: &Received) -> bool {
+        let Some(pattern) = &self.room else {
+            return true;
+        };
+        match r.place() {
+            Place::In(room) => glob(pattern.as_bytes(), room.to_ascii_lowercase().as_bytes()),
+            Place::Everywhere => true,
+            Place::Nowhere => false,
         }
+    }
+
+    /// Whether one of `from` matches FROM and `text` matches TEXT.
+    fn holds(&self, from: &[&str], text: Option<&str>) -> bool {
         if let Some(pattern) = &self.from {
             let pattern = pattern.to_ascii_lowercase();
-            let hit = f
-                .from
+            let hit = from
                 .iter()
                 .any(|from| glob(pattern.as_bytes(), from.to_ascii_lowercase().as_bytes()));
             if !hit {
                 return false;
             }
         }
-        if let Some(pattern) = &self.room {
-            let hit = match r.place() {
-                Place::In(room) => glob(pattern.as_bytes(), room.to_ascii_lowercase().as_bytes()),
-                Place::Everywhere => true,
-                Place::Nowhere => false,
-            };
-            if !hit {
-                return false;
-            }
-        }
-        match (&self.text, f.text) {
+        match (&self.text, text) {
             (None, _) => true,
             (Some(pattern), Some(text)) => glob(pattern.as_bytes(), text.as_bytes()),
             (Some(_), None) => false,
@@ -285,6 +304,22 @@ impl Pattern {
 
     /// The pattern in words: `group from alice "hello*"`, `join carol`.
     pub fn describe(&self) -> String {
+        if self.kind == Kind::History {
+            // `history of rust from alice "hi"`: the room is not optional.
+            let mut s = format!(
+                "history of {}",
+                word_or_quoted(self.room.as_deref().unwrap_or("*"))
+            );
+            if let Some(from) = &self.from {
+                s.push_str(" from ");
+                s.push_str(&word_or_quoted(from));
+            }
+            if let Some(text) = &self.text {
+                s.push(' ');
+                s.push_str(&quoted(text));
+            }
+            return s;
+        }
         let mut s = self.kind.name().to_owned();
         if let Some(from) = &self.from {
             s.push_str(self.kind.before_from());
@@ -308,6 +343,13 @@ impl Pattern {
 /// by the name its newcomer took, as the spec's example does.
 pub fn summary(r: &Received) -> String {
     let mut s = match &r.msg {
+        ServerMsg::History { room, messages, .. } => {
+            let said: Vec<String> = messages
+                .iter()
+                .map(|m| format!("{} {}", word_or_quoted(&m.from), quoted(&m.text)))
+                .collect();
+            return format!("history of {} [{}]", word_or_quoted(room), said.join(", "));
+        }
         ServerMsg::Who { users, .. } => {
             let nicks: Vec<String> = users.iter().map(|u| word_or_quoted(&u.nick)).collect();
             format!("who [{}]", nicks.join(", "))
@@ -647,6 +689,48 @@ mod tests {
         assert!(!in_room("go", pat(Kind::Leave, None, None)).matches(&parted));
         assert!(pat(Kind::Leave, Some("carol"), None).matches(&parted));
         assert_eq!(summary(&parted), "leave carol \"bye\" in rust");
+    }
+
+    #[test]
+    fn history_holds_when_one_message_matches_from_and_text() {
+        use crate::wire::HistoryEntry;
+        let entry = |from: &str, text: &str| HistoryEntry {
+            seq: 1,
+            from: from.to_owned().into(),
+            text: text.to_owned().into(),
+            ts: 1,
+            action: false,
+        };
+        let answer = Received::new(ServerMsg::History {
+            room: "rust".into(),
+            messages: vec![entry("alice", "hi"), entry("bob", "bye")],
+            more: false,
+        });
+        let history = |room, from, text| in_room(room, pat(Kind::History, from, text));
+        assert!(history("rust", None, None).matches(&answer));
+        assert!(history("r*", Some("Alice"), Some("h*")).matches(&answer));
+        assert!(history("rust", Some("bob"), Some("bye")).matches(&answer));
+        assert!(
+            !history("rust", Some("alice"), Some("bye")).matches(&answer),
+            "FROM and TEXT of one message"
+        );
+        assert!(!history("go", None, None).matches(&answer));
+        assert!(!pat(Kind::Joined, Some("rust"), None).matches(&answer));
+        let empty = Received::new(ServerMsg::History {
+            room: "go".into(),
+            messages: vec![],
+            more: false,
+        });
+        assert!(history("go", None, None).matches(&empty));
+        assert!(!history("go", Some("*"), None).matches(&empty));
+        assert_eq!(
+            summary(&answer),
+            "history of rust [alice \"hi\", bob \"bye\"]"
+        );
+        assert_eq!(
+            history("rust", Some("alice"), Some("hi*")).describe(),
+            "history of rust from alice \"hi*\""
+        );
     }
 
     #[test]

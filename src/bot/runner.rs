@@ -129,6 +129,7 @@ enum Request {
     Join(String),
     Part(String),
     Topic(String),
+    History(String),
 }
 
 impl Request {
@@ -138,6 +139,9 @@ impl Request {
         match (self, msg) {
             (Request::Join(want), ServerMsg::Joined { room, .. })
             | (Request::Part(want), ServerMsg::Parted { room }) => room.eq_ignore_ascii_case(want),
+            (Request::History(want), ServerMsg::History { room, .. }) => {
+                room.eq_ignore_ascii_case(want)
+            }
             (Request::Topic(want), ServerMsg::Topic { room, by, .. }) => {
                 room.eq_ignore_ascii_case(want) && by.eq_ignore_ascii_case(nick)
             }
@@ -165,6 +169,7 @@ impl Request {
             Request::Join(room) => format!("join {room}"),
             Request::Part(room) => format!("part {room}"),
             Request::Topic(room) => format!("set the topic of {room}"),
+            Request::History(room) => format!("get the history of {room}"),
         }
     }
 }
@@ -270,6 +275,15 @@ impl<'a> Runner<'a> {
                     text: text.into(),
                 },
                 Request::Topic(room.clone()),
+            ),
+            Action::History { room, limit } => self.request(
+                i,
+                &ClientMsg::History {
+                    room: room.into(),
+                    from: wire::Page::Latest,
+                    limit: limit.unwrap_or(wire::HISTORY_DEFAULT),
+                },
+                Request::History(room.clone()),
             ),
             Action::Nick { new, taken } => self.nick(i, new, *taken),
             Action::Quit(text) => self.quit(i, text.as_deref()),
@@ -635,7 +649,10 @@ impl Room {
                     return;
                 }
             }
-            ServerMsg::Joined { .. } | ServerMsg::Parted { .. } | ServerMsg::Topic { .. }
+            ServerMsg::Joined { .. }
+            | ServerMsg::Parted { .. }
+            | ServerMsg::Topic { .. }
+            | ServerMsg::History { .. }
                 if conn.fence.is_none()
                     && conn
                         .awaiting
@@ -733,6 +750,20 @@ impl Room {
             id: conn.id,
             nick: &conn.nick,
         };
+        if let ServerMsg::History {
+            room,
+            messages,
+            more,
+        } = msg
+        {
+            let lines =
+                self.render
+                    .history(room, messages, *more, me, crate::client::clock::said_at);
+            for line in lines {
+                self.write(Some(i), &line);
+            }
+            return;
+        }
         if let Some(line) = self.render.received_in(msg, me, conn.home.as_deref()) {
             self.write(Some(i), &line);
         }

@@ -88,12 +88,18 @@ pub enum Action {
         text: String,
     },
     Rooms,
+    /// Ask for a room's stored messages (the last `limit`, or the server's
+    /// default), case-folded like `join`; the runner waits for the answer,
+    /// which stays queued for `expect history`.
+    History {
+        room: String,
+        limit: Option<usize>,
+    },
     Quit(Option<String>),
 }
 
 /// The verbs, in the order the spec lists them (used in messages).
-const VERBS: &str =
-    "say, me, msg, nick, sleep, expect, connect, who, join, part, topic, rooms, quit, in ROOM";
+const VERBS: &str = "say, me, msg, nick, sleep, expect, connect, who, join, part, topic, rooms, history, quit, in ROOM";
 
 /// The verbs that `in ROOM` may qualify.
 const IN_VERBS: &str = "say, me and expect";
@@ -218,7 +224,7 @@ fn parse_line(text: &str) -> Result<Option<Line>, String> {
                 "msg" | "nick" | "sleep" | "connect" | "rooms" | "quit" | "in" => {
                     format!("in ROOM goes only with {IN_VERBS}, not with {verb}")
                 }
-                "join" | "part" | "topic" | "who" => format!(
+                "join" | "part" | "topic" | "who" | "history" => format!(
                     "in ROOM goes only with {IN_VERBS}; {verb} names its room after the verb (`{verb} rust`)"
                 ),
                 other => format!("unknown verb \"{other}\" ({VERBS})"),
@@ -290,6 +296,18 @@ fn parse_line(text: &str) -> Result<Option<Line>, String> {
             Action::Topic { room, text }
         }
         "rooms" => no_args(args, Action::Rooms, "rooms")?,
+        "history" => {
+            let (room, rest) = split_word(args);
+            if room.is_empty() {
+                return Err("history needs a ROOM (and may give how many messages, N)".to_owned());
+            }
+            let room = room_arg(room, "history")?;
+            let limit = match rest {
+                "" => None,
+                n => Some(history_limit(n)?),
+            };
+            Action::History { room, limit }
+        }
         "quit" => Action::Quit(optional_text(args)?),
         other => return Err(format!("unknown verb \"{other}\" ({VERBS})")),
     };
@@ -301,7 +319,21 @@ fn room_arg(room: &str, verb: &str) -> Result<String, String> {
     check_room(room).map_err(|e| format!("bad room \"{room}\" after {verb}: {e}"))
 }
 
-/// `[in ROOM] expect KIND [FROM [TEXT]] [within DURATION]`.
+/// The N of `history ROOM N`: what the server accepts (1 to 500), checked
+/// here so that a typo fails before anything connects.
+fn history_limit(n: &str) -> Result<usize, String> {
+    let max = crate::wire::HISTORY_MAX;
+    match n.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "history takes a ROOM and at most a count N from 1 to {max}, not \"{n}\""
+        )),
+    }
+}
+
+/// `[in ROOM] expect KIND [FROM [TEXT]] [within DURATION]`; for
+/// `expect history ROOM [FROM [TEXT]]` the room comes first, since
+/// the answer is about a room the way `joined`'s is.
 fn parse_expect(args: &str, room: Option<&str>) -> Result<Action, String> {
     let kinds = || {
         Kind::ALL
@@ -316,6 +348,18 @@ fn parse_expect(args: &str, room: Option<&str>) -> Result<Action, String> {
     }
     let kind = Kind::parse(word)
         .ok_or_else(|| format!("unknown KIND \"{word}\" after expect ({})", kinds()))?;
+    let mut room = room.map(|r| room_pattern(r, kind)).transpose()?;
+    if kind == Kind::History {
+        let (r, after) = split_word(rest);
+        if r.is_empty() || within_clause(rest).is_some() {
+            return Err(
+                "expect history needs a ROOM (then maybe FROM and TEXT of a message in it)"
+                    .to_owned(),
+            );
+        }
+        room = Some(room_pattern_chars(r, "expect history")?);
+        rest = after;
+    }
     let mut from = None;
     let mut text = None;
     let mut within = None;
@@ -349,7 +393,6 @@ fn parse_expect(args: &str, room: Option<&str>) -> Result<Action, String> {
     if text.is_some() && !kind.has_text() {
         return Err(format!("expect {} takes no TEXT, only a FROM", kind.name()));
     }
-    let room = room.map(|r| room_pattern(r, kind)).transpose()?;
     let within = within.map(parse_duration).transpose()?;
     Ok(Action::Expect {
         pattern: Pattern {
@@ -377,13 +420,18 @@ fn room_pattern(room: &str, kind: Kind) -> Result<String, String> {
         };
         return Err(format!("{why}; drop the `in {room}`"));
     }
+    room_pattern_chars(room, "in")
+}
+
+/// A room pattern's characters: a room's, and `*`; lower-cased.
+fn room_pattern_chars(room: &str, after: &str) -> Result<String, String> {
     if room.is_empty()
         || !room
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '*'))
     {
         return Err(format!(
-            "bad room \"{room}\" after in: a room name has only letters, digits, _ and - (and * in a pattern)"
+            "bad room \"{room}\" after {after}: a room name has only letters, digits, _ and - (and * in a pattern)"
         ));
     }
     Ok(room.to_ascii_lowercase())
@@ -954,6 +1002,64 @@ mod tests {
             ("in r.s expect group", "bad room \"r.s\" after in"),
             ("expect parted rust bye", "expect parted takes no TEXT"),
             ("expect rooms rust lobby", "expect rooms takes no TEXT"),
+        ];
+        for (text, wanted) in cases {
+            let e = error(text);
+            assert!(e.contains(wanted), "{text:?} gave {e:?}, wanted {wanted:?}");
+        }
+    }
+
+    #[test]
+    fn history_asks_for_a_room_and_expect_history_names_it_first() {
+        assert_eq!(
+            action("history Rust"),
+            Action::History {
+                room: "rust".into(),
+                limit: None
+            }
+        );
+        assert_eq!(
+            action("history rust 3"),
+            Action::History {
+                room: "rust".into(),
+                limit: Some(3)
+            }
+        );
+        assert_eq!(
+            action("expect history rust"),
+            in_room("rust", expect(Kind::History, None, None, None))
+        );
+        assert_eq!(
+            action("expect history Ru* alice \"hi, *\" within 2s"),
+            in_room(
+                "ru*",
+                expect(Kind::History, Some("alice"), Some("hi, *"), Some(2000))
+            )
+        );
+        assert_eq!(
+            action("expect history rust alice I was here"),
+            in_room(
+                "rust",
+                expect(Kind::History, Some("alice"), Some("I was here"), None)
+            )
+        );
+        let cases = [
+            ("history", "history needs a ROOM"),
+            ("history r.s", "bad room \"r.s\" after history"),
+            ("history rust 0", "a count N from 1 to 500, not \"0\""),
+            ("history rust 501", "not \"501\""),
+            ("history rust all", "not \"all\""),
+            ("in rust history", "history names its room after the verb"),
+            ("expect history", "expect history needs a ROOM"),
+            ("expect history within 2s", "expect history needs a ROOM"),
+            (
+                "expect history r.s",
+                "bad room \"r.s\" after expect history",
+            ),
+            (
+                "in rust expect history rust",
+                "expect history names its room after the KIND",
+            ),
         ];
         for (text, wanted) in cases {
             let e = error(text);

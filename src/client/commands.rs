@@ -3,7 +3,8 @@
 
 /// The commands, for `/help` and for Tab completion.
 pub const COMMANDS: &[&str] = &[
-    "/msg", "/m", "/me", "/join", "/part", "/rooms", "/topic", "/who", "/nick", "/quit", "/help",
+    "/msg", "/m", "/me", "/join", "/part", "/rooms", "/topic", "/history", "/who", "/nick",
+    "/quit", "/help",
 ];
 
 /// The commands whose first word is a room name, for Tab completion.
@@ -18,6 +19,7 @@ pub const HELP: &[&str] = &[
     "/part [ROOM] [TEXT]  leave ROOM (the current room by default), saying TEXT",
     "/rooms            list the rooms",
     "/topic [TEXT]     show the current room's topic, or set it (/topic - clears it)",
+    "/history [N]      show N older messages of the current room (20 by default)",
     "/who [ROOM]       list who is in the current room, or in ROOM",
     "/nick NAME        take a new nickname",
     "/quit [REASON]    leave (Ctrl-D on an empty line too)",
@@ -48,6 +50,9 @@ pub enum Command<'a> {
     Rooms,
     /// Empty: show the topic; `-`: clear it.
     Topic(&'a str),
+    /// Older messages of the current room: how many, as typed (the
+    /// session checks it, as it knows the limit).
+    History(&'a str),
     Quit(Option<&'a str>),
     Help,
     /// Not a valid command; the text says why. Nothing is sent.
@@ -101,6 +106,7 @@ pub fn parse(line: &str) -> Command<'_> {
         "rooms" if args.is_empty() => Command::Rooms,
         "rooms" => Command::Bad("usage: /rooms".into()),
         "topic" => Command::Topic(args),
+        "history" => Command::History(args),
         "quit" => Command::Quit(Some(args).filter(|a| !a.is_empty())),
         "help" => Command::Help,
         _ => Command::Bad(format!(

@@ -17,7 +17,8 @@
 //! the child, restore the terminal (`terminal`).
 
 mod awaited;
-mod clock;
+mod backlog;
+pub(crate) mod clock;
 mod commands;
 mod complete;
 mod display;
@@ -86,15 +87,16 @@ pub fn run(args: &ClientArgs) -> Outcome {
     };
 
     let addrs = resolve(&server).map_err(Fail::runtime)?;
-    let (peer, addr) = Server {
+    let mut server = Server {
         addr: server,
         addrs,
-    }
-    .connect(
-        |addr| Peer::connect(addr, CONNECT_TIMEOUT),
-        |e| e.to_string(),
-    )
-    .map_err(|e| Fail::runtime(format!("cannot connect to {e}")))?;
+    };
+    let (peer, addr) = server
+        .connect(
+            |addr| Peer::connect(addr, CONNECT_TIMEOUT),
+            |e| e.to_string(),
+        )
+        .map_err(|e| Fail::runtime(format!("cannot connect to {e}")))?;
 
     let setup = |e: nix::Error| Fail::runtime(format!("cannot set up the client: {e}"));
     let (input_rx, input_tx) = pipe2(OFlag::O_CLOEXEC).map_err(setup)?;
@@ -149,6 +151,7 @@ pub fn run(args: &ClientArgs) -> Outcome {
         },
     };
     let parts = parent::Parts {
+        server,
         addr,
         peer,
         input: input_rx.into(),

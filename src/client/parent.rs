@@ -20,6 +20,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 
+use crate::addr::Server;
 use crate::fail::{Fail, Outcome};
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
@@ -48,6 +49,13 @@ const CHILD_WAIT: Duration = Duration::from_secs(2);
 const MAX_INPUT_LINE: usize = 1 << 20;
 /// Typed lines held while the server has not welcomed us yet.
 const MAX_WAITING_LINES: usize = 10_000;
+/// The first wait before connecting again after a lost connection; each
+/// failed try doubles it, up to [`RETRY_MAX`]: a server restarting is back
+/// within seconds, one that is down for long is not hammered.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// One try at connecting again; short, as the loop waits for it.
+const RETRY_CONNECT: Duration = Duration::from_secs(2);
 
 /// A line from the child.
 enum Typed {
@@ -58,6 +66,15 @@ enum Typed {
 
 enum Phase {
     Chatting,
+    /// The connection was lost; the next try is `at`. Typed lines wait;
+    /// `/quit`, the end of input or Ctrl-C stop trying.
+    Reconnecting {
+        at: Instant,
+        /// The wait before this try, doubled for the next.
+        delay: Duration,
+        /// Why the connection was lost, for the exit message.
+        why: String,
+    },
     /// `quit` is sent; waiting for `bye`.
     Quitting {
         until: Instant,
@@ -71,6 +88,9 @@ enum Phase {
 
 pub struct Parent {
     poll: Poll,
+    /// Every address of the server, to connect again.
+    server: Server,
+    /// The address connected to.
     addr: SocketAddr,
     /// `None` once the connection is closed.
     peer: Option<Peer>,
@@ -94,6 +114,7 @@ pub struct Parent {
 
 /// What the parent is given at the fork.
 pub struct Parts {
+    pub server: Server,
     pub addr: SocketAddr,
     pub peer: Peer,
     pub input: Receiver,
@@ -120,6 +141,7 @@ impl Parent {
         registry.register(&mut SourceFd(&signal_fd), SIGNALS, Interest::READABLE)?;
         Ok(Parent {
             poll,
+            server: parts.server,
             addr: parts.addr,
             peer: Some(parts.peer),
             peer_writable: false,
@@ -196,6 +218,7 @@ impl Parent {
     fn deadline(&self) -> Option<Instant> {
         let phase = match &self.phase {
             Phase::Chatting => self.ready_by,
+            Phase::Reconnecting { at, .. } => Some(*at),
             Phase::Quitting { until } | Phase::Closing { until, .. } => Some(*until),
         };
         [phase, self.session.deadline()].into_iter().flatten().min()
@@ -211,7 +234,10 @@ impl Parent {
                     if child_edits {
                         continue;
                     }
-                    if self.input_ended {
+                    if let Phase::Reconnecting { why, .. } = &self.phase {
+                        let message = self.lost_message(why);
+                        self.close(Err(Fail::runtime(message)));
+                    } else if self.input_ended {
                         self.close(Err(Fail::runtime("interrupted")));
                     } else {
                         self.end_input();
@@ -271,12 +297,94 @@ impl Parent {
     fn server_gone(&mut self, why: &str) {
         match self.phase {
             Phase::Quitting { .. } => self.close(Ok(())),
+            // A session that was under way is worth getting back: a
+            // restarting server is up again in a moment. Not with `--json`:
+            // the program reading the protocol decides what to do.
+            Phase::Chatting if self.session.welcomed() && !self.json => self.lose(why),
             Phase::Chatting => {
-                let message = format!("lost the connection to {}: {why}", self.addr);
+                let message = self.lost_message(why);
                 self.close(Err(Fail::runtime(message)));
             }
-            Phase::Closing { .. } => {}
+            Phase::Reconnecting { .. } | Phase::Closing { .. } => {}
         }
+    }
+
+    fn lost_message(&self, why: &str) -> String {
+        format!("lost the connection to {}: {why}", self.addr)
+    }
+
+    /// The connection is gone: drop it and try again after a while.
+    fn lose(&mut self, why: &str) {
+        if let Some(mut peer) = self.peer.take() {
+            let _ = self.poll.registry().deregister(&mut peer.stream);
+        }
+        self.peer_writable = false;
+        self.ready_by = None;
+        self.session.lost();
+        let delay = jittered(RETRY_FIRST);
+        let line = format!(
+            "{}; trying again in {} (/quit to stop)",
+            self.lost_message(why),
+            seconds(delay)
+        );
+        self.say_error(&line);
+        self.phase = Phase::Reconnecting {
+            at: Instant::now() + delay,
+            delay: RETRY_FIRST,
+            why: why.to_owned(),
+        };
+    }
+
+    /// One try at connecting again; on failure the next is set, later.
+    fn reconnect(&mut self) {
+        let Phase::Reconnecting { delay, why, .. } = &self.phase else {
+            return;
+        };
+        let (delay, why) = (*delay, why.clone());
+        let tried = self.server.connect(
+            |addr| Peer::connect(addr, RETRY_CONNECT),
+            crate::bot::runner::io_reason,
+        );
+        let registered = tried.and_then(|(mut peer, addr)| {
+            self.poll
+                .registry()
+                .register(&mut peer.stream, SERVER, Interest::READABLE)
+                .map(|()| (peer, addr))
+                .map_err(|e| format!("{addr}: {e}"))
+        });
+        match registered {
+            Ok((peer, addr)) => {
+                self.peer = Some(peer);
+                self.addr = addr;
+                self.phase = Phase::Chatting;
+                self.ready_by = Some(Instant::now() + HANDSHAKE_WAIT);
+                let line = self
+                    .session
+                    .render
+                    .notice(&format!("connected again to {addr}"));
+                self.screen
+                    .show(&self.session.render.stamp(&clock::now(), &line));
+            }
+            Err(e) => {
+                let delay = (delay * 2).min(RETRY_MAX);
+                let wait = jittered(delay);
+                self.say_error(&format!(
+                    "cannot connect again to {e}; trying again in {} (/quit to stop)",
+                    seconds(wait)
+                ));
+                self.phase = Phase::Reconnecting {
+                    at: Instant::now() + wait,
+                    delay,
+                    why,
+                };
+            }
+        }
+    }
+
+    fn say_error(&mut self, text: &str) {
+        let line = self.session.render.error(text);
+        self.screen
+            .show(&self.session.render.stamp(&clock::now(), &line));
     }
 
     /// Reads what the child sent; true when it stopped early because too
@@ -329,6 +437,20 @@ impl Parent {
     /// Typed lines run once the session is ready; the end of input then
     /// quits.
     fn run_waiting_lines(&mut self) {
+        if let Phase::Reconnecting { why, .. } = &self.phase {
+            // Lines typed while away go out once back, unless one of them
+            // (or the end of input) says to stop: then what was lost is the
+            // outcome.
+            let quit = self.waiting.iter().any(|t| {
+                matches!(t, Typed::Line(l) if matches!(commands::parse(l), commands::Command::Quit(_)))
+            });
+            if quit || self.input_ended {
+                let message = self.lost_message(why);
+                self.waiting.clear();
+                self.close(Err(Fail::runtime(message)));
+            }
+            return;
+        }
         if !matches!(self.phase, Phase::Chatting) {
             self.waiting.clear();
             return;
@@ -362,6 +484,10 @@ impl Parent {
 
     /// The user is done typing: say `quit` and wait for `bye`.
     fn end_input(&mut self) {
+        if matches!(self.phase, Phase::Reconnecting { .. }) {
+            self.input_ended = true;
+            return self.run_waiting_lines();
+        }
         if let Some(peer) = &mut self.peer
             && let Err(e) = peer.send(&client_line(&ClientMsg::Quit { text: None }))
         {
@@ -466,6 +592,9 @@ impl Parent {
             self.ready_by = None;
             self.handshake_overdue();
         }
+        if matches!(&self.phase, Phase::Reconnecting { at, .. } if now >= *at) {
+            self.reconnect();
+        }
         match &self.phase {
             Phase::Quitting { until } if now >= *until => self.close(Ok(())),
             Phase::Closing { .. } if self.screen.pending() == 0 => {
@@ -517,5 +646,40 @@ impl Parent {
             Phase::Closing { outcome, .. } => Some(outcome),
             _ => None,
         }
+    }
+}
+
+/// `delay` less up to a quarter, so that many clients cut off together do
+/// not all come back in the same instant. The clock's nanoseconds are
+/// random enough for that.
+fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let quarter = delay / 4;
+    delay - quarter.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}
+
+/// `1 s`, `1.5 s`: a wait, as people read it.
+fn seconds(d: Duration) -> String {
+    let tenths = d.as_millis().div_ceil(100);
+    match tenths % 10 {
+        0 => format!("{} s", tenths / 10),
+        t => format!("{}.{t} s", tenths / 10),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_a_little_less_than_the_delay() {
+        for delay in [RETRY_FIRST, RETRY_MAX] {
+            let d = jittered(delay);
+            assert!(d <= delay && d >= delay * 3 / 4, "{d:?}");
+        }
+        assert_eq!(seconds(Duration::from_secs(2)), "2 s");
+        assert_eq!(seconds(Duration::from_millis(750)), "0.8 s");
     }
 }

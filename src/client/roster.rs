@@ -216,6 +216,19 @@ impl Roster {
         nicks.into_iter().map(|(_, n)| n).collect()
     }
 
+    /// The rooms we are in, the current one last: what to join again on a
+    /// new connection so that the current room ends up current again.
+    pub fn our_rooms(&self) -> Vec<String> {
+        let mut rooms: Vec<String> = self
+            .rooms
+            .keys()
+            .filter(|r| Some(r.as_str()) != self.here.as_deref())
+            .cloned()
+            .collect();
+        rooms.extend(self.here.clone());
+        rooms
+    }
+
     /// Room names for completion: ours, and those the server listed.
     pub fn room_names(&self) -> Vec<String> {
         let mut names: BTreeSet<String> = self.rooms.keys().cloned().collect();

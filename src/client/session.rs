@@ -10,6 +10,7 @@ use crate::render::{Me, Renderer, json_line};
 use crate::wire::{ByeReason, ClientMsg, ErrorCode, ServerMsg, client_line};
 
 use super::awaited::{After, Awaited};
+use super::backlog::Backlog;
 use super::roster::Roster;
 
 /// Something the parent must do.
@@ -56,6 +57,11 @@ pub struct Session {
     arrivals: Arrivals<String>,
     /// Lines sent with a `ping` after them, and what to do at the `pong`.
     pub(super) awaited: Awaited,
+    /// Rooms' pasts: what was asked for and how far back we have shown.
+    pub(super) backlog: Backlog,
+    /// The room to make current once the rooms asked for are joined again
+    /// after a lost connection.
+    return_to: Option<String>,
 }
 
 impl Session {
@@ -78,13 +84,15 @@ impl Session {
             rooms_pending: false,
             arrivals: Arrivals::default(),
             awaited: Awaited::default(),
+            backlog: Backlog::default(),
+            return_to: None,
         }
     }
 
     /// True once typed lines can be sent: welcomed, the nickname asked for
     /// on the command line granted or refused, the rooms joined.
     pub fn ready(&self) -> bool {
-        self.welcomed && !self.nick_pending && !self.rooms_pending
+        self.welcomed && !self.nick_pending && !self.rooms_pending && self.backlog.starting == 0
     }
 
     pub fn welcomed(&self) -> bool {
@@ -106,6 +114,8 @@ impl Session {
             out.push(self.refusal(time, "the server did not answer the joins of --room"));
             out.push(self.prompt());
         }
+        // A server that keeps its past to itself is no reason to wait.
+        self.backlog.starting = 0;
     }
 
     /// A refusal the client itself says (a bad command, an overlong line),
@@ -183,6 +193,9 @@ impl Session {
             After::Prompt => out.push(self.prompt()),
             After::Started => {
                 self.rooms_pending = false;
+                if let Some(room) = self.return_to.take() {
+                    self.roster.switch_to(&room);
+                }
                 out.push(self.prompt());
             }
         }
@@ -222,9 +235,11 @@ impl Session {
             ServerMsg::Joined { room, topic, users } => {
                 self.roster.joined(room, users, topic.as_deref());
                 self.completions(out);
+                self.history_on_join(room, self.rooms_pending, out);
             }
             ServerMsg::Parted { room } => {
                 self.roster.parted(room);
+                self.forget(room);
                 self.completions(out);
             }
             ServerMsg::Topic { room, text, .. } => self.roster.set_topic(room, text),
@@ -261,11 +276,21 @@ impl Session {
                     return Some(self.render.error(&format!("{message}; not sent: {text}")));
                 }
             }
-            ServerMsg::Group { .. }
-            | ServerMsg::Private { .. }
-            | ServerMsg::Error { .. }
-            | ServerMsg::History { .. }
-            | ServerMsg::Unknown => {}
+            ServerMsg::Group { room, seq, .. } => {
+                if let Some(room) = room.as_deref().or(self.roster.default_room()) {
+                    let room = room.to_owned();
+                    self.seen(&room, *seq);
+                }
+            }
+            ServerMsg::History {
+                room,
+                messages,
+                more,
+            } => {
+                self.history_answer(room, messages, *more, time, out);
+                return None;
+            }
+            ServerMsg::Private { .. } | ServerMsg::Error { .. } | ServerMsg::Unknown => {}
         }
         // The welcome says its own prompt, and the joins of `--room` end
         // with one.
@@ -278,6 +303,39 @@ impl Session {
             nick: &self.roster.nick,
         };
         self.render.received_in(msg, me, self.roster.here())
+    }
+
+    /// The connection is lost and a new one will be tried: forget the
+    /// server's state, and ask, once welcomed again, for the same
+    /// nickname (unless it was a guest's, which the server hands out) and
+    /// the same rooms, the current one last so it is current again. What
+    /// was missed meanwhile is asked for by `seq` (see `backlog`).
+    pub fn lost(&mut self) {
+        let nick = std::mem::take(&mut self.roster.nick);
+        if !nick.is_empty() && !crate::wire::is_guest_name(&nick) {
+            self.wanted_nick = Some(nick);
+        }
+        let default = self.roster.default_room().map(str::to_owned);
+        self.wanted_rooms = self
+            .roster
+            .our_rooms()
+            .into_iter()
+            .filter(|r| Some(r) != default.as_ref())
+            .collect();
+        // Joining makes a room current; the default room needs no join, so
+        // it is made current again once the others are joined.
+        self.return_to = self
+            .roster
+            .here()
+            .filter(|h| Some(*h) == default.as_deref())
+            .map(str::to_owned);
+        self.roster = Roster::default();
+        self.welcomed = false;
+        self.nick_pending = false;
+        self.rooms_pending = false;
+        self.awaited = Awaited::default();
+        self.arrivals = Arrivals::default();
+        self.backlog.reconnecting();
     }
 
     /// Welcomed: ask for the nickname and the rooms wanted, and for the
@@ -302,6 +360,18 @@ impl Session {
         if self.ask_who {
             let room = self.roster.default_room().map(|r| r.to_owned().into());
             out.push(Effect::Send(client_line(&ClientMsg::Who { room })));
+        }
+        // Everyone starts in the default room without a `joined`: its
+        // past is asked for here, unless `--room` moves us on at once (the
+        // rooms asked for bring their own); back after a lost connection,
+        // what was missed in it always is.
+        if let Some(home) = self
+            .roster
+            .default_room()
+            .filter(|home| self.wanted_rooms.is_empty() || self.backlog.has_shown(home))
+            .map(str::to_owned)
+        {
+            self.history_on_join(&home, true, out);
         }
         let wanted = std::mem::take(&mut self.wanted_rooms);
         if wanted.is_empty() {
@@ -683,6 +753,118 @@ mod tests {
     }
 
     #[test]
+    fn a_rooms_past_is_asked_for_on_joining_and_history_pages_back() {
+        let mut s = session(false, None, false);
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(
+            sent(&out),
+            [r#"{"limit":20,"room":"lobby","type":"history"}"#]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[{"seq":7,"from":"alice","text":"hi guest3","ts":1000},{"seq":9,"from":"bob","text":"waves","ts":2000,"action":true}],"more":true}"#,
+        );
+        let lines = shown(&out);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[0], "-- history of lobby: 2 messages (and older ones)");
+        // Each message after when it was said, not when it was shown.
+        assert!(lines[1].starts_with('[') && lines[1].ends_with("] <alice> hi guest3"));
+        assert!(lines[2].ends_with("] * bob waves"), "{lines:?}");
+        assert_eq!(lines[3], "-- end of history");
+        let out = typed(&mut s, "/history 5");
+        assert_eq!(
+            sent(&out),
+            [r#"{"before":7,"limit":5,"room":"lobby","type":"history"}"#]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        assert_eq!(shown(&out), ["-- no older messages in lobby"]);
+        let out = typed(&mut s, "/history lots");
+        assert!(sent(&out).is_empty());
+        assert_eq!(shown(&out), ["!! usage: /history [N], N from 1 to 500"]);
+        let out = feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"guest3"}]}"#,
+        );
+        assert_eq!(
+            sent(&out),
+            [r#"{"limit":20,"room":"rust","type":"history"}"#]
+        );
+        // A room with no past says nothing when joined.
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"rust","messages":[],"more":false}"#,
+        );
+        assert!(shown(&out).is_empty());
+    }
+
+    #[test]
+    fn after_a_lost_connection_the_name_rooms_and_missed_messages_are_asked_for() {
+        let mut s = session(false, Some("carol"), false);
+        feed(&mut s, WELCOME_V2);
+        feed(
+            &mut s,
+            r#"{"type":"nick","id":3,"old":"guest3","new":"carol","ts":1}"#,
+        );
+        feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"carol"}]}"#,
+        );
+        feed(
+            &mut s,
+            r#"{"type":"group","room":"lobby","from":"bob","text":"hi","ts":1,"seq":41}"#,
+        );
+        feed(
+            &mut s,
+            r#"{"type":"group","room":"rust","from":"bob","text":"hi","ts":1,"seq":42}"#,
+        );
+        s.lost();
+        assert!(!s.ready());
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(
+            sent(&out),
+            [
+                r#"{"nick":"carol","type":"nick"}"#,
+                r#"{"after":41,"limit":500,"room":"lobby","type":"history"}"#,
+                r#"{"room":"rust","type":"join"}"#,
+                r#"{"token":1,"type":"ping"}"#,
+            ]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"carol"}]}"#,
+        );
+        assert_eq!(
+            sent(&out),
+            [r#"{"after":42,"limit":500,"room":"rust","type":"history"}"#]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        assert_eq!(
+            shown(&out),
+            ["-- nothing was said in lobby while you were away"]
+        );
+        let out = feed(
+            &mut s,
+            r#"{"type":"history","room":"rust","messages":[{"seq":42,"from":"bob","text":"hi","ts":1},{"seq":43,"from":"bob","text":"gone?","ts":1}],"more":false}"#,
+        );
+        let lines = shown(&out);
+        assert_eq!(
+            lines[0], "-- you missed 1 message in rust while away",
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with("] <bob> gone?"), "{lines:?}");
+    }
+
+    #[test]
     fn join_switches_once_joined_and_the_prompt_follows_the_pong() {
         let mut s = in_lobby();
         let out = typed(&mut s, "/join Rust");
@@ -891,6 +1073,13 @@ mod tests {
         );
         let out = feed(&mut s, r#"{"type":"pong","token":1}"#);
         assert_eq!(prompts(&out), ["go> "]);
+        assert!(!s.ready(), "the rooms' pasts show before typed lines");
+        for room in ["rust", "go"] {
+            feed(
+                &mut s,
+                &format!(r#"{{"type":"history","room":"{room}","messages":[],"more":false}}"#),
+            );
+        }
         assert!(s.ready());
     }
 

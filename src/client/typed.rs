@@ -37,6 +37,7 @@ impl Session {
                 None => out.push(Effect::Send(client_line(&ClientMsg::Rooms))),
             },
             Command::Topic(text) => self.topic(text, time, out),
+            Command::History(count) => self.older(count, time, out),
             Command::Quit(reason) => {
                 out.push(Effect::Send(client_line(&ClientMsg::Quit {
                     text: reason.map(Into::into),
