@@ -527,6 +527,29 @@ fn a_killed_server_gives_exit_1_no_orphan_and_a_restored_terminal() {
     );
 }
 
+/// Ctrl-C while the client is trying to connect again stops the tries, as
+/// `/quit` does (while connected it only clears the line).
+#[test]
+fn ctrl_c_stops_the_tries_to_connect_again() {
+    let (mut server, _bob, tmux) = alice_and_bob(&[]);
+    let (_client, input_child) = tmux.pids();
+    server.signal_and_wait(Signal::SIGKILL);
+    tmux.wait_for_text("(/quit or Ctrl-C to stop)");
+    tmux.type_text("half a line");
+    tmux.key("C-c");
+    assert_eq!(tmux.exit_status(), 1);
+    let screen = tmux.screen();
+    assert!(screen.contains("chat: lost the connection to"), "{screen}");
+    assert!(
+        kill(Pid::from_raw(input_child), None).is_err(),
+        "input child left behind"
+    );
+    assert!(
+        tmux.terminal_restored(),
+        "terminal settings differ after the client"
+    );
+}
+
 #[test]
 fn sigterm_to_the_client_restores_the_terminal() {
     let (_server, mut bob, tmux) = alice_and_bob(&[]);

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::Path;
 
-use common::{Conn, Server, TempDir, chat, output_within};
+use common::{Conn, Server, TempDir, WAIT, chat, output_within};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -256,5 +256,231 @@ fn kill_9_loses_nothing_anyone_received() {
             stored.contains(got),
             "received {got:?} but it was not stored"
         );
+    }
+}
+
+/// A small seeded generator (xorshift64*) for the crash schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// How a round of [`crashes_lose_nothing_anyone_received`] ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum End {
+    Kill,
+    Term,
+    Hup,
+}
+
+/// (room, seq, from, text) of a group message a client received.
+type Got = (String, u64, String, String);
+
+/// Every complete `group` line on a connection until the server goes away
+/// (a line cut short by a kill was never received).
+fn read_until_gone(mut reader: impl BufRead, got: std::sync::mpsc::Sender<Got>) {
+    let mut line = String::new();
+    while matches!(reader.read_line(&mut line), Ok(n) if n > 0) && line.ends_with('\n') {
+        let msg: Value = serde_json::from_str(&line).unwrap();
+        line.clear();
+        if msg["type"] == "group" {
+            let field = |k: &str| msg[k].as_str().unwrap().to_owned();
+            let _ = got.send((
+                field("room"),
+                msg["seq"].as_u64().unwrap(),
+                field("from"),
+                field("text"),
+            ));
+        }
+    }
+}
+
+/// Every stored message of `room`, paged with `after` from 0.
+fn all_history(conn: &mut Conn, room: &str) -> Vec<(u64, String, String)> {
+    let mut all = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |r: &(u64, String, String)| r.0);
+        let page = history(
+            conn,
+            json!({"type": "history", "room": room, "after": after, "limit": 500}),
+        );
+        all.extend(rows(&page));
+        if page["more"] == false {
+            return all;
+        }
+    }
+}
+
+/// The history invariant under crashes: clients chat in three rooms (some
+/// in two) while the server, on one database, is killed with SIGKILL at
+/// seeded pseudo-random moments (after a random number of deliveries, with
+/// more messages in flight) and restarted, round after round; one round ends
+/// with SIGTERM instead, and one is cut by SIGHUP, which must not stop the
+/// server (it reopens the log; chatting goes on and everything is
+/// delivered). After every round each room's `history` holds every group
+/// message any client received, once, in `seq` order, with the sender and
+/// text received; what was stored before stays stored unchanged; and `seq`
+/// keeps increasing across restarts. `CHAT_CRASH_SEED` replays a schedule.
+#[test]
+fn crashes_lose_nothing_anyone_received() {
+    const ROOMS: [&str; 3] = ["ra", "rb", "rc"];
+    // Client i's rooms: three rooms, clients 1, 3 and 4 in two of them.
+    const MEMBERS: [&[usize]; 5] = [&[0], &[0, 1], &[1], &[1, 2], &[2, 0]];
+    let seed = std::env::var("CHAT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_c4a5);
+    let mut rng = Rng(seed | 1);
+    let dir = TempDir::new("history-crash");
+    let db = dir.path.join("chat.db");
+    let log = dir.path.join("chat.log");
+    let start = || {
+        Server::start(&[
+            "--rate",
+            "0",
+            "--db",
+            db.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ])
+    };
+    let mut stored: Vec<Vec<(u64, String, String)>> = vec![Vec::new(); ROOMS.len()];
+    let mut server = None;
+    let ends = [
+        End::Kill,
+        End::Kill,
+        End::Hup,
+        End::Kill,
+        End::Term,
+        End::Kill,
+    ];
+    for (round, &end) in ends.iter().enumerate() {
+        let server = server.get_or_insert_with(start);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut writers = Vec::new();
+        let mut readers = Vec::new();
+        for (i, rooms) in MEMBERS.iter().enumerate() {
+            let mut conn = server.join(&format!("c{i}r{round}"));
+            for &r in *rooms {
+                conn.send(&json!({"type": "join", "room": ROOMS[r]}));
+                conn.recv_type("joined");
+            }
+            writers.push(conn.stream.try_clone().unwrap());
+            let tx = tx.clone();
+            readers.push(std::thread::spawn(move || read_until_gone(conn.reader, tx)));
+        }
+        drop(tx);
+        // Every join was answered above: all members are in before anyone speaks.
+        // Messages in flight, then the end after a random number of
+        // deliveries (each message goes to the room's other members).
+        let count = 60 + rng.below(90) as usize;
+        let mut sent = Vec::new();
+        let mut deliveries = 0;
+        for n in 0..count {
+            let who = rng.below(MEMBERS.len() as u64) as usize;
+            let room = MEMBERS[who][rng.below(MEMBERS[who].len() as u64) as usize];
+            let text = format!("r{round} n{n} from c{who}");
+            let line = json!({"type": "group", "room": ROOMS[room], "text": text});
+            writers[who]
+                .write_all(format!("{line}\n").as_bytes())
+                .unwrap();
+            deliveries += MEMBERS.iter().filter(|m| m.contains(&room)).count() - 1;
+            sent.push((ROOMS[room], format!("c{who}r{round}"), text));
+        }
+        let cut = 1 + rng.below(deliveries as u64 - 1) as usize;
+        let mut received: Vec<Got> = Vec::new();
+        while received.len() < cut {
+            received.push(rx.recv_timeout(WAIT).expect("a delivery before the cut"));
+        }
+        match end {
+            End::Kill => {
+                server.signal_and_wait(Signal::SIGKILL);
+            }
+            End::Term => assert_eq!(server.signal_and_wait(Signal::SIGTERM).code(), Some(0)),
+            End::Hup => {
+                // As logrotate does: move the log away, then SIGHUP.
+                std::fs::rename(&log, dir.path.join("chat.log.1")).unwrap();
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), Signal::SIGHUP)
+                    .unwrap();
+                // Chatting goes on: every message reaches every other member.
+                while received.len() < deliveries {
+                    received.push(rx.recv_timeout(WAIT).expect("delivery after SIGHUP"));
+                }
+                let mut late = server.join(&format!("late{round}"));
+                late.sync();
+                assert!(
+                    std::fs::read_to_string(&log)
+                        .unwrap()
+                        .contains(&format!("late{round}")),
+                    "SIGHUP reopened the log under its name"
+                );
+                assert!(
+                    server.child.try_wait().unwrap().is_none(),
+                    "SIGHUP stopped the server"
+                );
+                for w in &writers {
+                    w.shutdown(std::net::Shutdown::Both).unwrap();
+                }
+            }
+        }
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        received.extend(rx.try_iter());
+        if end == End::Hup {
+            let mut sorted: Vec<_> = received
+                .iter()
+                .map(|g| (g.0.as_str(), &g.2, &g.3))
+                .collect();
+            sorted.sort_unstable();
+            let mut want = Vec::new();
+            for (room, from, text) in &sent {
+                let r = ROOMS.iter().position(|x| x == room).unwrap();
+                for _ in 1..MEMBERS.iter().filter(|m| m.contains(&r)).count() {
+                    want.push((*room, from, text));
+                }
+            }
+            want.sort_unstable();
+            assert_eq!(
+                sorted, want,
+                "round {round}: everything delivered once after SIGHUP"
+            );
+        } else {
+            *server = start();
+        }
+
+        let mut checker = server.join(&format!("check{round}"));
+        let before = stored.iter().flatten().map(|r| r.0).max().unwrap_or(0);
+        for (r, room) in ROOMS.iter().enumerate() {
+            let now = all_history(&mut checker, room);
+            let seqs: Vec<u64> = now.iter().map(|m| m.0).collect();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "seed {seed} round {round}: {room} not once each in seq order: {seqs:?}"
+            );
+            assert_eq!(
+                now[..stored[r].len()],
+                stored[r][..],
+                "seed {seed} round {round}: {room} lost or changed what was stored before"
+            );
+            assert!(
+                now[stored[r].len()..].iter().all(|m| m.0 > before),
+                "seed {seed} round {round}: {room} seq went back after a restart"
+            );
+            for got in received.iter().filter(|g| g.0 == *room) {
+                let want = (got.1, got.2.clone(), got.3.clone());
+                assert!(
+                    now.contains(&want),
+                    "seed {seed} round {round} ({end:?}): received {got:?} but it was not stored"
+                );
+            }
+            stored[r] = now;
+        }
     }
 }

@@ -37,6 +37,11 @@ const ROOM_PROMPT_WAIT: Duration = Duration::from_secs(2);
 /// What Ctrl-C on an empty line says, once: people press it to leave.
 pub const CTRL_C_HINT: &str = "(type /quit or press Ctrl-D to leave)";
 
+/// The line the child sends the parent for each Ctrl-C (ETX, which the
+/// editor never puts in a typed line: Ctrl-C is bound here). The parent
+/// stops its tries to connect again on it and otherwise ignores it.
+pub const CTRL_C_LINE: &str = "\u{3}";
+
 /// Everything the child gets from the parent at the fork.
 pub struct Child {
     /// The write end of the input pipe.
@@ -104,14 +109,18 @@ fn copy_lines(mut to_parent: File) -> ! {
 /// Ctrl-C empties the line (rustyline would end `readline` instead). On an
 /// empty line, the first time, it ends `readline` so that the hint can be
 /// shown between two lines, where nothing else prints (the gate is closed
-/// as for Enter).
+/// as for Enter). Each Ctrl-C is also told to the parent ([`CTRL_C_LINE`]):
+/// while it is trying to connect again, Ctrl-C stops that as `/quit` does.
 struct CtrlC {
     gate: Arc<Gate>,
     hinted: AtomicBool,
+    to_parent: File,
 }
 
 impl ConditionalEventHandler for CtrlC {
     fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext<'_>) -> Option<Cmd> {
+        // One short write to a pipe is atomic: it cannot split a line.
+        let _ = (&self.to_parent).write_all(format!("{CTRL_C_LINE}\n").as_bytes());
         if ctx.line().is_empty() && !self.hinted.swap(true, Ordering::Relaxed) {
             self.gate.close();
             return Some(Cmd::Interrupt);
@@ -120,7 +129,11 @@ impl ConditionalEventHandler for CtrlC {
     }
 }
 
-fn editor(names: Names, gate: Arc<Gate>) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
+fn editor(
+    names: Names,
+    gate: Arc<Gate>,
+    to_parent: File,
+) -> rustyline::Result<Editor<ChatHelper, FileHistory>> {
     let config = Config::builder()
         .max_history_size(history::MAX_LINES)?
         .history_ignore_dups(true)?
@@ -135,6 +148,7 @@ fn editor(names: Names, gate: Arc<Gate>) -> rustyline::Result<Editor<ChatHelper,
         EventHandler::Conditional(Box::new(CtrlC {
             gate,
             hinted: AtomicBool::new(false),
+            to_parent,
         })),
     );
     Ok(rl)
@@ -152,7 +166,11 @@ fn edit_lines(
     let names = Names::default();
     let gate = Arc::new(Gate::default());
     let prompts = Arc::new(PromptCell::default());
-    let mut rl = match editor(names.clone(), gate.clone()) {
+    let ctrl_c_to_parent = match to_parent.try_clone() {
+        Ok(file) => file,
+        Err(e) => fail(&format!("cannot pass Ctrl-C on: {e}")),
+    };
+    let mut rl = match editor(names.clone(), gate.clone(), ctrl_c_to_parent) {
         Ok(rl) => rl,
         Err(e) => fail(&format!("cannot edit lines on this terminal: {e}")),
     };

@@ -30,6 +30,7 @@ use crate::wire::{ByeReason, ClientMsg, client_line};
 use super::clock;
 use super::commands;
 use super::display::{MAX_QUEUE, Screen};
+use super::input::CTRL_C_LINE;
 use super::session::{Effect, Session};
 
 const SERVER: Token = Token(0);
@@ -323,7 +324,7 @@ impl Parent {
         self.session.lost();
         let delay = jittered(RETRY_FIRST);
         let line = format!(
-            "{}; trying again in {} (/quit to stop)",
+            "{}; trying again in {} (/quit or Ctrl-C to stop)",
             self.lost_message(why),
             seconds(delay)
         );
@@ -369,7 +370,7 @@ impl Parent {
                 let delay = (delay * 2).min(RETRY_MAX);
                 let wait = jittered(delay);
                 self.say_error(&format!(
-                    "cannot connect again to {e}; trying again in {} (/quit to stop)",
+                    "cannot connect again to {e}; trying again in {} (/quit or Ctrl-C to stop)",
                     seconds(wait)
                 ));
                 self.phase = Phase::Reconnecting {
@@ -442,7 +443,8 @@ impl Parent {
             // (or the end of input) says to stop: then what was lost is the
             // outcome.
             let quit = self.waiting.iter().any(|t| {
-                matches!(t, Typed::Line(l) if matches!(commands::parse(l), commands::Command::Quit(_)))
+                matches!(t, Typed::Line(l) if l == CTRL_C_LINE
+                    || matches!(commands::parse(l), commands::Command::Quit(_)))
             });
             if quit || self.input_ended {
                 let message = self.lost_message(why);
@@ -462,6 +464,8 @@ impl Parent {
             let time = clock::now();
             let mut effects = Vec::new();
             match typed {
+                // Ctrl-C while connected: the child has handled it.
+                Typed::Line(line) if line == CTRL_C_LINE => {}
                 Typed::Line(line) => {
                     self.session
                         .command(commands::parse(&line), &time, &mut effects);
