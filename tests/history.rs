@@ -484,3 +484,125 @@ fn crashes_lose_nothing_anyone_received() {
         }
     }
 }
+
+/// Unmounts the test's small filesystem on drop, whatever happened.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Polls the connection log until a line holds `needle` (the log has no
+/// event to wait on; it is written at the end of each loop turn).
+fn wait_for_log(log: &Path, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20)); // polling a file
+    }
+}
+
+/// A full disk stops the record, not the chat: every message is still
+/// delivered, the failure is said once (stderr and the log), and once
+/// there is room again what was said meanwhile is stored after all. It
+/// needs a filesystem small enough to fill, a tmpfs mounted for the test;
+/// where mounting is not allowed (not root) the test says so and checks
+/// nothing.
+#[test]
+fn a_full_disk_stops_the_record_not_the_chat() {
+    let dir = TempDir::new("history-full");
+    let small = dir.path.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        println!("note: cannot mount a small tmpfs here; the full-disk test checked nothing");
+        return;
+    }
+    let _unmount = Mounted(small.clone());
+    let db = small.join("chat.db");
+    let log = dir.path.join("chat.log");
+    let mut server = Server::start_with(
+        chat()
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--quiet",
+                "--rate",
+                "0",
+            ])
+            .arg("--db")
+            .arg(&db)
+            .arg("--log")
+            .arg(&log)
+            .stderr(std::process::Stdio::piped()),
+    );
+    let mut alice = server.join("alice");
+    let mut bob = server.join("bob");
+    // Leave some 100 KiB: the twenty 20 KiB messages below do not fit.
+    let free = nix::sys::statvfs::statvfs(&small).unwrap();
+    let room = free.blocks_available() as u64 * free.fragment_size() as u64;
+    let filler = small.join("filler");
+    std::fs::write(&filler, vec![0u8; room.saturating_sub(100 << 10) as usize]).unwrap();
+
+    let said: Vec<String> = (0..20)
+        .map(|i| format!("{i} {}", "x".repeat(20 << 10)))
+        .collect();
+    for text in &said {
+        alice.send(&json!({"type": "group", "text": text}));
+    }
+    for text in &said {
+        assert_eq!(&bob.recv_type("group")["text"], text, "the chat stopped");
+    }
+    wait_for_log(&log, r#""ok":false"#);
+
+    std::fs::remove_file(&filler).unwrap();
+    let text = wait_for_log(&log, r#""ok":true"#);
+    assert_eq!(
+        text.matches(r#""ok":false"#).count(),
+        1,
+        "said more than once:\n{text}"
+    );
+    alice.send(&json!({"type": "group", "text": "room again"}));
+    assert_eq!(bob.recv_type("group")["text"], "room again");
+    let stored = texts(&history(
+        &mut bob,
+        json!({"type": "history", "room": "lobby", "after": 0, "limit": 500}),
+    ));
+    let mut want = said.clone();
+    want.push("room again".into());
+    assert_eq!(
+        stored, want,
+        "what was said while the disk was full is lost"
+    );
+
+    assert!(server.signal_and_wait(Signal::SIGTERM).success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        stderr.matches("cannot store history in").count(),
+        1,
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains(&db.display().to_string()),
+        "stderr: {stderr}"
+    );
+}
