@@ -427,7 +427,6 @@ fn help_or_usage(e: clap::Error) -> Outcome {
     }
 }
 
-/// A room name as the protocol takes it, folded (`Lobby` is `lobby`).
 /// `--history-keep`: a count, an age (a number with `s`, `m`, `h`, `d` or
 /// `w`), or both, separated by a comma.
 fn parse_keep(s: &str) -> Result<crate::server::store::Keep, String> {
@@ -464,12 +463,27 @@ fn parse_keep(s: &str) -> Result<crate::server::store::Keep, String> {
     Ok(keep)
 }
 
+/// A room name as the protocol takes it, folded (`Lobby` is `lobby`).
 fn parse_room(s: &str) -> Result<String, String> {
     crate::wire::check_room(s)
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn history_keep_takes_a_count_an_age_or_both() {
+        let keep = |s| parse_keep(s).map(|k| (k.count, k.age.map(|a| a.as_secs())));
+        assert_eq!(keep("10000"), Ok((Some(10000), None)));
+        assert_eq!(keep("30d"), Ok((None, Some(30 * 86_400))));
+        assert_eq!(keep("2w"), Ok((None, Some(14 * 86_400))));
+        assert_eq!(keep("10000, 12h"), Ok((Some(10000), Some(12 * 3600))));
+        assert_eq!(keep("90m"), Ok((None, Some(90 * 60))));
+        for bad in ["0", "lots", "30y", "", "99999999999999999999999"] {
+            assert!(parse_keep(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]
