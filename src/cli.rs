@@ -270,6 +270,10 @@ pub struct IdleArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub hold: Duration,
 
+    /// All but the first connection stop reading after their welcome: the cost of joins piling up
+    #[arg(long)]
+    pub unread: bool,
+
     /// Event-loop threads (default: one per core)
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

@@ -169,6 +169,30 @@ fn idle_reports_memory_per_connection_and_ping_time() {
 }
 
 #[test]
+fn idle_unread_measures_connections_that_stop_reading() {
+    let server = Server::start(&[]);
+    let pid = server.pid().to_string();
+    let args = ["idle", "--server", &server.addr.to_string(), "-c", "50"];
+    let out = run(&[
+        &args[..],
+        &["--unread", "--server-pid", &pid, "--hold", "0s"],
+    ]
+    .concat());
+    assert_ok(&out);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("connections not reading")
+            && table.contains("49 of 50 (stopped after their welcome"),
+        "{table}"
+    );
+    let rss = table
+        .lines()
+        .find(|l| l.contains("server RSS per connection"))
+        .unwrap_or_else(|| panic!("no RSS row: {table}"));
+    assert!(rss.ends_with("bytes"), "{table}");
+}
+
+#[test]
 fn a_run_too_short_to_time_the_server_says_so() {
     let server = Server::start(&[]);
     let pid = server.pid().to_string();

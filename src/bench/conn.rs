@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use mio::net::TcpStream;
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sockopt};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 
 use crate::addr::{FindError, Server};
@@ -22,13 +22,18 @@ use crate::peer::{Got, Peer};
 /// (port chosen by the kernel), and returns the socket ready for an event
 /// loop. Blocking connects, one at a time per loop, never overflow the
 /// server's listen backlog, whose overflow costs a one-second SYN retry.
+/// `recv_buf` sets the socket's receive buffer (`SO_RCVBUF`) before it
+/// connects, so that the window it offers is small from the start.
 pub fn connect(
     addr: SocketAddr,
     source: Option<Ipv4Addr>,
+    recv_buf: Option<usize>,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let stream = match (source, addr) {
-        (Some(source), SocketAddr::V4(addr)) => connect_from(addr, source, timeout)?,
+    let stream = match (source, addr, recv_buf) {
+        (Some(_), SocketAddr::V4(_), _) | (_, _, Some(_)) => {
+            connect_from(addr, source, recv_buf, timeout)?
+        }
         _ => std::net::TcpStream::connect_timeout(&addr, timeout)?,
     };
     stream.set_nodelay(true)?;
@@ -58,25 +63,38 @@ pub fn server_addr(text: &str, timeout: Duration) -> Result<SocketAddr, Fail> {
 
 /// `bind` before `connect`, which the standard library cannot do: each
 /// source address has its own set of ephemeral ports.
+/// The receive buffer is set here too, as it must be before `connect`.
 fn connect_from(
-    addr: SocketAddrV4,
-    source: Ipv4Addr,
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    recv_buf: Option<usize>,
     timeout: Duration,
 ) -> io::Result<std::net::TcpStream> {
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     // A blocking connect gives up after the send timeout.
     let millis = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     socket::setsockopt(&fd, sockopt::SendTimeout, &TimeVal::milliseconds(millis))?;
-    socket::bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(SocketAddrV4::new(source, 0)),
-    )?;
-    socket::connect(fd.as_raw_fd(), &SockaddrIn::from(addr))?;
+    if let Some(bytes) = recv_buf {
+        socket::setsockopt(&fd, sockopt::RcvBuf, &bytes)?;
+    }
+    match (addr, source) {
+        (SocketAddr::V4(addr), source) => {
+            if let Some(source) = source {
+                socket::bind(
+                    fd.as_raw_fd(),
+                    &SockaddrIn::from(SocketAddrV4::new(source, 0)),
+                )?;
+            }
+            socket::connect(fd.as_raw_fd(), &SockaddrIn::from(addr))?;
+        }
+        (SocketAddr::V6(addr), _) => {
+            socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(addr))?;
+        }
+    }
     Ok(std::net::TcpStream::from(fd))
 }
 
@@ -106,9 +124,23 @@ pub fn read_all(
     buf: &mut [u8],
     mut on_read: impl FnMut(&mut Peer, &[u8]) -> io::Result<()>,
 ) -> Result<(), Option<io::Error>> {
+    read_while(peer, buf, |peer, data| on_read(peer, data).map(|()| true))
+}
+
+/// As [`read_all`], but stops early, leaving the rest in the socket, once
+/// `on_read` returns `false`.
+pub fn read_while(
+    peer: &mut Peer,
+    buf: &mut [u8],
+    mut on_read: impl FnMut(&mut Peer, &[u8]) -> io::Result<bool>,
+) -> Result<(), Option<io::Error>> {
     loop {
         match peer.read(buf) {
-            Ok(Got::Data(n)) => on_read(peer, &buf[..n]).map_err(Some)?,
+            Ok(Got::Data(n)) => {
+                if !on_read(peer, &buf[..n]).map_err(Some)? {
+                    return Ok(());
+                }
+            }
             Ok(Got::Blocked) => return Ok(()),
             Ok(Got::Closed) => return Err(None),
             Err(e) => return Err(Some(e)),
@@ -130,7 +162,7 @@ mod tests {
     fn conn() -> (Peer, std::net::TcpListener) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let stream = connect(addr, None, Duration::from_secs(5)).unwrap();
+        let stream = connect(addr, None, None, Duration::from_secs(5)).unwrap();
         (Peer::from_stream(stream), listener)
     }
 
@@ -157,9 +189,21 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let source = Ipv4Addr::new(127, 0, 0, 2);
-        let stream = connect(addr, Some(source), Duration::from_secs(5)).unwrap();
+        let stream = connect(addr, Some(source), None, Duration::from_secs(5)).unwrap();
         let (_, peer) = listener.accept().unwrap();
         assert_eq!(peer.ip(), source);
         assert_eq!(stream.local_addr().unwrap().ip(), source);
+    }
+
+    #[test]
+    fn a_receive_buffer_is_set_before_connecting() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = connect(addr, None, Some(4096), Duration::from_secs(5)).unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&stream);
+        // Linux doubles the value asked for, for its own bookkeeping.
+        let size = socket::getsockopt(&fd, sockopt::RcvBuf).unwrap();
+        assert!((4096..=8192).contains(&size), "{size}");
+        assert_eq!(stream.peer_addr().unwrap(), addr);
     }
 }

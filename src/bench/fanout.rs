@@ -682,7 +682,7 @@ impl<'a> Worker<'a> {
                 };
                 (format!("s{index}"), role)
             };
-            let mut stream = match conn::connect(plan.addr, None, Duration::from_secs(10)) {
+            let mut stream = match conn::connect(plan.addr, None, None, Duration::from_secs(10)) {
                 Ok(s) => s,
                 Err(e) => {
                     self.control

@@ -14,6 +14,14 @@
 //!    each round trip.
 //! 4. `HOLD`: nothing happens for `--hold`; then the server's memory is read
 //!    and the run ends.
+//!
+//! With `--unread` every connection but the first stops reading once it has
+//! its welcome, with a small receive buffer ([`UNREAD_RCVBUF`]), so the
+//! joins that follow pile up in the server. Only the first connection
+//! syncs; the joins it has read up to its pong are all the server had sent
+//! before, so every other connection has been told of everyone too. A
+//! `leave` it reads means the server dropped a non-reader, which fails the
+//! run.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,12 +51,24 @@ const STOP: u8 = 4;
 const PROBES: usize = 100;
 const READ_BUF: usize = 256 << 10;
 const CONNECTS_PER_TURN: usize = 16;
+/// `SO_RCVBUF` of a connection that does not read (`--unread`); the kernel
+/// doubles it and holds about that much, the server the rest.
+const UNREAD_RCVBUF: usize = 4096;
 
 struct Plan {
     addr: SocketAddr,
     conns: usize,
     per_source: usize,
     timeout: Duration,
+    /// Only connection 0 reads past its welcome (`--unread`).
+    unread: bool,
+}
+
+impl Plan {
+    /// Connections that sync with a ping once all are welcomed.
+    fn syncing(&self) -> usize {
+        if self.unread { 1 } else { self.conns }
+    }
 }
 
 #[derive(Default)]
@@ -56,6 +76,8 @@ struct Counters {
     welcomed: AtomicUsize,
     synced: AtomicUsize,
     probed: AtomicUsize,
+    /// `leave`s connection 0 read under `--unread`: non-readers dropped.
+    dropped: AtomicUsize,
     round_trips: std::sync::Mutex<Histogram>,
 }
 
@@ -70,6 +92,7 @@ pub fn run(args: &IdleArgs) -> Outcome {
         conns: args.conns,
         per_source: system::ports_per_source(),
         timeout: args.timeout,
+        unread: args.unread,
     };
     // Refuse at once what cannot be spread over source addresses.
     let sources = match system::source_for(0, plan.conns, addr, plan.per_source)? {
@@ -98,8 +121,15 @@ pub fn run(args: &IdleArgs) -> Outcome {
     );
     progress.clear();
     joined?;
-    let connected_in = end?;
+    let (connected_in, dropped) = end?;
     let rss_after = args.server_pid.map(rss).transpose()?;
+    if dropped > 0 {
+        return Err(Fail::runtime(format!(
+            "the server dropped {dropped} of the {} connections that did not read \
+             (a larger --max-queue keeps them)",
+            plan.conns - 1
+        )));
+    }
 
     let mut r = Report::new(
         "idle",
@@ -112,6 +142,17 @@ pub fn run(args: &IdleArgs) -> Outcome {
     r.count("conns", "connections", plan.conns as u64);
     r.count("sources", "source addresses", sources as u64);
     r.count("threads", "bench threads", threads as u64);
+    if plan.unread {
+        r.text(
+            "unread",
+            "connections not reading",
+            format!(
+                "{} of {} (stopped after their welcome; receive buffer {UNREAD_RCVBUF} B)",
+                plan.conns - 1,
+                plan.conns
+            ),
+        );
+    }
     r.real(
         "connect_s",
         "all connected in",
@@ -167,14 +208,15 @@ pub fn run(args: &IdleArgs) -> Outcome {
 }
 
 /// Moves the phases on and watches for stalls; returns how long connecting
-/// and welcoming everyone took.
+/// and welcoming everyone took, and how many connections the server dropped
+/// under `--unread` (the leaves connection 0 read).
 fn coordinate(
     plan: &Plan,
     control: &Control,
     counters: &Counters,
     args: &IdleArgs,
     progress: &Progress,
-) -> Result<Duration, Fail> {
+) -> Result<(Duration, usize), Fail> {
     let started = Instant::now();
     let mut connected_in = Duration::ZERO;
     let mut hold_until = None;
@@ -194,12 +236,17 @@ fn coordinate(
                 connected_in = started.elapsed();
                 control.set_phase(SYNC);
             }
-            SYNC if synced == plan.conns => control.set_phase(PROBE),
+            SYNC if synced == plan.syncing() => control.set_phase(PROBE),
             PROBE if probed == PROBES => {
                 hold_until = Some(Instant::now() + args.hold);
                 control.set_phase(HOLD);
             }
-            HOLD if hold_until.is_some_and(|t| Instant::now() >= t) => return Ok(connected_in),
+            HOLD if hold_until.is_some_and(|t| Instant::now() >= t) => {
+                // Read before the loops close their connections, whose
+                // leaves connection 0 may read too.
+                let dropped = counters.dropped.load(Ordering::Acquire);
+                return Ok((connected_in, dropped));
+            }
             _ => {}
         }
         if (welcomed, synced, probed) != last_seen || control.phase() == HOLD {
@@ -214,7 +261,7 @@ fn coordinate(
                 ),
                 SYNC => format!(
                     "stalled: after {waited} only {synced} of {} connections had their pong",
-                    plan.conns
+                    plan.syncing()
                 ),
                 _ => format!("stalled: the server did not answer a ping within {waited}"),
             }));
@@ -222,7 +269,7 @@ fn coordinate(
         if last_draw.elapsed() >= Duration::from_millis(250) {
             progress.show(&match control.phase() {
                 CONNECT => format!("idle: {welcomed} of {} welcomed", plan.conns),
-                SYNC => format!("idle: {synced} of {} synchronised", plan.conns),
+                SYNC => format!("idle: {synced} of {} synchronised", plan.syncing()),
                 PROBE => format!("idle: ping {probed} of {PROBES}"),
                 _ => "idle: holding".to_string(),
             });
@@ -308,13 +355,17 @@ impl<'a> Worker<'a> {
         for _ in 0..CONNECTS_PER_TURN {
             let Some(g) = self.to_open.pop() else { return };
             let plan = self.plan;
+            // Connection 0 always reads: it syncs and times the pings.
+            let recv_buf = (plan.unread && g != 0).then_some(UNREAD_RCVBUF);
             let opened = system::source_for(g, plan.conns, plan.addr, plan.per_source)
                 .map_err(|f| f.message)
                 .and_then(|source| {
-                    conn::connect(plan.addr, source, Duration::from_secs(10)).map_err(|e| {
-                        let from = source.map_or(String::new(), |s| format!(" from {s}"));
-                        format!("cannot open connection {g} to {}{from}: {e}", plan.addr)
-                    })
+                    conn::connect(plan.addr, source, recv_buf, Duration::from_secs(10)).map_err(
+                        |e| {
+                            let from = source.map_or(String::new(), |s| format!(" from {s}"));
+                            format!("cannot open connection {g} to {}{from}: {e}", plan.addr)
+                        },
+                    )
                 });
             let mut stream = match opened {
                 Ok(s) => s,
@@ -334,7 +385,7 @@ impl<'a> Worker<'a> {
         match phase {
             SYNC => {
                 for i in 0..self.conns.len() {
-                    if self.stages[i] == Stage::Welcomed {
+                    if self.stages[i] == Stage::Welcomed && self.reads(i) {
                         self.stages[i] = Stage::Ping;
                         self.send_ping(i);
                     }
@@ -345,6 +396,12 @@ impl<'a> Worker<'a> {
             PROBE if self.first => self.probe(),
             _ => {}
         }
+    }
+
+    /// Whether connection `i` of this loop reads past its welcome: all do,
+    /// but under `--unread` only connection 0.
+    fn reads(&self, i: usize) -> bool {
+        !self.plan.unread || (self.first && i == 0)
     }
 
     fn probe(&mut self) {
@@ -413,14 +470,23 @@ impl EventLoop for Worker<'_> {
     }
 
     fn readable(&mut self, i: usize) {
+        if self.stages[i] != Stage::Welcome && !self.reads(i) {
+            // Under --unread: it never reads again, whatever arrives.
+            return;
+        }
+        let count_leaves = self.plan.unread;
+        let stops = !self.reads(i);
         let Some(conn) = self.conns[i].as_mut() else {
             return;
         };
         let (scanner, stage) = (&self.scanner, &mut self.stages[i]);
         let (control, counters) = (self.control, self.counters);
         let mut pongs = 0;
-        let result = conn::read_all(conn, &mut self.buf, |conn, data| {
+        let result = conn::read_while(conn, &mut self.buf, |conn, data| {
             conn::lines(conn, data, |line| match scanner.kind(line) {
+                Some(b"leave") if count_leaves => {
+                    counters.dropped.fetch_add(1, Ordering::AcqRel);
+                }
                 Some(b"join" | b"leave" | b"nick") => {}
                 Some(b"welcome") if *stage == Stage::Welcome => {
                     *stage = Stage::Welcomed;
@@ -429,7 +495,8 @@ impl EventLoop for Worker<'_> {
                 }
                 Some(b"pong") => pongs += 1,
                 _ => other(line, i, control),
-            })
+            })?;
+            Ok(!(stops && *stage != Stage::Welcome))
         });
         for _ in 0..pongs {
             self.pong(i);

@@ -191,7 +191,7 @@ impl<'a> Worker<'a> {
 
     fn open(&mut self, label: String, arrival: Option<usize>, talker: Option<(usize, u64)>) {
         let plan = self.plan;
-        let mut stream = match conn::connect(plan.addr, None, Duration::from_secs(10)) {
+        let mut stream = match conn::connect(plan.addr, None, None, Duration::from_secs(10)) {
             Ok(s) => s,
             Err(e) => {
                 return self
