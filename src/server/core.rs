@@ -275,14 +275,14 @@ pub struct Config {
 
 pub struct Core<C> {
     table: Table<Record<C>>,
-    /// Folded nickname to its owner, for everyone here.
+    /// Folded nickname to its owner, for everyone here: its size is the
+    /// number of users present.
     nicks: HashMap<Name, Key>,
     rooms: Slab<Room>,
     /// Folded room name to its place, for rooms with members.
     room_ids: HashMap<Name, RoomId>,
     /// Topics outlive their rooms: a room joined again has its topic back.
     topics: HashMap<Name, Rc<str>>,
-    here: usize,
     next_id: u64,
     /// The last `seq` given to a group message.
     seq: u64,
@@ -303,7 +303,6 @@ impl<C> Core<C> {
             rooms: Slab::new(),
             room_ids: HashMap::new(),
             topics: HashMap::new(),
-            here: 0,
             next_id: 1,
             seq: 0,
             visit: 0,
@@ -352,7 +351,7 @@ impl<C> Core<C> {
 
     /// Users present (the `users` of `welcome`).
     pub fn here(&self) -> usize {
-        self.here
+        self.nicks.len()
     }
 
     /// Connections in the table, present or on their way out.
@@ -450,13 +449,12 @@ impl<C> Core<C> {
             conn,
         });
         self.nicks.insert(nick.key(), key);
-        self.here += 1;
         self.emit(
             Event::Welcome {
                 id,
                 nick,
                 text: Rc::clone(&self.welcome),
-                users: self.here as u64,
+                users: self.nicks.len() as u64,
                 room: self.default_room,
             },
             To::One(key),
@@ -553,7 +551,6 @@ impl<C> Core<C> {
             r.user.presence = Presence::Gone(Departure::Left(reason));
         }
         self.nicks.remove(&nick.key());
-        self.here -= 1;
         self.emit(
             Event::Leave {
                 id,
@@ -597,7 +594,6 @@ impl<C> Core<C> {
         self.rooms.clear();
         self.room_ids.clear();
         self.nicks.clear();
-        self.here = 0;
     }
 
     fn emit(&mut self, event: Event, to: To) {
