@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use chat::bot::script;
 use chat::framing::{Frame, LineReader};
 use chat::render::{self, Me, Renderer, Style};
-use chat::server::core::{Config, Flow};
+use chat::server::core::{Config, Flow, Peer};
 use chat::server::deliver::{Door, Outlet};
 use chat::server::hub::Hub;
 use chat::server::table::Key;
@@ -347,8 +347,8 @@ fn script_line() -> BoxedStrategy<String> {
     .boxed()
 }
 
-fn addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 5000))
+fn addr() -> Peer {
+    Peer::plain(SocketAddr::from(([127, 0, 0, 1], 5000)))
 }
 
 type Room = Hub<Outlet>;

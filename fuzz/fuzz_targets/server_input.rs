@@ -41,7 +41,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use chat::framing::{Frame, LineReader};
-use chat::server::core::{Config, Departure, Flow, Presence};
+use chat::server::core::{Config, Departure, Flow, Peer, Presence};
 use chat::server::deliver::{Door, Outlet};
 use chat::server::event::Event;
 use chat::server::hub::Hub;
@@ -146,8 +146,8 @@ struct World {
     seq: u64,
 }
 
-fn addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 5000))
+fn addr() -> Peer {
+    Peer::plain(SocketAddr::from(([127, 0, 0, 1], 5000)))
 }
 
 /// What framing must produce for a whole stream, chunks aside: each line
@@ -818,6 +818,12 @@ fn apply(conn: &mut Conn, msg: &ServerMsg<'_>) {
             }
         }
         ServerMsg::Private { to, .. } => assert_eq!(*to, view.nick),
+        ServerMsg::History { messages, .. } => {
+            assert!(
+                messages.windows(2).all(|w| w[0].seq < w[1].seq),
+                "history not oldest first"
+            );
+        }
         ServerMsg::Bye { .. } => view.rooms.clear(),
         ServerMsg::Error { .. } | ServerMsg::Pong { .. } => {}
         ServerMsg::Unknown => panic!("a message of no known type"),

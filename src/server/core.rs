@@ -147,12 +147,29 @@ impl Departure {
     }
 }
 
+/// Where a connection came from and how: what decides whether a password
+/// may cross it (`insecure_transport`) and whose failed logins it counts
+/// against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// It came in by a TLS listener.
+    pub tls: bool,
+}
+
+impl Peer {
+    /// A plaintext connection from `addr`.
+    pub fn plain(addr: SocketAddr) -> Peer {
+        Peer { addr, tls: false }
+    }
+}
+
 /// What the core keeps of every connection.
 #[derive(Debug)]
 pub struct User {
     pub id: u64,
     pub nick: Name,
-    pub addr: SocketAddr,
+    pub peer: Peer,
     /// Connect time, milliseconds since the epoch (`who`'s `since`).
     pub since_ms: u64,
     /// Lines received, refused ones included.
@@ -431,7 +448,7 @@ impl<C> Core<C> {
 
     /// A new connection: it is welcomed, put in the default room, and the
     /// room's members hear `join`.
-    pub fn connect(&mut self, addr: SocketAddr, now_ms: u64, conn: C) -> Key {
+    pub fn connect(&mut self, peer: Peer, now_ms: u64, conn: C) -> Key {
         let id = self.next_id;
         self.next_id += 1;
         let nick = Name::new(&format!("guest{id}")).unwrap_or(Name::EMPTY);
@@ -439,7 +456,7 @@ impl<C> Core<C> {
             user: User {
                 id,
                 nick,
-                addr,
+                peer,
                 since_ms: now_ms,
                 msgs_in: 0,
                 presence: Presence::Here,

@@ -40,7 +40,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::core::Ask;
-use super::core::{self, Departure, Flow, Presence};
+use super::core::{self, Departure, Flow, Peer, Presence};
 use super::deliver::{Door, Outlet, PRESENCE_DELAY};
 use super::event::Event;
 use super::flood::{Allowance, Limit};
@@ -407,7 +407,7 @@ impl EventLoop {
             resuming: false,
             awaiting: false,
         };
-        let key = self.hub.connect(addr, self.now_ms, conn);
+        let key = self.hub.connect(Peer::plain(addr), self.now_ms, conn);
         if let Some(user) = self.hub.core.user(key) {
             self.log.connect(user.id, addr, self.now_ms);
         }

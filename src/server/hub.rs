@@ -5,9 +5,7 @@
 //! fuzzers drive the same path with byte strings and read the queues, so
 //! what they check is what the server does.
 
-use std::net::SocketAddr;
-
-use super::core::{self, Ask, Core, Flow, User};
+use super::core::{self, Ask, Core, Flow, Peer, User};
 use super::deliver::{Delivery, Outlet};
 use super::event::Event;
 use super::json::{self, Line};
@@ -57,8 +55,8 @@ impl<C: AsMut<Outlet>> Hub<C> {
     }
 
     /// A new connection, welcomed and announced.
-    pub fn connect(&mut self, addr: SocketAddr, now_ms: u64, conn: C) -> Key {
-        let key = self.core.connect(addr, now_ms, conn);
+    pub fn connect(&mut self, peer: Peer, now_ms: u64, conn: C) -> Key {
+        let key = self.core.connect(peer, now_ms, conn);
         self.deliver();
         key
     }
@@ -147,8 +145,8 @@ mod tests {
 
     const NOW: u64 = 1_764_165_600_000;
 
-    fn addr() -> SocketAddr {
-        "127.0.0.1:5000".parse().unwrap()
+    fn addr() -> Peer {
+        Peer::plain(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)))
     }
 
     fn hub() -> Hub<Outlet> {

@@ -97,7 +97,7 @@ impl EventLog {
         self.record(&Record::Disconnect {
             id: user.id,
             nick: user.nick.as_str(),
-            addr: user.addr,
+            addr: user.peer.addr,
             reason: why.as_str(),
             ts,
             duration_ms,
@@ -110,7 +110,7 @@ impl EventLog {
                 "disconnect #{} {} from {} ({}) after {:.1}s, {} messages in, {} out",
                 user.id,
                 user.nick.as_str(),
-                user.addr,
+                user.peer.addr,
                 why.as_str(),
                 duration_ms as f64 / 1000.0,
                 user.msgs_in,
