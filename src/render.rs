@@ -256,6 +256,11 @@ impl Renderer {
                 ByeReason::Shutdown => "bye (shutdown: the server is stopping)",
             }),
             ServerMsg::Error { message, .. } => self.error(message),
+            ServerMsg::Registered { account } => {
+                self.notice(&format!("registered: the nickname {account} is now yours"))
+            }
+            ServerMsg::LoggedIn { account } => self.notice(&format!("logged in as {account}")),
+            ServerMsg::LoggedOut => self.notice("logged out"),
             ServerMsg::Joined { room, topic, users } => {
                 let nicks = names(users.iter().map(|u| &*u.nick));
                 let topic = topic
@@ -482,7 +487,8 @@ mod tests {
                 text: "Welcome to the chat room!".into(),
                 users: 2,
                 protocol: 0,
-                room: None
+                room: None,
+                login: None,
             }),
             "-- Welcome to the chat room! (2 users online; you are guest3)"
         );
@@ -493,7 +499,8 @@ mod tests {
                 text: "Hi".into(),
                 users: 1,
                 protocol: 0,
-                room: None
+                room: None,
+                login: None,
             }),
             "-- Hi (1 user online; you are guest1)"
         );
@@ -844,6 +851,7 @@ mod tests {
                 users: 1,
                 protocol: 0,
                 room: None,
+                login: None,
             },
             ServerMsg::Join {
                 id: 3,

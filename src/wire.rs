@@ -30,6 +30,13 @@ pub enum ErrorCode {
     BadRoom,
     NotInRoom,
     TooManyRooms,
+    NickRegistered,
+    BadPassword,
+    RegistrationClosed,
+    LoginFailed,
+    TooManyAttempts,
+    InsecureTransport,
+    LoginRequired,
 }
 
 impl ErrorCode {
@@ -46,6 +53,13 @@ impl ErrorCode {
             ErrorCode::BadRoom => "bad_room",
             ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::NickRegistered => "nick_registered",
+            ErrorCode::BadPassword => "bad_password",
+            ErrorCode::RegistrationClosed => "registration_closed",
+            ErrorCode::LoginFailed => "login_failed",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::InsecureTransport => "insecure_transport",
+            ErrorCode::LoginRequired => "login_required",
         }
     }
 }
@@ -120,6 +134,32 @@ pub enum ClientMsg<'a> {
     Quit {
         text: Option<Cow<'a, str>>,
     },
+    /// Register the current nickname as an account.
+    Register {
+        password: Password<'a>,
+    },
+    Login {
+        account: Cow<'a, str>,
+        password: Password<'a>,
+    },
+    Logout,
+}
+
+/// A password on its way to the server's hasher. Its `Debug` shows nothing,
+/// so a message logged or printed in a test failure never carries one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password<'a>(pub Cow<'a, str>);
+
+impl Password<'_> {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 /// The fields any client message may carry, each kept as raw JSON so that a
@@ -146,6 +186,10 @@ struct Envelope<'a> {
     after: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     limit: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    account: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    password: Option<&'a RawValue>,
 }
 
 /// Where a page of history starts.
@@ -267,6 +311,14 @@ pub fn parse_client_line(line: &[u8]) -> Result<Option<ClientMsg<'_>>, Refusal> 
                 },
             },
         },
+        "register" => ClientMsg::Register {
+            password: Password(string_field(env.password, "register", "password")?),
+        },
+        "login" => ClientMsg::Login {
+            account: string_field(env.account, "login", "account")?,
+            password: Password(string_field(env.password, "login", "password")?),
+        },
+        "logout" => ClientMsg::Logout,
         other => {
             return Err(Refusal::new(
                 ErrorCode::UnknownType,
@@ -502,6 +554,9 @@ pub enum ServerMsg<'a> {
         /// The default room, where every connection starts.
         #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
         room: Option<Cow<'a, str>>,
+        /// `"required"` when the server lets nobody in without `login`.
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        login: Option<Cow<'a, str>>,
     },
     Join {
         id: u64,
@@ -605,6 +660,18 @@ pub enum ServerMsg<'a> {
     Bye {
         reason: ByeReason,
     },
+    /// Answer to `register`: the current nickname is now an account.
+    Registered {
+        #[serde(borrow)]
+        account: Cow<'a, str>,
+    },
+    /// Answer to `login`.
+    LoggedIn {
+        #[serde(borrow)]
+        account: Cow<'a, str>,
+    },
+    /// Answer to `logout`.
+    LoggedOut,
     Error {
         code: ErrorCode,
         #[serde(borrow)]
@@ -705,6 +772,7 @@ impl ServerMsg<'_> {
                 users,
                 protocol,
                 room,
+                login,
             } => ServerMsg::Welcome {
                 id,
                 nick: owned(nick),
@@ -712,6 +780,7 @@ impl ServerMsg<'_> {
                 users,
                 protocol,
                 room: room.map(owned),
+                login: login.map(owned),
             },
             ServerMsg::Join { id, nick, ts, room } => ServerMsg::Join {
                 id,
@@ -833,6 +902,13 @@ impl ServerMsg<'_> {
                 }),
             },
             ServerMsg::Bye { reason } => ServerMsg::Bye { reason },
+            ServerMsg::Registered { account } => ServerMsg::Registered {
+                account: owned(account),
+            },
+            ServerMsg::LoggedIn { account } => ServerMsg::LoggedIn {
+                account: owned(account),
+            },
+            ServerMsg::LoggedOut => ServerMsg::LoggedOut,
             ServerMsg::Error { code, message } => ServerMsg::Error {
                 code,
                 message: owned(message),
@@ -896,6 +972,13 @@ pub fn client_line(msg: &ClientMsg<'_>) -> Vec<u8> {
         }
         ClientMsg::Quit { text: None } => json!({"type": "quit"}),
         ClientMsg::Quit { text: Some(t) } => json!({"type": "quit", "text": t}),
+        ClientMsg::Register { password } => {
+            json!({"type": "register", "password": password.expose()})
+        }
+        ClientMsg::Login { account, password } => {
+            json!({"type": "login", "account": account, "password": password.expose()})
+        }
+        ClientMsg::Logout => json!({"type": "logout"}),
     };
     let mut line = value.to_string().into_bytes();
     line.push(b'\n');
@@ -1229,6 +1312,33 @@ mod tests {
     }
 
     #[test]
+    fn account_messages_parse_and_hide_their_password() {
+        let line = br#"{"type":"login","account":"Alice","password":"s3cret pass"}"#;
+        let msg = parse_client_line(line).unwrap().unwrap();
+        let ClientMsg::Login { account, password } = &msg else {
+            panic!("{msg:?}");
+        };
+        assert_eq!((&**account, password.expose()), ("Alice", "s3cret pass"));
+        assert!(!format!("{msg:?}").contains("s3cret"), "{msg:?}");
+        let again = client_line(&msg);
+        assert_eq!(parse_client_line(&again).unwrap().unwrap(), msg);
+        let reg = parse_client_line(br#"{"type":"register","password":"hunter22"}"#);
+        assert!(matches!(reg, Ok(Some(ClientMsg::Register { .. }))));
+        assert_eq!(
+            parse_client_line(br#"{"type":"logout"}"#),
+            Ok(Some(ClientMsg::Logout))
+        );
+        assert_eq!(
+            refused(r#"{"type":"login","account":"a"}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            refused(r#"{"type":"register","password":7}"#),
+            ErrorCode::BadMessage
+        );
+    }
+
+    #[test]
     fn server_messages_round_trip() {
         let msgs = [
             ServerMsg::Welcome {
@@ -1238,6 +1348,7 @@ mod tests {
                 users: 3,
                 protocol: 0,
                 room: None,
+                login: None,
             },
             ServerMsg::Leave {
                 id: 1,

@@ -220,9 +220,10 @@ fn server_msg() -> BoxedStrategy<ServerMsg<'static>> {
             s(),
             any::<u64>(),
             any::<u64>(),
+            option::of(s()),
             option::of(s())
         )
-            .prop_map(|(id, nick, text, users, protocol, room)| {
+            .prop_map(|(id, nick, text, users, protocol, room, login)| {
                 ServerMsg::Welcome {
                     id,
                     nick,
@@ -230,6 +231,7 @@ fn server_msg() -> BoxedStrategy<ServerMsg<'static>> {
                     users,
                     protocol,
                     room,
+                    login,
                 }
             }),
         (any::<u64>(), s(), any::<u64>(), option::of(s()))

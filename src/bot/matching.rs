@@ -234,6 +234,9 @@ fn fields(r: &Received) -> Option<Fields<'_>> {
         ServerMsg::Welcome { .. }
         | ServerMsg::Pong { .. }
         | ServerMsg::History { .. }
+        | ServerMsg::Registered { .. }
+        | ServerMsg::LoggedIn { .. }
+        | ServerMsg::LoggedOut
         | ServerMsg::Unknown => return None,
     };
     Some(Fields { kind, from, text })

@@ -290,7 +290,12 @@ impl Session {
                 self.history_answer(room, messages, *more, time, out);
                 return None;
             }
-            ServerMsg::Private { .. } | ServerMsg::Error { .. } | ServerMsg::Unknown => {}
+            ServerMsg::Private { .. }
+            | ServerMsg::Error { .. }
+            | ServerMsg::Registered { .. }
+            | ServerMsg::LoggedIn { .. }
+            | ServerMsg::LoggedOut
+            | ServerMsg::Unknown => {}
         }
         // The welcome says its own prompt, and the joins of `--room` end
         // with one.

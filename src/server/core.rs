@@ -115,7 +115,7 @@ impl<'a> Command<'a> {
             M::Quit { text } => Command::Quit {
                 text: text.as_deref(),
             },
-            M::Ping { .. } => return None,
+            M::Ping { .. } | M::Register { .. } | M::Login { .. } | M::Logout => return None,
         })
     }
 }

@@ -33,6 +33,12 @@ pub fn with_line<R>(line: &[u8], f: impl FnOnce(Line<'_>) -> R) -> R {
         Ok(None) => f(Line::Blank),
         Err(refusal) => f(Line::Refused(refusal)),
         Ok(Some(ClientMsg::Ping { token })) => f(Line::Pong(ServerMsg::Pong { token })),
+        Ok(Some(ClientMsg::Register { .. } | ClientMsg::Login { .. } | ClientMsg::Logout)) => {
+            f(Line::Refused(wire::Refusal::new(
+                wire::ErrorCode::UnknownType,
+                "this server has no accounts yet",
+            )))
+        }
         Ok(Some(msg)) => match Command::from_client(&msg) {
             Some(cmd) => f(Line::Command(cmd)),
             None => f(Line::Blank),
@@ -60,6 +66,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             users: *users,
             protocol: PROTOCOL,
             room: Some(b(room.as_str())),
+            login: None,
         }
         .encode(out),
         Event::Join { id, nick, room, ts } => ServerMsg::Join {
