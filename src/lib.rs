@@ -20,6 +20,8 @@
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
 //! - [`arrivals`]: a newcomer's `join` and its rename as one arrival, for
 //!   the client and the bot's transcript.
+//! - [`names`]: what a nickname or room name may be (Unicode letters,
+//!   marks, digits, `_`, `-`) and the one key names are compared by.
 //! - [`escape`]: controls in text from the network shown as escapes.
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
@@ -41,6 +43,7 @@ pub mod fail;
 pub mod framing;
 pub mod install;
 pub mod interest;
+pub mod names;
 pub mod outbuf;
 pub mod peer;
 pub mod render;

@@ -12,8 +12,9 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-/// The longest nickname, in bytes (nicknames are ASCII).
-pub const MAX_NICK: usize = 32;
+/// The longest nickname or room name, in characters (Unicode scalar
+/// values after NFC; see [`crate::names`]).
+pub const MAX_NICK: usize = crate::names::MAX_CHARS;
 
 /// Why the server refused a line; the `code` of an `error` message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,11 +305,7 @@ pub fn parse_client_line(line: &[u8]) -> Result<Option<ClientMsg<'_>>, Refusal> 
         "quit" => ClientMsg::Quit {
             text: match env.text {
                 None => None,
-                Some(raw) => match string(raw) {
-                    Some(t) if t.is_empty() => None,
-                    Some(t) => Some(t),
-                    None => return Err(wrong_type("quit", "text")),
-                },
+                Some(raw) => Some(checked_string(raw, "quit", "text")?).filter(|t| !t.is_empty()),
             },
         },
         "register" => ClientMsg::Register {
@@ -345,6 +342,22 @@ fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()
 }
 
+/// A field's string, or why not. A JSON string that decodes to no Unicode
+/// text (a lone surrogate escape, `"\ud800"`) is not valid UTF-8 JSON:
+/// `bad_json`, not a string of the wrong type.
+fn checked_string<'a>(raw: &'a RawValue, kind: &str, field: &str) -> Result<Cow<'a, str>, Refusal> {
+    match string(raw) {
+        Some(s) => Ok(s),
+        None if raw.get().starts_with('"') => Err(Refusal::new(
+            ErrorCode::BadJson,
+            format!(
+                "\"{field}\" in \"{kind}\" escapes a lone surrogate, which is not Unicode text"
+            ),
+        )),
+        None => Err(wrong_type(kind, field)),
+    }
+}
+
 fn string_field<'a>(
     raw: Option<&'a RawValue>,
     kind: &str,
@@ -355,7 +368,7 @@ fn string_field<'a>(
             ErrorCode::BadMessage,
             format!("\"{kind}\" needs a string field \"{field}\""),
         )),
-        Some(raw) => string(raw).ok_or_else(|| wrong_type(kind, field)),
+        Some(raw) => checked_string(raw, kind, field),
     }
 }
 
@@ -365,8 +378,7 @@ fn optional_string<'a>(
     kind: &str,
     field: &str,
 ) -> Result<Option<Cow<'a, str>>, Refusal> {
-    raw.map(|raw| string(raw).ok_or_else(|| wrong_type(kind, field)))
-        .transpose()
+    raw.map(|raw| checked_string(raw, kind, field)).transpose()
 }
 
 /// A field of `history` that may be absent but, when present, is a
@@ -406,60 +418,9 @@ fn text_field<'a>(raw: Option<&'a RawValue>, kind: &str) -> Result<Cow<'a, str>,
     Ok(text)
 }
 
-/// Checks a requested nickname against the protocol's rules. The error is
-/// the human text of a `bad_nick`.
-pub fn check_nick(nick: &str) -> Result<(), String> {
-    let bytes = nick.as_bytes();
-    if bytes.is_empty() || bytes.len() > MAX_NICK {
-        return Err(format!("a nickname has 1 to {MAX_NICK} characters"));
-    }
-    if !bytes[0].is_ascii_alphabetic() {
-        return Err("a nickname starts with a letter".into());
-    }
-    if let Some(c) = nick
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Err(format!(
-            "a nickname has only letters, digits, _ and -, not {:?}",
-            c
-        ));
-    }
-    if is_guest_name(nick) {
-        return Err("names guest<digits> are reserved for the server".into());
-    }
-    Ok(())
-}
-
-/// Checks a room name and returns it as it is always sent: case-folded, so
-/// that `Rust` and `rust` are one room. The error is the human text of a
-/// `bad_room`.
-pub fn check_room(room: &str) -> Result<String, String> {
-    let bytes = room.as_bytes();
-    if bytes.is_empty() || bytes.len() > MAX_NICK {
-        return Err(format!("a room name has 1 to {MAX_NICK} characters"));
-    }
-    if !bytes[0].is_ascii_alphabetic() {
-        return Err("a room name starts with a letter".into());
-    }
-    if let Some(c) = room
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Err(format!(
-            "a room name has only letters, digits, _ and -, not {:?}",
-            c
-        ));
-    }
-    Ok(room.to_ascii_lowercase())
-}
-
-/// `guest` followed by one or more digits, in any case: the names the
-/// server hands out, which nobody may take by `nick`.
-pub fn is_guest_name(nick: &str) -> bool {
-    let b = nick.as_bytes();
-    b.len() > 5 && b[..5].eq_ignore_ascii_case(b"guest") && b[5..].iter().all(u8::is_ascii_digit)
-}
+// The name rules live in `names`, shared by the server, the client and the
+// bot; the protocol's users find them here too.
+pub use crate::names::{check_nick, check_room, is_guest_name};
 
 /// Why a user left, as the `reason` of `leave`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1187,7 +1148,7 @@ mod tests {
     fn room_names_are_nick_shaped_and_folded() {
         assert_eq!(check_room("Rust").as_deref(), Ok("rust"));
         assert_eq!(check_room("guest1").as_deref(), Ok("guest1"));
-        for bad in ["", "1a", "a b", "#rust", "é", &"a".repeat(33)] {
+        for bad in ["", "1a", "a b", "#rust", &"a".repeat(33)] {
             assert!(check_room(bad).is_err(), "{bad}");
         }
     }
@@ -1271,6 +1232,14 @@ mod tests {
             ErrorCode::BadMessage
         );
         assert_eq!(refused(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            refused(r#"{"type":"nick","nick":"\ud800"}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            refused(r#"{"type":"quit","text":"\udfff"}"#),
+            ErrorCode::BadJson
+        );
     }
 
     #[test]
@@ -1294,14 +1263,13 @@ mod tests {
             "guest1a",
             &"a".repeat(32),
         ] {
-            assert_eq!(check_nick(ok), Ok(()), "{ok}");
+            assert_eq!(check_nick(ok).as_deref(), Ok(ok), "{ok}");
         }
         for bad in [
             "",
             "1a",
             "_a",
             "a b",
-            "é",
             "a.b",
             "guest1",
             "GUEST42",

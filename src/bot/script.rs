@@ -236,7 +236,13 @@ fn parse_line(text: &str) -> Result<Option<Line>, String> {
                 return Err("msg needs a NICK and a TEXT".to_owned());
             }
             check_nick(to)
-                .or_else(|e| if is_guest_name(to) { Ok(()) } else { Err(e) })
+                .or_else(|e| {
+                    if is_guest_name(to) {
+                        Ok(to.to_owned())
+                    } else {
+                        Err(e)
+                    }
+                })
                 .map_err(|e| format!("bad nick \"{to}\" after msg: {e}"))?;
             let text = required_text(text, &format!("msg {to} needs a TEXT after the nick"))?;
             Action::Msg {

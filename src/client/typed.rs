@@ -24,7 +24,7 @@ impl Session {
                 out,
             ),
             Command::Nick(nick) => match check_nick(nick) {
-                Ok(()) => out.push(Effect::Send(client_line(&ClientMsg::Nick {
+                Ok(nick) => out.push(Effect::Send(client_line(&ClientMsg::Nick {
                     nick: nick.into(),
                 }))),
                 Err(why) => out.push(self.refusal(time, &why)),

@@ -21,6 +21,7 @@ use super::event::{Emit, Event, RoomId, To};
 use super::name::Name;
 use super::store::Stored;
 use super::table::{Key, Table};
+use crate::names;
 use crate::wire::{self, ByeReason, ErrorCode, LeaveReason, Refusal};
 
 /// The longest topic, in bytes: a line of text, not a document (IRC's
@@ -75,7 +76,9 @@ pub enum Command<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ask {
     pub key: Key,
-    pub room: Name,
+    /// As the room is sent and stored (see `names::room_form`); plain text,
+    /// since the ask crosses to the store's thread.
+    pub room: Box<str>,
     pub from: wire::Page,
     pub limit: usize,
 }
@@ -267,6 +270,7 @@ struct Record<C> {
 }
 
 struct Room {
+    /// As sent: the folded form it was created with.
     name: Name,
     /// In order of joining.
     members: Vec<Key>,
@@ -292,20 +296,23 @@ pub struct Config {
 
 pub struct Core<C> {
     table: Table<Record<C>>,
-    /// Folded nickname to its owner, for everyone here: its size is the
-    /// number of users present.
+    /// A nickname's key (`Name::key`: look-alikes are one name) to its
+    /// owner, for everyone here: its size is the number of users present.
     nicks: HashMap<Name, Key>,
     rooms: Slab<Room>,
-    /// Folded room name to its place, for rooms with members.
+    /// A room name's key to its place, for rooms with members.
     room_ids: HashMap<Name, RoomId>,
     /// Topics outlive their rooms: a room joined again has its topic back.
+    /// By the room name's key.
     topics: HashMap<Name, Rc<str>>,
     next_id: u64,
     /// The last `seq` given to a group message.
     seq: u64,
     visit: u32,
     welcome: Rc<str>,
+    /// As sent, and its key.
     default_room: Name,
+    default_key: Name,
     max_rooms: usize,
     emitted: Vec<Emit>,
     asks: Vec<Ask>,
@@ -313,7 +320,7 @@ pub struct Core<C> {
 
 impl<C> Core<C> {
     pub fn new(config: Config) -> Core<C> {
-        let default_room = Name::new(&config.default_room).unwrap_or(Name::EMPTY);
+        let default_room = Name::new(&config.default_room);
         Core {
             table: Table::default(),
             nicks: HashMap::new(),
@@ -324,7 +331,8 @@ impl<C> Core<C> {
             seq: 0,
             visit: 0,
             welcome: config.welcome.into(),
-            default_room: default_room.key(),
+            default_key: default_room.key(),
+            default_room,
             max_rooms: config.max_rooms.max(1),
             emitted: Vec::new(),
             asks: Vec::new(),
@@ -336,8 +344,8 @@ impl<C> Core<C> {
     pub fn restore(&mut self, last_seq: u64, topics: impl IntoIterator<Item = (String, String)>) {
         self.seq = self.seq.max(last_seq);
         for (room, text) in topics {
-            if let (Some(name), false) = (Name::new(&room), text.is_empty()) {
-                self.topics.insert(name.key(), text.into());
+            if !text.is_empty() {
+                self.topics.insert(Name::key_of(&room), text.into());
             }
         }
     }
@@ -358,7 +366,7 @@ impl<C> Core<C> {
     pub fn answer_history(&mut self, ask: &Ask, messages: Vec<Stored>, more: bool) {
         self.emit(
             Event::History {
-                room: ask.room,
+                room: Name::new(&ask.room),
                 messages,
                 more,
             },
@@ -451,11 +459,11 @@ impl<C> Core<C> {
     pub fn connect(&mut self, peer: Peer, now_ms: u64, conn: C) -> Key {
         let id = self.next_id;
         self.next_id += 1;
-        let nick = Name::new(&format!("guest{id}")).unwrap_or(Name::EMPTY);
+        let nick = Name::new(&format!("guest{id}"));
         let key = self.table.insert(Record {
             user: User {
                 id,
-                nick,
+                nick: nick.clone(),
                 peer,
                 since_ms: now_ms,
                 msgs_in: 0,
@@ -465,23 +473,26 @@ impl<C> Core<C> {
             },
             conn,
         });
+        // The key of a guest name is nobody else's: `names::check_nick`
+        // refuses every name that folds like one.
         self.nicks.insert(nick.key(), key);
         self.emit(
             Event::Welcome {
                 id,
-                nick,
+                nick: nick.clone(),
                 text: Rc::clone(&self.welcome),
                 users: self.nicks.len() as u64,
-                room: self.default_room,
+                room: self.default_room.clone(),
             },
             To::One(key),
         );
-        let room = self.enter(key, self.default_room);
+        let (room, room_name) =
+            self.enter(key, self.default_room.clone(), self.default_key.clone());
         self.emit(
             Event::Join {
                 id,
                 nick,
-                room: self.default_room,
+                room: room_name,
                 ts: now_ms,
             },
             To::Room {
@@ -508,9 +519,15 @@ impl<C> Core<C> {
             Command::Topic { room, text } => self.topic(key, room, text, now_ms),
             Command::Rooms => self.list_rooms(key),
             Command::History { room, from, limit } => match room_name(room) {
-                Ok(room) => self.asks.push(Ask {
+                Ok((room, room_key)) => self.asks.push(Ask {
                     key,
-                    room,
+                    // The spelling its messages are stored under while it
+                    // has members, whichever look-alike asks.
+                    room: self
+                        .existing_name(&room_key)
+                        .unwrap_or(room)
+                        .as_str()
+                        .into(),
                     from,
                     limit,
                 }),
@@ -554,7 +571,7 @@ impl<C> Core<C> {
         if !user.is_here() {
             return;
         }
-        let (id, nick) = (user.id, user.nick);
+        let (id, nick) = (user.id, user.nick.clone());
         let others = self.sharing(key, false);
         let rooms = self
             .table
@@ -632,7 +649,15 @@ impl<C> Core<C> {
     }
 
     fn nick_of(&self, key: Key) -> Option<Name> {
-        self.user(key).filter(|u| u.is_here()).map(|u| u.nick)
+        self.user(key)
+            .filter(|u| u.is_here())
+            .map(|u| u.nick.clone())
+    }
+
+    /// The name a room with members is sent under, given its key.
+    fn existing_name(&self, key: &Name) -> Option<Name> {
+        let id = self.room_ids.get(key)?;
+        self.rooms.get(*id).map(|r| r.name.clone())
     }
 
     /// Everyone who shares at least one room with `key`, each once, and
@@ -670,26 +695,30 @@ impl<C> Core<C> {
         out
     }
 
-    /// Puts `key` in the room named `name` (folded), creating the room.
-    fn enter(&mut self, key: Key, name: Name) -> RoomId {
-        let room = match self.room_ids.get(&name) {
+    /// Puts `key` in the room whose key is `room_key`, creating it under
+    /// `name` (folded) if it has no members; returns it and the name it is
+    /// sent under, the first spelling's while it lasts.
+    fn enter(&mut self, key: Key, name: Name, room_key: Name) -> (RoomId, Name) {
+        let room = match self.room_ids.get(&room_key) {
             Some(&room) => room,
             None => {
                 let room = self.rooms.insert(Room {
                     name,
                     members: Vec::new(),
                 });
-                self.room_ids.insert(name, room);
+                self.room_ids.insert(room_key, room);
                 room
             }
         };
+        let mut name = Name::EMPTY;
         if let Some(r) = self.rooms.get_mut(room) {
             r.members.push(key);
+            name = r.name.clone();
         }
         if let Some(r) = self.table.get_mut(key) {
             r.user.rooms.push(room);
         }
-        room
+        (room, name)
     }
 
     /// Takes `key` out of a room's member list (not out of its own list of
@@ -702,22 +731,23 @@ impl<C> Core<C> {
             r.members.remove(at);
         }
         if r.members.is_empty() {
-            let name = r.name;
+            let room_key = r.name.key();
             self.rooms.remove(room);
-            self.room_ids.remove(&name);
+            self.room_ids.remove(&room_key);
         }
     }
 
-    /// The room `key` names and is a member of, or the refusal.
+    /// The room `key` names and is a member of, with the name it is sent
+    /// under, or the refusal.
     fn member_room(&self, key: Key, room: Option<&str>) -> Result<(RoomId, Name), Refusal> {
-        let name = match room {
-            None => self.default_room,
+        let (name, room_key) = match room {
+            None => (self.default_room.clone(), self.default_key.clone()),
             Some(room) => room_name(room)?,
         };
-        let id = self.room_ids.get(&name).copied();
+        let id = self.room_ids.get(&room_key).copied();
         let member = id.filter(|id| self.user(key).is_some_and(|u| u.rooms.contains(id)));
-        match member {
-            Some(id) => Ok((id, name)),
+        match member.and_then(|id| Some((id, self.rooms.get(id)?.name.clone()))) {
+            Some(found) => Ok(found),
             None => Err(Refusal::new(
                 ErrorCode::NotInRoom,
                 format!("you are not in {name}; join it first"),
@@ -754,7 +784,7 @@ impl<C> Core<C> {
         let Some(from) = self.nick_of(key) else {
             return;
         };
-        let target = Name::new(to).and_then(|n| self.nicks.get(&n.key()).copied());
+        let target = self.nicks.get(names::fold(to).as_str()).copied();
         let Some((target, to_nick)) = target.and_then(|t| Some((t, self.nick_of(t)?))) else {
             return self.refuse(key, ErrorCode::NoSuchUser, &format!("no user named {to}"));
         };
@@ -774,24 +804,32 @@ impl<C> Core<C> {
         let Some(old) = self.nick_of(key) else {
             return;
         };
-        if let Err(why) = wire::check_nick(wanted) {
-            return self.refuse(key, ErrorCode::BadNick, &why);
-        }
-        let Some(new) = Name::new(wanted) else {
-            return;
+        let new = match names::check_nick(wanted) {
+            Ok(nfc) => Name::new(&nfc),
+            Err(why) => return self.refuse(key, ErrorCode::BadNick, &why),
         };
-        if let Some(&owner) = self.nicks.get(&new.key())
+        // A look-alike of someone else's name is theirs; of one's own
+        // (`Bob` for `bob`), a new spelling of it.
+        let new_key = new.key();
+        if let Some(&owner) = self.nicks.get(&new_key)
             && owner != key
         {
-            let message = format!("{wanted} is already taken; choose another nickname");
+            let holder = self.nick_of(owner).unwrap_or(Name::EMPTY);
+            let message = if holder.as_str() == new.as_str() {
+                format!("{new} is already taken; choose another nickname")
+            } else {
+                format!(
+                    "{new} is already taken: it is the same name as {holder}'s; choose another nickname"
+                )
+            };
             return self.refuse(key, ErrorCode::NickInUse, &message);
         }
         self.nicks.remove(&old.key());
-        self.nicks.insert(new.key(), key);
+        self.nicks.insert(new_key, key);
         let Some(r) = self.table.get_mut(key) else {
             return;
         };
-        r.user.nick = new;
+        r.user.nick = new.clone();
         let id = r.user.id;
         let to = self.sharing(key, true);
         self.emitted.push(Emit {
@@ -813,24 +851,25 @@ impl<C> Core<C> {
                 self.table
                     .iter()
                     .filter(|(_, r)| r.user.is_here())
-                    .map(|(_, r)| (r.user.id, r.user.nick, r.user.since_ms))
+                    .map(|(_, r)| (r.user.id, r.user.nick.clone(), r.user.since_ms))
                     .collect(),
             ),
             Some(room) => {
-                let name = match room_name(room) {
-                    Ok(name) => name,
+                let (name, room_key) = match room_name(room) {
+                    Ok(found) => found,
                     Err(refusal) => return self.refuse(key, refusal.code, &refusal.message),
                 };
+                let name = self.existing_name(&room_key).unwrap_or(name);
                 let members = self
                     .room_ids
-                    .get(&name)
+                    .get(&room_key)
                     .and_then(|&id| self.rooms.get(id))
                     .map(|r| r.members.as_slice())
                     .unwrap_or_default();
                 let users = members
                     .iter()
                     .filter_map(|&m| self.user(m))
-                    .map(|u| (u.id, u.nick, u.since_ms))
+                    .map(|u| (u.id, u.nick.clone(), u.since_ms))
                     .collect();
                 (Some(name), users)
             }
@@ -840,21 +879,21 @@ impl<C> Core<C> {
     }
 
     fn join(&mut self, key: Key, room: &str, now_ms: u64) {
-        let name = match room_name(room) {
-            Ok(name) => name,
+        let (name, room_key) = match room_name(room) {
+            Ok(found) => found,
             Err(refusal) => return self.refuse(key, refusal.code, &refusal.message),
         };
         let Some(user) = self.user(key) else {
             return;
         };
-        let (id, nick) = (user.id, user.nick);
+        let (id, nick) = (user.id, user.nick.clone());
         let already = self
             .room_ids
-            .get(&name)
+            .get(&room_key)
             .copied()
             .filter(|id| user.rooms.contains(id));
-        let room = match already {
-            Some(room) => room,
+        let (room, name) = match already {
+            Some(room) => (room, self.existing_name(&room_key).unwrap_or(name)),
             None => {
                 if user.rooms.len() >= self.max_rooms {
                     let message = format!(
@@ -863,12 +902,12 @@ impl<C> Core<C> {
                     );
                     return self.refuse(key, ErrorCode::TooManyRooms, &message);
                 }
-                let room = self.enter(key, name);
+                let (room, name) = self.enter(key, name, room_key.clone());
                 self.emit(
                     Event::Join {
                         id,
                         nick,
-                        room: name,
+                        room: name.clone(),
                         ts: now_ms,
                     },
                     To::Room {
@@ -876,7 +915,7 @@ impl<C> Core<C> {
                         except: Some(key),
                     },
                 );
-                room
+                (room, name)
             }
         };
         let mut users: Vec<(u64, Name)> = self
@@ -886,13 +925,13 @@ impl<C> Core<C> {
             .unwrap_or_default()
             .iter()
             .filter_map(|&m| self.user(m))
-            .map(|u| (u.id, u.nick))
+            .map(|u| (u.id, u.nick.clone()))
             .collect();
         users.sort_unstable_by_key(|u| u.0);
         self.emit(
             Event::Joined {
                 room: name,
-                topic: self.topics.get(&name).cloned(),
+                topic: self.topics.get(&room_key).cloned(),
                 users,
             },
             To::One(key),
@@ -908,8 +947,8 @@ impl<C> Core<C> {
             return;
         };
         r.user.rooms.remove(room);
-        let (id, nick) = (r.user.id, r.user.nick);
-        self.emit(Event::Parted { room: name }, To::One(key));
+        let (id, nick) = (r.user.id, r.user.nick.clone());
+        self.emit(Event::Parted { room: name.clone() }, To::One(key));
         self.leave_room(key, room);
         // The room may be gone with its last member; then nobody is told.
         if self.rooms.get(room).is_some_and(|r| r.name == name) {
@@ -941,9 +980,9 @@ impl<C> Core<C> {
         };
         let text: Rc<str> = text.into();
         if text.is_empty() {
-            self.topics.remove(&name);
+            self.topics.remove(&name.key());
         } else {
-            self.topics.insert(name, Rc::clone(&text));
+            self.topics.insert(name.key(), Rc::clone(&text));
         }
         self.emit(
             Event::Topic {
@@ -962,9 +1001,9 @@ impl<C> Core<C> {
             .iter()
             .map(|(_, r)| {
                 (
-                    r.name,
+                    r.name.clone(),
                     r.members.len() as u64,
-                    self.topics.get(&r.name).cloned(),
+                    self.topics.get(&r.name.key()).cloned(),
                 )
             })
             .collect();
@@ -973,8 +1012,11 @@ impl<C> Core<C> {
     }
 }
 
-/// A room name as the client gave it, checked and folded.
-fn room_name(room: &str) -> Result<Name, Refusal> {
-    let folded = wire::check_room(room).map_err(|why| Refusal::new(ErrorCode::BadRoom, why))?;
-    Name::new(&folded).ok_or_else(|| Refusal::new(ErrorCode::BadRoom, "not a room name"))
+/// A room name as the client gave it, checked: its folded form (as a new
+/// room is sent) and its key (which room it is).
+fn room_name(room: &str) -> Result<(Name, Name), Refusal> {
+    let folded = names::check_room(room).map_err(|why| Refusal::new(ErrorCode::BadRoom, why))?;
+    let name = Name::new(&folded);
+    let key = name.key();
+    Ok((name, key))
 }

@@ -286,6 +286,113 @@ mod tests {
     }
 
     #[test]
+    fn unicode_nicknames_and_their_look_alikes_are_one_name() {
+        let mut hub = hub();
+        let a = named(&mut hub, "alice");
+        let b = join(&mut hub);
+        drain(&mut hub);
+        // Cyrillic а, and fullwidth letters: alice's name, not a new one.
+        line(&mut hub, b, json!({"type":"nick","nick":"\u{430}lice"}));
+        line(&mut hub, b, json!({"type":"nick","nick":"ａｌｉｃｅ"}));
+        line(&mut hub, b, json!({"type":"nick","nick":"a\u{200D}b"}));
+        line(&mut hub, b, json!({"type":"nick","nick":"小明"}));
+        let out = drain(&mut hub);
+        let codes: Vec<&Value> = out[&b].iter().map(|m| &m["code"]).collect();
+        assert_eq!(
+            codes[..3],
+            [
+                &json!("nick_in_use"),
+                &json!("nick_in_use"),
+                &json!("bad_nick")
+            ]
+        );
+        let why = out[&b][0]["message"].as_str().unwrap();
+        assert!(why.contains("same name as alice's"), "{why}");
+        let why = out[&b][2]["message"].as_str().unwrap();
+        assert!(why.contains("U+200D"), "{why}");
+        let rename = json!({"type":"nick","id":2,"old":"guest2","new":"小明","ts":NOW});
+        assert_eq!(out[&b][3], rename);
+        assert_eq!(out[&a], [rename]);
+        // Any spelling with alice's key reaches alice; a decomposed name is
+        // kept composed.
+        line(
+            &mut hub,
+            b,
+            json!({"type":"private","to":"ALICE","text":"1"}),
+        );
+        line(
+            &mut hub,
+            b,
+            json!({"type":"private","to":"\u{410}lice","text":"2"}),
+        );
+        line(
+            &mut hub,
+            a,
+            json!({"type":"private","to":"小明","text":"3"}),
+        );
+        line(&mut hub, a, json!({"type":"nick","nick":"\u{430}lice"}));
+        line(&mut hub, b, json!({"type":"nick","nick":"cafe\u{301}"}));
+        let out = drain(&mut hub);
+        assert_eq!(out[&a][0]["to"], "alice");
+        assert_eq!(out[&a][1]["text"], "2");
+        assert_eq!(out[&b][0]["text"], "3");
+        assert_eq!(
+            out[&a][2]["new"], "\u{430}lice",
+            "a look-alike of one's own name is one's own"
+        );
+        assert_eq!(out[&b][2]["new"], "caf\u{e9}");
+    }
+
+    #[test]
+    fn a_unicode_room_joined_by_two_spellings_is_one_room() {
+        let mut hub = hub();
+        let a = named(&mut hub, "alice");
+        let b = named(&mut hub, "bob");
+        let c = named(&mut hub, "carol");
+        line(&mut hub, a, json!({"type":"join","room":"Café-Bar"}));
+        drain(&mut hub);
+        line(&mut hub, b, json!({"type":"join","room":"CAFE\u{301}-BAR"}));
+        // With a Cyrillic с: the same room, under the name it has.
+        line(&mut hub, c, json!({"type":"join","room":"\u{441}afé-bar"}));
+        line(
+            &mut hub,
+            c,
+            json!({"type":"topic","room":"\u{421}AFÉ-BAR","text":"☕"}),
+        );
+        line(&mut hub, c, json!({"type":"rooms"}));
+        let out = drain(&mut hub);
+        assert_eq!(out[&b][0]["type"], "joined");
+        assert_eq!(out[&b][0]["room"], "café-bar");
+        assert_eq!(out[&c][0]["room"], "café-bar");
+        assert_eq!(out[&c][0]["users"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            types(&out[&a]),
+            ["join", "join", "topic"],
+            "alice hears both join and the topic: {:?}",
+            out[&a]
+        );
+        assert_eq!(out[&a][2]["room"], "café-bar");
+        assert_eq!(
+            out[&c].last().unwrap()["rooms"],
+            json!([{"name":"café-bar","users":3,"topic":"☕"},{"name":"lobby","users":3}])
+        );
+    }
+
+    #[test]
+    fn a_lone_surrogate_in_a_name_is_bad_json() {
+        let mut hub = hub();
+        let a = named(&mut hub, "alice");
+        drain(&mut hub);
+        hub.line(a, br#"{"type":"nick","nick":"\ud800"}"#, NOW);
+        hub.line(a, br#"{"type":"join","room":"a\udfff"}"#, NOW);
+        line(&mut hub, a, json!({"type":"who"}));
+        let out = drain(&mut hub);
+        assert_eq!(types(&out[&a]), ["error", "error", "who"]);
+        assert_eq!(out[&a][0]["code"], "bad_json");
+        assert_eq!(out[&a][1]["code"], "bad_json");
+    }
+
+    #[test]
     fn private_to_nobody_is_refused() {
         let mut hub = hub();
         let a = named(&mut hub, "alice");

@@ -263,7 +263,7 @@ fn write_loop(
 fn read_loop(reader: &Reader, asks: &Receiver<Ask>, done: &Sender<Done>, waker: &Waker) {
     for ask in asks {
         let (messages, more) = reader
-            .history(ask.room.as_str(), ask.from, ask.limit)
+            .history(&ask.room, ask.from, ask.limit)
             .unwrap_or_else(|_| (Vec::new(), false));
         tell(
             done,
