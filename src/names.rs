@@ -144,6 +144,12 @@ pub fn same(a: &str, b: &str) -> bool {
     a == b || fold(a) == fold(b)
 }
 
+/// NFKC case folding without the skeleton: the order names are listed
+/// in, and the case-folded form rooms are sent in ([`room_form`]).
+pub fn caseless(s: &str) -> String {
+    casefold(s)
+}
+
 /// NFKC case folding: the compatibility caseless form of Unicode's
 /// section 3.13 (`NFKD(fold(NFKD(fold(NFD(s)))))`), recomposed to NFKC.
 fn casefold(s: &str) -> String {
@@ -172,6 +178,12 @@ fn is_letter(c: char) -> bool {
             | G::ModifierLetter
             | G::OtherLetter
     )
+}
+
+/// Whether `c` may be part of a name: where a name in running text
+/// ends (a mention of `小明` in `小明: hi`).
+pub fn is_name_char(c: char) -> bool {
+    allowed(c)
 }
 
 /// Letters, combining marks that sit on a letter (not the enclosing ones,

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use crate::escape::is_dangerous;
 pub use crate::escape::sanitize;
+use crate::names;
 use crate::wire::{ByeReason, ClientMsg, HistoryEntry, LeaveReason, ServerMsg};
 
 /// How much styling the output gets.
@@ -88,19 +89,17 @@ pub fn json_line(line: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// True when `text` names `nick` as a word of its own, in any case
-/// (nicknames compare case-insensitively everywhere).
+/// True when `text` names `nick` as a word of its own, in any case or
+/// look-alike spelling (names are compared by `names::fold` everywhere).
+/// A word is a run of the characters names are made of, so `小明` is
+/// mentioned in `小明: 你好` but not in `小明你好`.
 pub fn mentions(text: &str, nick: &str) -> bool {
     if nick.is_empty() {
         return false;
     }
-    let (text, nick) = (text.as_bytes(), nick.as_bytes());
-    let is_nick_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-    text.windows(nick.len()).enumerate().any(|(i, w)| {
-        w.eq_ignore_ascii_case(nick)
-            && (i == 0 || !is_nick_byte(text[i - 1]))
-            && text.get(i + nick.len()).is_none_or(|&b| !is_nick_byte(b))
-    })
+    let key = names::fold(nick);
+    text.split(|c: char| !names::is_name_char(c))
+        .any(|word| !word.is_empty() && (word == nick || names::fold(word) == key))
 }
 
 /// The room a message happened in, for the messages that belong to one
@@ -122,7 +121,7 @@ const MAX_NAMES: usize = 30;
 /// `and N more` past [`MAX_NAMES`].
 fn names<'n>(names: impl Iterator<Item = &'n str>) -> String {
     let mut names: Vec<&str> = names.collect();
-    names.sort_by_key(|n| n.to_ascii_lowercase());
+    names.sort_by_cached_key(|n| names::caseless(n));
     let more = names.len().saturating_sub(MAX_NAMES);
     names.truncate(MAX_NAMES);
     let mut list = names.join(", ");
@@ -132,11 +131,12 @@ fn names<'n>(names: impl Iterator<Item = &'n str>) -> String {
     list
 }
 
-/// A nickname's colour: a hash of its lower-case form, so it is the same in
-/// every session and for every user.
+/// A nickname's colour: a hash of its comparison key, so it is the same in
+/// every session and for every user, and look-alikes cannot wear another
+/// colour than the name they imitate.
 fn nick_colour(nick: &str) -> u8 {
-    let hash = nick.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0193)
+    let hash = names::fold(nick).bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     NICK_COLOURS[hash as usize % NICK_COLOURS.len()]
 }
@@ -181,7 +181,7 @@ impl Renderer {
     ) -> Option<String> {
         let line = self.body(msg, me)?;
         Some(match (room_of(msg), here) {
-            (Some(room), Some(here)) if !room.eq_ignore_ascii_case(here) => {
+            (Some(room), Some(here)) if !names::same(room, here) => {
                 format!("{} {line}", self.room_mark(room))
             }
             _ => line,
@@ -399,7 +399,7 @@ impl Renderer {
     /// mentions us.
     fn said(&self, who: &str, text: &str, from: &str, me: &str) -> String {
         let text = sanitize(text);
-        let highlight = !from.eq_ignore_ascii_case(me) && mentions(&text, me);
+        let highlight = !names::same(from, me) && mentions(&text, me);
         match self.style {
             Style::Colour if highlight => format!("{who} {MENTION}{text}{RESET}"),
             Style::Bold if highlight => format!("{who} {BOLD}{text}{RESET}"),
@@ -948,6 +948,15 @@ mod tests {
         assert!(!mentions("kebob", "bob"));
         assert!(!mentions("bob_2 there", "bob"));
         assert!(!mentions("anything", ""));
+        assert!(mentions("小明: 你好", "小明"));
+        assert!(mentions("привет, ОЛЬГА", "Ольга"));
+        assert!(
+            mentions("hi \u{430}lice", "alice"),
+            "a look-alike names alice"
+        );
+        assert!(mentions("cafe\u{301} opens", "café"));
+        assert!(!mentions("小明你好", "小明"), "no word of its own");
+        assert!(!mentions("Ольгами", "Ольга"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (`group from alice "hello*"`) and a received message (`group carol "hi"`),
 //! so that a failure reads the same way as the line that caused it.
 
+use crate::names;
 use crate::wire::{ServerMsg, WhoEntry};
 
 /// The kinds of message an `expect` can wait for.
@@ -158,12 +159,7 @@ impl Received {
     /// one: ` in rust`.
     fn elsewhere(&self) -> Option<&str> {
         match self.place() {
-            Place::In(room)
-                if !self
-                    .home
-                    .as_deref()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(room)) =>
-            {
+            Place::In(room) if !self.home.as_deref().is_some_and(|h| names::same(h, room)) => {
                 Some(room)
             }
             _ => None,
@@ -281,7 +277,7 @@ impl Pattern {
             return true;
         };
         match r.place() {
-            Place::In(room) => glob(pattern.as_bytes(), room.to_ascii_lowercase().as_bytes()),
+            Place::In(room) => glob(pattern.as_bytes(), names::caseless(room).as_bytes()),
             Place::Everywhere => true,
             Place::Nowhere => false,
         }
@@ -290,10 +286,12 @@ impl Pattern {
     /// Whether one of `from` matches FROM and `text` matches TEXT.
     fn holds(&self, from: &[&str], text: Option<&str>) -> bool {
         if let Some(pattern) = &self.from {
-            let pattern = pattern.to_ascii_lowercase();
+            // In any case and width, as names are (look-alikes from other
+            // scripts are not matched by a pattern: it names what it means).
+            let pattern = names::caseless(pattern);
             let hit = from
                 .iter()
-                .any(|from| glob(pattern.as_bytes(), from.to_ascii_lowercase().as_bytes()));
+                .any(|from| glob(pattern.as_bytes(), names::caseless(from).as_bytes()));
             if !hit {
                 return false;
             }

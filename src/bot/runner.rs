@@ -138,12 +138,12 @@ impl Request {
     fn granted_by(&self, msg: &ServerMsg<'_>, nick: &str) -> bool {
         match (self, msg) {
             (Request::Join(want), ServerMsg::Joined { room, .. })
-            | (Request::Part(want), ServerMsg::Parted { room }) => room.eq_ignore_ascii_case(want),
+            | (Request::Part(want), ServerMsg::Parted { room }) => crate::names::same(room, want),
             (Request::History(want), ServerMsg::History { room, .. }) => {
-                room.eq_ignore_ascii_case(want)
+                crate::names::same(room, want)
             }
             (Request::Topic(want), ServerMsg::Topic { room, by, .. }) => {
-                room.eq_ignore_ascii_case(want) && by.eq_ignore_ascii_case(nick)
+                crate::names::same(room, want) && crate::names::same(by, nick)
             }
             _ => false,
         }

@@ -14,6 +14,7 @@ use super::matching::{Kind, Pattern};
 use super::words::{
     one_word, optional_text, quoted, required_text, split_word, strip_within, trim, within_clause,
 };
+use crate::names;
 use crate::render::sanitize;
 use crate::units::parse_duration;
 use crate::wire::{check_nick, check_room, is_guest_name};
@@ -155,11 +156,7 @@ pub fn parse(name: &str, source: &[u8], default_nick: &str) -> Result<Script, Ve
 fn still_called(name: &str, later: &[(usize, Line)]) -> bool {
     later
         .iter()
-        .find(|(_, l)| {
-            l.actor
-                .as_deref()
-                .is_some_and(|a| a.eq_ignore_ascii_case(name))
-        })
+        .find(|(_, l)| l.actor.as_deref().is_some_and(|a| names::same(a, name)))
         .is_some_and(|(_, l)| l.action != Action::Connect)
 }
 
@@ -431,16 +428,12 @@ fn room_pattern(room: &str, kind: Kind) -> Result<String, String> {
 
 /// A room pattern's characters: a room's, and `*`; lower-cased.
 fn room_pattern_chars(room: &str, after: &str) -> Result<String, String> {
-    if room.is_empty()
-        || !room
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '*'))
-    {
+    if room.is_empty() || !room.chars().all(|c| names::is_name_char(c) || c == '*') {
         return Err(format!(
-            "bad room \"{room}\" after {after}: a room name has only letters, digits, _ and - (and * in a pattern)"
+            "bad room \"{room}\" after {after}: a room name has only letters, marks, digits, _ and - (and * in a pattern)"
         ));
     }
-    Ok(room.to_ascii_lowercase())
+    Ok(names::caseless(room))
 }
 
 fn no_args(args: &str, action: Action, verb: &str) -> Result<Action, String> {
@@ -516,13 +509,13 @@ impl Resolver {
             .actor
             .clone()
             .unwrap_or_else(|| self.default_name.clone());
-        let key = name.to_ascii_lowercase();
+        let key = names::fold(&name);
         let connect = action == Action::Connect;
         let id = match self.by_name.get(&key).copied() {
             Some(id) if self.actors[id].quit.is_none() => {
                 if connect {
                     let first = &self.actors[id].first;
-                    let alias = if first.name.eq_ignore_ascii_case(&name) {
+                    let alias = if names::same(&first.name, &name) {
                         String::new()
                     } else {
                         format!(" (as @{})", first.name)
@@ -560,7 +553,7 @@ impl Resolver {
         };
         let action = match action {
             Action::Nick { new, .. } => {
-                let new_key = new.to_ascii_lowercase();
+                let new_key = names::fold(&new);
                 let held = matches!(
                     self.by_name.get(&new_key),
                     Some(&other) if other != id && self.actors[other].quit.is_none()
@@ -608,7 +601,7 @@ impl Resolver {
                     other != r.id
                         && !a.first.late
                         && a.first.line > r.line
-                        && a.first.name.eq_ignore_ascii_case(&r.new)
+                        && names::same(&a.first.name, &r.new)
                 })
             })
             .map(|Refusal { line, old, new, .. }| {
@@ -624,12 +617,12 @@ impl Resolver {
     }
 
     fn rename(&mut self, id: usize, old_key: &str, new: &str) {
-        let new_key = new.to_ascii_lowercase();
+        let new_key = names::fold(new);
         if self.by_name.get(old_key) == Some(&id) {
             self.by_name.remove(old_key);
         }
         self.by_name.insert(new_key.clone(), id);
-        if self.default_name.eq_ignore_ascii_case(old_key) {
+        if names::fold(&self.default_name) == old_key {
             self.default_name = new.to_owned();
         }
         self.actors[id].name = new.to_owned();
@@ -1141,6 +1134,30 @@ mod tests {
         let s = script("@alice say hi\nsay hello\n@bot expect group alice\n");
         assert_eq!(actors(&s), [("alice", 1, false), ("bot", 2, false)]);
         assert_eq!(s.steps[2].actor, Some(1), "@bot is the default actor");
+    }
+
+    #[test]
+    fn unicode_actors_and_rooms() {
+        let s = script(
+            "@小明 in Café say 你好\n@Ольга in café expect group 小明 \"你好\"\n@ОЛЬГА nick Оля\n",
+        );
+        assert_eq!(actors(&s), [("小明", 1, false), ("Ольга", 2, false)]);
+        assert_eq!(s.steps[2].actor, Some(1), "ОЛЬГА is Ольга");
+        assert_eq!(
+            s.steps[0].action,
+            Action::Say {
+                room: Some("café".into()),
+                text: "你好".into(),
+                action: false
+            }
+        );
+        // A look-alike is the same actor: Cyrillic а in аlice.
+        let s = script("@alice say hi\n@\u{430}lice say again\n");
+        assert_eq!(actors(&s), [("alice", 1, false)]);
+        let e = errors("@a\u{200D}b say hi\n");
+        assert!(e[0].contains("U+200D"), "{e:?}");
+        let e = errors("in a\u{2603} say hi\n");
+        assert!(e[0].contains("U+2603"), "{e:?}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub fn sent(
     Some(match msg {
         ClientMsg::Group {
             room: Some(room), ..
-        } if !home.is_some_and(|h| h.eq_ignore_ascii_case(room)) => {
+        } if !home.is_some_and(|h| crate::names::same(h, room)) => {
             format!("{} {line}", render.room_mark(room))
         }
         _ => line,

@@ -47,7 +47,7 @@ pub struct Backlog {
 impl Backlog {
     /// Whether anything of `room` has been shown.
     pub fn has_shown(&self, room: &str) -> bool {
-        self.shown.contains_key(&room.to_ascii_lowercase())
+        self.shown.contains_key(&crate::names::fold(room))
     }
 
     /// The connection is lost: no answer is coming to what was asked.
@@ -67,7 +67,7 @@ impl Session {
         why: Ask,
         out: &mut Vec<Effect>,
     ) {
-        self.backlog.asked.push((room.to_ascii_lowercase(), why));
+        self.backlog.asked.push((crate::names::fold(room), why));
         out.push(Effect::Send(client_line(&ClientMsg::History {
             room: room.to_owned().into(),
             from,
@@ -78,7 +78,7 @@ impl Session {
     /// We left `room`: what was shown of it is no guide to what a later
     /// join shows.
     pub(super) fn forget(&mut self, room: &str) {
-        self.backlog.shown.remove(&room.to_ascii_lowercase());
+        self.backlog.shown.remove(&crate::names::fold(room));
     }
 
     /// Asks for the last messages of a room just joined, or, when it is
@@ -94,7 +94,7 @@ impl Session {
         if at_start {
             self.backlog.starting += 1;
         }
-        match self.backlog.shown.get(&room.to_ascii_lowercase()) {
+        match self.backlog.shown.get(&crate::names::fold(room)) {
             Some(&(_, newest)) => {
                 self.ask_history(room, Page::After(newest), HISTORY_MAX, Ask::Missed, out)
             }
@@ -109,7 +109,7 @@ impl Session {
             let (oldest, newest) = self
                 .backlog
                 .shown
-                .entry(room.to_ascii_lowercase())
+                .entry(crate::names::fold(room))
                 .or_insert((seq, seq));
             *oldest = (*oldest).min(seq);
             *newest = (*newest).max(seq);
@@ -126,7 +126,7 @@ impl Session {
         time: &str,
         out: &mut Vec<Effect>,
     ) {
-        let key = room.to_ascii_lowercase();
+        let key = crate::names::fold(room);
         let why = match self.backlog.asked.iter().position(|(r, _)| *r == key) {
             Some(at) => self.backlog.asked.remove(at).1,
             None => Ask::Join,
@@ -207,7 +207,7 @@ impl Session {
         let Some(here) = self.roster.here().map(str::to_owned) else {
             return out.push(self.refusal(time, "you are in no room: /join ROOM first"));
         };
-        let from = match self.backlog.shown.get(&here.to_ascii_lowercase()) {
+        let from = match self.backlog.shown.get(&crate::names::fold(&here)) {
             Some(&(oldest, _)) => Page::Before(oldest),
             None => Page::Latest,
         };

@@ -12,6 +12,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use super::commands::{COMMANDS, ROOM_COMMANDS};
+use crate::names;
 
 /// What can be completed, as the parent last said.
 #[derive(Debug, Default)]
@@ -31,7 +32,12 @@ pub struct ChatHelper {
 /// Where the word under the cursor starts, and the candidates for it.
 pub fn candidates(line: &str, pos: usize, known: &Known) -> (usize, Vec<Pair>) {
     let before = &line[..pos];
-    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    // After the last space, which may be wider than a byte (U+3000, the
+    // ideographic space of CJK input methods).
+    let start = before
+        .char_indices()
+        .rfind(|(_, c)| c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let word = &before[start..];
     if start == 0 && word.starts_with('/') {
         let found = COMMANDS
@@ -56,12 +62,12 @@ pub fn candidates(line: &str, pos: usize, known: &Known) -> (usize, Vec<Pair>) {
         (false, 0) => (&known.nicks, ": "),
         (false, _) => (&known.nicks, " "),
     };
+    // In any case and any width: `ОЛ` finds `Ольга`, `ＣＡＦ` finds `café`. (Look-alikes from other scripts are not offered: the
+    // user types the script they mean.)
+    let typed = names::caseless(word);
     let found = names
         .iter()
-        .filter(|n| {
-            n.len() >= word.len()
-                && n.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
-        })
+        .filter(|n| n.starts_with(word) || names::caseless(n).starts_with(&typed))
         .map(|n| Pair {
             display: n.clone(),
             replacement: format!("{n}{suffix}"),
@@ -154,6 +160,25 @@ mod tests {
             "the text after the room"
         );
         assert_eq!(rooms("/msg ru"), ["rusty "]);
+    }
+
+    #[test]
+    fn unicode_names_complete_in_any_case_and_width() {
+        let nicks = ["小明", "小朋", "Ольга", "café"];
+        assert_eq!(replacements("小", &nicks).1, ["小明: ", "小朋: "]);
+        assert_eq!(replacements("hi ОЛ", &nicks).1, ["Ольга "]);
+        assert_eq!(replacements("hi ｏｌ", &nicks).1, Vec::<String>::new());
+        assert_eq!(replacements("hi ＣＡＦ", &nicks).1, ["café "]);
+        assert_eq!(replacements("hi CAF", &nicks).1, ["café "]);
+        assert_eq!(replacements("hi cafe\u{301}", &nicks).1, ["café "]);
+        // After an ideographic space (three bytes): no slicing inside it.
+        assert_eq!(
+            replacements("你好\u{3000}小明", &nicks),
+            (9, vec!["小明 ".to_owned()])
+        );
+        let k = known(&[], &["café-bar"]);
+        let (_, found) = candidates("/join CAFÉ", "/join CAFÉ".len(), &k);
+        assert_eq!(found[0].replacement, "café-bar ");
     }
 
     #[test]

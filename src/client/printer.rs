@@ -293,6 +293,17 @@ mod tests {
     }
 
     #[test]
+    fn a_unicode_room_in_the_prompt_counts_its_columns() {
+        // 小明的房间 is five wide characters: ten columns, and "> " two.
+        assert_eq!(rows_used("小明的房间> ", &"x".repeat(67), 80), 1);
+        assert_eq!(rows_used("小明的房间> ", &"x".repeat(68), 80), 2);
+        // A combining accent takes no column of its own: cafe\u{301} is 4.
+        assert_eq!(rows_used("cafe\u{301}-bar> ", &"x".repeat(69), 80), 1);
+        assert_eq!(rows_used("cafe\u{301}-bar> ", &"x".repeat(70), 80), 2);
+        assert_eq!(rows_used("ольга> ", &"Ольга ".repeat(12), 80), 1);
+    }
+
+    #[test]
     fn a_prompt_is_waited_for_until_it_comes_or_time_is_up() {
         let cell = Arc::new(PromptCell::default());
         assert_eq!(cell.after(0, Duration::ZERO), "> ");

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::names;
 use crate::wire::{Member, WhoEntry, check_nick, check_room, is_guest_name};
 
 #[derive(Debug, Default)]
@@ -73,19 +74,33 @@ impl Roster {
 
     /// Makes a room we are in the current one; false if we are not in it.
     pub fn switch_to(&mut self, room: &str) -> bool {
-        let found = self.rooms.contains_key(room);
-        if found {
-            self.here = Some(room.to_owned());
+        let found = self.ours(room).map(str::to_owned);
+        let is_in = found.is_some();
+        if is_in {
+            self.here = found;
         }
-        found
+        is_in
     }
 
     pub fn is_in(&self, room: &str) -> bool {
-        self.rooms.contains_key(room)
+        self.ours(room).is_some()
+    }
+
+    /// A room we are in, under the name the server sent it by, given any
+    /// spelling of it (`names::same`: a look-alike joins the same room).
+    pub fn ours(&self, room: &str) -> Option<&str> {
+        if let Some((name, _)) = self.rooms.get_key_value(room) {
+            return Some(name);
+        }
+        let key = names::fold(room);
+        self.rooms
+            .keys()
+            .find(|name| names::fold(name) == key)
+            .map(String::as_str)
     }
 
     pub fn topic(&self, room: &str) -> Option<&str> {
-        self.rooms.get(room)?.topic.as_deref()
+        self.rooms.get(self.ours(room)?)?.topic.as_deref()
     }
 
     /// `room` is the room joined; absent from a v1 server (and then the
@@ -212,7 +227,7 @@ impl Roster {
             })
             .map(|(id, nick)| (!here.contains(id), nick.clone()))
             .collect();
-        nicks.sort_by_key(|(elsewhere, n)| (*elsewhere, n.to_ascii_lowercase()));
+        nicks.sort_by_key(|(elsewhere, n)| (*elsewhere, names::room_form(n)));
         nicks.into_iter().map(|(_, n)| n).collect()
     }
 
@@ -302,6 +317,30 @@ mod tests {
         assert_eq!(r.nick, "carol");
         r.leave(4, None);
         assert_eq!(r.others(), ["ally"]);
+    }
+
+    #[test]
+    fn unicode_rooms_are_found_by_any_spelling() {
+        let mut r = Roster::default();
+        r.welcome(1, "me", Some("lobby"));
+        r.joined(
+            "café-bar",
+            &[member(1, "me"), member(2, "小明")],
+            Some("☕"),
+        );
+        r.join(3, "Ольга", Some("café-bar"));
+        assert_eq!(r.here(), Some("café-bar"));
+        assert!(r.switch_to("LOBBY"));
+        assert_eq!(r.here(), Some("lobby"));
+        // Decomposed, upper case, a Cyrillic с: the room the server named.
+        for spelling in ["CAFE\u{301}-BAR", "\u{441}afé-bar"] {
+            assert!(r.is_in(spelling), "{spelling}");
+            assert_eq!(r.ours(spelling), Some("café-bar"));
+            assert_eq!(r.topic(spelling), Some("☕"));
+        }
+        assert!(r.switch_to("\u{441}afé-bar"));
+        assert_eq!(r.here(), Some("café-bar"), "the server's spelling");
+        assert_eq!(r.others(), ["Ольга", "小明"]);
     }
 
     #[test]

@@ -154,7 +154,9 @@ impl Session {
         let (first, rest) = args
             .split_once(char::is_whitespace)
             .map_or((args, ""), |(first, rest)| (first, rest.trim_start()));
-        let named = check_room(first).ok().filter(|r| self.roster.is_in(r));
+        let named = check_room(first)
+            .ok()
+            .and_then(|r| self.roster.ours(&r).map(str::to_owned));
         let (room, text) = match named {
             Some(room) => (room, rest),
             None => match self.roster.here() {
