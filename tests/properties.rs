@@ -84,8 +84,17 @@ fn nick() -> BoxedStrategy<String> {
     prop_oneof![
         "[a-zA-Z][a-zA-Z0-9_-]{0,8}",
         "[gG][uU][eE][sS][tT][0-9]{1,3}",
+        // Any script, marks and digits, and now and then a character no
+        // name may hold (a format character, a symbol, private use).
+        "\\p{L}[\\p{L}\\p{M}\\p{Nd}_-]{0,8}",
+        "\\p{L}[\\p{L}\\p{Cf}\\p{So}\\p{Co}\\p{Zs}]{0,4}",
         Just("bob".to_owned()),
         Just("BOB".to_owned()),
+        // Look-alikes of bob: Cyrillic о, fullwidth letters.
+        Just("b\u{43e}b".to_owned()),
+        Just("ｂｏｂ".to_owned()),
+        Just("小明".to_owned()),
+        Just("cafe\u{301}".to_owned()),
         text(),
     ]
     .boxed()
@@ -586,7 +595,8 @@ proptest! {
             panic!("who answered {answer:?}");
         };
         let ids: HashSet<u64> = listed.iter().map(|u| u.id).collect();
-        let nicks: HashSet<String> = listed.iter().map(|u| u.nick.to_ascii_lowercase()).collect();
+        // Held once by the key names compare by: no look-alike twice.
+        let nicks: HashSet<String> = listed.iter().map(|u| chat::names::fold(&u.nick)).collect();
         prop_assert_eq!(ids.len(), room.core.here());
         prop_assert_eq!(nicks.len(), room.core.here(), "a nickname held twice: {:?}", listed);
         for (_, id, here, _) in &users {
@@ -598,7 +608,8 @@ proptest! {
 /// The rooms a room script uses: the default room and four more, one
 /// spelled in capitals (the server folds it); one more than `room()`
 /// lets a user be in.
-const ROOMS: [&str; 5] = ["lobby", "a", "B", "c", "d"];
+/// Two are Unicode, one of them written decomposed (NFC composes it).
+const ROOMS: [&str; 5] = ["lobby", "a", "B", "Cafe\u{301}", "ДОМ"];
 
 /// One step of a rooms script; user numbers wrap over who is connected.
 #[derive(Clone, Debug)]
@@ -725,7 +736,7 @@ proptest! {
                 .map(|k| (k, drain(&mut hub, users[k].key)))
                 .collect();
             let (my_id, my_rooms) = (users[actor].id, users[actor].rooms.clone());
-            let folded = |r: usize| ROOMS[r].to_ascii_lowercase();
+            let folded = |r: usize| chat::names::check_room(ROOMS[r]).unwrap_or_default();
             let members = |users: &[Member], room: &str| -> HashSet<u64> {
                 users.iter().filter(|m| m.rooms.contains(room)).map(|m| m.id).collect()
             };

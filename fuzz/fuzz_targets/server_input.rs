@@ -41,6 +41,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use chat::framing::{Frame, LineReader};
+use chat::names;
 use chat::server::core::{Config, Departure, Flow, Peer, Presence};
 use chat::server::deliver::{Door, Outlet};
 use chat::server::event::Event;
@@ -517,7 +518,8 @@ impl World {
         assert_eq!(users.len(), here, "who lists {users:?}");
         let ids: HashSet<u64> = users.iter().map(|u| u.id).collect();
         assert_eq!(ids.len(), users.len(), "an id listed twice");
-        let nicks: HashSet<String> = users.iter().map(|u| u.nick.to_ascii_lowercase()).collect();
+        // By the key names compare by: no name, nor a look-alike, twice.
+        let nicks: HashSet<String> = users.iter().map(|u| names::fold(&u.nick)).collect();
         assert_eq!(nicks.len(), users.len(), "a nickname held twice");
         for conn in &self.conns {
             let user = self.hub.core.user(conn.key).expect("live");
@@ -529,6 +531,7 @@ impl World {
             }
         }
         for entry in &users {
+            // Another spelling of the name (ASCII case keeps the key).
             let to = entry.nick.to_ascii_uppercase();
             let line = format!(r#"{{"type":"private","to":"{to}","text":"hi"}}"#);
             self.line(key, line.as_bytes());
@@ -559,11 +562,11 @@ impl World {
             }
         }
         // Every name given up and not held now can be taken.
-        let held: HashSet<String> = users.iter().map(|u| u.nick.to_ascii_lowercase()).collect();
+        let held: HashSet<String> = users.iter().map(|u| names::fold(&u.nick)).collect();
         let mut tried = HashSet::new();
         for name in std::mem::take(&mut self.freed) {
-            let low = name.to_ascii_lowercase();
-            if held.contains(&low) || wire::is_guest_name(&name) || !tried.insert(low) {
+            let folded = names::fold(&name);
+            if held.contains(&folded) || wire::check_nick(&name).is_err() || !tried.insert(folded) {
                 continue;
             }
             let line = format!(r#"{{"type":"nick","nick":"{name}"}}"#);
@@ -826,6 +829,8 @@ fn apply(conn: &mut Conn, msg: &ServerMsg<'_>) {
         }
         ServerMsg::Bye { .. } => view.rooms.clear(),
         ServerMsg::Error { .. } | ServerMsg::Pong { .. } => {}
+        // Answers to the account messages: they change no view of rooms.
+        ServerMsg::Registered { .. } | ServerMsg::LoggedIn { .. } | ServerMsg::LoggedOut => {}
         ServerMsg::Unknown => panic!("a message of no known type"),
     }
 }
