@@ -145,6 +145,10 @@ pub struct ClientArgs {
     #[arg(long, value_name = "NAME")]
     pub room: Vec<String>,
 
+    /// Account to log in to (and again after a reconnect); password from $CHAT_PASSWORD or asked
+    #[arg(long, short, value_name = "NAME", env = "CHAT_ACCOUNT")]
+    pub account: Option<String>,
+
     /// History file (default: $XDG_DATA_HOME/chat/history)
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,

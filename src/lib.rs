@@ -20,6 +20,8 @@
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
 //! - [`arrivals`]: a newcomer's `join` and its rename as one arrival, for
 //!   the client and the bot's transcript.
+//! - [`secret`]: passwords held in memory only while needed, wiped on
+//!   drop, hidden from `Debug`, and typed on a terminal without echo.
 //! - [`escape`]: controls in text from the network shown as escapes.
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
@@ -44,6 +46,7 @@ pub mod interest;
 pub mod outbuf;
 pub mod peer;
 pub mod render;
+pub mod secret;
 pub mod server;
 pub mod units;
 pub mod wire;
