@@ -59,6 +59,19 @@ pub fn run(args: &BotArgs) -> Outcome {
             return Err(Fail::usage(last));
         }
     };
+    // A password the script needs and cannot have is a mistake found
+    // before anything connects, like the script's own.
+    for step in &script.steps {
+        if let Some(var) = step.action.password_var()
+            && let Err(why) = crate::secret::from_env(var)
+                .and_then(|p| p.map(drop).ok_or_else(|| format!("${var} is not set")))
+        {
+            return Err(Fail::usage(format!(
+                "{name}:{}: no password for this step: {why} (the password is read from the environment, never from the script)",
+                step.line
+            )));
+        }
+    }
     // Only a valid script is worth a lookup (exit 2 means nothing
     // connected; a name that does not resolve is a failure to connect).
     let addrs = resolve(&addr).map_err(Fail::runtime)?;
