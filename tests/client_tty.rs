@@ -86,6 +86,8 @@ impl Tmux {
         for var in [
             "CHAT_SERVER",
             "CHAT_NICK",
+            "CHAT_ACCOUNT",
+            "CHAT_PASSWORD",
             "NO_COLOR",
             "XDG_DATA_HOME",
             "TMUX",
@@ -461,6 +463,65 @@ fn colours_per_nick_unless_no_color() {
         "colour with NO_COLOR: {line:?}"
     );
     assert!(line.contains("\x1b[1m"), "a mention is bold: {line:?}");
+}
+
+#[test]
+fn passwords_are_typed_unseen_and_kept_out_of_the_history() {
+    const SECRET: &str = "Tr0ub4dor-and-3";
+    let (_server, _bob, tmux) = alice_and_bob(&[]);
+    // Every byte the terminal is sent from now on, including what is
+    // wiped later, lands in this file.
+    let raw = tmux.path("raw");
+    let pipe = format!("cat >> '{}'", raw.display());
+    tmux.tmux(&["pipe-pane", "-o", &pipe]);
+    tmux.type_line("/login alice");
+    tmux.wait_for_text("password for alice:");
+    tmux.type_line(SECRET);
+    // Refused or granted, the answer ends "(you are alice)".
+    let screen = tmux.wait_for_text("(you are alice)");
+    assert!(!screen.contains(SECRET), "shown:\n{screen}");
+    assert!(!screen.contains("password for"), "prompt left:\n{screen}");
+    tmux.wait_for("the prompt", |s| last_line(s) == ">");
+
+    tmux.type_line("/register");
+    tmux.wait_for_text("new password:");
+    tmux.type_line(SECRET);
+    tmux.wait_for_text("the same again:");
+    tmux.type_line("something else");
+    tmux.wait_for_text("!! the two passwords differ; nothing was sent");
+    tmux.wait_for("the prompt", |s| last_line(s) == ">");
+    tmux.type_line("/login alice");
+    tmux.wait_for_text("password for alice:");
+    tmux.key("C-c");
+    tmux.wait_for_text("-- cancelled; nothing was sent");
+    tmux.wait_for("the prompt", |s| last_line(s) == ">");
+    tmux.type_line("after all that");
+    tmux.wait_for("the line said", |s| {
+        s.contains("<alice> after all that") && last_line(s) == ">"
+    });
+    let deadline = Instant::now() + WAIT;
+    let sent = loop {
+        let sent = std::fs::read(&raw).unwrap_or_default();
+        let sent = String::from_utf8_lossy(&sent).into_owned();
+        if sent.contains("after all that") {
+            break sent;
+        }
+        assert!(Instant::now() < deadline, "no output piped: {sent:?}");
+        std::thread::sleep(Duration::from_millis(20)); // polling a file cat writes, which has no event to wait on
+    };
+    assert!(sent.contains("password for alice"), "{sent:?}");
+    assert!(
+        !sent.contains(SECRET),
+        "the terminal was sent the password: {sent:?}"
+    );
+    tmux.key("C-d");
+    assert_eq!(tmux.exit_status(), 0);
+    assert!(tmux.terminal_restored());
+    let kept = std::fs::read_to_string(tmux.path("history")).unwrap();
+    assert!(kept.contains("after all that"), "{kept}");
+    for hidden in [SECRET, "something else", "/login", "/register"] {
+        assert!(!kept.contains(hidden), "{hidden:?} in the history:\n{kept}");
+    }
 }
 
 #[test]
