@@ -282,7 +282,7 @@ fn edit_lines(
 /// `/login` and `/register` lines stay out of the history, even mistyped
 /// with a password after them.
 fn is_account_line(line: &str) -> bool {
-    let word = line.trim_start().split_whitespace().next().unwrap_or("");
+    let word = line.split_whitespace().next().unwrap_or("");
     ["/login", "/register"]
         .iter()
         .any(|c| word.eq_ignore_ascii_case(c))
