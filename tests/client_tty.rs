@@ -525,6 +525,41 @@ fn passwords_are_typed_unseen_and_kept_out_of_the_history() {
 }
 
 #[test]
+fn the_account_password_is_asked_for_unseen_before_the_client_starts() {
+    const SECRET: &str = "Tr0ub4dor-and-4";
+    let server = Server::start(&[]);
+    let tmux = Tmux::new();
+    let raw = tmux.path("raw");
+    tmux.start_client(&server, &["--account", "alice"], &[]);
+    let pipe = format!("cat >> '{}'", raw.display());
+    tmux.tmux(&["pipe-pane", "-o", &pipe]);
+    tmux.wait_for_text(&format!("password for alice at {}:", server.addr));
+    tmux.type_line(SECRET);
+    // This server has no accounts: refused, the client goes on as a guest.
+    tmux.wait_for_text("(you are guest1)");
+    tmux.wait_for("the prompt", |s| last_line(s) == ">");
+    tmux.type_line("still here");
+    tmux.wait_for_text("<guest1> still here");
+    let deadline = Instant::now() + WAIT;
+    let sent = loop {
+        let sent = String::from_utf8_lossy(&std::fs::read(&raw).unwrap_or_default()).into_owned();
+        if sent.contains("still here") {
+            break sent;
+        }
+        assert!(Instant::now() < deadline, "no output piped: {sent:?}");
+        std::thread::sleep(Duration::from_millis(20)); // polling a file cat writes, which has no event to wait on
+    };
+    assert!(
+        !sent.contains(SECRET),
+        "the terminal was sent the password: {sent:?}"
+    );
+    assert!(!tmux.screen().contains(SECRET));
+    tmux.key("C-d");
+    assert_eq!(tmux.exit_status(), 0);
+    assert!(tmux.terminal_restored());
+}
+
+#[test]
 fn history_is_recalled_after_a_restart_bounded_and_private() {
     let server = Server::start(&[]);
     let tmux = Tmux::new();
