@@ -172,6 +172,10 @@ pub struct BotArgs {
     #[arg(long, short, value_name = "NAME", default_value = "bot")]
     pub nick: String,
 
+    /// The default actor is NAME and logs in to that account on connecting (password: $CHAT_PASSWORD)
+    #[arg(long, short, value_name = "NAME", conflicts_with = "nick")]
+    pub account: Option<String>,
+
     /// How long an expect waits unless its line says `within`
     #[arg(long, short, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,

@@ -454,3 +454,46 @@ fn bot_fails_clearly_on_a_refused_login_and_before_connecting_without_a_password
     );
     assert_eq!(fake.connections(), 1, "the second run connected nothing");
 }
+
+#[test]
+fn bot_account_logs_the_default_actor_in_on_connecting() {
+    let fake = Fake::start(Rules::default());
+    let mut cmd = chat();
+    cmd.args([
+        "bot",
+        "-",
+        "--server",
+        &fake.addr.to_string(),
+        "--account",
+        "alice",
+    ])
+    .env("CHAT_PASSWORD", PASSWORD);
+    let out = output_with_input(&mut cmd, b"say hi\n@alice say again\n");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("@alice -- logged in as alice"), "{stdout}");
+    assert!(stdout.contains("@alice <alice> again"), "{stdout}");
+    assert_hidden(&out);
+    assert_eq!(fake.connections(), 1, "the default actor is alice");
+    let heard = fake.heard(0);
+    assert!(!kinds(&heard).contains(&"nick"), "{heard:?}");
+    assert_eq!(heard[1]["password"], PASSWORD);
+
+    let mut cmd = chat();
+    cmd.args([
+        "bot",
+        "-",
+        "--server",
+        &fake.addr.to_string(),
+        "--account",
+        "alice",
+    ]);
+    let out = output_with_input(&mut cmd, b"say hi\n");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--account alice needs its password in $CHAT_PASSWORD"),
+        "{stderr}"
+    );
+    assert_eq!(fake.connections(), 1);
+}

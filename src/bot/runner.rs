@@ -35,6 +35,9 @@ pub struct Settings {
     pub timeout: Duration,
     /// Print only failures (which `main` prints, not the transcript).
     pub quiet: bool,
+    /// `--account`: the actor of that name logs in to it on connecting,
+    /// instead of asking for its nickname.
+    pub account: Option<String>,
     pub style: Style,
 }
 
@@ -382,6 +385,20 @@ impl<'a> Runner<'a> {
             // Its `login` step gives it its name.
             self.room.actors[i].handshake = false;
             return Ok(());
+        }
+        if let Some(account) = &self.settings.account
+            && account.eq_ignore_ascii_case(&name)
+        {
+            self.room.actors[i].handshake = false;
+            let password = password(crate::secret::PASSWORD_VAR, &name)?;
+            return self.request(
+                i,
+                &ClientMsg::Login {
+                    account: account.as_str().into(),
+                    password: wire::Password(password.expose().into()),
+                },
+                Request::Login(account.clone()),
+            );
         }
         let verdict = self.ask_nick(i, &name)?;
         self.room.actors[i].handshake = false;
