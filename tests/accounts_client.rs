@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{WAIT, chat, finish_within, output_with_input};
+use common::{Server, WAIT, chat, finish_within, output_with_input};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
@@ -496,4 +496,62 @@ fn bot_account_logs_the_default_actor_in_on_connecting() {
         "{stderr}"
     );
     assert_eq!(fake.connections(), 1);
+}
+
+/// Against the real server, once it has accounts: a nickname registered by
+/// one client is logged in to by another, refused to a third, and used by
+/// a bot. The server may need its accounts' options here once merged.
+#[test]
+#[ignore = "needs server accounts (branch accounts)"]
+fn real_server_register_login_refuse_and_bot() {
+    let server = Server::start(&[]);
+    let addr = server.addr.to_string();
+    let client = |args: &[&str], input: &str, env: &[(&str, &str)]| {
+        let mut cmd = chat();
+        cmd.args(["client", "--server", &addr]).args(args);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        output_with_input(&mut cmd, input.as_bytes())
+    };
+    let out = client(
+        &["--nick", "carol"],
+        &format!("/register\n{PASSWORD}\n/quit\n"),
+        &[],
+    );
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("-- registered: the nickname carol is now yours"),
+        "{stdout}"
+    );
+    assert_hidden(&out);
+    let out = client(
+        &["--account", "carol"],
+        "hi\n/quit\n",
+        &[("CHAT_PASSWORD", PASSWORD)],
+    );
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("-- logged in as carol"), "{stdout}");
+    assert!(stdout.contains("<carol> hi"), "{stdout}");
+    assert_hidden(&out);
+    let out = client(&["--nick", "carol"], "/quit\n", &[]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("/login NAME if it is yours"), "{stdout}");
+    let out = client(
+        &["--account", "carol"],
+        "/quit\n",
+        &[("CHAT_PASSWORD", "not the password")],
+    );
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("then /login ACCOUNT again"), "{stdout}");
+    let mut cmd = chat();
+    cmd.args(["bot", "-", "--server", &addr])
+        .env("CHAT_PASSWORD", PASSWORD);
+    let out = output_with_input(
+        &mut cmd,
+        b"@carol login\n@carol say from the bot\n@carol logout\n",
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_hidden(&out);
 }

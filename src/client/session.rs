@@ -1463,6 +1463,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unanswered_login_is_given_up_under_the_guest_name() {
+        let mut s = session(false, None, false).with_account(alice());
+        feed(&mut s, WELCOME);
+        assert!(!s.ready());
+        let mut out = Vec::new();
+        s.start_overdue(T, &mut out);
+        assert!(s.ready());
+        assert_eq!(
+            shown(&out),
+            ["!! the server did not answer the login; you are still guest3"]
+        );
+    }
+
+    #[test]
     fn a_refused_login_says_what_to_do_and_is_not_tried_again() {
         let mut s = session(false, None, false).with_account(alice());
         feed(&mut s, WELCOME_V2);
