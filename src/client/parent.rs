@@ -27,6 +27,7 @@ use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::secret::Secret;
 use crate::wire::{ByeReason, ClientMsg, client_line};
+use zeroize::Zeroize;
 
 use super::clock;
 use super::commands;
@@ -432,6 +433,8 @@ impl Parent {
                 }
             }
         }
+        // It may have held a password.
+        buf.zeroize();
         if eof {
             if let Some(line) = self.wants_password.take() {
                 self.waiting.push_back(Typed::WithPassword {

@@ -1594,7 +1594,7 @@ mod tests {
         assert_eq!(sent(&typed(&mut s, "/logout")), [r#"{"type":"logout"}"#]);
         assert_eq!(
             shown(&feed(&mut s, r#"{"type":"logged_out"}"#)),
-            ["-- logged out"]
+            ["-- logged out: you keep your nickname until you change it, but no longer own it"]
         );
         s.lost();
         let out = feed(&mut s, WELCOME_V2);
