@@ -105,7 +105,8 @@ pub fn read_hidden(tty: &File, prompt: &str, end: &str) -> io::Result<Typed> {
 /// The keys of one hidden line: Enter ends it, Backspace and Ctrl-U edit
 /// it, Ctrl-C (and Ctrl-D on an empty line) cancel it.
 fn read_keys(mut tty: &File) -> io::Result<Typed> {
-    let mut line = Zeroizing::new(Vec::<u8>::new());
+    // Room enough that typing never moves (and so copies) the password.
+    let mut line = Zeroizing::new(Vec::<u8>::with_capacity(4096));
     let mut byte = Zeroizing::new([0u8; 1]);
     loop {
         match tty.read(&mut byte[..]) {

@@ -292,7 +292,8 @@ fn is_account_line(line: &str) -> bool {
 /// typed without echo (twice for `/register`), or [`CTRL_C_LINE`] when
 /// there is none, after saying why. The prompt is wiped once answered.
 fn password(command: &commands::Command<'_>, render: Renderer) -> Zeroizing<Vec<u8>> {
-    let mut line = Zeroizing::new(Vec::new());
+    // Room enough that pushing never moves (and so copies) the password.
+    let mut line = Zeroizing::new(Vec::with_capacity(4096));
     let say = |text: &str, error: bool| {
         let shown = match error {
             true => render.error(text),
