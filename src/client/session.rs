@@ -1555,6 +1555,26 @@ mod tests {
     }
 
     #[test]
+    fn a_typed_login_is_done_again_after_a_lost_connection() {
+        let mut s = in_lobby();
+        let mut out = Vec::new();
+        s.login("alice", Secret::new(PW.into()), T, &mut out);
+        assert_eq!(sent(&out), [LOGIN_ALICE]);
+        feed(&mut s, ALICE_RENAMED);
+        feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(sent(&out)[0], LOGIN_ALICE);
+        // One typed but unanswered when the connection broke is forgotten.
+        let mut s = in_lobby();
+        let mut out = Vec::new();
+        s.login("alice", Secret::new(PW.into()), T, &mut out);
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        assert!(!sent(&out).iter().any(|l| l.contains("login")), "{out:?}");
+    }
+
+    #[test]
     fn with_an_account_a_required_login_is_all_that_goes_first() {
         let mut s = session(false, None, true).with_account(alice());
         let out = feed(&mut s, WELCOME_REQUIRED);
