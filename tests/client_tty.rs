@@ -609,6 +609,9 @@ fn a_killed_server_gives_exit_1_no_orphan_and_a_restored_terminal() {
     // It tries to connect again until told to stop.
     tmux.wait_for_text("trying again in");
     tmux.key("Enter");
+    // Keys typed before the next prompt is drawn may be taken by
+    // rustyline's start-up (its cursor position query) and lost.
+    tmux.wait_for("a fresh prompt", |s| last_line(s) == ">");
     tmux.type_line("/quit");
     assert_eq!(tmux.exit_status(), 1);
     let screen = tmux.screen();
