@@ -145,6 +145,10 @@ pub struct ClientArgs {
     #[arg(long, value_name = "NAME")]
     pub room: Vec<String>,
 
+    /// Account to log in to (and again after a reconnect); password from $CHAT_PASSWORD or asked
+    #[arg(long, short, value_name = "NAME", env = "CHAT_ACCOUNT")]
+    pub account: Option<String>,
+
     /// History file (default: $XDG_DATA_HOME/chat/history)
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
@@ -167,6 +171,10 @@ pub struct BotArgs {
     /// Nickname of the default actor (steps without @ACTOR)
     #[arg(long, short, value_name = "NAME", default_value = "bot")]
     pub nick: String,
+
+    /// The default actor is NAME and logs in to that account on connecting (password: $CHAT_PASSWORD)
+    #[arg(long, short, value_name = "NAME", conflicts_with = "nick")]
+    pub account: Option<String>,
 
     /// How long an expect waits unless its line says `within`
     #[arg(long, short, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]

@@ -22,6 +22,8 @@
 //!   the client and the bot's transcript.
 //! - [`names`]: what a nickname or room name may be (Unicode letters,
 //!   marks, digits, `_`, `-`) and the one key names are compared by.
+//! - [`secret`]: passwords held in memory only while needed, wiped on
+//!   drop, hidden from `Debug`, and typed on a terminal without echo.
 //! - [`escape`]: controls in text from the network shown as escapes.
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
@@ -47,6 +49,7 @@ pub mod names;
 pub mod outbuf;
 pub mod peer;
 pub mod render;
+pub mod secret;
 pub mod server;
 pub mod units;
 pub mod wire;

@@ -260,7 +260,9 @@ impl Renderer {
                 self.notice(&format!("registered: the nickname {account} is now yours"))
             }
             ServerMsg::LoggedIn { account } => self.notice(&format!("logged in as {account}")),
-            ServerMsg::LoggedOut => self.notice("logged out"),
+            ServerMsg::LoggedOut => self.notice(
+                "logged out: you keep your nickname until you change it, but no longer own it",
+            ),
             ServerMsg::Joined { room, topic, users } => {
                 let nicks = names(users.iter().map(|u| &*u.nick));
                 let topic = topic

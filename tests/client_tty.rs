@@ -86,6 +86,8 @@ impl Tmux {
         for var in [
             "CHAT_SERVER",
             "CHAT_NICK",
+            "CHAT_ACCOUNT",
+            "CHAT_PASSWORD",
             "NO_COLOR",
             "XDG_DATA_HOME",
             "TMUX",
@@ -464,6 +466,100 @@ fn colours_per_nick_unless_no_color() {
 }
 
 #[test]
+fn passwords_are_typed_unseen_and_kept_out_of_the_history() {
+    const SECRET: &str = "Tr0ub4dor-and-3";
+    let (_server, _bob, tmux) = alice_and_bob(&[]);
+    // Every byte the terminal is sent from now on, including what is
+    // wiped later, lands in this file.
+    let raw = tmux.path("raw");
+    let pipe = format!("cat >> '{}'", raw.display());
+    tmux.tmux(&["pipe-pane", "-o", &pipe]);
+    tmux.type_line("/login alice");
+    tmux.wait_for_text("password for alice:");
+    tmux.type_line(SECRET);
+    // Refused or granted, the answer ends "(you are alice)".
+    let screen = tmux.wait_for_text("(you are alice)");
+    assert!(!screen.contains(SECRET), "shown:\n{screen}");
+    assert!(!screen.contains("password for"), "prompt left:\n{screen}");
+    tmux.wait_for("the prompt", |s| last_line(s) == ">");
+
+    tmux.type_line("/register");
+    tmux.wait_for_text("new password:");
+    tmux.type_line(SECRET);
+    tmux.wait_for_text("the same again:");
+    tmux.type_line("something else");
+    tmux.wait_for_text("!! the two passwords differ; nothing was sent");
+    tmux.wait_for("the prompt", |s| last_line(s) == ">");
+    tmux.type_line("/login alice");
+    tmux.wait_for_text("password for alice:");
+    tmux.key("C-c");
+    tmux.wait_for_text("-- cancelled; nothing was sent");
+    tmux.wait_for("the prompt", |s| last_line(s) == ">");
+    tmux.type_line("after all that");
+    tmux.wait_for("the line said", |s| {
+        s.contains("<alice> after all that") && last_line(s) == ">"
+    });
+    let deadline = Instant::now() + WAIT;
+    let sent = loop {
+        let sent = std::fs::read(&raw).unwrap_or_default();
+        let sent = String::from_utf8_lossy(&sent).into_owned();
+        if sent.contains("after all that") {
+            break sent;
+        }
+        assert!(Instant::now() < deadline, "no output piped: {sent:?}");
+        std::thread::sleep(Duration::from_millis(20)); // polling a file cat writes, which has no event to wait on
+    };
+    assert!(sent.contains("password for alice"), "{sent:?}");
+    assert!(
+        !sent.contains(SECRET),
+        "the terminal was sent the password: {sent:?}"
+    );
+    tmux.key("C-d");
+    assert_eq!(tmux.exit_status(), 0);
+    assert!(tmux.terminal_restored());
+    let kept = std::fs::read_to_string(tmux.path("history")).unwrap();
+    assert!(kept.contains("after all that"), "{kept}");
+    for hidden in [SECRET, "something else", "/login", "/register"] {
+        assert!(!kept.contains(hidden), "{hidden:?} in the history:\n{kept}");
+    }
+}
+
+#[test]
+fn the_account_password_is_asked_for_unseen_before_the_client_starts() {
+    const SECRET: &str = "Tr0ub4dor-and-4";
+    let server = Server::start(&[]);
+    let tmux = Tmux::new();
+    let raw = tmux.path("raw");
+    tmux.start_client(&server, &["--account", "alice"], &[]);
+    let pipe = format!("cat >> '{}'", raw.display());
+    tmux.tmux(&["pipe-pane", "-o", &pipe]);
+    tmux.wait_for_text(&format!("password for alice at {}:", server.addr));
+    tmux.type_line(SECRET);
+    // This server has no accounts: refused, the client goes on as a guest.
+    tmux.wait_for_text("(you are guest1)");
+    tmux.wait_for("the prompt", |s| last_line(s) == ">");
+    tmux.type_line("still here");
+    tmux.wait_for_text("<guest1> still here");
+    let deadline = Instant::now() + WAIT;
+    let sent = loop {
+        let sent = String::from_utf8_lossy(&std::fs::read(&raw).unwrap_or_default()).into_owned();
+        if sent.contains("still here") {
+            break sent;
+        }
+        assert!(Instant::now() < deadline, "no output piped: {sent:?}");
+        std::thread::sleep(Duration::from_millis(20)); // polling a file cat writes, which has no event to wait on
+    };
+    assert!(
+        !sent.contains(SECRET),
+        "the terminal was sent the password: {sent:?}"
+    );
+    assert!(!tmux.screen().contains(SECRET));
+    tmux.key("C-d");
+    assert_eq!(tmux.exit_status(), 0);
+    assert!(tmux.terminal_restored());
+}
+
+#[test]
 fn history_is_recalled_after_a_restart_bounded_and_private() {
     let server = Server::start(&[]);
     let tmux = Tmux::new();
@@ -513,6 +609,9 @@ fn a_killed_server_gives_exit_1_no_orphan_and_a_restored_terminal() {
     // It tries to connect again until told to stop.
     tmux.wait_for_text("trying again in");
     tmux.key("Enter");
+    // Keys typed before the next prompt is drawn may be taken by
+    // rustyline's start-up (its cursor position query) and lost.
+    tmux.wait_for("a fresh prompt", |s| last_line(s) == ">");
     tmux.type_line("/quit");
     assert_eq!(tmux.exit_status(), 1);
     let screen = tmux.screen();

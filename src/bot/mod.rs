@@ -36,6 +36,20 @@ pub fn run(args: &BotArgs) -> Outcome {
         args.script.display().to_string()
     };
     check_nick(&args.nick).map_err(|e| Fail::usage(format!("--nick {:?}: {e}", args.nick)))?;
+    if let Some(account) = &args.account {
+        check_nick(account).map_err(|e| Fail::usage(format!("--account {account:?}: {e}")))?;
+        match crate::secret::from_env(crate::secret::PASSWORD_VAR) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Fail::usage(format!(
+                    "--account {account} needs its password in ${}",
+                    crate::secret::PASSWORD_VAR
+                )));
+            }
+            Err(e) => return Err(Fail::usage(format!("--account {account}: {e}"))),
+        }
+    }
+    let default_nick = args.account.as_deref().unwrap_or(&args.nick);
     if args.timeout.is_zero() {
         // `within 0ms` on one line is a fine "must be here already"; as
         // the wait for every connection and answer it cannot work.
@@ -47,7 +61,7 @@ pub fn run(args: &BotArgs) -> Outcome {
         .map_err(|e| Fail::usage(format!("cannot use --server {}: {e}", args.server)))?;
     let source = read_script(&args.script, from_stdin)
         .map_err(|e| Fail::usage(format!("cannot read the script {name}: {e}")))?;
-    let script = match script::parse(&name, &source, &args.nick) {
+    let script = match script::parse(&name, &source, default_nick) {
         Ok(script) => script,
         Err(mut errors) => {
             // Every bad line, each as one `chat: FILE:LINE: ...` line; the
@@ -59,6 +73,19 @@ pub fn run(args: &BotArgs) -> Outcome {
             return Err(Fail::usage(last));
         }
     };
+    // A password the script needs and cannot have is a mistake found
+    // before anything connects, like the script's own.
+    for step in &script.steps {
+        if let Some(var) = step.action.password_var()
+            && let Err(why) = crate::secret::from_env(var)
+                .and_then(|p| p.map(drop).ok_or_else(|| format!("${var} is not set")))
+        {
+            return Err(Fail::usage(format!(
+                "{name}:{}: no password for this step: {why} (the password is read from the environment, never from the script)",
+                step.line
+            )));
+        }
+    }
     // Only a valid script is worth a lookup (exit 2 means nothing
     // connected; a name that does not resolve is a failure to connect).
     let addrs = resolve(&addr).map_err(Fail::runtime)?;
@@ -66,6 +93,7 @@ pub fn run(args: &BotArgs) -> Outcome {
         server: Server { addr, addrs },
         timeout: args.timeout,
         quiet: args.quiet,
+        account: args.account.clone(),
         style: Style::for_output(std::io::stdout().is_terminal()),
     };
     runner::run(&script, &settings).map_err(Fail::runtime)

@@ -20,6 +20,7 @@ use crate::arrivals::Arrivals;
 use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
 use crate::render::{Me, Renderer, Style};
+use crate::secret::Secret;
 use crate::units::format_duration;
 use serde_json::value::RawValue;
 
@@ -34,6 +35,9 @@ pub struct Settings {
     pub timeout: Duration,
     /// Print only failures (which `main` prints, not the transcript).
     pub quiet: bool,
+    /// `--account`: the actor of that name logs in to it on connecting,
+    /// instead of asking for its nickname.
+    pub account: Option<String>,
     pub style: Style,
 }
 
@@ -130,6 +134,10 @@ enum Request {
     Part(String),
     Topic(String),
     History(String),
+    /// `login`, with the account.
+    Login(String),
+    Register,
+    Logout,
 }
 
 impl Request {
@@ -145,22 +153,49 @@ impl Request {
             (Request::Topic(want), ServerMsg::Topic { room, by, .. }) => {
                 crate::names::same(room, want) && crate::names::same(by, nick)
             }
+            (Request::Login(_), ServerMsg::LoggedIn { .. })
+            | (Request::Register, ServerMsg::Registered { .. })
+            | (Request::Logout, ServerMsg::LoggedOut) => true,
             _ => false,
         }
     }
 
     /// Whether an error with `code` refuses it. Every answer comes in the
     /// order asked, so one of these codes while the request is out is its
-    /// answer; `unknown_type` is a server without rooms.
-    fn refused_by(code: ErrorCode) -> bool {
-        matches!(
-            code,
-            ErrorCode::BadRoom
-                | ErrorCode::NotInRoom
-                | ErrorCode::TooManyRooms
-                | ErrorCode::UnknownType
-                | ErrorCode::BadMessage
-        )
+    /// answer; `unknown_type` is a server without rooms (or accounts).
+    fn refused_by(&self, code: ErrorCode) -> bool {
+        use ErrorCode as E;
+        match self {
+            Request::Join(_) | Request::Part(_) | Request::Topic(_) | Request::History(_) => {
+                matches!(
+                    code,
+                    E::BadRoom | E::NotInRoom | E::TooManyRooms | E::UnknownType | E::BadMessage
+                )
+            }
+            Request::Login(_) | Request::Register | Request::Logout => matches!(
+                code,
+                E::LoginFailed
+                    | E::TooManyAttempts
+                    | E::InsecureTransport
+                    | E::BadPassword
+                    | E::RegistrationClosed
+                    | E::NickRegistered
+                    | E::BadNick
+                    | E::LoginRequired
+                    | E::UnknownType
+                    | E::BadMessage
+            ),
+        }
+    }
+
+    /// What `unknown_type` means for it.
+    fn unknown_hint(&self) -> &'static str {
+        match self {
+            Request::Login(_) | Request::Register | Request::Logout => {
+                "; this server has no accounts"
+            }
+            _ => "; this server does not serve rooms (they need protocol v2)",
+        }
     }
 
     /// What failed, for `@alice could not ...`.
@@ -170,6 +205,9 @@ impl Request {
             Request::Part(room) => format!("part {room}"),
             Request::Topic(room) => format!("set the topic of {room}"),
             Request::History(room) => format!("get the history of {room}"),
+            Request::Login(account) => format!("log in to {account}"),
+            Request::Register => "register its nickname".to_owned(),
+            Request::Logout => "log out".to_owned(),
         }
     }
 }
@@ -285,6 +323,31 @@ impl<'a> Runner<'a> {
                 },
                 Request::History(room.clone()),
             ),
+            Action::Login { account, var } => {
+                let account = account
+                    .clone()
+                    .unwrap_or_else(|| self.room.actors[i].nick.clone());
+                let password = password(var, &self.room.actors[i].nick)?;
+                self.request(
+                    i,
+                    &ClientMsg::Login {
+                        account: account.clone().into(),
+                        password: wire::Password(password.expose().into()),
+                    },
+                    Request::Login(account),
+                )
+            }
+            Action::Register { var } => {
+                let password = password(var, &self.room.actors[i].nick)?;
+                self.request(
+                    i,
+                    &ClientMsg::Register {
+                        password: wire::Password(password.expose().into()),
+                    },
+                    Request::Register,
+                )
+            }
+            Action::Logout => self.request(i, &ClientMsg::Logout, Request::Logout),
             Action::Nick { new, taken } => self.nick(i, new, *taken),
             Action::Quit(text) => self.quit(i, text.as_deref()),
             Action::Expect { pattern, within } => {
@@ -317,6 +380,25 @@ impl<'a> Runner<'a> {
                 "@{name} got no welcome from {addr} within {}",
                 format_duration(timeout)
             ));
+        }
+        if self.script.actors[i].login {
+            // Its `login` step gives it its name.
+            self.room.actors[i].handshake = false;
+            return Ok(());
+        }
+        if let Some(account) = &self.settings.account
+            && account.eq_ignore_ascii_case(&name)
+        {
+            self.room.actors[i].handshake = false;
+            let password = password(crate::secret::PASSWORD_VAR, &name)?;
+            return self.request(
+                i,
+                &ClientMsg::Login {
+                    account: account.as_str().into(),
+                    password: wire::Password(password.expose().into()),
+                },
+                Request::Login(account.clone()),
+            );
         }
         let verdict = self.ask_nick(i, &name)?;
         self.room.actors[i].handshake = false;
@@ -653,6 +735,9 @@ impl Room {
             | ServerMsg::Parted { .. }
             | ServerMsg::Topic { .. }
             | ServerMsg::History { .. }
+            | ServerMsg::LoggedIn { .. }
+            | ServerMsg::Registered { .. }
+            | ServerMsg::LoggedOut
                 if conn.fence.is_none()
                     && conn
                         .awaiting
@@ -662,15 +747,13 @@ impl Room {
                 conn.verdict = Some(Verdict::Accepted);
             }
             ServerMsg::Error { code, message }
-                if conn.awaiting.is_some()
-                    && conn.fence.is_none()
-                    && Request::refused_by(*code) =>
+                if conn.fence.is_none()
+                    && conn.awaiting.as_ref().is_some_and(|r| r.refused_by(*code)) =>
             {
                 conn.last_error = Some(message.to_string());
-                let hint = if *code == ErrorCode::UnknownType {
-                    "; this server does not serve rooms (they need protocol v2)"
-                } else {
-                    ""
+                let hint = match &conn.awaiting {
+                    Some(r) if *code == ErrorCode::UnknownType => r.unknown_hint(),
+                    _ => "",
                 };
                 conn.verdict = Some(Verdict::Refused(format!("{message} ({code}){hint}")));
             }
@@ -791,6 +874,16 @@ impl Room {
         if let Some(out) = self.out.as_mut() {
             let _ = out.flush();
         }
+    }
+}
+
+/// The password in `$var` for actor `nick`'s step. `chat bot` checked
+/// every such variable before connecting; this is the read itself.
+fn password(var: &str, nick: &str) -> Result<Secret, String> {
+    match crate::secret::from_env(var) {
+        Ok(Some(password)) => Ok(password),
+        Ok(None) => Err(format!("@{nick} has no password: ${var} is not set")),
+        Err(e) => Err(format!("@{nick} has no password: {e}")),
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Actor {
     pub line: usize,
     /// Its first step is `connect`: it arrives then, not at the start.
     pub late: bool,
+    /// Its first step is `login`: it connects at the start but asks for no
+    /// nickname (its name may be an account's, which only the login
+    /// grants); it takes the account's name when that step runs.
+    pub login: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -97,10 +101,34 @@ pub enum Action {
         limit: Option<usize>,
     },
     Quit(Option<String>),
+    /// Log in to `account` (the actor's name when `None`) with the
+    /// password in the environment variable `var`; the runner waits for
+    /// `logged_in`, and the actor is called by the account's name after.
+    Login {
+        account: Option<String>,
+        var: String,
+    },
+    /// Make the actor's nickname an account, with the password in `var`;
+    /// the runner waits for `registered`.
+    Register {
+        var: String,
+    },
+    /// The runner waits for `logged_out`.
+    Logout,
+}
+
+impl Action {
+    /// The environment variable holding the password this step sends.
+    pub fn password_var(&self) -> Option<&str> {
+        match self {
+            Action::Login { var, .. } | Action::Register { var } => Some(var),
+            _ => None,
+        }
+    }
 }
 
 /// The verbs, in the order the spec lists them (used in messages).
-const VERBS: &str = "say, me, msg, nick, sleep, expect, connect, who, join, part, topic, rooms, history, quit, in ROOM";
+const VERBS: &str = "say, me, msg, nick, sleep, expect, connect, who, join, part, topic, rooms, history, quit, login, register, logout, in ROOM";
 
 /// The verbs that `in ROOM` may qualify.
 const IN_VERBS: &str = "say, me and expect";
@@ -218,7 +246,8 @@ fn parse_line(text: &str) -> Result<Option<Line>, String> {
         "expect" => parse_expect(args, room)?,
         _ if room.is_some() => {
             return Err(match verb {
-                "msg" | "nick" | "sleep" | "connect" | "rooms" | "quit" | "in" => {
+                "msg" | "nick" | "sleep" | "connect" | "rooms" | "quit" | "in" | "login"
+                | "register" | "logout" => {
                     format!("in ROOM goes only with {IN_VERBS}, not with {verb}")
                 }
                 "join" | "part" | "topic" | "who" | "history" => format!(
@@ -312,6 +341,26 @@ fn parse_line(text: &str) -> Result<Option<Line>, String> {
             Action::History { room, limit }
         }
         "quit" => Action::Quit(optional_text(args)?),
+        "login" => {
+            let (first, rest) = split_word(args);
+            let (account, var) = match first.strip_prefix('$') {
+                Some(_) => (None, args),
+                None if first.is_empty() => (None, ""),
+                None => {
+                    check_nick(first)
+                        .map_err(|e| format!("bad account \"{first}\" after login: {e}"))?;
+                    (Some(first.to_owned()), rest)
+                }
+            };
+            Action::Login {
+                account,
+                var: password_var(var, "login [ACCOUNT] [$VAR]")?,
+            }
+        }
+        "register" => Action::Register {
+            var: password_var(args, "register [$VAR]")?,
+        },
+        "logout" => no_args(args, Action::Logout, "logout")?,
         other => return Err(format!("unknown verb \"{other}\" ({VERBS})")),
     };
     Ok(Some(Line { actor, action }))
@@ -436,6 +485,28 @@ fn room_pattern_chars(room: &str, after: &str) -> Result<String, String> {
     Ok(names::caseless(room))
 }
 
+/// The `$VAR` naming the environment variable that holds a password
+/// (`CHAT_PASSWORD` when none is given). A password itself never goes in
+/// a script, so anything else there is refused.
+fn password_var(args: &str, usage: &str) -> Result<String, String> {
+    if args.is_empty() {
+        return Ok(crate::secret::PASSWORD_VAR.to_owned());
+    }
+    let (word, rest) = split_word(args);
+    let var = word.strip_prefix('$').filter(|v| {
+        !v.is_empty()
+            && !v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    match var {
+        Some(var) if rest.is_empty() => Ok(var.to_owned()),
+        _ => Err(format!(
+            "usage: {usage}; the password is read from the environment variable $VAR \
+             ($CHAT_PASSWORD by default), never written in the script"
+        )),
+    }
+}
+
 fn no_args(args: &str, action: Action, verb: &str) -> Result<Action, String> {
     if args.is_empty() {
         Ok(action)
@@ -542,6 +613,7 @@ impl Resolver {
                         name: name.clone(),
                         line,
                         late: connect,
+                        login: matches!(action, Action::Login { .. }),
                     },
                     name: name.clone(),
                     quit: None,
@@ -580,6 +652,18 @@ impl Resolver {
             Action::Quit(text) => {
                 self.actors[id].quit = Some(line);
                 Action::Quit(text)
+            }
+            // The login gives the actor the account's name, as a `nick`
+            // would.
+            Action::Login { account, var } => {
+                let account = account.unwrap_or_else(|| self.actors[id].name.clone());
+                if !account.eq_ignore_ascii_case(&name) {
+                    self.rename(id, &key, &account);
+                }
+                Action::Login {
+                    account: Some(account),
+                    var,
+                }
             }
             other => other,
         };
@@ -632,6 +716,102 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_verbs_name_the_variable_that_holds_the_password() {
+        assert_eq!(
+            action("login"),
+            Action::Login {
+                account: None,
+                var: "CHAT_PASSWORD".into()
+            }
+        );
+        assert_eq!(
+            action("login alice $ALICE_PW"),
+            Action::Login {
+                account: Some("alice".into()),
+                var: "ALICE_PW".into()
+            }
+        );
+        assert_eq!(
+            action("login $PW"),
+            Action::Login {
+                account: None,
+                var: "PW".into()
+            }
+        );
+        assert_eq!(
+            action("register"),
+            Action::Register {
+                var: "CHAT_PASSWORD".into()
+            }
+        );
+        assert_eq!(
+            action("register $NEW_PW"),
+            Action::Register {
+                var: "NEW_PW".into()
+            }
+        );
+        assert_eq!(action("logout"), Action::Logout);
+        assert_eq!(action("register $PW").password_var(), Some("PW"));
+        assert_eq!(action("logout").password_var(), None);
+        // A password written in the script is refused, and not quoted back.
+        for bad in [
+            "login alice hunter2hunter2",
+            "login alice $",
+            "login alice $1X",
+            "register hunter2hunter2",
+            "login alice $PW extra",
+        ] {
+            let e = error(bad);
+            assert!(e.contains("never written in the script"), "{bad}: {e}");
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
+        }
+        assert!(error("login 9lives").contains("bad account"));
+        assert_eq!(
+            error("logout now"),
+            "logout takes no arguments, but has \"now\""
+        );
+        assert_eq!(
+            error("in rust login"),
+            "in ROOM goes only with say, me and expect, not with login"
+        );
+    }
+
+    #[test]
+    fn a_first_login_replaces_the_nick_and_the_account_names_the_actor() {
+        let source = b"@alice login\n@alice say hi\n@bob login carol $CAROL_PW\n@carol say yo\n@dave say hey\n@dave login\n";
+        let script = parse("t.chat", source, "bot").unwrap();
+        let actors: Vec<_> = script
+            .actors
+            .iter()
+            .map(|a| (a.name.as_str(), a.late, a.login))
+            .collect();
+        assert_eq!(
+            actors,
+            [
+                ("alice", false, true),
+                ("bob", false, true),
+                ("dave", false, false)
+            ]
+        );
+        assert_eq!(script.steps[2].actor, Some(1));
+        assert_eq!(
+            script.steps[3].actor,
+            Some(1),
+            "bob is carol after the login"
+        );
+        assert_eq!(
+            script.steps[0].action,
+            Action::Login {
+                account: Some("alice".into()),
+                var: "CHAT_PASSWORD".into()
+            }
+        );
+        // After it, @bob is someone else, as after `nick`.
+        let script = parse("t.chat", b"@bob login carol\n@bob say hi\n", "bot").unwrap();
+        assert_eq!(script.actors.len(), 2);
+    }
 
     fn line(text: &str) -> Line {
         parse_line(text)

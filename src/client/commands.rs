@@ -3,8 +3,21 @@
 
 /// The commands, for `/help` and for Tab completion.
 pub const COMMANDS: &[&str] = &[
-    "/msg", "/m", "/me", "/join", "/part", "/rooms", "/topic", "/history", "/who", "/nick",
-    "/quit", "/help",
+    "/msg",
+    "/m",
+    "/me",
+    "/join",
+    "/part",
+    "/rooms",
+    "/topic",
+    "/history",
+    "/who",
+    "/nick",
+    "/login",
+    "/register",
+    "/logout",
+    "/quit",
+    "/help",
 ];
 
 /// The commands whose first word is a room name, for Tab completion.
@@ -22,6 +35,9 @@ pub const HELP: &[&str] = &[
     "/history [N]      show N older messages of the current room (20 by default)",
     "/who [ROOM]       list who is in the current room, or in ROOM",
     "/nick NAME        take a new nickname",
+    "/login ACCOUNT    log in to ACCOUNT (the password is asked for, not shown); take its name",
+    "/register         make your current nickname an account, yours (password asked twice)",
+    "/logout           stop owning the nickname (you keep it until you change it)",
     "/quit [REASON]    leave (Ctrl-D on an empty line too)",
     "/help             this list",
     "//TEXT            say /TEXT",
@@ -53,6 +69,12 @@ pub enum Command<'a> {
     /// Older messages of the current room: how many, as typed (the
     /// session checks it, as it knows the limit).
     History(&'a str),
+    /// The password follows as the next line from the input child, which
+    /// reads it without echo and keeps it out of the history.
+    Login(&'a str),
+    /// Like `Login`, the password follows as the next line.
+    Register,
+    Logout,
     Quit(Option<&'a str>),
     Help,
     /// Not a valid command; the text says why. Nothing is sent.
@@ -65,6 +87,13 @@ impl Command<'_> {
     /// line.
     pub fn changes_room(&self) -> bool {
         matches!(self, Command::Join(_) | Command::Part(_))
+    }
+
+    /// True for the commands whose next input line is a password: the
+    /// input child reads it without echo and never keeps it, and the
+    /// parent takes it as the password, not as a line to say.
+    pub fn wants_password(&self) -> bool {
+        matches!(self, Command::Login(_) | Command::Register)
     }
 }
 
@@ -107,6 +136,17 @@ pub fn parse(line: &str) -> Command<'_> {
         "rooms" => Command::Bad("usage: /rooms".into()),
         "topic" => Command::Topic(args),
         "history" => Command::History(args),
+        "login" if !args.is_empty() && !args.contains(char::is_whitespace) => Command::Login(args),
+        "login" => Command::Bad(
+            "usage: /login ACCOUNT (the password is asked for next, never on the line)".into(),
+        ),
+        "register" if args.is_empty() => Command::Register,
+        "register" => Command::Bad(
+            "usage: /register (it registers your current nickname; the password is asked for next)"
+                .into(),
+        ),
+        "logout" if args.is_empty() => Command::Logout,
+        "logout" => Command::Bad("usage: /logout".into()),
         "quit" => Command::Quit(Some(args).filter(|a| !a.is_empty())),
         "help" => Command::Help,
         _ => Command::Bad(format!(
@@ -202,6 +242,32 @@ mod tests {
         assert!(parse("/part").changes_room());
         assert!(!parse("/rooms").changes_room());
         assert!(!parse("join").changes_room());
+    }
+
+    #[test]
+    fn account_commands_take_no_password_on_the_line() {
+        assert_eq!(parse("/login alice"), Command::Login("alice"));
+        assert_eq!(parse("/LOGIN  alice "), Command::Login("alice"));
+        assert!(parse("/login alice").wants_password());
+        assert_eq!(parse("/register"), Command::Register);
+        assert!(parse("/register").wants_password());
+        assert_eq!(parse("/logout"), Command::Logout);
+        assert!(!parse("/logout").wants_password());
+        // A password typed on the line is refused, and nothing waits for
+        // one: the next line is a line again.
+        for bad in [
+            "/login",
+            "/login alice hunter22",
+            "/register hunter22",
+            "/logout x",
+        ] {
+            let cmd = parse(bad);
+            assert!(
+                matches!(cmd, Command::Bad(ref e) if e.starts_with("usage:")),
+                "{bad}"
+            );
+            assert!(!cmd.wants_password(), "{bad}");
+        }
     }
 
     #[test]

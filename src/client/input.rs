@@ -27,6 +27,8 @@ use super::fork::exit_now;
 use super::printer::{CloseOnEnter, Gate, PromptCell};
 use super::{clock, history, printer, signals, terminal};
 use crate::render::{Renderer, Style};
+use crate::secret;
+use zeroize::Zeroizing;
 
 /// How long the first prompt may wait for the welcome (the parent gives
 /// up on the server after as long).
@@ -244,7 +246,8 @@ fn edit_lines(
             let _ = stdout
                 .write_all(printer::erase(printer::rows_used(&prompt, &line, cols)).as_bytes());
         }
-        if !line.trim().is_empty() {
+        let command = commands::parse(&line);
+        if !line.trim().is_empty() && !is_account_line(&line) {
             let _ = rl.add_history_entry(line.as_str());
             if let Some(path) = &history
                 && let Err(e) = rl.append_history(path)
@@ -259,16 +262,84 @@ fn edit_lines(
         if to_parent.write_all(format!("{line}\n").as_bytes()).is_err() {
             exit_now(0);
         }
+        // Its password follows, typed without echo (the gate is still
+        // closed: nothing prints over the prompt for it).
+        if command.wants_password() && to_parent.write_all(&password(&command, render)).is_err() {
+            exit_now(0);
+        }
         // A line that may change the current room: the next prompt waits
         // for the parent to say which room that is. Lines from the parent
         // print meanwhile, as between any two lines.
-        let wait = match commands::parse(&line).changes_room() {
+        let wait = match command.changes_room() {
             true => ROOM_PROMPT_WAIT,
             false => Duration::ZERO,
         };
         gate.open();
         prompt = prompts.after(seen, wait);
     }
+}
+
+/// `/login` and `/register` lines stay out of the history, even mistyped
+/// with a password after them.
+fn is_account_line(line: &str) -> bool {
+    let word = line.split_whitespace().next().unwrap_or("");
+    ["/login", "/register"]
+        .iter()
+        .any(|c| word.eq_ignore_ascii_case(c))
+}
+
+/// The line for the parent after `/login` or `/register`: the password
+/// typed without echo (twice for `/register`), or [`CTRL_C_LINE`] when
+/// there is none, after saying why. The prompt is wiped once answered.
+fn password(command: &commands::Command<'_>, render: Renderer) -> Zeroizing<Vec<u8>> {
+    // Room enough that pushing never moves (and so copies) the password.
+    let mut line = Zeroizing::new(Vec::with_capacity(4096));
+    let say = |text: &str, error: bool| {
+        let shown = match error {
+            true => render.error(text),
+            false => render.notice(text),
+        };
+        let mut stdout = io::stdout().lock();
+        let _ = writeln!(stdout, "{}", render.stamp(&clock::now(), &shown));
+        let _ = stdout.flush();
+    };
+    let tty = match File::options().read(true).write(true).open("/dev/tty") {
+        Ok(tty) => tty,
+        Err(e) => {
+            say(&format!("cannot ask for the password: /dev/tty: {e}"), true);
+            line.extend_from_slice(format!("{CTRL_C_LINE}\n").as_bytes());
+            return line;
+        }
+    };
+    const WIPE: &str = "\r\x1b[K";
+    let ask = |prompt: &str| match secret::read_hidden(&tty, prompt, WIPE) {
+        Ok(secret::Typed::Line(password)) => Some(password),
+        Ok(secret::Typed::Cancelled) => {
+            say("cancelled; nothing was sent", false);
+            None
+        }
+        Err(e) => {
+            say(&format!("cannot read the password: {e}"), true);
+            None
+        }
+    };
+    let typed = match command {
+        commands::Command::Login(account) => ask(&format!("password for {account}: ")),
+        _ => ask("new password: ").and_then(|first| {
+            let again = ask("the same again: ")?;
+            if again != first {
+                say("the two passwords differ; nothing was sent", true);
+                return None;
+            }
+            Some(first)
+        }),
+    };
+    match typed {
+        Some(password) => line.extend_from_slice(password.expose().as_bytes()),
+        None => line.extend_from_slice(CTRL_C_LINE.as_bytes()),
+    }
+    line.push(b'\n');
+    line
 }
 
 /// One line on stderr, then out. The parent sees the pipe close and ends

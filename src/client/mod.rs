@@ -47,6 +47,7 @@ use crate::cli::ClientArgs;
 use crate::fail::{Fail, Outcome};
 use crate::peer::Peer;
 use crate::render::{Renderer, Style};
+use crate::secret::{self, Credentials, PASSWORD_VAR};
 use crate::wire::{check_nick, check_room};
 
 use display::Screen;
@@ -57,12 +58,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn run(args: &ClientArgs) -> Outcome {
     let server = parse_server(&args.server)
         .map_err(|e| Fail::usage(format!("cannot use server address: {e}")))?;
+    let account = match &args.account {
+        Some(account) => Some(credentials(account, &args.server)?),
+        None => None,
+    };
+    // Logging in brings the account's name: $USER is not asked for then
+    // (a --nick given too is taken after the login).
     let nick = match &args.nick {
         Some(nick) => {
             check_nick(nick)
                 .map_err(|e| Fail::usage(format!("cannot use nickname {nick:?}: {e}")))?;
             Some(nick.clone())
         }
+        None if account.is_some() => None,
         None => default_nick(std::env::var("USER").ok().as_deref()),
     };
     let rooms = args
@@ -150,6 +158,7 @@ pub fn run(args: &ClientArgs) -> Outcome {
             closed: false,
         },
     };
+    let session = Session::new(Renderer { style }, args.json, nick, rooms, interactive);
     let parts = parent::Parts {
         server,
         addr,
@@ -157,7 +166,10 @@ pub fn run(args: &ClientArgs) -> Outcome {
         input: input_rx.into(),
         screen,
         signals: signal_fd,
-        session: Session::new(Renderer { style }, args.json, nick, rooms, interactive),
+        session: match account {
+            Some(account) => session.with_account(account),
+            None => session,
+        },
         child: pid,
         json: args.json,
         interactive,
@@ -174,6 +186,38 @@ pub fn run(args: &ClientArgs) -> Outcome {
         saved.restore();
     }
     outcome
+}
+
+/// The account of `--account` and its password: `$CHAT_PASSWORD`, or
+/// typed on the terminal without echo, before anything else starts.
+fn credentials(account: &str, server: &str) -> Result<Credentials, Fail> {
+    check_nick(account).map_err(|e| Fail::usage(format!("cannot use account {account:?}: {e}")))?;
+    let password = match secret::from_env(PASSWORD_VAR).map_err(Fail::usage)? {
+        Some(password) => password,
+        None => {
+            let tty = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/tty")
+                .map_err(|e| {
+                    Fail::usage(format!(
+                        "--account {account} needs a password: set ${PASSWORD_VAR}, or run in a terminal to type it ({e})"
+                    ))
+                })?;
+            let prompt = format!("password for {account} at {server}: ");
+            match secret::read_hidden(&tty, &prompt, "\r\n") {
+                Ok(secret::Typed::Line(password)) if !password.is_empty() => password,
+                Ok(_) => return Err(Fail::usage("no password given; not connecting")),
+                Err(e) => {
+                    return Err(Fail::usage(format!("cannot read the password: {e}")));
+                }
+            }
+        }
+    };
+    Ok(Credentials {
+        account: account.to_owned(),
+        password,
+    })
 }
 
 /// `$USER` when it is a nickname the server would accept.

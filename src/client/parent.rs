@@ -25,7 +25,9 @@ use crate::fail::{Fail, Outcome};
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
 use crate::peer::{Incoming, Peer, ReadStatus};
+use crate::secret::Secret;
 use crate::wire::{ByeReason, ClientMsg, client_line};
+use zeroize::Zeroize;
 
 use super::clock;
 use super::commands;
@@ -63,6 +65,13 @@ enum Typed {
     Line(String),
     /// Longer than [`MAX_INPUT_LINE`]; dropped.
     TooLong,
+    /// `/login` or `/register` with the line after it, its password;
+    /// `None` when the child's prompt for it was cancelled (it sends
+    /// [`CTRL_C_LINE`] then) or the input ended first.
+    WithPassword {
+        line: String,
+        password: Option<Secret>,
+    },
 }
 
 enum Phase {
@@ -99,6 +108,8 @@ pub struct Parent {
     /// `None` once the child has closed its end (it has exited).
     input: Option<Receiver>,
     input_lines: LineReader,
+    /// A `/login` or `/register` whose password is the next line in.
+    wants_password: Option<String>,
     /// Typed lines that arrived before the session was ready.
     waiting: VecDeque<Typed>,
     input_ended: bool,
@@ -148,6 +159,7 @@ impl Parent {
             peer_writable: false,
             input: Some(parts.input),
             input_lines: LineReader::new(MAX_INPUT_LINE),
+            wants_password: None,
             waiting: VecDeque::new(),
             input_ended: false,
             screen: parts.screen,
@@ -407,12 +419,9 @@ impl Parent {
                 }
                 Ok(n) => {
                     let waiting = &mut self.waiting;
+                    let wants_password = &mut self.wants_password;
                     self.input_lines.feed(&buf[..n], |frame| {
-                        match frame {
-                            Frame::Line(line) => waiting
-                                .push_back(Typed::Line(String::from_utf8_lossy(line).into_owned())),
-                            Frame::TooLong => waiting.push_back(Typed::TooLong),
-                        }
+                        waiting.extend(typed(frame, wants_password));
                         true
                     });
                 }
@@ -424,7 +433,15 @@ impl Parent {
                 }
             }
         }
+        // It may have held a password.
+        buf.zeroize();
         if eof {
+            if let Some(line) = self.wants_password.take() {
+                self.waiting.push_back(Typed::WithPassword {
+                    line,
+                    password: None,
+                });
+            }
             // The child has closed its end: it has exited.
             if let Some(mut input) = self.input.take() {
                 let _ = self.poll.registry().deregister(&mut input);
@@ -474,6 +491,9 @@ impl Parent {
                     let why = "that line is too long; nothing was sent";
                     effects.push(self.session.refusal(&time, why));
                 }
+                Typed::WithPassword { line, password } => {
+                    self.with_password(&line, password, &time, &mut effects);
+                }
             }
             self.apply(effects);
             if !matches!(self.phase, Phase::Chatting) {
@@ -483,6 +503,32 @@ impl Parent {
         }
         if self.input_ended {
             self.end_input();
+        }
+    }
+
+    /// `/login` or `/register`, and its password if one came.
+    fn with_password(
+        &mut self,
+        line: &str,
+        password: Option<Secret>,
+        time: &str,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(password) = password else {
+            // The child said why (a cancelled prompt); at the end of piped
+            // input nothing followed the command.
+            if !self.interactive {
+                let why = "the input ended before the password; nothing was sent";
+                effects.push(self.session.refusal(time, why));
+            }
+            return;
+        };
+        match commands::parse(line) {
+            commands::Command::Login(account) => {
+                self.session.login(account, password, time, effects);
+            }
+            commands::Command::Register => self.session.register(password, time, effects),
+            other => self.session.command(other, time, effects),
         }
     }
 
@@ -651,6 +697,38 @@ impl Parent {
             _ => None,
         }
     }
+}
+
+/// One line from the child, as typed. The line after a `/login` or
+/// `/register` is its password: it is never read as a command, never
+/// said, and only ever sent inside that `login` or `register`.
+/// `None` for a command that waits for its password.
+fn typed(frame: Frame<'_>, wants_password: &mut Option<String>) -> Option<Typed> {
+    Some(match (frame, wants_password.take()) {
+        (Frame::Line(bytes), Some(line)) => {
+            let password = match std::str::from_utf8(bytes) {
+                Ok(CTRL_C_LINE) => None,
+                Ok(text) => Some(Secret::new(
+                    text.strip_suffix('\r').unwrap_or(text).to_owned(),
+                )),
+                Err(_) => Some(Secret::new(String::new())),
+            };
+            Typed::WithPassword { line, password }
+        }
+        (Frame::TooLong, Some(line)) => Typed::WithPassword {
+            line,
+            password: Some(Secret::new(String::new())),
+        },
+        (Frame::Line(bytes), None) => {
+            let line = String::from_utf8_lossy(bytes).into_owned();
+            if commands::parse(&line).wants_password() {
+                *wants_password = Some(line);
+                return None;
+            }
+            Typed::Line(line)
+        }
+        (Frame::TooLong, None) => Typed::TooLong,
+    })
 }
 
 /// `delay` less up to a quarter, so that many clients cut off together do

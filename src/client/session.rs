@@ -3,11 +3,13 @@
 //! parent's loop feeds it lines and carries out the [`Effect`]s, so
 //! everything here is tested without sockets or terminals.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::arrivals::Arrivals;
 use crate::render::{Me, Renderer, json_line};
-use crate::wire::{ByeReason, ClientMsg, ErrorCode, ServerMsg, client_line};
+use crate::secret::{Credentials, Secret};
+use crate::wire::{ByeReason, ClientMsg, ErrorCode, Password, ServerMsg, check_nick, client_line};
 
 use super::awaited::{After, Awaited};
 use super::backlog::Backlog;
@@ -62,6 +64,32 @@ pub struct Session {
     /// The room to make current once the rooms asked for are joined again
     /// after a lost connection.
     return_to: Option<String>,
+    /// The account to log in to once welcomed, again after a lost
+    /// connection: `--account`, or the last `/login` or `/register` the
+    /// server granted. Its password lives in memory only for that.
+    account: Option<Credentials>,
+    /// `login` and `register` sent and not answered yet, oldest first: the
+    /// server answers in order, so the first answer is the oldest's.
+    accounts_asked: VecDeque<Asked>,
+    /// The login of [`Session::account`] at the welcome is unanswered:
+    /// typed lines wait, so that they go out under the account's name.
+    login_pending: bool,
+    /// The welcome said the server lets nobody in without logging in.
+    login_required: bool,
+    /// The rest of the start (nickname, users, rooms, pasts) waits for the
+    /// login, on a server that would refuse all of it before.
+    start_deferred: bool,
+}
+
+/// A `login` or `register` on its way, with what to keep if it is granted.
+#[derive(Debug)]
+enum Asked {
+    /// `started`: the login of the welcome, not a typed one.
+    Login {
+        credentials: Credentials,
+        started: bool,
+    },
+    Register(Secret),
 }
 
 impl Session {
@@ -86,13 +114,29 @@ impl Session {
             awaited: Awaited::default(),
             backlog: Backlog::default(),
             return_to: None,
+            account: None,
+            accounts_asked: VecDeque::new(),
+            login_pending: false,
+            login_required: false,
+            start_deferred: false,
         }
+    }
+
+    /// Logs in to `credentials` once welcomed, and again after each lost
+    /// connection, before the nickname and the rooms are asked for.
+    pub fn with_account(mut self, credentials: Credentials) -> Session {
+        self.account = Some(credentials);
+        self
     }
 
     /// True once typed lines can be sent: welcomed, the nickname asked for
     /// on the command line granted or refused, the rooms joined.
     pub fn ready(&self) -> bool {
-        self.welcomed && !self.nick_pending && !self.rooms_pending && self.backlog.starting == 0
+        self.welcomed
+            && !self.login_pending
+            && !self.nick_pending
+            && !self.rooms_pending
+            && self.backlog.starting == 0
     }
 
     pub fn welcomed(&self) -> bool {
@@ -103,6 +147,13 @@ impl Session {
     /// of `--room`): stop waiting and say what is missing; typed lines go
     /// out as things are.
     pub fn start_overdue(&mut self, time: &str, out: &mut Vec<Effect>) {
+        if std::mem::take(&mut self.login_pending) {
+            let why = format!(
+                "the server did not answer the login; you are still {}",
+                self.roster.nick
+            );
+            out.push(self.refusal(time, &why));
+        }
         if std::mem::take(&mut self.nick_pending) {
             let why = format!(
                 "the server did not answer the request for a nickname; you are still {}",
@@ -211,7 +262,14 @@ impl Session {
     fn react(&mut self, msg: &ServerMsg<'_>, time: &str, out: &mut Vec<Effect>) -> Option<String> {
         let here_before = self.roster.here().map(str::to_owned);
         match msg {
-            ServerMsg::Welcome { id, nick, room, .. } => {
+            ServerMsg::Welcome {
+                id,
+                nick,
+                room,
+                login,
+                ..
+            } => {
+                self.login_required = login.as_deref() == Some("required");
                 self.welcome(*id, nick, room.as_deref(), time, out);
             }
             ServerMsg::Join { id, nick, room, .. } => {
@@ -252,17 +310,39 @@ impl Session {
                 out.push(Effect::Bye(*reason));
                 return None;
             }
+            ServerMsg::Error { code, message } if self.answers_account(*code) => {
+                return Some(self.account_refused(*code, message));
+            }
             ServerMsg::Error { code, message }
-                if matches!(code, ErrorCode::BadNick | ErrorCode::NickInUse)
-                    && self.nick_pending =>
+                if matches!(
+                    code,
+                    ErrorCode::BadNick | ErrorCode::NickInUse | ErrorCode::NickRegistered
+                ) && self.nick_pending =>
             {
                 self.nick_pending = false;
                 let nick = &self.roster.nick;
+                let hint = account_hint(*code, false)
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
                 return Some(
                     self.render
-                        .error(&format!("{message}; you are still {nick}")),
+                        .error(&format!("{message}; you are still {nick}{hint}")),
                 );
             }
+            ServerMsg::Error { code, message } if account_hint(*code, false).is_some() => {
+                let hint = account_hint(*code, false).unwrap_or_default();
+                return Some(self.render.error(&format!("{message}; {hint}")));
+            }
+            ServerMsg::LoggedIn { account } => self.logged_in(account, time, out),
+            ServerMsg::Registered { account } => {
+                if let Some(Asked::Register(password)) = self.accounts_asked.pop_front() {
+                    self.account = Some(Credentials {
+                        account: account.to_string(),
+                        password,
+                    });
+                }
+            }
+            ServerMsg::LoggedOut => self.account = None,
             ServerMsg::Pong { token } => {
                 for after in self.awaited.pong(token.as_ref()) {
                     self.done(after, out);
@@ -290,12 +370,7 @@ impl Session {
                 self.history_answer(room, messages, *more, time, out);
                 return None;
             }
-            ServerMsg::Private { .. }
-            | ServerMsg::Error { .. }
-            | ServerMsg::Registered { .. }
-            | ServerMsg::LoggedIn { .. }
-            | ServerMsg::LoggedOut
-            | ServerMsg::Unknown => {}
+            ServerMsg::Private { .. } | ServerMsg::Error { .. } | ServerMsg::Unknown => {}
         }
         // The welcome says its own prompt, and the joins of `--room` end
         // with one.
@@ -341,11 +416,16 @@ impl Session {
         self.awaited = Awaited::default();
         self.arrivals = Arrivals::default();
         self.backlog.reconnecting();
+        // Answers that will never come: a login typed just before the loss
+        // is forgotten with its password; the account logs in again.
+        self.accounts_asked.clear();
+        self.login_pending = false;
+        self.login_required = false;
+        self.start_deferred = false;
     }
 
-    /// Welcomed: ask for the nickname and the rooms wanted, and for the
-    /// users (for completion); the prompt follows once the rooms are
-    /// joined.
+    /// Welcomed: log in first if there is an account to log in to; on a
+    /// server that requires it, everything else waits for the login.
     fn welcome(
         &mut self,
         id: u64,
@@ -356,6 +436,40 @@ impl Session {
     ) {
         self.welcomed = true;
         self.roster.welcome(id, nick, room);
+        if let Some(credentials) = self.account.clone() {
+            // The account's name comes with the login; another name asked
+            // for (one taken by /nick before a lost connection) follows it.
+            if self
+                .wanted_nick
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&credentials.account))
+            {
+                self.wanted_nick = None;
+            }
+            out.push(Effect::Send(login_line(&credentials)));
+            self.accounts_asked.push_back(Asked::Login {
+                credentials,
+                started: true,
+            });
+            self.login_pending = true;
+        } else if self.login_required {
+            // Only logging in is allowed, and it brings its own name.
+            self.wanted_nick = None;
+            let why = "this server lets nobody in without an account: /login ACCOUNT to log in, \
+                       or /register to make one of your nickname if the server allows it";
+            out.push(self.refusal(time, why));
+        }
+        if self.login_required {
+            self.start_deferred = true;
+            return out.push(self.prompt());
+        }
+        self.start(time, out);
+    }
+
+    /// The start once in: ask for the nickname and the rooms wanted, the
+    /// users (for completion) and the pasts; the prompt follows once the
+    /// rooms are joined.
+    fn start(&mut self, time: &str, out: &mut Vec<Effect>) {
         if let Some(wanted) = self.wanted_nick.take() {
             out.push(Effect::Send(client_line(&ClientMsg::Nick {
                 nick: wanted.into(),
@@ -397,6 +511,154 @@ impl Session {
             self.then(After::Started, out);
         }
     }
+}
+
+impl Session {
+    /// Whether an error with `code` answers the oldest `login` or
+    /// `register` still unanswered: answers come in order, and these are
+    /// the codes that refuse one.
+    fn answers_account(&self, code: ErrorCode) -> bool {
+        use ErrorCode as E;
+        match self.accounts_asked.front() {
+            None => false,
+            Some(Asked::Login { .. }) => matches!(
+                code,
+                E::LoginFailed
+                    | E::TooManyAttempts
+                    | E::InsecureTransport
+                    | E::BadNick
+                    | E::BadMessage
+                    | E::UnknownType
+            ),
+            Some(Asked::Register(_)) => matches!(
+                code,
+                E::BadPassword
+                    | E::RegistrationClosed
+                    | E::NickRegistered
+                    | E::BadNick
+                    | E::InsecureTransport
+                    | E::TooManyAttempts
+                    | E::BadMessage
+                    | E::UnknownType
+            ),
+        }
+    }
+
+    /// The oldest `login` or `register` was refused: its password is
+    /// dropped (a refused login is not tried again after a lost
+    /// connection), and the line says what to do.
+    fn account_refused(&mut self, code: ErrorCode, message: &str) -> String {
+        let asked = self.accounts_asked.pop_front();
+        let register = matches!(asked, Some(Asked::Register(_)));
+        if let Some(Asked::Login { started: true, .. }) = asked {
+            self.login_pending = false;
+            self.account = None;
+        }
+        let nick = &self.roster.nick;
+        let line = match account_hint(code, register) {
+            Some(hint) => format!("{message}; {hint} (you are {nick})"),
+            None => format!("{message} (you are {nick})"),
+        };
+        self.render.error(&line)
+    }
+
+    /// `logged_in`: the account is ours; its password is kept to log in
+    /// again after a lost connection. On a server that requires login the
+    /// start that waited for it goes on.
+    fn logged_in(&mut self, account: &str, time: &str, out: &mut Vec<Effect>) {
+        if let Some(Asked::Login {
+            credentials,
+            started,
+        }) = self.accounts_asked.pop_front()
+        {
+            if started {
+                self.login_pending = false;
+            }
+            self.account = Some(Credentials {
+                account: account.to_owned(),
+                password: credentials.password,
+            });
+        }
+        if std::mem::take(&mut self.start_deferred) {
+            self.start(time, out);
+        }
+    }
+
+    /// Sends `login` for `account`, typed by the user with `password`.
+    pub fn login(&mut self, account: &str, password: Secret, time: &str, out: &mut Vec<Effect>) {
+        if let Err(why) = check_nick(account) {
+            let why = format!("{why}; an account is a nickname (nothing was sent)");
+            return out.push(self.refusal(time, &why));
+        }
+        if password.is_empty() {
+            return out.push(self.refusal(time, "no password given; nothing was sent"));
+        }
+        let credentials = Credentials {
+            account: account.to_owned(),
+            password,
+        };
+        out.push(Effect::Send(login_line(&credentials)));
+        self.accounts_asked.push_back(Asked::Login {
+            credentials,
+            started: false,
+        });
+    }
+
+    /// Sends `register` for the current nickname, with `password`.
+    pub fn register(&mut self, password: Secret, time: &str, out: &mut Vec<Effect>) {
+        if password.is_empty() {
+            return out.push(self.refusal(time, "no password given; nothing was sent"));
+        }
+        out.push(Effect::Send(client_line(&ClientMsg::Register {
+            password: Password(password.expose().into()),
+        })));
+        self.accounts_asked.push_back(Asked::Register(password));
+    }
+
+    /// Sends `logout`; the account is forgotten once the server says so.
+    pub fn logout(&mut self, out: &mut Vec<Effect>) {
+        out.push(Effect::Send(client_line(&ClientMsg::Logout)));
+    }
+}
+
+/// The `login` line for `credentials`. It holds the password: it goes to
+/// the socket and nowhere else.
+fn login_line(credentials: &Credentials) -> Vec<u8> {
+    client_line(&ClientMsg::Login {
+        account: credentials.account.as_str().into(),
+        password: Password(credentials.password.expose().into()),
+    })
+}
+
+/// What to do about an account's refusal, said after the server's words.
+/// `register`: the refusal answers `/register`.
+fn account_hint(code: ErrorCode, register: bool) -> Option<&'static str> {
+    Some(match code {
+        ErrorCode::LoginFailed => {
+            "check the account name and the password, then /login ACCOUNT again"
+        }
+        ErrorCode::TooManyAttempts => {
+            "too many failed logins: wait a few minutes before you try again"
+        }
+        ErrorCode::InsecureTransport => {
+            "this server takes passwords only over TLS or from its own machine; connect that way to log in"
+        }
+        ErrorCode::NickRegistered if register => {
+            "it is an account already: /login to it if it is yours"
+        }
+        ErrorCode::NickRegistered => {
+            "that name is an account: /login NAME if it is yours, or choose another /nick"
+        }
+        ErrorCode::BadPassword => "choose a password of 8 to 1024 bytes and /register again",
+        ErrorCode::RegistrationClosed => {
+            "this server makes no accounts itself; ask its operator for one"
+        }
+        ErrorCode::LoginRequired => "log in first: /login ACCOUNT (or /register)",
+        ErrorCode::BadNick if register => {
+            "a guest name cannot be an account: take a nickname with /nick, then /register"
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -1109,6 +1371,301 @@ mod tests {
         let out = feed(&mut s, WELCOME);
         assert!(shown(&out)[0].contains("no rooms"), "{out:?}");
         assert_eq!(prompts(&out), ["> "]);
+        assert!(s.ready());
+    }
+
+    const PW: &str = "correct horse";
+
+    fn alice() -> Credentials {
+        Credentials {
+            account: "alice".into(),
+            password: Secret::new(PW.into()),
+        }
+    }
+
+    const LOGIN_ALICE: &str = r#"{"account":"alice","password":"correct horse","type":"login"}"#;
+    const ALICE_RENAMED: &str = r#"{"type":"nick","id":3,"old":"guest3","new":"alice","ts":1}"#;
+    const WELCOME_REQUIRED: &str = r#"{"type":"welcome","id":3,"nick":"guest3","text":"Hi","users":2,"protocol":2,"room":"lobby","login":"required"}"#;
+
+    #[test]
+    fn an_account_logs_in_first_and_typed_lines_wait_for_the_answer() {
+        let mut s = session(false, None, false).with_account(alice());
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(
+            sent(&out),
+            [
+                LOGIN_ALICE,
+                r#"{"limit":20,"room":"lobby","type":"history"}"#
+            ]
+        );
+        assert!(
+            !s.ready(),
+            "typed lines must go out under the account's name"
+        );
+        feed(&mut s, ALICE_RENAMED);
+        assert!(!s.ready());
+        let out = feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        assert_eq!(shown(&out), ["-- logged in as alice"]);
+        feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        assert!(s.ready());
+        assert_eq!(s.roster.nick, "alice");
+    }
+
+    #[test]
+    fn after_a_lost_connection_the_account_logs_in_before_the_name_and_rooms() {
+        let mut s = session(false, None, false).with_account(alice());
+        feed(&mut s, WELCOME_V2);
+        feed(&mut s, ALICE_RENAMED);
+        feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        feed(
+            &mut s,
+            r#"{"type":"joined","room":"rust","users":[{"id":3,"nick":"alice"}]}"#,
+        );
+        // A name taken after the login is asked for again, after it.
+        feed(
+            &mut s,
+            r#"{"type":"nick","id":3,"old":"alice","new":"ally","ts":1}"#,
+        );
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        let lines = sent(&out);
+        assert_eq!(lines[0], LOGIN_ALICE, "{lines:?}");
+        assert_eq!(lines[1], r#"{"nick":"ally","type":"nick"}"#, "{lines:?}");
+        assert!(
+            lines.contains(&r#"{"room":"rust","type":"join"}"#.to_owned()),
+            "{lines:?}"
+        );
+        assert!(!s.ready());
+        feed(&mut s, ALICE_RENAMED);
+        feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        feed(
+            &mut s,
+            r#"{"type":"nick","id":3,"old":"alice","new":"ally","ts":1}"#,
+        );
+        assert!(!s.login_pending && !s.nick_pending);
+        // Back as the account's own name: no second rename.
+        let mut s = session(false, None, false).with_account(alice());
+        feed(&mut s, WELCOME_V2);
+        feed(&mut s, ALICE_RENAMED);
+        feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(
+            sent(&out),
+            [
+                LOGIN_ALICE,
+                r#"{"limit":20,"room":"lobby","type":"history"}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unanswered_login_is_given_up_under_the_guest_name() {
+        let mut s = session(false, None, false).with_account(alice());
+        feed(&mut s, WELCOME);
+        assert!(!s.ready());
+        let mut out = Vec::new();
+        s.start_overdue(T, &mut out);
+        assert!(s.ready());
+        assert_eq!(
+            shown(&out),
+            ["!! the server did not answer the login; you are still guest3"]
+        );
+    }
+
+    #[test]
+    fn a_refused_login_says_what_to_do_and_is_not_tried_again() {
+        let mut s = session(false, None, false).with_account(alice());
+        feed(&mut s, WELCOME_V2);
+        let out = feed(
+            &mut s,
+            r#"{"type":"error","code":"login_failed","message":"wrong account or password"}"#,
+        );
+        assert_eq!(
+            shown(&out),
+            [
+                "!! wrong account or password; check the account name and the password, then /login ACCOUNT again (you are guest3)"
+            ]
+        );
+        assert!(!shown(&out)[0].contains(PW));
+        feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        assert!(s.ready());
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        assert!(!sent(&out).iter().any(|l| l.contains("login")), "{out:?}");
+        for (code, hint) in [
+            ("too_many_attempts", "wait a few minutes"),
+            ("insecure_transport", "only over TLS"),
+        ] {
+            let mut s = session(false, None, false).with_account(alice());
+            feed(&mut s, WELCOME_V2);
+            let out = feed(
+                &mut s,
+                &format!(r#"{{"type":"error","code":"{code}","message":"no"}}"#),
+            );
+            assert!(shown(&out)[0].contains(hint), "{code}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_that_requires_login_says_so_and_the_start_waits_for_it() {
+        let mut s = session(false, Some("carol"), true);
+        let out = feed(&mut s, WELCOME_REQUIRED);
+        assert_eq!(
+            sent(&out),
+            Vec::<String>::new(),
+            "nothing but login is allowed"
+        );
+        let lines = shown(&out);
+        assert!(
+            lines[0]
+                .starts_with("!! this server lets nobody in without an account: /login ACCOUNT"),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("/register"), "{lines:?}");
+        assert!(s.ready(), "the user must be able to type /login");
+        let out = feed(
+            &mut s,
+            r#"{"type":"error","code":"login_required","message":"log in first"}"#,
+        );
+        assert_eq!(
+            shown(&out),
+            ["!! log in first; log in first: /login ACCOUNT (or /register)"]
+        );
+        let mut out = Vec::new();
+        s.login("alice", Secret::new(PW.into()), T, &mut out);
+        assert_eq!(sent(&out), [LOGIN_ALICE]);
+        feed(&mut s, ALICE_RENAMED);
+        let out = feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        // The start goes on, without the nickname: the account gave one.
+        assert_eq!(
+            sent(&out),
+            [
+                r#"{"room":"lobby","type":"who"}"#,
+                r#"{"limit":20,"room":"lobby","type":"history"}"#
+            ]
+        );
+        assert_eq!(shown(&out), ["-- logged in as alice"]);
+    }
+
+    #[test]
+    fn a_typed_login_is_done_again_after_a_lost_connection() {
+        let mut s = in_lobby();
+        let mut out = Vec::new();
+        s.login("alice", Secret::new(PW.into()), T, &mut out);
+        assert_eq!(sent(&out), [LOGIN_ALICE]);
+        feed(&mut s, ALICE_RENAMED);
+        feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(sent(&out)[0], LOGIN_ALICE);
+        // One typed but unanswered when the connection broke is forgotten.
+        let mut s = in_lobby();
+        let mut out = Vec::new();
+        s.login("alice", Secret::new(PW.into()), T, &mut out);
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        assert!(!sent(&out).iter().any(|l| l.contains("login")), "{out:?}");
+    }
+
+    #[test]
+    fn with_an_account_a_required_login_is_all_that_goes_first() {
+        let mut s = session(false, None, true).with_account(alice());
+        let out = feed(&mut s, WELCOME_REQUIRED);
+        assert_eq!(sent(&out), [LOGIN_ALICE]);
+        assert!(shown(&out).iter().all(|l| !l.starts_with("!!")), "{out:?}");
+        assert!(!s.ready());
+        let out = feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        assert_eq!(sent(&out).len(), 2, "{out:?}");
+        feed(
+            &mut s,
+            r#"{"type":"history","room":"lobby","messages":[],"more":false}"#,
+        );
+        assert!(s.ready());
+    }
+
+    #[test]
+    fn register_keeps_the_password_to_log_in_again_and_logout_forgets_it() {
+        let mut s = session(false, Some("alice"), false);
+        feed(&mut s, WELCOME_V2);
+        feed(&mut s, ALICE_RENAMED);
+        let mut out = Vec::new();
+        s.register(Secret::new(PW.into()), T, &mut out);
+        assert_eq!(
+            sent(&out),
+            [r#"{"password":"correct horse","type":"register"}"#]
+        );
+        assert!(shown(&out).is_empty(), "the password is never shown");
+        let out = feed(&mut s, r#"{"type":"registered","account":"alice"}"#);
+        assert_eq!(
+            shown(&out),
+            ["-- registered: the nickname alice is now yours"]
+        );
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        assert_eq!(sent(&out)[0], LOGIN_ALICE);
+        feed(&mut s, r#"{"type":"logged_in","account":"alice"}"#);
+        assert_eq!(sent(&typed(&mut s, "/logout")), [r#"{"type":"logout"}"#]);
+        assert_eq!(
+            shown(&feed(&mut s, r#"{"type":"logged_out"}"#)),
+            ["-- logged out: you keep your nickname until you change it, but no longer own it"]
+        );
+        s.lost();
+        let out = feed(&mut s, WELCOME_V2);
+        assert!(!sent(&out).iter().any(|l| l.contains("login")), "{out:?}");
+    }
+
+    #[test]
+    fn register_refusals_say_what_to_do() {
+        for (code, hint) in [
+            ("bad_password", "8 to 1024 bytes"),
+            ("registration_closed", "ask its operator"),
+            ("nick_registered", "it is an account already"),
+            ("bad_nick", "take a nickname with /nick, then /register"),
+        ] {
+            let mut s = in_lobby();
+            let mut out = Vec::new();
+            s.register(Secret::new(PW.into()), T, &mut out);
+            let out = feed(
+                &mut s,
+                &format!(r#"{{"type":"error","code":"{code}","message":"no"}}"#),
+            );
+            assert!(shown(&out)[0].contains(hint), "{code}: {out:?}");
+            s.lost();
+            let out = feed(&mut s, WELCOME_V2);
+            assert!(!sent(&out).iter().any(|l| l.contains("login")), "{code}");
+        }
+        // A password typed on the command line is refused, sending nothing.
+        let mut s = in_lobby();
+        let out = typed(&mut s, "/login alice hunter2hunter2");
+        assert!(sent(&out).is_empty());
+        assert!(!shown(&out)[0].contains("hunter2"), "{out:?}");
+        let mut out = Vec::new();
+        s.login("alice", Secret::new(String::new()), T, &mut out);
+        assert!(sent(&out).is_empty());
+        assert_eq!(shown(&out), ["!! no password given; nothing was sent"]);
+    }
+
+    #[test]
+    fn a_start_nick_that_is_an_account_says_to_log_in() {
+        let mut s = session(false, Some("alice"), false);
+        feed(&mut s, WELCOME);
+        let out = feed(
+            &mut s,
+            r#"{"type":"error","code":"nick_registered","message":"alice is registered"}"#,
+        );
+        assert_eq!(
+            shown(&out),
+            [
+                "!! alice is registered; you are still guest3; that name is an account: /login NAME if it is yours, or choose another /nick"
+            ]
+        );
         assert!(s.ready());
     }
 

@@ -38,6 +38,12 @@ impl Session {
             },
             Command::Topic(text) => self.topic(text, time, out),
             Command::History(count) => self.older(count, time, out),
+            Command::Login(_) | Command::Register => {
+                // The parent hands these over with their password; without
+                // one there is nothing to send.
+                out.push(self.refusal(time, "no password given; nothing was sent"));
+            }
+            Command::Logout => self.logout(out),
             Command::Quit(reason) => {
                 out.push(Effect::Send(client_line(&ClientMsg::Quit {
                     text: reason.map(Into::into),

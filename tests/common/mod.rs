@@ -25,7 +25,14 @@ pub fn chat_bin() -> PathBuf {
 /// share one database (the second server would refuse to start).
 pub fn chat() -> Command {
     let mut cmd = Command::new(chat_bin());
-    for var in ["CHAT_SERVER", "CHAT_NICK", "NO_COLOR", "XDG_DATA_HOME"] {
+    for var in [
+        "CHAT_SERVER",
+        "CHAT_NICK",
+        "CHAT_ACCOUNT",
+        "CHAT_PASSWORD",
+        "NO_COLOR",
+        "XDG_DATA_HOME",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("CHAT_DB", "none");
