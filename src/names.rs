@@ -54,8 +54,14 @@ const RULE: &str = "use letters, marks, digits, _ or -";
 /// The reserved guest names are not refused here (rooms may be called
 /// `guest1`); [`check_nick`] adds that.
 pub fn check(name: &str, kind: Kind) -> Result<String, String> {
-    let nfc: String = name.nfc().collect();
     let noun = kind.noun();
+    if !could_be_a_name(name) {
+        let count = name.chars().count();
+        return Err(format!(
+            "{noun} has 1 to {MAX_CHARS} characters, not {count}; {RULE}"
+        ));
+    }
+    let nfc: String = name.nfc().collect();
     let count = nfc.chars().count();
     if count == 0 || count > MAX_CHARS {
         return Err(format!(
@@ -74,6 +80,13 @@ pub fn check(name: &str, kind: Kind) -> Result<String, String> {
         return Err(format!("{noun} may not hold {what}; {RULE}"));
     }
     Ok(nfc)
+}
+
+/// NFC composes at most four characters into one (the longest canonical
+/// decomposition), so a longer text is no name whatever it holds: it is
+/// refused, or not looked up, without normalising a whole line of it.
+pub fn could_be_a_name(text: &str) -> bool {
+    text.len() <= 4 * 4 * MAX_CHARS && text.chars().count() <= 4 * MAX_CHARS
 }
 
 /// [`check`] for a nickname, with the server's own names (`guest7`, and
@@ -334,6 +347,11 @@ mod tests {
         assert!(check_nick(&"q\u{301}".repeat(16)).is_ok());
         assert!(check_nick(&format!("{}q\u{301}", "q".repeat(31))).is_err());
         assert!(check_nick("").is_err());
+        // A whole line of combining marks is refused before normalising.
+        let why = check_nick(&format!("a{}", "\u{301}".repeat(20_000))).expect_err("long");
+        assert!(why.contains("not 20001"), "{why}");
+        assert!(could_be_a_name(&"\u{1F82}".repeat(32)));
+        assert!(!could_be_a_name(&"a".repeat(129)));
     }
 
     #[test]

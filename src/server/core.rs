@@ -784,7 +784,9 @@ impl<C> Core<C> {
         let Some(from) = self.nick_of(key) else {
             return;
         };
-        let target = self.nicks.get(names::fold(to).as_str()).copied();
+        let target = names::could_be_a_name(to)
+            .then(|| self.nicks.get(names::fold(to).as_str()).copied())
+            .flatten();
         let Some((target, to_nick)) = target.and_then(|t| Some((t, self.nick_of(t)?))) else {
             return self.refuse(key, ErrorCode::NoSuchUser, &format!("no user named {to}"));
         };
