@@ -670,7 +670,9 @@ fn a_wide_room_name_and_a_wide_line_are_laid_out_by_their_columns() {
     tmux.wait_for_text("-- 小明 joined");
     tmux.type_text("你好\u{3000}小");
     tmux.key("Tab");
-    tmux.wait_for("completion", |s| last_row(s) == "小明的房间> 你好\u{3000}小明");
+    tmux.wait_for("completion", |s| {
+        last_row(s) == "小明的房间> 你好\u{3000}小明"
+    });
     tmux.key("Enter");
     assert_eq!(bob.recv_type("group")["text"], "你好\u{3000}小明 ");
 }

@@ -641,6 +641,18 @@ mod tests {
             [42],
             "seq goes on from the store's"
         );
+        // A room's history and topic are asked for under the name the room
+        // is stored by, whichever spelling asks: Cyrillic о, upper case.
+        hub.core
+            .restore(42, [("café".to_string(), "☕".to_string())]);
+        line(&mut hub, a, json!({"type":"join","room":"CAFÉ"}));
+        line(&mut hub, a, json!({"type":"history","room":"l\u{43e}bby"}));
+        line(&mut hub, a, json!({"type":"history","room":"Cafe\u{301}"}));
+        hub.core.take_asks(&mut asks);
+        let rooms: Vec<&str> = asks.iter().map(|a| &*a.room).collect();
+        assert_eq!(rooms, ["lobby", "café"]);
+        let out = drain(&mut hub);
+        assert_eq!(out[&a][0]["topic"], "☕");
     }
 
     // ---- rooms -----------------------------------------------------------
