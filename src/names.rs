@@ -201,14 +201,26 @@ pub fn is_name_char(c: char) -> bool {
 
 /// Letters, combining marks that sit on a letter (not the enclosing ones,
 /// which make keycaps and other emoji), decimal digits, `_` and `-`.
+/// Never the invisible ones (Default_Ignorable_Code_Point: variation
+/// selectors, the Hangul fillers that are letters), with which a name
+/// could look blank.
 fn allowed(c: char) -> bool {
     c == '_'
         || c == '-'
-        || is_letter(c)
-        || matches!(
-            c.general_category(),
-            G::NonspacingMark | G::SpacingMark | G::DecimalNumber
-        )
+        || ((is_letter(c)
+            || matches!(
+                c.general_category(),
+                G::NonspacingMark | G::SpacingMark | G::DecimalNumber
+            ))
+            && !invisible(c))
+}
+
+/// Whether `c` is default-ignorable: the UTS #39 skeleton, which drops
+/// exactly those (unicode-security keeps the table), leaves nothing of it.
+fn invisible(c: char) -> bool {
+    unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
+        .next()
+        .is_none()
 }
 
 /// A character as an error shows it: its code point, the character itself
@@ -228,7 +240,7 @@ fn describe(c: char) -> String {
             | G::ParagraphSeparator
             | G::NonspacingMark
             | G::EnclosingMark
-    );
+    ) && !invisible(c);
     if visible {
         let _ = write!(out, " {c:?}");
     }
@@ -237,6 +249,9 @@ fn describe(c: char) -> String {
 }
 
 fn category_words(c: char, cat: G) -> &'static str {
+    if invisible(c) && cat != G::Format {
+        return "an invisible character";
+    }
     match cat {
         G::UppercaseLetter
         | G::LowercaseLetter
@@ -289,6 +304,12 @@ mod tests {
             "café-bar",
             "e\u{301}",
             "नमस्ते",
+            "ǅemal", // Lt, a titlecase letter
+            "aʰ",    // Lm, a modifier letter
+            "का",    // Mc, a spacing mark
+            "a٣",    // Nd outside ASCII
+            "한글",
+            "ﬁsh",
             "محمد",
             "ａｌｉｃｅ",
         ] {
@@ -318,6 +339,15 @@ mod tests {
             ("a.b", "U+002E '.' (punctuation)"),
             ("a²", "U+00B2 '²' (a number that is not a decimal digit)"),
             ("a\u{20E3}", "U+20E3 (an enclosing mark"),
+            ("a\u{2028}b", "U+2028 (a line or paragraph separator)"),
+            ("a+b", "U+002B '+' (a symbol)"),
+            ("a^b", "U+005E '^' (a symbol)"),
+            ("a€", "U+20AC '€' (a symbol)"),
+            ("aⅫ", "U+216B 'Ⅻ' (a number that is not a decimal digit)"),
+            ("a\u{FE0F}", "U+FE0F (an invisible character)"),
+            ("a\u{34F}", "U+034F (an invisible character)"),
+            ("\u{3164}", "may not hold U+3164 (an invisible character)"),
+            ("a\u{FFA0}", "U+FFA0 (an invisible character)"),
             ("1a", "starts with a letter, not U+0031 '1' (a digit)"),
             ("_a", "starts with a letter, not U+005F '_' (punctuation)"),
             (
