@@ -379,6 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_default_room_joined_by_a_look_alike_keeps_its_name() {
+        let mut hub = hub();
+        let a = named(&mut hub, "alice");
+        // Cyrillic о: the lobby, which keeps its name for everyone.
+        drain(&mut hub);
+        line(&mut hub, a, json!({"type":"part","room":"lobby"}));
+        line(&mut hub, a, json!({"type":"join","room":"l\u{43e}bby"}));
+        let b = join(&mut hub);
+        let out = drain(&mut hub);
+        assert_eq!(types(&out[&a]), ["parted", "joined", "join"]);
+        for msg in &out[&a][1..] {
+            assert_eq!(msg["room"], "lobby", "{msg}");
+        }
+        assert_eq!(out[&b][0]["room"], "lobby");
+    }
+
+    #[test]
     fn a_lone_surrogate_in_a_name_is_bad_json() {
         let mut hub = hub();
         let a = named(&mut hub, "alice");
