@@ -17,6 +17,7 @@
 //! folding, general categories, UTS #39 confusables); none is kept here.
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use caseless::Caseless;
 use unicode_normalization::UnicodeNormalization;
@@ -149,7 +150,37 @@ fn looks_like_guest(key: &str) -> bool {
 /// shown (the skeleton of `m` is `rn`). This is the casemapping the IRC
 /// door announces in `ISUPPORT`.
 pub fn fold(name: &str) -> String {
+    if let Some(key) = fold_ascii(name) {
+        return key;
+    }
     unicode_security::skeleton(&casefold(name)).collect()
+}
+
+/// [`fold`] for ASCII text, which is most names and most words a client
+/// checks for mentions, without the normalisations: the same key, from a
+/// table of each ASCII character's skeleton that unicode-security itself
+/// computes once. `None` when the text is not ASCII or a character's
+/// skeleton is not (then the slow path is the exact one).
+fn fold_ascii(name: &str) -> Option<String> {
+    static SKELETONS: OnceLock<Vec<Option<String>>> = OnceLock::new();
+    if !name.is_ascii() {
+        return None;
+    }
+    let table = SKELETONS.get_or_init(|| {
+        (0..128u8)
+            .map(|b| {
+                let c = char::from(b);
+                let key: String = unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect();
+                Some(key).filter(|k| k.is_ascii())
+            })
+            .collect()
+    });
+    let mut key = String::with_capacity(name.len());
+    for b in name.bytes() {
+        // ASCII case folding is lowering; NFKC leaves ASCII as it is.
+        key.push_str(table.get(usize::from(b.to_ascii_lowercase()))?.as_deref()?);
+    }
+    Some(key)
 }
 
 /// Whether two names are one name (see [`fold`]).
@@ -166,6 +197,9 @@ pub fn caseless(s: &str) -> String {
 /// NFKC case folding: the compatibility caseless form of Unicode's
 /// section 3.13 (`NFKD(fold(NFKD(fold(NFD(s)))))`), recomposed to NFKC.
 fn casefold(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     s.chars()
         .nfd()
         .default_case_fold()
@@ -459,6 +493,36 @@ mod tests {
         for bad in ["", "1a", "a b", "#rust", &"a".repeat(33)] {
             assert!(check_room(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_ascii_shortcut_gives_the_exact_key() {
+        let slow = |s: &str| -> String { unicode_security::skeleton(&casefold(s)).collect() };
+        let all: String = (0..128u8).map(char::from).collect();
+        // `%` is `°/₀`: not ASCII, so that text takes the slow path.
+        assert_eq!(fold_ascii(&all), None);
+        assert_eq!(fold(&all), slow(&all));
+        for b in 0..128u8 {
+            let s = char::from(b).to_string();
+            assert_eq!(fold(&s), slow(&s), "{b:#x}");
+        }
+        for s in ["Alice", "modern", "rnodern", "guest10", "Il1|", "bob_2-x", "O0o", "a`b"] {
+            assert_eq!(fold_ascii(s), Some(slow(s)), "{s}");
+        }
+        for c in (0..128u8).map(char::from) {
+            assert_eq!(is_name_char(c), allowed(c), "{c:?}");
+        }
+        // And the slow path's ASCII case folding is exactly lowering.
+        let upper: String = (0..128u8).map(char::from).collect();
+        let full: String = upper
+            .chars()
+            .nfd()
+            .default_case_fold()
+            .nfkd()
+            .default_case_fold()
+            .nfkc()
+            .collect();
+        assert_eq!(casefold(&upper), full);
     }
 
     #[test]
