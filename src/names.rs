@@ -62,7 +62,12 @@ pub fn check(name: &str, kind: Kind) -> Result<String, String> {
             "{noun} has 1 to {MAX_CHARS} characters, not {count}; {RULE}"
         ));
     }
-    let nfc: String = name.nfc().collect();
+    // ASCII is its own NFC.
+    let nfc: String = if name.is_ascii() {
+        name.to_owned()
+    } else {
+        name.nfc().collect()
+    };
     let count = nfc.chars().count();
     if count == 0 || count > MAX_CHARS {
         return Err(format!(
@@ -122,12 +127,17 @@ pub fn is_guest_name(nick: &str) -> bool {
 /// Whether a key (from [`fold`]) is the key of some `guest<digits>`: such
 /// a name would collide with a connection yet to come.
 fn looks_like_guest(key: &str) -> bool {
-    let Some(mut rest) = key.strip_prefix(fold("guest").as_str()) else {
+    // The keys of `guest` and of each digit, worked out once.
+    static GUEST: OnceLock<(String, Vec<String>)> = OnceLock::new();
+    let (guest, digits) = GUEST.get_or_init(|| {
+        let digits = ('0'..='9')
+            .map(|d| fold(d.encode_utf8(&mut [0; 4])))
+            .collect();
+        (fold("guest"), digits)
+    });
+    let Some(mut rest) = key.strip_prefix(guest.as_str()) else {
         return false;
     };
-    let digits: Vec<String> = ('0'..='9')
-        .map(|d| fold(d.encode_utf8(&mut [0; 4])))
-        .collect();
     if rest.is_empty() {
         return false;
     }
@@ -216,7 +226,18 @@ pub fn room_form(room: &str) -> String {
     casefold(room)
 }
 
+/// ASCII is answered without a table, here and in [`allowed`]: its
+/// letters and digits are L and Nd, every other ASCII character is
+/// punctuation, a symbol, a space or a control (a test holds the two
+/// answers equal).
 fn is_letter(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphabetic();
+    }
+    is_letter_by_category(c)
+}
+
+fn is_letter_by_category(c: char) -> bool {
     matches!(
         c.general_category(),
         G::UppercaseLetter
@@ -233,15 +254,22 @@ pub fn is_name_char(c: char) -> bool {
     allowed(c)
 }
 
+fn allowed(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    }
+    allowed_by_category(c)
+}
+
 /// Letters, combining marks that sit on a letter (not the enclosing ones,
 /// which make keycaps and other emoji), decimal digits, `_` and `-`.
 /// Never the invisible ones (Default_Ignorable_Code_Point: variation
 /// selectors, the Hangul fillers that are letters), with which a name
 /// could look blank.
-fn allowed(c: char) -> bool {
+fn allowed_by_category(c: char) -> bool {
     c == '_'
         || c == '-'
-        || ((is_letter(c)
+        || ((is_letter_by_category(c)
             || matches!(
                 c.general_category(),
                 G::NonspacingMark | G::SpacingMark | G::DecimalNumber
@@ -506,11 +534,14 @@ mod tests {
             let s = char::from(b).to_string();
             assert_eq!(fold(&s), slow(&s), "{b:#x}");
         }
-        for s in ["Alice", "modern", "rnodern", "guest10", "Il1|", "bob_2-x", "O0o", "a`b"] {
+        for s in [
+            "Alice", "modern", "rnodern", "guest10", "Il1|", "bob_2-x", "O0o", "a`b",
+        ] {
             assert_eq!(fold_ascii(s), Some(slow(s)), "{s}");
         }
         for c in (0..128u8).map(char::from) {
-            assert_eq!(is_name_char(c), allowed(c), "{c:?}");
+            assert_eq!(allowed(c), allowed_by_category(c), "{c:?}");
+            assert_eq!(is_letter(c), is_letter_by_category(c), "{c:?}");
         }
         // And the slow path's ASCII case folding is exactly lowering.
         let upper: String = (0..128u8).map(char::from).collect();
