@@ -17,6 +17,7 @@
 //! folding, general categories, UTS #39 confusables); none is kept here.
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use caseless::Caseless;
 use unicode_normalization::UnicodeNormalization;
@@ -54,8 +55,19 @@ const RULE: &str = "use letters, marks, digits, _ or -";
 /// The reserved guest names are not refused here (rooms may be called
 /// `guest1`); [`check_nick`] adds that.
 pub fn check(name: &str, kind: Kind) -> Result<String, String> {
-    let nfc: String = name.nfc().collect();
     let noun = kind.noun();
+    if !could_be_a_name(name) {
+        let count = name.chars().count();
+        return Err(format!(
+            "{noun} has 1 to {MAX_CHARS} characters, not {count}; {RULE}"
+        ));
+    }
+    // ASCII is its own NFC.
+    let nfc: String = if name.is_ascii() {
+        name.to_owned()
+    } else {
+        name.nfc().collect()
+    };
     let count = nfc.chars().count();
     if count == 0 || count > MAX_CHARS {
         return Err(format!(
@@ -74,6 +86,13 @@ pub fn check(name: &str, kind: Kind) -> Result<String, String> {
         return Err(format!("{noun} may not hold {what}; {RULE}"));
     }
     Ok(nfc)
+}
+
+/// NFC composes at most four characters into one (the longest canonical
+/// decomposition), so a longer text is no name whatever it holds: it is
+/// refused, or not looked up, without normalising a whole line of it.
+pub fn could_be_a_name(text: &str) -> bool {
+    text.len() <= 4 * 4 * MAX_CHARS && text.chars().count() <= 4 * MAX_CHARS
 }
 
 /// [`check`] for a nickname, with the server's own names (`guest7`, and
@@ -108,12 +127,17 @@ pub fn is_guest_name(nick: &str) -> bool {
 /// Whether a key (from [`fold`]) is the key of some `guest<digits>`: such
 /// a name would collide with a connection yet to come.
 fn looks_like_guest(key: &str) -> bool {
-    let Some(mut rest) = key.strip_prefix(fold("guest").as_str()) else {
+    // The keys of `guest` and of each digit, worked out once.
+    static GUEST: OnceLock<(String, Vec<String>)> = OnceLock::new();
+    let (guest, digits) = GUEST.get_or_init(|| {
+        let digits = ('0'..='9')
+            .map(|d| fold(d.encode_utf8(&mut [0; 4])))
+            .collect();
+        (fold("guest"), digits)
+    });
+    let Some(mut rest) = key.strip_prefix(guest.as_str()) else {
         return false;
     };
-    let digits: Vec<String> = ('0'..='9')
-        .map(|d| fold(d.encode_utf8(&mut [0; 4])))
-        .collect();
     if rest.is_empty() {
         return false;
     }
@@ -136,7 +160,37 @@ fn looks_like_guest(key: &str) -> bool {
 /// shown (the skeleton of `m` is `rn`). This is the casemapping the IRC
 /// door announces in `ISUPPORT`.
 pub fn fold(name: &str) -> String {
+    if let Some(key) = fold_ascii(name) {
+        return key;
+    }
     unicode_security::skeleton(&casefold(name)).collect()
+}
+
+/// [`fold`] for ASCII text, which is most names and most words a client
+/// checks for mentions, without the normalisations: the same key, from a
+/// table of each ASCII character's skeleton that unicode-security itself
+/// computes once. `None` when the text is not ASCII or a character's
+/// skeleton is not (then the slow path is the exact one).
+fn fold_ascii(name: &str) -> Option<String> {
+    static SKELETONS: OnceLock<Vec<Option<String>>> = OnceLock::new();
+    if !name.is_ascii() {
+        return None;
+    }
+    let table = SKELETONS.get_or_init(|| {
+        (0..128u8)
+            .map(|b| {
+                let c = char::from(b);
+                let key: String = unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect();
+                Some(key).filter(|k| k.is_ascii())
+            })
+            .collect()
+    });
+    let mut key = String::with_capacity(name.len());
+    for b in name.bytes() {
+        // ASCII case folding is lowering; NFKC leaves ASCII as it is.
+        key.push_str(table.get(usize::from(b.to_ascii_lowercase()))?.as_deref()?);
+    }
+    Some(key)
 }
 
 /// Whether two names are one name (see [`fold`]).
@@ -153,6 +207,9 @@ pub fn caseless(s: &str) -> String {
 /// NFKC case folding: the compatibility caseless form of Unicode's
 /// section 3.13 (`NFKD(fold(NFKD(fold(NFD(s)))))`), recomposed to NFKC.
 fn casefold(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     s.chars()
         .nfd()
         .default_case_fold()
@@ -169,7 +226,18 @@ pub fn room_form(room: &str) -> String {
     casefold(room)
 }
 
+/// ASCII is answered without a table, here and in [`allowed`]: its
+/// letters and digits are L and Nd, every other ASCII character is
+/// punctuation, a symbol, a space or a control (a test holds the two
+/// answers equal).
 fn is_letter(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphabetic();
+    }
+    is_letter_by_category(c)
+}
+
+fn is_letter_by_category(c: char) -> bool {
     matches!(
         c.general_category(),
         G::UppercaseLetter
@@ -186,16 +254,35 @@ pub fn is_name_char(c: char) -> bool {
     allowed(c)
 }
 
+fn allowed(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    }
+    allowed_by_category(c)
+}
+
 /// Letters, combining marks that sit on a letter (not the enclosing ones,
 /// which make keycaps and other emoji), decimal digits, `_` and `-`.
-fn allowed(c: char) -> bool {
+/// Never the invisible ones (Default_Ignorable_Code_Point: variation
+/// selectors, the Hangul fillers that are letters), with which a name
+/// could look blank.
+fn allowed_by_category(c: char) -> bool {
     c == '_'
         || c == '-'
-        || is_letter(c)
-        || matches!(
-            c.general_category(),
-            G::NonspacingMark | G::SpacingMark | G::DecimalNumber
-        )
+        || ((is_letter_by_category(c)
+            || matches!(
+                c.general_category(),
+                G::NonspacingMark | G::SpacingMark | G::DecimalNumber
+            ))
+            && !invisible(c))
+}
+
+/// Whether `c` is default-ignorable: the UTS #39 skeleton, which drops
+/// exactly those (unicode-security keeps the table), leaves nothing of it.
+fn invisible(c: char) -> bool {
+    unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
+        .next()
+        .is_none()
 }
 
 /// A character as an error shows it: its code point, the character itself
@@ -215,7 +302,7 @@ fn describe(c: char) -> String {
             | G::ParagraphSeparator
             | G::NonspacingMark
             | G::EnclosingMark
-    );
+    ) && !invisible(c);
     if visible {
         let _ = write!(out, " {c:?}");
     }
@@ -224,6 +311,9 @@ fn describe(c: char) -> String {
 }
 
 fn category_words(c: char, cat: G) -> &'static str {
+    if invisible(c) && cat != G::Format {
+        return "an invisible character";
+    }
     match cat {
         G::UppercaseLetter
         | G::LowercaseLetter
@@ -276,6 +366,12 @@ mod tests {
             "café-bar",
             "e\u{301}",
             "नमस्ते",
+            "ǅemal", // Lt, a titlecase letter
+            "aʰ",    // Lm, a modifier letter
+            "का",    // Mc, a spacing mark
+            "a٣",    // Nd outside ASCII
+            "한글",
+            "ﬁsh",
             "محمد",
             "ａｌｉｃｅ",
         ] {
@@ -305,6 +401,15 @@ mod tests {
             ("a.b", "U+002E '.' (punctuation)"),
             ("a²", "U+00B2 '²' (a number that is not a decimal digit)"),
             ("a\u{20E3}", "U+20E3 (an enclosing mark"),
+            ("a\u{2028}b", "U+2028 (a line or paragraph separator)"),
+            ("a+b", "U+002B '+' (a symbol)"),
+            ("a^b", "U+005E '^' (a symbol)"),
+            ("a€", "U+20AC '€' (a symbol)"),
+            ("aⅫ", "U+216B 'Ⅻ' (a number that is not a decimal digit)"),
+            ("a\u{FE0F}", "U+FE0F (an invisible character)"),
+            ("a\u{34F}", "U+034F (an invisible character)"),
+            ("\u{3164}", "may not hold U+3164 (an invisible character)"),
+            ("a\u{FFA0}", "U+FFA0 (an invisible character)"),
             ("1a", "starts with a letter, not U+0031 '1' (a digit)"),
             ("_a", "starts with a letter, not U+005F '_' (punctuation)"),
             (
@@ -334,6 +439,11 @@ mod tests {
         assert!(check_nick(&"q\u{301}".repeat(16)).is_ok());
         assert!(check_nick(&format!("{}q\u{301}", "q".repeat(31))).is_err());
         assert!(check_nick("").is_err());
+        // A whole line of combining marks is refused before normalising.
+        let why = check_nick(&format!("a{}", "\u{301}".repeat(20_000))).expect_err("long");
+        assert!(why.contains("not 20001"), "{why}");
+        assert!(could_be_a_name(&"\u{1F82}".repeat(32)));
+        assert!(!could_be_a_name(&"a".repeat(129)));
     }
 
     #[test]
@@ -411,6 +521,39 @@ mod tests {
         for bad in ["", "1a", "a b", "#rust", &"a".repeat(33)] {
             assert!(check_room(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_ascii_shortcut_gives_the_exact_key() {
+        let slow = |s: &str| -> String { unicode_security::skeleton(&casefold(s)).collect() };
+        let all: String = (0..128u8).map(char::from).collect();
+        // `%` is `°/₀`: not ASCII, so that text takes the slow path.
+        assert_eq!(fold_ascii(&all), None);
+        assert_eq!(fold(&all), slow(&all));
+        for b in 0..128u8 {
+            let s = char::from(b).to_string();
+            assert_eq!(fold(&s), slow(&s), "{b:#x}");
+        }
+        for s in [
+            "Alice", "modern", "rnodern", "guest10", "Il1|", "bob_2-x", "O0o", "a`b",
+        ] {
+            assert_eq!(fold_ascii(s), Some(slow(s)), "{s}");
+        }
+        for c in (0..128u8).map(char::from) {
+            assert_eq!(allowed(c), allowed_by_category(c), "{c:?}");
+            assert_eq!(is_letter(c), is_letter_by_category(c), "{c:?}");
+        }
+        // And the slow path's ASCII case folding is exactly lowering.
+        let upper: String = (0..128u8).map(char::from).collect();
+        let full: String = upper
+            .chars()
+            .nfd()
+            .default_case_fold()
+            .nfkd()
+            .default_case_fold()
+            .nfkc()
+            .collect();
+        assert_eq!(casefold(&upper), full);
     }
 
     #[test]

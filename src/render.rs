@@ -89,17 +89,47 @@ pub fn json_line(line: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// True when `text` names `nick` as a word of its own, in any case or
-/// look-alike spelling (names are compared by `names::fold` everywhere).
-/// A word is a run of the characters names are made of, so `小明` is
-/// mentioned in `小明: 你好` but not in `小明你好`.
+/// True when `text` names `nick` as a word of its own, in any case and
+/// width (`names::caseless`; look-alikes from other scripts are not
+/// highlighted). A word is a run of the characters names are made of, so
+/// `小明` is mentioned in `小明: 你好` but not in `小明你好`. Every received
+/// message goes through here: an ASCII word (most of them) is compared
+/// without normalising, and a word too long to be a name not at all.
 pub fn mentions(text: &str, nick: &str) -> bool {
     if nick.is_empty() {
         return false;
     }
-    let key = names::fold(nick);
-    text.split(|c: char| !names::is_name_char(c))
-        .any(|word| !word.is_empty() && (word == nick || names::fold(word) == key))
+    let want = names::caseless(nick);
+    let is_it = |word: &str| {
+        if word.is_ascii() {
+            // ASCII folds to lower case, and `want` holds no upper case.
+            !word.is_empty() && word.eq_ignore_ascii_case(&want)
+        } else {
+            names::could_be_a_name(word) && names::caseless(word) == want
+        }
+    };
+    // By bytes, not `str::split`: a message is long and this runs for
+    // every one, so an ASCII byte is judged without decoding a char.
+    let bytes = text.as_bytes();
+    let (mut start, mut at) = (0, 0);
+    while let Some(&b) = bytes.get(at) {
+        let (len, inside) = if b.is_ascii() {
+            (1, b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        } else {
+            match text.get(at..).and_then(|rest| rest.chars().next()) {
+                Some(c) => (c.len_utf8(), names::is_name_char(c)),
+                None => (1, false),
+            }
+        };
+        if !inside {
+            if text.get(start..at).is_some_and(is_it) {
+                return true;
+            }
+            start = at + len;
+        }
+        at += len;
+    }
+    text.get(start..).is_some_and(is_it)
 }
 
 /// The room a message happened in, for the messages that belong to one
@@ -952,10 +982,10 @@ mod tests {
         assert!(!mentions("anything", ""));
         assert!(mentions("小明: 你好", "小明"));
         assert!(mentions("привет, ОЛЬГА", "Ольга"));
-        assert!(
-            mentions("hi \u{430}lice", "alice"),
-            "a look-alike names alice"
-        );
+        assert!(mentions("hi ＡＬＩＣＥ", "alice"), "fullwidth letters");
+        assert!(mentions("hi alice", "ａｌｉｃｅ"));
+        assert!(mentions("STRASSE!", "Straße"));
+        assert!(!mentions(&format!("{} alice", "x".repeat(5000)), "bob"));
         assert!(mentions("cafe\u{301} opens", "café"));
         assert!(!mentions("小明你好", "小明"), "no word of its own");
         assert!(!mentions("Ольгами", "Ольга"));

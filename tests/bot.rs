@@ -246,6 +246,28 @@ fn the_spec_example_runs_and_prints_the_client_format() {
 }
 
 #[test]
+fn a_script_in_unicode_names_runs_clean() {
+    let server = Server::start(&[]);
+    let dir = scratch(&[(
+        "names.chat",
+        "@小明 join Café\n\
+         @Ольга join CAFÉ\n\
+         @小明 in café expect join Ольга\n\
+         @小明 in café say 你好\n\
+         @ОЛЬГА in café expect group 小明 \"你好\"\n\
+         @Ольга msg 小明 привет\n\
+         @小明 expect private ольга \"привет\"\n",
+    )]);
+    let r = run(bot(&dir, Some(&server), &["names.chat"]));
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("@Ольга ok: group from 小明 \"你好\""),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
 fn a_failed_expect_names_the_line_and_what_did_arrive() {
     let server = Server::start(&[]);
     let dir = scratch(&[(

@@ -393,6 +393,39 @@ fn room_at_start_is_joined_before_the_first_line() {
 }
 
 #[test]
+fn unicode_names_and_rooms_from_the_client() {
+    let server = Server::start(&[]);
+    let mut bob = server.join("bob");
+    bob.send(&json!({"type": "join", "room": "café-bar"}));
+    bob.recv_type("joined");
+    // Piped lines are sent as they come: the nick and the room are given
+    // at start, where the client waits for them.
+    let out = run_client(
+        &server,
+        &["--nick", "小明", "--room", "Cafe\u{301}-BAR"],
+        "你好\n/nick a\u{200D}b\n/msg BOB psst\n/join ДОМ\n".as_bytes(),
+    );
+    let text = stdout_text(&out);
+    for want in [
+        "-- you are now known as 小明",
+        "-- you are in café-bar (2 here: bob, 小明)",
+        "<小明> 你好",
+        "U+200D (a format character",
+        "-> *BOB* psst",
+        "-- you are in дом (1 here: 小明)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(bob.recv_type("nick")["new"], "小明");
+    let msg = bob.recv_type("group");
+    assert_eq!(
+        (&msg["room"], &msg["from"], &msg["text"]),
+        (&json!("café-bar"), &json!("小明"), &json!("你好"))
+    );
+    assert_eq!(bob.recv_type("private")["text"], "psst");
+}
+
+#[test]
 fn a_room_name_that_breaks_the_rules_is_refused_before_connecting() {
     let out = chat()
         .args(["client", "--server", "127.0.0.1:9", "--room", "no spaces"])

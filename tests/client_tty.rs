@@ -743,6 +743,40 @@ fn join_switches_the_current_room_and_marks_lines_from_others() {
 }
 
 #[test]
+fn a_wide_room_name_and_a_wide_line_are_laid_out_by_their_columns() {
+    let (_server, mut bob, tmux) = alice_and_bob_in_the_lobby(&[]);
+    tmux.wait_for("the lobby prompt", |s| last_row(s) == "lobby>");
+    bob.send(&json!({"type": "nick", "nick": "小明"}));
+    bob.recv_type("nick");
+    tmux.type_line("/join 小明的房间");
+    tmux.wait_for("the wide prompt", |s| last_row(s) == "小明的房间>");
+    // 12 columns of prompt and 34 wide characters: 80 columns, the line
+    // exactly full, so the cursor goes to the next row; then 3 more.
+    let line = format!("{}abc", "你".repeat(34));
+    tmux.type_text(&line);
+    tmux.key("Enter");
+    let said = format!("<alice> {line}");
+    let screen = tmux.wait_for("the line said", |s| {
+        s.replace('\n', "").contains(&said) && last_row(s) == "小明的房间>"
+    });
+    assert!(
+        !screen.contains(&format!("小明的房间> {}", "你".repeat(5))),
+        "the typed line was not erased whole:\n{screen}"
+    );
+    // Completion of a wide name, after an ideographic space.
+    bob.send(&json!({"type": "join", "room": "小明的房间"}));
+    bob.recv_type("joined");
+    tmux.wait_for_text("-- 小明 joined");
+    tmux.type_text("你好\u{3000}小");
+    tmux.key("Tab");
+    tmux.wait_for("completion", |s| {
+        last_row(s) == "小明的房间> 你好\u{3000}小明"
+    });
+    tmux.key("Enter");
+    assert_eq!(bob.recv_type("group")["text"], "你好\u{3000}小明 ");
+}
+
+#[test]
 fn topic_rooms_and_who_in_a_room() {
     let (_server, _bob, tmux) = alice_and_bob_in_the_lobby(&["--room", "rust"]);
     tmux.wait_for("the rust prompt", |s| last_row(s) == "rust>");

@@ -606,9 +606,9 @@ proptest! {
 }
 
 /// The rooms a room script uses: the default room and four more, one
-/// spelled in capitals (the server folds it); one more than `room()`
+/// spelled in capitals, one written decomposed and one in Cyrillic
+/// capitals (the server composes and folds them); one more than `room()`
 /// lets a user be in.
-/// Two are Unicode, one of them written decomposed (NFC composes it).
 const ROOMS: [&str; 5] = ["lobby", "a", "B", "Cafe\u{301}", "ДОМ"];
 
 /// One step of a rooms script; user numbers wrap over who is connected.

@@ -697,11 +697,18 @@ impl<C> Core<C> {
 
     /// Puts `key` in the room whose key is `room_key`, creating it under
     /// `name` (folded) if it has no members; returns it and the name it is
-    /// sent under, the first spelling's while it lasts.
+    /// sent under, the first spelling's while it lasts. The default room
+    /// is always created under its own name, so that nobody can rename it
+    /// for everyone by joining a look-alike of it while it is empty.
     fn enter(&mut self, key: Key, name: Name, room_key: Name) -> (RoomId, Name) {
         let room = match self.room_ids.get(&room_key) {
             Some(&room) => room,
             None => {
+                let name = if room_key == self.default_key {
+                    self.default_room.clone()
+                } else {
+                    name
+                };
                 let room = self.rooms.insert(Room {
                     name,
                     members: Vec::new(),
@@ -784,7 +791,9 @@ impl<C> Core<C> {
         let Some(from) = self.nick_of(key) else {
             return;
         };
-        let target = self.nicks.get(names::fold(to).as_str()).copied();
+        let target = names::could_be_a_name(to)
+            .then(|| self.nicks.get(names::fold(to).as_str()).copied())
+            .flatten();
         let Some((target, to_nick)) = target.and_then(|t| Some((t, self.nick_of(t)?))) else {
             return self.refuse(key, ErrorCode::NoSuchUser, &format!("no user named {to}"));
         };

@@ -379,6 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_default_room_joined_by_a_look_alike_keeps_its_name() {
+        let mut hub = hub();
+        let a = named(&mut hub, "alice");
+        // Cyrillic о: the lobby, which keeps its name for everyone.
+        drain(&mut hub);
+        line(&mut hub, a, json!({"type":"part","room":"lobby"}));
+        line(&mut hub, a, json!({"type":"join","room":"l\u{43e}bby"}));
+        let b = join(&mut hub);
+        let out = drain(&mut hub);
+        assert_eq!(types(&out[&a]), ["parted", "joined", "join"]);
+        for msg in &out[&a][1..] {
+            assert_eq!(msg["room"], "lobby", "{msg}");
+        }
+        assert_eq!(out[&b][0]["room"], "lobby");
+    }
+
+    #[test]
     fn a_lone_surrogate_in_a_name_is_bad_json() {
         let mut hub = hub();
         let a = named(&mut hub, "alice");
@@ -641,6 +658,18 @@ mod tests {
             [42],
             "seq goes on from the store's"
         );
+        // A room's history and topic are asked for under the name the room
+        // is stored by, whichever spelling asks: Cyrillic о, upper case.
+        hub.core
+            .restore(42, [("café".to_string(), "☕".to_string())]);
+        line(&mut hub, a, json!({"type":"join","room":"CAFÉ"}));
+        line(&mut hub, a, json!({"type":"history","room":"l\u{43e}bby"}));
+        line(&mut hub, a, json!({"type":"history","room":"Cafe\u{301}"}));
+        hub.core.take_asks(&mut asks);
+        let rooms: Vec<&str> = asks.iter().map(|a| &*a.room).collect();
+        assert_eq!(rooms, ["lobby", "café"]);
+        let out = drain(&mut hub);
+        assert_eq!(out[&a][0]["topic"], "☕");
     }
 
     // ---- rooms -----------------------------------------------------------
