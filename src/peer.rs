@@ -12,7 +12,7 @@
 //! and writes the records. Nothing else changes for the owner, except that
 //! [`Peer::pending`] counts records waiting as well as lines.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use rustls::ClientConnection;
 
 use crate::framing::{Frame, LineReader};
 use crate::outbuf::OutBuf;
+use crate::tls::Sealed;
 
 /// Lines from a server can be long (a `who` with thousands of users), but
 /// not endless: past this we stop trusting the peer.
@@ -116,7 +117,12 @@ impl Peer {
     /// reads are retried. [`Peer::frames`] splits what it read.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<Got> {
         if let Some(tls) = &mut self.tls {
-            return read_tls(tls, &mut self.stream, buf);
+            return match crate::tls::read(tls, &mut self.stream, buf) {
+                Ok(0) => Ok(Got::Closed),
+                Ok(n) => Ok(Got::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Got::Blocked),
+                Err(e) => Err(e),
+            };
         }
         loop {
             return match self.stream.read(buf) {
@@ -158,7 +164,7 @@ impl Peer {
             None => self.out.flush(&mut self.stream).map(|_| ()),
             Some(tls) => {
                 let mut sink = Sealed {
-                    tls,
+                    tls: &mut **tls,
                     stream: &mut self.stream,
                 };
                 match sink.send_records() {
@@ -175,78 +181,5 @@ impl Peer {
     pub fn pending(&self) -> usize {
         let records = self.tls.as_ref().is_some_and(|t| t.wants_write());
         self.out.pending() + usize::from(records)
-    }
-}
-
-/// One read through the TLS session: decrypted bytes already there first,
-/// else records from the socket until some decrypt or the socket would
-/// block. A record that does not decrypt is an error, never data.
-fn read_tls(
-    tls: &mut ClientConnection,
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-) -> io::Result<Got> {
-    loop {
-        match tls.reader().read(buf) {
-            Ok(0) => return Ok(Got::Closed),
-            Ok(n) => return Ok(Got::Data(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Got::Closed),
-            Err(e) => return Err(e),
-        }
-        match tls.read_tls(stream) {
-            Ok(0) => return Ok(Got::Closed),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Got::Blocked),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        if let Err(e) = tls.process_new_packets() {
-            // Tell the server why (the alert is queued), then give up.
-            let _ = tls.write_tls(stream);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-        }
-    }
-}
-
-/// The socket as a writer of plaintext: bytes written are encrypted and
-/// sent as records. Records the kernel did not take are sent before any
-/// new bytes are taken, so the session buffers at most one write's worth.
-struct Sealed<'a> {
-    tls: &'a mut ClientConnection,
-    stream: &'a mut TcpStream,
-}
-
-impl Sealed<'_> {
-    /// Sends waiting records until none is left (`Ok`) or the socket
-    /// would block (`WouldBlock`).
-    fn send_records(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(self.stream) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Write for Sealed<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.send_records()?;
-        let n = self.tls.writer().write(data)?;
-        if n == 0 && !data.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        match self.send_records() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
-            other => other.map(|()| n),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -13,7 +13,7 @@
 //! loop ([`Client::handshake`]); after it, [`crate::peer::Peer`] moves bytes
 //! through the session.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use std::time::Duration;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore};
+use rustls::{CertificateError, ClientConfig, ClientConnection, ConnectionCommon, RootCertStore};
 
 use crate::addr::Host;
 
@@ -84,8 +84,10 @@ pub struct Client {
     name: ServerName<'static>,
     /// The name as the user wrote it, for messages.
     shown: String,
-    /// `--ca FILE`, for messages; `None` for the system's store.
-    ca: Option<PathBuf>,
+    /// The file of trusted CAs (`--ca` or the system's bundle), for messages.
+    trusted: PathBuf,
+    /// Whether it is `--ca`'s.
+    own_ca: bool,
 }
 
 impl Client {
@@ -122,7 +124,8 @@ impl Client {
             config: Arc::new(config),
             name,
             shown,
-            ca: ca.map(Path::to_owned),
+            trusted: from,
+            own_ca: ca.is_some(),
         })
     }
 
@@ -157,9 +160,9 @@ impl Client {
     /// What a failed handshake means for the user, and what to do.
     fn explain(&self, e: &io::Error) -> String {
         let name = &self.shown;
-        let trust = match &self.ca {
-            Some(ca) => format!("the CA of {}", ca.display()),
-            None => "the system's CAs".into(),
+        let trust = match self.own_ca {
+            true => format!("the CA of {}", self.trusted.display()),
+            false => format!("a CA this system trusts ({})", self.trusted.display()),
         };
         let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
             return match e.kind() {
@@ -224,4 +227,97 @@ fn system_roots() -> Result<(Vec<CertificateDer<'static>>, PathBuf), String> {
         "no CA bundle found (looked for {}); install ca-certificates or pass --ca FILE",
         CA_BUNDLES.join(", ")
     ))
+}
+
+/// One read through a TLS session, with a socket's meaning: decrypted
+/// bytes already there first, else records from `sock` until some decrypt;
+/// `Ok(0)` when the peer closed, `WouldBlock` when the socket has no more.
+/// Records the session has to send meanwhile (handshake, alerts) are sent
+/// as far as the socket takes them; [`ConnectionCommon::wants_write`] then
+/// says whether some wait. A record that does not decrypt is an error,
+/// after its alert is sent, never data.
+pub fn read<D>(
+    tls: &mut ConnectionCommon<D>,
+    sock: &mut (impl Read + Write),
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // Closed without close_notify: a truncation attack only matters
+            // to length-less protocols; a line protocol sees the cut line.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        match tls.read_tls(sock) {
+            Ok(0) => return Ok(0),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let processed = tls.process_new_packets();
+        match send_records(tls, sock) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if processed.is_ok() => return Err(e),
+            Err(_) => {}
+        }
+        if let Err(e) = processed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+}
+
+/// Sends waiting records until none is left (`Ok`) or the socket would
+/// block (`WouldBlock`).
+pub fn send_records<D>(tls: &mut ConnectionCommon<D>, sock: &mut impl Write) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(sock) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A socket as a writer of plaintext: what is written is encrypted and sent
+/// as records. Records the kernel did not take go before anything new is
+/// taken, so the session holds at most about one write's worth (and its
+/// buffer limit bounds that).
+pub struct Sealed<'a, D, S: Write> {
+    pub tls: &'a mut ConnectionCommon<D>,
+    pub stream: &'a mut S,
+}
+
+impl<D, S: Write> Sealed<'_, D, S> {
+    pub fn send_records(&mut self) -> io::Result<()> {
+        send_records(self.tls, self.stream)
+    }
+}
+
+impl<D, S: Write> Write for Sealed<'_, D, S> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(data)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.send_records()?;
+        let n = self.tls.writer().write_vectored(bufs)?;
+        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            // The session's buffer is full (only before the handshake is
+            // done): as a socket would say it.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match self.send_records() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+            other => other.map(|()| n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }

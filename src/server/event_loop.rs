@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustls::ServerConnection;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
@@ -49,6 +50,7 @@ use super::log::EventLog;
 use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
+use super::tls::Certs;
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
 use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
@@ -57,6 +59,7 @@ use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
+const TLS_LISTENER: Token = Token(usize::MAX - 4);
 
 /// One read; big, so a busy sender is served in few system calls.
 const SCRATCH: usize = 256 * 1024;
@@ -78,6 +81,10 @@ const TRIM_AFTER: usize = 1024;
 /// take to read what is still queued for it before it is closed anyway.
 const LINGER: Duration = Duration::from_secs(10);
 
+/// How long a TLS connection may take to finish its handshake: one that
+/// stalls holds a descriptor and a session, so it is closed after this.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// What a connection is doing, as far as its socket is concerned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -97,6 +104,8 @@ enum Timer {
     Linger(Key),
     /// Batched presence is due (see `deliver`).
     Presence,
+    /// Its TLS handshake must be done by now, or it is closed.
+    Handshake(Key),
 }
 
 /// A connection as the event loop sees it: the socket and its input side,
@@ -123,6 +132,10 @@ pub struct Conn {
     /// until the answer is queued, so nothing it sends later is answered
     /// first.
     awaiting: bool,
+    /// The TLS session of a connection from the TLS listener: bytes are
+    /// read and written through it. Boxed, so that a plaintext connection
+    /// pays one pointer for it (a session is kilobytes).
+    tls: Option<Box<ServerConnection>>,
 }
 
 impl AsMut<Outlet> for Conn {
@@ -135,6 +148,7 @@ impl AsMut<Outlet> for Conn {
 #[derive(Clone, Copy)]
 enum Again {
     Listener,
+    TlsListener,
     Conn(Key),
 }
 
@@ -170,6 +184,9 @@ pub struct EventLoop {
     records: Vec<Record>,
     asks: Vec<Ask>,
     listener: Option<TcpListener>,
+    /// `--listen-tls`, with the certificate its sessions are made with.
+    tls_listener: Option<TcpListener>,
+    certs: Option<Certs>,
     signals: Option<SignalFd>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
@@ -197,10 +214,12 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop serving `listener`; with `signals`, SIGINT and SIGTERM stop
-    /// it and SIGHUP reopens the log.
+    /// A loop serving `listener` and `tls` (a listener and the certificate
+    /// for its sessions); with `signals`, SIGINT and SIGTERM stop it and
+    /// SIGHUP reopens the log and reloads the certificate.
     pub fn new(
-        listener: TcpListener,
+        listener: Option<TcpListener>,
+        tls: Option<(TcpListener, Certs)>,
         signals: Option<SignalFd>,
         log: EventLog,
         settings: Settings,
@@ -208,8 +227,18 @@ impl EventLoop {
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let mut listener = listener;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(listener) = &mut listener {
+            poll.registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
+        }
+        let (tls_listener, certs) = match tls {
+            Some((mut tls_listener, certs)) => {
+                poll.registry()
+                    .register(&mut tls_listener, TLS_LISTENER, Interest::READABLE)?;
+                (Some(tls_listener), Some(certs))
+            }
+            None => (None, None),
+        };
         if let Some(signals) = &signals {
             poll.registry().register(
                 &mut SourceFd(&signals.as_raw_fd()),
@@ -239,7 +268,9 @@ impl EventLoop {
             persist,
             records: Vec::new(),
             asks: Vec::new(),
-            listener: Some(listener),
+            listener,
+            tls_listener,
+            certs,
             signals,
             waker,
             stop: Arc::new(AtomicBool::new(false)),
@@ -303,13 +334,15 @@ impl EventLoop {
             }
             for again in std::mem::take(&mut self.again) {
                 match again {
-                    Again::Listener => self.accept(),
+                    Again::Listener => self.accept(false),
+                    Again::TlsListener => self.accept(true),
                     Again::Conn(key) => self.read(key),
                 }
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    TLS_LISTENER => self.accept(true),
                     SIGNALS => self.on_signal(),
                     WAKER => {
                         self.on_store();
@@ -339,17 +372,18 @@ impl EventLoop {
         }
     }
 
-    fn accept(&mut self) {
+    /// Accepts on the plaintext listener, or with `tls` the TLS one.
+    fn accept(&mut self, tls: bool) {
         for _ in 0..ACCEPT_BUDGET {
-            let Some(listener) = &self.listener else {
+            let Some(listener) = self.listener(tls) else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr),
+                Ok((stream, addr)) => self.admit(stream, addr, tls),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {}
                 Err(e) if is_out_of_descriptors(&e) => {
-                    if !self.refuse_with_spare() {
+                    if !self.refuse_with_spare(tls) {
                         // Nothing to refuse with: wait for a close rather
                         // than spin on a listener that stays ready.
                         self.pause_accepting();
@@ -364,22 +398,32 @@ impl EventLoop {
                 }
             }
         }
-        self.again.push(Again::Listener);
+        self.again.push(match tls {
+            false => Again::Listener,
+            true => Again::TlsListener,
+        });
+    }
+
+    fn listener(&self, tls: bool) -> Option<&TcpListener> {
+        match tls {
+            false => self.listener.as_ref(),
+            true => self.tls_listener.as_ref(),
+        }
     }
 
     /// Out of descriptors: give back the spare one, accept the waiting
     /// connection with it, tell it `server_full`, and take the spare again.
     /// Without this the connection would sit in the backlog, unanswered, and
     /// the listener would stay ready forever.
-    fn refuse_with_spare(&mut self) -> bool {
+    fn refuse_with_spare(&mut self, tls: bool) -> bool {
         let Some(spare) = self.spare.take() else {
             self.spare = open_spare();
             return false;
         };
         drop(spare);
-        let refused = match self.listener.as_ref().map(|l| l.accept()) {
+        let refused = match self.listener(tls).map(|l| l.accept()) {
             Some(Ok((stream, _))) => {
-                self.refuse(stream);
+                self.refuse(stream, tls);
                 true
             }
             _ => false,
@@ -388,11 +432,19 @@ impl EventLoop {
         refused && self.spare.is_some()
     }
 
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, tls: bool) {
         if self.hub.core.len() >= self.settings.max_clients {
-            self.refuse(stream);
+            self.refuse(stream, tls);
             return;
         }
+        let session = match (tls, &self.certs) {
+            (false, _) => None,
+            (true, Some(certs)) => match ServerConnection::new(certs.config()) {
+                Ok(session) => Some(Box::new(session)),
+                Err(_) => return self.refuse(stream, tls),
+            },
+            (true, None) => return self.refuse(stream, tls),
+        };
         // Writes are already batched per turn; Nagle would only add delay.
         let _ = stream.set_nodelay(true);
         keep_alive(&stream);
@@ -406,8 +458,13 @@ impl EventLoop {
             held: Vec::new(),
             resuming: false,
             awaiting: false,
+            tls: session,
         };
-        let key = self.hub.connect(Peer::plain(addr), self.now_ms, conn);
+        let key = self.hub.connect(Peer { addr, tls }, self.now_ms, conn);
+        if tls {
+            let by = Instant::now() + HANDSHAKE_DEADLINE;
+            self.timers.push(Reverse((by, Timer::Handshake(key))));
+        }
         if let Some(user) = self.hub.core.user(key) {
             self.log.connect(user.id, addr, self.now_ms);
         }
@@ -424,8 +481,12 @@ impl EventLoop {
         }
     }
 
-    /// Sends `server_full` as the connection's only line and closes it.
-    fn refuse(&mut self, mut stream: TcpStream) {
+    /// Sends `server_full` as the connection's only line and closes it;
+    /// a TLS one is just closed (no session is spent on a refusal).
+    fn refuse(&mut self, mut stream: TcpStream, tls: bool) {
+        if tls {
+            return;
+        }
         // A fresh socket's send buffer is empty, so this short line fits.
         let _ = stream.write(&self.server_full);
         let _ = stream.shutdown(Shutdown::Write);
@@ -464,7 +525,18 @@ impl EventLoop {
             };
             let size = conn.allowance.read_size(limit, SCRATCH);
             let mut scratch = std::mem::take(&mut self.scratch);
-            let result = conn.stream.read(&mut scratch[..size]);
+            let result = match &mut conn.tls {
+                None => conn.stream.read(&mut scratch[..size]),
+                Some(tls) => {
+                    let got = crate::tls::read(&mut **tls, &mut conn.stream, &mut scratch[..size]);
+                    if tls.wants_write() {
+                        // Handshake records (or, once it is done, what was
+                        // queued meanwhile) the socket did not take yet.
+                        self.hub.delivery.mark_dirty(&mut self.hub.core, key);
+                    }
+                    got
+                }
+            };
             let go_on = match result {
                 Ok(0) => {
                     // The peer is done sending (a last line without `\n` is
@@ -621,6 +693,18 @@ impl EventLoop {
             if info.ssi_signo == Signal::SIGHUP as u32 {
                 // Log rotation: the old file was moved away; start a new one.
                 self.log.reopen();
+                // Certificate renewal: new handshakes use the new pair.
+                if let Some(certs) = &mut self.certs {
+                    match certs.reload() {
+                        Ok(()) => self.log.say(&format!(
+                            "chat server: TLS certificate reloaded from {}",
+                            certs.cert_path().display()
+                        )),
+                        Err(why) => {
+                            eprintln!("chat server: {why}; still using the certificate loaded before")
+                        }
+                    }
+                }
             } else {
                 self.begin_shutdown();
             }
@@ -633,7 +717,10 @@ impl EventLoop {
         if self.shutdown_by.is_some() {
             return;
         }
-        if let Some(mut listener) = self.listener.take() {
+        for mut listener in [self.listener.take(), self.tls_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.again.clear();
@@ -712,11 +799,15 @@ impl EventLoop {
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
-        if conn.outlet.out.write_to(&mut conn.stream).is_err() {
+        let written = match &mut conn.tls {
+            None => conn.outlet.out.write_to(&mut conn.stream),
+            Some(tls) => write_sealed(tls, &mut conn.stream, &mut conn.outlet.out),
+        };
+        if written.is_err() {
             self.close(key);
             return;
         }
-        let pending = !conn.outlet.out.is_empty();
+        let pending = !conn.outlet.out.is_empty() || conn.tls.as_ref().is_some_and(|t| t.wants_write());
         let registry = self.poll.registry();
         if want_writable(
             registry,
@@ -769,6 +860,14 @@ impl EventLoop {
                     self.close(key);
                 }
             }
+            Timer::Handshake(key) => {
+                let stalled = self.hub.core.conn(key).is_some_and(|c| {
+                    c.tls.as_ref().is_some_and(|t| t.is_handshaking())
+                });
+                if stalled {
+                    self.close(key);
+                }
+            }
             Timer::Presence => {
                 self.presence_due = false;
                 let released = self.hub.delivery.release_batched(&mut self.hub.core);
@@ -787,6 +886,13 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(tls) = &mut conn.tls
+            && !tls.is_handshaking()
+        {
+            // Says the end was meant (best effort: the socket may be full).
+            tls.send_close_notify();
+            let _ = crate::tls::send_records(&mut **tls, &mut conn.stream);
+        }
         let why = match user.presence {
             Presence::Gone(why) => why,
             Presence::Here => Departure::Left(LeaveReason::Disconnect),
@@ -804,6 +910,7 @@ impl EventLoop {
     fn resume_accepting(&mut self) {
         if self.accept_paused.take().is_some() {
             self.again.push(Again::Listener);
+            self.again.push(Again::TlsListener);
         }
     }
 
@@ -812,6 +919,22 @@ impl EventLoop {
             self.close(key);
         }
         self.log.flush();
+    }
+}
+
+/// Writes a TLS connection's queue: records still waiting first, then the
+/// queued slices, encrypted as they are written. `WouldBlock` is not an
+/// error, as for a plaintext queue.
+fn write_sealed(
+    tls: &mut ServerConnection,
+    stream: &mut TcpStream,
+    out: &mut super::outq::OutQueue,
+) -> io::Result<usize> {
+    let mut sealed = crate::tls::Sealed { tls, stream };
+    match sealed.send_records() {
+        Ok(()) => out.write_to(&mut sealed),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
     }
 }
 
@@ -878,4 +1001,19 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle plaintext connection pays one pointer for TLS, nothing more:
+    /// the session is boxed and only TLS connections have one.
+    #[test]
+    fn a_connection_pays_one_pointer_for_tls() {
+        assert_eq!(
+            std::mem::size_of::<Option<Box<ServerConnection>>>(),
+            std::mem::size_of::<usize>()
+        );
+    }
 }
