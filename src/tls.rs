@@ -181,7 +181,9 @@ impl Client {
         match tls {
             rustls::Error::InvalidCertificate(why) => {
                 let what = match why {
-                    CertificateError::UnknownIssuer => format!(
+                    // A CA of the same name but another key signs nothing
+                    // of it: for the user, the same as an unknown one.
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
                         "it is not signed by {trust}; pass --ca FILE with the certificate \
                          of the CA that signed it (for a self-signed one, itself)"
                     ),
@@ -196,7 +198,7 @@ impl Client {
                     CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                         "it is not valid yet (is this machine's clock right?)".into()
                     }
-                    other => format!("{other:?}"),
+                    other => format!("it is not valid ({other:?})"),
                 };
                 format!("the server's TLS certificate was refused: {what}")
             }
