@@ -448,3 +448,39 @@ fn chat_cert_writes_a_private_key_and_refuses_to_overwrite() {
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "an overwritten key is private again");
 }
+
+#[test]
+fn the_bench_measures_over_tls() {
+    let dir = TempDir::new("tls-bench");
+    let (cert, key) = make_cert(&dir.path, "srv", &["127.0.0.1"]);
+    let s = start_tls(&cert, &key);
+    let server = s.tls_addr.to_string();
+    let fanout = output_within(
+        chat()
+            .args(["bench", "fanout", "-r", "5", "-S", "2", "-n", "200", "--json", "--tls", "--ca"])
+            .arg(&cert)
+            .args(["--server", &server]),
+    );
+    let report = String::from_utf8_lossy(&fanout.stdout);
+    assert!(fanout.status.success(), "{report} {}", String::from_utf8_lossy(&fanout.stderr));
+    assert!(report.contains("\"missing\":0"), "{report}");
+    let idle = output_within(
+        chat()
+            .args(["bench", "idle", "-c", "50", "--hold", "10ms", "--tls", "--ca"])
+            .arg(&cert)
+            .args(["--server", &server, "--server-pid", &s.server.pid().to_string()]),
+    );
+    assert!(idle.status.success(), "{}", String::from_utf8_lossy(&idle.stderr));
+    // Against CAs that did not sign it, the bench refuses the server, as
+    // the client does.
+    let (other, _) = make_cert(&dir.path, "other", &["127.0.0.1"]);
+    let refused = output_within(
+        chat()
+            .args(["bench", "fanout", "-r", "1", "-S", "1", "-n", "1", "--tls"])
+            .env("SSL_CERT_FILE", &other)
+            .args(["--server", &server]),
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("certificate was refused"), "{err}");
+}
