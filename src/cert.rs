@@ -45,7 +45,10 @@ pub fn make(hosts: &[String], days: u32) -> Result<(String, String, Vec<u8>), St
     let mut params = CertificateParams::new(hosts.to_vec())
         .map_err(|e| format!("cannot make a certificate for {}: {e}", hosts.join(", ")))?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, hosts.first().cloned().unwrap_or_default());
+    dn.push(
+        DnType::CommonName,
+        hosts.first().cloned().unwrap_or_default(),
+    );
     params.distinguished_name = dn;
     let now = time::OffsetDateTime::now_utc();
     // A little slack for clocks slightly behind this one.

@@ -50,7 +50,9 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(pem_reason(&e)))?;
     if certs.is_empty() {
-        return Err(fail("no CERTIFICATE block in it (is it a PEM file?)".into()));
+        return Err(fail(
+            "no CERTIFICATE block in it (is it a PEM file?)".into(),
+        ));
     }
     Ok(certs)
 }

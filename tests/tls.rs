@@ -24,7 +24,11 @@ fn make_cert(dir: &Path, name: &str, hosts: &[&str]) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}-cert.pem"));
     let key = dir.join(format!("{name}-key.pem"));
     let mut cmd = chat();
-    cmd.arg("cert").arg("--cert").arg(&cert).arg("--key").arg(&key);
+    cmd.arg("cert")
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key);
     for host in hosts {
         cmd.args(["--host", host]);
     }
@@ -229,7 +233,10 @@ fn client_and_bot_over_tls_talk_with_a_plaintext_user() {
     let mut tls = TlsConn::join(s.tls_addr, &cert, "tess");
     plain.send(&json!({"type": "group", "text": "to tess"}));
     let got = tls.recv_type("group");
-    assert_eq!((got["from"].as_str(), got["text"].as_str()), (Some("plain"), Some("to tess")));
+    assert_eq!(
+        (got["from"].as_str(), got["text"].as_str()),
+        (Some("plain"), Some("to tess"))
+    );
 }
 
 #[test]
@@ -242,7 +249,9 @@ fn verification_failures_are_one_line_and_exit_1() {
     let port = s.tls_addr.port();
     let client = |server: &str, ca: Option<&Path>| {
         let mut cmd = chat();
-        cmd.args(["client", "--json", "--nick", "v", "--tls", "--server", server]);
+        cmd.args([
+            "client", "--json", "--nick", "v", "--tls", "--server", server,
+        ]);
         if let Some(ca) = ca {
             cmd.arg("--ca").arg(ca);
         }
@@ -283,7 +292,11 @@ fn verification_failures_are_one_line_and_exit_1() {
     assert!(!who.to_string().contains("\"v\""), "{who}");
     // And the right name with the right CA works.
     let ok = client(&by_name, Some(&cert));
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }
 
 /// Sends SIGHUP and waits until the server has handled it: a signal
@@ -313,7 +326,10 @@ fn sighup_reloads_a_good_pair_and_refuses_a_bad_one() {
     hup(&s, &mut plain);
     let line = s.stderr.recv_timeout(WAIT).expect("a line on stderr");
     assert!(line.starts_with("chat server: cannot use "), "{line}");
-    assert!(line.contains("still using the certificate loaded before"), "{line}");
+    assert!(
+        line.contains("still using the certificate loaded before"),
+        "{line}"
+    );
     assert!(s.stderr.try_recv().is_err(), "one line only");
     // The old pair still serves new handshakes; the new CA is not trusted.
     TlsConn::join(s.tls_addr, &old_cert, "still-old").sync();
@@ -324,7 +340,10 @@ fn sighup_reloads_a_good_pair_and_refuses_a_bad_one() {
     hup(&s, &mut plain);
     let line = s.stderr.recv_timeout(WAIT).expect("a line on stderr");
     assert!(line.contains("cannot read a private key"), "{line}");
-    assert!(!line.contains("not a key"), "the key file's text is never shown: {line}");
+    assert!(
+        !line.contains("not a key"),
+        "the key file's text is never shown: {line}"
+    );
     std::fs::copy(&new_key, &key).unwrap();
     hup(&s, &mut plain);
     assert!(s.stderr.try_recv().is_err(), "a good pair is taken quietly");
@@ -336,7 +355,9 @@ fn sighup_reloads_a_good_pair_and_refuses_a_bad_one() {
 
 /// A TLS record header for a handshake message of 512 bytes, then a few of
 /// them: a ClientHello that never finishes.
-const PARTIAL_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+const PARTIAL_HELLO: &[u8] = &[
+    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+];
 
 #[test]
 fn stalled_handshakes_hold_nobody_up() {
@@ -360,7 +381,11 @@ fn stalled_handshakes_hold_nobody_up() {
         plain.sync();
     }
     // Generous: this is "works while they stall", not a benchmark.
-    assert!(start.elapsed() < WAIT, "{:?} for 100 round trips", start.elapsed());
+    assert!(
+        start.elapsed() < WAIT,
+        "{:?} for 100 round trips",
+        start.elapsed()
+    );
     plain.send(&json!({"type": "group", "text": "still here"}));
     assert_eq!(tls.recv_type("group")["text"], "still here");
     drop(stalled);
@@ -388,7 +413,10 @@ fn plaintext_and_garbage_on_the_tls_port_are_closed_and_the_server_lives_on() {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
             Err(e) => panic!("{bytes:?}: no clean close: {e}"),
         }
-        assert!(got.len() < 64 && !got.contains(&b'{'), "{bytes:?} got {got:?}");
+        assert!(
+            got.len() < 64 && !got.contains(&b'{'),
+            "{bytes:?} got {got:?}"
+        );
     }
     TlsConn::join(s.tls_addr, &cert, "after").sync();
     s.server.join("plain").sync();
@@ -420,10 +448,17 @@ fn chat_cert_writes_a_private_key_and_refuses_to_overwrite() {
     let (cert, key) = (dir.path.join("c.pem"), dir.path.join("k.pem"));
     let run = |force: bool| {
         let mut cmd = chat();
-        cmd.args(["cert", "--host", "chat.example.org", "--host", "::1", "--cert"])
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key);
+        cmd.args([
+            "cert",
+            "--host",
+            "chat.example.org",
+            "--host",
+            "::1",
+            "--cert",
+        ])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key);
         if force {
             cmd.arg("--force");
         }
@@ -436,7 +471,10 @@ fn chat_cert_writes_a_private_key_and_refuses_to_overwrite() {
     let stdout = String::from_utf8_lossy(&first.stdout);
     let der = chat::tls::load_certs(&cert).unwrap().remove(0);
     let fingerprint = chat::cert::fingerprint(der.as_ref());
-    assert!(stdout.contains(&format!("SHA-256 fingerprint: {fingerprint}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("SHA-256 fingerprint: {fingerprint}")),
+        "{stdout}"
+    );
 
     let before = std::fs::read(&key).unwrap();
     let again = run(false);
@@ -457,20 +495,37 @@ fn the_bench_measures_over_tls() {
     let server = s.tls_addr.to_string();
     let fanout = output_within(
         chat()
-            .args(["bench", "fanout", "-r", "5", "-S", "2", "-n", "200", "--json", "--tls", "--ca"])
+            .args([
+                "bench", "fanout", "-r", "5", "-S", "2", "-n", "200", "--json", "--tls", "--ca",
+            ])
             .arg(&cert)
             .args(["--server", &server]),
     );
     let report = String::from_utf8_lossy(&fanout.stdout);
-    assert!(fanout.status.success(), "{report} {}", String::from_utf8_lossy(&fanout.stderr));
+    assert!(
+        fanout.status.success(),
+        "{report} {}",
+        String::from_utf8_lossy(&fanout.stderr)
+    );
     assert!(report.contains("\"missing\":0"), "{report}");
     let idle = output_within(
         chat()
-            .args(["bench", "idle", "-c", "50", "--hold", "10ms", "--tls", "--ca"])
+            .args([
+                "bench", "idle", "-c", "50", "--hold", "10ms", "--tls", "--ca",
+            ])
             .arg(&cert)
-            .args(["--server", &server, "--server-pid", &s.server.pid().to_string()]),
+            .args([
+                "--server",
+                &server,
+                "--server-pid",
+                &s.server.pid().to_string(),
+            ]),
     );
-    assert!(idle.status.success(), "{}", String::from_utf8_lossy(&idle.stderr));
+    assert!(
+        idle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&idle.stderr)
+    );
     // Against CAs that did not sign it, the bench refuses the server, as
     // the client does.
     let (other, _) = make_cert(&dir.path, "other", &["127.0.0.1"]);

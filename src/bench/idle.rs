@@ -364,12 +364,10 @@ impl<'a> Worker<'a> {
                 .map_err(|f| f.message)
                 .and_then(|source| {
                     let timeout = Duration::from_secs(10);
-                    conn::open(plan.addr, source, recv_buf, timeout, plan.tls).map_err(
-                        |e| {
-                            let from = source.map_or(String::new(), |s| format!(" from {s}"));
-                            format!("cannot open connection {g} to {}{from}: {e}", plan.addr)
-                        },
-                    )
+                    conn::open(plan.addr, source, recv_buf, timeout, plan.tls).map_err(|e| {
+                        let from = source.map_or(String::new(), |s| format!(" from {s}"));
+                        format!("cannot open connection {g} to {}{from}: {e}", plan.addr)
+                    })
                 });
             let mut peer = match opened {
                 Ok(s) => s,
@@ -377,7 +375,11 @@ impl<'a> Worker<'a> {
             };
             let token = Token(self.conns.len());
             let interest = Interest::READABLE | Interest::WRITABLE;
-            if let Err(e) = self.poll.registry().register(&mut peer.stream, token, interest) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut peer.stream, token, interest)
+            {
                 return self.control.fail(format!("cannot watch a connection: {e}"));
             }
             self.conns.push(Some(peer));

@@ -302,7 +302,10 @@ impl<'a> Runner<'a> {
         let tls = self.server.tls.clone();
         let (mut peer, addr) = self
             .server
-            .connect(|addr| Peer::connect(addr, timeout, tls.as_deref()), io_reason)
+            .connect(
+                |addr| Peer::connect(addr, timeout, tls.as_deref()),
+                io_reason,
+            )
             .map_err(|e| format!("@{name} cannot connect to {e}"))?;
         self.poll
             .registry()

@@ -36,9 +36,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use rustls::ServerConnection;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
+use rustls::ServerConnection;
 
 use super::core::Ask;
 use super::core::{self, Departure, Flow, Peer, Presence};
@@ -701,7 +701,9 @@ impl EventLoop {
                             certs.cert_path().display()
                         )),
                         Err(why) => {
-                            eprintln!("chat server: {why}; still using the certificate loaded before")
+                            eprintln!(
+                                "chat server: {why}; still using the certificate loaded before"
+                            )
                         }
                     }
                 }
@@ -807,7 +809,8 @@ impl EventLoop {
             self.close(key);
             return;
         }
-        let pending = !conn.outlet.out.is_empty() || conn.tls.as_ref().is_some_and(|t| t.wants_write());
+        let pending =
+            !conn.outlet.out.is_empty() || conn.tls.as_ref().is_some_and(|t| t.wants_write());
         let registry = self.poll.registry();
         if want_writable(
             registry,
@@ -861,9 +864,11 @@ impl EventLoop {
                 }
             }
             Timer::Handshake(key) => {
-                let stalled = self.hub.core.conn(key).is_some_and(|c| {
-                    c.tls.as_ref().is_some_and(|t| t.is_handshaking())
-                });
+                let stalled = self
+                    .hub
+                    .core
+                    .conn(key)
+                    .is_some_and(|c| c.tls.as_ref().is_some_and(|t| t.is_handshaking()));
                 if stalled {
                     self.close(key);
                 }

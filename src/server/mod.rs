@@ -74,14 +74,12 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let addr = match args.listen.as_str() {
         "none" => None,
         text => Some(
-            parse_addr(text)
-                .map_err(|e| Fail::runtime(format!("cannot listen on {text}: {e}")))?,
+            parse_addr(text).map_err(|e| Fail::runtime(format!("cannot listen on {text}: {e}")))?,
         ),
     };
     let tls_addr = match &args.listen_tls {
         Some(text) => Some(
-            parse_addr(text)
-                .map_err(|e| Fail::runtime(format!("cannot listen on {text}: {e}")))?,
+            parse_addr(text).map_err(|e| Fail::runtime(format!("cannot listen on {text}: {e}")))?,
         ),
         None => None,
     };
@@ -150,7 +148,9 @@ pub fn run(args: &ServerArgs) -> Outcome {
     log.flush();
     let bound = plain.as_ref().map(|(_, bound)| *bound);
     let tls_bound = secure.as_ref().map(|(_, bound)| *bound);
-    let tls = secure.zip(certs).map(|((listener, _), certs)| (listener, certs));
+    let tls = secure
+        .zip(certs)
+        .map(|((listener, _), certs)| (listener, certs));
     let event_loop = EventLoop::new(
         plain.map(|(listener, _)| listener),
         tls,
