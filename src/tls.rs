@@ -132,7 +132,7 @@ impl Client {
     }
 
     /// Makes the handshake on a connected, blocking socket, within
-    /// `timeout`. The error is one sentence (see [`Client::explain`]),
+    /// `timeout`. The error is one sentence (what failed, what to do),
     /// with the `io::ErrorKind` of what happened underneath.
     pub fn handshake(
         &self,
@@ -168,10 +168,11 @@ impl Client {
         };
         let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
             return match e.kind() {
-                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => format!(
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
                     "TLS handshake failed: the server closed the connection \
                      (is this its TLS port? it needs --listen-tls)"
-                ),
+                        .into()
+                }
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                     "TLS handshake failed: the server did not answer in time \
                      (is this its TLS port? it needs --listen-tls)"
@@ -237,7 +238,7 @@ fn system_roots() -> Result<(Vec<CertificateDer<'static>>, PathBuf), String> {
 /// bytes already there first, else records from `sock` until some decrypt;
 /// `Ok(0)` when the peer closed, `WouldBlock` when the socket has no more.
 /// Records the session has to send meanwhile (handshake, alerts) are sent
-/// as far as the socket takes them; [`ConnectionCommon::wants_write`] then
+/// as far as the socket takes them; `wants_write` then
 /// says whether some wait. A record that does not decrypt is an error,
 /// after its alert is sent, never data.
 pub fn read<D>(

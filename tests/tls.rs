@@ -180,7 +180,7 @@ fn client_and_bot_over_tls_talk_with_a_plaintext_user() {
         "@tina say hello from tls\n@tina expect group plain hi tina*\n",
     )
     .unwrap();
-    let mut bot: Child = chat()
+    let bot: Child = chat()
         .arg("bot")
         .arg(&script)
         .args(["--tls", "--ca"])
