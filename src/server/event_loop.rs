@@ -23,7 +23,7 @@
 //! readiness. A connection asks for WRITABLE only while it has bytes queued.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -132,10 +132,10 @@ pub struct Conn {
     /// until the answer is queued, so nothing it sends later is answered
     /// first.
     awaiting: bool,
-    /// The TLS session of a connection from the TLS listener: bytes are
-    /// read and written through it. Boxed, so that a plaintext connection
-    /// pays one pointer for it (a session is kilobytes).
-    tls: Option<Box<ServerConnection>>,
+    /// It came by the TLS listener: its bytes go through its session in
+    /// [`EventLoop::sessions`]. A flag in what was padding, so that a
+    /// plaintext connection pays nothing for TLS (a session is kilobytes).
+    tls: bool,
 }
 
 impl AsMut<Outlet> for Conn {
@@ -187,6 +187,8 @@ pub struct EventLoop {
     /// `--listen-tls`, with the certificate its sessions are made with.
     tls_listener: Option<TcpListener>,
     certs: Option<Certs>,
+    /// The TLS sessions of the connections whose `tls` is set.
+    sessions: HashMap<Key, Box<ServerConnection>>,
     signals: Option<SignalFd>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
@@ -271,6 +273,7 @@ impl EventLoop {
             listener,
             tls_listener,
             certs,
+            sessions: HashMap::new(),
             signals,
             waker,
             stop: Arc::new(AtomicBool::new(false)),
@@ -458,10 +461,11 @@ impl EventLoop {
             held: Vec::new(),
             resuming: false,
             awaiting: false,
-            tls: session,
+            tls,
         };
         let key = self.hub.connect(Peer { addr, tls }, self.now_ms, conn);
-        if tls {
+        if let Some(session) = session {
+            self.sessions.insert(key, session);
             let by = Instant::now() + HANDSHAKE_DEADLINE;
             self.timers.push(Reverse((by, Timer::Handshake(key))));
         }
@@ -525,9 +529,13 @@ impl EventLoop {
             };
             let size = conn.allowance.read_size(limit, SCRATCH);
             let mut scratch = std::mem::take(&mut self.scratch);
-            let result = match &mut conn.tls {
-                None => conn.stream.read(&mut scratch[..size]),
-                Some(tls) => {
+            let result = match conn.tls {
+                false => conn.stream.read(&mut scratch[..size]),
+                true => {
+                    let Some(tls) = self.sessions.get_mut(&key) else {
+                        self.scratch = scratch;
+                        return self.close(key);
+                    };
                     let got = crate::tls::read(&mut **tls, &mut conn.stream, &mut scratch[..size]);
                     if tls.wants_write() {
                         // Handshake records (or, once it is done, what was
@@ -801,16 +809,22 @@ impl EventLoop {
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
-        let written = match &mut conn.tls {
-            None => conn.outlet.out.write_to(&mut conn.stream),
-            Some(tls) => write_sealed(tls, &mut conn.stream, &mut conn.outlet.out),
+        let (written, sealed) = match conn.tls {
+            false => (conn.outlet.out.write_to(&mut conn.stream), false),
+            true => match self.sessions.get_mut(&key) {
+                Some(tls) => {
+                    let written = write_sealed(tls, &mut conn.stream, &mut conn.outlet.out);
+                    (written, tls.wants_write())
+                }
+                None => (Err(io::ErrorKind::NotConnected.into()), false),
+            },
         };
         if written.is_err() {
             self.close(key);
             return;
         }
-        let pending =
-            !conn.outlet.out.is_empty() || conn.tls.as_ref().is_some_and(|t| t.wants_write());
+        // With TLS, encrypted records may wait as well as slices.
+        let pending = !conn.outlet.out.is_empty() || sealed;
         let registry = self.poll.registry();
         if want_writable(
             registry,
@@ -864,11 +878,7 @@ impl EventLoop {
                 }
             }
             Timer::Handshake(key) => {
-                let stalled = self
-                    .hub
-                    .core
-                    .conn(key)
-                    .is_some_and(|c| c.tls.as_ref().is_some_and(|t| t.is_handshaking()));
+                let stalled = self.sessions.get(&key).is_some_and(|t| t.is_handshaking());
                 if stalled {
                     self.close(key);
                 }
@@ -891,12 +901,17 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        if let Some(tls) = &mut conn.tls
+        if conn.tls
+            && let Some(mut tls) = self.sessions.remove(&key)
             && !tls.is_handshaking()
         {
             // Says the end was meant (best effort: the socket may be full).
             tls.send_close_notify();
             let _ = crate::tls::send_records(&mut **tls, &mut conn.stream);
+        }
+        if self.sessions.capacity() > 64 && self.sessions.len() * 4 < self.sessions.capacity() {
+            // After a crowd of TLS connections left.
+            self.sessions.shrink_to_fit();
         }
         let why = match user.presence {
             Presence::Gone(why) => why,
@@ -1012,13 +1027,22 @@ fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
-    /// An idle plaintext connection pays one pointer for TLS, nothing more:
-    /// the session is boxed and only TLS connections have one.
+    /// A plaintext connection pays nothing for TLS: its flag sits where
+    /// the record had padding, and sessions live beside the table.
     #[test]
-    fn a_connection_pays_one_pointer_for_tls() {
-        assert_eq!(
-            std::mem::size_of::<Option<Box<ServerConnection>>>(),
-            std::mem::size_of::<usize>()
-        );
+    fn a_connection_pays_nothing_for_tls() {
+        #[repr(C)]
+        struct Without {
+            outlet: Outlet,
+            stream: TcpStream,
+            reader: LineReader,
+            state: State,
+            writing: bool,
+            allowance: Allowance,
+            held: Vec<u8>,
+            resuming: bool,
+            awaiting: bool,
+        }
+        assert_eq!(std::mem::size_of::<Conn>(), std::mem::size_of::<Without>());
     }
 }

@@ -26,7 +26,7 @@
 //!   freed heap handed back after bursts.
 //! - `log`: connection records for `--log` and stderr.
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
-//!   sessions live in the event loop's connections.
+//!   sessions live in the event loop, beside the connection table.
 
 pub mod core;
 pub mod deliver;

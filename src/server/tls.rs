@@ -5,8 +5,10 @@
 //! open keep the session they have, and new handshakes use the new pair.
 //!
 //! The sessions themselves are the event loop's: a connection from the
-//! TLS listener carries a boxed `rustls::ServerConnection`, and reads and
-//! writes go through [`crate::tls::read`] and [`crate::tls::Sealed`].
+//! TLS listener is flagged, its `rustls::ServerConnection` is kept in a
+//! table beside the connections (a plaintext connection pays nothing), and
+//! its reads and writes go through [`crate::tls::read`] and
+//! [`crate::tls::Sealed`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
