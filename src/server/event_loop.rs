@@ -38,7 +38,6 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use rustls::ServerConnection;
 
 use super::core::Ask;
 use super::core::{self, Departure, Flow, Peer, Presence};
@@ -50,7 +49,7 @@ use super::log::EventLog;
 use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
-use super::tls::Certs;
+use super::tls::{Certs, Progress, Session};
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
 use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
@@ -80,6 +79,9 @@ const TRIM_AFTER: usize = 1024;
 /// How long a connection that is done (it quit, or closed its side) may
 /// take to read what is still queued for it before it is closed anyway.
 const LINGER: Duration = Duration::from_secs(10);
+
+/// Ciphertext read from a TLS connection at once.
+const TLS_READ: usize = 64 * 1024;
 
 /// How long a TLS connection may take to finish its handshake: one that
 /// stalls holds a descriptor and a session, so it is closed after this.
@@ -188,7 +190,12 @@ pub struct EventLoop {
     tls_listener: Option<TcpListener>,
     certs: Option<Certs>,
     /// The TLS sessions of the connections whose `tls` is set.
-    sessions: HashMap<Key, Box<ServerConnection>>,
+    sessions: HashMap<Key, Box<Session>>,
+    /// Plaintext of one TLS record, on its way to the framing.
+    plain: Vec<u8>,
+    /// Where records are sealed before they are written: shared by every
+    /// TLS connection, so that none keeps a buffer of its own.
+    seal: Vec<u8>,
     signals: Option<SignalFd>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
@@ -274,6 +281,8 @@ impl EventLoop {
             tls_listener,
             certs,
             sessions: HashMap::new(),
+            plain: Vec::new(),
+            seal: Vec::new(),
             signals,
             waker,
             stop: Arc::new(AtomicBool::new(false)),
@@ -442,7 +451,7 @@ impl EventLoop {
         }
         let session = match (tls, &self.certs) {
             (false, _) => None,
-            (true, Some(certs)) => match ServerConnection::new(certs.config()) {
+            (true, Some(certs)) => match Session::new(certs.config()) {
                 Ok(session) => Some(Box::new(session)),
                 Err(_) => return self.refuse(stream, tls),
             },
@@ -510,6 +519,7 @@ impl EventLoop {
         if conn.state != State::Open || conn.awaiting {
             return;
         }
+        let tls = conn.tls;
         // A connection over its allowance waits for its wake-up, whatever
         // arrives meanwhile.
         if !conn.allowance.has_room(limit, now) {
@@ -522,6 +532,9 @@ impl EventLoop {
                 return;
             }
         }
+        if tls {
+            return self.read_sealed(key, now);
+        }
         let mut budget = READ_BUDGET;
         loop {
             let Some(conn) = self.hub.core.conn_mut(key) else {
@@ -529,22 +542,7 @@ impl EventLoop {
             };
             let size = conn.allowance.read_size(limit, SCRATCH);
             let mut scratch = std::mem::take(&mut self.scratch);
-            let result = match conn.tls {
-                false => conn.stream.read(&mut scratch[..size]),
-                true => {
-                    let Some(tls) = self.sessions.get_mut(&key) else {
-                        self.scratch = scratch;
-                        return self.close(key);
-                    };
-                    let got = crate::tls::read(&mut **tls, &mut conn.stream, &mut scratch[..size]);
-                    if tls.wants_write() {
-                        // Handshake records (or, once it is done, what was
-                        // queued meanwhile) the socket did not take yet.
-                        self.hub.delivery.mark_dirty(&mut self.hub.core, key);
-                    }
-                    got
-                }
-            };
+            let result = conn.stream.read(&mut scratch[..size]);
             let go_on = match result {
                 Ok(0) => {
                     // The peer is done sending (a last line without `\n` is
@@ -574,6 +572,90 @@ impl EventLoop {
                 return;
             }
         }
+    }
+
+    /// [`EventLoop::read`] for a TLS connection: records already read are
+    /// opened first, one at a time, each record's plaintext handled as a
+    /// plaintext connection's read is; then the socket is read, until it
+    /// would block, the budget is spent or the reader pauses (what is not
+    /// processed stays in the session, and the reader's wake-up finds it).
+    fn read_sealed(&mut self, key: Key, now: Instant) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let (Some(conn), Some(session)) =
+                (self.hub.core.conn_mut(key), self.sessions.get_mut(&key))
+            else {
+                return self.close(key);
+            };
+            let mut plain = std::mem::take(&mut self.plain);
+            plain.clear();
+            let handshaking = session.is_handshaking();
+            let progress = session.advance(&mut conn.stream, &mut plain);
+            if session.wants_write() || (handshaking && !session.is_handshaking()) {
+                // Handshake records the socket did not take, or the
+                // handshake is done and what was queued meanwhile can go.
+                self.hub.delivery.mark_dirty(&mut self.hub.core, key);
+            }
+            let go_on = match progress {
+                Ok(Progress::Data) => {
+                    budget = budget.saturating_sub(plain.len());
+                    self.handle_input(key, &plain, now)
+                }
+                Ok(Progress::NeedInput) => self.read_records(key),
+                Ok(Progress::Closed) => {
+                    self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
+                    self.finish(key);
+                    false
+                }
+                Err(_) => {
+                    // Not TLS, or TLS gone wrong: the alert is sent.
+                    self.close(key);
+                    false
+                }
+            };
+            self.plain = plain;
+            if !go_on {
+                return;
+            }
+            if budget == 0 {
+                self.again.push(Again::Conn(key));
+                return;
+            }
+        }
+    }
+
+    /// Reads records from a TLS connection's socket into its session;
+    /// whether there is more to process (not at `WouldBlock`, nor at the
+    /// end, which is handled here).
+    fn read_records(&mut self, key: Key) -> bool {
+        let (Some(conn), Some(session)) =
+            (self.hub.core.conn_mut(key), self.sessions.get_mut(&key))
+        else {
+            return false;
+        };
+        // Records are at most 16 KiB; a few at a time keep the session's
+        // buffer small.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = conn.stream.read(&mut scratch[..TLS_READ]);
+        let go_on = match result {
+            Ok(0) => {
+                self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
+                self.finish(key);
+                false
+            }
+            Ok(n) => {
+                session.take_input(&scratch[..n]);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(_) => {
+                self.close(key);
+                false
+            }
+        };
+        self.scratch = scratch;
+        go_on
     }
 
     /// Frames and handles input. Returns whether to go on reading: not after
@@ -813,7 +895,9 @@ impl EventLoop {
             false => (conn.outlet.out.write_to(&mut conn.stream), false),
             true => match self.sessions.get_mut(&key) {
                 Some(tls) => {
-                    let written = write_sealed(tls, &mut conn.stream, &mut conn.outlet.out);
+                    let written = tls
+                        .write(&mut conn.stream, &mut conn.outlet.out, &mut self.seal)
+                        .map(|()| 0);
                     (written, tls.wants_write())
                 }
                 None => (Err(io::ErrorKind::NotConnected.into()), false),
@@ -903,11 +987,9 @@ impl EventLoop {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if conn.tls
             && let Some(mut tls) = self.sessions.remove(&key)
-            && !tls.is_handshaking()
         {
             // Says the end was meant (best effort: the socket may be full).
-            tls.send_close_notify();
-            let _ = crate::tls::send_records(&mut **tls, &mut conn.stream);
+            tls.close(&mut conn.stream);
         }
         if self.sessions.capacity() > 64 && self.sessions.len() * 4 < self.sessions.capacity() {
             // After a crowd of TLS connections left.
@@ -939,22 +1021,6 @@ impl EventLoop {
             self.close(key);
         }
         self.log.flush();
-    }
-}
-
-/// Writes a TLS connection's queue: records still waiting first, then the
-/// queued slices, encrypted as they are written. `WouldBlock` is not an
-/// error, as for a plaintext queue.
-fn write_sealed(
-    tls: &mut ServerConnection,
-    stream: &mut TcpStream,
-    out: &mut super::outq::OutQueue,
-) -> io::Result<usize> {
-    let mut sealed = crate::tls::Sealed { tls, stream };
-    match sealed.send_records() {
-        Ok(()) => out.write_to(&mut sealed),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(e),
     }
 }
 
