@@ -11,7 +11,9 @@
 //!
 //! The handshake is made in blocking mode before the socket joins an event
 //! loop ([`Client::handshake`]); after it, [`crate::peer::Peer`] moves bytes
-//! through the session.
+//! through the session with [`read`] and [`Sealed`] (rustls's buffered
+//! API: a client has one connection, its buffers do not matter). The
+//! server's sessions are its own (`server::tls`), without those buffers.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

@@ -500,6 +500,12 @@ mod tests {
     }
 
     fn pair() -> (Session, rustls::ClientConnection) {
+        pair_with(rustls::DEFAULT_VERSIONS)
+    }
+
+    fn pair_with(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (Session, rustls::ClientConnection) {
         let (cert, key, _) = crate::cert::make(&["localhost".into()], 1).unwrap();
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -512,7 +518,7 @@ mod tests {
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(crate::tls::load_certs(&c).unwrap());
         let client_config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
@@ -614,6 +620,19 @@ mod tests {
             server.incoming.capacity() == 0 && server.outgoing.capacity() == 0,
             "an idle session holds no buffer"
         );
+    }
+
+    #[test]
+    fn a_tls12_client_is_served_too() {
+        let (mut server, mut client) = pair_with(&[&rustls::version::TLS12]);
+        let mut plain = Vec::new();
+        for _ in 0..4 {
+            exchange(&mut server, &mut client, 5, &mut plain);
+        }
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+        client.writer().write_all(b"hello\n").unwrap();
+        exchange(&mut server, &mut client, 5, &mut plain);
+        assert_eq!(plain, b"hello\n");
     }
 
     #[test]
