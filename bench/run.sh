@@ -3,7 +3,9 @@
 # starts a release server on a free port, runs the three fan-out runs, then
 # the idle run against a fresh server (so that memory the fan-out runs left
 # in the server's heap cannot hide what idle connections cost), then the two
-# arrivals runs, each on a fresh server. The same three fan-out runs go to
+# arrivals runs, each on a fresh server. The R=100 and paced fan-out runs
+# and the idle run are made again over TLS (`--listen-tls` with a
+# certificate from `chat cert`, clients with `--tls --ca`). The same three fan-out runs go to
 # Debian's nats-server and redis-server when they are installed (apt-get
 # install nats-server redis-server), each started on a free port of
 # 127.0.0.1 and stopped by its PID. One table: chat, nats, redis, target.
@@ -45,7 +47,9 @@ stop_peer() {
     PEER_PID=
   fi
 }
-trap 'stop_server; stop_peer' EXIT
+CERT_DIR=$(mktemp -d)
+trap 'stop_server; stop_peer; rm -rf "$CERT_DIR"' EXIT
+"$BIN" cert --host 127.0.0.1 --cert "$CERT_DIR/cert.pem" --key "$CERT_DIR/key.pem" >/dev/null
 
 # A port of 127.0.0.1 nothing listens on (redis-server cannot pick one).
 free_port() {
@@ -90,18 +94,28 @@ start_peer() {
   exit 1
 }
 
-# Starts `chat server` on port 0 and reads its `listening on ADDR` line.
+# Starts `chat server` on port 0 and reads its `listening on ADDR` line;
+# with `tls`, it listens for TLS too (SERVER_TLS_ADDR).
 # Flood control is off (--rate 0): the senders are meant to flood.
 start_server() {
-  local line
+  local line tls=()
+  [ "${1:-}" = tls ] && tls=(--listen-tls 127.0.0.1:0 --tls-cert "$CERT_DIR/cert.pem" \
+    --tls-key "$CERT_DIR/key.pem")
   exec {server_out}< <(exec "$SERVER_BIN" server --listen 127.0.0.1:0 --quiet --rate 0 \
-    --max-clients 20000)
+    --max-clients 20000 "${tls[@]}")
   SERVER_PID=$!
   if ! read -r -t 10 line <&"$server_out" || [[ $line != "listening on "* ]]; then
     echo "run.sh: the server did not say 'listening on ADDR' (it said: ${line:-nothing})" >&2
     exit 1
   fi
   SERVER_ADDR=${line#listening on }
+  if [ ${#tls[@]} -gt 0 ]; then
+    if ! read -r -t 10 line <&"$server_out" || [[ $line != "listening for TLS on "* ]]; then
+      echo "run.sh: the server did not say 'listening for TLS on ADDR'" >&2
+      exit 1
+    fi
+    SERVER_TLS_ADDR=${line#listening for TLS on }
+  fi
 }
 
 failed=0
@@ -148,6 +162,16 @@ for peer in nats redis; do
   TARGET_ADDR=$PEER_ADDR TARGET_PID=$PEER_PID bench "${peer}_paced" fanout --proto "$peer" -r 100 -S 4 -n 1000 -p 64 --rate 500
   stop_peer
 done
+TLS=(--tls --ca "$CERT_DIR/cert.pem")
+start_server tls
+echo "run.sh: fresh server, TLS on $SERVER_TLS_ADDR (PID $SERVER_PID); fan-out runs over TLS..." >&2
+TARGET_ADDR=$SERVER_TLS_ADDR bench tls_r100 fanout -r 100 -S 4 -n 20000 -p 64 "${TLS[@]}"
+TARGET_ADDR=$SERVER_TLS_ADDR bench tls_paced fanout -r 100 -S 4 -n 1000 -p 64 --rate 500 "${TLS[@]}"
+stop_server
+start_server tls
+echo "run.sh: fresh server, TLS on $SERVER_TLS_ADDR (PID $SERVER_PID); idle run over TLS..." >&2
+TARGET_ADDR=$SERVER_TLS_ADDR bench tls_idle idle -c 10000 "${TLS[@]}"
+stop_server
 start_server
 echo "run.sh: fresh server $SERVER_ADDR (PID $SERVER_PID); arrivals runs..." >&2
 bench arrive arrivals -c 1000
@@ -204,6 +228,11 @@ row "idle 10000 connections" "" "" "" ""
 row "  server RSS per connection" "$(field "$idle" rss_per_conn_bytes) bytes" "" "" "<= 512 bytes (mosquitto 0.75 KB)"
 row "  server RSS after / peak" "$(field "$idle" rss_after_kib) / $(field "$idle" rss_peak_kib) KiB" "" "" ""
 row "  ping round trip p50 / max" "$(field "$idle" ping_p50_ms) / $(field "$idle" ping_max_ms) ms" "" "" ""
+row "over TLS (rustls, ring)" "" "" "" ""
+row "  fan-out R=100 S=4 n=20000 p=64" "$(dps "$tls_r100")" "" "" ">= 50% of plaintext"
+row "  loss (missing/dup/corrupt)" "$(loss "$tls_r100")" "" "" "none"
+row "  paced latency p50 / p99" "$(p50_99 "$tls_paced")" "" "" "p99 within 1 ms of plaintext"
+row "  idle RSS per connection" "$(field "$tls_idle" rss_per_conn_bytes) bytes" "" "" ""
 row "arrivals 1000, one after another" "" "" "" ""
 row "  server / bench CPU per arrival" "$(field "$arrive" server_cpu_ms_per_arrival) / $(field "$arrive" bench_cpu_ms_per_arrival) ms" "" "" "<= 1 ms (10 000)"
 row "  arrivals/s held" "$(field "$arrive" arrivals_per_s)/s" "" "" ""

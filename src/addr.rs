@@ -183,11 +183,13 @@ fn lookup_reason(e: &io::Error) -> String {
 }
 
 /// A server to connect to: its name as given and the addresses it stands
-/// for, which [`Server::connect`] tries in turn.
+/// for, which [`Server::connect`] tries in turn, and whether (and how) to
+/// speak TLS to it.
 #[derive(Debug, Clone)]
 pub struct Server {
     pub addr: ServerAddr,
     pub addrs: Vec<SocketAddr>,
+    pub tls: Option<std::sync::Arc<crate::tls::Client>>,
 }
 
 impl Server {
@@ -196,7 +198,11 @@ impl Server {
     pub fn find(text: &str) -> Result<Server, FindError> {
         let addr = parse_server(text).map_err(FindError::Usage)?;
         let addrs = resolve(&addr).map_err(FindError::Runtime)?;
-        Ok(Server { addr, addrs })
+        Ok(Server {
+            addr,
+            addrs,
+            tls: None,
+        })
     }
 
     /// Calls CONNECT with each address until one succeeds, and moves that
@@ -494,6 +500,7 @@ mod tests {
         let mut server = Server {
             addr: name("both", 1),
             addrs: vec![sock("[::1]:1"), sock("127.0.0.1:1"), sock("10.0.0.1:1")],
+            tls: None,
         };
         let mut tried = Vec::new();
         let got = server.connect(
@@ -524,6 +531,7 @@ mod tests {
         let mut literal = Server {
             addr: parse_server("127.0.0.1:5").unwrap(),
             addrs: vec![sock("127.0.0.1:5")],
+            tls: None,
         };
         assert_eq!(
             literal.connect(refused, reason).unwrap_err(),
@@ -532,6 +540,7 @@ mod tests {
         let mut named = Server {
             addr: name("localhost", 5),
             addrs: vec![sock("127.0.0.1:5"), sock("[::1]:5")],
+            tls: None,
         };
         assert_eq!(
             named.connect(refused, reason).unwrap_err(),

@@ -64,8 +64,33 @@ pub enum Command {
     Bot(BotArgs),
     /// Measure a running server (fan-out throughput, latency, idle cost, arrivals)
     Bench(BenchArgs),
+    /// Write a self-signed TLS certificate and key for a quick start
+    Cert(CertArgs),
     /// Print the completion script for a shell, to install where it looks
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertArgs {
+    /// Host name or IP address the certificate is for (repeatable)
+    #[arg(long, value_name = "NAME", required = true)]
+    pub host: Vec<String>,
+
+    /// Where to write the certificate (PEM)
+    #[arg(long, value_name = "FILE", default_value = "chat-cert.pem", value_hint = ValueHint::FilePath)]
+    pub cert: PathBuf,
+
+    /// Where to write the private key (PEM, mode 0600)
+    #[arg(long, value_name = "FILE", default_value = "chat-key.pem", value_hint = ValueHint::FilePath)]
+    pub key: PathBuf,
+
+    /// Days the certificate is valid
+    #[arg(long, value_name = "N", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: u32,
+
+    /// Overwrite the files if they exist
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -74,9 +99,21 @@ pub struct ServerArgs {
         long,
         value_name = "ADDR",
         default_value = DEFAULT_ADDR,
-        help = "Address to listen on, IPv4 or IPv6 ([::1]:8888); port 0 picks a free port"
+        help = "Address to listen on, IPv4 or IPv6 ([::1]:8888); port 0 picks a free port; none for no plaintext listener"
     )]
     pub listen: String,
+
+    /// Also listen for TLS connections on ADDR (needs --tls-cert and --tls-key)
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    pub listen_tls: Option<String>,
+
+    /// TLS certificate chain, PEM (certbot's fullchain.pem); SIGHUP reloads it
+    #[arg(long, value_name = "FILE", requires = "listen_tls", value_hint = ValueHint::FilePath)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key, PEM (certbot's privkey.pem); SIGHUP reloads it
+    #[arg(long, value_name = "FILE", requires = "listen_tls", value_hint = ValueHint::FilePath)]
+    pub tls_key: Option<PathBuf>,
 
     /// Longest accepted line in bytes, line ending included (KiB, MiB allowed)
     #[arg(long, value_name = "BYTES", default_value = "65536", value_parser = parse_size)]
@@ -131,6 +168,33 @@ pub struct ServerArgs {
     pub quiet: bool,
 }
 
+/// How a connecting program speaks TLS; shared by client, bot and bench.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Connect with TLS, checking the server's certificate against the system's CAs
+    #[arg(long)]
+    pub tls: bool,
+
+    /// With --tls, trust only the CA certificates in FILE (PEM), such as a self-signed server's
+    #[arg(long, value_name = "FILE", requires = "tls", value_hint = ValueHint::FilePath)]
+    pub ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS set-up for a server named `host`, or `None` without `--tls`.
+    pub fn client(
+        &self,
+        host: &crate::addr::Host,
+    ) -> Result<Option<std::sync::Arc<crate::tls::Client>>, Fail> {
+        if !self.tls {
+            return Ok(None);
+        }
+        crate::tls::Client::new(host, self.ca.as_deref())
+            .map(|c| Some(std::sync::Arc::new(c)))
+            .map_err(Fail::runtime)
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Server to connect to: a host name or address, with :PORT unless it is 8888
@@ -156,6 +220,9 @@ pub struct ClientArgs {
     /// Print the raw protocol lines instead of rendering them, for scripts
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -183,6 +250,9 @@ pub struct BotArgs {
     /// Print only failures
     #[arg(long, short)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -250,6 +320,9 @@ pub struct FanoutArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// What `chat bench fanout` talks: chat, or a peer's publish/subscribe.
@@ -293,6 +366,9 @@ pub struct IdleArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -395,6 +471,7 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         (Some(Command::Client(args)), _) => crate::client::run(&args),
         (Some(Command::Bot(args)), _) => crate::bot::run(&args),
         (Some(Command::Bench(args)), _) => crate::bench::run(&args),
+        (Some(Command::Cert(args)), _) => crate::cert::run(&args),
         (Some(Command::Completions(args)), _) => crate::completions::run(args.shell),
         (None, Some(dir)) => crate::install::run(&dir),
         // clap shows the help for an empty command line; this is the rest.

@@ -6,15 +6,22 @@
 //! It does no polling of its own; the owner registers `stream` with its
 //! `Poll` and calls `read_lines` and `flush` when readiness says so, each of
 //! which drains the socket until `WouldBlock`, as edge triggering requires.
+//!
+//! With TLS the session sits between the socket and both of those: `read`
+//! hands out what the records decrypt to, and `flush` encrypts the queue
+//! and writes the records. Nothing else changes for the owner, except that
+//! [`Peer::pending`] counts records waiting as well as lines.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 
 use crate::framing::{Frame, LineReader};
 use crate::outbuf::OutBuf;
+use crate::tls::Sealed;
 
 /// Lines from a server can be long (a `who` with thousands of users), but
 /// not endless: past this we stop trusting the peer.
@@ -45,24 +52,48 @@ pub use crate::framing::Frame as Incoming;
 
 pub struct Peer {
     pub stream: TcpStream,
+    /// The TLS session, when the connection has one (boxed: it is big, and
+    /// plaintext peers should not pay for it).
+    tls: Option<Box<ClientConnection>>,
     reader: LineReader,
     out: OutBuf,
 }
 
 impl Peer {
     /// Connects with a deadline, in blocking mode (so a wrong address fails
-    /// at once with the kernel's reason), then switches to non-blocking for
-    /// the event loop.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Peer> {
+    /// at once with the kernel's reason), makes the TLS handshake when
+    /// `tls` is given, then switches to non-blocking for the event loop.
+    pub fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<&crate::tls::Client>,
+    ) -> io::Result<Peer> {
         let std_stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-        std_stream.set_nodelay(true)?;
-        std_stream.set_nonblocking(true)?;
-        Ok(Peer::from_stream(TcpStream::from_std(std_stream)))
+        Peer::start(std_stream, timeout, tls)
+    }
+
+    /// A connected blocking socket made ready for an event loop: TLS
+    /// handshake first when `tls` is given (within `timeout`).
+    pub fn start(
+        mut stream: std::net::TcpStream,
+        timeout: Duration,
+        tls: Option<&crate::tls::Client>,
+    ) -> io::Result<Peer> {
+        stream.set_nodelay(true)?;
+        let session = match tls {
+            Some(tls) => Some(Box::new(tls.handshake(&mut stream, timeout)?)),
+            None => None,
+        };
+        stream.set_nonblocking(true)?;
+        let mut peer = Peer::from_stream(TcpStream::from_std(stream));
+        peer.tls = session;
+        Ok(peer)
     }
 
     pub fn from_stream(stream: TcpStream) -> Peer {
         Peer {
             stream,
+            tls: None,
             reader: LineReader::new(MAX_SERVER_LINE),
             out: OutBuf::default(),
         }
@@ -85,6 +116,14 @@ impl Peer {
     /// a time and stamps each read with the time it returned); interrupted
     /// reads are retried. [`Peer::frames`] splits what it read.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<Got> {
+        if let Some(tls) = &mut self.tls {
+            return match crate::tls::read(tls, &mut self.stream, buf) {
+                Ok(0) => Ok(Got::Closed),
+                Ok(n) => Ok(Got::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Got::Blocked),
+                Err(e) => Err(e),
+            };
+        }
         loop {
             return match self.stream.read(buf) {
                 Ok(0) => Ok(Got::Closed),
@@ -121,11 +160,26 @@ impl Peer {
     /// calls it again on WRITABLE (and sees what is left in
     /// [`Peer::pending`]).
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush(&mut self.stream).map(|_| ())
+        match &mut self.tls {
+            None => self.out.flush(&mut self.stream).map(|_| ()),
+            Some(tls) => {
+                let mut sink = Sealed {
+                    tls: &mut **tls,
+                    stream: &mut self.stream,
+                };
+                match sink.send_records() {
+                    Ok(()) => self.out.flush(&mut sink).map(|_| ()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 
-    /// Bytes queued but not yet taken by the kernel.
+    /// Bytes queued but not yet taken by the kernel (with TLS, at least
+    /// one while encrypted records wait).
     pub fn pending(&self) -> usize {
-        self.out.pending()
+        let records = self.tls.as_ref().is_some_and(|t| t.wants_write());
+        self.out.pending() + usize::from(records)
     }
 }

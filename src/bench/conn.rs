@@ -30,15 +30,52 @@ pub fn connect(
     recv_buf: Option<usize>,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let stream = match (source, addr, recv_buf) {
-        (Some(_), SocketAddr::V4(_), _) | (_, _, Some(_)) => {
-            connect_from(addr, source, recv_buf, timeout)?
-        }
-        _ => std::net::TcpStream::connect_timeout(&addr, timeout)?,
-    };
+    let stream = connect_blocking(addr, source, recv_buf, timeout)?;
     stream.set_nodelay(true)?;
     stream.set_nonblocking(true)?;
     Ok(TcpStream::from_std(stream))
+}
+
+/// As [`connect`], with the TLS handshake made (still blocking, within
+/// `timeout`) when `tls` is given: the connection as a [`Peer`].
+pub fn open(
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    recv_buf: Option<usize>,
+    timeout: Duration,
+    tls: Option<&crate::tls::Client>,
+) -> io::Result<Peer> {
+    let stream = connect_blocking(addr, source, recv_buf, timeout)?;
+    Peer::start(stream, timeout, tls)
+}
+
+fn connect_blocking(
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    recv_buf: Option<usize>,
+    timeout: Duration,
+) -> io::Result<std::net::TcpStream> {
+    match (source, addr, recv_buf) {
+        (Some(_), SocketAddr::V4(_), _) | (_, _, Some(_)) => {
+            connect_from(addr, source, recv_buf, timeout)
+        }
+        _ => std::net::TcpStream::connect_timeout(&addr, timeout),
+    }
+}
+
+/// The TLS set-up of `--tls` and `--ca` for `--server` TEXT, made once and
+/// kept for the whole run (every loop thread shares it).
+pub fn tls_for(
+    text: &str,
+    args: &crate::cli::TlsArgs,
+) -> Result<Option<&'static crate::tls::Client>, Fail> {
+    if !args.tls {
+        return Ok(None);
+    }
+    let addr = crate::addr::parse_server(text)
+        .map_err(|e| Fail::usage(format!("cannot use --server: {e}")))?;
+    let client = crate::tls::Client::new(&addr.host, args.ca.as_deref()).map_err(Fail::runtime)?;
+    Ok(Some(Box::leak(Box::new(client))))
 }
 
 /// The one address of `--server` TEXT that every connection of a run uses:

@@ -64,6 +64,8 @@ const MAX_PAYLOAD: usize = 60_000;
 /// What was asked for, fixed for the run.
 struct Plan {
     addr: SocketAddr,
+    /// `--tls`: every connection makes a handshake first.
+    tls: Option<&'static crate::tls::Client>,
     proto: BenchProto,
     receivers: usize,
     senders: usize,
@@ -168,10 +170,15 @@ fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
     }
     // After the checks above: a usage error is reported before any lookup.
     let addr = conn::server_addr(&args.server, Duration::from_secs(10))?;
+    if args.tls.tls && args.proto != BenchProto::Chat {
+        return Err(Fail::usage("--tls works with --proto chat only"));
+    }
+    let tls = conn::tls_for(&args.server, &args.tls)?;
     // What one delivery weighs on the wire: the text and the JSON around it.
     let line = args.payload.max(32) as u64 + 64;
     Ok(Plan {
         addr,
+        tls,
         proto: args.proto,
         receivers: args.receivers,
         senders: args.senders,
@@ -682,7 +689,8 @@ impl<'a> Worker<'a> {
                 };
                 (format!("s{index}"), role)
             };
-            let mut stream = match conn::connect(plan.addr, None, None, Duration::from_secs(10)) {
+            let timeout = Duration::from_secs(10);
+            let mut peer = match conn::open(plan.addr, None, None, timeout, plan.tls) {
                 Ok(s) => s,
                 Err(e) => {
                     self.control
@@ -692,7 +700,7 @@ impl<'a> Worker<'a> {
             };
             let token = Token(self.members.len());
             if let Err(e) = self.poll.registry().register(
-                &mut stream,
+                &mut peer.stream,
                 token,
                 Interest::READABLE | Interest::WRITABLE,
             ) {
@@ -710,7 +718,7 @@ impl<'a> Worker<'a> {
                 self.control.nudge();
             }
             self.members.push(Member {
-                conn: Some(Peer::from_stream(stream)),
+                conn: Some(peer),
                 state: State {
                     nick,
                     role,

@@ -57,6 +57,8 @@ const UNREAD_RCVBUF: usize = 4096;
 
 struct Plan {
     addr: SocketAddr,
+    /// `--tls`: every connection makes a handshake first.
+    tls: Option<&'static crate::tls::Client>,
     conns: usize,
     per_source: usize,
     timeout: Duration,
@@ -89,6 +91,7 @@ pub fn run(args: &IdleArgs) -> Outcome {
     system::make_room_for(args.conns)?;
     let plan = Plan {
         addr,
+        tls: conn::tls_for(&args.server, &args.tls)?,
         conns: args.conns,
         per_source: system::ports_per_source(),
         timeout: args.timeout,
@@ -360,23 +363,26 @@ impl<'a> Worker<'a> {
             let opened = system::source_for(g, plan.conns, plan.addr, plan.per_source)
                 .map_err(|f| f.message)
                 .and_then(|source| {
-                    conn::connect(plan.addr, source, recv_buf, Duration::from_secs(10)).map_err(
-                        |e| {
-                            let from = source.map_or(String::new(), |s| format!(" from {s}"));
-                            format!("cannot open connection {g} to {}{from}: {e}", plan.addr)
-                        },
-                    )
+                    let timeout = Duration::from_secs(10);
+                    conn::open(plan.addr, source, recv_buf, timeout, plan.tls).map_err(|e| {
+                        let from = source.map_or(String::new(), |s| format!(" from {s}"));
+                        format!("cannot open connection {g} to {}{from}: {e}", plan.addr)
+                    })
                 });
-            let mut stream = match opened {
+            let mut peer = match opened {
                 Ok(s) => s,
                 Err(why) => return self.control.fail(why),
             };
             let token = Token(self.conns.len());
             let interest = Interest::READABLE | Interest::WRITABLE;
-            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut peer.stream, token, interest)
+            {
                 return self.control.fail(format!("cannot watch a connection: {e}"));
             }
-            self.conns.push(Some(Peer::from_stream(stream)));
+            self.conns.push(Some(peer));
             self.stages.push(Stage::Welcome);
         }
     }

@@ -88,9 +88,10 @@ pub fn run(args: &BotArgs) -> Outcome {
     }
     // Only a valid script is worth a lookup (exit 2 means nothing
     // connected; a name that does not resolve is a failure to connect).
+    let tls = args.tls.client(&addr.host)?;
     let addrs = resolve(&addr).map_err(Fail::runtime)?;
     let settings = runner::Settings {
-        server: Server { addr, addrs },
+        server: Server { addr, addrs, tls },
         timeout: args.timeout,
         quiet: args.quiet,
         account: args.account.clone(),

@@ -362,9 +362,13 @@ impl<'a> Runner<'a> {
     fn connect(&mut self, i: usize) -> Result<(), String> {
         let timeout = self.settings.timeout;
         let name = self.script.actors[i].name.clone();
+        let tls = self.server.tls.clone();
         let (mut peer, addr) = self
             .server
-            .connect(|addr| Peer::connect(addr, timeout), io_reason)
+            .connect(
+                |addr| Peer::connect(addr, timeout, tls.as_deref()),
+                io_reason,
+            )
             .map_err(|e| format!("@{name} cannot connect to {e}"))?;
         self.poll
             .registry()

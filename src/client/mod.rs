@@ -94,14 +94,16 @@ pub fn run(args: &ClientArgs) -> Outcome {
         None
     };
 
+    let tls = args.tls.client(&server.host)?;
     let addrs = resolve(&server).map_err(Fail::runtime)?;
     let mut server = Server {
         addr: server,
         addrs,
+        tls: tls.clone(),
     };
     let (peer, addr) = server
         .connect(
-            |addr| Peer::connect(addr, CONNECT_TIMEOUT),
+            |addr| Peer::connect(addr, CONNECT_TIMEOUT, tls.as_deref()),
             |e| e.to_string(),
         )
         .map_err(|e| Fail::runtime(format!("cannot connect to {e}")))?;

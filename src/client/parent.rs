@@ -354,8 +354,9 @@ impl Parent {
             return;
         };
         let (delay, why) = (*delay, why.clone());
+        let tls = self.server.tls.clone();
         let tried = self.server.connect(
-            |addr| Peer::connect(addr, RETRY_CONNECT),
+            |addr| Peer::connect(addr, RETRY_CONNECT, tls.as_deref()),
             crate::bot::runner::io_reason,
         );
         let registered = tried.and_then(|(mut peer, addr)| {

@@ -23,7 +23,7 @@
 //! readiness. A connection asks for WRITABLE only while it has bytes queued.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -49,6 +49,7 @@ use super::log::EventLog;
 use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
+use super::tls::{Certs, Progress, Session};
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
 use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
@@ -57,6 +58,7 @@ use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
+const TLS_LISTENER: Token = Token(usize::MAX - 4);
 
 /// One read; big, so a busy sender is served in few system calls.
 const SCRATCH: usize = 256 * 1024;
@@ -78,6 +80,13 @@ const TRIM_AFTER: usize = 1024;
 /// take to read what is still queued for it before it is closed anyway.
 const LINGER: Duration = Duration::from_secs(10);
 
+/// Ciphertext read from a TLS connection at once.
+const TLS_READ: usize = 64 * 1024;
+
+/// How long a TLS connection may take to finish its handshake: one that
+/// stalls holds a descriptor and a session, so it is closed after this.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// What a connection is doing, as far as its socket is concerned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -97,6 +106,8 @@ enum Timer {
     Linger(Key),
     /// Batched presence is due (see `deliver`).
     Presence,
+    /// Its TLS handshake must be done by now, or it is closed.
+    Handshake(Key),
 }
 
 /// A connection as the event loop sees it: the socket and its input side,
@@ -123,6 +134,10 @@ pub struct Conn {
     /// until the answer is queued, so nothing it sends later is answered
     /// first.
     awaiting: bool,
+    /// It came by the TLS listener: its bytes go through its session in
+    /// [`EventLoop::sessions`]. A flag in what was padding, so that a
+    /// plaintext connection pays nothing for TLS (a session is kilobytes).
+    tls: bool,
 }
 
 impl AsMut<Outlet> for Conn {
@@ -135,6 +150,7 @@ impl AsMut<Outlet> for Conn {
 #[derive(Clone, Copy)]
 enum Again {
     Listener,
+    TlsListener,
     Conn(Key),
 }
 
@@ -170,6 +186,16 @@ pub struct EventLoop {
     records: Vec<Record>,
     asks: Vec<Ask>,
     listener: Option<TcpListener>,
+    /// `--listen-tls`, with the certificate its sessions are made with.
+    tls_listener: Option<TcpListener>,
+    certs: Option<Certs>,
+    /// The TLS sessions of the connections whose `tls` is set.
+    sessions: HashMap<Key, Box<Session>>,
+    /// Plaintext of one TLS record, on its way to the framing.
+    plain: Vec<u8>,
+    /// Where records are sealed before they are written: shared by every
+    /// TLS connection, so that none keeps a buffer of its own.
+    seal: Vec<u8>,
     signals: Option<SignalFd>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
@@ -197,10 +223,12 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop serving `listener`; with `signals`, SIGINT and SIGTERM stop
-    /// it and SIGHUP reopens the log.
+    /// A loop serving `listener` and `tls` (a listener and the certificate
+    /// for its sessions); with `signals`, SIGINT and SIGTERM stop it and
+    /// SIGHUP reopens the log and reloads the certificate.
     pub fn new(
-        listener: TcpListener,
+        listener: Option<TcpListener>,
+        tls: Option<(TcpListener, Certs)>,
         signals: Option<SignalFd>,
         log: EventLog,
         settings: Settings,
@@ -208,8 +236,18 @@ impl EventLoop {
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let mut listener = listener;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(listener) = &mut listener {
+            poll.registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
+        }
+        let (tls_listener, certs) = match tls {
+            Some((mut tls_listener, certs)) => {
+                poll.registry()
+                    .register(&mut tls_listener, TLS_LISTENER, Interest::READABLE)?;
+                (Some(tls_listener), Some(certs))
+            }
+            None => (None, None),
+        };
         if let Some(signals) = &signals {
             poll.registry().register(
                 &mut SourceFd(&signals.as_raw_fd()),
@@ -239,7 +277,12 @@ impl EventLoop {
             persist,
             records: Vec::new(),
             asks: Vec::new(),
-            listener: Some(listener),
+            listener,
+            tls_listener,
+            certs,
+            sessions: HashMap::new(),
+            plain: Vec::new(),
+            seal: Vec::new(),
             signals,
             waker,
             stop: Arc::new(AtomicBool::new(false)),
@@ -303,13 +346,15 @@ impl EventLoop {
             }
             for again in std::mem::take(&mut self.again) {
                 match again {
-                    Again::Listener => self.accept(),
+                    Again::Listener => self.accept(false),
+                    Again::TlsListener => self.accept(true),
                     Again::Conn(key) => self.read(key),
                 }
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    TLS_LISTENER => self.accept(true),
                     SIGNALS => self.on_signal(),
                     WAKER => {
                         self.on_store();
@@ -339,17 +384,18 @@ impl EventLoop {
         }
     }
 
-    fn accept(&mut self) {
+    /// Accepts on the plaintext listener, or with `tls` the TLS one.
+    fn accept(&mut self, tls: bool) {
         for _ in 0..ACCEPT_BUDGET {
-            let Some(listener) = &self.listener else {
+            let Some(listener) = self.listener(tls) else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr),
+                Ok((stream, addr)) => self.admit(stream, addr, tls),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {}
                 Err(e) if is_out_of_descriptors(&e) => {
-                    if !self.refuse_with_spare() {
+                    if !self.refuse_with_spare(tls) {
                         // Nothing to refuse with: wait for a close rather
                         // than spin on a listener that stays ready.
                         self.pause_accepting();
@@ -364,22 +410,32 @@ impl EventLoop {
                 }
             }
         }
-        self.again.push(Again::Listener);
+        self.again.push(match tls {
+            false => Again::Listener,
+            true => Again::TlsListener,
+        });
+    }
+
+    fn listener(&self, tls: bool) -> Option<&TcpListener> {
+        match tls {
+            false => self.listener.as_ref(),
+            true => self.tls_listener.as_ref(),
+        }
     }
 
     /// Out of descriptors: give back the spare one, accept the waiting
     /// connection with it, tell it `server_full`, and take the spare again.
     /// Without this the connection would sit in the backlog, unanswered, and
     /// the listener would stay ready forever.
-    fn refuse_with_spare(&mut self) -> bool {
+    fn refuse_with_spare(&mut self, tls: bool) -> bool {
         let Some(spare) = self.spare.take() else {
             self.spare = open_spare();
             return false;
         };
         drop(spare);
-        let refused = match self.listener.as_ref().map(|l| l.accept()) {
+        let refused = match self.listener(tls).map(|l| l.accept()) {
             Some(Ok((stream, _))) => {
-                self.refuse(stream);
+                self.refuse(stream, tls);
                 true
             }
             _ => false,
@@ -388,11 +444,19 @@ impl EventLoop {
         refused && self.spare.is_some()
     }
 
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, tls: bool) {
         if self.hub.core.len() >= self.settings.max_clients {
-            self.refuse(stream);
+            self.refuse(stream, tls);
             return;
         }
+        let session = match (tls, &self.certs) {
+            (false, _) => None,
+            (true, Some(certs)) => match Session::new(certs.config()) {
+                Ok(session) => Some(Box::new(session)),
+                Err(_) => return self.refuse(stream, tls),
+            },
+            (true, None) => return self.refuse(stream, tls),
+        };
         // Writes are already batched per turn; Nagle would only add delay.
         let _ = stream.set_nodelay(true);
         keep_alive(&stream);
@@ -406,8 +470,14 @@ impl EventLoop {
             held: Vec::new(),
             resuming: false,
             awaiting: false,
+            tls,
         };
-        let key = self.hub.connect(Peer::plain(addr), self.now_ms, conn);
+        let key = self.hub.connect(Peer { addr, tls }, self.now_ms, conn);
+        if let Some(session) = session {
+            self.sessions.insert(key, session);
+            let by = Instant::now() + HANDSHAKE_DEADLINE;
+            self.timers.push(Reverse((by, Timer::Handshake(key))));
+        }
         if let Some(user) = self.hub.core.user(key) {
             self.log.connect(user.id, addr, self.now_ms);
         }
@@ -424,8 +494,12 @@ impl EventLoop {
         }
     }
 
-    /// Sends `server_full` as the connection's only line and closes it.
-    fn refuse(&mut self, mut stream: TcpStream) {
+    /// Sends `server_full` as the connection's only line and closes it;
+    /// a TLS one is just closed (no session is spent on a refusal).
+    fn refuse(&mut self, mut stream: TcpStream, tls: bool) {
+        if tls {
+            return;
+        }
         // A fresh socket's send buffer is empty, so this short line fits.
         let _ = stream.write(&self.server_full);
         let _ = stream.shutdown(Shutdown::Write);
@@ -445,6 +519,7 @@ impl EventLoop {
         if conn.state != State::Open || conn.awaiting {
             return;
         }
+        let tls = conn.tls;
         // A connection over its allowance waits for its wake-up, whatever
         // arrives meanwhile.
         if !conn.allowance.has_room(limit, now) {
@@ -456,6 +531,9 @@ impl EventLoop {
             if !self.handle_input(key, &held, now) {
                 return;
             }
+        }
+        if tls {
+            return self.read_sealed(key, now);
         }
         let mut budget = READ_BUDGET;
         loop {
@@ -494,6 +572,90 @@ impl EventLoop {
                 return;
             }
         }
+    }
+
+    /// [`EventLoop::read`] for a TLS connection: records already read are
+    /// opened first, one at a time, each record's plaintext handled as a
+    /// plaintext connection's read is; then the socket is read, until it
+    /// would block, the budget is spent or the reader pauses (what is not
+    /// processed stays in the session, and the reader's wake-up finds it).
+    fn read_sealed(&mut self, key: Key, now: Instant) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let (Some(conn), Some(session)) =
+                (self.hub.core.conn_mut(key), self.sessions.get_mut(&key))
+            else {
+                return self.close(key);
+            };
+            let mut plain = std::mem::take(&mut self.plain);
+            plain.clear();
+            let handshaking = session.is_handshaking();
+            let progress = session.advance(&mut conn.stream, &mut plain);
+            if session.wants_write() || (handshaking && !session.is_handshaking()) {
+                // Handshake records the socket did not take, or the
+                // handshake is done and what was queued meanwhile can go.
+                self.hub.delivery.mark_dirty(&mut self.hub.core, key);
+            }
+            let go_on = match progress {
+                Ok(Progress::Data) => {
+                    budget = budget.saturating_sub(plain.len());
+                    self.handle_input(key, &plain, now)
+                }
+                Ok(Progress::NeedInput) => self.read_records(key),
+                Ok(Progress::Closed) => {
+                    self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
+                    self.finish(key);
+                    false
+                }
+                Err(_) => {
+                    // Not TLS, or TLS gone wrong: the alert is sent.
+                    self.close(key);
+                    false
+                }
+            };
+            self.plain = plain;
+            if !go_on {
+                return;
+            }
+            if budget == 0 {
+                self.again.push(Again::Conn(key));
+                return;
+            }
+        }
+    }
+
+    /// Reads records from a TLS connection's socket into its session;
+    /// whether there is more to process (not at `WouldBlock`, nor at the
+    /// end, which is handled here).
+    fn read_records(&mut self, key: Key) -> bool {
+        let (Some(conn), Some(session)) =
+            (self.hub.core.conn_mut(key), self.sessions.get_mut(&key))
+        else {
+            return false;
+        };
+        // Records are at most 16 KiB; a few at a time keep the session's
+        // buffer small.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = conn.stream.read(&mut scratch[..TLS_READ]);
+        let go_on = match result {
+            Ok(0) => {
+                self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
+                self.finish(key);
+                false
+            }
+            Ok(n) => {
+                session.take_input(&scratch[..n]);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(_) => {
+                self.close(key);
+                false
+            }
+        };
+        self.scratch = scratch;
+        go_on
     }
 
     /// Frames and handles input. Returns whether to go on reading: not after
@@ -621,6 +783,20 @@ impl EventLoop {
             if info.ssi_signo == Signal::SIGHUP as u32 {
                 // Log rotation: the old file was moved away; start a new one.
                 self.log.reopen();
+                // Certificate renewal: new handshakes use the new pair.
+                if let Some(certs) = &mut self.certs {
+                    match certs.reload() {
+                        Ok(()) => self.log.say(&format!(
+                            "chat server: TLS certificate reloaded from {}",
+                            certs.cert_path().display()
+                        )),
+                        Err(why) => {
+                            eprintln!(
+                                "chat server: {why}; still using the certificate loaded before"
+                            )
+                        }
+                    }
+                }
             } else {
                 self.begin_shutdown();
             }
@@ -633,7 +809,10 @@ impl EventLoop {
         if self.shutdown_by.is_some() {
             return;
         }
-        if let Some(mut listener) = self.listener.take() {
+        for mut listener in [self.listener.take(), self.tls_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.again.clear();
@@ -712,11 +891,24 @@ impl EventLoop {
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
-        if conn.outlet.out.write_to(&mut conn.stream).is_err() {
+        let (written, sealed) = match conn.tls {
+            false => (conn.outlet.out.write_to(&mut conn.stream), false),
+            true => match self.sessions.get_mut(&key) {
+                Some(tls) => {
+                    let written = tls
+                        .write(&mut conn.stream, &mut conn.outlet.out, &mut self.seal)
+                        .map(|()| 0);
+                    (written, tls.wants_write())
+                }
+                None => (Err(io::ErrorKind::NotConnected.into()), false),
+            },
+        };
+        if written.is_err() {
             self.close(key);
             return;
         }
-        let pending = !conn.outlet.out.is_empty();
+        // With TLS, encrypted records may wait as well as slices.
+        let pending = !conn.outlet.out.is_empty() || sealed;
         let registry = self.poll.registry();
         if want_writable(
             registry,
@@ -769,6 +961,12 @@ impl EventLoop {
                     self.close(key);
                 }
             }
+            Timer::Handshake(key) => {
+                let stalled = self.sessions.get(&key).is_some_and(|t| t.is_handshaking());
+                if stalled {
+                    self.close(key);
+                }
+            }
             Timer::Presence => {
                 self.presence_due = false;
                 let released = self.hub.delivery.release_batched(&mut self.hub.core);
@@ -787,6 +985,16 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        if conn.tls
+            && let Some(mut tls) = self.sessions.remove(&key)
+        {
+            // Says the end was meant (best effort: the socket may be full).
+            tls.close(&mut conn.stream);
+        }
+        if self.sessions.capacity() > 64 && self.sessions.len() * 4 < self.sessions.capacity() {
+            // After a crowd of TLS connections left.
+            self.sessions.shrink_to_fit();
+        }
         let why = match user.presence {
             Presence::Gone(why) => why,
             Presence::Here => Departure::Left(LeaveReason::Disconnect),
@@ -804,6 +1012,7 @@ impl EventLoop {
     fn resume_accepting(&mut self) {
         if self.accept_paused.take().is_some() {
             self.again.push(Again::Listener);
+            self.again.push(Again::TlsListener);
         }
     }
 
@@ -878,4 +1087,28 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plaintext connection pays nothing for TLS: its flag sits where
+    /// the record had padding, and sessions live beside the table.
+    #[test]
+    fn a_connection_pays_nothing_for_tls() {
+        #[repr(C)]
+        struct Without {
+            outlet: Outlet,
+            stream: TcpStream,
+            reader: LineReader,
+            state: State,
+            writing: bool,
+            allowance: Allowance,
+            held: Vec<u8>,
+            resuming: bool,
+            awaiting: bool,
+        }
+        assert_eq!(std::mem::size_of::<Conn>(), std::mem::size_of::<Without>());
+    }
 }

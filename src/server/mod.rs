@@ -25,6 +25,8 @@
 //! - `flood`: per-connection flood control by not reading; `memory`:
 //!   freed heap handed back after bursts.
 //! - `log`: connection records for `--log` and stderr.
+//! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
+//!   sessions live in the event loop, beside the connection table.
 
 pub mod core;
 pub mod deliver;
@@ -40,6 +42,7 @@ pub mod outq;
 mod persist;
 pub mod store;
 pub mod table;
+mod tls;
 
 pub use event_loop::Stopper;
 
@@ -66,8 +69,29 @@ use log::EventLog;
 const RESERVED_FDS: usize = 16;
 
 pub fn run(args: &ServerArgs) -> Outcome {
-    let addr = parse_addr(&args.listen)
-        .map_err(|e| Fail::runtime(format!("cannot listen on {}: {e}", args.listen)))?;
+    // `--listen none`: TLS only. Without it the plaintext listener stays on
+    // its address (the default one too) beside `--listen-tls`.
+    let addr = match args.listen.as_str() {
+        "none" => None,
+        text => Some(
+            parse_addr(text).map_err(|e| Fail::runtime(format!("cannot listen on {text}: {e}")))?,
+        ),
+    };
+    let tls_addr = match &args.listen_tls {
+        Some(text) => Some(
+            parse_addr(text).map_err(|e| Fail::runtime(format!("cannot listen on {text}: {e}")))?,
+        ),
+        None => None,
+    };
+    if addr.is_none() && tls_addr.is_none() {
+        return Err(Fail::usage(
+            "--listen none needs --listen-tls: the server must listen somewhere",
+        ));
+    }
+    let certs = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::Certs::load(cert, key).map_err(Fail::runtime)?),
+        _ => None,
+    };
     let fd_limit = raise_fd_limit();
     let max_clients = args
         .max_clients
@@ -84,11 +108,16 @@ pub fn run(args: &ServerArgs) -> Outcome {
         ))
     })?;
     let history = open_history(args)?;
-    let listener = listen_on(addr)
-        .map_err(|e| Fail::runtime(format!("cannot listen on {addr}: {}", explain(&e))))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| Fail::runtime(format!("cannot listen on {addr}: {e}")))?;
+    let open = |addr: SocketAddr| -> Result<(mio::net::TcpListener, SocketAddr), Fail> {
+        let listener = listen_on(addr)
+            .map_err(|e| Fail::runtime(format!("cannot listen on {addr}: {}", explain(&e))))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Fail::runtime(format!("cannot listen on {addr}: {e}")))?;
+        Ok((listener, bound))
+    };
+    let plain = addr.map(open).transpose()?;
+    let secure = tls_addr.map(open).transpose()?;
     let signals =
         stop_signals().map_err(|e| Fail::runtime(format!("cannot handle signals: {e}")))?;
     let settings = Settings {
@@ -117,11 +146,28 @@ pub fn run(args: &ServerArgs) -> Outcome {
     // Said now, not at the end of the first loop turn: whoever started the
     // server wants to know its capacity before anyone connects.
     log.flush();
-    let event_loop = EventLoop::new(listener, Some(signals), log, settings, history)
-        .map_err(|e| Fail::runtime(format!("cannot start the event loop: {e}")))?;
-    // Scripts wait for this line to know the server is up and where.
+    let bound = plain.as_ref().map(|(_, bound)| *bound);
+    let tls_bound = secure.as_ref().map(|(_, bound)| *bound);
+    let tls = secure
+        .zip(certs)
+        .map(|((listener, _), certs)| (listener, certs));
+    let event_loop = EventLoop::new(
+        plain.map(|(listener, _)| listener),
+        tls,
+        Some(signals),
+        log,
+        settings,
+        history,
+    )
+    .map_err(|e| Fail::runtime(format!("cannot start the event loop: {e}")))?;
+    // Scripts wait for these lines to know the server is up and where.
     let mut stdout = io::stdout();
-    let _ = writeln!(stdout, "listening on {bound}");
+    if let Some(bound) = bound {
+        let _ = writeln!(stdout, "listening on {bound}");
+    }
+    if let Some(bound) = tls_bound {
+        let _ = writeln!(stdout, "listening for TLS on {bound}");
+    }
     let _ = stdout.flush();
     event_loop
         .run()
@@ -188,7 +234,7 @@ impl Server {
             },
         };
         Ok(Server {
-            event_loop: EventLoop::new(listener, None, log, settings, None)?,
+            event_loop: EventLoop::new(Some(listener), None, None, log, settings, None)?,
         })
     }
 
