@@ -129,6 +129,29 @@ pub struct ServerArgs {
     /// Print nothing on stderr but errors
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Who makes accounts: open (anyone, with register) or closed (the administrator)
+    #[arg(long, value_name = "WHO", default_value = "open")]
+    pub registration: Registration,
+
+    /// Let nobody in before they log in to an account
+    #[arg(long)]
+    pub require_login: bool,
+
+    /// Take passwords over plain TCP from other machines (behind a TLS proxy)
+    #[arg(long)]
+    pub allow_plaintext_login: bool,
+
+    /// Failed logins allowed per client address per minute (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub login_limit: u32,
+}
+
+/// `--registration`: whether `register` is open to anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    Open,
+    Closed,
 }
 
 #[derive(Debug, Clone, Args)]

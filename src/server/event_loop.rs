@@ -39,11 +39,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use super::accounts::{Book, Cost};
 use super::core::Ask;
 use super::core::{self, Departure, Flow, Peer, Presence};
 use super::deliver::{Door, Outlet, PRESENCE_DELAY};
 use super::event::Event;
 use super::flood::{Allowance, Limit};
+use super::hashing::{Job, Pool, Report};
 use super::hub::Hub;
 use super::log::EventLog;
 use super::persist::{Done, Opened, Persist};
@@ -145,6 +147,16 @@ pub struct Settings {
     pub max_queue: usize,
     pub flood: Limit,
     pub core: core::Config,
+    pub accounts: Accounts,
+}
+
+/// Where the accounts are and what the server allows of them.
+pub struct Accounts {
+    pub rules: core::AccountRules,
+    pub book: Book,
+    /// The keys of the accounts that exist at start.
+    pub keys: Vec<String>,
+    pub cost: Cost,
 }
 
 /// Asks a running server to stop, from any thread: it then says `bye` to
@@ -169,6 +181,9 @@ pub struct EventLoop {
     /// A turn's records for the store.
     records: Vec<Record>,
     asks: Vec<Ask>,
+    /// The threads that hash passwords.
+    hashing: Pool,
+    jobs: Vec<Job>,
     listener: Option<TcpListener>,
     signals: Option<SignalFd>,
     waker: Arc<Waker>,
@@ -234,11 +249,24 @@ impl EventLoop {
                 (hub, Some(persist))
             }
         };
+        let mut hub = hub;
+        let accounts = &settings.accounts;
+        hub.core.set_accounts(accounts.rules, &accounts.keys);
+        // Leave a core to the loop when there are few.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        let hashing = Pool::start(
+            accounts.book.clone(),
+            accounts.cost,
+            threads,
+            Arc::clone(&waker),
+        )?;
         Ok(EventLoop {
             poll,
             persist,
             records: Vec::new(),
             asks: Vec::new(),
+            hashing,
+            jobs: Vec::new(),
             listener: Some(listener),
             signals,
             waker,
@@ -313,6 +341,7 @@ impl EventLoop {
                     SIGNALS => self.on_signal(),
                     WAKER => {
                         self.on_store();
+                        self.on_hashing();
                         if self.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
@@ -525,9 +554,13 @@ impl EventLoop {
                 return false;
             };
             conn.allowance.spend(limit);
-            flow == Flow::Continue && conn.allowance.has_room(limit, now) && !hub.core.has_asks()
+            flow == Flow::Continue
+                && conn.allowance.has_room(limit, now)
+                && !hub.core.has_asks()
+                && !hub.core.has_jobs()
         });
         self.send_asks();
+        self.send_jobs();
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return false;
         };
@@ -564,6 +597,51 @@ impl EventLoop {
             if let Some(conn) = self.hub.core.conn_mut(ask.key) {
                 conn.awaiting = true;
                 self.asks.push(ask);
+            }
+        }
+    }
+
+    /// Hands `register` and `login` to the hashing threads; the sender is
+    /// not read until the answer is queued, so its later lines keep their
+    /// order. A full queue is answered at once ("busy").
+    fn send_jobs(&mut self) {
+        if !self.hub.core.has_jobs() {
+            return;
+        }
+        let mut jobs = std::mem::take(&mut self.jobs);
+        self.hub.core.take_jobs(&mut jobs);
+        for job in jobs.drain(..) {
+            let key = job.conn();
+            match self.hashing.submit(job) {
+                Ok(()) => {
+                    if let Some(conn) = self.hub.core.conn_mut(key) {
+                        conn.awaiting = true;
+                    }
+                }
+                Err(job) => self.hub.job_refused(&job, self.now_ms),
+            }
+        }
+        self.jobs = jobs;
+    }
+
+    /// The hashing threads answered: the answers are queued and their
+    /// connections read again.
+    fn on_hashing(&mut self) {
+        let reports: Vec<Report> = self.hashing.take().collect();
+        for report in reports {
+            match report {
+                Report::Keys(keys) => self.hub.core.set_registered(&keys),
+                Report::Answer(answer) => {
+                    if let super::hashing::Outcome::Broken(why) = &answer.outcome {
+                        self.log.say(&format!("chat server: accounts: {why}"));
+                    }
+                    let key = answer.conn;
+                    self.hub.answer_job(answer, self.now_ms);
+                    if let Some(conn) = self.hub.core.conn_mut(key) {
+                        conn.awaiting = false;
+                        self.again.push(Again::Conn(key));
+                    }
+                }
             }
         }
     }

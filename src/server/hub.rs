@@ -8,6 +8,7 @@
 use super::core::{self, Ask, Core, Flow, Peer, User};
 use super::deliver::{Delivery, Outlet};
 use super::event::Event;
+use super::hashing::{Answer, Job, Worker};
 use super::json::{self, Line};
 use super::store::Stored;
 use super::table::Key;
@@ -24,6 +25,9 @@ pub struct Hub<C> {
     /// anyone receives them, and `history` asks wait for the store.
     stored: bool,
     asks: Vec<Ask>,
+    /// Hashes on the spot rather than leaving jobs for the edge.
+    inline: Option<Worker>,
+    jobs: Vec<Job>,
 }
 
 impl<C: AsMut<Outlet>> Hub<C> {
@@ -34,6 +38,8 @@ impl<C: AsMut<Outlet>> Hub<C> {
             journal: Vec::new(),
             stored: false,
             asks: Vec::new(),
+            inline: None,
+            jobs: Vec::new(),
         }
     }
 
@@ -46,6 +52,25 @@ impl<C: AsMut<Outlet>> Hub<C> {
         hub.stored = true;
         hub.delivery.hold_until_stored();
         hub
+    }
+
+    /// `register` and `login` are hashed on the spot, blocking, by
+    /// `worker`: for tests and fuzzers, which have no threads to wait for.
+    /// Without this the jobs wait for the edge ([`Core::take_jobs`]).
+    pub fn hash_inline(&mut self, worker: Worker) {
+        self.inline = Some(worker);
+    }
+
+    /// The hashing threads' answer, delivered in its place.
+    pub fn answer_job(&mut self, answer: Answer, now_ms: u64) {
+        self.core.answer_job(answer, now_ms);
+        self.deliver();
+    }
+
+    /// The hashing threads' queue was full.
+    pub fn job_refused(&mut self, job: &Job, now_ms: u64) {
+        self.core.job_refused(job, now_ms);
+        self.deliver();
     }
 
     /// The store's answer to `ask`, delivered in its place.
@@ -85,6 +110,15 @@ impl<C: AsMut<Outlet>> Hub<C> {
                 self.core.answer_history(&ask, Vec::new(), false);
             }
             self.asks = asks;
+        }
+        if let Some(worker) = &self.inline
+            && self.core.has_jobs()
+        {
+            self.core.take_jobs(&mut self.jobs);
+            for job in self.jobs.drain(..) {
+                let answer = worker.work(job, now_ms);
+                self.core.answer_job(answer, now_ms);
+            }
         }
         self.deliver();
         flow
