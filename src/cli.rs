@@ -66,6 +66,30 @@ pub enum Command {
     Bench(BenchArgs),
     /// Print the completion script for a shell, to install where it looks
     Completions(CompletionsArgs),
+    /// Manage the server's accounts (add, del, passwd, list), even while it runs
+    Account(AccountArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    pub action: AccountAction,
+
+    /// The server's database (default: $XDG_DATA_HOME/chat/chat.db)
+    #[arg(long, value_name = "PATH", env = "CHAT_DB", global = true, value_hint = ValueHint::FilePath)]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AccountAction {
+    /// Register NAME; the password is read from the terminal (twice) or one line of stdin
+    Add { name: String },
+    /// Delete NAME's account
+    Del { name: String },
+    /// Set NAME's password, read as for add
+    Passwd { name: String },
+    /// List the accounts, one per line: name and creation time (UTC)
+    List,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -411,6 +435,7 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         (Some(Command::Bot(args)), _) => crate::bot::run(&args),
         (Some(Command::Bench(args)), _) => crate::bench::run(&args),
         (Some(Command::Completions(args)), _) => crate::completions::run(args.shell),
+        (Some(Command::Account(args)), _) => crate::account::run(&args),
         (None, Some(dir)) => crate::install::run(&dir),
         // clap shows the help for an empty command line; this is the rest.
         (None, None) => Err(Fail::usage("a command is needed; try 'chat --help'")),

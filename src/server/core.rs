@@ -921,15 +921,16 @@ impl<C> Core<C> {
         let Some(new) = Name::new(wanted) else {
             return;
         };
+        // Before nick_in_use: whoever holds it, the name needs its login.
+        if self.registered.contains(&new.key()) && !self.logged_in_as(key, new) {
+            let message = format!("{wanted} is a registered account; log in to use it");
+            return self.refuse(key, ErrorCode::NickRegistered, &message);
+        }
         if let Some(&owner) = self.nicks.get(&new.key())
             && owner != key
         {
             let message = format!("{wanted} is already taken; choose another nickname");
             return self.refuse(key, ErrorCode::NickInUse, &message);
-        }
-        if self.registered.contains(&new.key()) && !self.logged_in_as(key, new) {
-            let message = format!("{wanted} is a registered account; log in to use it");
-            return self.refuse(key, ErrorCode::NickRegistered, &message);
         }
         self.set_nick(key, old, new, now_ms);
     }

@@ -114,6 +114,7 @@ pub enum Report {
 /// what a wrong password costs.
 pub struct Worker {
     accounts: Result<Accounts, String>,
+    hasher: std::cell::RefCell<accounts::Hasher>,
     cost: Cost,
     /// Made at the first unknown account, not at start: a server that
     /// never sees one never pays for it.
@@ -124,6 +125,7 @@ impl Worker {
     pub fn new(book: &Book, cost: Cost) -> Worker {
         Worker {
             accounts: book.open(),
+            hasher: std::cell::RefCell::default(),
             cost,
             dummy: std::cell::OnceCell::new(),
         }
@@ -135,7 +137,10 @@ impl Worker {
             // Fails only without a kernel random source; a hash of zeros
             // costs the same to check.
             let _ = getrandom(noise.as_mut_slice());
-            accounts::hash(noise.as_slice(), self.cost).unwrap_or_default()
+            self.hasher
+                .borrow_mut()
+                .hash(noise.as_slice(), self.cost)
+                .unwrap_or_default()
         })
     }
 
@@ -163,13 +168,16 @@ impl Worker {
                     Err(why) => return Outcome::Broken(why),
                 };
                 match found {
-                    Some((name, hash)) if accounts::verify(password.as_bytes(), &hash) => {
+                    Some((name, hash))
+                        if self.hasher.borrow_mut().verify(password.as_bytes(), &hash) =>
+                    {
                         Outcome::LoggedIn(name)
                     }
                     Some(_) => Outcome::Failed,
                     None => {
                         // The same work as for a wrong password.
-                        let _ = accounts::verify(password.as_bytes(), self.dummy());
+                        let dummy = self.dummy();
+                        let _ = self.hasher.borrow_mut().verify(password.as_bytes(), dummy);
                         Outcome::Failed
                     }
                 }
@@ -185,7 +193,11 @@ impl Worker {
                     Ok(None) => {}
                     Err(why) => return Outcome::Broken(why),
                 }
-                let hash = match accounts::hash(password.as_bytes(), self.cost) {
+                let hash = match self
+                    .hasher
+                    .borrow_mut()
+                    .hash(password.as_bytes(), self.cost)
+                {
                     Ok(hash) => hash,
                     Err(why) => return Outcome::Broken(why),
                 };

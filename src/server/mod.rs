@@ -300,7 +300,10 @@ fn open_history(
 
 /// `$XDG_DATA_HOME/chat/chat.db`, else `$HOME/.local/share/chat/chat.db`;
 /// a relative `XDG_DATA_HOME` is ignored, as the XDG spec says.
-fn default_db(xdg_data_home: Option<&str>, home: Option<&str>) -> Option<std::path::PathBuf> {
+pub(crate) fn default_db(
+    xdg_data_home: Option<&str>,
+    home: Option<&str>,
+) -> Option<std::path::PathBuf> {
     let data = match xdg_data_home.filter(|d| d.starts_with('/')) {
         Some(dir) => std::path::PathBuf::from(dir),
         None => std::path::Path::new(home.filter(|h| !h.is_empty())?).join(".local/share"),
