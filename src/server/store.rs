@@ -536,4 +536,30 @@ mod tests {
         assert_eq!(store.trim(by_age, None, 1_000_000).unwrap(), 3);
         assert_eq!(store.last_seq().unwrap(), 10);
     }
+
+    #[test]
+    fn a_version_1_database_gains_accounts_and_keeps_its_history() {
+        let dir = Dir::new("v1");
+        {
+            let conn = Connection::open(dir.db()).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (seq, room, nick, text, ts) VALUES (7, 'lobby', 'a', 'old', 1);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&dir.db(), Sync::Normal).unwrap();
+        assert_eq!(store.last_seq().unwrap(), 7);
+        let version: u32 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let accounts: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(accounts, 0);
+    }
 }
