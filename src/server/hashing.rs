@@ -16,8 +16,11 @@
 //! is dropped.
 //!
 //! A third thread watches the database for accounts that `chat account`
-//! adds or deletes while the server runs and sends the loop the new list
-//! of account keys, which `nick` is checked against.
+//! adds or deletes while the server runs, and sends the loop the new list
+//! of account keys, which `nick` is checked against. The hashing threads
+//! open their database connections at their first job, so that an idle
+//! server holds one connection more than it did without accounts, not
+//! three (descriptors are what a busy server runs out of).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
@@ -113,7 +116,9 @@ pub enum Report {
 /// dummy hash an unknown account is checked against, so that it costs
 /// what a wrong password costs.
 pub struct Worker {
-    accounts: Result<Accounts, String>,
+    book: Book,
+    /// Opened at the first use.
+    accounts: std::cell::OnceCell<Result<Accounts, String>>,
     hasher: std::cell::RefCell<accounts::Hasher>,
     cost: Cost,
     /// Made at the first unknown account, not at start: a server that
@@ -124,11 +129,16 @@ pub struct Worker {
 impl Worker {
     pub fn new(book: &Book, cost: Cost) -> Worker {
         Worker {
-            accounts: book.open(),
+            book: book.clone(),
+            accounts: std::cell::OnceCell::new(),
             hasher: std::cell::RefCell::default(),
             cost,
             dummy: std::cell::OnceCell::new(),
         }
+    }
+
+    fn accounts(&self) -> &Result<Accounts, String> {
+        self.accounts.get_or_init(|| self.book.open())
     }
 
     fn dummy(&self) -> &str {
@@ -147,7 +157,7 @@ impl Worker {
     /// Does one job, blocking for as long as a hash takes.
     pub fn work(&self, job: Job, now_ms: u64) -> Answer {
         let (conn, login) = (job.conn(), job.is_login());
-        let outcome = match &self.accounts {
+        let outcome = match self.accounts() {
             Err(why) => Outcome::Broken(why.clone()),
             Ok(accounts) => self.outcome(accounts, &job, now_ms),
         };
@@ -321,10 +331,10 @@ fn hash_loop(
     loop {
         // The lock is held only while waiting; the other thread waits for
         // the lock meanwhile, which is the same as waiting for a job.
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
+        let job = jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .recv();
         let Ok(job) = job else {
             return;
         };
@@ -341,21 +351,42 @@ fn watch_loop(book: &Book, stop: &Receiver<()>, reports: &Sender<Report>, waker:
     let Ok(accounts) = book.open() else {
         return;
     };
-    let mut seen = accounts.version().ok();
+    let mut seen = Seen {
+        version: accounts.version().ok(),
+        accounts: accounts.fingerprint().ok(),
+    };
     loop {
         match stop.recv_timeout(WATCH_EVERY) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let now = accounts.version().ok();
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        if let Ok(keys) = accounts.keys() {
-            let _ = reports.send(Report::Keys(keys));
-            let _ = waker.wake();
-        }
+        look_for_changes(&accounts, &mut seen, reports, waker);
+    }
+}
+
+/// What the watcher last saw of the database.
+struct Seen {
+    version: Option<i64>,
+    accounts: Option<(i64, i64)>,
+}
+
+/// Sends the loop every account key when another connection (`chat
+/// account`, or the other hashing thread) changed the accounts.
+fn look_for_changes(accounts: &Accounts, seen: &mut Seen, reports: &Sender<Report>, waker: &Waker) {
+    let version = accounts.version().ok();
+    if version == seen.version {
+        return;
+    }
+    seen.version = version;
+    // Most commits are history: the accounts are looked at, not sent.
+    let fingerprint = accounts.fingerprint().ok();
+    if fingerprint == seen.accounts {
+        return;
+    }
+    seen.accounts = fingerprint;
+    if let Ok(keys) = accounts.keys() {
+        let _ = reports.send(Report::Keys(keys));
+        let _ = waker.wake();
     }
 }
 
