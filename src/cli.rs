@@ -146,7 +146,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N,AGE", value_parser = parse_keep)]
     pub history_keep: Option<crate::server::store::Keep>,
 
-    /// Append one JSON line per connect, nick change and disconnect to FILE
+    /// Append one JSON line per connect, nick change, register, login and disconnect to FILE
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 

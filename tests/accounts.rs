@@ -389,7 +389,12 @@ fn no_password_reaches_stderr_the_log_or_the_database() {
         );
     }
     assert!(looked >= 3, "stderr, the log and the database were read");
-    assert!(std::fs::read_to_string(&log).unwrap().contains("secretive"));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains(r#""action":"register","ok":true,"account":"secretive""#),
+        "{log}"
+    );
+    assert!(log.contains(r#""action":"login","ok":false,"ts""#), "{log}");
 }
 
 #[test]

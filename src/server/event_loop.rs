@@ -184,6 +184,8 @@ pub struct EventLoop {
     /// The threads that hash passwords.
     hashing: Pool,
     jobs: Vec<Job>,
+    /// The last answer was the accounts database failing.
+    accounts_failing: bool,
     listener: Option<TcpListener>,
     signals: Option<SignalFd>,
     waker: Arc<Waker>,
@@ -267,6 +269,7 @@ impl EventLoop {
             asks: Vec::new(),
             hashing,
             jobs: Vec::new(),
+            accounts_failing: false,
             listener: Some(listener),
             signals,
             waker,
@@ -632,10 +635,25 @@ impl EventLoop {
             match report {
                 Report::Keys(keys) => self.hub.core.set_registered(&keys),
                 Report::Answer(answer) => {
-                    if let super::hashing::Outcome::Broken(why) = &answer.outcome {
-                        self.log.say(&format!("chat server: accounts: {why}"));
+                    // Said once per spell of failures, as storing history is.
+                    let broken = matches!(answer.outcome, super::hashing::Outcome::Broken(_));
+                    if let super::hashing::Outcome::Broken(why) = &answer.outcome
+                        && !self.accounts_failing
+                    {
+                        eprintln!("chat server: accounts: {why}");
                     }
+                    self.accounts_failing = broken;
                     let key = answer.conn;
+                    if let Some(user) = self.hub.core.user(key) {
+                        use super::hashing::Outcome as O;
+                        let action = if answer.login { "login" } else { "register" };
+                        let account = match &answer.outcome {
+                            O::Registered(name) | O::LoggedIn(name) => Some(name.as_str()),
+                            O::Taken | O::Failed | O::Broken(_) => None,
+                        };
+                        let (id, addr) = (user.id, user.peer.addr);
+                        self.log.account(id, addr, action, account, self.now_ms);
+                    }
                     self.hub.answer_job(answer, self.now_ms);
                     if let Some(conn) = self.hub.core.conn_mut(key) {
                         conn.awaiting = false;
