@@ -1063,8 +1063,9 @@ impl<C> Core<C> {
         };
         user.hashing = false;
         if job.is_login() {
-            // Not the client's failure: its attempt is given back.
-            user.tries = ConnTries::default();
+            // Not the client's failure: the address's attempt is given
+            // back. The connection's stays spent, or a guesser could wipe
+            // its count by timing its tries to a busy server.
             let ip = user.peer.addr.ip();
             self.addr_tries.refund(ip, now_ms);
         }

@@ -1139,4 +1139,30 @@ mod tests {
         assert!(drain(&mut hub)[&b].is_empty());
         assert_eq!(hub.core.user(b).unwrap().account, None);
     }
+
+    #[test]
+    fn a_full_hashing_queue_answers_busy_at_once() {
+        let mut hub = hub();
+        let a = join(&mut hub);
+        line(
+            &mut hub,
+            a,
+            json!({"type":"login","account":"dora","password":PW}),
+        );
+        let mut jobs = Vec::new();
+        hub.core.take_jobs(&mut jobs);
+        drain(&mut hub);
+        hub.job_refused(&jobs[0], NOW);
+        let out = drain(&mut hub);
+        assert_eq!(out[&a][0]["code"], "too_many_attempts");
+        assert!(out[&a][0]["message"].as_str().unwrap().contains("busy"));
+        assert!(!hub.core.user(a).unwrap().hashing);
+        line(
+            &mut hub,
+            a,
+            json!({"type":"login","account":"dora","password":PW}),
+        );
+        hub.core.take_jobs(&mut jobs);
+        assert_eq!(jobs.len(), 1, "it may try again");
+    }
 }
