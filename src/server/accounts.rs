@@ -99,13 +99,22 @@ pub fn verify(password: &[u8], phc: &str) -> bool {
 /// Argon2's working memory, kept from one hash to the next. Allocated per
 /// hash instead, 19 MiB blocks freed by two threads grow glibc's arenas
 /// (its mmap threshold rises to meet them) to far more than two hashes'
-/// worth; kept, a hashing thread costs its one block array, always.
+/// worth; kept, a hashing thread costs its one block array while it
+/// works, and gives it back when idle (`hashing`).
 #[derive(Default)]
 pub struct Hasher {
     blocks: Vec<argon2::Block>,
 }
 
 impl Hasher {
+    /// Frees the working memory (the next hash allocates it again);
+    /// whether there was any.
+    pub fn release(&mut self) -> bool {
+        let had = !self.blocks.is_empty();
+        self.blocks = Vec::new();
+        had
+    }
+
     fn memory(&mut self, params: &Params) -> &mut [argon2::Block] {
         let need = params.block_count();
         if self.blocks.len() < need {

@@ -37,6 +37,8 @@ use super::table::Key;
 /// Jobs waiting for a hashing thread, beyond which logins are told the
 /// server is busy: about a second of work for two threads.
 pub const QUEUE: usize = 64;
+/// A hashing thread idle this long gives its working memory back.
+const IDLE: Duration = Duration::from_secs(5);
 /// How often the watcher looks for accounts changed by `chat account`.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
@@ -135,6 +137,11 @@ impl Worker {
             cost,
             dummy: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Frees the hashing memory; whether there was any.
+    fn release(&self) -> bool {
+        self.hasher.borrow_mut().release()
     }
 
     fn accounts(&self) -> &Result<Accounts, String> {
@@ -334,9 +341,16 @@ fn hash_loop(
         let job = jobs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .recv();
-        let Ok(job) = job else {
-            return;
+            .recv_timeout(IDLE);
+        let job = match job {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                if worker.release() {
+                    super::memory::give_back();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
         };
         if stopping.load(Ordering::SeqCst) {
             continue;
