@@ -350,6 +350,47 @@ impl Accounts {
         Ok(all)
     }
 
+    /// Brings every stored key up to date with the comparison rule of
+    /// this program (`Name::key`), which a newer version may refine (Unicode
+    /// case folding, look-alikes): an account stays reachable by its name.
+    /// Of two accounts that become one name, the older takes it; the other
+    /// is left as it was (unreachable, nothing deleted) and its name
+    /// returned, for the administrator to hear of.
+    pub fn rekey(&self) -> Res<Vec<String>> {
+        let Accounts::Db(conn) = self else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT key, name FROM accounts ORDER BY created, key")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(db_err)?;
+        let stale: Vec<(String, String, String)> = rows
+            .into_iter()
+            .filter_map(|(key, name)| {
+                let new = account_key(&name).ok()?.as_str().to_owned();
+                (new != key).then_some((key, name, new))
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lost = Vec::new();
+        let tx = conn.unchecked_transaction().map_err(db_err)?;
+        for (key, name, new) in stale {
+            let moved = tx
+                .execute(
+                    "UPDATE OR IGNORE accounts SET key = ?2 WHERE key = ?1",
+                    [&key, &new],
+                )
+                .map_err(db_err)?;
+            if moved == 0 {
+                lost.push(name);
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(lost)
+    }
+
     /// Every account's key: what the server checks `nick` against.
     pub fn keys(&self) -> Res<Vec<String>> {
         match self {
@@ -445,6 +486,13 @@ mod tests {
         assert!(!other.delete("alice").unwrap());
         assert_eq!(accounts.find("alice").unwrap(), None);
         assert!(account_key("guest12").is_err());
+        // Keys stored by an older rule are brought up to date; of two that
+        // become one, the older account stays.
+        accounts.add("Zed", "OLD-zed", "h", 1).unwrap();
+        accounts.add("ZED", "older-ZED", "h", 2).unwrap();
+        assert_eq!(accounts.rekey().unwrap(), ["ZED"]);
+        assert_eq!(accounts.find("zed").unwrap().unwrap().0, "Zed");
+        assert_eq!(accounts.list().unwrap().len(), 2, "nothing deleted");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

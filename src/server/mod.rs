@@ -232,7 +232,15 @@ fn open_accounts(args: &ServerArgs, db: Option<std::path::PathBuf>) -> Result<Ac
         Some(path) => accounts::Book::Db(path),
         None => accounts::Book::memory(),
     };
-    let keys = book.open().and_then(|a| a.keys()).map_err(Fail::runtime)?;
+    let accounts = book.open().map_err(Fail::runtime)?;
+    for name in accounts.rekey().map_err(Fail::runtime)? {
+        eprintln!(
+            "chat server: account {name} is now the same name as an older account, \
+             which login reaches; rename or delete one (sqlite3, chat account del)"
+        );
+    }
+    let keys = accounts.keys().map_err(Fail::runtime)?;
+    drop(accounts);
     Ok(Accounts {
         rules,
         book,
