@@ -462,3 +462,68 @@ fn chat_account_changes_accounts_under_a_running_server() {
     let none = output_with_input(chat().args(["account", "list", "--db", "none"]), b"");
     assert_eq!(none.status.code(), Some(2));
 }
+
+#[test]
+fn chat_account_reads_the_password_from_the_terminal_without_echo() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::sync::{Arc, Mutex};
+
+    let dir = TempDir::new("acc-tty");
+    let db = dir.path.join("chat.db");
+    drop(server_with_db(&dir, &[]));
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = || Stdio::from(pty.slave.as_fd().try_clone_to_owned().expect("dup"));
+    let child = chat()
+        .args(["account", "add", "terry", "--db"])
+        .arg(&db)
+        .stdin(slave())
+        .stdout(slave())
+        .stderr(slave())
+        .spawn()
+        .expect("spawn chat account");
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let seen = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |text: &str| {
+        let deadline = Instant::now() + common::WAIT;
+        while !screen.lock().unwrap().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in {:?}",
+                screen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10)); // polling the terminal's output
+        }
+    };
+    wait_for("Password for terry: ");
+    master.write_all(b"tty-secret-7781\n").unwrap();
+    wait_for("Again: ");
+    master.write_all(b"tty-secret-7781\n").unwrap();
+    let status = common::finish_within(child).status;
+    assert!(status.success(), "{:?}", screen.lock().unwrap());
+    assert!(
+        !screen.lock().unwrap().contains("tty-secret"),
+        "the password was echoed: {:?}",
+        screen.lock().unwrap()
+    );
+    let server = server_with_db(&dir, &[]);
+    let mut c = server.connect();
+    c.recv();
+    assert_eq!(
+        login(&mut c, "terry", "tty-secret-7781")["type"],
+        "logged_in"
+    );
+}
