@@ -166,7 +166,10 @@ fn registration_closed_and_login_required() {
         ask(&mut watcher, json!({"type": "nick", "nick": "zed"}))["code"],
         "login_required"
     );
-    assert_eq!(register(&mut watcher, PASSWORD)["code"], "bad_nick");
+    assert_eq!(
+        register(&mut watcher, PASSWORD)["code"],
+        "registration_closed"
+    );
     let mut carol = server.connect();
     carol.recv();
     carol.send(&json!({"type": "login", "account": "carol", "password": PASSWORD}));

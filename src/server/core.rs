@@ -608,22 +608,16 @@ impl<C> Core<C> {
         let Some(user) = self.user(key).filter(|u| u.is_here()) else {
             return Flow::Continue;
         };
-        if !user.admitted && !matches!(cmd, Command::Login { .. } | Command::Quit { .. }) {
-            if let Command::Register { .. } = cmd {
-                // Its nickname is a guest name, which no account can be.
-                let message = format!(
-                    "{} is a guest name; this server requires login, so accounts are made \
-                     by its administrator",
-                    user.nick
-                );
-                self.refuse(key, ErrorCode::BadNick, &message);
-            } else {
-                self.refuse(
-                    key,
-                    ErrorCode::LoginRequired,
-                    "this server requires login first: send login with your account",
-                );
-            }
+        let allowed = matches!(
+            cmd,
+            Command::Login { .. } | Command::Register { .. } | Command::Quit { .. }
+        );
+        if !user.admitted && !allowed {
+            self.refuse(
+                key,
+                ErrorCode::LoginRequired,
+                "this server requires login first: send login with your account",
+            );
             return Flow::Continue;
         }
         match cmd {
@@ -984,8 +978,12 @@ impl<C> Core<C> {
             return self.refuse(key, ErrorCode::RegistrationClosed, message);
         }
         if wire::check_nick(nick.as_str()).is_err() {
-            let message =
-                format!("{nick} is a guest name: choose a nickname with nick, then register it");
+            let message = if self.rules.require_login {
+                // It cannot choose another before logging in.
+                format!("{nick} is a guest name; accounts here are made by the administrator")
+            } else {
+                format!("{nick} is a guest name: choose a nickname with nick, then register it")
+            };
             return self.refuse(key, ErrorCode::BadNick, &message);
         }
         if let Some(why) = super::accounts::check_password(password.expose()) {
@@ -1007,21 +1005,19 @@ impl<C> Core<C> {
     }
 
     fn login(&mut self, key: Key, account: &str, password: &wire::Password<'_>, now_ms: u64) {
-        let Some(user) = self.table.get_mut(key).map(|r| &mut r.user) else {
+        let Some(peer) = self.user(key).map(|u| u.peer) else {
             return;
         };
-        let peer = user.peer;
-        if !(peer.tls || peer.addr.ip().to_canonical().is_loopback() || self.rules.allow_plaintext)
-        {
+        if !self.transport_ok(peer) {
             return self.refuse(key, ErrorCode::InsecureTransport, INSECURE);
         }
         // The connection's count first: a connection that is paused must
         // not spend its address's budget too.
-        let mut tries = user.tries;
-        let allowed = tries.charge(now_ms) && self.addr_tries.charge(peer.addr.ip(), now_ms);
-        if let Some(r) = self.table.get_mut(key) {
-            r.user.tries = tries;
-        }
+        let allowed = self
+            .table
+            .get_mut(key)
+            .is_some_and(|r| r.user.tries.charge(now_ms))
+            && self.addr_tries.charge(peer.addr.ip(), now_ms);
         if !allowed {
             return self.refuse(key, ErrorCode::TooManyAttempts, TOO_MANY);
         }
