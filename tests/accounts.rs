@@ -530,3 +530,30 @@ fn chat_account_reads_the_password_from_the_terminal_without_echo() {
         "logged_in"
     );
 }
+
+#[test]
+fn connections_that_close_while_their_password_is_hashed_harm_nobody() {
+    let server = Server::start(&["--login-limit", "0"]);
+    let mut owner = server.join("owner");
+    register(&mut owner, PASSWORD);
+    for i in 0..40 {
+        let mut c = server.connect();
+        c.recv();
+        let (account, password) = if i % 2 == 0 {
+            ("owner", PASSWORD)
+        } else {
+            ("nobody", "not the password")
+        };
+        c.send(&json!({"type": "login", "account": account, "password": password}));
+        if i % 3 == 0 {
+            common::reset(c.stream.try_clone().unwrap());
+        }
+        // Dropped: closed with the answer still being hashed.
+    }
+    // Answers for closed connections were dropped: the server still
+    // answers, and the owner can log in again.
+    owner.sync();
+    let mut again = server.connect();
+    again.recv();
+    assert_eq!(login(&mut again, "owner", PASSWORD)["type"], "logged_in");
+}
