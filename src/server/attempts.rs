@@ -23,23 +23,25 @@ pub const CONN_PAUSE_MS: u64 = 60_000;
 /// Addresses remembered at most (a few megabytes).
 pub const MAX_ADDRS: usize = 65_536;
 
-/// One connection's count, kept in its record.
+/// One connection's count, kept in its record: eight bytes, since every
+/// idle connection carries one.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConnTries {
     used: u8,
-    paused_until: u64,
+    /// Seconds since the epoch.
+    paused_until: u32,
 }
 
 impl ConnTries {
     /// Charges one attempt; `false` (nothing charged) when paused.
     pub fn charge(&mut self, now_ms: u64) -> bool {
-        if now_ms < self.paused_until {
+        if now_ms / 1000 < u64::from(self.paused_until) {
             return false;
         }
         self.used += 1;
         if self.used >= CONN_TRIES {
             self.used = 0;
-            self.paused_until = now_ms + CONN_PAUSE_MS;
+            self.paused_until = ((now_ms + CONN_PAUSE_MS) / 1000).min(u64::from(u32::MAX)) as u32;
         }
         true
     }

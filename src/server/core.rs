@@ -198,8 +198,9 @@ pub struct User {
     /// Lines received, refused ones included.
     pub msgs_in: u64,
     pub presence: Presence,
-    /// The account it is logged in to, as its owner spells it.
-    pub account: Option<Name>,
+    /// The account it is logged in to, as its owner spells it (boxed: most
+    /// connections have none, and each costs its record's size).
+    pub account: Option<Box<Name>>,
     /// Seen by others: always, unless the server requires login and it
     /// has not logged in yet (then it is in no room and in no list).
     pub admitted: bool,
@@ -932,7 +933,7 @@ impl<C> Core<C> {
     /// Whether `key` is logged in to the account named `name`.
     fn logged_in_as(&self, key: Key, name: Name) -> bool {
         self.user(key)
-            .and_then(|u| u.account)
+            .and_then(|u| u.account.as_deref())
             .is_some_and(|a| a.key() == name.key())
     }
 
@@ -1088,7 +1089,7 @@ impl<C> Core<C> {
                 let Some(account) = Name::new(&name) else {
                     return;
                 };
-                user.account = Some(account);
+                user.account = Some(Box::new(account));
                 self.registered.insert(account.key());
                 self.emit(Event::Registered { account }, To::One(key));
             }
@@ -1123,7 +1124,7 @@ impl<C> Core<C> {
             return;
         };
         user.tries.reset();
-        user.account = Some(account);
+        user.account = Some(Box::new(account));
         let (old, admitted, ip) = (user.nick, user.admitted, user.peer.addr.ip());
         self.addr_tries.refund(ip, now_ms);
         if let Some(&holder) = self.nicks.get(&account.key())
