@@ -557,3 +557,21 @@ fn connections_that_close_while_their_password_is_hashed_harm_nobody() {
     again.recv();
     assert_eq!(login(&mut again, "owner", PASSWORD)["type"], "logged_in");
 }
+
+#[test]
+fn lines_after_a_login_wait_for_its_answer() {
+    let server = Server::start(&[]);
+    let mut owner = server.join("poet");
+    register(&mut owner, PASSWORD);
+    owner.send(&json!({"type": "quit"}));
+    let mut listener = server.join("listener");
+    let mut poet = server.connect();
+    poet.recv();
+    listener.sync();
+    // One write: the message must be said under the account's name.
+    let login = json!({"type": "login", "account": "poet", "password": PASSWORD});
+    let group = json!({"type": "group", "text": "after the login"});
+    poet.send_raw(format!("{login}\n{group}\n").as_bytes());
+    let heard = listener.recv_type("group");
+    assert_eq!(heard["from"], "poet", "{heard}");
+}
