@@ -146,8 +146,9 @@ fn prompt(text: &str) -> Result<Zeroizing<String>, Fail> {
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     quiet.local_flags.insert(LocalFlags::ECHONL);
-    eprint!("{text}");
+    // Echo off before the prompt shows, so nothing typed after it is seen.
     tcsetattr(&stdin, SetArg::TCSAFLUSH, &quiet).map_err(|e| fail(&e))?;
+    eprint!("{text}");
     let mut line = Zeroizing::new(String::new());
     let read = stdin.lock().read_line(&mut line);
     let _ = tcsetattr(&stdin, SetArg::TCSAFLUSH, &saved);
