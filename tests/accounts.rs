@@ -237,8 +237,10 @@ fn a_wrong_account_and_a_wrong_password_answer_alike_and_in_the_same_time() {
         "login_failed medians over {tries} tries: unknown account {u:?}, wrong password {w:?}"
     );
     let (lo, hi) = (u.min(w).as_secs_f64(), u.max(w).as_secs_f64());
+    // Loose, for a shared machine: skipping the hash for an unknown
+    // account would make it a hundred times faster, not twice.
     assert!(
-        hi / lo < 1.5,
+        hi / lo < 2.0,
         "an unknown account answers in {u:?}, a wrong password in {w:?}"
     );
 }
