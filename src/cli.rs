@@ -68,6 +68,30 @@ pub enum Command {
     Cert(CertArgs),
     /// Print the completion script for a shell, to install where it looks
     Completions(CompletionsArgs),
+    /// Manage the server's accounts (add, del, passwd, list), even while it runs
+    Account(AccountArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    pub action: AccountAction,
+
+    /// The server's database (default: $XDG_DATA_HOME/chat/chat.db)
+    #[arg(long, value_name = "PATH", env = "CHAT_DB", global = true, value_hint = ValueHint::FilePath)]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AccountAction {
+    /// Register NAME; the password is read from the terminal (twice) or one line of stdin
+    Add { name: String },
+    /// Delete NAME's account
+    Del { name: String },
+    /// Set NAME's password, read as for add
+    Passwd { name: String },
+    /// List the accounts, one per line: name and creation time (UTC)
+    List,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -159,13 +183,36 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N,AGE", value_parser = parse_keep)]
     pub history_keep: Option<crate::server::store::Keep>,
 
-    /// Append one JSON line per connect, nick change and disconnect to FILE
+    /// Append one JSON line per connect, nick change, register, login and disconnect to FILE
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
     /// Print nothing on stderr but errors
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Who makes accounts: open (anyone, with register) or closed (the administrator)
+    #[arg(long, value_name = "WHO", default_value = "open")]
+    pub registration: Registration,
+
+    /// Let nobody in before they log in to an account
+    #[arg(long)]
+    pub require_login: bool,
+
+    /// Take passwords over plain TCP from other machines (behind a TLS proxy)
+    #[arg(long)]
+    pub allow_plaintext_login: bool,
+
+    /// Failed logins allowed per client address per minute (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub login_limit: u32,
+}
+
+/// `--registration`: whether `register` is open to anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    Open,
+    Closed,
 }
 
 /// How a connecting program speaks TLS; shared by client, bot and bench.
@@ -473,6 +520,7 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         (Some(Command::Bench(args)), _) => crate::bench::run(&args),
         (Some(Command::Cert(args)), _) => crate::cert::run(&args),
         (Some(Command::Completions(args)), _) => crate::completions::run(args.shell),
+        (Some(Command::Account(args)), _) => crate::account::run(&args),
         (None, Some(dir)) => crate::install::run(&dir),
         // clap shows the help for an empty command line; this is the rest.
         (None, None) => Err(Fail::usage("a command is needed; try 'chat --help'")),

@@ -28,11 +28,13 @@
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
 //! - [`bench`](mod@bench): the load generator.
+//! - [`account`]: `chat account`, the administrator's accounts tool.
 //! - [`completions`], [`install`]: shell completion scripts from the clap
 //!   definition; the busybox links `chat --install-links` makes.
 //! - [`units`], [`fail`]: sizes and durations as people type them; how a
 //!   program ends with one line and an exit status.
 
+pub mod account;
 pub mod addr;
 pub mod arrivals;
 pub mod bench;

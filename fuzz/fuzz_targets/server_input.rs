@@ -13,8 +13,10 @@
 //!   bytes. The low four bits choose the operation, the high four the
 //!   connection: 8 connects, 9 closes, 10 reads all that is queued, 11
 //!   reads up to the body's first byte plus one, 12 shuts the server down,
-//!   13 hangs up (end of input); the others feed the bytes to the
-//!   connection.
+//!   13 hangs up (end of input), 14 sends an account message chosen by the
+//!   body's first byte (a nick to one of two names, register, login to
+//!   either with one of two passwords, logout); the others feed the bytes
+//!   to the connection.
 //!
 //! Checked along the way: framing hands out the lines the whole stream
 //! holds, whatever the chunks; nothing buffers past the limit; the count of
@@ -42,7 +44,9 @@ use std::net::SocketAddr;
 
 use chat::framing::{Frame, LineReader};
 use chat::names;
-use chat::server::core::{Config, Departure, Flow, Peer, Presence};
+use chat::server::accounts::{Book, Cost};
+use chat::server::core::{AccountRules, Config, Departure, Flow, Peer, Presence};
+use chat::server::hashing::Worker;
 use chat::server::deliver::{Door, Outlet};
 use chat::server::event::Event;
 use chat::server::hub::Hub;
@@ -553,12 +557,18 @@ impl World {
                     panic!("took {}'s nickname", entry.nick);
                 };
                 let reserved = wire::is_guest_name(&entry.nick);
-                let refused = if reserved {
-                    wire::ErrorCode::BadNick
+                if reserved {
+                    assert_eq!(code, wire::ErrorCode::BadNick);
                 } else {
-                    wire::ErrorCode::NickInUse
-                };
-                assert_eq!(code, refused);
+                    // An account's name needs its login before all else.
+                    assert!(
+                        matches!(
+                            code,
+                            wire::ErrorCode::NickInUse | wire::ErrorCode::NickRegistered
+                        ),
+                        "{code:?}"
+                    );
+                }
             }
         }
         // Every name given up and not held now can be taken.
@@ -573,6 +583,10 @@ impl World {
             self.line(key, line.as_bytes());
             match self.answer(me) {
                 Some(ServerMsg::Nick { new, .. }) => assert_eq!(new, name),
+                Some(ServerMsg::Error {
+                    code: wire::ErrorCode::NickRegistered,
+                    ..
+                }) => {}
                 other => panic!("{name} was given up but is not free: {other:?}"),
             }
         }
@@ -828,6 +842,12 @@ fn apply(conn: &mut Conn, msg: &ServerMsg<'_>) {
             );
         }
         ServerMsg::Bye { .. } => view.rooms.clear(),
+        // An account is always the name its owner holds when the answer
+        // comes: registered under it, or renamed to it by the login.
+        ServerMsg::Registered { account } | ServerMsg::LoggedIn { account } => {
+            assert_eq!(**account, view.nick, "{me}'s account");
+        }
+        ServerMsg::LoggedOut => {}
         ServerMsg::Error { .. } | ServerMsg::Pong { .. } => {}
         // Answers to the account messages: they change no view of rooms.
         ServerMsg::Registered { .. } | ServerMsg::LoggedIn { .. } | ServerMsg::LoggedOut => {}
@@ -894,8 +914,16 @@ fuzz_target!(|data: &[u8]| {
         default_room: LOBBY.to_owned(),
         max_rooms: MAX_ROOMS,
     };
+    let mut hub = Hub::new(config, 64 * (1 + usize::from(*queue)));
+    // No per-address limit: every connection comes from one address here.
+    let rules = AccountRules {
+        per_minute: 0,
+        ..AccountRules::default()
+    };
+    hub.core.set_accounts(rules, &[]);
+    hub.hash_inline(Worker::new(&Book::memory(), Cost::CHEAP));
     let mut world = World {
-        hub: Hub::new(config, 64 * (1 + usize::from(*queue))),
+        hub,
         conns: Vec::new(),
         max_line,
         now_ms: 1_764_165_600_000,
@@ -930,6 +958,20 @@ fuzz_target!(|data: &[u8]| {
                 world.shut = true;
             }
             13 => world.hang_up(k),
+            14 => {
+                let pick = body.first().copied().unwrap_or(0);
+                let name = ["ann", "Bob"][usize::from(pick >> 4) % 2];
+                let password = ["password one", "password two"][usize::from(pick >> 5) % 2];
+                let line = match pick % 4 {
+                    0 => format!(r#"{{"type":"nick","nick":"{name}"}}"#),
+                    1 => format!(r#"{{"type":"register","password":"{password}"}}"#),
+                    2 => format!(
+                        r#"{{"type":"login","account":"{name}","password":"{password}"}}"#
+                    ),
+                    _ => r#"{"type":"logout"}"#.to_owned(),
+                };
+                world.feed(k, format!("{line}\n").as_bytes());
+            }
             _ => world.feed(k, body),
         }
         world.check();

@@ -11,13 +11,17 @@
 //! module's business) beside `C`, the door's connection state, which the
 //! core stores but never looks into: one table, one key per connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use slab::Slab;
 
+use zeroize::Zeroizing;
+
+use super::attempts::{AddrTries, ConnTries};
 use super::event::{Emit, Event, RoomId, To};
+use super::hashing::{Answer, Job, Outcome};
 use super::name::Name;
 use super::store::Stored;
 use super::table::{Key, Table};
@@ -27,6 +31,12 @@ use crate::wire::{self, ByeReason, ErrorCode, LeaveReason, Refusal};
 /// The longest topic, in bytes: a line of text, not a document (IRC's
 /// `TOPICLEN` is about as long).
 pub const MAX_TOPIC: usize = 512;
+
+const INSECURE: &str = "passwords cross only TLS or loopback connections here; \
+                        connect with TLS";
+const TOO_MANY: &str = "too many failed logins; wait a minute before trying again";
+/// One answer for a wrong account and a wrong password.
+const LOGIN_FAILED: &str = "wrong account or password";
 
 /// What a connection asks of the core, whatever door it came through.
 #[derive(Debug, PartialEq)]
@@ -70,6 +80,16 @@ pub enum Command<'a> {
     Quit {
         text: Option<&'a str>,
     },
+    /// Register the current nickname; checked off the loop (see
+    /// [`Core::take_jobs`]).
+    Register {
+        password: &'a wire::Password<'a>,
+    },
+    Login {
+        account: &'a str,
+        password: &'a wire::Password<'a>,
+    },
+    Logout,
 }
 
 /// A `history` request waiting for the store's answer.
@@ -118,7 +138,10 @@ impl<'a> Command<'a> {
             M::Quit { text } => Command::Quit {
                 text: text.as_deref(),
             },
-            M::Ping { .. } | M::Register { .. } | M::Login { .. } | M::Logout => return None,
+            M::Register { password } => Command::Register { password },
+            M::Login { account, password } => Command::Login { account, password },
+            M::Logout => Command::Logout,
+            M::Ping { .. } => return None,
         })
     }
 }
@@ -178,6 +201,15 @@ pub struct User {
     /// Lines received, refused ones included.
     pub msgs_in: u64,
     pub presence: Presence,
+    /// The account it is logged in to, as its owner spells it (boxed: most
+    /// connections have none, and each costs its record's size).
+    pub account: Option<Box<Name>>,
+    /// Seen by others: always, unless the server requires login and it
+    /// has not logged in yet (then it is in no room and in no list).
+    pub admitted: bool,
+    /// Its `register` or `login` is with the hashing threads.
+    pub hashing: bool,
+    tries: ConnTries,
     /// The rooms it is in, in the order joined.
     rooms: RoomSet,
     /// The last visit number that counted it (see `Core::sharing`).
@@ -284,6 +316,28 @@ pub enum Flow {
     Close,
 }
 
+/// What the server allows of accounts (`--registration`,
+/// `--require-login`, `--allow-plaintext-login`, `--login-limit`).
+#[derive(Clone, Copy, Debug)]
+pub struct AccountRules {
+    pub registration_open: bool,
+    pub require_login: bool,
+    pub allow_plaintext: bool,
+    /// Failed logins allowed per client address per minute; 0: no limit.
+    pub per_minute: u32,
+}
+
+impl Default for AccountRules {
+    fn default() -> Self {
+        AccountRules {
+            registration_open: true,
+            require_login: false,
+            allow_plaintext: false,
+            per_minute: 20,
+        }
+    }
+}
+
 /// The settings the core needs.
 #[derive(Clone)]
 pub struct Config {
@@ -316,6 +370,11 @@ pub struct Core<C> {
     max_rooms: usize,
     emitted: Vec<Emit>,
     asks: Vec<Ask>,
+    rules: AccountRules,
+    /// Every account's key: `nick` to one of these needs its login.
+    registered: HashSet<Name>,
+    addr_tries: AddrTries,
+    jobs: Vec<Job>,
 }
 
 impl<C> Core<C> {
@@ -336,7 +395,35 @@ impl<C> Core<C> {
             max_rooms: config.max_rooms.max(1),
             emitted: Vec::new(),
             asks: Vec::new(),
+            rules: AccountRules::default(),
+            registered: HashSet::new(),
+            addr_tries: AddrTries::new(AccountRules::default().per_minute),
+            jobs: Vec::new(),
         }
+    }
+
+    /// The account rules, and the keys of the accounts that exist.
+    pub fn set_accounts(&mut self, rules: AccountRules, keys: &[String]) {
+        self.rules = rules;
+        self.addr_tries = AddrTries::new(rules.per_minute);
+        self.set_registered(keys);
+    }
+
+    /// The accounts changed (`chat account` while the server runs).
+    pub fn set_registered(&mut self, keys: &[String]) {
+        self.registered = keys.iter().map(|k| Name::key_of(k)).collect();
+    }
+
+    /// The `register` and `login` jobs made since the last call, in order;
+    /// the edge hands each to the hashing threads and brings the
+    /// [`Answer`] back to [`Core::answer_job`].
+    pub fn take_jobs(&mut self, into: &mut Vec<Job>) {
+        into.clear();
+        std::mem::swap(into, &mut self.jobs);
+    }
+
+    pub fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
     }
 
     /// What the store remembers from before a restart: `seq` goes on from
@@ -460,6 +547,7 @@ impl<C> Core<C> {
         let id = self.next_id;
         self.next_id += 1;
         let nick = Name::new(&format!("guest{id}"));
+        let admitted = !self.rules.require_login;
         let key = self.table.insert(Record {
             user: User {
                 id,
@@ -468,14 +556,20 @@ impl<C> Core<C> {
                 since_ms: now_ms,
                 msgs_in: 0,
                 presence: Presence::Here,
+                account: None,
+                admitted,
+                hashing: false,
+                tries: ConnTries::default(),
                 rooms: RoomSet::new(),
                 visit: 0,
             },
             conn,
         });
-        // The key of a guest name is nobody else's: `names::check_nick`
-        // refuses every name that folds like one.
-        self.nicks.insert(nick.key(), key);
+        if admitted {
+            // The key of a guest name is nobody else's: `names::check_nick`
+            // refuses every name that folds like one.
+            self.nicks.insert(nick.key(), key);
+        }
         self.emit(
             Event::Welcome {
                 id,
@@ -483,16 +577,29 @@ impl<C> Core<C> {
                 text: Rc::clone(&self.welcome),
                 users: self.nicks.len() as u64,
                 room: self.default_room.clone(),
+                login_required: !admitted,
             },
             To::One(key),
         );
+        if admitted {
+            self.admit(key, now_ms);
+        }
+        key
+    }
+
+    /// Puts a newcomer in the default room; its members hear `join`.
+    /// Returns the room, for a `joined` answer where one is owed.
+    fn admit(&mut self, key: Key, now_ms: u64) -> Option<(RoomId, Name)> {
+        let user = self.table.get_mut(key).map(|r| &mut r.user)?;
+        user.admitted = true;
+        let (id, nick) = (user.id, user.nick.clone());
         let (room, room_name) =
             self.enter(key, self.default_room.clone(), self.default_key.clone());
         self.emit(
             Event::Join {
                 id,
                 nick,
-                room: room_name,
+                room: room_name.clone(),
                 ts: now_ms,
             },
             To::Room {
@@ -500,16 +607,31 @@ impl<C> Core<C> {
                 except: Some(key),
             },
         );
-        key
+        Some((room, room_name))
     }
 
     /// Acts on one command from `key`.
     pub fn handle(&mut self, key: Key, cmd: Command<'_>, now_ms: u64) -> Flow {
         self.count_in(key);
-        if !self.user(key).is_some_and(User::is_here) {
+        let Some(user) = self.user(key).filter(|u| u.is_here()) else {
+            return Flow::Continue;
+        };
+        let allowed = matches!(
+            cmd,
+            Command::Login { .. } | Command::Register { .. } | Command::Quit { .. }
+        );
+        if !user.admitted && !allowed {
+            self.refuse(
+                key,
+                ErrorCode::LoginRequired,
+                "this server requires login first: send login with your account",
+            );
             return Flow::Continue;
         }
         match cmd {
+            Command::Register { password } => self.register(key, password),
+            Command::Login { account, password } => self.login(key, account, password, now_ms),
+            Command::Logout => self.logout(key, now_ms),
             Command::Say { room, text, action } => self.say(key, room, text, action, now_ms),
             Command::Private { to, text, action } => self.private(key, to, text, action, now_ms),
             Command::Nick { nick } => self.rename(key, nick, now_ms),
@@ -565,13 +687,25 @@ impl<C> Core<C> {
     /// everyone who shared a room hears `leave` once. Does nothing for
     /// someone already gone.
     pub fn depart(&mut self, key: Key, reason: LeaveReason, text: Option<&str>, now_ms: u64) {
+        if !self.user(key).is_some_and(User::is_here) {
+            return;
+        }
+        self.withdraw(key, reason, text, now_ms);
+        if let Some(r) = self.table.get_mut(key) {
+            r.user.presence = Presence::Gone(Departure::Left(reason));
+        }
+    }
+
+    /// Takes `key` out of every room and out of the names in use; whoever
+    /// shared a room with it hears `leave` once.
+    fn withdraw(&mut self, key: Key, reason: LeaveReason, text: Option<&str>, now_ms: u64) {
         let Some(user) = self.table.get(key).map(|r| &r.user) else {
             return;
         };
         if !user.is_here() {
             return;
         }
-        let (id, nick) = (user.id, user.nick.clone());
+        let (id, nick, admitted) = (user.id, user.nick.clone(), user.admitted);
         let others = self.sharing(key, false);
         let rooms = self
             .table
@@ -581,8 +715,9 @@ impl<C> Core<C> {
         for room in rooms {
             self.leave_room(key, room);
         }
-        if let Some(r) = self.table.get_mut(key) {
-            r.user.presence = Presence::Gone(Departure::Left(reason));
+        if !admitted {
+            // Never announced, so nobody is told; its name was never in use.
+            return;
         }
         self.nicks.remove(&nick.key());
         self.emit(
@@ -817,9 +952,14 @@ impl<C> Core<C> {
             Ok(nfc) => Name::new(&nfc),
             Err(why) => return self.refuse(key, ErrorCode::BadNick, &why),
         };
+        // Before nick_in_use: whoever holds it, the name needs its login.
+        let new_key = new.key();
+        if self.registered.contains(&new_key) && !self.logged_in_as(key, &new) {
+            let message = format!("{wanted} is a registered account; log in to use it");
+            return self.refuse(key, ErrorCode::NickRegistered, &message);
+        }
         // A look-alike of someone else's name is theirs; of one's own
         // (`Bob` for `bob`), a new spelling of it.
-        let new_key = new.key();
         if let Some(&owner) = self.nicks.get(&new_key)
             && owner != key
         {
@@ -833,8 +973,21 @@ impl<C> Core<C> {
             };
             return self.refuse(key, ErrorCode::NickInUse, &message);
         }
+        self.set_nick(key, old, new, now_ms);
+    }
+
+    /// Whether `key` is logged in to the account named `name`.
+    fn logged_in_as(&self, key: Key, name: &Name) -> bool {
+        self.user(key)
+            .and_then(|u| u.account.as_deref())
+            .is_some_and(|a| a.key() == name.key())
+    }
+
+    /// Renames without asking: everyone who shares a room with `key`,
+    /// and `key` itself, hears `nick`.
+    fn set_nick(&mut self, key: Key, old: Name, new: Name, now_ms: u64) {
         self.nicks.remove(&old.key());
-        self.nicks.insert(new_key, key);
+        self.nicks.insert(new.key(), key);
         let Some(r) = self.table.get_mut(key) else {
             return;
         };
@@ -853,13 +1006,213 @@ impl<C> Core<C> {
         });
     }
 
+    /// Whether a password may cross this connection: TLS, or a loopback
+    /// address (nothing on the wire to sniff), or the server says so.
+    fn transport_ok(&self, peer: Peer) -> bool {
+        peer.tls || peer.addr.ip().to_canonical().is_loopback() || self.rules.allow_plaintext
+    }
+
+    fn register(&mut self, key: Key, password: &wire::Password<'_>) {
+        let Some(user) = self.user(key) else {
+            return;
+        };
+        let nick = user.nick.clone();
+        if !self.transport_ok(user.peer) {
+            return self.refuse(key, ErrorCode::InsecureTransport, INSECURE);
+        }
+        if !self.rules.registration_open {
+            let message = "this server takes no registrations; ask its administrator";
+            return self.refuse(key, ErrorCode::RegistrationClosed, message);
+        }
+        if wire::check_nick(nick.as_str()).is_err() {
+            let message = if self.rules.require_login {
+                // It cannot choose another before logging in.
+                format!("{nick} is a guest name; accounts here are made by the administrator")
+            } else {
+                format!("{nick} is a guest name: choose a nickname with nick, then register it")
+            };
+            return self.refuse(key, ErrorCode::BadNick, &message);
+        }
+        if let Some(why) = super::accounts::check_password(password.expose()) {
+            return self.refuse(key, ErrorCode::BadPassword, &why);
+        }
+        if self.registered.contains(&nick.key()) {
+            let message = format!("{nick} is a registered account already");
+            return self.refuse(key, ErrorCode::NickRegistered, &message);
+        }
+        self.jobs.push(Job::Register {
+            conn: key,
+            name: nick.as_str().to_owned(),
+            key: nick.key().as_str().to_owned(),
+            password: Zeroizing::new(password.expose().to_owned()),
+        });
+        if let Some(r) = self.table.get_mut(key) {
+            r.user.hashing = true;
+        }
+    }
+
+    fn login(&mut self, key: Key, account: &str, password: &wire::Password<'_>, now_ms: u64) {
+        let Some(peer) = self.user(key).map(|u| u.peer) else {
+            return;
+        };
+        if !self.transport_ok(peer) {
+            return self.refuse(key, ErrorCode::InsecureTransport, INSECURE);
+        }
+        // The connection's count first: a connection that is paused must
+        // not spend its address's budget too.
+        let allowed = self
+            .table
+            .get_mut(key)
+            .is_some_and(|r| r.user.tries.charge(now_ms))
+            && self.addr_tries.charge(peer.addr.ip(), now_ms);
+        if !allowed {
+            return self.refuse(key, ErrorCode::TooManyAttempts, TOO_MANY);
+        }
+        // A name that is no nickname is no account: it goes through the
+        // same hash as an unknown one, so it answers in the same time.
+        let account_key = super::accounts::account_key(account)
+            .map(|k| k.as_str().to_owned())
+            .unwrap_or_default();
+        self.jobs.push(Job::Login {
+            conn: key,
+            key: account_key,
+            password: Zeroizing::new(password.expose().to_owned()),
+        });
+        if let Some(r) = self.table.get_mut(key) {
+            r.user.hashing = true;
+        }
+    }
+
+    fn logout(&mut self, key: Key, now_ms: u64) {
+        let Some(r) = self.table.get_mut(key) else {
+            return;
+        };
+        r.user.account = None;
+        self.emit(Event::LoggedOut, To::One(key));
+        if self.rules.require_login {
+            // Not logged in, not seen: out of every room, as on leaving.
+            self.withdraw(key, LeaveReason::Quit, Some("logged out"), now_ms);
+            if let Some(r) = self.table.get_mut(key) {
+                r.user.admitted = false;
+            }
+        }
+    }
+
+    /// The hashing threads could not take a job: the queue is full.
+    pub fn job_refused(&mut self, job: &Job, now_ms: u64) {
+        let key = job.conn();
+        let Some(user) = self.table.get_mut(key).map(|r| &mut r.user) else {
+            return;
+        };
+        user.hashing = false;
+        if job.is_login() {
+            // Not the client's failure: the address's attempt is given
+            // back. The connection's stays spent, or a guesser could wipe
+            // its count by timing its tries to a busy server.
+            let ip = user.peer.addr.ip();
+            self.addr_tries.refund(ip, now_ms);
+        }
+        self.refuse(
+            key,
+            ErrorCode::TooManyAttempts,
+            "the server is busy checking passwords; try again in a few seconds",
+        );
+    }
+
+    /// The hashing threads' answer to a job from `answer.conn`, which may
+    /// have gone meanwhile.
+    pub fn answer_job(&mut self, answer: Answer, now_ms: u64) {
+        let key = answer.conn;
+        let Some(user) = self.table.get_mut(key).map(|r| &mut r.user) else {
+            return;
+        };
+        user.hashing = false;
+        if !user.is_here() {
+            return;
+        }
+        match answer.outcome {
+            Outcome::Registered(name) => {
+                let account = Name::new(&name);
+                user.account = Some(Box::new(account.clone()));
+                self.registered.insert(account.key());
+                self.emit(Event::Registered { account }, To::One(key));
+            }
+            Outcome::Taken => {
+                let nick = user.nick.clone();
+                self.registered.insert(nick.key());
+                let message = format!("{nick} is a registered account already");
+                self.refuse(key, ErrorCode::NickRegistered, &message);
+            }
+            Outcome::LoggedIn(name) => self.logged_in(key, Name::new(&name), now_ms),
+            Outcome::Failed => self.refuse(key, ErrorCode::LoginFailed, LOGIN_FAILED),
+            Outcome::Broken(_) if answer.login => self.refuse(
+                key,
+                ErrorCode::LoginFailed,
+                "the server cannot check accounts just now; try again later",
+            ),
+            Outcome::Broken(_) => self.refuse(
+                key,
+                ErrorCode::RegistrationClosed,
+                "the server cannot store accounts just now; try again later",
+            ),
+        }
+    }
+
+    /// A right password: `key` owns `account` and takes its name, from
+    /// whoever held it without owning it.
+    fn logged_in(&mut self, key: Key, account: Name, now_ms: u64) {
+        let Some(user) = self.table.get_mut(key).map(|r| &mut r.user) else {
+            return;
+        };
+        user.tries.reset();
+        user.account = Some(Box::new(account.clone()));
+        let (old, admitted, ip) = (user.nick.clone(), user.admitted, user.peer.addr.ip());
+        self.addr_tries.refund(ip, now_ms);
+        if let Some(&holder) = self.nicks.get(&account.key())
+            && holder != key
+            && let Some(h) = self.user(holder)
+        {
+            // The squatter (or an older session of the same account) goes
+            // back to its guest name.
+            let (held, guest) = (h.nick.clone(), Name::new(&format!("guest{}", h.id)));
+            self.set_nick(holder, held, guest, now_ms);
+        }
+        if admitted {
+            if old != account {
+                self.set_nick(key, old, account.clone(), now_ms);
+            }
+            self.emit(Event::LoggedIn { account }, To::One(key));
+            return;
+        }
+        // Required login: it arrives now, under its account's name.
+        if let Some(r) = self.table.get_mut(key) {
+            r.user.nick = account.clone();
+            let id = r.user.id;
+            self.emitted.push(Emit {
+                event: Event::Nick {
+                    id,
+                    old,
+                    new: account.clone(),
+                    ts: now_ms,
+                },
+                to: To::Keys(vec![key]),
+                asker: Some(key),
+            });
+        }
+        self.nicks.insert(account.key(), key);
+        self.emit(Event::LoggedIn { account }, To::One(key));
+        if let Some((room, name)) = self.admit(key, now_ms) {
+            self.joined(key, room, name);
+        }
+    }
+
     fn who(&mut self, key: Key, room: Option<&str>) {
         let (room, mut users): (Option<Name>, Vec<(u64, Name, u64)>) = match room {
             None => (
                 None,
                 self.table
                     .iter()
-                    .filter(|(_, r)| r.user.is_here())
+                    .filter(|(_, r)| r.user.is_here() && r.user.admitted)
                     .map(|(_, r)| (r.user.id, r.user.nick.clone(), r.user.since_ms))
                     .collect(),
             ),
@@ -927,6 +1280,12 @@ impl<C> Core<C> {
                 (room, name)
             }
         };
+        self.joined(key, room, name);
+    }
+
+    /// Tells `key` it is in the room `name`: its topic and members.
+    fn joined(&mut self, key: Key, room: RoomId, name: Name) {
+        let room_key = name.key();
         let mut users: Vec<(u64, Name)> = self
             .rooms
             .get(room)

@@ -28,6 +28,8 @@ pub enum Event {
         text: Rc<str>,
         users: u64,
         room: Name,
+        /// The server lets nobody in without `login`.
+        login_required: bool,
     },
     /// Someone joined `room` (on connect: the default room).
     Join {
@@ -99,6 +101,15 @@ pub enum Event {
     Bye {
         reason: ByeReason,
     },
+    /// The answer to `register`: this is now an account.
+    Registered {
+        account: Name,
+    },
+    /// The answer to `login`.
+    LoggedIn {
+        account: Name,
+    },
+    LoggedOut,
     Error {
         code: ErrorCode,
         message: Box<str>,

@@ -39,11 +39,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use super::accounts::{Book, Cost};
 use super::core::Ask;
 use super::core::{self, Departure, Flow, Peer, Presence};
 use super::deliver::{Door, Outlet, PRESENCE_DELAY};
 use super::event::Event;
 use super::flood::{Allowance, Limit};
+use super::hashing::{Job, Pool, Report};
 use super::hub::Hub;
 use super::log::EventLog;
 use super::persist::{Done, Opened, Persist};
@@ -161,6 +163,16 @@ pub struct Settings {
     pub max_queue: usize,
     pub flood: Limit,
     pub core: core::Config,
+    pub accounts: Accounts,
+}
+
+/// Where the accounts are and what the server allows of them.
+pub struct Accounts {
+    pub rules: core::AccountRules,
+    pub book: Book,
+    /// The keys of the accounts that exist at start.
+    pub keys: Vec<String>,
+    pub cost: Cost,
 }
 
 /// Asks a running server to stop, from any thread: it then says `bye` to
@@ -185,6 +197,11 @@ pub struct EventLoop {
     /// A turn's records for the store.
     records: Vec<Record>,
     asks: Vec<Ask>,
+    /// The threads that hash passwords.
+    hashing: Pool,
+    jobs: Vec<Job>,
+    /// The last answer was the accounts database failing.
+    accounts_failing: bool,
     listener: Option<TcpListener>,
     /// `--listen-tls`, with the certificate its sessions are made with.
     tls_listener: Option<TcpListener>,
@@ -272,11 +289,25 @@ impl EventLoop {
                 (hub, Some(persist))
             }
         };
+        let mut hub = hub;
+        let accounts = &settings.accounts;
+        hub.core.set_accounts(accounts.rules, &accounts.keys);
+        // Leave a core to the loop when there are few.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        let hashing = Pool::start(
+            accounts.book.clone(),
+            accounts.cost,
+            threads,
+            Arc::clone(&waker),
+        )?;
         Ok(EventLoop {
             poll,
             persist,
             records: Vec::new(),
             asks: Vec::new(),
+            hashing,
+            jobs: Vec::new(),
+            accounts_failing: false,
             listener,
             tls_listener,
             certs,
@@ -358,6 +389,7 @@ impl EventLoop {
                     SIGNALS => self.on_signal(),
                     WAKER => {
                         self.on_store();
+                        self.on_hashing();
                         if self.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
@@ -687,9 +719,13 @@ impl EventLoop {
                 return false;
             };
             conn.allowance.spend(limit);
-            flow == Flow::Continue && conn.allowance.has_room(limit, now) && !hub.core.has_asks()
+            flow == Flow::Continue
+                && conn.allowance.has_room(limit, now)
+                && !hub.core.has_asks()
+                && !hub.core.has_jobs()
         });
         self.send_asks();
+        self.send_jobs();
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return false;
         };
@@ -726,6 +762,66 @@ impl EventLoop {
             if let Some(conn) = self.hub.core.conn_mut(ask.key) {
                 conn.awaiting = true;
                 self.asks.push(ask);
+            }
+        }
+    }
+
+    /// Hands `register` and `login` to the hashing threads; the sender is
+    /// not read until the answer is queued, so its later lines keep their
+    /// order. A full queue is answered at once ("busy").
+    fn send_jobs(&mut self) {
+        if !self.hub.core.has_jobs() {
+            return;
+        }
+        let mut jobs = std::mem::take(&mut self.jobs);
+        self.hub.core.take_jobs(&mut jobs);
+        for job in jobs.drain(..) {
+            let key = job.conn();
+            match self.hashing.submit(job) {
+                Ok(()) => {
+                    if let Some(conn) = self.hub.core.conn_mut(key) {
+                        conn.awaiting = true;
+                    }
+                }
+                Err(job) => self.hub.job_refused(&job, self.now_ms),
+            }
+        }
+        self.jobs = jobs;
+    }
+
+    /// The hashing threads answered: the answers are queued and their
+    /// connections read again.
+    fn on_hashing(&mut self) {
+        let reports: Vec<Report> = self.hashing.take().collect();
+        for report in reports {
+            match report {
+                Report::Keys(keys) => self.hub.core.set_registered(&keys),
+                Report::Answer(answer) => {
+                    // Said once per spell of failures, as storing history is.
+                    let broken = matches!(answer.outcome, super::hashing::Outcome::Broken(_));
+                    if let super::hashing::Outcome::Broken(why) = &answer.outcome
+                        && !self.accounts_failing
+                    {
+                        eprintln!("chat server: accounts: {why}");
+                    }
+                    self.accounts_failing = broken;
+                    let key = answer.conn;
+                    if let Some(user) = self.hub.core.user(key) {
+                        use super::hashing::Outcome as O;
+                        let action = if answer.login { "login" } else { "register" };
+                        let account = match &answer.outcome {
+                            O::Registered(name) | O::LoggedIn(name) => Some(name.as_str()),
+                            O::Taken | O::Failed | O::Broken(_) => None,
+                        };
+                        let (id, addr) = (user.id, user.peer.addr);
+                        self.log.account(id, addr, action, account, self.now_ms);
+                    }
+                    self.hub.answer_job(answer, self.now_ms);
+                    if let Some(conn) = self.hub.core.conn_mut(key) {
+                        conn.awaiting = false;
+                        self.again.push(Again::Conn(key));
+                    }
+                }
             }
         }
     }

@@ -8,6 +8,7 @@
 use super::core::{self, Ask, Core, Flow, Peer, User};
 use super::deliver::{Delivery, Outlet};
 use super::event::Event;
+use super::hashing::{Answer, Job, Worker};
 use super::json::{self, Line};
 use super::store::Stored;
 use super::table::Key;
@@ -24,6 +25,9 @@ pub struct Hub<C> {
     /// anyone receives them, and `history` asks wait for the store.
     stored: bool,
     asks: Vec<Ask>,
+    /// Hashes on the spot rather than leaving jobs for the edge.
+    inline: Option<Worker>,
+    jobs: Vec<Job>,
 }
 
 impl<C: AsMut<Outlet>> Hub<C> {
@@ -34,6 +38,8 @@ impl<C: AsMut<Outlet>> Hub<C> {
             journal: Vec::new(),
             stored: false,
             asks: Vec::new(),
+            inline: None,
+            jobs: Vec::new(),
         }
     }
 
@@ -46,6 +52,25 @@ impl<C: AsMut<Outlet>> Hub<C> {
         hub.stored = true;
         hub.delivery.hold_until_stored();
         hub
+    }
+
+    /// `register` and `login` are hashed on the spot, blocking, by
+    /// `worker`: for tests and fuzzers, which have no threads to wait for.
+    /// Without this the jobs wait for the edge ([`Core::take_jobs`]).
+    pub fn hash_inline(&mut self, worker: Worker) {
+        self.inline = Some(worker);
+    }
+
+    /// The hashing threads' answer, delivered in its place.
+    pub fn answer_job(&mut self, answer: Answer, now_ms: u64) {
+        self.core.answer_job(answer, now_ms);
+        self.deliver();
+    }
+
+    /// The hashing threads' queue was full.
+    pub fn job_refused(&mut self, job: &Job, now_ms: u64) {
+        self.core.job_refused(job, now_ms);
+        self.deliver();
     }
 
     /// The store's answer to `ask`, delivered in its place.
@@ -85,6 +110,15 @@ impl<C: AsMut<Outlet>> Hub<C> {
                 self.core.answer_history(&ask, Vec::new(), false);
             }
             self.asks = asks;
+        }
+        if let Some(worker) = &self.inline
+            && self.core.has_jobs()
+        {
+            self.core.take_jobs(&mut self.jobs);
+            for job in self.jobs.drain(..) {
+                let answer = worker.work(job, now_ms);
+                self.core.answer_job(answer, now_ms);
+            }
         }
         self.deliver();
         flow
@@ -901,5 +935,370 @@ mod tests {
         hub.delivery.take_dirty(&mut hub.core, &mut dirty);
         assert_eq!(dirty.len(), members.len());
         assert_eq!(types(&read(&mut hub, members[0])), ["join", "nick"]);
+    }
+
+    // Accounts: the rules of register, login and logout, hashed on the
+    // spot with a cheap cost.
+
+    use crate::server::accounts::{Book, Cost};
+    use crate::server::hashing::{Outcome, Worker};
+
+    fn accounts_hub(rules: core::AccountRules) -> Hub<Outlet> {
+        let mut hub = hub();
+        hub.core.set_accounts(rules, &[]);
+        hub.hash_inline(Worker::new(&Book::memory(), Cost::CHEAP));
+        hub
+    }
+
+    fn from(hub: &mut Hub<Outlet>, ip: [u8; 4]) -> Key {
+        let peer = Peer::plain(std::net::SocketAddr::from((ip, 5000)));
+        hub.connect(peer, NOW, Outlet::new(Door::JsonLines))
+    }
+
+    fn codes(msgs: &[Value]) -> Vec<&str> {
+        msgs.iter()
+            .map(|m| m["code"].as_str().unwrap_or(m["type"].as_str().unwrap()))
+            .collect()
+    }
+
+    const PW: &str = "a good long password";
+
+    #[test]
+    fn register_login_logout_and_the_protected_name() {
+        let mut hub = accounts_hub(core::AccountRules::default());
+        let a = join(&mut hub);
+        line(&mut hub, a, json!({"type":"register","password":PW}));
+        line(&mut hub, a, json!({"type":"nick","nick":"Alice"}));
+        line(&mut hub, a, json!({"type":"register","password":"short"}));
+        line(&mut hub, a, json!({"type":"register","password":PW}));
+        line(&mut hub, a, json!({"type":"register","password":PW}));
+        let out = drain(&mut hub);
+        assert_eq!(
+            codes(&out[&a]),
+            [
+                "welcome",
+                "bad_nick",
+                "nick",
+                "bad_password",
+                "registered",
+                "nick_registered"
+            ]
+        );
+        assert_eq!(out[&a][4], json!({"type":"registered","account":"Alice"}));
+        let b = join(&mut hub);
+        line(&mut hub, b, json!({"type":"nick","nick":"alice"}));
+        line(&mut hub, a, json!({"type":"logout"}));
+        // Logged out, alice keeps her name but may not take it again.
+        line(&mut hub, a, json!({"type":"nick","nick":"ALICE"}));
+        line(
+            &mut hub,
+            b,
+            json!({"type":"login","account":"alice","password":"wrong one!"}),
+        );
+        line(
+            &mut hub,
+            b,
+            json!({"type":"login","account":"zed","password":PW}),
+        );
+        line(
+            &mut hub,
+            b,
+            json!({"type":"login","account":"ALICE","password":PW}),
+        );
+        let out = drain(&mut hub);
+        assert_eq!(
+            codes(&out[&b]),
+            [
+                "welcome",
+                "nick_registered",
+                "login_failed",
+                "login_failed",
+                "nick",
+                "nick",
+                "logged_in"
+            ]
+        );
+        assert_eq!(out[&b][2], out[&b][3], "one answer for both");
+        assert_eq!(
+            (&out[&b][4]["old"], &out[&b][4]["new"]),
+            (&json!("Alice"), &json!("guest1"))
+        );
+        assert_eq!(
+            (&out[&b][5]["old"], &out[&b][5]["new"]),
+            (&json!("guest2"), &json!("Alice"))
+        );
+        assert_eq!(out[&b][6], json!({"type":"logged_in","account":"Alice"}));
+        assert_eq!(
+            codes(&out[&a]),
+            ["join", "logged_out", "nick_registered", "nick", "nick"]
+        );
+        // The owner may respell it, and logging in again to it is fine.
+        line(&mut hub, b, json!({"type":"nick","nick":"ALICE"}));
+        line(
+            &mut hub,
+            b,
+            json!({"type":"login","account":"alice","password":PW}),
+        );
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&b]), ["nick", "nick", "logged_in"]);
+        assert_eq!(
+            out[&b][1]["new"], "Alice",
+            "login takes the account's spelling"
+        );
+    }
+
+    #[test]
+    fn passwords_cross_only_tls_or_loopback_unless_allowed() {
+        let mut hub = accounts_hub(core::AccountRules::default());
+        let far = from(&mut hub, [192, 0, 2, 1]);
+        line(&mut hub, far, json!({"type":"nick","nick":"far"}));
+        line(&mut hub, far, json!({"type":"register","password":PW}));
+        line(
+            &mut hub,
+            far,
+            json!({"type":"login","account":"far","password":PW}),
+        );
+        let tls = hub.connect(
+            Peer {
+                addr: std::net::SocketAddr::from(([192, 0, 2, 2], 5000)),
+                tls: true,
+            },
+            NOW,
+            Outlet::new(Door::JsonLines),
+        );
+        line(&mut hub, tls, json!({"type":"nick","nick":"secure"}));
+        line(&mut hub, tls, json!({"type":"register","password":PW}));
+        let out = drain(&mut hub);
+        assert_eq!(
+            codes(&out[&far])[2..4],
+            ["insecure_transport", "insecure_transport"]
+        );
+        assert_eq!(codes(&out[&tls]).last(), Some(&"registered"));
+        let mut hub = accounts_hub(core::AccountRules {
+            allow_plaintext: true,
+            ..core::AccountRules::default()
+        });
+        let far = from(&mut hub, [192, 0, 2, 1]);
+        line(&mut hub, far, json!({"type":"nick","nick":"far"}));
+        line(&mut hub, far, json!({"type":"register","password":PW}));
+        assert_eq!(codes(&drain(&mut hub)[&far]).last(), Some(&"registered"));
+    }
+
+    #[test]
+    fn closed_registration() {
+        let mut hub = accounts_hub(core::AccountRules {
+            registration_open: false,
+            ..core::AccountRules::default()
+        });
+        let a = named(&mut hub, "alice");
+        line(&mut hub, a, json!({"type":"register","password":PW}));
+        assert_eq!(
+            codes(&drain(&mut hub)[&a]).last(),
+            Some(&"registration_closed")
+        );
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_connection_and_per_address() {
+        let mut hub = accounts_hub(core::AccountRules {
+            per_minute: 7,
+            ..core::AccountRules::default()
+        });
+        let a = from(&mut hub, [127, 0, 0, 2]);
+        let guess = json!({"type":"login","account":"x","password":"guess guess"});
+        for _ in 0..7 {
+            line(&mut hub, a, guess.clone());
+        }
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&a])[1..6], ["login_failed"; 5]);
+        assert_eq!(codes(&out[&a])[6..], ["too_many_attempts"; 2]);
+        // Another connection from the address has two left; another
+        // address is apart.
+        let b = from(&mut hub, [127, 0, 0, 2]);
+        let c = from(&mut hub, [127, 0, 0, 3]);
+        for _ in 0..3 {
+            line(&mut hub, b, guess.clone());
+            line(&mut hub, c, guess.clone());
+        }
+        let out = drain(&mut hub);
+        assert_eq!(
+            codes(&out[&b])[2..],
+            ["login_failed", "login_failed", "too_many_attempts"]
+        );
+        assert_eq!(codes(&out[&c])[1..], ["login_failed"; 3]);
+        // The connection lives on.
+        assert_eq!(line(&mut hub, b, json!({"type":"who"})), Flow::Continue);
+        assert_eq!(codes(&drain(&mut hub)[&b]), ["who"]);
+    }
+
+    #[test]
+    fn login_required_hides_a_connection_until_it_logs_in() {
+        let rules = core::AccountRules {
+            require_login: true,
+            ..core::AccountRules::default()
+        };
+        let mut hub = accounts_hub(rules);
+        // An account made beforehand (as by `chat account add`).
+        let maker = {
+            let mut open = accounts_hub(core::AccountRules::default());
+            let k = named(&mut open, "carol");
+            line(&mut open, k, json!({"type":"register","password":PW}));
+            open
+        };
+        drop(maker);
+        let a = join(&mut hub);
+        let b = join(&mut hub);
+        line(&mut hub, a, json!({"type":"who"}));
+        line(&mut hub, a, json!({"type":"group","text":"hi"}));
+        line(&mut hub, a, json!({"type":"logout"}));
+        line(&mut hub, a, json!({"type":"register","password":PW}));
+        let out = drain(&mut hub);
+        assert_eq!(out[&a][0]["login"], "required");
+        assert_eq!(out[&a][0]["users"], 0);
+        assert_eq!(
+            codes(&out[&a])[1..],
+            [
+                "login_required",
+                "login_required",
+                "login_required",
+                "bad_nick"
+            ]
+        );
+        assert!(
+            out[&b][1..].is_empty(),
+            "b heard nothing of a: {:?}",
+            out[&b]
+        );
+        let _ = (a, b);
+    }
+
+    #[test]
+    fn after_a_required_login_it_arrives_as_a_newcomer() {
+        let rules = core::AccountRules {
+            require_login: true,
+            ..core::AccountRules::default()
+        };
+        let mut hub = hub();
+        hub.core.set_accounts(rules, &[]);
+        // Jobs are left for the edge: answered here by hand.
+        let a = join(&mut hub);
+        let b = join(&mut hub);
+        for k in [a, b] {
+            line(
+                &mut hub,
+                k,
+                json!({"type":"login","account":"dora","password":PW}),
+            );
+        }
+        let mut jobs = Vec::new();
+        hub.core.take_jobs(&mut jobs);
+        assert_eq!(jobs.len(), 2);
+        assert!(hub.core.user(a).unwrap().hashing);
+        drain(&mut hub);
+        hub.answer_job(
+            Answer {
+                conn: a,
+                login: true,
+                outcome: Outcome::LoggedIn("Dora".into()),
+            },
+            NOW,
+        );
+        hub.answer_job(
+            Answer {
+                conn: b,
+                login: true,
+                outcome: Outcome::Failed,
+            },
+            NOW,
+        );
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&a]), ["nick", "logged_in", "joined"]);
+        assert_eq!(out[&a][2]["users"], json!([{"id":1,"nick":"Dora"}]));
+        assert_eq!(codes(&out[&b]), ["login_failed"]);
+        let c = join(&mut hub);
+        line(
+            &mut hub,
+            c,
+            json!({"type":"login","account":"eve","password":PW}),
+        );
+        hub.core.take_jobs(&mut jobs);
+        hub.answer_job(
+            Answer {
+                conn: c,
+                login: true,
+                outcome: Outcome::LoggedIn("eve".into()),
+            },
+            NOW,
+        );
+        let out = drain(&mut hub);
+        assert_eq!(
+            out[&a],
+            [json!({"type":"join","id":3,"nick":"eve","ts":NOW,"room":"lobby"})]
+        );
+        // Logging out under required login is leaving everyone's sight.
+        line(&mut hub, c, json!({"type":"logout"}));
+        line(&mut hub, c, json!({"type":"group","text":"still here?"}));
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&c]), ["logged_out", "login_required"]);
+        assert_eq!(out[&a][0]["type"], "leave");
+        line(&mut hub, a, json!({"type":"who"}));
+        let out = drain(&mut hub);
+        assert_eq!(
+            out[&a][0]["users"],
+            json!([{"id":1,"nick":"Dora","since":NOW}])
+        );
+    }
+
+    #[test]
+    fn an_answer_for_a_closed_connection_is_dropped() {
+        let mut hub = hub();
+        let a = join(&mut hub);
+        line(
+            &mut hub,
+            a,
+            json!({"type":"login","account":"dora","password":PW}),
+        );
+        let mut jobs = Vec::new();
+        hub.core.take_jobs(&mut jobs);
+        hub.remove(a, NOW);
+        // The slot is taken again by someone else, under a new generation.
+        let b = join(&mut hub);
+        drain(&mut hub);
+        let answer = |outcome| Answer {
+            conn: a,
+            login: true,
+            outcome,
+        };
+        hub.answer_job(answer(Outcome::LoggedIn("dora".into())), NOW);
+        hub.answer_job(answer(Outcome::Failed), NOW);
+        hub.job_refused(&jobs[0], NOW);
+        assert!(drain(&mut hub)[&b].is_empty());
+        assert_eq!(hub.core.user(b).unwrap().account, None);
+    }
+
+    #[test]
+    fn a_full_hashing_queue_answers_busy_at_once() {
+        let mut hub = hub();
+        let a = join(&mut hub);
+        line(
+            &mut hub,
+            a,
+            json!({"type":"login","account":"dora","password":PW}),
+        );
+        let mut jobs = Vec::new();
+        hub.core.take_jobs(&mut jobs);
+        drain(&mut hub);
+        hub.job_refused(&jobs[0], NOW);
+        let out = drain(&mut hub);
+        assert_eq!(out[&a][0]["code"], "too_many_attempts");
+        assert!(out[&a][0]["message"].as_str().unwrap().contains("busy"));
+        assert!(!hub.core.user(a).unwrap().hashing);
+        line(
+            &mut hub,
+            a,
+            json!({"type":"login","account":"dora","password":PW}),
+        );
+        hub.core.take_jobs(&mut jobs);
+        assert_eq!(jobs.len(), 1, "it may try again");
     }
 }

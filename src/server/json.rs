@@ -33,12 +33,6 @@ pub fn with_line<R>(line: &[u8], f: impl FnOnce(Line<'_>) -> R) -> R {
         Ok(None) => f(Line::Blank),
         Err(refusal) => f(Line::Refused(refusal)),
         Ok(Some(ClientMsg::Ping { token })) => f(Line::Pong(ServerMsg::Pong { token })),
-        Ok(Some(ClientMsg::Register { .. } | ClientMsg::Login { .. } | ClientMsg::Logout)) => {
-            f(Line::Refused(wire::Refusal::new(
-                wire::ErrorCode::UnknownType,
-                "this server has no accounts yet",
-            )))
-        }
         Ok(Some(msg)) => match Command::from_client(&msg) {
             Some(cmd) => f(Line::Command(cmd)),
             None => f(Line::Blank),
@@ -59,6 +53,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             text,
             users,
             room,
+            login_required,
         } => ServerMsg::Welcome {
             id: *id,
             nick: b(nick.as_str()),
@@ -66,7 +61,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             users: *users,
             protocol: PROTOCOL,
             room: Some(b(room.as_str())),
-            login: None,
+            login: login_required.then(|| b("required")),
         }
         .encode(out),
         Event::Join { id, nick, room, ts } => ServerMsg::Join {
@@ -195,6 +190,15 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
         }
         .encode(out),
         Event::Bye { reason } => ServerMsg::Bye { reason: *reason }.encode(out),
+        Event::Registered { account } => ServerMsg::Registered {
+            account: b(account.as_str()),
+        }
+        .encode(out),
+        Event::LoggedIn { account } => ServerMsg::LoggedIn {
+            account: b(account.as_str()),
+        }
+        .encode(out),
+        Event::LoggedOut => ServerMsg::LoggedOut.encode(out),
         Event::Error { code, message } => ServerMsg::Error {
             code: *code,
             message: b(message),

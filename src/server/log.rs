@@ -38,6 +38,18 @@ enum Record<'a> {
         msgs_in: u64,
         msgs_out: u64,
     },
+    /// A `register` or `login` answered (never with the password; a failed
+    /// login names no account, since the name tried may be a password
+    /// typed in the wrong field).
+    Account {
+        id: u64,
+        addr: SocketAddr,
+        action: &'a str,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account: Option<&'a str>,
+        ts: u64,
+    },
     /// The history store stopped working (`ok` false) or works again.
     Store {
         ok: bool,
@@ -117,6 +129,25 @@ impl EventLog {
                 msgs_out
             );
         }
+    }
+
+    /// `action` is `register` or `login`; `account` only when `ok`.
+    pub fn account(
+        &mut self,
+        id: u64,
+        addr: SocketAddr,
+        action: &str,
+        account: Option<&str>,
+        ts: u64,
+    ) {
+        self.record(&Record::Account {
+            id,
+            addr,
+            action,
+            ok: account.is_some(),
+            account,
+            ts,
+        });
     }
 
     /// Storing history failed (once per outage): an error, so it reaches

@@ -25,14 +25,20 @@
 //! - `flood`: per-connection flood control by not reading; `memory`:
 //!   freed heap handed back after bursts.
 //! - `log`: connection records for `--log` and stderr.
+//! - [`accounts`]: the accounts table and Argon2id hashing; [`hashing`]:
+//!   the threads that hash off the loop; `attempts`: the limits on
+//!   failed logins per connection and per address.
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
 //!   sessions live in the event loop, beside the connection table.
 
+pub mod accounts;
+mod attempts;
 pub mod core;
 pub mod deliver;
 pub mod event;
 mod event_loop;
 mod flood;
+pub mod hashing;
 pub mod hub;
 pub mod json;
 mod log;
@@ -61,7 +67,7 @@ use nix::sys::socket::{
 use crate::addr::parse_addr;
 use crate::cli::ServerArgs;
 use crate::fail::{Fail, Outcome};
-use event_loop::{EventLoop, Settings};
+use event_loop::{Accounts, EventLoop, Settings};
 use log::EventLog;
 
 /// Descriptors the server needs besides its clients: stdio, the listener,
@@ -107,7 +113,8 @@ pub fn run(args: &ServerArgs) -> Outcome {
             "cannot open log {path}: {e}; check the directory exists and is writable"
         ))
     })?;
-    let history = open_history(args)?;
+    let (history, db) = open_history(args)?;
+    let accounts = open_accounts(args, db)?;
     let open = |addr: SocketAddr| -> Result<(mio::net::TcpListener, SocketAddr), Fail> {
         let listener = listen_on(addr)
             .map_err(|e| Fail::runtime(format!("cannot listen on {addr}: {}", explain(&e))))?;
@@ -133,6 +140,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
             default_room: args.default_room.clone(),
             max_rooms: args.max_rooms as usize,
         },
+        accounts,
     };
     log.say(&format!(
         "chat server: open-file limit {fd_limit}, serving up to {max_clients} clients"
@@ -186,6 +194,8 @@ pub struct Options {
     pub welcome: String,
     pub default_room: String,
     pub max_rooms: usize,
+    /// Accounts are kept in memory, for as long as the server runs.
+    pub accounts: core::AccountRules,
 }
 
 impl Default for Options {
@@ -199,6 +209,7 @@ impl Default for Options {
             welcome: "Welcome to the chat room!".into(),
             default_room: "lobby".into(),
             max_rooms: 100,
+            accounts: core::AccountRules::default(),
         }
     }
 }
@@ -232,6 +243,12 @@ impl Server {
                     .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?,
                 max_rooms: options.max_rooms,
             },
+            accounts: Accounts {
+                rules: options.accounts,
+                book: accounts::Book::memory(),
+                keys: Vec::new(),
+                cost: accounts::Cost::OWASP,
+            },
         };
         Ok(Server {
             event_loop: EventLoop::new(Some(listener), None, None, log, settings, None)?,
@@ -247,11 +264,44 @@ impl Server {
     }
 }
 
+/// The account options, and where the accounts are: in the database, or in
+/// memory with `--db none`. The keys that exist are read now, before the
+/// first connection, so that `nick` is checked against them from the start.
+fn open_accounts(args: &ServerArgs, db: Option<std::path::PathBuf>) -> Result<Accounts, Fail> {
+    let rules = core::AccountRules {
+        registration_open: args.registration == crate::cli::Registration::Open,
+        require_login: args.require_login,
+        allow_plaintext: args.allow_plaintext_login,
+        per_minute: args.login_limit,
+    };
+    let book = match db {
+        Some(path) => accounts::Book::Db(path),
+        None => accounts::Book::memory(),
+    };
+    let accounts = book.open().map_err(Fail::runtime)?;
+    for name in accounts.rekey().map_err(Fail::runtime)? {
+        eprintln!(
+            "chat server: account {name} is now the same name as an older account, \
+             which login reaches; rename or delete one (sqlite3, chat account del)"
+        );
+    }
+    let keys = accounts.keys().map_err(Fail::runtime)?;
+    drop(accounts);
+    Ok(Accounts {
+        rules,
+        book,
+        keys,
+        cost: accounts::Cost::OWASP,
+    })
+}
+
 /// `--db`: the database, its directory made on first start when it is the
-/// default one; `None` for `--db none`.
-fn open_history(args: &ServerArgs) -> Result<Option<persist::Opened>, Fail> {
+/// default one, and its path; `None` for `--db none`.
+fn open_history(
+    args: &ServerArgs,
+) -> Result<(Option<persist::Opened>, Option<std::path::PathBuf>), Fail> {
     let path = match args.db.as_deref() {
-        Some(p) if p.as_os_str() == "none" => return Ok(None),
+        Some(p) if p.as_os_str() == "none" => return Ok((None, None)),
         Some(p) => p.to_owned(),
         None => {
             let path = default_db(
@@ -290,18 +340,24 @@ fn open_history(args: &ServerArgs) -> Result<Option<persist::Opened>, Fail> {
     let last_seq = store.last_seq().map_err(unreadable)?;
     let topics = store.topics().map_err(unreadable)?;
     let reader = store::Reader::open(&path).map_err(unreadable)?;
-    Ok(Some(persist::Opened {
-        store,
-        reader,
-        keep: args.history_keep.unwrap_or_default(),
-        last_seq,
-        topics,
-    }))
+    Ok((
+        Some(persist::Opened {
+            store,
+            reader,
+            keep: args.history_keep.unwrap_or_default(),
+            last_seq,
+            topics,
+        }),
+        Some(path),
+    ))
 }
 
 /// `$XDG_DATA_HOME/chat/chat.db`, else `$HOME/.local/share/chat/chat.db`;
 /// a relative `XDG_DATA_HOME` is ignored, as the XDG spec says.
-fn default_db(xdg_data_home: Option<&str>, home: Option<&str>) -> Option<std::path::PathBuf> {
+pub(crate) fn default_db(
+    xdg_data_home: Option<&str>,
+    home: Option<&str>,
+) -> Option<std::path::PathBuf> {
     let data = match xdg_data_home.filter(|d| d.starts_with('/')) {
         Some(dir) => std::path::PathBuf::from(dir),
         None => std::path::Path::new(home.filter(|h| !h.is_empty())?).join(".local/share"),

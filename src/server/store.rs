@@ -21,7 +21,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 /// Each entry brings the schema from version `i` to `i + 1`; the file's
 /// `user_version` says how many have run.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE messages (
         seq    INTEGER PRIMARY KEY AUTOINCREMENT,
         room   TEXT    NOT NULL,
@@ -37,7 +38,16 @@ const MIGRATIONS: &[&str] = &["
         text TEXT    NOT NULL,
         ts   INTEGER NOT NULL
     ) WITHOUT ROWID;
-"];
+",
+    "
+    CREATE TABLE accounts (
+        key     TEXT PRIMARY KEY,
+        name    TEXT    NOT NULL,
+        hash    TEXT    NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
+];
 
 /// The schema version this program writes.
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -168,21 +178,7 @@ impl Store {
             Sync::Full => "FULL",
         };
         conn.execute_batch(&format!("PRAGMA synchronous={level}"))?;
-        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > VERSION {
-            return Ok(Err(format!(
-                "history database {} has schema version {version}, newer than this chat's \
-                 ({VERSION}); run a newer chat or pass another --db",
-                self.path.display()
-            )));
-        }
-        let tx = conn.transaction()?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        }
-        tx.commit()?;
-        Ok(Ok(()))
+        migrate(conn, &self.path)
     }
 
     pub fn path(&self) -> &Path {
@@ -294,6 +290,32 @@ impl Store {
         }
         Ok(deleted)
     }
+}
+
+/// Checks the schema version and runs the migrations it lacks, in one
+/// transaction; the inner error is a schema too new to touch. Shared by the
+/// server and `chat account`, either of which may meet an old file first.
+pub fn migrate(conn: &mut Connection, path: &Path) -> rusqlite::Result<Result<(), String>> {
+    let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > VERSION {
+        return Ok(Err(format!(
+            "history database {} has schema version {version}, newer than this chat's \
+             ({VERSION}); run a newer chat or pass another --db",
+            path.display()
+        )));
+    }
+    if version == VERSION {
+        return Ok(Ok(()));
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Another process may have migrated between the look and the lock.
+    let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(Ok(()))
 }
 
 /// A second connection that only reads: with WAL it answers `history`
@@ -513,5 +535,31 @@ mod tests {
         };
         assert_eq!(store.trim(by_age, None, 1_000_000).unwrap(), 3);
         assert_eq!(store.last_seq().unwrap(), 10);
+    }
+
+    #[test]
+    fn a_version_1_database_gains_accounts_and_keeps_its_history() {
+        let dir = Dir::new("v1");
+        {
+            let conn = Connection::open(dir.db()).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (seq, room, nick, text, ts) VALUES (7, 'lobby', 'a', 'old', 1);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&dir.db(), Sync::Normal).unwrap();
+        assert_eq!(store.last_seq().unwrap(), 7);
+        let version: u32 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let accounts: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(accounts, 0);
     }
 }
