@@ -500,9 +500,8 @@ fn bot_account_logs_the_default_actor_in_on_connecting() {
 
 /// Against the real server, once it has accounts: a nickname registered by
 /// one client is logged in to by another, refused to a third, and used by
-/// a bot. The server may need its accounts' options here once merged.
+/// a bot.
 #[test]
-#[ignore = "needs server accounts (branch accounts)"]
 fn real_server_register_login_refuse_and_bot() {
     let server = Server::start(&[]);
     let addr = server.addr.to_string();
