@@ -45,6 +45,10 @@ struct TlsServer {
 }
 
 fn start_tls(cert: &Path, key: &Path) -> TlsServer {
+    start_tls_with(cert, key, &[])
+}
+
+fn start_tls_with(cert: &Path, key: &Path, extra: &[&str]) -> TlsServer {
     let mut child = chat()
         .args([
             "server",
@@ -58,6 +62,7 @@ fn start_tls(cert: &Path, key: &Path) -> TlsServer {
         .arg(cert)
         .arg("--tls-key")
         .arg(key)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -538,4 +543,64 @@ fn the_bench_measures_over_tls() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
     assert!(err.contains("certificate was refused"), "{err}");
+}
+
+#[test]
+fn flood_control_holds_over_tls() {
+    let dir = TempDir::new("tls-flood");
+    let (cert, key) = make_cert(&dir.path, "srv", &["localhost"]);
+    let s = start_tls_with(&cert, &key, &["--rate", "20", "--burst", "5"]);
+    let mut flooder = TlsConn::join(s.tls_addr, &cert, "flooder");
+    let start = Instant::now();
+    let pings: String = (0..45)
+        .map(|i| format!("{}\n", json!({"type": "ping", "token": i})))
+        .collect();
+    let w = flooder.inner.get_mut();
+    w.write_all(pings.as_bytes()).unwrap();
+    w.flush().unwrap();
+    for i in 0..45 {
+        assert_eq!(flooder.recv_type("pong")["token"], i);
+    }
+    // The bucket holds 5; the other 40 come at 20 a second.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "45 pings answered in {took:?}"
+    );
+}
+
+#[test]
+fn a_tls_client_that_does_not_read_is_cut_off_as_slow() {
+    let dir = TempDir::new("tls-slow");
+    let (cert, key) = make_cert(&dir.path, "srv", &["localhost"]);
+    let s = start_tls_with(&cert, &key, &["--rate", "0", "--max-queue", "64KiB"]);
+    let mut alice = s.server.join("alice");
+    // It reads its welcome, then nothing more.
+    let mut slow = TlsConn::connect(s.tls_addr, &cert);
+    let slow_id = slow.recv()["id"].clone();
+    alice.sync();
+    let pad = "p".repeat(1000);
+    let mut sent = 0;
+    let leave = loop {
+        assert!(
+            sent < 12_000,
+            "the non-reading TLS client was never cut off"
+        );
+        let round: String = (0..24)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    json!({"type": "group", "text": format!("{} {pad}", sent + i)})
+                )
+            })
+            .collect();
+        alice.send_raw(round.as_bytes());
+        sent += 24;
+        if let Some(leave) = alice.sync().into_iter().find(|m| m["type"] == "leave") {
+            break leave;
+        }
+    };
+    assert_eq!(leave["id"], slow_id, "{leave}");
+    assert_eq!(leave["reason"], "slow", "{leave}");
+    alice.sync();
 }
