@@ -604,3 +604,29 @@ fn a_tls_client_that_does_not_read_is_cut_off_as_slow() {
     assert_eq!(leave["reason"], "slow", "{leave}");
     alice.sync();
 }
+
+#[test]
+fn tls_options_are_checked_at_start() {
+    let dir = TempDir::new("tls-start");
+    let (cert, _) = make_cert(&dir.path, "srv", &["localhost"]);
+    let (_, other_key) = make_cert(&dir.path, "other", &["localhost"]);
+    let server = |args: &[&str], extra: &[&Path]| {
+        let mut cmd = chat();
+        cmd.arg("server").args(args);
+        for (flag, path) in ["--tls-cert", "--tls-key"].iter().zip(extra) {
+            cmd.arg(flag).arg(path);
+        }
+        output_within(&mut cmd)
+    };
+    // Nowhere to listen, or TLS without its files: usage errors.
+    let none = server(&["--listen", "none"], &[]);
+    assert_eq!(none.status.code(), Some(2), "{none:?}");
+    let no_key = server(&["--listen-tls", "127.0.0.1:0"], &[&cert]);
+    assert_eq!(no_key.status.code(), Some(2), "{no_key:?}");
+    // A key that is not the certificate's: one line, exit 1.
+    let mismatched = server(
+        &["--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"],
+        &[&cert, &other_key],
+    );
+    assert_one_line_failure(&mismatched, "the key is not the certificate's");
+}
