@@ -630,3 +630,92 @@ fn tls_options_are_checked_at_start() {
     );
     assert_one_line_failure(&mismatched, "the key is not the certificate's");
 }
+
+/// Passes one connection accepted on `listener` through to `upstream`,
+/// both ways; returns both ends, to cut the connection with.
+fn pass_through(listener: &std::net::TcpListener, upstream: SocketAddr) -> [TcpStream; 2] {
+    let (down, _) = listener.accept().unwrap();
+    let up = TcpStream::connect(upstream).unwrap();
+    for (mut from, mut to) in [
+        (down.try_clone().unwrap(), up.try_clone().unwrap()),
+        (up.try_clone().unwrap(), down.try_clone().unwrap()),
+    ] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+    [down, up]
+}
+
+/// Waits for a line containing `wanted` among the client's.
+fn wait_for_line(lines: &mpsc::Receiver<String>, wanted: &str) {
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(WAIT) {
+            Ok(line) if line.contains(wanted) => return,
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no line with {wanted:?} ({e}); saw:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn a_lost_tls_connection_is_made_again_over_tls() {
+    let dir = TempDir::new("tls-reconnect");
+    let (cert, key) = make_cert(&dir.path, "srv", &["127.0.0.1"]);
+    let s = start_tls(&cert, &key);
+    // The client goes through a pass-through the test can cut.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let via = proxy.local_addr().unwrap().to_string();
+    let mut alice = s.server.join("alice");
+    let mut client = chat()
+        .args(["client", "--nick", "carol", "--tls", "--ca"])
+        .arg(&cert)
+        .args(["--server", &via])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stdout = client.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let ends = pass_through(&proxy, s.tls_addr);
+    loop {
+        if alice.recv_type("nick")["new"] == "carol" {
+            break;
+        }
+    }
+    alice.send(&json!({"type": "group", "text": "before"}));
+    wait_for_line(&lines, "<alice> before");
+    for end in &ends {
+        let _ = end.shutdown(std::net::Shutdown::Both);
+    }
+    wait_for_line(&lines, "trying again in");
+    let _ends = pass_through(&proxy, s.tls_addr);
+    wait_for_line(&lines, "connected again to");
+    alice.send(&json!({"type": "group", "text": "after"}));
+    wait_for_line(&lines, "<alice> after");
+    client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"back over TLS\n/quit\n")
+        .unwrap();
+    loop {
+        let msg = alice.recv_type("group");
+        if msg["text"] == "back over TLS" {
+            assert_eq!(msg["from"], "carol");
+            break;
+        }
+    }
+    drop(client.stdin.take());
+    assert!(common::finish_within(client).status.success());
+}
