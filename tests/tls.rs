@@ -490,6 +490,18 @@ fn chat_cert_writes_a_private_key_and_refuses_to_overwrite() {
     assert_ne!(std::fs::read(&key).unwrap(), before);
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "an overwritten key is private again");
+
+    // A host no client could check is refused before anything is written.
+    let bad = dir.path.join("bad.pem");
+    let out = output_within(
+        chat()
+            .args(["cert", "--host", "bad name", "--cert"])
+            .arg(&bad)
+            .arg("--key")
+            .arg(dir.path.join("bad-key.pem")),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!bad.exists());
 }
 
 #[test]
