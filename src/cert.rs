@@ -14,6 +14,10 @@ use crate::cli::CertArgs;
 use crate::fail::{Fail, Outcome};
 
 pub fn run(args: &CertArgs) -> Outcome {
+    for host in &args.host {
+        check_host(host)
+            .map_err(|why| Fail::usage(format!("cannot use --host {host:?}: {why}")))?;
+    }
     if !args.force {
         for path in [&args.cert, &args.key] {
             if path.exists() {
@@ -61,6 +65,19 @@ pub fn make(hosts: &[String], days: u32) -> Result<(String, String, Vec<u8>), St
     Ok((cert.pem(), key.serialize_pem(), cert.der().to_vec()))
 }
 
+/// A name a client can check a certificate against: a DNS name (a
+/// wildcard `*.` first allowed) or an IP address.
+fn check_host(host: &str) -> Result<(), &'static str> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if !host.is_ascii() {
+        return Err("write an international name in its xn-- form");
+    }
+    match rustls::pki_types::ServerName::try_from(name) {
+        Ok(_) => Ok(()),
+        Err(_) => Err("not a host name or IP address"),
+    }
+}
+
 /// `AB:CD:...`, as `openssl x509 -fingerprint -sha256` shows it.
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
@@ -93,6 +110,22 @@ fn write(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<(), Fail> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_names_or_addresses() {
+        for good in [
+            "localhost",
+            "chat.example.org",
+            "*.example.org",
+            "127.0.0.1",
+            "::1",
+        ] {
+            assert_eq!(check_host(good), Ok(()), "{good}");
+        }
+        for bad in ["bad name", "caf\u{e9}.example", "", "a..b", "[::1]"] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_made_certificate_is_accepted_by_rustls_with_its_key() {

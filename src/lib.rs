@@ -11,6 +11,9 @@
 //! - [`addr`], [`peer`]: reading addresses and resolving server names; the
 //!   client side of a connection (socket, framing, output buffer) shared by
 //!   client, bot and bench.
+//! - [`tls`]: TLS for the programs that connect (`--tls`, `--ca`: whom to
+//!   trust, the handshake, bytes through the session) and the PEM reading
+//!   the server shares; [`cert`]: `chat cert`, a self-signed pair.
 //! - [`server`]: the single-threaded epoll server: doors (JSON lines) that
 //!   turn bytes into commands, a protocol-neutral core of users and rooms
 //!   that emits events, the writers that queue them, and the history

@@ -26,6 +26,7 @@ fn server_under_ulimit(limit: u32) -> (Server, usize, Conn) {
             .arg("-c")
             .arg(script)
             .arg(chat_bin())
+            .env("CHAT_DB", "none")
             .stderr(Stdio::piped()),
     );
     let stderr = BufReader::new(server.child.stderr.take().unwrap());

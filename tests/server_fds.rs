@@ -20,7 +20,14 @@ fn starved_server() -> Server {
     let script = format!(
         "ulimit -n 48 && {opens} exec \"$0\" server --listen 127.0.0.1:0 --quiet --max-clients 1000"
     );
-    Server::start_with(Command::new("bash").arg("-c").arg(script).arg(chat_bin()))
+    // No history: the test must not touch the user's own database.
+    Server::start_with(
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg(chat_bin())
+            .env("CHAT_DB", "none"),
+    )
 }
 
 #[test]

@@ -45,6 +45,10 @@ struct TlsServer {
 }
 
 fn start_tls(cert: &Path, key: &Path) -> TlsServer {
+    start_tls_with(cert, key, &[])
+}
+
+fn start_tls_with(cert: &Path, key: &Path, extra: &[&str]) -> TlsServer {
     let mut child = chat()
         .args([
             "server",
@@ -58,6 +62,7 @@ fn start_tls(cert: &Path, key: &Path) -> TlsServer {
         .arg(cert)
         .arg("--tls-key")
         .arg(key)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -485,6 +490,18 @@ fn chat_cert_writes_a_private_key_and_refuses_to_overwrite() {
     assert_ne!(std::fs::read(&key).unwrap(), before);
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "an overwritten key is private again");
+
+    // A host no client could check is refused before anything is written.
+    let bad = dir.path.join("bad.pem");
+    let out = output_within(
+        chat()
+            .args(["cert", "--host", "bad name", "--cert"])
+            .arg(&bad)
+            .arg("--key")
+            .arg(dir.path.join("bad-key.pem")),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!bad.exists());
 }
 
 #[test]
@@ -538,4 +555,179 @@ fn the_bench_measures_over_tls() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
     assert!(err.contains("certificate was refused"), "{err}");
+}
+
+#[test]
+fn flood_control_holds_over_tls() {
+    let dir = TempDir::new("tls-flood");
+    let (cert, key) = make_cert(&dir.path, "srv", &["localhost"]);
+    let s = start_tls_with(&cert, &key, &["--rate", "20", "--burst", "5"]);
+    let mut flooder = TlsConn::join(s.tls_addr, &cert, "flooder");
+    let start = Instant::now();
+    let pings: String = (0..45)
+        .map(|i| format!("{}\n", json!({"type": "ping", "token": i})))
+        .collect();
+    let w = flooder.inner.get_mut();
+    w.write_all(pings.as_bytes()).unwrap();
+    w.flush().unwrap();
+    for i in 0..45 {
+        assert_eq!(flooder.recv_type("pong")["token"], i);
+    }
+    // The bucket holds 5; the other 40 come at 20 a second.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "45 pings answered in {took:?}"
+    );
+}
+
+#[test]
+fn a_tls_client_that_does_not_read_is_cut_off_as_slow() {
+    let dir = TempDir::new("tls-slow");
+    let (cert, key) = make_cert(&dir.path, "srv", &["localhost"]);
+    let s = start_tls_with(&cert, &key, &["--rate", "0", "--max-queue", "64KiB"]);
+    let mut alice = s.server.join("alice");
+    // It reads its welcome, then nothing more.
+    let mut slow = TlsConn::connect(s.tls_addr, &cert);
+    let slow_id = slow.recv()["id"].clone();
+    alice.sync();
+    let pad = "p".repeat(1000);
+    let mut sent = 0;
+    let leave = loop {
+        assert!(
+            sent < 12_000,
+            "the non-reading TLS client was never cut off"
+        );
+        let round: String = (0..24)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    json!({"type": "group", "text": format!("{} {pad}", sent + i)})
+                )
+            })
+            .collect();
+        alice.send_raw(round.as_bytes());
+        sent += 24;
+        if let Some(leave) = alice.sync().into_iter().find(|m| m["type"] == "leave") {
+            break leave;
+        }
+    };
+    assert_eq!(leave["id"], slow_id, "{leave}");
+    assert_eq!(leave["reason"], "slow", "{leave}");
+    alice.sync();
+}
+
+#[test]
+fn tls_options_are_checked_at_start() {
+    let dir = TempDir::new("tls-start");
+    let (cert, _) = make_cert(&dir.path, "srv", &["localhost"]);
+    let (_, other_key) = make_cert(&dir.path, "other", &["localhost"]);
+    let server = |args: &[&str], extra: &[&Path]| {
+        let mut cmd = chat();
+        cmd.arg("server").args(args);
+        for (flag, path) in ["--tls-cert", "--tls-key"].iter().zip(extra) {
+            cmd.arg(flag).arg(path);
+        }
+        output_within(&mut cmd)
+    };
+    // Nowhere to listen, or TLS without its files: usage errors.
+    let none = server(&["--listen", "none"], &[]);
+    assert_eq!(none.status.code(), Some(2), "{none:?}");
+    let no_key = server(&["--listen-tls", "127.0.0.1:0"], &[&cert]);
+    assert_eq!(no_key.status.code(), Some(2), "{no_key:?}");
+    // A key that is not the certificate's: one line, exit 1.
+    let mismatched = server(
+        &["--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"],
+        &[&cert, &other_key],
+    );
+    assert_one_line_failure(&mismatched, "the key is not the certificate's");
+}
+
+/// Passes one connection accepted on `listener` through to `upstream`,
+/// both ways; returns both ends, to cut the connection with.
+fn pass_through(listener: &std::net::TcpListener, upstream: SocketAddr) -> [TcpStream; 2] {
+    let (down, _) = listener.accept().unwrap();
+    let up = TcpStream::connect(upstream).unwrap();
+    for (mut from, mut to) in [
+        (down.try_clone().unwrap(), up.try_clone().unwrap()),
+        (up.try_clone().unwrap(), down.try_clone().unwrap()),
+    ] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+    [down, up]
+}
+
+/// Waits for a line containing `wanted` among the client's.
+fn wait_for_line(lines: &mpsc::Receiver<String>, wanted: &str) {
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(WAIT) {
+            Ok(line) if line.contains(wanted) => return,
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no line with {wanted:?} ({e}); saw:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn a_lost_tls_connection_is_made_again_over_tls() {
+    let dir = TempDir::new("tls-reconnect");
+    let (cert, key) = make_cert(&dir.path, "srv", &["127.0.0.1"]);
+    let s = start_tls(&cert, &key);
+    // The client goes through a pass-through the test can cut.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let via = proxy.local_addr().unwrap().to_string();
+    let mut alice = s.server.join("alice");
+    let mut client = chat()
+        .args(["client", "--nick", "carol", "--tls", "--ca"])
+        .arg(&cert)
+        .args(["--server", &via])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stdout = client.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let ends = pass_through(&proxy, s.tls_addr);
+    loop {
+        if alice.recv_type("nick")["new"] == "carol" {
+            break;
+        }
+    }
+    alice.send(&json!({"type": "group", "text": "before"}));
+    wait_for_line(&lines, "<alice> before");
+    for end in &ends {
+        let _ = end.shutdown(std::net::Shutdown::Both);
+    }
+    wait_for_line(&lines, "trying again in");
+    let _ends = pass_through(&proxy, s.tls_addr);
+    wait_for_line(&lines, "connected again to");
+    alice.send(&json!({"type": "group", "text": "after"}));
+    wait_for_line(&lines, "<alice> after");
+    client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"back over TLS\n/quit\n")
+        .unwrap();
+    loop {
+        let msg = alice.recv_type("group");
+        if msg["text"] == "back over TLS" {
+            assert_eq!(msg["from"], "carol");
+            break;
+        }
+    }
+    drop(client.stdin.take());
+    assert!(common::finish_within(client).status.success());
 }

@@ -670,6 +670,11 @@ impl EventLoop {
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = conn.stream.read(&mut scratch[..TLS_READ]);
         let go_on = match result {
+            // Gone before the handshake was done: nothing can reach it.
+            Ok(0) if session.is_handshaking() => {
+                self.close(key);
+                false
+            }
             Ok(0) => {
                 self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
                 self.finish(key);
