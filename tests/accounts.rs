@@ -579,3 +579,25 @@ fn lines_after_a_login_wait_for_its_answer() {
     let heard = listener.recv_type("group");
     assert_eq!(heard["from"], "poet", "{heard}");
 }
+
+/// The server's memory holds passwords between a line and its hash, and
+/// the TLS key always: it must never be written out as a core file.
+#[test]
+fn the_server_never_dumps_core() {
+    // Started with core files allowed, as a shell with `ulimit -c` raised
+    // would (the usual default, 0, would prove nothing).
+    let server = Server::start_with(
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg("ulimit -c unlimited && exec \"$0\" server --listen 127.0.0.1:0 --quiet")
+            .arg(common::chat_bin())
+            .env("CHAT_DB", "none"),
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in {limits}"));
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+}

@@ -99,6 +99,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
         _ => None,
     };
     let fd_limit = raise_fd_limit();
+    forbid_core_dumps();
     let max_clients = args
         .max_clients
         .min(fd_limit.saturating_sub(RESERVED_FDS))
@@ -379,6 +380,14 @@ fn raise_fd_limit() -> usize {
         }
         Err(_) => 1024,
     }
+}
+
+/// A crashing server would dump its memory, which holds passwords between
+/// a `login` line and its hash and the TLS private key for as long as it
+/// runs: no core file, so no such copy lands on disk. Best effort: a limit
+/// that cannot be lowered leaves the process as it was.
+fn forbid_core_dumps() {
+    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
 }
 
 /// A non-blocking listener with the kernel's largest backlog, so a burst of
