@@ -34,6 +34,7 @@ pub mod event;
 mod event_loop;
 mod flood;
 pub mod hub;
+pub mod irc;
 pub mod json;
 mod log;
 mod memory;
