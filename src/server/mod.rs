@@ -27,6 +27,8 @@
 //! - `log`: connection records for `--log` and stderr.
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
 //!   sessions live in the event loop, beside the connection table.
+//! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
+//!   and the door's own answers out, events encoded as IRC lines.
 
 pub mod core;
 pub mod deliver;
@@ -84,9 +86,18 @@ pub fn run(args: &ServerArgs) -> Outcome {
         ),
         None => None,
     };
-    if addr.is_none() && tls_addr.is_none() {
+    let parse_irc = |text: &Option<String>| -> Result<Option<SocketAddr>, Fail> {
+        text.as_deref()
+            .map(|text| {
+                parse_addr(text).map_err(|e| Fail::runtime(format!("cannot listen on {text}: {e}")))
+            })
+            .transpose()
+    };
+    let irc_addr = parse_irc(&args.listen_irc)?;
+    let irc_tls_addr = parse_irc(&args.listen_irc_tls)?;
+    if addr.is_none() && tls_addr.is_none() && irc_addr.is_none() {
         return Err(Fail::usage(
-            "--listen none needs --listen-tls: the server must listen somewhere",
+            "--listen none needs --listen-tls or --listen-irc: the server must listen somewhere",
         ));
     }
     let certs = match (&args.tls_cert, &args.tls_key) {
@@ -119,6 +130,10 @@ pub fn run(args: &ServerArgs) -> Outcome {
     };
     let plain = addr.map(open).transpose()?;
     let secure = tls_addr.map(open).transpose()?;
+    let irc = irc_addr.map(open).transpose()?;
+    let irc_tls = irc_tls_addr.map(open).transpose()?;
+    let irc_bound = irc.as_ref().map(|(_, bound)| *bound);
+    let irc_tls_bound = irc_tls.as_ref().map(|(_, bound)| *bound);
     let signals =
         stop_signals().map_err(|e| Fail::runtime(format!("cannot handle signals: {e}")))?;
     let settings = Settings {
@@ -155,6 +170,10 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let event_loop = EventLoop::new(
         plain.map(|(listener, _)| listener),
         tls,
+        event_loop::Irc {
+            plain: irc.map(|(listener, _)| listener),
+            tls: irc_tls.map(|(listener, _)| listener),
+        },
         Some(signals),
         log,
         settings,
@@ -168,6 +187,12 @@ pub fn run(args: &ServerArgs) -> Outcome {
     }
     if let Some(bound) = tls_bound {
         let _ = writeln!(stdout, "listening for TLS on {bound}");
+    }
+    if let Some(bound) = irc_bound {
+        let _ = writeln!(stdout, "listening for IRC on {bound}");
+    }
+    if let Some(bound) = irc_tls_bound {
+        let _ = writeln!(stdout, "listening for IRC over TLS on {bound}");
     }
     let _ = stdout.flush();
     event_loop
@@ -235,7 +260,15 @@ impl Server {
             },
         };
         Ok(Server {
-            event_loop: EventLoop::new(Some(listener), None, None, log, settings, None)?,
+            event_loop: EventLoop::new(
+                Some(listener),
+                None,
+                event_loop::Irc::default(),
+                None,
+                log,
+                settings,
+                None,
+            )?,
         })
     }
 

@@ -128,6 +128,23 @@ pub fn write(
     command: &str,
     params: &[&str],
 ) {
+    write_as(out, tags, source, command, params, false);
+}
+
+/// [`write()`] with the last parameter always sent as a trailing one, as
+/// servers send text (a message, a reason) whatever it holds.
+pub fn write_text(out: &mut Vec<u8>, source: Option<&str>, command: &str, params: &[&str]) {
+    write_as(out, &[], source, command, params, true);
+}
+
+fn write_as(
+    out: &mut Vec<u8>,
+    tags: &[(&str, &str)],
+    source: Option<&str>,
+    command: &str,
+    params: &[&str],
+    trailing: bool,
+) {
     if !tags.is_empty() {
         out.push(b'@');
         for (i, (name, value)) in tags.iter().enumerate() {
@@ -154,7 +171,7 @@ pub fn write(
             out.extend_from_slice(param.as_bytes());
         }
         out.push(b' ');
-        if last.is_empty() || last.contains(' ') || last.starts_with(':') {
+        if trailing || last.is_empty() || last.contains(' ') || last.starts_with(':') {
             out.push(b':');
         }
         out.extend_from_slice(last.as_bytes());
