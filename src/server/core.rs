@@ -662,13 +662,14 @@ impl<C> Core<C> {
         self.table.remove(key).map(|r| (r.user, r.conn))
     }
 
-    /// The server is stopping: everyone present gets `bye`, nobody is told
-    /// of anyone's leaving.
+    /// The server is stopping: everyone present gets `bye` (a connection
+    /// still waiting to be a user too, so that it closes now rather than
+    /// at the end of the grace period), nobody is told of anyone's leaving.
     pub fn shutdown(&mut self) {
         let present: Vec<Key> = self
             .table
             .iter()
-            .filter(|(_, r)| r.user.is_here())
+            .filter(|(_, r)| matches!(r.user.presence, Presence::Here | Presence::Waiting))
             .map(|(key, _)| key)
             .collect();
         for key in present {

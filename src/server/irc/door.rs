@@ -873,3 +873,124 @@ fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, rooms: 
     }
     numeric(out, me, "376", &["End of /MOTD command."]);
 }
+
+#[cfg(test)]
+mod tests {
+    //! The door's timers and registration, through the hub, without
+    //! sockets.
+
+    use super::*;
+    use crate::server::core::{self, Peer};
+    use crate::server::deliver::Door as Kind;
+    use crate::server::hub::Hub;
+
+    const NOW: u64 = 1_764_165_600_000;
+
+    fn hub() -> Hub<Outlet> {
+        let config = core::Config {
+            welcome: "hi".into(),
+            default_room: "lobby".into(),
+            max_rooms: 3,
+        };
+        Hub::new(config, 1 << 20)
+    }
+
+    fn peer() -> Peer {
+        Peer::plain(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)))
+    }
+
+    fn read(hub: &mut Hub<Outlet>, key: Key) -> Vec<String> {
+        let mut bytes = Vec::new();
+        hub.core
+            .conn_mut(key)
+            .unwrap()
+            .out
+            .write_to(&mut bytes)
+            .unwrap();
+        String::from_utf8(bytes)
+            .unwrap()
+            .split_terminator("\r\n")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn registered(hub: &mut Hub<Outlet>, nick: &str) -> Key {
+        let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+        hub.line(key, format!("NICK {nick}\r").as_bytes(), NOW);
+        hub.line(key, b"USER u 0 * :U\r", NOW);
+        assert!(read(hub, key).iter().any(|l| l.contains(" 366 ")));
+        key
+    }
+
+    #[test]
+    fn an_unregistered_connection_is_closed_after_the_deadline() {
+        let mut hub = hub();
+        let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+        assert_eq!(
+            hub.irc_tick(key, NOW + 1000),
+            Tick::Again(REGISTER_WITHIN_MS - 1000)
+        );
+        assert_eq!(hub.irc_tick(key, NOW + REGISTER_WITHIN_MS), Tick::Close);
+        assert_eq!(
+            read(&mut hub, key),
+            ["ERROR :Closing link: registration timed out"]
+        );
+        // Nobody ever saw it: it was never a user.
+        assert_eq!(hub.core.here(), 0);
+    }
+
+    #[test]
+    fn a_silent_client_is_pinged_then_closed() {
+        let mut hub = hub();
+        let key = registered(&mut hub, "ann");
+        assert_eq!(
+            hub.irc_tick(key, NOW + 1000),
+            Tick::Again(PING_AFTER_MS - 1000)
+        );
+        assert_eq!(
+            hub.irc_tick(key, NOW + PING_AFTER_MS),
+            Tick::Again(PING_TIMEOUT_MS)
+        );
+        assert_eq!(read(&mut hub, key), ["PING :chat"]);
+        // Any line answers it.
+        hub.line(key, b"PONG :chat\r", NOW + PING_AFTER_MS + 10);
+        assert_eq!(
+            hub.irc_tick(key, NOW + PING_AFTER_MS + 20),
+            Tick::Again(PING_AFTER_MS - 10)
+        );
+        let later = NOW + 3 * PING_AFTER_MS;
+        assert_eq!(hub.irc_tick(key, later), Tick::Again(PING_TIMEOUT_MS));
+        assert_eq!(read(&mut hub, key), ["PING :chat"]);
+        assert_eq!(hub.irc_tick(key, later + PING_TIMEOUT_MS), Tick::Close);
+        assert_eq!(read(&mut hub, key), ["ERROR :Closing link: ping timeout"]);
+    }
+
+    #[test]
+    fn a_nick_taken_between_nick_and_user_is_refused_at_user() {
+        let mut hub = hub();
+        let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+        hub.line(key, b"NICK ann\r", NOW);
+        let _other = registered(&mut hub, "Ann");
+        hub.line(key, b"USER u 0 * :U\r", NOW);
+        let lines = read(&mut hub, key);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with(":chat 433 * ann :"), "{lines:?}");
+        hub.line(key, b"NICK bob\r", NOW);
+        assert!(
+            read(&mut hub, key)
+                .iter()
+                .any(|l| l == ":bob!bob@chat JOIN #lobby")
+        );
+    }
+
+    #[test]
+    fn shutdown_closes_waiting_connections_too() {
+        let mut hub = hub();
+        let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+        hub.shutdown();
+        assert_eq!(
+            read(&mut hub, key),
+            ["ERROR :Closing link: the server is shutting down"]
+        );
+    }
+}
