@@ -13,14 +13,16 @@ use serde_json::json;
 
 /// A server with `--listen-irc`, and the IRC address.
 fn start(extra: &[&str]) -> (Server, SocketAddr) {
+    let (server, mut addrs) = start_with(&["--listen-irc", "127.0.0.1:0"], extra, 1);
+    (server, addrs.remove(0))
+}
+
+/// A server with `listeners` beside the plaintext one, and the addresses
+/// of the `more` listeners it prints after the plaintext one.
+fn start_with(listeners: &[&str], extra: &[&str], more: usize) -> (Server, Vec<SocketAddr>) {
     let mut child = chat()
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--listen-irc",
-            "127.0.0.1:0",
-        ])
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .args(listeners)
         .args(["--quiet", "--welcome", "Be nice.\nSecond line."])
         .args(extra)
         .stdout(Stdio::piped())
@@ -28,18 +30,18 @@ fn start(extra: &[&str]) -> (Server, SocketAddr) {
         .spawn()
         .expect("spawn chat server");
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut read_addr = |prefix: &str| -> SocketAddr {
+    let mut read_addr = || -> SocketAddr {
         let mut line = String::new();
         out.read_line(&mut line).expect("read server line");
         line.trim()
-            .strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("server said {line:?}, not '{prefix}ADDR'"))
-            .parse()
-            .expect("address")
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("server said {line:?}, not 'listening ... ADDR'"))
     };
-    let addr = read_addr("listening on ");
-    let irc = read_addr("listening for IRC on ");
-    (Server { child, addr }, irc)
+    let addr = read_addr();
+    let addrs = (0..more).map(|_| read_addr()).collect();
+    (Server { child, addr }, addrs)
 }
 
 /// A raw IRC client: lines in, lines out, every read bounded by WAIT.
@@ -434,4 +436,60 @@ fn questions_are_answered_from_the_rooms() {
     bob.send("JOIN 0");
     assert_eq!(bob.expect("PART"), ":bob!bob@chat PART #lobby");
     assert_eq!(ann.recv_type("leave")["nick"], "bob");
+}
+
+#[test]
+fn irc_over_tls_reaches_the_same_rooms() {
+    let dir = common::TempDir::new("irc-tls");
+    let cert = dir.path.join("cert.pem");
+    let key = dir.path.join("key.pem");
+    let out = common::output_within(
+        chat()
+            .args(["cert", "--host", "localhost", "--cert"])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key),
+    );
+    assert!(out.status.success(), "chat cert: {out:?}");
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (server, addrs) = start_with(
+        &[
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--listen-irc-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_s,
+            "--tls-key",
+            key_s,
+        ],
+        &[],
+        2,
+    );
+    let mut ann = json_user(&server, "ann");
+    let client = chat::tls::Client::new(&chat::addr::Host::Name("localhost".into()), Some(&cert))
+        .expect("TLS set-up");
+    let mut tcp = TcpStream::connect(addrs[1]).expect("connect");
+    let session = client.handshake(&mut tcp, WAIT).expect("handshake");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(session, tcp);
+    tls.write_all(b"NICK bob\r\nUSER bob 0 * :Bob\r\nPRIVMSG #lobby :over tls\r\n")
+        .expect("write");
+    tls.flush().expect("flush");
+    let msg = ann.recv_type("group");
+    assert_eq!(
+        (msg["from"].as_str(), msg["text"].as_str()),
+        (Some("bob"), Some("over tls"))
+    );
+    ann.send(&json!({"type": "group", "text": "back"}));
+    let mut reader = BufReader::new(tls);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("read") > 0, "closed");
+        if line.contains(" PRIVMSG ") {
+            break;
+        }
+    }
+    assert_eq!(line, ":ann!ann@chat PRIVMSG #lobby :back\r\n");
 }
