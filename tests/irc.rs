@@ -493,3 +493,33 @@ fn irc_over_tls_reaches_the_same_rooms() {
     }
     assert_eq!(line, ":ann!ann@chat PRIVMSG #lobby :back\r\n");
 }
+
+#[test]
+fn with_a_history_store_messages_wait_for_it_and_still_flow_both_ways() {
+    let dir = common::TempDir::new("irc-db");
+    let db = dir.path.join("chat.db");
+    let (server, irc) = start(&["--db", db.to_str().unwrap()]);
+    let mut ann = json_user(&server, "ann");
+    let (mut bob, _) = Irc::register(irc, "bob");
+    bob.send("JOIN #lobby");
+    assert!(
+        bob.sync().is_empty(),
+        "a second JOIN of a channel is ignored"
+    );
+    bob.send("PRIVMSG #lobby :stored");
+    assert_eq!(ann.recv_type("group")["text"], "stored");
+    ann.send(&json!({"type": "group", "text": "also stored"}));
+    assert_eq!(
+        bob.expect("PRIVMSG"),
+        ":ann!ann@chat PRIVMSG #lobby :also stored"
+    );
+    ann.send(&json!({"type": "history", "room": "lobby"}));
+    let history = ann.recv_type("history");
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["stored", "also stored"]);
+}

@@ -607,8 +607,12 @@ impl Door {
                 continue;
             }
             let rooms = parts.core.rooms_of(key);
-            let member = rooms.iter().any(|r| names::same(r.as_str(), room));
-            if !member && rooms.len() >= self.settings.max_rooms {
+            if rooms.iter().any(|r| names::same(r.as_str(), room)) {
+                // IRC servers ignore a JOIN of a channel one is on: a
+                // second JOIN echo would look like a second membership.
+                continue;
+            }
+            if rooms.len() >= self.settings.max_rooms {
                 parts.core.count_in(key);
                 let why = format!(
                     "You are in {} channels, the most this server allows; part one first",
