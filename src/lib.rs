@@ -11,7 +11,7 @@
 //! - [`addr`], [`peer`]: reading addresses and resolving server names; the
 //!   client side of a connection (socket, framing, output buffer) shared by
 //!   client, bot and bench.
-//! - [`server`]: the single-threaded epoll server: doors (JSON lines) that
+//! - [`server`]: the single-threaded epoll server: doors (JSON lines, IRC) that
 //!   turn bytes into commands, a protocol-neutral core of users and rooms
 //!   that emits events, the writers that queue them, and the history
 //!   store; its own map is in its module.

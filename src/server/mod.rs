@@ -4,8 +4,8 @@
 //! Read it as codec -> core -> events -> writers:
 //!
 //! - [`json`]: the JSON-lines door; a line in becomes a core
-//!   [`Command`](core::Command), an event out becomes a line. A new door
-//!   (IRC, WebSocket) is a module beside it.
+//!   [`Command`](core::Command), an event out becomes a line. Another
+//!   door ([`irc`]; WebSocket later) is a module beside it.
 //! - [`core`]: users, names, rooms and who hears what, in no protocol and
 //!   without sockets; it emits [`event`]s with their receivers.
 //! - [`event`]: the event stream the core emits, which the writers, the
