@@ -523,3 +523,15 @@ fn with_a_history_store_messages_wait_for_it_and_still_flow_both_ways() {
         .collect();
     assert_eq!(texts, ["stored", "also stored"]);
 }
+
+#[test]
+fn a_full_server_tells_an_irc_client_in_irc() {
+    let (server, irc) = start(&["--max-clients", "1"]);
+    let _ann = json_user(&server, "ann");
+    let mut c = Irc::connect(irc);
+    assert_eq!(
+        c.recv(),
+        "ERROR :Closing link: the server is full; try again later"
+    );
+    assert!(c.closed());
+}

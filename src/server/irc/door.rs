@@ -988,6 +988,40 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_still_registering_is_nobody_to_the_others() {
+        let mut hub = hub();
+        let json = hub.connect(peer(), NOW, Outlet::new(Kind::JsonLines));
+        let waiting = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+        hub.line(waiting, b"NICK ann\r", NOW);
+        let _ = read(&mut hub, waiting);
+        let mut bytes = Vec::new();
+        hub.core
+            .conn_mut(json)
+            .unwrap()
+            .out
+            .write_to(&mut bytes)
+            .unwrap();
+        hub.line(json, br#"{"type":"group","text":"hi"}"#, NOW);
+        hub.line(json, br#"{"type":"who"}"#, NOW);
+        assert!(read(&mut hub, waiting).is_empty());
+        let mut bytes = Vec::new();
+        hub.core
+            .conn_mut(json)
+            .unwrap()
+            .out
+            .write_to(&mut bytes)
+            .unwrap();
+        let who = String::from_utf8(bytes).unwrap();
+        assert!(who.contains(r#""type":"who""#), "{who}");
+        assert!(!who.contains("ann"), "{who}");
+        // Its nick is not taken until it registers.
+        hub.line(json, br#"{"type":"nick","nick":"ann"}"#, NOW);
+        hub.line(waiting, b"USER u 0 * :U\r", NOW);
+        let lines = read(&mut hub, waiting);
+        assert!(lines[0].starts_with(":chat 433 * ann :"), "{lines:?}");
+    }
+
+    #[test]
     fn shutdown_closes_waiting_connections_too() {
         let mut hub = hub();
         let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
