@@ -1021,6 +1021,88 @@ mod tests {
         assert!(lines[0].starts_with(":chat 433 * ann :"), "{lines:?}");
     }
 
+    /// Random bytes, IRC-looking words among them, before and after
+    /// registration: answers or silence, never a panic, and the
+    /// connection still answers PING afterwards.
+    #[test]
+    fn garbage_never_breaks_the_door() {
+        const WORDS: &[&[u8]] = &[
+            b"NICK",
+            b"USER",
+            b"JOIN",
+            b"PART",
+            b"PRIVMSG",
+            b"NOTICE",
+            b"TOPIC",
+            b"MODE",
+            b"WHO",
+            b"WHOIS",
+            b"NAMES",
+            b"LIST",
+            b"CAP",
+            b"AWAY",
+            b"ISON",
+            b"USERHOST",
+            b"PING",
+            b"#",
+            b"#lobby",
+            b":",
+            b"@",
+            b"=",
+            b";",
+            b",",
+            b" ",
+            b"\x01ACTION",
+            b"0",
+            b"\xff",
+            b"\xc3",
+            b"\r",
+        ];
+        let mut hub = hub();
+        let _json = hub.connect(peer(), NOW, Outlet::new(Kind::JsonLines));
+        let waiting = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+        let user = registered(&mut hub, "ann");
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..5000 {
+            let mut line = Vec::new();
+            for _ in 0..next() % 12 {
+                match next() % 3 {
+                    0 => line.push((next() % 256) as u8),
+                    _ => line.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize]),
+                }
+                if next() % 2 == 0 {
+                    line.push(b' ');
+                }
+            }
+            line.retain(|&b| b != b'\n');
+            for key in [waiting, user] {
+                hub.line(key, &line, NOW);
+                let _ = read(&mut hub, key);
+            }
+        }
+        assert!(hub.core.user(user).is_some_and(|u| u.is_here()));
+        for key in [waiting, user] {
+            if hub
+                .core
+                .user(key)
+                .is_some_and(|u| u.is_here() || u.presence == Presence::Waiting)
+            {
+                hub.line(key, b"PING :still\r", NOW);
+                let lines = read(&mut hub, key);
+                assert!(
+                    lines.iter().any(|l| l == ":chat PONG chat :still"),
+                    "{lines:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn shutdown_closes_waiting_connections_too() {
         let mut hub = hub();
