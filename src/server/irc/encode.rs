@@ -194,7 +194,7 @@ pub fn who_line(out: &mut Vec<u8>, me: &str, target: &str, nick: &str, away: boo
 /// 353 lines of names, each within an IRC line, then 366.
 pub fn names<'a>(out: &mut Vec<u8>, me: &str, chan: &str, nicks: impl Iterator<Item = &'a str>) {
     // ":chat 353 me = #chan :" and CRLF.
-    let room_for = LINE - (SERVER.len() + me.len() + chan.len() + 12);
+    let room_for = LINE.saturating_sub(SERVER.len() + me.len() + chan.len() + 12);
     let mut line = String::new();
     for nick in nicks {
         if !line.is_empty() && line.len() + 1 + nick.len() > room_for {
