@@ -17,12 +17,13 @@
 use std::collections::HashMap;
 
 use crate::names;
-use crate::server::core::{Command, Core, Flow, Presence, RoomView};
+use crate::server::core::{Command, Core, Flow, RoomView};
 use crate::server::deliver::{Delivery, Outlet};
 use crate::server::event::Event;
 use crate::server::table::Key;
 
-use super::encode::{self, HOST, SERVER, channel, numeric, who_line};
+use super::answer;
+use super::encode::{self, HOST, SERVER, channel, numeric};
 use super::message::{Message, write_text};
 
 /// How long a connection may take to register.
@@ -291,12 +292,18 @@ impl Door {
                 None => numeric(&mut out, &me, "366", &["*", "End of /NAMES list"]),
                 Some(chans) => {
                     for chan in chans.split(',').filter(|c| !c.is_empty()) {
-                        names_of(parts.core, &mut out, &me, chan);
+                        answer::names_of(parts.core, &mut out, &me, chan);
                     }
                 }
             },
-            "WHO" => self.who(parts.core, &mut out, &me, params.first().copied()),
-            "WHOIS" => self.whois(parts.core, &mut out, &me, params[params.len() - 1]),
+            "WHO" => {
+                let away = |k: Key| self.away_text(k);
+                answer::who(parts.core, &mut out, &me, params.first().copied(), &away)
+            }
+            "WHOIS" => {
+                let away = |k: Key| self.away_text(k);
+                answer::whois(parts.core, &mut out, &me, params[params.len() - 1], &away)
+            }
             "LIST" => {
                 numeric(&mut out, &me, "321", &["Channel", "Users  Name"]);
                 for (name, users, topic) in parts.core.room_list() {
@@ -310,7 +317,7 @@ impl Door {
                 }
                 numeric(&mut out, &me, "323", &["End of /LIST"]);
             }
-            "MODE" => mode(parts.core, key, &mut out, &me, params),
+            "MODE" => answer::mode(parts.core, key, &mut out, &me, params),
             "AWAY" => {
                 let text = params.first().copied().filter(|t| !t.is_empty());
                 if let Some(client) = self.clients.get_mut(&key) {
@@ -335,7 +342,7 @@ impl Door {
                 let on: Vec<String> = params
                     .iter()
                     .flat_map(|p| p.split(' '))
-                    .filter_map(|n| Some(nick_of(parts.core, parts.core.find_nick(n)?)))
+                    .filter_map(|n| Some(answer::nick_of(parts.core, parts.core.find_nick(n)?)))
                     .collect();
                 numeric(&mut out, &me, "303", &[&on.join(" ")]);
             }
@@ -345,7 +352,7 @@ impl Door {
                     .take(5)
                     .filter_map(|n| {
                         let key = parts.core.find_nick(n)?;
-                        let nick = nick_of(parts.core, key);
+                        let nick = answer::nick_of(parts.core, key);
                         let away = if self.away(key) { '-' } else { '+' };
                         Some(format!("{nick}={away}{nick}@{HOST}"))
                     })
@@ -362,6 +369,10 @@ impl Door {
 
     fn away(&self, key: Key) -> bool {
         self.clients.get(&key).is_some_and(|c| c.away.is_some())
+    }
+
+    fn away_text(&self, key: Key) -> Option<&str> {
+        self.clients.get(&key).and_then(|c| c.away.as_deref())
     }
 
     /// Before registration: CAP, PASS, NICK, USER, PING, QUIT; anything
@@ -452,7 +463,7 @@ impl Door {
         let users = parts.core.here() + 1;
         let rooms = parts.core.room_list().len();
         let settings = &self.settings;
-        parts.answer(key, |out| burst(out, &nick, settings, users, rooms));
+        parts.answer(key, |out| answer::burst(out, &nick, settings, users, rooms));
         if let Err(refusal) = parts.core.arrive(key, &nick, now_ms) {
             // Checked just above: only a bug gets here.
             let text = refusal.message;
@@ -559,7 +570,7 @@ impl Door {
                     now_ms,
                 );
                 if let Some(away) = away.filter(|_| !quiet) {
-                    let nick = nick_of(parts.core, to);
+                    let nick = answer::nick_of(parts.core, to);
                     parts.answer(key, |out| numeric(out, me, "301", &[&nick, &away]));
                 }
             }
@@ -697,48 +708,6 @@ impl Door {
             }
         }
     }
-
-    fn who<C>(&self, core: &Core<C>, out: &mut Vec<u8>, me: &str, mask: Option<&str>) {
-        let Some(mask) = mask else {
-            return numeric(out, me, "315", &["*", "End of /WHO list"]);
-        };
-        if let Some(room) = mask.strip_prefix('#') {
-            if let Some(RoomView { name, members, .. }) = core.room(room) {
-                let chan = channel(name.as_str());
-                for user in members {
-                    let away = core
-                        .find_nick(user.nick.as_str())
-                        .is_some_and(|k| self.away(k));
-                    who_line(out, me, &chan, user.nick.as_str(), away);
-                }
-            }
-        } else if let Some(key) = core.find_nick(mask) {
-            who_line(out, me, "*", &nick_of(core, key), self.away(key));
-        }
-        numeric(out, me, "315", &[mask, "End of /WHO list"]);
-    }
-
-    fn whois<C>(&self, core: &Core<C>, out: &mut Vec<u8>, me: &str, nick: &str) {
-        let Some(key) = core.find_nick(nick) else {
-            numeric(out, me, "401", &[nick, "No such nick"]);
-            return numeric(out, me, "318", &[nick, "End of /WHOIS list"]);
-        };
-        let nick = nick_of(core, key);
-        numeric(out, me, "311", &[&nick, &nick, HOST, "*", &nick]);
-        let chans: Vec<String> = core
-            .rooms_of(key)
-            .iter()
-            .map(|r| channel(r.as_str()))
-            .collect();
-        if !chans.is_empty() {
-            numeric(out, me, "319", &[&nick, &chans.join(" ")]);
-        }
-        numeric(out, me, "312", &[&nick, SERVER, "chat server"]);
-        if let Some(away) = self.clients.get(&key).and_then(|c| c.away.as_deref()) {
-            numeric(out, me, "301", &[&nick, away]);
-        }
-        numeric(out, me, "318", &[&nick, "End of /WHOIS list"]);
-    }
 }
 
 /// 432 or 433 for a nick `key` may not take, as the lines to send.
@@ -774,117 +743,13 @@ fn membership<C>(core: &Core<C>, me: &str, chan: &str) -> Option<(&'static str, 
     }
 }
 
-fn nick_of<C>(core: &Core<C>, key: Key) -> String {
-    core.user(key)
-        .filter(|u| u.presence == Presence::Here)
-        .map(|u| u.nick.as_str().to_owned())
-        .unwrap_or_default()
-}
-
-fn names_of<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, chan: &str) {
-    match chan.strip_prefix('#').and_then(|r| core.room(r)) {
-        Some(RoomView { name, members, .. }) => encode::names(
-            out,
-            me,
-            &channel(name.as_str()),
-            members.iter().map(|u| u.nick.as_str()),
-        ),
-        None => numeric(out, me, "366", &[chan, "End of /NAMES list"]),
-    }
-}
-
-/// Channels are `+nt` and nobody is an operator yet; users have no modes.
-/// A ban list asked for (clients ask on joining) is empty; any other
-/// change is refused for a channel and ignored for oneself.
-fn mode<C>(core: &Core<C>, key: Key, out: &mut Vec<u8>, me: &str, params: &[&str]) {
-    let target = params[0];
-    if let Some(room) = target.strip_prefix('#') {
-        let Some(RoomView { name, .. }) = core.room(room) else {
-            return numeric(out, me, "403", &[target, "No such channel"]);
-        };
-        let chan = channel(name.as_str());
-        match params.get(1).map(|m| m.trim_start_matches('+')) {
-            None => numeric(out, me, "324", &[&chan, "+nt"]),
-            Some("b") => numeric(out, me, "368", &[&chan, "End of channel ban list"]),
-            Some(_) => numeric(out, me, "482", &[&chan, "You're not channel operator"]),
-        }
-        return;
-    }
-    match core.find_nick(target) {
-        Some(owner) if owner == key => {
-            if params.len() == 1 {
-                numeric(out, me, "221", &["+"]);
-            }
-        }
-        Some(_) => numeric(out, me, "502", &["Can't change mode for other users"]),
-        None => numeric(out, me, "401", &[target, "No such nick"]),
-    }
-}
-
-/// 001-005, LUSERS and the MOTD (the server's welcome text).
-fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, rooms: usize) {
-    let version = env!("CARGO_PKG_VERSION");
-    let welcome = format!("Welcome to the chat IRC door, {me}");
-    numeric(out, me, "001", &[&welcome]);
-    let host = format!("Your host is {SERVER}, running chat {version}");
-    numeric(out, me, "002", &[&host]);
-    numeric(out, me, "003", &["This server speaks JSON lines and IRC"]);
-    let chat_version = format!("chat-{version}");
-    numeric(out, me, "004", &[SERVER, &chat_version, "i", "nt"]);
-    // Names compare by `names::fold` (NFKC case folding and the UTS #39
-    // skeleton: look-alikes are one name), which no CASEMAPPING value
-    // describes. `ascii` is the least wrong: two names equal under it are
-    // equal here too; this server merely merges more (other cases, other
-    // scripts' look-alikes), and says so with 433 when it matters.
-    // NICKLEN and CHANNELLEN count characters, as chat does, not bytes.
-    let chanlimit = format!("CHANLIMIT=#:{}", settings.max_rooms);
-    let nicklen = format!("NICKLEN={}", names::MAX_CHARS);
-    let chanlen = format!("CHANNELLEN={}", names::MAX_CHARS + 1);
-    let topiclen = format!("TOPICLEN={}", crate::server::core::MAX_TOPIC);
-    numeric(
-        out,
-        me,
-        "005",
-        &[
-            "CHANTYPES=#",
-            &nicklen,
-            &chanlen,
-            &topiclen,
-            &chanlimit,
-            "CASEMAPPING=ascii",
-            "UTF8ONLY",
-            "NETWORK=chat",
-            "PREFIX=",
-            "CHANMODES=,,,nt",
-            "are supported by this server",
-        ],
-    );
-    let users_line = format!("There are {users} users and 0 invisible on 1 servers");
-    numeric(out, me, "251", &[&users_line]);
-    numeric(out, me, "252", &["0", "operator(s) online"]);
-    numeric(out, me, "253", &["0", "unknown connection(s)"]);
-    numeric(out, me, "254", &[&rooms.to_string(), "channels formed"]);
-    let clients = format!("I have {users} clients and 0 servers");
-    numeric(out, me, "255", &[&clients]);
-    numeric(
-        out,
-        me,
-        "375",
-        &[&format!("- {SERVER} Message of the day - ")],
-    );
-    for line in settings.welcome.lines() {
-        numeric(out, me, "372", &[&format!("- {}", encode::clean(line))]);
-    }
-    numeric(out, me, "376", &["End of /MOTD command."]);
-}
-
 #[cfg(test)]
 mod tests {
     //! The door's timers and registration, through the hub, without
     //! sockets.
 
     use super::*;
-    use crate::server::core::{self, Peer};
+    use crate::server::core::{self, Peer, Presence};
     use crate::server::deliver::Door as Kind;
     use crate::server::hub::Hub;
 

@@ -4,9 +4,12 @@
 //! - [`message`]: parsing and writing IRC lines (tags, source, command,
 //!   parameters).
 //! - [`mod@encode`]: events into IRC lines.
-//! - [`door`]: registration, commands and answers, per connection.
+//! - [`door`]: registration and commands, per connection.
+//! - [`answer`]: questions answered from the core's state, and the
+//!   registration burst.
 pub mod encode;
 pub mod message;
 
 pub use encode::encode;
+pub mod answer;
 pub mod door;
