@@ -13,3 +13,6 @@ pub mod message;
 pub use encode::encode;
 pub mod answer;
 pub mod door;
+
+#[cfg(test)]
+mod tests;
