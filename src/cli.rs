@@ -131,6 +131,14 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
     pub listen_tls: Option<String>,
 
+    /// Also speak IRC to IRC clients on ADDR (irssi, WeeChat): channel #room is room `room`
+    #[arg(long, value_name = "ADDR")]
+    pub listen_irc: Option<String>,
+
+    /// Also speak IRC over TLS on ADDR, with the certificate of --listen-tls
+    #[arg(long, value_name = "ADDR", requires = "listen_tls")]
+    pub listen_irc_tls: Option<String>,
+
     /// TLS certificate chain, PEM (certbot's fullchain.pem); SIGHUP reloads it
     #[arg(long, value_name = "FILE", requires = "listen_tls", value_hint = ValueHint::FilePath)]
     pub tls_cert: Option<PathBuf>,

@@ -14,7 +14,7 @@
 //! - [`tls`]: TLS for the programs that connect (`--tls`, `--ca`: whom to
 //!   trust, the handshake, bytes through the session) and the PEM reading
 //!   the server shares; [`cert`]: `chat cert`, a self-signed pair.
-//! - [`server`]: the single-threaded epoll server: doors (JSON lines) that
+//! - [`server`]: the single-threaded epoll server: doors (JSON lines, IRC) that
 //!   turn bytes into commands, a protocol-neutral core of users and rooms
 //!   that emits events, the writers that queue them, and the history
 //!   store; its own map is in its module.

@@ -149,6 +149,10 @@ impl<'a> Command<'a> {
 /// Where a connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Presence {
+    /// Connected, but not yet a user: its door is still introducing it
+    /// (an IRC client before `NICK` and `USER`). It has no name and no
+    /// rooms, and nothing is sent to it but its door's own answers.
+    Waiting,
     /// A user: named, listed by `who`, in rooms, receiving messages.
     Here,
     /// Left (quit, disconnected, too slow, or the server is stopping);
@@ -306,6 +310,15 @@ struct Room {
     name: Name,
     /// In order of joining.
     members: Vec<Key>,
+}
+
+/// A room as [`Core::room`] shows it.
+pub struct RoomView<'a> {
+    /// As it is sent.
+    pub name: Name,
+    pub topic: Option<Rc<str>>,
+    /// In order of joining.
+    pub members: Vec<&'a User>,
 }
 
 /// What the edge should do with a connection after a command.
@@ -498,11 +511,13 @@ impl<C> Core<C> {
     }
 
     /// Calls `f` for each receiver of `to` that is still in the table.
-    pub fn for_each_receiver(&mut self, to: &To, mut f: impl FnMut(Key, &mut C)) {
+    /// The receiver's user is lent too: a door may address an answer to
+    /// its receiver by name (IRC's numerics do).
+    pub fn for_each_receiver(&mut self, to: &To, mut f: impl FnMut(Key, &User, &mut C)) {
         match to {
             To::One(key) => {
                 if let Some(r) = self.table.get_mut(*key) {
-                    f(*key, &mut r.conn);
+                    f(*key, &r.user, &mut r.conn);
                 }
             }
             To::Room { room, except } => {
@@ -513,7 +528,7 @@ impl<C> Core<C> {
                     if Some(key) != *except
                         && let Some(r) = self.table.get_mut(key)
                     {
-                        f(key, &mut r.conn);
+                        f(key, &r.user, &mut r.conn);
                     }
                 }
             }
@@ -525,7 +540,7 @@ impl<C> Core<C> {
                     if let Some(r) = self.table.get_mut(key)
                         && r.user.is_here()
                     {
-                        f(key, &mut r.conn);
+                        f(key, &r.user, &mut r.conn);
                     }
                 }
             }
@@ -544,30 +559,79 @@ impl<C> Core<C> {
     /// A new connection: it is welcomed, put in the default room, and the
     /// room's members hear `join`.
     pub fn connect(&mut self, peer: Peer, now_ms: u64, conn: C) -> Key {
+        let key = self.admit(peer, now_ms, conn);
+        let Some(id) = self.user(key).map(|u| u.id) else {
+            return key;
+        };
+        // The key of a guest name is nobody else's: `names::check_nick`
+        // refuses every name that folds like one.
+        self.welcome(key, Name::new(&format!("guest{id}")), now_ms);
+        key
+    }
+
+    /// A new connection that is not yet a user ([`Presence::Waiting`]):
+    /// its door introduces it later with [`Core::arrive`].
+    pub fn admit(&mut self, peer: Peer, now_ms: u64, conn: C) -> Key {
         let id = self.next_id;
         self.next_id += 1;
-        let nick = Name::new(&format!("guest{id}"));
-        let admitted = !self.rules.require_login;
-        let key = self.table.insert(Record {
+        self.table.insert(Record {
             user: User {
                 id,
-                nick: nick.clone(),
+                nick: Name::EMPTY,
                 peer,
                 since_ms: now_ms,
                 msgs_in: 0,
-                presence: Presence::Here,
+                presence: Presence::Waiting,
                 account: None,
-                admitted,
+                admitted: false,
                 hashing: false,
                 tries: ConnTries::default(),
                 rooms: RoomSet::new(),
                 visit: 0,
             },
             conn,
-        });
+        })
+    }
+
+    /// A waiting connection becomes a user named `nick`, if that name is
+    /// good and free: it is welcomed and put in the default room, as
+    /// [`Core::connect`] does with a guest name. The refusal is
+    /// `bad_nick` or `nick_in_use`, and nothing is emitted then.
+    pub fn arrive(&mut self, key: Key, nick: &str, now_ms: u64) -> Result<(), Refusal> {
+        if self.user(key).map(|u| u.presence) != Some(Presence::Waiting) {
+            return Ok(());
+        }
+        let nick = Name::new(
+            &names::check_nick(nick).map_err(|why| Refusal::new(ErrorCode::BadNick, why))?,
+        );
+        if self.registered.contains(&nick.key()) {
+            return Err(Refusal::new(
+                ErrorCode::NickRegistered,
+                format!("{nick} is a registered account; log in to use it"),
+            ));
+        }
+        if self.nicks.contains_key(&nick.key()) {
+            return Err(Refusal::new(
+                ErrorCode::NickInUse,
+                format!("{nick} is already taken; choose another nickname"),
+            ));
+        }
+        self.welcome(key, nick, now_ms);
+        Ok(())
+    }
+
+    /// Welcomes `key` as `nick`. Where login is required it is welcomed
+    /// but not admitted: in no room, its name not in use, until it logs in.
+    fn welcome(&mut self, key: Key, nick: Name, now_ms: u64) {
+        let admitted = !self.rules.require_login;
+        let Some(r) = self.table.get_mut(key) else {
+            return;
+        };
+        r.user.nick = nick.clone();
+        r.user.presence = Presence::Here;
+        r.user.admitted = admitted;
+        let id = r.user.id;
         if admitted {
-            // The key of a guest name is nobody else's: `names::check_nick`
-            // refuses every name that folds like one.
             self.nicks.insert(nick.key(), key);
         }
         self.emit(
@@ -582,14 +646,13 @@ impl<C> Core<C> {
             To::One(key),
         );
         if admitted {
-            self.admit(key, now_ms);
+            self.enter_default(key, now_ms);
         }
-        key
     }
 
     /// Puts a newcomer in the default room; its members hear `join`.
     /// Returns the room, for a `joined` answer where one is owed.
-    fn admit(&mut self, key: Key, now_ms: u64) -> Option<(RoomId, Name)> {
+    fn enter_default(&mut self, key: Key, now_ms: u64) -> Option<(RoomId, Name)> {
         let user = self.table.get_mut(key).map(|r| &mut r.user)?;
         user.admitted = true;
         let (id, nick) = (user.id, user.nick.clone());
@@ -687,7 +750,14 @@ impl<C> Core<C> {
     /// everyone who shared a room hears `leave` once. Does nothing for
     /// someone already gone.
     pub fn depart(&mut self, key: Key, reason: LeaveReason, text: Option<&str>, now_ms: u64) {
-        if !self.user(key).is_some_and(User::is_here) {
+        let Some(user) = self.table.get_mut(key).map(|r| &mut r.user) else {
+            return;
+        };
+        if user.presence == Presence::Waiting {
+            user.presence = Presence::Gone(Departure::Left(reason));
+            return;
+        }
+        if !user.is_here() {
             return;
         }
         self.withdraw(key, reason, text, now_ms);
@@ -739,13 +809,14 @@ impl<C> Core<C> {
         self.table.remove(key).map(|r| (r.user, r.conn))
     }
 
-    /// The server is stopping: everyone present gets `bye`, nobody is told
-    /// of anyone's leaving.
+    /// The server is stopping: everyone present gets `bye` (a connection
+    /// still waiting to be a user too, so that it closes now rather than
+    /// at the end of the grace period), nobody is told of anyone's leaving.
     pub fn shutdown(&mut self) {
         let present: Vec<Key> = self
             .table
             .iter()
-            .filter(|(_, r)| r.user.is_here())
+            .filter(|(_, r)| matches!(r.user.presence, Presence::Here | Presence::Waiting))
             .map(|(key, _)| key)
             .collect();
         for key in present {
@@ -763,6 +834,65 @@ impl<C> Core<C> {
         self.rooms.clear();
         self.room_ids.clear();
         self.nicks.clear();
+    }
+
+    /// Whether `nick` (or a look-alike of it) is an account's name.
+    pub fn is_registered(&self, nick: &str) -> bool {
+        names::could_be_a_name(nick) && self.registered.contains(&Name::key_of(nick))
+    }
+
+    /// Who holds `nick` (or a look-alike of it), if anyone is here.
+    pub fn find_nick(&self, nick: &str) -> Option<Key> {
+        if !names::could_be_a_name(nick) {
+            return None;
+        }
+        self.nicks.get(names::fold(nick).as_str()).copied()
+    }
+
+    /// The rooms `key` is in, in the order joined, by the names they are
+    /// sent under.
+    pub fn rooms_of(&self, key: Key) -> Vec<Name> {
+        let Some(user) = self.user(key) else {
+            return Vec::new();
+        };
+        user.rooms
+            .iter()
+            .filter_map(|id| self.rooms.get(id).map(|r| r.name.clone()))
+            .collect()
+    }
+
+    /// A room with members, any spelling of its name: the name it is
+    /// sent under, its topic and its members in order of joining.
+    pub fn room(&self, room: &str) -> Option<RoomView<'_>> {
+        let (_, room_key) = room_name(room).ok()?;
+        let r = self.rooms.get(*self.room_ids.get(&room_key)?)?;
+        Some(RoomView {
+            name: r.name.clone(),
+            topic: self.topics.get(&room_key).cloned(),
+            members: r.members.iter().filter_map(|&m| self.user(m)).collect(),
+        })
+    }
+
+    /// Rooms with members: (name, member count, topic), by name.
+    pub fn room_list(&self) -> Vec<(Name, u64, Option<Rc<str>>)> {
+        let mut rooms: Vec<(Name, u64, Option<Rc<str>>)> = self
+            .rooms
+            .iter()
+            .map(|(_, r)| {
+                (
+                    r.name.clone(),
+                    r.members.len() as u64,
+                    self.topics.get(&r.name.key()).cloned(),
+                )
+            })
+            .collect();
+        rooms.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        rooms
+    }
+
+    /// The room everyone is put in on arrival, as it is sent.
+    pub fn default_room(&self) -> &Name {
+        &self.default_room
     }
 
     fn emit(&mut self, event: Event, to: To) {
@@ -1201,7 +1331,7 @@ impl<C> Core<C> {
         }
         self.nicks.insert(account.key(), key);
         self.emit(Event::LoggedIn { account }, To::One(key));
-        if let Some((room, name)) = self.admit(key, now_ms) {
+        if let Some((room, name)) = self.enter_default(key, now_ms) {
             self.joined(key, room, name);
         }
     }
@@ -1364,18 +1494,7 @@ impl<C> Core<C> {
     }
 
     fn list_rooms(&mut self, key: Key) {
-        let mut rooms: Vec<(Name, u64, Option<Rc<str>>)> = self
-            .rooms
-            .iter()
-            .map(|(_, r)| {
-                (
-                    r.name.clone(),
-                    r.members.len() as u64,
-                    self.topics.get(&r.name.key()).cloned(),
-                )
-            })
-            .collect();
-        rooms.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let rooms = self.room_list();
         self.emit(Event::Rooms { rooms }, To::One(key));
     }
 }

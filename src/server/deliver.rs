@@ -29,8 +29,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::core::Core;
+use super::core::{Core, User};
 use super::event::{Emit, Event};
+use super::irc;
 use super::json;
 use super::outq::{Encoded, OutQueue, Outbox};
 use super::table::Key;
@@ -46,20 +47,26 @@ pub const PRESENCE_DELAY: Duration = Duration::from_millis(250);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Door {
     JsonLines,
+    Irc,
 }
 
-const DOORS: usize = 1;
+const DOORS: usize = 2;
 
 impl Door {
     fn index(self) -> usize {
         match self {
             Door::JsonLines => 0,
+            Door::Irc => 1,
         }
     }
 
-    fn encode(self, event: &Event, out: &mut Vec<u8>) {
+    /// `receiver` is the first receiver's user: the bytes are shared by
+    /// all receivers on this door, so a door reads it only for events to
+    /// one (an answer; IRC's numerics name their receiver).
+    fn encode(self, event: &Event, receiver: &User, out: &mut Vec<u8>) {
         match self {
             Door::JsonLines => json::encode(event, out),
+            Door::Irc => irc::encode(event, receiver.nick.as_str(), out),
         }
     }
 }
@@ -256,11 +263,12 @@ impl Delivery {
         };
         if let Some(needs_seq) = needs_seq {
             let mut receivers = Vec::with_capacity(core.reach(&emit.to));
-            core.for_each_receiver(&emit.to, |key, conn| {
+            core.for_each_receiver(&emit.to, |key, user, conn| {
                 let outlet = conn.as_mut();
                 let door = outlet.door;
-                encoded[door.index()]
-                    .get_or_insert_with(|| outbox.encode_with(|out| door.encode(&emit.event, out)));
+                encoded[door.index()].get_or_insert_with(|| {
+                    outbox.encode_with(|out| door.encode(&emit.event, user, out))
+                });
                 outlet.held += 1;
                 receivers.push(key);
             });
@@ -280,11 +288,12 @@ impl Delivery {
             batched,
             ..
         } = self;
-        core.for_each_receiver(&emit.to, |key, conn| {
+        core.for_each_receiver(&emit.to, |key, user, conn| {
             let outlet = conn.as_mut();
             let door = outlet.door;
-            let bytes = encoded[door.index()]
-                .get_or_insert_with(|| outbox.encode_with(|out| door.encode(&emit.event, out)));
+            let bytes = encoded[door.index()].get_or_insert_with(|| {
+                outbox.encode_with(|out| door.encode(&emit.event, user, out))
+            });
             let lists = Lists {
                 dirty,
                 over,

@@ -47,6 +47,7 @@ use super::event::Event;
 use super::flood::{Allowance, Limit};
 use super::hashing::{Job, Pool, Report};
 use super::hub::Hub;
+use super::irc::door::{self as irc, Tick};
 use super::log::EventLog;
 use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
@@ -61,6 +62,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 const TLS_LISTENER: Token = Token(usize::MAX - 4);
+const IRC_LISTENER: Token = Token(usize::MAX - 5);
+const IRC_TLS_LISTENER: Token = Token(usize::MAX - 6);
 
 /// One read; big, so a busy sender is served in few system calls.
 const SCRATCH: usize = 256 * 1024;
@@ -110,6 +113,8 @@ enum Timer {
     Presence,
     /// Its TLS handshake must be done by now, or it is closed.
     Handshake(Key),
+    /// An IRC connection's registration deadline or ping is due.
+    Irc(Key),
 }
 
 /// A connection as the event loop sees it: the socket and its input side,
@@ -148,12 +153,43 @@ impl AsMut<Outlet> for Conn {
     }
 }
 
+/// Which listener a connection came by: its door, and whether TLS.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Plain,
+    Tls,
+    Irc,
+    IrcTls,
+}
+
+impl Entry {
+    const ALL: [Entry; 4] = [Entry::Plain, Entry::Tls, Entry::Irc, Entry::IrcTls];
+
+    fn tls(self) -> bool {
+        matches!(self, Entry::Tls | Entry::IrcTls)
+    }
+
+    fn door(self) -> Door {
+        match self {
+            Entry::Plain | Entry::Tls => Door::JsonLines,
+            Entry::Irc | Entry::IrcTls => Door::Irc,
+        }
+    }
+}
+
 /// Something with input left after its budget ran out.
 #[derive(Clone, Copy)]
 enum Again {
-    Listener,
-    TlsListener,
+    Listener(Entry),
     Conn(Key),
+}
+
+/// The IRC listeners (`--listen-irc`, `--listen-irc-tls`); the TLS one
+/// uses the certificate of `--listen-tls`.
+#[derive(Default)]
+pub struct Irc {
+    pub plain: Option<TcpListener>,
+    pub tls: Option<TcpListener>,
 }
 
 /// Everything the event loop is told at start.
@@ -205,6 +241,9 @@ pub struct EventLoop {
     listener: Option<TcpListener>,
     /// `--listen-tls`, with the certificate its sessions are made with.
     tls_listener: Option<TcpListener>,
+    /// `--listen-irc` and `--listen-irc-tls`.
+    irc_listener: Option<TcpListener>,
+    irc_tls_listener: Option<TcpListener>,
     certs: Option<Certs>,
     /// The TLS sessions of the connections whose `tls` is set.
     sessions: HashMap<Key, Box<Session>>,
@@ -246,6 +285,7 @@ impl EventLoop {
     pub fn new(
         listener: Option<TcpListener>,
         tls: Option<(TcpListener, Certs)>,
+        irc: Irc,
         signals: Option<SignalFd>,
         log: EventLog,
         settings: Settings,
@@ -265,6 +305,19 @@ impl EventLoop {
             }
             None => (None, None),
         };
+        let Irc {
+            plain: mut irc_listener,
+            tls: mut irc_tls_listener,
+        } = irc;
+        for (listener, token) in [
+            (&mut irc_listener, IRC_LISTENER),
+            (&mut irc_tls_listener, IRC_TLS_LISTENER),
+        ] {
+            if let Some(listener) = listener {
+                poll.registry()
+                    .register(listener, token, Interest::READABLE)?;
+            }
+        }
         if let Some(signals) = &signals {
             poll.registry().register(
                 &mut SourceFd(&signals.as_raw_fd()),
@@ -310,6 +363,8 @@ impl EventLoop {
             accounts_failing: false,
             listener,
             tls_listener,
+            irc_listener,
+            irc_tls_listener,
             certs,
             sessions: HashMap::new(),
             plain: Vec::new(),
@@ -377,15 +432,16 @@ impl EventLoop {
             }
             for again in std::mem::take(&mut self.again) {
                 match again {
-                    Again::Listener => self.accept(false),
-                    Again::TlsListener => self.accept(true),
+                    Again::Listener(entry) => self.accept(entry),
                     Again::Conn(key) => self.read(key),
                 }
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(false),
-                    TLS_LISTENER => self.accept(true),
+                    LISTENER => self.accept(Entry::Plain),
+                    TLS_LISTENER => self.accept(Entry::Tls),
+                    IRC_LISTENER => self.accept(Entry::Irc),
+                    IRC_TLS_LISTENER => self.accept(Entry::IrcTls),
                     SIGNALS => self.on_signal(),
                     WAKER => {
                         self.on_store();
@@ -416,18 +472,18 @@ impl EventLoop {
         }
     }
 
-    /// Accepts on the plaintext listener, or with `tls` the TLS one.
-    fn accept(&mut self, tls: bool) {
+    /// Accepts on one listener.
+    fn accept(&mut self, entry: Entry) {
         for _ in 0..ACCEPT_BUDGET {
-            let Some(listener) = self.listener(tls) else {
+            let Some(listener) = self.listener(entry) else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr, tls),
+                Ok((stream, addr)) => self.admit(stream, addr, entry),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {}
                 Err(e) if is_out_of_descriptors(&e) => {
-                    if !self.refuse_with_spare(tls) {
+                    if !self.refuse_with_spare(entry) {
                         // Nothing to refuse with: wait for a close rather
                         // than spin on a listener that stays ready.
                         self.pause_accepting();
@@ -442,16 +498,15 @@ impl EventLoop {
                 }
             }
         }
-        self.again.push(match tls {
-            false => Again::Listener,
-            true => Again::TlsListener,
-        });
+        self.again.push(Again::Listener(entry));
     }
 
-    fn listener(&self, tls: bool) -> Option<&TcpListener> {
-        match tls {
-            false => self.listener.as_ref(),
-            true => self.tls_listener.as_ref(),
+    fn listener(&self, entry: Entry) -> Option<&TcpListener> {
+        match entry {
+            Entry::Plain => self.listener.as_ref(),
+            Entry::Tls => self.tls_listener.as_ref(),
+            Entry::Irc => self.irc_listener.as_ref(),
+            Entry::IrcTls => self.irc_tls_listener.as_ref(),
         }
     }
 
@@ -459,15 +514,15 @@ impl EventLoop {
     /// connection with it, tell it `server_full`, and take the spare again.
     /// Without this the connection would sit in the backlog, unanswered, and
     /// the listener would stay ready forever.
-    fn refuse_with_spare(&mut self, tls: bool) -> bool {
+    fn refuse_with_spare(&mut self, entry: Entry) -> bool {
         let Some(spare) = self.spare.take() else {
             self.spare = open_spare();
             return false;
         };
         drop(spare);
-        let refused = match self.listener(tls).map(|l| l.accept()) {
+        let refused = match self.listener(entry).map(|l| l.accept()) {
             Some(Ok((stream, _))) => {
-                self.refuse(stream, tls);
+                self.refuse(stream, entry);
                 true
             }
             _ => false,
@@ -476,26 +531,30 @@ impl EventLoop {
         refused && self.spare.is_some()
     }
 
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, tls: bool) {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, entry: Entry) {
+        let tls = entry.tls();
         if self.hub.core.len() >= self.settings.max_clients {
-            self.refuse(stream, tls);
+            self.refuse(stream, entry);
             return;
         }
         let session = match (tls, &self.certs) {
             (false, _) => None,
             (true, Some(certs)) => match Session::new(certs.config()) {
                 Ok(session) => Some(Box::new(session)),
-                Err(_) => return self.refuse(stream, tls),
+                Err(_) => return self.refuse(stream, entry),
             },
-            (true, None) => return self.refuse(stream, tls),
+            (true, None) => return self.refuse(stream, entry),
         };
         // Writes are already batched per turn; Nagle would only add delay.
         let _ = stream.set_nodelay(true);
         keep_alive(&stream);
         let conn = Conn {
             stream,
-            outlet: Outlet::new(Door::JsonLines),
-            reader: LineReader::new(self.settings.max_line),
+            outlet: Outlet::new(entry.door()),
+            reader: LineReader::new(match entry.door() {
+                Door::JsonLines => self.settings.max_line,
+                Door::Irc => irc::MAX_INPUT,
+            }),
             state: State::Open,
             writing: false,
             allowance: Allowance::new(self.settings.flood, Instant::now()),
@@ -504,7 +563,16 @@ impl EventLoop {
             awaiting: false,
             tls,
         };
-        let key = self.hub.connect(Peer { addr, tls }, self.now_ms, conn);
+        let peer = Peer { addr, tls };
+        let key = match entry.door() {
+            Door::JsonLines => self.hub.connect(peer, self.now_ms, conn),
+            Door::Irc => {
+                let key = self.hub.admit_irc(peer, self.now_ms, conn);
+                let at = Instant::now() + Duration::from_millis(irc::REGISTER_WITHIN_MS);
+                self.timers.push(Reverse((at, Timer::Irc(key))));
+                key
+            }
+        };
         if let Some(session) = session {
             self.sessions.insert(key, session);
             let by = Instant::now() + HANDSHAKE_DEADLINE;
@@ -528,12 +596,15 @@ impl EventLoop {
 
     /// Sends `server_full` as the connection's only line and closes it;
     /// a TLS one is just closed (no session is spent on a refusal).
-    fn refuse(&mut self, mut stream: TcpStream, tls: bool) {
-        if tls {
+    fn refuse(&mut self, mut stream: TcpStream, entry: Entry) {
+        if entry.tls() {
             return;
         }
         // A fresh socket's send buffer is empty, so this short line fits.
-        let _ = stream.write(&self.server_full);
+        let _ = match entry.door() {
+            Door::JsonLines => stream.write(&self.server_full),
+            Door::Irc => stream.write(irc::SERVER_FULL),
+        };
         let _ = stream.shutdown(Shutdown::Write);
         // Unread input would make close() send a reset, which can destroy
         // the line before the client reads it.
@@ -910,9 +981,14 @@ impl EventLoop {
         if self.shutdown_by.is_some() {
             return;
         }
-        for mut listener in [self.listener.take(), self.tls_listener.take()]
-            .into_iter()
-            .flatten()
+        for mut listener in [
+            self.listener.take(),
+            self.tls_listener.take(),
+            self.irc_listener.take(),
+            self.irc_tls_listener.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -1062,6 +1138,16 @@ impl EventLoop {
                     self.close(key);
                 }
             }
+            Timer::Irc(key) => match self.hub.irc_tick(key, self.now_ms) {
+                Tick::Again(ms) => {
+                    let at = Instant::now() + Duration::from_millis(ms);
+                    self.timers.push(Reverse((at, Timer::Irc(key))));
+                }
+                Tick::Close => {
+                    self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
+                    self.finish(key);
+                }
+            },
             Timer::Handshake(key) => {
                 let stalled = self.sessions.get(&key).is_some_and(|t| t.is_handshaking());
                 if stalled {
@@ -1098,7 +1184,7 @@ impl EventLoop {
         }
         let why = match user.presence {
             Presence::Gone(why) => why,
-            Presence::Here => Departure::Left(LeaveReason::Disconnect),
+            Presence::Here | Presence::Waiting => Departure::Left(LeaveReason::Disconnect),
         };
         self.log
             .disconnect(&user, conn.outlet.msgs_out, why, self.now_ms);
@@ -1112,8 +1198,9 @@ impl EventLoop {
 
     fn resume_accepting(&mut self) {
         if self.accept_paused.take().is_some() {
-            self.again.push(Again::Listener);
-            self.again.push(Again::TlsListener);
+            for entry in Entry::ALL {
+                self.again.push(Again::Listener(entry));
+            }
         }
     }
 

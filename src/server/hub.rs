@@ -6,9 +6,10 @@
 //! what they check is what the server does.
 
 use super::core::{self, Ask, Core, Flow, Peer, User};
-use super::deliver::{Delivery, Outlet};
+use super::deliver::{Delivery, Door, Outlet};
 use super::event::Event;
 use super::hashing::{Answer, Job, Worker};
+use super::irc::door::{self as irc, Parts, Tick};
 use super::json::{self, Line};
 use super::store::Stored;
 use super::table::Key;
@@ -28,11 +29,18 @@ pub struct Hub<C> {
     /// Hashes on the spot rather than leaving jobs for the edge.
     inline: Option<Worker>,
     jobs: Vec<Job>,
+    /// The IRC door's state of its connections.
+    irc: irc::Door,
 }
 
 impl<C: AsMut<Outlet>> Hub<C> {
     pub fn new(config: core::Config, max_queue: usize) -> Hub<C> {
+        let irc = irc::Door::new(irc::Settings {
+            welcome: config.welcome.clone(),
+            max_rooms: config.max_rooms,
+        });
         Hub {
+            irc,
             core: Core::new(config),
             delivery: Delivery::new(max_queue),
             journal: Vec::new(),
@@ -86,8 +94,41 @@ impl<C: AsMut<Outlet>> Hub<C> {
         key
     }
 
+    /// A new IRC connection: a user once it registers.
+    pub fn admit_irc(&mut self, peer: Peer, now_ms: u64, conn: C) -> Key {
+        let key = self.core.admit(peer, now_ms, conn);
+        self.irc.admit(key, now_ms);
+        key
+    }
+
+    /// An IRC connection's timer ran out: see [`irc::Door::tick`].
+    pub fn irc_tick(&mut self, key: Key, now_ms: u64) -> Tick {
+        let mut parts = Parts {
+            core: &mut self.core,
+            delivery: &mut self.delivery,
+            journal: &mut self.journal,
+        };
+        self.irc.tick(&mut parts, key, now_ms)
+    }
+
+    fn door(&mut self, key: Key) -> Door {
+        self.core
+            .conn_mut(key)
+            .map_or(Door::JsonLines, |c| c.as_mut().door)
+    }
+
     /// One line from `key`, without its `\n`.
     pub fn line(&mut self, key: Key, line: &[u8], now_ms: u64) -> Flow {
+        if self.door(key) == Door::Irc {
+            let mut parts = Parts {
+                core: &mut self.core,
+                delivery: &mut self.delivery,
+                journal: &mut self.journal,
+            };
+            let flow = self.irc.line(&mut parts, key, line, now_ms);
+            self.deliver();
+            return flow;
+        }
         let Hub { core, delivery, .. } = self;
         let flow = json::with_line(line, |line| match line {
             Line::Blank => Flow::Continue,
@@ -126,6 +167,15 @@ impl<C: AsMut<Outlet>> Hub<C> {
 
     /// The line `key` is sending passed the length limit.
     pub fn line_too_long(&mut self, key: Key, max_line: usize) {
+        if self.door(key) == Door::Irc {
+            let mut parts = Parts {
+                core: &mut self.core,
+                delivery: &mut self.delivery,
+                journal: &mut self.journal,
+            };
+            self.irc.too_long(&mut parts, key);
+            return self.deliver();
+        }
         let refusal = Refusal::new(
             ErrorCode::LineTooLong,
             format!("line longer than {max_line} bytes; skipped to its end"),
@@ -143,6 +193,7 @@ impl<C: AsMut<Outlet>> Hub<C> {
     /// Forgets a closed connection, telling whoever still needs telling.
     pub fn remove(&mut self, key: Key, now_ms: u64) -> Option<(User, C)> {
         let removed = self.core.remove(key, now_ms);
+        self.irc.remove(key);
         self.deliver();
         removed
     }

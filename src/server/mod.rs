@@ -4,8 +4,8 @@
 //! Read it as codec -> core -> events -> writers:
 //!
 //! - [`json`]: the JSON-lines door; a line in becomes a core
-//!   [`Command`](core::Command), an event out becomes a line. A new door
-//!   (IRC, WebSocket) is a module beside it.
+//!   [`Command`](core::Command), an event out becomes a line. Another
+//!   door ([`irc`]; WebSocket later) is a module beside it.
 //! - [`core`]: users, names, rooms and who hears what, in no protocol and
 //!   without sockets; it emits [`event`]s with their receivers.
 //! - [`event`]: the event stream the core emits, which the writers, the
@@ -30,6 +30,8 @@
 //!   failed logins per connection and per address.
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
 //!   sessions live in the event loop, beside the connection table.
+//! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
+//!   and the door's own answers out, events encoded as IRC lines.
 
 pub mod accounts;
 mod attempts;
@@ -40,6 +42,7 @@ mod event_loop;
 mod flood;
 pub mod hashing;
 pub mod hub;
+pub mod irc;
 pub mod json;
 mod log;
 mod memory;
@@ -89,9 +92,18 @@ pub fn run(args: &ServerArgs) -> Outcome {
         ),
         None => None,
     };
-    if addr.is_none() && tls_addr.is_none() {
+    let parse_irc = |text: &Option<String>| -> Result<Option<SocketAddr>, Fail> {
+        text.as_deref()
+            .map(|text| {
+                parse_addr(text).map_err(|e| Fail::runtime(format!("cannot listen on {text}: {e}")))
+            })
+            .transpose()
+    };
+    let irc_addr = parse_irc(&args.listen_irc)?;
+    let irc_tls_addr = parse_irc(&args.listen_irc_tls)?;
+    if addr.is_none() && tls_addr.is_none() && irc_addr.is_none() {
         return Err(Fail::usage(
-            "--listen none needs --listen-tls: the server must listen somewhere",
+            "--listen none needs --listen-tls or --listen-irc: the server must listen somewhere",
         ));
     }
     let certs = match (&args.tls_cert, &args.tls_key) {
@@ -126,6 +138,10 @@ pub fn run(args: &ServerArgs) -> Outcome {
     };
     let plain = addr.map(open).transpose()?;
     let secure = tls_addr.map(open).transpose()?;
+    let irc = irc_addr.map(open).transpose()?;
+    let irc_tls = irc_tls_addr.map(open).transpose()?;
+    let irc_bound = irc.as_ref().map(|(_, bound)| *bound);
+    let irc_tls_bound = irc_tls.as_ref().map(|(_, bound)| *bound);
     let signals =
         stop_signals().map_err(|e| Fail::runtime(format!("cannot handle signals: {e}")))?;
     let settings = Settings {
@@ -163,6 +179,10 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let event_loop = EventLoop::new(
         plain.map(|(listener, _)| listener),
         tls,
+        event_loop::Irc {
+            plain: irc.map(|(listener, _)| listener),
+            tls: irc_tls.map(|(listener, _)| listener),
+        },
         Some(signals),
         log,
         settings,
@@ -176,6 +196,12 @@ pub fn run(args: &ServerArgs) -> Outcome {
     }
     if let Some(bound) = tls_bound {
         let _ = writeln!(stdout, "listening for TLS on {bound}");
+    }
+    if let Some(bound) = irc_bound {
+        let _ = writeln!(stdout, "listening for IRC on {bound}");
+    }
+    if let Some(bound) = irc_tls_bound {
+        let _ = writeln!(stdout, "listening for IRC over TLS on {bound}");
     }
     let _ = stdout.flush();
     event_loop
@@ -252,7 +278,15 @@ impl Server {
             },
         };
         Ok(Server {
-            event_loop: EventLoop::new(Some(listener), None, None, log, settings, None)?,
+            event_loop: EventLoop::new(
+                Some(listener),
+                None,
+                event_loop::Irc::default(),
+                None,
+                log,
+                settings,
+                None,
+            )?,
         })
     }
 

@@ -1,0 +1,158 @@
+//! The IRC door's answers from the core's state: WHO, WHOIS, NAMES,
+//! MODE, and the registration burst (001-005, LUSERS, MOTD).
+
+use crate::names;
+use crate::server::core::{Core, Presence, RoomView};
+use crate::server::table::Key;
+
+use super::door::Settings;
+use super::encode::{self, HOST, SERVER, channel, numeric, who_line};
+
+/// A user's AWAY text, if it is away (kept by the door).
+pub type Away<'a> = &'a dyn Fn(Key) -> Option<&'a str>;
+
+pub fn who<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, mask: Option<&str>, away: Away<'_>) {
+    let Some(mask) = mask else {
+        return numeric(out, me, "315", &["*", "End of /WHO list"]);
+    };
+    if let Some(room) = mask.strip_prefix('#') {
+        if let Some(RoomView { name, members, .. }) = core.room(room) {
+            let chan = channel(name.as_str());
+            for user in members {
+                let away = core
+                    .find_nick(user.nick.as_str())
+                    .is_some_and(|k| away(k).is_some());
+                who_line(out, me, &chan, user.nick.as_str(), away);
+            }
+        }
+    } else if let Some(key) = core.find_nick(mask) {
+        who_line(out, me, "*", &nick_of(core, key), away(key).is_some());
+    }
+    numeric(out, me, "315", &[mask, "End of /WHO list"]);
+}
+
+pub fn whois<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, nick: &str, away: Away<'_>) {
+    let Some(key) = core.find_nick(nick) else {
+        numeric(out, me, "401", &[nick, "No such nick"]);
+        return numeric(out, me, "318", &[nick, "End of /WHOIS list"]);
+    };
+    let nick = nick_of(core, key);
+    numeric(out, me, "311", &[&nick, &nick, HOST, "*", &nick]);
+    let chans: Vec<String> = core
+        .rooms_of(key)
+        .iter()
+        .map(|r| channel(r.as_str()))
+        .collect();
+    if !chans.is_empty() {
+        numeric(out, me, "319", &[&nick, &chans.join(" ")]);
+    }
+    numeric(out, me, "312", &[&nick, SERVER, "chat server"]);
+    if let Some(away) = away(key) {
+        numeric(out, me, "301", &[&nick, away]);
+    }
+    numeric(out, me, "318", &[&nick, "End of /WHOIS list"]);
+}
+
+pub fn nick_of<C>(core: &Core<C>, key: Key) -> String {
+    core.user(key)
+        .filter(|u| u.presence == Presence::Here)
+        .map(|u| u.nick.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn names_of<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, chan: &str) {
+    match chan.strip_prefix('#').and_then(|r| core.room(r)) {
+        Some(RoomView { name, members, .. }) => encode::names(
+            out,
+            me,
+            &channel(name.as_str()),
+            members.iter().map(|u| u.nick.as_str()),
+        ),
+        None => numeric(out, me, "366", &[chan, "End of /NAMES list"]),
+    }
+}
+
+/// Channels are `+nt` and nobody is an operator yet; users have no modes.
+/// A ban list asked for (clients ask on joining) is empty; any other
+/// change is refused for a channel and ignored for oneself.
+pub fn mode<C>(core: &Core<C>, key: Key, out: &mut Vec<u8>, me: &str, params: &[&str]) {
+    let target = params[0];
+    if let Some(room) = target.strip_prefix('#') {
+        let Some(RoomView { name, .. }) = core.room(room) else {
+            return numeric(out, me, "403", &[target, "No such channel"]);
+        };
+        let chan = channel(name.as_str());
+        match params.get(1).map(|m| m.trim_start_matches('+')) {
+            None => numeric(out, me, "324", &[&chan, "+nt"]),
+            Some("b") => numeric(out, me, "368", &[&chan, "End of channel ban list"]),
+            Some(_) => numeric(out, me, "482", &[&chan, "You're not channel operator"]),
+        }
+        return;
+    }
+    match core.find_nick(target) {
+        Some(owner) if owner == key => {
+            if params.len() == 1 {
+                numeric(out, me, "221", &["+"]);
+            }
+        }
+        Some(_) => numeric(out, me, "502", &["Can't change mode for other users"]),
+        None => numeric(out, me, "401", &[target, "No such nick"]),
+    }
+}
+
+/// 001-005, LUSERS and the MOTD (the server's welcome text).
+pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, rooms: usize) {
+    let version = env!("CARGO_PKG_VERSION");
+    let welcome = format!("Welcome to the chat IRC door, {me}");
+    numeric(out, me, "001", &[&welcome]);
+    let host = format!("Your host is {SERVER}, running chat {version}");
+    numeric(out, me, "002", &[&host]);
+    numeric(out, me, "003", &["This server speaks JSON lines and IRC"]);
+    let chat_version = format!("chat-{version}");
+    numeric(out, me, "004", &[SERVER, &chat_version, "i", "nt"]);
+    // Names compare by `names::fold` (NFKC case folding and the UTS #39
+    // skeleton: look-alikes are one name), which no CASEMAPPING value
+    // describes. `ascii` is the least wrong: two names equal under it are
+    // equal here too; this server merely merges more (other cases, other
+    // scripts' look-alikes), and says so with 433 when it matters.
+    // NICKLEN and CHANNELLEN count characters, as chat does, not bytes.
+    let chanlimit = format!("CHANLIMIT=#:{}", settings.max_rooms);
+    let nicklen = format!("NICKLEN={}", names::MAX_CHARS);
+    let chanlen = format!("CHANNELLEN={}", names::MAX_CHARS + 1);
+    let topiclen = format!("TOPICLEN={}", crate::server::core::MAX_TOPIC);
+    numeric(
+        out,
+        me,
+        "005",
+        &[
+            "CHANTYPES=#",
+            &nicklen,
+            &chanlen,
+            &topiclen,
+            &chanlimit,
+            "CASEMAPPING=ascii",
+            "UTF8ONLY",
+            "NETWORK=chat",
+            "PREFIX=",
+            "CHANMODES=,,,nt",
+            "are supported by this server",
+        ],
+    );
+    let users_line = format!("There are {users} users and 0 invisible on 1 servers");
+    numeric(out, me, "251", &[&users_line]);
+    numeric(out, me, "252", &["0", "operator(s) online"]);
+    numeric(out, me, "253", &["0", "unknown connection(s)"]);
+    numeric(out, me, "254", &[&rooms.to_string(), "channels formed"]);
+    let clients = format!("I have {users} clients and 0 servers");
+    numeric(out, me, "255", &[&clients]);
+    numeric(
+        out,
+        me,
+        "375",
+        &[&format!("- {SERVER} Message of the day - ")],
+    );
+    for line in settings.welcome.lines() {
+        numeric(out, me, "372", &[&format!("- {}", encode::clean(line))]);
+    }
+    numeric(out, me, "376", &["End of /MOTD command."]);
+}

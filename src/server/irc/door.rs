@@ -1,0 +1,752 @@
+//! The IRC door's side of each connection: registration, the commands
+//! IRC clients send, and the answers the door gives itself.
+//!
+//! A command that changes something (JOIN, PART, PRIVMSG, NOTICE, TOPIC,
+//! NICK, QUIT) becomes a core [`Command`]; what it causes comes back as
+//! events, encoded by [`mod@super::encode`]. Questions (NAMES, WHO, WHOIS,
+//! LIST, ISON, USERHOST, MODE) are answered here from the core's state,
+//! and so are the checks IRC wants a numeric for that names the channel
+//! or nick at fault (403, 442, 432, 433, 401): the core's own refusals
+//! carry no such name.
+//!
+//! An IRC connection is a core user only once registered (`NICK` and
+//! `USER` given, and `CAP END` if it began with `CAP`). It is then put in
+//! the default room like every user, and sees that as a `JOIN` of its
+//! channel.
+
+use std::collections::HashMap;
+
+use crate::names;
+use crate::server::core::{Command, Core, Flow, RoomView};
+use crate::server::deliver::{Delivery, Outlet};
+use crate::server::event::Event;
+use crate::server::table::Key;
+
+use super::answer;
+use super::encode::{self, HOST, SERVER, channel, numeric};
+use super::message::{Message, write_text};
+
+/// How long a connection may take to register.
+pub const REGISTER_WITHIN_MS: u64 = 60_000;
+/// Silence after which the server sends PING.
+pub const PING_AFTER_MS: u64 = 120_000;
+/// How long a PING may go unanswered (any line counts) before the
+/// connection is closed.
+pub const PING_TIMEOUT_MS: u64 = 60_000;
+/// An IRC line's length without its tags, CRLF included.
+pub const LINE: usize = 512;
+/// The tags a client may send before the line proper (IRCv3).
+pub const TAGS: usize = 8191;
+/// What the framing accepts: tags and a line.
+pub const MAX_INPUT: usize = TAGS + LINE;
+
+/// The only line a connection gets when the server is full.
+pub const SERVER_FULL: &[u8] = b"ERROR :Closing link: the server is full; try again later\r\n";
+
+/// What the door knows of one IRC connection.
+#[derive(Debug, Default)]
+pub struct Client {
+    /// Registered: a core user.
+    registered: bool,
+    /// Before registration: the nick and `USER` given so far.
+    nick: Option<String>,
+    user: bool,
+    /// `CAP LS` began a negotiation that `CAP END` ends.
+    negotiating: bool,
+    /// `AWAY` text; kept here, the other doors have no such thing.
+    away: Option<Box<str>>,
+    since_ms: u64,
+    /// The last line received.
+    seen_ms: u64,
+    /// A PING is unanswered.
+    pinged: bool,
+}
+
+/// What a timer should do next for a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Look again in this many milliseconds.
+    Again(u64),
+    /// Close it: it never registered, or stopped answering.
+    Close,
+}
+
+/// The server's settings an IRC client is told.
+pub struct Settings {
+    pub welcome: String,
+    pub max_rooms: usize,
+}
+
+/// The IRC door: its connections' state, beside the connection table so
+/// that a JSON-lines connection pays nothing for it.
+pub struct Door {
+    clients: HashMap<Key, Client>,
+    settings: Settings,
+}
+
+/// The hub's parts a line reaches.
+pub struct Parts<'a, C> {
+    pub core: &'a mut Core<C>,
+    pub delivery: &'a mut Delivery,
+    pub journal: &'a mut Vec<Event>,
+}
+
+impl<C: AsMut<Outlet>> Parts<'_, C> {
+    /// Queues the door's own lines for `key`, after what the core emitted
+    /// so far.
+    fn answer(&mut self, key: Key, write: impl FnOnce(&mut Vec<u8>)) {
+        self.delivery.deliver(self.core, self.journal);
+        self.delivery.answer(self.core, key, write);
+    }
+
+    fn handle(&mut self, key: Key, cmd: Command<'_>, now_ms: u64) -> Flow {
+        let flow = self.core.handle(key, cmd, now_ms);
+        self.delivery.deliver(self.core, self.journal);
+        flow
+    }
+
+    fn me(&self, key: Key) -> String {
+        self.core
+            .user(key)
+            .map(|u| u.nick.as_str().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Door {
+    pub fn new(settings: Settings) -> Door {
+        Door {
+            clients: HashMap::new(),
+            settings,
+        }
+    }
+
+    /// A new IRC connection, not yet registered.
+    pub fn admit(&mut self, key: Key, now_ms: u64) {
+        self.clients.insert(
+            key,
+            Client {
+                since_ms: now_ms,
+                seen_ms: now_ms,
+                ..Client::default()
+            },
+        );
+    }
+
+    pub fn remove(&mut self, key: Key) {
+        self.clients.remove(&key);
+        if self.clients.capacity() > 64 && self.clients.len() * 4 < self.clients.capacity() {
+            self.clients.shrink_to_fit();
+        }
+    }
+
+    /// The connection's timer: registration deadline, then PING and its
+    /// timeout.
+    pub fn tick<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        now_ms: u64,
+    ) -> Tick {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return Tick::Close;
+        };
+        if !client.registered {
+            let due = client.since_ms + REGISTER_WITHIN_MS;
+            if now_ms < due {
+                return Tick::Again(due - now_ms);
+            }
+            parts.answer(key, |out| {
+                write_text(
+                    out,
+                    None,
+                    "ERROR",
+                    &["Closing link: registration timed out"],
+                )
+            });
+            return Tick::Close;
+        }
+        let idle = now_ms.saturating_sub(client.seen_ms);
+        if client.pinged {
+            if idle >= PING_AFTER_MS + PING_TIMEOUT_MS {
+                parts.answer(key, |out| {
+                    write_text(out, None, "ERROR", &["Closing link: ping timeout"])
+                });
+                return Tick::Close;
+            }
+            return Tick::Again(PING_AFTER_MS + PING_TIMEOUT_MS - idle);
+        }
+        if idle >= PING_AFTER_MS {
+            client.pinged = true;
+            parts.answer(key, |out| write_text(out, None, "PING", &[SERVER]));
+            return Tick::Again(PING_TIMEOUT_MS);
+        }
+        Tick::Again(PING_AFTER_MS - idle)
+    }
+
+    /// The framing met a line longer than [`MAX_INPUT`].
+    pub fn too_long<C: AsMut<Outlet>>(&mut self, parts: &mut Parts<'_, C>, key: Key) {
+        parts.core.count_in(key);
+        let me = parts.me(key);
+        parts.answer(key, |out| {
+            numeric(out, &me, "417", &["Input line was too long"])
+        });
+    }
+
+    /// One line from `key`, without its `\n`.
+    pub fn line<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        line: &[u8],
+        now_ms: u64,
+    ) -> Flow {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return Flow::Continue;
+        };
+        client.seen_ms = now_ms;
+        client.pinged = false;
+        let me = parts.me(key);
+        let Ok(text) = std::str::from_utf8(line) else {
+            parts.core.count_in(key);
+            parts.answer(key, |out| {
+                let me = if me.is_empty() { "*" } else { &me };
+                write_text(
+                    out,
+                    Some(SERVER),
+                    "NOTICE",
+                    &[me, "this server speaks UTF-8 only; the line was not UTF-8"],
+                )
+            });
+            return Flow::Continue;
+        };
+        let Some(msg) = Message::parse(text) else {
+            return Flow::Continue;
+        };
+        // The line proper, without its tags, has IRC's limit.
+        let bare = text.trim_end_matches('\r');
+        let proper = match bare.strip_prefix('@') {
+            Some(tagged) => tagged.split_once(' ').map_or(0, |(_, rest)| rest.len()),
+            None => bare.len(),
+        };
+        if proper + 2 > LINE {
+            parts.core.count_in(key);
+            parts.answer(key, |out| {
+                numeric(out, &me, "417", &["Input line was too long"])
+            });
+            return Flow::Continue;
+        }
+        let command = msg.command.to_ascii_uppercase();
+        let registered = client.registered;
+        let params = &msg.params;
+        if !registered {
+            parts.core.count_in(key);
+            return self.register(parts, key, &command, params, now_ms);
+        }
+        let need = match command.as_str() {
+            "JOIN" | "PART" | "NICK" | "TOPIC" | "WHOIS" | "MODE" | "ISON" | "USERHOST"
+            | "PING" => 1,
+            "PRIVMSG" | "NOTICE" => 0,
+            _ => 0,
+        };
+        if params.len() < need {
+            parts.core.count_in(key);
+            parts.answer(key, |out| {
+                numeric(out, &me, "461", &[&command, "Not enough parameters"])
+            });
+            return Flow::Continue;
+        }
+        match command.as_str() {
+            "PRIVMSG" | "NOTICE" => return self.message(parts, key, &me, &command, params, now_ms),
+            "JOIN" => return self.join(parts, key, &me, params[0], now_ms),
+            "PART" => {
+                for chan in params[0].split(',').filter(|c| !c.is_empty()) {
+                    self.part(parts, key, &me, chan, params.get(1).copied(), now_ms);
+                }
+                return Flow::Continue;
+            }
+            "QUIT" => {
+                let text = params.first().copied().filter(|t| !t.is_empty());
+                return parts.handle(key, Command::Quit { text }, now_ms);
+            }
+            "NICK" => {
+                let wanted = params[0];
+                if let Some(refusal) = nick_refusal(parts.core, key, &me, wanted) {
+                    parts.core.count_in(key);
+                    parts.answer(key, |out| out.extend_from_slice(&refusal));
+                    return Flow::Continue;
+                }
+                return parts.handle(key, Command::Nick { nick: wanted }, now_ms);
+            }
+            "TOPIC" => return self.topic(parts, key, &me, params, now_ms),
+            _ => {}
+        }
+        parts.core.count_in(key);
+        let mut out = Vec::new();
+        match command.as_str() {
+            "PING" => write_text(&mut out, Some(SERVER), "PONG", &[SERVER, params[0]]),
+            "PONG" => {}
+            "CAP" => self.cap(&mut out, &me, params),
+            "PASS" | "USER" => numeric(&mut out, &me, "462", &["You may not reregister"]),
+            "NAMES" => match params.first() {
+                None => numeric(&mut out, &me, "366", &["*", "End of /NAMES list"]),
+                Some(chans) => {
+                    for chan in chans.split(',').filter(|c| !c.is_empty()) {
+                        answer::names_of(parts.core, &mut out, &me, chan);
+                    }
+                }
+            },
+            "WHO" => {
+                let away = |k: Key| self.away_text(k);
+                answer::who(parts.core, &mut out, &me, params.first().copied(), &away)
+            }
+            "WHOIS" => {
+                let away = |k: Key| self.away_text(k);
+                answer::whois(parts.core, &mut out, &me, params[params.len() - 1], &away)
+            }
+            "LIST" => {
+                numeric(&mut out, &me, "321", &["Channel", "Users  Name"]);
+                for (name, users, topic) in parts.core.room_list() {
+                    let topic = topic.as_deref().map(encode::clean).unwrap_or_default();
+                    numeric(
+                        &mut out,
+                        &me,
+                        "322",
+                        &[&channel(name.as_str()), &users.to_string(), &topic],
+                    );
+                }
+                numeric(&mut out, &me, "323", &["End of /LIST"]);
+            }
+            "MODE" => answer::mode(parts.core, key, &mut out, &me, params),
+            "AWAY" => {
+                let text = params.first().copied().filter(|t| !t.is_empty());
+                if let Some(client) = self.clients.get_mut(&key) {
+                    client.away = text.map(Into::into);
+                }
+                match text {
+                    Some(_) => numeric(
+                        &mut out,
+                        &me,
+                        "306",
+                        &["You have been marked as being away"],
+                    ),
+                    None => numeric(
+                        &mut out,
+                        &me,
+                        "305",
+                        &["You are no longer marked as being away"],
+                    ),
+                }
+            }
+            "ISON" => {
+                let on: Vec<String> = params
+                    .iter()
+                    .flat_map(|p| p.split(' '))
+                    .filter_map(|n| Some(answer::nick_of(parts.core, parts.core.find_nick(n)?)))
+                    .collect();
+                numeric(&mut out, &me, "303", &[&on.join(" ")]);
+            }
+            "USERHOST" => {
+                let found: Vec<String> = params
+                    .iter()
+                    .take(5)
+                    .filter_map(|n| {
+                        let key = parts.core.find_nick(n)?;
+                        let nick = answer::nick_of(parts.core, key);
+                        let away = if self.away(key) { '-' } else { '+' };
+                        Some(format!("{nick}={away}{nick}@{HOST}"))
+                    })
+                    .collect();
+                numeric(&mut out, &me, "302", &[&found.join(" ")]);
+            }
+            _ => numeric(&mut out, &me, "421", &[&command, "Unknown command"]),
+        }
+        if !out.is_empty() {
+            parts.answer(key, |o| o.extend_from_slice(&out));
+        }
+        Flow::Continue
+    }
+
+    fn away(&self, key: Key) -> bool {
+        self.clients.get(&key).is_some_and(|c| c.away.is_some())
+    }
+
+    fn away_text(&self, key: Key) -> Option<&str> {
+        self.clients.get(&key).and_then(|c| c.away.as_deref())
+    }
+
+    /// Before registration: CAP, PASS, NICK, USER, PING, QUIT; anything
+    /// else gets 451.
+    fn register<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        command: &str,
+        params: &[&str],
+        now_ms: u64,
+    ) -> Flow {
+        let mut out = Vec::new();
+        let Some(client) = self.clients.get_mut(&key) else {
+            return Flow::Continue;
+        };
+        match command {
+            "CAP" => {
+                if params.first().is_some_and(|s| s.eq_ignore_ascii_case("LS")) {
+                    client.negotiating = true;
+                }
+                if params
+                    .first()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("END"))
+                {
+                    client.negotiating = false;
+                } else {
+                    self.cap(&mut out, "", params);
+                }
+            }
+            "PASS" => {}
+            "NICK" => match params.first() {
+                None => numeric(&mut out, "", "431", &["No nickname given"]),
+                Some(wanted) => match nick_refusal(parts.core, key, "", wanted) {
+                    Some(refusal) => out = refusal,
+                    None => client.nick = Some((*wanted).to_owned()),
+                },
+            },
+            "USER" => {
+                if params.len() < 4 {
+                    numeric(&mut out, "", "461", &["USER", "Not enough parameters"]);
+                } else {
+                    client.user = true;
+                }
+            }
+            "PING" => match params.first() {
+                Some(token) => write_text(&mut out, Some(SERVER), "PONG", &[SERVER, token]),
+                None => numeric(&mut out, "", "461", &["PING", "Not enough parameters"]),
+            },
+            "PONG" => {}
+            "QUIT" => {
+                write_text(&mut out, None, "ERROR", &["Closing link: quit"]);
+                parts.answer(key, |o| o.extend_from_slice(&out));
+                return Flow::Close;
+            }
+            _ => numeric(&mut out, "", "451", &["You have not registered"]),
+        }
+        if !out.is_empty() {
+            parts.answer(key, |o| o.extend_from_slice(&out));
+        }
+        self.try_register(parts, key, now_ms);
+        Flow::Continue
+    }
+
+    /// Registers once NICK and USER are in and CAP negotiation is over:
+    /// the welcome burst, then the core welcomes it and puts it in the
+    /// default room, which it sees joined.
+    fn try_register<C: AsMut<Outlet>>(&mut self, parts: &mut Parts<'_, C>, key: Key, now_ms: u64) {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        let Some(nick) = client.nick.clone() else {
+            return;
+        };
+        if !client.user || client.negotiating {
+            return;
+        }
+        // Someone may have taken it since NICK.
+        if let Some(refusal) = nick_refusal(parts.core, key, "", &nick) {
+            client.nick = None;
+            parts.answer(key, |o| o.extend_from_slice(&refusal));
+            return;
+        }
+        let Ok(nick) = names::check_nick(&nick) else {
+            return;
+        };
+        client.registered = true;
+        let users = parts.core.here() + 1;
+        let rooms = parts.core.room_list().len();
+        let settings = &self.settings;
+        parts.answer(key, |out| answer::burst(out, &nick, settings, users, rooms));
+        if let Err(refusal) = parts.core.arrive(key, &nick, now_ms) {
+            // Checked just above: only a bug gets here.
+            let text = refusal.message;
+            parts.answer(key, |out| numeric(out, &nick, "433", &[&nick, &text]));
+            return;
+        }
+        let room = parts.core.default_room().as_str().to_owned();
+        // Already in it: the core answers `joined` alone, which an IRC
+        // client sees as its JOIN, the topic and the names.
+        parts.handle(key, Command::Join { room: &room }, now_ms);
+    }
+
+    fn cap(&self, out: &mut Vec<u8>, me: &str, params: &[&str]) {
+        let me = if me.is_empty() { "*" } else { me };
+        let sub = params
+            .first()
+            .map(|s| s.to_ascii_uppercase())
+            .unwrap_or_default();
+        match sub.as_str() {
+            // No capabilities yet: an empty list is a truthful one.
+            "LS" | "LIST" => write_text(out, Some(SERVER), "CAP", &[me, &sub, ""]),
+            "REQ" => write_text(
+                out,
+                Some(SERVER),
+                "CAP",
+                &[me, "NAK", params.get(1).copied().unwrap_or("")],
+            ),
+            "END" => {}
+            _ => numeric(out, me, "410", &[&sub, "Invalid CAP command"]),
+        }
+    }
+
+    fn message<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        me: &str,
+        command: &str,
+        params: &[&str],
+        now_ms: u64,
+    ) -> Flow {
+        // NOTICE is never answered with an error, so that two robots
+        // cannot loop.
+        let quiet = command == "NOTICE";
+        let fail = |parts: &mut Parts<'_, C>, code: &str, params: &[&str]| {
+            parts.core.count_in(key);
+            if !quiet {
+                parts.answer(key, |out| numeric(out, me, code, params));
+            }
+        };
+        let Some(targets) = params.first() else {
+            fail(parts, "411", &["No recipient given (PRIVMSG)"]);
+            return Flow::Continue;
+        };
+        let Some(text) = params.get(1).filter(|t| !t.is_empty()) else {
+            fail(parts, "412", &["No text to send"]);
+            return Flow::Continue;
+        };
+        let (text, action) = match text
+            .strip_prefix("\u{1}ACTION ")
+            .or_else(|| text.strip_prefix("\u{1}ACTION"))
+        {
+            Some(rest) => (rest.strip_suffix('\u{1}').unwrap_or(rest), true),
+            None => (*text, false),
+        };
+        for target in targets.split(',').filter(|t| !t.is_empty()) {
+            if let Some(room) = target.strip_prefix('#') {
+                match parts.core.room(room) {
+                    None => fail(parts, "403", &[target, "No such channel"]),
+                    Some(RoomView { name, members, .. }) => {
+                        if !members.iter().any(|u| u.nick.as_str() == me) {
+                            fail(
+                                parts,
+                                "404",
+                                &[target, "Cannot send to channel: join it first"],
+                            );
+                            continue;
+                        }
+                        let room = name.as_str().to_owned();
+                        parts.handle(
+                            key,
+                            Command::Say {
+                                room: Some(&room),
+                                text,
+                                action,
+                            },
+                            now_ms,
+                        );
+                    }
+                }
+            } else {
+                let Some(to) = parts.core.find_nick(target) else {
+                    fail(parts, "401", &[target, "No such nick"]);
+                    continue;
+                };
+                let away = self.clients.get(&to).and_then(|c| c.away.clone());
+                parts.handle(
+                    key,
+                    Command::Private {
+                        to: target,
+                        text,
+                        action,
+                    },
+                    now_ms,
+                );
+                if let Some(away) = away.filter(|_| !quiet) {
+                    let nick = answer::nick_of(parts.core, to);
+                    parts.answer(key, |out| numeric(out, me, "301", &[&nick, &away]));
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn join<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        me: &str,
+        chans: &str,
+        now_ms: u64,
+    ) -> Flow {
+        if chans == "0" {
+            for room in parts.core.rooms_of(key) {
+                parts.handle(
+                    key,
+                    Command::Part {
+                        room: room.as_str(),
+                        text: None,
+                    },
+                    now_ms,
+                );
+            }
+            return Flow::Continue;
+        }
+        for chan in chans.split(',').filter(|c| !c.is_empty()) {
+            let Some(room) = chan.strip_prefix('#') else {
+                parts.core.count_in(key);
+                parts.answer(key, |out| {
+                    numeric(
+                        out,
+                        me,
+                        "403",
+                        &[chan, "No such channel: channel names start with #"],
+                    )
+                });
+                continue;
+            };
+            if let Err(why) = names::check_room(room) {
+                parts.core.count_in(key);
+                parts.answer(key, |out| numeric(out, me, "479", &[chan, &why]));
+                continue;
+            }
+            let rooms = parts.core.rooms_of(key);
+            if rooms.iter().any(|r| names::same(r.as_str(), room)) {
+                // IRC servers ignore a JOIN of a channel one is on: a
+                // second JOIN echo would look like a second membership.
+                continue;
+            }
+            if rooms.len() >= self.settings.max_rooms {
+                parts.core.count_in(key);
+                let why = format!(
+                    "You are in {} channels, the most this server allows; part one first",
+                    rooms.len()
+                );
+                parts.answer(key, |out| numeric(out, me, "405", &[chan, &why]));
+                continue;
+            }
+            parts.handle(key, Command::Join { room }, now_ms);
+        }
+        Flow::Continue
+    }
+
+    fn part<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        me: &str,
+        chan: &str,
+        text: Option<&str>,
+        now_ms: u64,
+    ) {
+        if let Some(code) = membership(parts.core, me, chan) {
+            parts.core.count_in(key);
+            parts.answer(key, |out| numeric(out, me, code.0, &[chan, code.1]));
+            return;
+        }
+        let room = &chan[1..];
+        parts.handle(
+            key,
+            Command::Part {
+                room,
+                text: text.filter(|t| !t.is_empty()),
+            },
+            now_ms,
+        );
+    }
+
+    fn topic<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        me: &str,
+        params: &[&str],
+        now_ms: u64,
+    ) -> Flow {
+        let chan = params[0];
+        match params.get(1) {
+            Some(text) => {
+                if let Some(code) = membership(parts.core, me, chan) {
+                    parts.core.count_in(key);
+                    parts.answer(key, |out| numeric(out, me, code.0, &[chan, code.1]));
+                    return Flow::Continue;
+                }
+                parts.handle(
+                    key,
+                    Command::Topic {
+                        room: &chan[1..],
+                        text,
+                    },
+                    now_ms,
+                )
+            }
+            None => {
+                parts.core.count_in(key);
+                let found = chan.strip_prefix('#').and_then(|r| parts.core.room(r));
+                let mut out = Vec::new();
+                match found {
+                    None => numeric(&mut out, me, "403", &[chan, "No such channel"]),
+                    Some(RoomView { name, topic, .. }) => {
+                        let chan = channel(name.as_str());
+                        match topic {
+                            Some(topic) => {
+                                numeric(&mut out, me, "332", &[&chan, &encode::clean(&topic)])
+                            }
+                            None => numeric(&mut out, me, "331", &[&chan, "No topic is set"]),
+                        }
+                    }
+                }
+                parts.answer(key, |o| o.extend_from_slice(&out));
+                Flow::Continue
+            }
+        }
+    }
+}
+
+/// 432 or 433 for a nick `key` may not take, as the lines to send.
+fn nick_refusal<C>(core: &Core<C>, key: Key, me: &str, wanted: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    match names::check_nick(wanted) {
+        Err(why) => numeric(&mut out, me, "432", &[wanted, &why]),
+        // No way to log in over IRC yet (SASL is to come): an account's
+        // name is its owner's.
+        Ok(_) if core.is_registered(wanted) => numeric(
+            &mut out,
+            me,
+            "433",
+            &[wanted, "Nickname is a registered account; log in to use it"],
+        ),
+        Ok(_) => match core.find_nick(wanted) {
+            Some(owner) if owner != key => numeric(
+                &mut out,
+                me,
+                "433",
+                &[
+                    wanted,
+                    "Nickname is already in use (look-alikes of a name are that name)",
+                ],
+            ),
+            _ => return None,
+        },
+    }
+    Some(out)
+}
+
+/// 403 (no such channel) or 442 (not on it), if `me` cannot act in `chan`.
+fn membership<C>(core: &Core<C>, me: &str, chan: &str) -> Option<(&'static str, &'static str)> {
+    let Some(RoomView { members, .. }) = chan.strip_prefix('#').and_then(|r| core.room(r)) else {
+        return Some(("403", "No such channel"));
+    };
+    if members.iter().any(|u| u.nick.as_str() == me) {
+        None
+    } else {
+        Some(("442", "You're not on that channel"))
+    }
+}

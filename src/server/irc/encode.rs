@@ -1,0 +1,374 @@
+//! Events into IRC lines: what an IRC client sees of the rooms.
+//!
+//! Everyone appears as `nick!nick@chat`: the host part is the same for all
+//! (it says nothing of where anyone connects from), so it is stable across
+//! reconnections and renames. A message longer than an IRC line is sent as
+//! several, cut on character boundaries; line breaks in a JSON user's text
+//! start a new message, since IRC has none.
+
+use crate::server::event::Event;
+use crate::wire::{ByeReason, ErrorCode, LeaveReason};
+
+use super::message::{write, write_text};
+
+/// The server's name, the source of numerics.
+pub const SERVER: &str = "chat";
+/// Every user's host part.
+pub const HOST: &str = "chat";
+/// An IRC line, CRLF included (tags aside).
+pub const LINE: usize = 512;
+
+/// `nick!nick@chat`.
+pub fn mask(nick: &str) -> String {
+    format!("{nick}!{nick}@{HOST}")
+}
+
+/// `#room`.
+pub fn channel(room: &str) -> String {
+    format!("#{room}")
+}
+
+/// A numeric from the server to `me` (`*` before it has a name).
+pub fn numeric(out: &mut Vec<u8>, me: &str, code: &str, params: &[&str]) {
+    let me = if me.is_empty() { "*" } else { me };
+    let mut all = Vec::with_capacity(params.len() + 1);
+    all.push(me);
+    all.extend_from_slice(params);
+    write_text(out, Some(SERVER), code, &all);
+}
+
+/// Appends `event` as IRC lines for `me`. Only answers to one (joined,
+/// parted, who, rooms, errors) read `me`: the bytes of a broadcast are
+/// shared by every IRC receiver.
+pub fn encode(event: &Event, me: &str, out: &mut Vec<u8>) {
+    match event {
+        // The door wrote the registration burst itself.
+        Event::Welcome { .. } | Event::History { .. } => {}
+        Event::Join { nick, room, .. } => {
+            let room = channel(room.as_str());
+            write(out, &[], Some(&mask(nick.as_str())), "JOIN", &[&room]);
+        }
+        Event::Leave {
+            nick,
+            reason,
+            text,
+            room,
+            ..
+        } => {
+            let source = mask(nick.as_str());
+            match room {
+                Some(room) => {
+                    let room = channel(room.as_str());
+                    match text.as_deref() {
+                        Some(text) => {
+                            write_text(out, Some(&source), "PART", &[&room, &clean(text)])
+                        }
+                        None => write(out, &[], Some(&source), "PART", &[&room]),
+                    }
+                }
+                None => {
+                    let why = match (text.as_deref(), reason) {
+                        (Some(text), _) => format!("Quit: {}", clean(text)),
+                        (None, LeaveReason::Quit) => "Quit".into(),
+                        (None, LeaveReason::Slow) => "Too slow to read".into(),
+                        (None, _) => "Connection closed".into(),
+                    };
+                    write_text(out, Some(&source), "QUIT", &[&why]);
+                }
+            }
+        }
+        Event::Nick { old, new, .. } => {
+            write(out, &[], Some(&mask(old.as_str())), "NICK", &[new.as_str()]);
+        }
+        Event::Group {
+            room,
+            from,
+            text,
+            action,
+            ..
+        } => privmsg(
+            out,
+            &mask(from.as_str()),
+            &channel(room.as_str()),
+            text,
+            *action,
+        ),
+        Event::Private {
+            from,
+            to,
+            text,
+            action,
+            ..
+        } => privmsg(out, &mask(from.as_str()), to.as_str(), text, *action),
+        Event::Who { room, users } => {
+            let target = room.as_ref().map(|r| channel(r.as_str()));
+            let target = target.as_deref().unwrap_or("*");
+            for (_, nick, _) in users {
+                who_line(out, me, target, nick.as_str(), false);
+            }
+            numeric(out, me, "315", &[target, "End of /WHO list"]);
+        }
+        Event::Joined { room, topic, users } => {
+            let chan = channel(room.as_str());
+            write(out, &[], Some(&mask(me)), "JOIN", &[&chan]);
+            if let Some(topic) = topic {
+                numeric(out, me, "332", &[&chan, &clean(topic)]);
+            }
+            names(out, me, &chan, users.iter().map(|(_, n)| n.as_str()));
+        }
+        Event::Parted { room } => {
+            write(
+                out,
+                &[],
+                Some(&mask(me)),
+                "PART",
+                &[&channel(room.as_str())],
+            );
+        }
+        Event::Topic { room, by, text, .. } => {
+            let chan = channel(room.as_str());
+            write_text(
+                out,
+                Some(&mask(by.as_str())),
+                "TOPIC",
+                &[&chan, &clean(text)],
+            );
+        }
+        Event::Rooms { rooms } => {
+            numeric(out, me, "321", &["Channel", "Users  Name"]);
+            for (name, users, topic) in rooms {
+                let topic = topic.as_deref().map(clean).unwrap_or_default();
+                numeric(
+                    out,
+                    me,
+                    "322",
+                    &[&channel(name.as_str()), &users.to_string(), &topic],
+                );
+            }
+            numeric(out, me, "323", &["End of /LIST"]);
+        }
+        Event::Bye { reason } => {
+            let why = match reason {
+                ByeReason::Quit => "Closing link: quit",
+                ByeReason::Shutdown => "Closing link: the server is shutting down",
+            };
+            write_text(out, None, "ERROR", &[why]);
+        }
+        Event::Error { code, message } => error(out, me, *code, message),
+        // IRCv3 SASL's numerics, as clients show them; an IRC user cannot
+        // ask for these yet, but the encoding is total.
+        Event::LoggedIn { account } => {
+            let text = format!("You are now logged in as {account}");
+            numeric(out, me, "900", &[&mask(me), account.as_str(), &text]);
+        }
+        Event::LoggedOut => numeric(out, me, "901", &[&mask(me), "You are now logged out"]),
+        Event::Registered { account } => {
+            let text = format!("The nickname {account} is now a registered account");
+            write_text(out, Some(SERVER), "NOTICE", &[me, &text]);
+        }
+    }
+}
+
+/// The numeric for a refusal the door did not see coming (it checks
+/// what it can first, to fill in the name the numeric is about).
+fn error(out: &mut Vec<u8>, me: &str, code: ErrorCode, message: &str) {
+    let message = clean(message);
+    let code = match code {
+        ErrorCode::BadNick => "432",
+        ErrorCode::NickInUse => "433",
+        ErrorCode::NoSuchUser => "401",
+        ErrorCode::BadRoom => "403",
+        ErrorCode::NotInRoom => "442",
+        ErrorCode::TooManyRooms => "405",
+        ErrorCode::LineTooLong => return numeric(out, me, "417", &[&message]),
+        _ => {
+            let me = if me.is_empty() { "*" } else { me };
+            return write_text(out, Some(SERVER), "NOTICE", &[me, &message]);
+        }
+    };
+    numeric(out, me, code, &["*", &message]);
+}
+
+/// One WHO reply line: `<me> <channel> <user> <host> <server> <nick>
+/// <H|G> :0 <realname>`.
+pub fn who_line(out: &mut Vec<u8>, me: &str, target: &str, nick: &str, away: bool) {
+    let flags = if away { "G" } else { "H" };
+    let real = format!("0 {nick}");
+    numeric(
+        out,
+        me,
+        "352",
+        &[target, nick, HOST, SERVER, nick, flags, &real],
+    );
+}
+
+/// 353 lines of names, each within an IRC line, then 366.
+pub fn names<'a>(out: &mut Vec<u8>, me: &str, chan: &str, nicks: impl Iterator<Item = &'a str>) {
+    // ":chat 353 me = #chan :" and CRLF.
+    let room_for = LINE.saturating_sub(SERVER.len() + me.len() + chan.len() + 12);
+    let mut line = String::new();
+    for nick in nicks {
+        if !line.is_empty() && line.len() + 1 + nick.len() > room_for {
+            numeric(out, me, "353", &["=", chan, &line]);
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(nick);
+    }
+    if !line.is_empty() {
+        numeric(out, me, "353", &["=", chan, &line]);
+    }
+    numeric(out, me, "366", &[chan, "End of /NAMES list"]);
+}
+
+/// A message as one or more PRIVMSGs, each within an IRC line; an action
+/// is a CTCP ACTION. Line breaks start a new message, and a message is
+/// cut on a character boundary, never inside a UTF-8 sequence.
+pub fn privmsg(out: &mut Vec<u8>, source: &str, target: &str, text: &str, action: bool) {
+    // ":" source " PRIVMSG " target " :" ... CRLF, and the CTCP wrapping.
+    let overhead = 1 + source.len() + 9 + target.len() + 2 + 2 + if action { 9 } else { 0 };
+    let room_for = LINE.saturating_sub(overhead).max(4);
+    let mut body = String::new();
+    for piece in text.split(['\r', '\n']) {
+        let mut rest = piece;
+        loop {
+            let mut cut = rest.len().min(room_for);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (chunk, tail) = rest.split_at(cut);
+            body.clear();
+            if action {
+                body.push_str("\u{1}ACTION ");
+                body.push_str(chunk);
+                body.push('\u{1}');
+            } else {
+                body.push_str(chunk);
+            }
+            let body = body.replace('\0', "");
+            write_text(out, Some(source), "PRIVMSG", &[target, &body]);
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+/// Text that may reach an IRC line: no CR, LF or NUL.
+pub fn clean(text: &str) -> String {
+    text.replace(['\r', '\n'], " ").replace('\0', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::name::Name;
+
+    fn lines(event: &Event, me: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        encode(event, me, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.is_empty() || text.ends_with("\r\n"));
+        text.split_terminator("\r\n").map(str::to_owned).collect()
+    }
+
+    fn group(text: &str, action: bool) -> Event {
+        Event::Group {
+            room: Name::new("rust"),
+            seq: 1,
+            from: Name::new("ann"),
+            text: text.into(),
+            ts: 0,
+            action,
+        }
+    }
+
+    #[test]
+    fn a_group_message_is_a_privmsg_to_the_channel() {
+        assert_eq!(
+            lines(&group("hi there", false), "bob"),
+            [":ann!ann@chat PRIVMSG #rust :hi there"]
+        );
+        assert_eq!(
+            lines(&group("waves", true), "bob"),
+            [":ann!ann@chat PRIVMSG #rust :\u{1}ACTION waves\u{1}"]
+        );
+    }
+
+    #[test]
+    fn a_long_message_is_cut_into_lines_on_character_boundaries() {
+        let text = "é".repeat(600) + "ü";
+        let got = lines(&group(&text, false), "bob");
+        assert!(got.len() >= 3, "{got:?}");
+        let mut joined = String::new();
+        for line in &got {
+            assert!(line.len() + 2 <= LINE, "{} bytes", line.len() + 2);
+            let body = line.strip_prefix(":ann!ann@chat PRIVMSG #rust :").unwrap();
+            joined.push_str(body);
+        }
+        assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn line_breaks_start_new_messages() {
+        assert_eq!(
+            lines(&group("one\ntwo", false), "bob"),
+            [
+                ":ann!ann@chat PRIVMSG #rust :one",
+                ":ann!ann@chat PRIVMSG #rust :two"
+            ]
+        );
+    }
+
+    #[test]
+    fn joined_is_a_join_echo_topic_and_names() {
+        let event = Event::Joined {
+            room: Name::new("rust"),
+            topic: Some("crabs".into()),
+            users: vec![(1, Name::new("ann")), (2, Name::new("bob"))],
+        };
+        assert_eq!(
+            lines(&event, "bob"),
+            [
+                ":bob!bob@chat JOIN #rust",
+                ":chat 332 bob #rust :crabs",
+                ":chat 353 bob = #rust :ann bob",
+                ":chat 366 bob #rust :End of /NAMES list",
+            ]
+        );
+    }
+
+    #[test]
+    fn leaving_is_part_or_quit() {
+        let leave = |room: Option<&str>, text: Option<&str>| Event::Leave {
+            id: 1,
+            nick: Name::new("ann"),
+            reason: if room.is_some() {
+                LeaveReason::Part
+            } else {
+                LeaveReason::Quit
+            },
+            text: text.map(Into::into),
+            room: room.map(Name::new),
+            ts: 0,
+        };
+        assert_eq!(
+            lines(&leave(Some("rust"), Some("bye all")), "x"),
+            [":ann!ann@chat PART #rust :bye all"]
+        );
+        assert_eq!(lines(&leave(None, None), "x"), [":ann!ann@chat QUIT :Quit"]);
+    }
+
+    #[test]
+    fn refusals_are_numerics_addressed_to_the_receiver() {
+        let event = Event::Error {
+            code: ErrorCode::NickInUse,
+            message: "taken".into(),
+        };
+        assert_eq!(lines(&event, "bob"), [":chat 433 bob * :taken"]);
+        assert_eq!(lines(&event, ""), [":chat 433 * * :taken"]);
+    }
+}

@@ -1,0 +1,235 @@
+//! The door's timers and registration, through the hub, without
+//! sockets.
+
+use super::door::*;
+use crate::server::core::{self, Peer, Presence};
+use crate::server::deliver::Door as Kind;
+use crate::server::deliver::Outlet;
+use crate::server::hub::Hub;
+use crate::server::table::Key;
+
+const NOW: u64 = 1_764_165_600_000;
+
+fn hub() -> Hub<Outlet> {
+    let config = core::Config {
+        welcome: "hi".into(),
+        default_room: "lobby".into(),
+        max_rooms: 3,
+    };
+    Hub::new(config, 1 << 20)
+}
+
+fn peer() -> Peer {
+    Peer::plain(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)))
+}
+
+fn read(hub: &mut Hub<Outlet>, key: Key) -> Vec<String> {
+    let mut bytes = Vec::new();
+    hub.core
+        .conn_mut(key)
+        .unwrap()
+        .out
+        .write_to(&mut bytes)
+        .unwrap();
+    String::from_utf8(bytes)
+        .unwrap()
+        .split_terminator("\r\n")
+        .map(str::to_owned)
+        .collect()
+}
+
+fn registered(hub: &mut Hub<Outlet>, nick: &str) -> Key {
+    let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    hub.line(key, format!("NICK {nick}\r").as_bytes(), NOW);
+    hub.line(key, b"USER u 0 * :U\r", NOW);
+    assert!(read(hub, key).iter().any(|l| l.contains(" 366 ")));
+    key
+}
+
+#[test]
+fn an_unregistered_connection_is_closed_after_the_deadline() {
+    let mut hub = hub();
+    let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    assert_eq!(
+        hub.irc_tick(key, NOW + 1000),
+        Tick::Again(REGISTER_WITHIN_MS - 1000)
+    );
+    assert_eq!(hub.irc_tick(key, NOW + REGISTER_WITHIN_MS), Tick::Close);
+    assert_eq!(
+        read(&mut hub, key),
+        ["ERROR :Closing link: registration timed out"]
+    );
+    // Nobody ever saw it: it was never a user.
+    assert_eq!(hub.core.here(), 0);
+}
+
+#[test]
+fn a_silent_client_is_pinged_then_closed() {
+    let mut hub = hub();
+    let key = registered(&mut hub, "ann");
+    assert_eq!(
+        hub.irc_tick(key, NOW + 1000),
+        Tick::Again(PING_AFTER_MS - 1000)
+    );
+    assert_eq!(
+        hub.irc_tick(key, NOW + PING_AFTER_MS),
+        Tick::Again(PING_TIMEOUT_MS)
+    );
+    assert_eq!(read(&mut hub, key), ["PING :chat"]);
+    // Any line answers it.
+    hub.line(key, b"PONG :chat\r", NOW + PING_AFTER_MS + 10);
+    assert_eq!(
+        hub.irc_tick(key, NOW + PING_AFTER_MS + 20),
+        Tick::Again(PING_AFTER_MS - 10)
+    );
+    let later = NOW + 3 * PING_AFTER_MS;
+    assert_eq!(hub.irc_tick(key, later), Tick::Again(PING_TIMEOUT_MS));
+    assert_eq!(read(&mut hub, key), ["PING :chat"]);
+    assert_eq!(hub.irc_tick(key, later + PING_TIMEOUT_MS), Tick::Close);
+    assert_eq!(read(&mut hub, key), ["ERROR :Closing link: ping timeout"]);
+}
+
+#[test]
+fn a_nick_taken_between_nick_and_user_is_refused_at_user() {
+    let mut hub = hub();
+    let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    hub.line(key, b"NICK ann\r", NOW);
+    let _other = registered(&mut hub, "Ann");
+    hub.line(key, b"USER u 0 * :U\r", NOW);
+    let lines = read(&mut hub, key);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with(":chat 433 * ann :"), "{lines:?}");
+    hub.line(key, b"NICK bob\r", NOW);
+    assert!(
+        read(&mut hub, key)
+            .iter()
+            .any(|l| l == ":bob!bob@chat JOIN #lobby")
+    );
+}
+
+#[test]
+fn a_connection_still_registering_is_nobody_to_the_others() {
+    let mut hub = hub();
+    let json = hub.connect(peer(), NOW, Outlet::new(Kind::JsonLines));
+    let waiting = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    hub.line(waiting, b"NICK ann\r", NOW);
+    let _ = read(&mut hub, waiting);
+    let mut bytes = Vec::new();
+    hub.core
+        .conn_mut(json)
+        .unwrap()
+        .out
+        .write_to(&mut bytes)
+        .unwrap();
+    hub.line(json, br#"{"type":"group","text":"hi"}"#, NOW);
+    hub.line(json, br#"{"type":"who"}"#, NOW);
+    assert!(read(&mut hub, waiting).is_empty());
+    let mut bytes = Vec::new();
+    hub.core
+        .conn_mut(json)
+        .unwrap()
+        .out
+        .write_to(&mut bytes)
+        .unwrap();
+    let who = String::from_utf8(bytes).unwrap();
+    assert!(who.contains(r#""type":"who""#), "{who}");
+    assert!(!who.contains("ann"), "{who}");
+    // Its nick is not taken until it registers.
+    hub.line(json, br#"{"type":"nick","nick":"ann"}"#, NOW);
+    hub.line(waiting, b"USER u 0 * :U\r", NOW);
+    let lines = read(&mut hub, waiting);
+    assert!(lines[0].starts_with(":chat 433 * ann :"), "{lines:?}");
+}
+
+/// Random bytes, IRC-looking words among them, before and after
+/// registration: answers or silence, never a panic, and the
+/// connection still answers PING afterwards.
+#[test]
+fn garbage_never_breaks_the_door() {
+    const WORDS: &[&[u8]] = &[
+        b"NICK",
+        b"USER",
+        b"JOIN",
+        b"PART",
+        b"PRIVMSG",
+        b"NOTICE",
+        b"TOPIC",
+        b"MODE",
+        b"WHO",
+        b"WHOIS",
+        b"NAMES",
+        b"LIST",
+        b"CAP",
+        b"AWAY",
+        b"ISON",
+        b"USERHOST",
+        b"PING",
+        b"#",
+        b"#lobby",
+        b":",
+        b"@",
+        b"=",
+        b";",
+        b",",
+        b" ",
+        b"\x01ACTION",
+        b"0",
+        b"\xff",
+        b"\xc3",
+        b"\r",
+    ];
+    let mut hub = hub();
+    let _json = hub.connect(peer(), NOW, Outlet::new(Kind::JsonLines));
+    let waiting = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    let user = registered(&mut hub, "ann");
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..5000 {
+        let mut line = Vec::new();
+        for _ in 0..next() % 12 {
+            match next() % 3 {
+                0 => line.push((next() % 256) as u8),
+                _ => line.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize]),
+            }
+            if next() % 2 == 0 {
+                line.push(b' ');
+            }
+        }
+        line.retain(|&b| b != b'\n');
+        for key in [waiting, user] {
+            hub.line(key, &line, NOW);
+            let _ = read(&mut hub, key);
+        }
+    }
+    assert!(hub.core.user(user).is_some_and(|u| u.is_here()));
+    for key in [waiting, user] {
+        if hub
+            .core
+            .user(key)
+            .is_some_and(|u| u.is_here() || u.presence == Presence::Waiting)
+        {
+            hub.line(key, b"PING :still\r", NOW);
+            let lines = read(&mut hub, key);
+            assert!(
+                lines.iter().any(|l| l == ":chat PONG chat :still"),
+                "{lines:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn shutdown_closes_waiting_connections_too() {
+    let mut hub = hub();
+    let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    hub.shutdown();
+    assert_eq!(
+        read(&mut hub, key),
+        ["ERROR :Closing link: the server is shutting down"]
+    );
+}

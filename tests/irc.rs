@@ -1,0 +1,565 @@
+//! The IRC door over a real server: raw IRC clients over TCP beside JSON
+//! clients, in the same rooms. Every wait is for a line (PING/PONG is the
+//! IRC side's barrier, `ping` the JSON side's), never a sleep.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+
+use common::{Conn, Server, WAIT, chat};
+use serde_json::json;
+
+/// A server with `--listen-irc`, and the IRC address.
+fn start(extra: &[&str]) -> (Server, SocketAddr) {
+    let (server, mut addrs) = start_with(&["--listen-irc", "127.0.0.1:0"], extra, 1);
+    (server, addrs.remove(0))
+}
+
+/// A server with `listeners` beside the plaintext one, and the addresses
+/// of the `more` listeners it prints after the plaintext one.
+fn start_with(listeners: &[&str], extra: &[&str], more: usize) -> (Server, Vec<SocketAddr>) {
+    let mut child = chat()
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .args(listeners)
+        .args(["--quiet", "--welcome", "Be nice.\nSecond line."])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn chat server");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut read_addr = || -> SocketAddr {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read server line");
+        line.trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("server said {line:?}, not 'listening ... ADDR'"))
+    };
+    let addr = read_addr();
+    let addrs = (0..more).map(|_| read_addr()).collect();
+    (Server { child, addr }, addrs)
+}
+
+/// A raw IRC client: lines in, lines out, every read bounded by WAIT.
+struct Irc {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+    token: u32,
+}
+
+impl Irc {
+    fn connect(addr: SocketAddr) -> Irc {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        Irc {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            stream,
+            token: 0,
+        }
+    }
+
+    /// Connects and registers as `nick`; returns the lines up to the end
+    /// of the default room's names (366).
+    fn register(addr: SocketAddr, nick: &str) -> (Irc, Vec<String>) {
+        let mut c = Irc::connect(addr);
+        c.send(&format!("NICK {nick}"));
+        c.send(&format!("USER {nick} 0 * :Real {nick}"));
+        let lines = c.until(|l| verb(l) == "366");
+        (c, lines)
+    }
+
+    fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    fn recv(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read from server");
+        assert!(n > 0, "server closed the connection");
+        let line = line
+            .strip_suffix("\r\n")
+            .unwrap_or_else(|| panic!("line without CRLF: {line:?}"));
+        assert!(
+            line.len() + 2 <= 512,
+            "line of {} bytes: {line:?}",
+            line.len() + 2
+        );
+        line.to_owned()
+    }
+
+    /// Lines up to and including the first that `done` accepts.
+    fn until(&mut self, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.recv();
+            let end = done(&line);
+            lines.push(line);
+            if end {
+                return lines;
+            }
+        }
+    }
+
+    /// The next line whose verb (command or numeric) is `verb`.
+    fn expect(&mut self, verb_: &str) -> String {
+        self.until(|l| verb(l) == verb_).pop().unwrap_or_default()
+    }
+
+    /// A barrier: everything the server sent before answering a PING.
+    fn sync(&mut self) -> Vec<String> {
+        self.token += 1;
+        let token = format!("sync{}", self.token);
+        self.send(&format!("PING {token}"));
+        let mut lines = self.until(|l| verb(l) == "PONG" && l.ends_with(&token));
+        lines.pop();
+        lines
+    }
+
+    fn closed(&mut self) -> bool {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// The command or numeric of a line from the server.
+fn verb(line: &str) -> &str {
+    let mut words = line.split(' ');
+    let first = words.next().unwrap_or("");
+    if first.starts_with(':') {
+        words.next().unwrap_or("")
+    } else {
+        first
+    }
+}
+
+fn json_user(server: &Server, nick: &str) -> Conn {
+    server.join(nick)
+}
+
+#[test]
+fn registration_gives_the_welcome_burst_and_the_default_room() {
+    let (_server, irc) = start(&["--max-rooms", "7"]);
+    let mut c = Irc::connect(irc);
+    c.send("CAP LS 302");
+    assert_eq!(c.recv(), ":chat CAP * LS :");
+    c.send("JOIN #early");
+    assert_eq!(verb(&c.recv()), "451");
+    c.send("NICK ann");
+    c.send("USER ann 0 * :Ann");
+    // Still negotiating: nothing until CAP END.
+    assert!(c.sync().is_empty());
+    c.send("CAP END");
+    let lines = c.until(|l| verb(l) == "366");
+    let verbs: Vec<&str> = lines.iter().map(|l| verb(l)).collect();
+    for v in [
+        "001", "002", "003", "004", "005", "251", "252", "253", "254", "255", "375", "372", "376",
+        "JOIN", "353", "366",
+    ] {
+        assert!(verbs.contains(&v), "no {v} in {lines:#?}");
+    }
+    assert_eq!(lines[0], ":chat 001 ann :Welcome to the chat IRC door, ann");
+    let isupport = lines.iter().find(|l| verb(l) == "005").unwrap();
+    for token in [
+        "CHANTYPES=#",
+        "NICKLEN=32",
+        "CHANNELLEN=33",
+        "TOPICLEN=512",
+        "CHANLIMIT=#:7",
+        "CASEMAPPING=ascii",
+        "UTF8ONLY",
+        "NETWORK=chat",
+    ] {
+        assert!(
+            isupport.split(' ').any(|t| t == token),
+            "no {token} in {isupport}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.ends_with(" 372 ann :- Be nice.")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with(" 372 ann :- Second line."))
+    );
+    assert!(
+        lines.contains(&":ann!ann@chat JOIN #lobby".to_owned()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&":chat 353 ann = #lobby :ann".to_owned()),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn irc_and_json_users_talk_in_the_same_room_both_ways() {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    ann.send(&json!({"type": "join", "room": "rust"}));
+    ann.recv_type("joined");
+    let (mut bob, _) = Irc::register(irc, "bob");
+    bob.send("JOIN #Rust");
+    let lines = bob.until(|l| verb(l) == "366");
+    assert!(
+        lines.contains(&":bob!bob@chat JOIN #rust".to_owned()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&":chat 353 bob = #rust :ann bob".to_owned()),
+        "{lines:#?}"
+    );
+    assert_eq!(ann.recv_type("join")["room"], "lobby");
+    let join = ann.recv_type("join");
+    assert_eq!(
+        (join["nick"].as_str(), join["room"].as_str()),
+        (Some("bob"), Some("rust"))
+    );
+
+    // Group, both ways; IRC formatting codes reach JSON users unchanged.
+    bob.send("PRIVMSG #rust :hello \u{2}bold\u{2} ann");
+    let msg = ann.recv_type("group");
+    assert_eq!(msg["from"], "bob");
+    assert_eq!(msg["room"], "rust");
+    assert_eq!(msg["text"], "hello \u{2}bold\u{2} ann");
+    ann.send(&json!({"type": "group", "room": "rust", "text": "hi bob"}));
+    assert_eq!(bob.expect("PRIVMSG"), ":ann!ann@chat PRIVMSG #rust :hi bob");
+
+    // Private, both ways.
+    bob.send("PRIVMSG ann :psst");
+    let msg = ann.recv_type("private");
+    assert_eq!(
+        (msg["from"].as_str(), msg["text"].as_str()),
+        (Some("bob"), Some("psst"))
+    );
+    ann.send(&json!({"type": "private", "to": "bob", "text": "yes?"}));
+    assert_eq!(bob.expect("PRIVMSG"), ":ann!ann@chat PRIVMSG bob :yes?");
+
+    // /me, both ways.
+    bob.send("PRIVMSG #rust :\u{1}ACTION waves\u{1}");
+    let msg = ann.recv_type("group");
+    assert_eq!(
+        (msg["text"].as_str(), msg["action"].as_bool()),
+        (Some("waves"), Some(true))
+    );
+    ann.send(&json!({"type": "group", "room": "rust", "text": "bows", "action": true}));
+    assert_eq!(
+        bob.expect("PRIVMSG"),
+        ":ann!ann@chat PRIVMSG #rust :\u{1}ACTION bows\u{1}"
+    );
+
+    // NOTICE reaches JSON users as a message.
+    bob.send("NOTICE ann :note");
+    assert_eq!(ann.recv_type("private")["text"], "note");
+}
+
+#[test]
+fn comings_goings_renames_and_topics_are_seen_across_doors() {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    let (mut bob, _) = Irc::register(irc, "bob");
+    assert_eq!(ann.recv_type("join")["nick"], "bob");
+
+    // From JSON to IRC.
+    ann.send(&json!({"type": "nick", "nick": "anna"}));
+    assert_eq!(bob.expect("NICK"), ":ann!ann@chat NICK anna");
+    ann.send(&json!({"type": "topic", "room": "lobby", "text": "welcome all"}));
+    assert_eq!(
+        bob.expect("TOPIC"),
+        ":anna!anna@chat TOPIC #lobby :welcome all"
+    );
+    bob.send("TOPIC #lobby");
+    assert_eq!(bob.expect("332"), ":chat 332 bob #lobby :welcome all");
+    ann.send(&json!({"type": "join", "room": "rust"}));
+    ann.recv_type("joined");
+    bob.send("JOIN #rust");
+    bob.expect("366");
+    ann.send(&json!({"type": "part", "room": "rust", "text": "later"}));
+    assert_eq!(bob.expect("PART"), ":anna!anna@chat PART #rust :later");
+
+    // From IRC to JSON.
+    bob.send("NICK bobby");
+    assert_eq!(bob.expect("NICK"), ":bob!bob@chat NICK bobby");
+    let nick = ann.recv_type("nick");
+    assert_eq!(
+        (nick["old"].as_str(), nick["new"].as_str()),
+        (Some("bob"), Some("bobby"))
+    );
+    bob.send("TOPIC #lobby :new topic");
+    assert_eq!(
+        bob.expect("TOPIC"),
+        ":bobby!bobby@chat TOPIC #lobby :new topic"
+    );
+    assert_eq!(ann.recv_type("topic")["text"], "new topic");
+    bob.send("PART #lobby :bye");
+    assert_eq!(bob.expect("PART"), ":bobby!bobby@chat PART #lobby");
+    let leave = ann.recv_type("leave");
+    assert_eq!(
+        (leave["room"].as_str(), leave["text"].as_str()),
+        (Some("lobby"), Some("bye"))
+    );
+    bob.send("JOIN #lobby");
+    bob.expect("366");
+    assert_eq!(ann.recv_type("join")["nick"], "bobby");
+    bob.send("QUIT :gone fishing");
+    bob.expect("ERROR");
+    assert!(bob.closed());
+    let leave = ann.recv_type("leave");
+    assert_eq!(
+        (leave["nick"].as_str(), leave["text"].as_str()),
+        (Some("bobby"), Some("gone fishing"))
+    );
+
+    // A JSON user's quit is an IRC QUIT.
+    let (mut cy, _) = Irc::register(irc, "cy");
+    ann.send(&json!({"type": "quit", "text": "night"}));
+    assert_eq!(cy.expect("QUIT"), ":anna!anna@chat QUIT :Quit: night");
+}
+
+#[test]
+fn mistakes_get_numerics_and_the_connection_lives() {
+    let (server, irc) = start(&[]);
+    let _ann = json_user(&server, "ann");
+    let mut c = Irc::connect(irc);
+    c.send("NICK 9lives");
+    let bad = c.recv();
+    assert!(bad.starts_with(":chat 432 * 9lives :"), "{bad}");
+    assert!(bad.contains("letter"), "the rules are given: {bad}");
+    c.send("NICK ANN");
+    assert!(c.recv().starts_with(":chat 433 * ANN :"));
+    c.send("NICK bob");
+    c.send("USER bob 0 * :Bob");
+    c.expect("366");
+    c.send("FROB x");
+    assert_eq!(c.recv(), ":chat 421 bob FROB :Unknown command");
+    c.send("JOIN");
+    assert_eq!(c.recv(), ":chat 461 bob JOIN :Not enough parameters");
+    c.send("PART #nowhere");
+    assert_eq!(c.recv(), ":chat 403 bob #nowhere :No such channel");
+    let mut dan = json_user(&server, "dan");
+    dan.send(&json!({"type": "join", "room": "rust"}));
+    dan.recv_type("joined");
+    c.sync();
+    c.send("PART #rust");
+    assert_eq!(c.recv(), ":chat 442 bob #rust :You're not on that channel");
+    c.send("PRIVMSG nobody :hi");
+    assert_eq!(c.recv(), ":chat 401 bob nobody :No such nick");
+    c.send("NICK dan");
+    assert!(c.recv().starts_with(":chat 433 bob dan :"));
+    // Garbage: not UTF-8, a source alone, a blank line.
+    c.send_raw(b"PRIVMSG #lobby :\xff\xfe\r\n:only.a.source\r\n\r\n");
+    assert_eq!(verb(&c.recv()), "NOTICE");
+    // Too long: 417, and the connection lives on.
+    c.send(&format!("PRIVMSG #lobby :{}", "x".repeat(600)));
+    assert_eq!(c.recv(), ":chat 417 bob :Input line was too long");
+    c.send(&format!("PRIVMSG #lobby :{}", "x".repeat(9000)));
+    assert_eq!(c.recv(), ":chat 417 bob :Input line was too long");
+    assert!(c.sync().is_empty());
+}
+
+#[test]
+fn a_long_json_message_is_split_into_irc_lines() {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    let (mut bob, _) = Irc::register(irc, "bob");
+    ann.recv_type("join");
+    let text: String = "é€😀a".repeat(300);
+    ann.send(&json!({"type": "group", "room": "lobby", "text": text}));
+    ann.sync();
+    let lines = bob.sync();
+    assert!(lines.len() >= 6, "{} lines", lines.len());
+    let mut joined = String::new();
+    for line in &lines {
+        let body = line
+            .strip_prefix(":ann!ann@chat PRIVMSG #lobby :")
+            .unwrap_or_else(|| panic!("{line}"));
+        joined.push_str(body);
+    }
+    assert_eq!(joined, text);
+}
+
+#[test]
+fn questions_are_answered_from_the_rooms() {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    ann.send(&json!({"type": "topic", "room": "lobby", "text": "hello"}));
+    ann.recv_type("topic");
+    let (mut bob, _) = Irc::register(irc, "bob");
+    bob.send("NAMES #lobby");
+    assert_eq!(bob.recv(), ":chat 353 bob = #lobby :ann bob");
+    assert_eq!(bob.recv(), ":chat 366 bob #lobby :End of /NAMES list");
+    bob.send("WHO #lobby");
+    let who = bob.until(|l| verb(l) == "315");
+    assert_eq!(who[0], ":chat 352 bob #lobby ann chat chat ann H :0 ann");
+    bob.send("WHOIS ann");
+    let whois = bob.until(|l| verb(l) == "318");
+    assert_eq!(whois[0], ":chat 311 bob ann ann chat * :ann");
+    assert!(
+        whois.contains(&":chat 319 bob ann :#lobby".to_owned()),
+        "{whois:#?}"
+    );
+    bob.send("LIST");
+    let list = bob.until(|l| verb(l) == "323");
+    assert!(
+        list.contains(&":chat 322 bob #lobby 2 :hello".to_owned()),
+        "{list:#?}"
+    );
+    bob.send("MODE #lobby");
+    assert_eq!(bob.recv(), ":chat 324 bob #lobby :+nt");
+    bob.send("MODE #lobby +o ann");
+    assert_eq!(verb(&bob.recv()), "482");
+    bob.send("MODE bob");
+    assert_eq!(bob.recv(), ":chat 221 bob :+");
+    bob.send("ISON ann nobody bob");
+    assert_eq!(bob.recv(), ":chat 303 bob :ann bob");
+    bob.send("USERHOST ann");
+    assert_eq!(bob.recv(), ":chat 302 bob :ann=+ann@chat");
+    bob.send("AWAY :lunch");
+    assert_eq!(verb(&bob.recv()), "306");
+    bob.send("AWAY");
+    assert_eq!(verb(&bob.recv()), "305");
+    bob.send("JOIN 0");
+    assert_eq!(bob.expect("PART"), ":bob!bob@chat PART #lobby");
+    assert_eq!(ann.recv_type("leave")["nick"], "bob");
+}
+
+#[test]
+fn irc_over_tls_reaches_the_same_rooms() {
+    let dir = common::TempDir::new("irc-tls");
+    let cert = dir.path.join("cert.pem");
+    let key = dir.path.join("key.pem");
+    let out = common::output_within(
+        chat()
+            .args(["cert", "--host", "localhost", "--cert"])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key),
+    );
+    assert!(out.status.success(), "chat cert: {out:?}");
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (server, addrs) = start_with(
+        &[
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--listen-irc-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_s,
+            "--tls-key",
+            key_s,
+        ],
+        &[],
+        2,
+    );
+    let mut ann = json_user(&server, "ann");
+    let client = chat::tls::Client::new(&chat::addr::Host::Name("localhost".into()), Some(&cert))
+        .expect("TLS set-up");
+    let mut tcp = TcpStream::connect(addrs[1]).expect("connect");
+    let session = client.handshake(&mut tcp, WAIT).expect("handshake");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(session, tcp);
+    tls.write_all(b"NICK bob\r\nUSER bob 0 * :Bob\r\nPRIVMSG #lobby :over tls\r\n")
+        .expect("write");
+    tls.flush().expect("flush");
+    let msg = ann.recv_type("group");
+    assert_eq!(
+        (msg["from"].as_str(), msg["text"].as_str()),
+        (Some("bob"), Some("over tls"))
+    );
+    ann.send(&json!({"type": "group", "text": "back"}));
+    let mut reader = BufReader::new(tls);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("read") > 0, "closed");
+        if line.contains(" PRIVMSG ") {
+            break;
+        }
+    }
+    assert_eq!(line, ":ann!ann@chat PRIVMSG #lobby :back\r\n");
+}
+
+#[test]
+fn with_a_history_store_messages_wait_for_it_and_still_flow_both_ways() {
+    let dir = common::TempDir::new("irc-db");
+    let db = dir.path.join("chat.db");
+    let (server, irc) = start(&["--db", db.to_str().unwrap()]);
+    let mut ann = json_user(&server, "ann");
+    let (mut bob, _) = Irc::register(irc, "bob");
+    bob.send("JOIN #lobby");
+    assert!(
+        bob.sync().is_empty(),
+        "a second JOIN of a channel is ignored"
+    );
+    bob.send("PRIVMSG #lobby :stored");
+    assert_eq!(ann.recv_type("group")["text"], "stored");
+    ann.send(&json!({"type": "group", "text": "also stored"}));
+    assert_eq!(
+        bob.expect("PRIVMSG"),
+        ":ann!ann@chat PRIVMSG #lobby :also stored"
+    );
+    ann.send(&json!({"type": "history", "room": "lobby"}));
+    let history = ann.recv_type("history");
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["stored", "also stored"]);
+}
+
+#[test]
+fn a_full_server_tells_an_irc_client_in_irc() {
+    let (server, irc) = start(&["--max-clients", "1"]);
+    let _ann = json_user(&server, "ann");
+    let mut c = Irc::connect(irc);
+    assert_eq!(
+        c.recv(),
+        "ERROR :Closing link: the server is full; try again later"
+    );
+    assert!(c.closed());
+}
+
+/// An account's name belongs to its owner on every door: an IRC client,
+/// which cannot log in yet, may not take it, as NICK at registration or
+/// as a rename.
+#[test]
+fn an_account_name_is_refused_to_an_irc_client() {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    ann.send(&json!({"type": "register", "password": "correct horse battery"}));
+    assert_eq!(ann.recv_type("registered")["account"], "ann");
+    ann.send(&json!({"type": "quit"}));
+    ann.recv_type("bye");
+    let mut c = Irc::connect(irc);
+    c.send("NICK Ann");
+    let refused = c.recv();
+    assert!(refused.starts_with(":chat 433 * Ann :"), "{refused}");
+    assert!(refused.contains("registered account"), "{refused}");
+    c.send("NICK bob");
+    c.send("USER bob 0 * :Bob");
+    c.expect("366");
+    c.send("NICK ann");
+    let refused = c.recv();
+    assert!(
+        refused.contains(" ann ") && refused.contains("log in"),
+        "{refused}"
+    );
+    assert!(c.sync().is_empty());
+}
