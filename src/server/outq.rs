@@ -6,15 +6,16 @@
 //! records the byte range; when a receiver's last range ends where the new
 //! one starts (the usual case in a busy room), the range is just extended.
 //! So a receiver that keeps up writes a whole turn's messages as one slice,
-//! and one that lags holds about one slice per block, however many turns it
-//! is behind.
+//! and one that lags behind a run of broadcasts still holds one slice,
+//! however many blocks it is behind: the slice runs on from a retired
+//! block into the next one of the same outbox (see `BlockData`).
 //!
 //! A block only ever grows at its end and queues only read below it, so
 //! sharing it needs no copy and no `unsafe`: a `RefCell` checks at run time
 //! that appending (routing) and reading (writing to sockets) never overlap,
 //! which they cannot in a single-threaded loop. A full block is trimmed to
 //! its length and retired; it is freed when the last queue holding a slice
-//! of it has written that slice.
+//! of it (or running through it) has written that slice.
 //!
 //! Nothing here allocates per delivery: a delivery is a range extension or a
 //! reference-count increment.
