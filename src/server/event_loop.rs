@@ -699,6 +699,8 @@ impl EventLoop {
         }
         self.log.flush();
         if std::mem::take(&mut self.trim_due) {
+            self.hub.shrink();
+            self.dirty.shrink_to(super::deliver::KEEP_LISTED);
             super::memory::give_back();
         }
         if self.hub.delivery.has_batched() && !self.presence_due {
