@@ -19,6 +19,7 @@ use slab::Slab;
 
 use super::event::{Emit, Event, RoomId, To};
 use super::name::Name;
+use super::nicks::NickIndex;
 use super::store::Stored;
 use super::table::{Key, Table};
 use crate::wire::{self, ByeReason, ErrorCode, LeaveReason, Refusal};
@@ -259,6 +260,11 @@ impl RoomSet {
     }
 }
 
+/// The folded nickname `key` is indexed under in [`NickIndex`].
+fn indexed_name<C>(table: &Table<Record<C>>, key: Key) -> Option<Name> {
+    table.get(key).map(|r| r.user.nick.key())
+}
+
 /// The door's part first: a delivery touches only that (see `Conn`).
 #[repr(C)]
 struct Record<C> {
@@ -294,7 +300,7 @@ pub struct Core<C> {
     table: Table<Record<C>>,
     /// Folded nickname to its owner, for everyone here: its size is the
     /// number of users present.
-    nicks: HashMap<Name, Key>,
+    nicks: NickIndex,
     rooms: Slab<Room>,
     /// Folded room name to its place, for rooms with members.
     room_ids: HashMap<Name, RoomId>,
@@ -316,7 +322,7 @@ impl<C> Core<C> {
         let default_room = Name::new(&config.default_room).unwrap_or(Name::EMPTY);
         Core {
             table: Table::default(),
-            nicks: HashMap::new(),
+            nicks: NickIndex::default(),
             rooms: Slab::new(),
             room_ids: HashMap::new(),
             topics: HashMap::new(),
@@ -465,7 +471,9 @@ impl<C> Core<C> {
             },
             conn,
         });
-        self.nicks.insert(nick.key(), key);
+        let table = &self.table;
+        self.nicks
+            .insert(nick.key(), key, |k| indexed_name(table, k));
         self.emit(
             Event::Welcome {
                 id,
@@ -567,7 +575,7 @@ impl<C> Core<C> {
         if let Some(r) = self.table.get_mut(key) {
             r.user.presence = Presence::Gone(Departure::Left(reason));
         }
-        self.nicks.remove(&nick.key());
+        self.nicks.remove(&nick.key(), key);
         self.emit(
             Event::Leave {
                 id,
@@ -754,7 +762,9 @@ impl<C> Core<C> {
         let Some(from) = self.nick_of(key) else {
             return;
         };
-        let target = Name::new(to).and_then(|n| self.nicks.get(&n.key()).copied());
+        let table = &self.table;
+        let target =
+            Name::new(to).and_then(|n| self.nicks.get(&n.key(), |k| indexed_name(table, k)));
         let Some((target, to_nick)) = target.and_then(|t| Some((t, self.nick_of(t)?))) else {
             return self.refuse(key, ErrorCode::NoSuchUser, &format!("no user named {to}"));
         };
@@ -780,18 +790,24 @@ impl<C> Core<C> {
         let Some(new) = Name::new(wanted) else {
             return;
         };
-        if let Some(&owner) = self.nicks.get(&new.key())
+        let table = &self.table;
+        if let Some(owner) = self.nicks.get(&new.key(), |k| indexed_name(table, k))
             && owner != key
         {
             let message = format!("{wanted} is already taken; choose another nickname");
             return self.refuse(key, ErrorCode::NickInUse, &message);
         }
-        self.nicks.remove(&old.key());
-        self.nicks.insert(new.key(), key);
+        self.nicks.remove(&old.key(), key);
         let Some(r) = self.table.get_mut(key) else {
             return;
         };
         r.user.nick = new;
+        let table = &self.table;
+        self.nicks
+            .insert(new.key(), key, |k| indexed_name(table, k));
+        let Some(r) = self.table.get_mut(key) else {
+            return;
+        };
         let id = r.user.id;
         let to = self.sharing(key, true);
         self.emitted.push(Emit {

@@ -21,7 +21,7 @@
 //! - [`outq`]: encode once, queue slices, write with `writev`.
 //! - `event_loop`: epoll, reading and writing until `WouldBlock`, timers.
 //! - [`table`]: the one connection table, with generational keys; [`name`]:
-//!   names stored inline.
+//!   names stored inline; `nicks`: the nickname index, keys only.
 //! - `flood`: per-connection flood control by not reading; `memory`:
 //!   freed heap handed back after bursts.
 //! - `log`: connection records for `--log` and stderr.
@@ -36,6 +36,7 @@ pub mod json;
 mod log;
 mod memory;
 pub mod name;
+mod nicks;
 pub mod outq;
 mod persist;
 pub mod store;
