@@ -702,6 +702,8 @@ impl EventLoop {
         self.log.flush();
         if std::mem::take(&mut self.trim_due) {
             self.hub.shrink();
+            // Only scratch between turns: the list last written.
+            self.dirty.clear();
             self.dirty.shrink_to(super::deliver::KEEP_LISTED);
             super::memory::give_back();
         }
