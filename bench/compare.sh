@@ -153,13 +153,15 @@ values() {
   [ -f "$results/$1.$2" ] || return 0
   sed -n "s/.*\"$3\":\"\{0,1\}\([^,\"}]*\).*/\1/p" "$results/$1.$2"
 }
-# cell WHO NAME KEY [SUFFIX]: "a, b, c (**median**)" or the one value.
+# cell WHO NAME KEY [SUFFIX [DIVISOR]]: "a, b, c (**median**)" or the one
+# value, each divided by DIVISOR (then with two decimals).
 cell() {
   local v
   v=$(values "$1" "$2" "$3")
   [ -n "$v" ] || return 0
   # Sorted, so that the median is the middle one.
-  sort -g <<<"$v" | awk -v s="${4:-}" '{ x[NR] = $1 } END {
+  sort -g <<<"$v" | awk -v s="${4:-}" -v d="${5:-1}" '
+    { x[NR] = (d == 1) ? $1 : sprintf("%.2f", $1 / d) } END {
     m = (NR % 2) ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2
     out = ""; for (i = 1; i <= NR; i++) out = out (i > 1 ? ", " : "") x[i]
     if (NR > 1) printf "%s (**%s**)%s", out, m, s; else printf "%s%s", out, s
@@ -181,9 +183,10 @@ loss() {
 
 row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
 fig() {
-  local label=$1 name=$2 key=$3 suffix=${4:-}
-  row "$label" "$(cell old "$name" "$key" "$suffix")" "$(cell new "$name" "$key" "$suffix")" \
-    "$(cell nats "$name" "$key" "$suffix")" "$(cell redis "$name" "$key" "$suffix")"
+  local label=$1 name=$2 key=$3 suffix=${4:-} div=${5:-1}
+  row "$label" "$(cell old "$name" "$key" "$suffix" "$div")" \
+    "$(cell new "$name" "$key" "$suffix" "$div")" \
+    "$(cell nats "$name" "$key" "$suffix" "$div")" "$(cell redis "$name" "$key" "$suffix" "$div")"
 }
 echo
 echo "old: $OLD"
@@ -193,9 +196,9 @@ echo
 row "figure" "old" "new" "nats" "redis"
 row "---" "---" "---" "---" "---"
 fig "fan-out R=100 S=4 n=20000 p=64, server CPU per delivery" r100 server_cpu_ns_per_delivery " ns"
-fig "same, deliveries/s" r100 deliveries_per_s
+fig "same, deliveries/s" r100 deliveries_per_s " M" 1000000
 fig "fan-out R=1000 S=4 n=2000 p=64, server CPU per delivery" r1000 server_cpu_ns_per_delivery " ns"
-fig "same, deliveries/s" r1000 deliveries_per_s
+fig "same, deliveries/s" r1000 deliveries_per_s " M" 1000000
 fig "paced 500 msg/s R=100 S=4, latency p50" paced latency_p50_ms " ms"
 fig "same, latency p99" paced latency_p99_ms " ms"
 fig "idle $CONNS, server RSS per connection" idle rss_per_conn_bytes " B"
