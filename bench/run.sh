@@ -2,8 +2,9 @@
 # The standard benchmark set (bench/README.md): builds the release binary,
 # starts a release server on a free port, runs the three fan-out runs, then
 # the idle run against a fresh server (so that memory the fan-out runs left
-# in the server's heap cannot hide what idle connections cost), then the two
-# arrivals runs, each on a fresh server. The same three fan-out runs go to
+# in the server's heap cannot hide what idle connections cost), the same
+# with clients that do not read (--unread), then the two arrivals runs,
+# each on a fresh server. The same three fan-out runs go to
 # Debian's nats-server and redis-server when they are installed (apt-get
 # install nats-server redis-server), each started on a free port of
 # 127.0.0.1 and stopped by its PID. One table: chat, nats, redis, target.
@@ -135,6 +136,10 @@ start_server
 echo "run.sh: fresh server $SERVER_ADDR (PID $SERVER_PID); idle run..." >&2
 bench idle idle -c 10000
 stop_server
+start_server
+echo "run.sh: fresh server $SERVER_ADDR (PID $SERVER_PID); idle run, clients not reading..." >&2
+bench unread idle -c 10000 --unread
+stop_server
 # The peers: the same fan-out runs, nats_r100, redis_paced and so on.
 nats_r100={} nats_r1000={} nats_paced={} redis_r100={} redis_r1000={} redis_paced={}
 for peer in nats redis; do
@@ -204,6 +209,7 @@ row "idle 10000 connections" "" "" "" ""
 row "  server RSS per connection" "$(field "$idle" rss_per_conn_bytes) bytes" "" "" "<= 512 bytes (mosquitto 0.75 KB)"
 row "  server RSS after / peak" "$(field "$idle" rss_after_kib) / $(field "$idle" rss_peak_kib) KiB" "" "" ""
 row "  ping round trip p50 / max" "$(field "$idle" ping_p50_ms) / $(field "$idle" ping_max_ms) ms" "" "" ""
+row "  same, clients not reading" "$(field "$unread" rss_per_conn_bytes) bytes" "" "" "<= 512 bytes"
 row "arrivals 1000, one after another" "" "" "" ""
 row "  server / bench CPU per arrival" "$(field "$arrive" server_cpu_ms_per_arrival) / $(field "$arrive" bench_cpu_ms_per_arrival) ms" "" "" "<= 1 ms (10 000)"
 row "  arrivals/s held" "$(field "$arrive" arrivals_per_s)/s" "" "" ""
