@@ -2,10 +2,11 @@
 # The standard benchmark set (bench/README.md): builds the release binary,
 # starts a release server on a free port, runs the three fan-out runs, then
 # the idle run against a fresh server (so that memory the fan-out runs left
-# in the server's heap cannot hide what idle connections cost), then the two
-# arrivals runs, each on a fresh server. The R=100 and paced fan-out runs
-# and the idle run are made again over TLS (`--listen-tls` with a
-# certificate from `chat cert`, clients with `--tls --ca`). The same three fan-out runs go to
+# in the server's heap cannot hide what idle connections cost), the same
+# with clients that do not read (--unread), then the two arrivals runs,
+# each on a fresh server. The R=100 and paced fan-out runs and the idle run
+# are made again over TLS (`--listen-tls` with a certificate from `chat
+# cert`, clients with `--tls --ca`). The same three fan-out runs go to
 # Debian's nats-server and redis-server when they are installed (apt-get
 # install nats-server redis-server), each started on a free port of
 # 127.0.0.1 and stopped by its PID. One table: chat, nats, redis, target.
@@ -149,6 +150,10 @@ start_server
 echo "run.sh: fresh server $SERVER_ADDR (PID $SERVER_PID); idle run..." >&2
 bench idle idle -c 10000
 stop_server
+start_server
+echo "run.sh: fresh server $SERVER_ADDR (PID $SERVER_PID); idle run, clients not reading..." >&2
+bench unread idle -c 10000 --unread
+stop_server
 # The peers: the same fan-out runs, nats_r100, redis_paced and so on.
 nats_r100={} nats_r1000={} nats_paced={} redis_r100={} redis_r1000={} redis_paced={}
 for peer in nats redis; do
@@ -228,6 +233,7 @@ row "idle 10000 connections" "" "" "" ""
 row "  server RSS per connection" "$(field "$idle" rss_per_conn_bytes) bytes" "" "" "<= 512 bytes (mosquitto 0.75 KB)"
 row "  server RSS after / peak" "$(field "$idle" rss_after_kib) / $(field "$idle" rss_peak_kib) KiB" "" "" ""
 row "  ping round trip p50 / max" "$(field "$idle" ping_p50_ms) / $(field "$idle" ping_max_ms) ms" "" "" ""
+row "  same, clients not reading" "$(field "$unread" rss_per_conn_bytes) bytes" "" "" "<= 512 bytes"
 row "over TLS (rustls, ring)" "" "" "" ""
 row "  fan-out R=100 S=4 n=20000 p=64" "$(dps "$tls_r100")" "" "" ">= 50% of plaintext"
 row "  loss (missing/dup/corrupt)" "$(loss "$tls_r100")" "" "" "none"

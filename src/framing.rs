@@ -25,8 +25,9 @@ pub struct LineReader {
     partial: Vec<u8>,
     /// Skipping the rest of an over-long line.
     discarding: bool,
-    /// Longest accepted line, `\n` included.
-    max_line: usize,
+    /// Longest accepted line, `\n` included. 32 bits (a line of 4 GiB is
+    /// out of reach anyway): the server keeps one reader per connection.
+    max_line: u32,
 }
 
 impl LineReader {
@@ -34,7 +35,7 @@ impl LineReader {
         LineReader {
             partial: Vec::new(),
             discarding: false,
-            max_line: max_line.max(1),
+            max_line: u32::try_from(max_line).unwrap_or(u32::MAX).max(1),
         }
     }
 
@@ -61,7 +62,7 @@ impl LineReader {
                 }
             }
             // Room left for the line's content: the `\n` needs one byte.
-            let room = self.max_line - 1 - self.partial.len();
+            let room = self.max_line as usize - 1 - self.partial.len();
             match newline {
                 Some(i) if i <= room => {
                     self.partial.extend_from_slice(&rest[..i]);
@@ -103,7 +104,7 @@ impl LineReader {
             let line_start = start;
             start = end + 1;
             // Content and `\n` over the limit.
-            if end - line_start >= self.max_line {
+            if end - line_start >= self.max_line as usize {
                 self.discarding = true;
                 if !on_frame(Frame::TooLong) {
                     // The caller feeds the line again later; it is skipped.
@@ -117,7 +118,7 @@ impl LineReader {
             }
         }
         let tail = &rest[start..];
-        if tail.len() < self.max_line {
+        if tail.len() < self.max_line as usize {
             self.partial.extend_from_slice(tail);
             return data.len();
         }

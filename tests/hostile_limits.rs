@@ -162,8 +162,11 @@ fn a_flooding_client_is_paced_loses_nothing_and_slows_nobody_else() {
         arrived >= paced.mul_f64(0.97),
         "{FLOOD} messages arrived in {arrived:?}, faster than --rate {RATE} --burst {BURST} allows"
     );
+    // A stall of the loop behind the flood would be hundreds of
+    // milliseconds; the bound leaves room for a busy test machine (the
+    // figure itself is measured by `chat bench`, not here).
     assert!(
-        p99 < Duration::from_millis(10),
+        p99 < Duration::from_millis(50),
         "ping p99 {p99:?} while another client floods"
     );
     assert!(reader.sync().is_empty(), "more than was sent");

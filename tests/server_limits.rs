@@ -126,6 +126,54 @@ fn a_client_that_does_not_read_is_cut_off_as_slow_and_nobody_else_loses_anything
 }
 
 #[test]
+fn a_client_that_stops_reading_for_megabytes_then_reads_gets_everything_in_order() {
+    // 3 MB of messages while it does not read: with a 64 KiB receive
+    // buffer (smaller ones make TCP crawl once it reads again: a window
+    // below the loopback MSS is not announced) most of that waits in the
+    // server, many 64 KiB blocks of broadcasts, broken by the answers to
+    // its own pings.
+    const ROUNDS: usize = 60;
+    const PER_ROUND: usize = 50;
+    let server = Server::start(&["--rate", "0"]);
+    let mut lazy = server.join("lazy");
+    lazy.sync();
+    nix::sys::socket::setsockopt(&lazy.stream, nix::sys::socket::sockopt::RcvBuf, &65536)
+        .expect("SO_RCVBUF");
+    let mut alice = server.join("alice");
+    alice.sync();
+    assert_eq!(lazy.recv_type("join")["nick"], "guest2", "alice's arrival");
+
+    let pad = "q".repeat(1000);
+    for round in 0..ROUNDS {
+        let from = round * PER_ROUND;
+        alice.send_raw(&numbered_groups(from..from + PER_ROUND, &pad));
+        // Its own pings are answered into the same queue, between runs
+        // of broadcasts; written, not read.
+        lazy.send(&json!({"type": "ping", "token": round}));
+        alice.sync();
+    }
+
+    // Now it reads: every message once, in order, and every pong.
+    let (mut next, mut pongs) = (0usize, 0usize);
+    while next < ROUNDS * PER_ROUND || pongs < ROUNDS {
+        let m = lazy.recv();
+        match m["type"].as_str() {
+            Some("group") => {
+                assert_eq!(m["text"], format!("{next} {pad}"), "lost or reordered");
+                next += 1;
+            }
+            Some("pong") => {
+                assert_eq!(m["token"], pongs, "{m}");
+                pongs += 1;
+            }
+            Some("nick") if m["new"] == "alice" => {}
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert!(lazy.sync().is_empty(), "more than was sent");
+}
+
+#[test]
 fn a_reader_that_keeps_up_is_not_cut_off_by_one_burst_larger_than_the_queue() {
     // One write of ~96 KiB: the receiver's kernel buffers are empty and it
     // reads all the time, so nothing need wait in the server beyond 64 KiB.

@@ -228,12 +228,14 @@ impl User {
 
 /// The rooms one user is in. Most users are in one room or a few, and an
 /// idle connection should cost little: the first room is kept inline, the
-/// others in a list allocated only for them.
+/// others in a list allocated only for them (boxed: 8 bytes in every
+/// record rather than 24).
 #[derive(Debug, Default)]
 struct RoomSet {
     /// `NONE` when the user is in no room.
     first: u32,
-    rest: Vec<u32>,
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<Vec<u32>>>,
 }
 
 impl RoomSet {
@@ -242,12 +244,16 @@ impl RoomSet {
     fn new() -> RoomSet {
         RoomSet {
             first: RoomSet::NONE,
-            rest: Vec::new(),
+            rest: None,
         }
     }
 
+    fn rest(&self) -> &[u32] {
+        self.rest.as_deref().map_or(&[], Vec::as_slice)
+    }
+
     fn len(&self) -> usize {
-        usize::from(self.first != RoomSet::NONE) + self.rest.len()
+        usize::from(self.first != RoomSet::NONE) + self.rest().len()
     }
 
     fn contains(&self, room: &RoomId) -> bool {
@@ -257,7 +263,7 @@ impl RoomSet {
     fn iter(&self) -> impl Iterator<Item = RoomId> + '_ {
         std::iter::once(self.first)
             .filter(|&r| r != RoomSet::NONE)
-            .chain(self.rest.iter().copied())
+            .chain(self.rest().iter().copied())
             .map(|r| r as RoomId)
     }
 
@@ -271,23 +277,22 @@ impl RoomSet {
         if self.first == RoomSet::NONE {
             self.first = room;
         } else {
-            self.rest.push(room);
+            self.rest.get_or_insert_default().push(room);
         }
     }
 
     fn remove(&mut self, room: RoomId) {
         let room = room as u32;
         if self.first == room {
-            self.first = if self.rest.is_empty() {
-                RoomSet::NONE
-            } else {
-                self.rest.remove(0)
+            self.first = match self.rest.as_mut() {
+                Some(rest) if !rest.is_empty() => rest.remove(0),
+                _ => RoomSet::NONE,
             };
-        } else {
-            self.rest.retain(|&r| r != room);
+        } else if let Some(rest) = self.rest.as_mut() {
+            rest.retain(|&r| r != room);
         }
-        if self.rest.is_empty() {
-            self.rest = Vec::new();
+        if self.rest.as_ref().is_some_and(|r| r.is_empty()) {
+            self.rest = None;
         }
     }
 

@@ -43,6 +43,9 @@ pub const BATCH_REACH: usize = 64;
 /// The longest a batched presence event waits for its receiver's write.
 pub const PRESENCE_DELAY: Duration = Duration::from_millis(250);
 
+/// Entries the per-turn lists keep room for after a burst.
+pub const KEEP_LISTED: usize = 1024;
+
 /// The protocol a connection speaks: how events are encoded for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Door {
@@ -359,6 +362,22 @@ impl Delivery {
                 outlet.dirty = true;
                 self.dirty.push(key);
             }
+        }
+    }
+
+    /// Lets go of the room the lists grew to in a burst (a join storm
+    /// lists every member of a big room for each arrival), keeping what
+    /// an ordinary turn needs. Called with the heap trim, after a tick.
+    pub fn shrink<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>) {
+        for list in [&mut self.dirty, &mut self.over, &mut self.batched] {
+            list.shrink_to(KEEP_LISTED);
+        }
+        self.emits.shrink_to(KEEP_LISTED);
+        // `take_emitted` swaps the core's list with ours: shrink that one
+        // too. Both are empty between turns.
+        if self.emits.is_empty() {
+            core.take_emitted(&mut self.emits);
+            self.emits.shrink_to(KEEP_LISTED);
         }
     }
 

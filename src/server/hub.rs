@@ -211,6 +211,14 @@ impl<C: AsMut<Outlet>> Hub<C> {
             .drop_slow(&mut self.core, now_ms, &mut self.journal)
     }
 
+    /// After a burst: the per-turn lists give back what they grew to (the
+    /// journal must have been read).
+    pub fn shrink(&mut self) {
+        self.deliver();
+        self.journal.shrink_to(super::deliver::KEEP_LISTED);
+        self.delivery.shrink(&mut self.core);
+    }
+
     fn deliver(&mut self) {
         self.delivery.deliver(&mut self.core, &mut self.journal);
     }
