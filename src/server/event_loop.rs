@@ -1304,6 +1304,7 @@ mod tests {
             awaiting: bool,
             reader: LineReader,
             allowance: Allowance,
+            #[allow(clippy::box_collection)]
             held: Option<Box<Vec<u8>>>,
         }
         assert_eq!(std::mem::size_of::<Conn>(), std::mem::size_of::<Without>());
