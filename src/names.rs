@@ -193,6 +193,15 @@ fn fold_ascii(name: &str) -> Option<String> {
     Some(key)
 }
 
+/// Builds the tables [`fold`] and [`check`] build on first use. The server
+/// calls it before it listens, so that the first connection does not pay
+/// for them (nor the first connections' memory look bigger by them).
+pub fn prepare() {
+    let _ = fold("guest");
+    let _ = fold("Ольга");
+    let _ = check("café-bar", Kind::Room);
+}
+
 /// Whether two names are one name (see [`fold`]).
 pub fn same(a: &str, b: &str) -> bool {
     a == b || fold(a) == fold(b)

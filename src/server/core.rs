@@ -12,7 +12,7 @@
 //! core stores but never looks into: one table, one key per connection.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 
 use slab::Slab;
@@ -23,6 +23,7 @@ use super::attempts::{AddrTries, ConnTries};
 use super::event::{Emit, Event, RoomId, To};
 use super::hashing::{Answer, Job, Outcome};
 use super::name::Name;
+use super::nicks::NickIndex;
 use super::store::Stored;
 use super::table::{Key, Table};
 use crate::names;
@@ -180,17 +181,45 @@ impl Departure {
 /// Where a connection came from and how: what decides whether a password
 /// may cross it (`insecure_transport`) and whose failed logins it counts
 /// against.
+///
+/// Kept in 20 bytes rather than a `SocketAddr`'s 32: every idle connection
+/// holds one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
-    pub addr: SocketAddr,
+    /// An IPv4 address as its IPv4-mapped IPv6 form.
+    ip: [u8; 16],
+    port: u16,
+    v4: bool,
     /// It came in by a TLS listener.
     pub tls: bool,
 }
 
 impl Peer {
+    pub fn new(addr: SocketAddr, tls: bool) -> Peer {
+        let (ip, v4) = match addr.ip() {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), true),
+            IpAddr::V6(v6) => (v6.octets(), false),
+        };
+        Peer {
+            ip,
+            port: addr.port(),
+            v4,
+            tls,
+        }
+    }
+
     /// A plaintext connection from `addr`.
     pub fn plain(addr: SocketAddr) -> Peer {
-        Peer { addr, tls: false }
+        Peer::new(addr, false)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        let v6 = Ipv6Addr::from(self.ip);
+        let ip = match v6.to_ipv4_mapped() {
+            Some(v4) if self.v4 => IpAddr::V4(v4),
+            _ => IpAddr::V6(v6),
+        };
+        SocketAddr::new(ip, self.port)
     }
 }
 
@@ -203,7 +232,7 @@ pub struct User {
     /// Connect time, milliseconds since the epoch (`who`'s `since`).
     pub since_ms: u64,
     /// Lines received, refused ones included.
-    pub msgs_in: u64,
+    pub msgs_in: u32,
     pub presence: Presence,
     /// The account it is logged in to, as its owner spells it (boxed: most
     /// connections have none, and each costs its record's size).
@@ -370,7 +399,7 @@ pub struct Core<C> {
     table: Table<Record<C>>,
     /// A nickname's key (`Name::key`: look-alikes are one name) to its
     /// owner, for everyone here: its size is the number of users present.
-    nicks: HashMap<Name, Key>,
+    nicks: NickIndex,
     rooms: Slab<Room>,
     /// A room name's key to its place, for rooms with members.
     room_ids: HashMap<Name, RoomId>,
@@ -400,7 +429,7 @@ impl<C> Core<C> {
         let default_room = Name::new(&config.default_room);
         Core {
             table: Table::default(),
-            nicks: HashMap::new(),
+            nicks: NickIndex::default(),
             rooms: Slab::new(),
             room_ids: HashMap::new(),
             topics: HashMap::new(),
@@ -615,7 +644,7 @@ impl<C> Core<C> {
                 format!("{nick} is a registered account; log in to use it"),
             ));
         }
-        if self.nicks.contains_key(&nick.key()) {
+        if self.holder(&nick.key()).is_some() {
             return Err(Refusal::new(
                 ErrorCode::NickInUse,
                 format!("{nick} is already taken; choose another nickname"),
@@ -637,7 +666,7 @@ impl<C> Core<C> {
         r.user.admitted = admitted;
         let id = r.user.id;
         if admitted {
-            self.nicks.insert(nick.key(), key);
+            self.nicks.insert(nick.key().as_str(), key);
         }
         self.emit(
             Event::Welcome {
@@ -747,7 +776,7 @@ impl<C> Core<C> {
     /// Counts a line the door answered itself (`ping`).
     pub fn count_in(&mut self, key: Key) {
         if let Some(r) = self.table.get_mut(key) {
-            r.user.msgs_in += 1;
+            r.user.msgs_in = r.user.msgs_in.saturating_add(1);
         }
     }
 
@@ -794,7 +823,7 @@ impl<C> Core<C> {
             // Never announced, so nobody is told; its name was never in use.
             return;
         }
-        self.nicks.remove(&nick.key());
+        self.nicks.remove(nick.key().as_str(), key);
         self.emit(
             Event::Leave {
                 id,
@@ -841,6 +870,13 @@ impl<C> Core<C> {
         self.nicks.clear();
     }
 
+    /// Who holds the name whose comparison key is `key`.
+    fn holder(&self, key: &Name) -> Option<Key> {
+        let table = &self.table;
+        self.nicks
+            .get(key.as_str(), |k| table.get(k).map(|r| r.user.nick.key()))
+    }
+
     /// Whether `nick` (or a look-alike of it) is an account's name.
     pub fn is_registered(&self, nick: &str) -> bool {
         names::could_be_a_name(nick) && self.registered.contains(&Name::key_of(nick))
@@ -851,7 +887,7 @@ impl<C> Core<C> {
         if !names::could_be_a_name(nick) {
             return None;
         }
-        self.nicks.get(names::fold(nick).as_str()).copied()
+        self.holder(&Name::key_of(nick))
     }
 
     /// The rooms `key` is in, in the order joined, by the names they are
@@ -1062,7 +1098,7 @@ impl<C> Core<C> {
             return;
         };
         let target = names::could_be_a_name(to)
-            .then(|| self.nicks.get(names::fold(to).as_str()).copied())
+            .then(|| self.holder(&Name::key_of(to)))
             .flatten();
         let Some((target, to_nick)) = target.and_then(|t| Some((t, self.nick_of(t)?))) else {
             return self.refuse(key, ErrorCode::NoSuchUser, &format!("no user named {to}"));
@@ -1095,7 +1131,7 @@ impl<C> Core<C> {
         }
         // A look-alike of someone else's name is theirs; of one's own
         // (`Bob` for `bob`), a new spelling of it.
-        if let Some(&owner) = self.nicks.get(&new_key)
+        if let Some(owner) = self.holder(&new_key)
             && owner != key
         {
             let holder = self.nick_of(owner).unwrap_or(Name::EMPTY);
@@ -1121,8 +1157,8 @@ impl<C> Core<C> {
     /// Renames without asking: everyone who shares a room with `key`,
     /// and `key` itself, hears `nick`.
     fn set_nick(&mut self, key: Key, old: Name, new: Name, now_ms: u64) {
-        self.nicks.remove(&old.key());
-        self.nicks.insert(new.key(), key);
+        self.nicks.remove(old.key().as_str(), key);
+        self.nicks.insert(new.key().as_str(), key);
         let Some(r) = self.table.get_mut(key) else {
             return;
         };
@@ -1144,7 +1180,7 @@ impl<C> Core<C> {
     /// Whether a password may cross this connection: TLS, or a loopback
     /// address (nothing on the wire to sniff), or the server says so.
     fn transport_ok(&self, peer: Peer) -> bool {
-        peer.tls || peer.addr.ip().to_canonical().is_loopback() || self.rules.allow_plaintext
+        peer.tls || peer.addr().ip().to_canonical().is_loopback() || self.rules.allow_plaintext
     }
 
     fn register(&mut self, key: Key, password: &wire::Password<'_>) {
@@ -1199,7 +1235,7 @@ impl<C> Core<C> {
             .table
             .get_mut(key)
             .is_some_and(|r| r.user.tries.charge(now_ms))
-            && self.addr_tries.charge(peer.addr.ip(), now_ms);
+            && self.addr_tries.charge(peer.addr().ip(), now_ms);
         if !allowed {
             return self.refuse(key, ErrorCode::TooManyAttempts, TOO_MANY);
         }
@@ -1244,7 +1280,7 @@ impl<C> Core<C> {
             // Not the client's failure: the address's attempt is given
             // back. The connection's stays spent, or a guesser could wipe
             // its count by timing its tries to a busy server.
-            let ip = user.peer.addr.ip();
+            let ip = user.peer.addr().ip();
             self.addr_tries.refund(ip, now_ms);
         }
         self.refuse(
@@ -1301,9 +1337,9 @@ impl<C> Core<C> {
         };
         user.tries.reset();
         user.account = Some(Box::new(account.clone()));
-        let (old, admitted, ip) = (user.nick.clone(), user.admitted, user.peer.addr.ip());
+        let (old, admitted, ip) = (user.nick.clone(), user.admitted, user.peer.addr().ip());
         self.addr_tries.refund(ip, now_ms);
-        if let Some(&holder) = self.nicks.get(&account.key())
+        if let Some(holder) = self.holder(&account.key())
             && holder != key
             && let Some(h) = self.user(holder)
         {
@@ -1334,7 +1370,7 @@ impl<C> Core<C> {
                 asker: Some(key),
             });
         }
-        self.nicks.insert(account.key(), key);
+        self.nicks.insert(account.key().as_str(), key);
         self.emit(Event::LoggedIn { account }, To::One(key));
         if let Some((room, name)) = self.enter_default(key, now_ms) {
             self.joined(key, room, name);

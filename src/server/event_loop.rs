@@ -567,7 +567,7 @@ impl EventLoop {
             awaiting: false,
             tls,
         };
-        let peer = Peer { addr, tls };
+        let peer = Peer::new(addr, tls);
         let key = match entry.door() {
             Door::JsonLines => self.hub.connect(peer, self.now_ms, conn),
             Door::Irc => {
@@ -894,7 +894,7 @@ impl EventLoop {
                             O::Registered(name) | O::LoggedIn(name) => Some(name.as_str()),
                             O::Taken | O::Failed | O::Broken(_) => None,
                         };
-                        let (id, addr) = (user.id, user.peer.addr);
+                        let (id, addr) = (user.id, user.peer.addr());
                         self.log.account(id, addr, action, account, self.now_ms);
                     }
                     self.hub.answer_job(answer, self.now_ms);

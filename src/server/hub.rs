@@ -1118,10 +1118,7 @@ mod tests {
             json!({"type":"login","account":"far","password":PW}),
         );
         let tls = hub.connect(
-            Peer {
-                addr: std::net::SocketAddr::from(([192, 0, 2, 2], 5000)),
-                tls: true,
-            },
+            Peer::new(std::net::SocketAddr::from(([192, 0, 2, 2], 5000)), true),
             NOW,
             Outlet::new(Door::JsonLines),
         );

@@ -109,11 +109,11 @@ impl EventLog {
         self.record(&Record::Disconnect {
             id: user.id,
             nick: user.nick.as_str(),
-            addr: user.peer.addr,
+            addr: user.peer.addr(),
             reason: why.as_str(),
             ts,
             duration_ms,
-            msgs_in: user.msgs_in,
+            msgs_in: u64::from(user.msgs_in),
             msgs_out,
         });
         if let Some(human) = &mut self.human {
@@ -122,7 +122,7 @@ impl EventLog {
                 "disconnect #{} {} from {} ({}) after {:.1}s, {} messages in, {} out",
                 user.id,
                 user.nick.as_str(),
-                user.peer.addr,
+                user.peer.addr(),
                 why.as_str(),
                 duration_ms as f64 / 1000.0,
                 user.msgs_in,

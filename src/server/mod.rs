@@ -21,7 +21,8 @@
 //! - [`outq`]: encode once, queue slices, write with `writev`.
 //! - `event_loop`: epoll, reading and writing until `WouldBlock`, timers.
 //! - [`table`]: the one connection table, with generational keys; [`name`]:
-//!   names stored inline.
+//!   names stored inline; `nicks`: the nickname index, hashes and keys
+//!   only.
 //! - `flood`: per-connection flood control by not reading; `memory`:
 //!   freed heap handed back after bursts.
 //! - `log`: connection records for `--log` and stderr.
@@ -47,6 +48,7 @@ pub mod json;
 mod log;
 mod memory;
 pub mod name;
+mod nicks;
 pub mod outq;
 mod persist;
 pub mod store;
@@ -112,6 +114,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
     };
     let fd_limit = raise_fd_limit();
     forbid_core_dumps();
+    crate::names::prepare();
     let max_clients = args
         .max_clients
         .min(fd_limit.saturating_sub(RESERVED_FDS))
