@@ -87,10 +87,12 @@ impl Irc {
         let line = line
             .strip_suffix("\r\n")
             .unwrap_or_else(|| panic!("line without CRLF: {line:?}"));
+        // IRC's 512 bytes are the line's without its IRCv3 tags.
+        let proper = strip_tags(line);
         assert!(
-            line.len() + 2 <= 512,
+            proper.len() + 2 <= 512,
             "line of {} bytes: {line:?}",
-            line.len() + 2
+            proper.len() + 2
         );
         line.to_owned()
     }
@@ -135,9 +137,17 @@ impl Irc {
     }
 }
 
+/// A line without its IRCv3 tags.
+fn strip_tags(line: &str) -> &str {
+    match line.strip_prefix('@') {
+        Some(tagged) => tagged.split_once(' ').map_or("", |(_, rest)| rest),
+        None => line,
+    }
+}
+
 /// The command or numeric of a line from the server.
 fn verb(line: &str) -> &str {
-    let mut words = line.split(' ');
+    let mut words = strip_tags(line).split(' ');
     let first = words.next().unwrap_or("");
     if first.starts_with(':') {
         words.next().unwrap_or("")
@@ -155,7 +165,7 @@ fn registration_gives_the_welcome_burst_and_the_default_room() {
     let (_server, irc) = start(&["--max-rooms", "7"]);
     let mut c = Irc::connect(irc);
     c.send("CAP LS 302");
-    assert_eq!(c.recv(), ":chat CAP * LS :");
+    assert!(c.recv().starts_with(":chat CAP * LS :"));
     c.send("JOIN #early");
     assert_eq!(verb(&c.recv()), "451");
     c.send("NICK ann");
@@ -562,4 +572,144 @@ fn an_account_name_is_refused_to_an_irc_client() {
         "{refused}"
     );
     assert!(c.sync().is_empty());
+}
+
+/// Connects, negotiates `caps` with `CAP LS 302` / `REQ` / `END`, and
+/// registers as `nick`.
+fn register_with_caps(addr: SocketAddr, nick: &str, caps: &str) -> Irc {
+    let mut c = Irc::connect(addr);
+    c.send("CAP LS 302");
+    c.expect("CAP");
+    c.send(&format!("CAP REQ :{caps}"));
+    let ack = c.expect("CAP");
+    assert_eq!(ack, format!(":chat CAP * ACK :{caps}"));
+    c.send(&format!("NICK {nick}"));
+    c.send(&format!("USER {nick} 0 * :Real {nick}"));
+    c.send("CAP END");
+    c.expect("366");
+    c
+}
+
+#[test]
+fn capabilities_are_negotiated_all_or_nothing_and_hold_registration() {
+    let (_server, irc) = start(&[]);
+    let mut c = Irc::connect(irc);
+    c.send("CAP LS 302");
+    let ls = c.expect("CAP");
+    let listed: Vec<&str> = ls.rsplit(':').next().unwrap_or("").split(' ').collect();
+    for cap in [
+        "cap-notify",
+        "echo-message",
+        "message-tags",
+        "multi-prefix",
+        "server-time",
+    ] {
+        assert!(listed.contains(&cap), "{cap} missing from {ls}");
+    }
+    c.send("CAP REQ :server-time no-such-cap");
+    assert_eq!(c.expect("CAP"), ":chat CAP * NAK :server-time no-such-cap");
+    c.send("CAP REQ :server-time multi-prefix");
+    assert_eq!(c.expect("CAP"), ":chat CAP * ACK :server-time multi-prefix");
+    c.send("CAP REQ :-multi-prefix");
+    assert_eq!(c.expect("CAP"), ":chat CAP * ACK :-multi-prefix");
+    c.send("CAP LIST");
+    // 302 implies cap-notify; the NAKed request changed nothing.
+    assert_eq!(c.expect("CAP"), ":chat CAP * LIST :cap-notify server-time");
+    c.send("NICK bob");
+    c.send("USER bob 0 * :Bob");
+    let before_end = c.sync();
+    assert!(
+        !before_end.iter().any(|l| verb(l) == "001"),
+        "registered before CAP END: {before_end:#?}"
+    );
+    c.send("CAP END");
+    assert_eq!(verb(&c.recv()), "001");
+    c.expect("366");
+    c.send("CAP LIST");
+    assert_eq!(
+        c.expect("CAP"),
+        ":chat CAP bob LIST :cap-notify server-time"
+    );
+}
+
+#[test]
+fn tags_carry_the_time_and_the_seq_only_to_clients_that_asked() {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    let mut dan = json_user(&server, "dan");
+    ann.sync();
+    let (mut plain, _) = Irc::register(irc, "plain");
+    let mut timed = register_with_caps(irc, "timed", "server-time");
+    let mut tagged = register_with_caps(irc, "tagged", "server-time message-tags");
+    for c in [&mut plain, &mut timed, &mut tagged] {
+        c.sync();
+    }
+    ann.send(&json!({"type": "group", "text": "hello all"}));
+    let seq = loop {
+        let msg = dan.recv();
+        if msg["type"] == "group" {
+            break msg["seq"].as_u64().expect("seq");
+        }
+    };
+    let time_tag = |line: &str| -> String {
+        let tags = line.strip_prefix("@time=").expect("a time tag first");
+        let time = tags.split([';', ' ']).next().unwrap_or("").to_owned();
+        // 2026-12-02T10:00:00.000Z
+        assert_eq!(time.len(), 24, "{line}");
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+        time
+    };
+    assert_eq!(
+        plain.expect("PRIVMSG"),
+        ":ann!ann@chat PRIVMSG #lobby :hello all"
+    );
+    let line = timed.expect("PRIVMSG");
+    let time = time_tag(&line);
+    assert_eq!(
+        line,
+        format!("@time={time} :ann!ann@chat PRIVMSG #lobby :hello all")
+    );
+    let line = tagged.expect("PRIVMSG");
+    let time = time_tag(&line);
+    assert_eq!(
+        line,
+        format!("@time={time};msgid={seq} :ann!ann@chat PRIVMSG #lobby :hello all")
+    );
+    // Comings and goings carry the time too.
+    ann.send(&json!({"type": "nick", "nick": "anna"}));
+    let line = timed.expect("NICK");
+    time_tag(&line);
+    assert!(line.ends_with(":ann!ann@chat NICK anna"), "{line}");
+}
+
+#[test]
+fn echo_message_returns_the_senders_own_messages_with_their_seq() {
+    let dir = common::TempDir::new("irc-echo");
+    let db = dir.path.join("chat.db");
+    let (server, irc) = start(&["--db", db.to_str().unwrap()]);
+    let mut ann = json_user(&server, "ann");
+    ann.sync();
+    let mut bob = register_with_caps(irc, "bob", "echo-message message-tags");
+    ann.recv_type("join");
+    bob.send("PRIVMSG #lobby :mine too");
+    let seen = ann.recv_type("group");
+    let echo = bob.expect("PRIVMSG");
+    assert_eq!(
+        echo,
+        format!(
+            "@msgid={} :bob!bob@chat PRIVMSG #lobby :mine too",
+            seen["seq"]
+        )
+    );
+    bob.send("PRIVMSG ann :just you");
+    assert_eq!(ann.recv_type("private")["text"], "just you");
+    assert_eq!(bob.expect("PRIVMSG"), ":bob!bob@chat PRIVMSG ann :just you");
+    // Without the capability, nothing comes back.
+    let (mut carol, _) = Irc::register(irc, "carol");
+    carol.send("PRIVMSG #lobby :not echoed");
+    let lines = carol.sync();
+    assert!(
+        !lines.iter().any(|l| l.contains("not echoed")),
+        "{lines:#?}"
+    );
 }

@@ -46,11 +46,15 @@ pub enum Command<'a> {
         room: Option<&'a str>,
         text: &'a str,
         action: bool,
+        /// The sender receives it too (IRCv3 `echo-message`), as stored,
+        /// with its `seq`.
+        echo: bool,
     },
     Private {
         to: &'a str,
         text: &'a str,
         action: bool,
+        echo: bool,
     },
     Nick {
         nick: &'a str,
@@ -113,11 +117,13 @@ impl<'a> Command<'a> {
                 room: room.as_deref(),
                 text,
                 action: *action,
+                echo: false,
             },
             M::Private { to, text, action } => Command::Private {
                 to,
                 text,
                 action: *action,
+                echo: false,
             },
             M::Nick { nick } => Command::Nick { nick },
             M::Who { room } => Command::Who {
@@ -695,8 +701,18 @@ impl<C> Core<C> {
             Command::Register { password } => self.register(key, password),
             Command::Login { account, password } => self.login(key, account, password, now_ms),
             Command::Logout => self.logout(key, now_ms),
-            Command::Say { room, text, action } => self.say(key, room, text, action, now_ms),
-            Command::Private { to, text, action } => self.private(key, to, text, action, now_ms),
+            Command::Say {
+                room,
+                text,
+                action,
+                echo,
+            } => self.say(key, room, text, action, echo, now_ms),
+            Command::Private {
+                to,
+                text,
+                action,
+                echo,
+            } => self.private(key, to, text, action, echo, now_ms),
             Command::Nick { nick } => self.rename(key, nick, now_ms),
             Command::Who { room } => self.who(key, room),
             Command::Join { room } => self.join(key, room, now_ms),
@@ -1027,7 +1043,15 @@ impl<C> Core<C> {
         }
     }
 
-    fn say(&mut self, key: Key, room: Option<&str>, text: &str, action: bool, now_ms: u64) {
+    fn say(
+        &mut self,
+        key: Key,
+        room: Option<&str>,
+        text: &str,
+        action: bool,
+        echo: bool,
+        now_ms: u64,
+    ) {
         let Some(from) = self.nick_of(key) else {
             return;
         };
@@ -1047,12 +1071,12 @@ impl<C> Core<C> {
             },
             To::Room {
                 room,
-                except: Some(key),
+                except: (!echo).then_some(key),
             },
         );
     }
 
-    fn private(&mut self, key: Key, to: &str, text: &str, action: bool, now_ms: u64) {
+    fn private(&mut self, key: Key, to: &str, text: &str, action: bool, echo: bool, now_ms: u64) {
         let Some(from) = self.nick_of(key) else {
             return;
         };
@@ -1070,7 +1094,11 @@ impl<C> Core<C> {
                 ts: now_ms,
                 action,
             },
-            To::One(target),
+            if echo && target != key {
+                To::Keys(vec![target, key])
+            } else {
+                To::One(target)
+            },
         );
     }
 

@@ -50,23 +50,35 @@ pub enum Door {
     Irc,
 }
 
-const DOORS: usize = 2;
+/// The IRCv3 tags an IRC connection asked for (`server-time`,
+/// `message-tags`): each set is its own encoding of an event, so a
+/// broadcast is still encoded at most once per set, never per receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tags {
+    /// `time=` (server-time).
+    pub time: bool,
+    /// `msgid=` (message-tags).
+    pub msgid: bool,
+}
+
+/// JSON lines, and IRC with each of the four sets of [`Tags`].
+const DOORS: usize = 5;
 
 impl Door {
-    fn index(self) -> usize {
+    fn index(self, tags: Tags) -> usize {
         match self {
             Door::JsonLines => 0,
-            Door::Irc => 1,
+            Door::Irc => 1 + usize::from(tags.time) + 2 * usize::from(tags.msgid),
         }
     }
 
     /// `receiver` is the first receiver's user: the bytes are shared by
     /// all receivers on this door, so a door reads it only for events to
     /// one (an answer; IRC's numerics name their receiver).
-    fn encode(self, event: &Event, receiver: &User, out: &mut Vec<u8>) {
+    fn encode(self, event: &Event, receiver: &User, tags: Tags, out: &mut Vec<u8>) {
         match self {
             Door::JsonLines => json::encode(event, out),
-            Door::Irc => irc::encode(event, receiver.nick.as_str(), out),
+            Door::Irc => irc::encode(event, receiver.nick.as_str(), tags, out),
         }
     }
 }
@@ -78,6 +90,8 @@ pub struct Outlet {
     /// First: what every delivery writes.
     pub out: OutQueue,
     pub door: Door,
+    /// IRC only: the tags its events carry.
+    pub tags: Tags,
     /// Messages queued for it over its life.
     pub msgs_out: u64,
     /// Listed in `dirty`.
@@ -95,6 +109,7 @@ impl Outlet {
     pub fn new(door: Door) -> Outlet {
         Outlet {
             door,
+            tags: Tags::default(),
             out: OutQueue::default(),
             msgs_out: 0,
             dirty: false,
@@ -216,7 +231,7 @@ impl Delivery {
                 };
                 let outlet = conn.as_mut();
                 outlet.held -= 1;
-                let Some(bytes) = &held.encoded[outlet.door.index()] else {
+                let Some(bytes) = &held.encoded[outlet.door.index(outlet.tags)] else {
                     continue;
                 };
                 let lists = Lists {
@@ -265,9 +280,9 @@ impl Delivery {
             let mut receivers = Vec::with_capacity(core.reach(&emit.to));
             core.for_each_receiver(&emit.to, |key, user, conn| {
                 let outlet = conn.as_mut();
-                let door = outlet.door;
-                encoded[door.index()].get_or_insert_with(|| {
-                    outbox.encode_with(|out| door.encode(&emit.event, user, out))
+                let (door, tags) = (outlet.door, outlet.tags);
+                encoded[door.index(tags)].get_or_insert_with(|| {
+                    outbox.encode_with(|out| door.encode(&emit.event, user, tags, out))
                 });
                 outlet.held += 1;
                 receivers.push(key);
@@ -290,9 +305,9 @@ impl Delivery {
         } = self;
         core.for_each_receiver(&emit.to, |key, user, conn| {
             let outlet = conn.as_mut();
-            let door = outlet.door;
-            let bytes = encoded[door.index()].get_or_insert_with(|| {
-                outbox.encode_with(|out| door.encode(&emit.event, user, out))
+            let (door, tags) = (outlet.door, outlet.tags);
+            let bytes = encoded[door.index(tags)].get_or_insert_with(|| {
+                outbox.encode_with(|out| door.encode(&emit.event, user, tags, out))
             });
             let lists = Lists {
                 dirty,
@@ -319,7 +334,7 @@ impl Delivery {
         if let Some(last) = self.held.back() {
             let outlet = conn.as_mut();
             let mut encoded: [Option<Encoded>; DOORS] = Default::default();
-            encoded[outlet.door.index()] = Some(bytes);
+            encoded[outlet.door.index(outlet.tags)] = Some(bytes);
             outlet.held += 1;
             let needs_seq = last.needs_seq;
             self.held.push_back(Held {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use crate::names;
 use crate::server::core::{Command, Core, Flow, RoomView};
-use crate::server::deliver::{Delivery, Outlet};
+use crate::server::deliver::{Delivery, Outlet, Tags};
 use crate::server::event::Event;
 use crate::server::table::Key;
 
@@ -53,6 +53,8 @@ pub struct Client {
     user: bool,
     /// `CAP LS` began a negotiation that `CAP END` ends.
     negotiating: bool,
+    /// The IRCv3 capabilities it asked for.
+    caps: Caps,
     /// `AWAY` text; kept here, the other doors have no such thing.
     away: Option<Box<str>>,
     since_ms: u64,
@@ -60,6 +62,61 @@ pub struct Client {
     seen_ms: u64,
     /// A PING is unanswered.
     pinged: bool,
+}
+
+/// The IRCv3 capabilities this door offers, as `CAP LS` lists them.
+/// `batch`, `sasl` and `draft/chathistory` are not offered yet.
+pub const CAPS: &[&str] = &[
+    "cap-notify",
+    "echo-message",
+    "message-tags",
+    "multi-prefix",
+    "server-time",
+];
+
+/// The capabilities a connection holds, one bit each in [`CAPS`] order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caps(u8);
+
+impl Caps {
+    fn bit(name: &str) -> Option<u8> {
+        let i = CAPS.iter().position(|c| c.eq_ignore_ascii_case(name))?;
+        Some(1 << i)
+    }
+
+    pub fn has(self, name: &str) -> bool {
+        Caps::bit(name).is_some_and(|b| self.0 & b != 0)
+    }
+
+    /// The names held, space-separated.
+    fn list(self) -> String {
+        let held: Vec<&str> = CAPS.iter().copied().filter(|c| self.has(c)).collect();
+        held.join(" ")
+    }
+
+    /// The tags its events carry.
+    fn tags(self) -> Tags {
+        Tags {
+            time: self.has("server-time"),
+            msgid: self.has("message-tags"),
+        }
+    }
+
+    /// `CAP REQ`'s list applied all or nothing: `None` if any name is
+    /// unknown.
+    fn request(self, list: &str) -> Option<Caps> {
+        let mut caps = self;
+        for item in list.split(' ').filter(|i| !i.is_empty()) {
+            match item.strip_prefix('-') {
+                Some(name) => {
+                    let bit = Caps::bit(name)?;
+                    caps.0 &= !bit;
+                }
+                None => caps.0 |= Caps::bit(item)?,
+            }
+        }
+        Some(caps)
+    }
 }
 
 /// What a timer should do next for a connection.
@@ -286,7 +343,7 @@ impl Door {
         match command.as_str() {
             "PING" => write_text(&mut out, Some(SERVER), "PONG", &[SERVER, params[0]]),
             "PONG" => {}
-            "CAP" => self.cap(&mut out, &me, params),
+            "CAP" => self.cap(parts, key, &mut out, &me, params),
             "PASS" | "USER" => numeric(&mut out, &me, "462", &["You may not reregister"]),
             "NAMES" => match params.first() {
                 None => numeric(&mut out, &me, "366", &["*", "End of /NAMES list"]),
@@ -386,23 +443,27 @@ impl Door {
         now_ms: u64,
     ) -> Flow {
         let mut out = Vec::new();
+        if command == "CAP" {
+            let sub = params.first().map(|s| s.to_ascii_uppercase());
+            if let Some(client) = self.clients.get_mut(&key) {
+                // LS and REQ both hold registration until END.
+                match sub.as_deref() {
+                    Some("LS" | "REQ") => client.negotiating = true,
+                    Some("END") => client.negotiating = false,
+                    _ => {}
+                }
+            }
+            self.cap(parts, key, &mut out, "", params);
+            if !out.is_empty() {
+                parts.answer(key, |o| o.extend_from_slice(&out));
+            }
+            self.try_register(parts, key, now_ms);
+            return Flow::Continue;
+        }
         let Some(client) = self.clients.get_mut(&key) else {
             return Flow::Continue;
         };
         match command {
-            "CAP" => {
-                if params.first().is_some_and(|s| s.eq_ignore_ascii_case("LS")) {
-                    client.negotiating = true;
-                }
-                if params
-                    .first()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("END"))
-                {
-                    client.negotiating = false;
-                } else {
-                    self.cap(&mut out, "", params);
-                }
-            }
             "PASS" => {}
             "NICK" => match params.first() {
                 None => numeric(&mut out, "", "431", &["No nickname given"]),
@@ -476,21 +537,46 @@ impl Door {
         parts.handle(key, Command::Join { room: &room }, now_ms);
     }
 
-    fn cap(&self, out: &mut Vec<u8>, me: &str, params: &[&str]) {
+    /// CAP LS, LIST, REQ (all or nothing) and END. `cap-notify` is held
+    /// from `CAP LS 302` on, as version 302 implies it.
+    fn cap<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        out: &mut Vec<u8>,
+        me: &str,
+        params: &[&str],
+    ) {
         let me = if me.is_empty() { "*" } else { me };
         let sub = params
             .first()
             .map(|s| s.to_ascii_uppercase())
             .unwrap_or_default();
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
         match sub.as_str() {
-            // No capabilities yet: an empty list is a truthful one.
-            "LS" | "LIST" => write_text(out, Some(SERVER), "CAP", &[me, &sub, ""]),
-            "REQ" => write_text(
-                out,
-                Some(SERVER),
-                "CAP",
-                &[me, "NAK", params.get(1).copied().unwrap_or("")],
-            ),
+            "LS" => {
+                let version = params.get(1).and_then(|v| v.parse::<u32>().ok());
+                if version.is_some_and(|v| v >= 302) {
+                    client.caps.0 |= Caps::bit("cap-notify").unwrap_or(0);
+                }
+                write_text(out, Some(SERVER), "CAP", &[me, "LS", &CAPS.join(" ")]);
+            }
+            "LIST" => write_text(out, Some(SERVER), "CAP", &[me, "LIST", &client.caps.list()]),
+            "REQ" => {
+                let list = params.get(1).copied().unwrap_or("");
+                match client.caps.request(list) {
+                    Some(caps) if !list.trim().is_empty() => {
+                        client.caps = caps;
+                        if let Some(conn) = parts.core.conn_mut(key) {
+                            conn.as_mut().tags = caps.tags();
+                        }
+                        write_text(out, Some(SERVER), "CAP", &[me, "ACK", list]);
+                    }
+                    _ => write_text(out, Some(SERVER), "CAP", &[me, "NAK", list]),
+                }
+            }
             "END" => {}
             _ => numeric(out, me, "410", &[&sub, "Invalid CAP command"]),
         }
@@ -522,6 +608,10 @@ impl Door {
             fail(parts, "412", &["No text to send"]);
             return Flow::Continue;
         };
+        let echo = self
+            .clients
+            .get(&key)
+            .is_some_and(|c| c.caps.has("echo-message"));
         let (text, action) = match text
             .strip_prefix("\u{1}ACTION ")
             .or_else(|| text.strip_prefix("\u{1}ACTION"))
@@ -549,6 +639,7 @@ impl Door {
                                 room: Some(&room),
                                 text,
                                 action,
+                                echo,
                             },
                             now_ms,
                         );
@@ -566,6 +657,7 @@ impl Door {
                         to: target,
                         text,
                         action,
+                        echo,
                     },
                     now_ms,
                 );
