@@ -71,7 +71,7 @@ fn stamp(tags: Tags, ts: u64, seq: Option<u64>) -> (Option<String>, Option<Strin
     )
 }
 
-fn tag_list<'a>(stamp: &'a (Option<String>, Option<String>)) -> Vec<(&'static str, &'a str)> {
+fn tag_list(stamp: &(Option<String>, Option<String>)) -> Vec<(&'static str, &str)> {
     let mut list = Vec::with_capacity(2);
     if let Some(time) = &stamp.0 {
         list.push(("time", time.as_str()));
