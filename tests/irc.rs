@@ -713,3 +713,80 @@ fn echo_message_returns_the_senders_own_messages_with_their_seq() {
         "{lines:#?}"
     );
 }
+
+/// A server where `ann` is an account with password "correct horse
+/// battery", and ann is gone.
+fn server_with_account_ann() -> (Server, SocketAddr) {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    ann.send(&json!({"type": "register", "password": "correct horse battery"}));
+    assert_eq!(ann.recv_type("registered")["account"], "ann");
+    ann.send(&json!({"type": "quit"}));
+    ann.recv_type("bye");
+    (server, irc)
+}
+
+/// Negotiates `sasl` as `nick` and sends the PLAIN payload; returns the
+/// SASL numerics' lines up to 903 or 904.
+fn sasl_plain(c: &mut Irc, nick: &str, payload: &str) -> Vec<String> {
+    c.send("CAP LS 302");
+    let ls = c.expect("CAP");
+    assert!(ls.contains(" sasl=PLAIN"), "{ls}");
+    c.send(&format!("NICK {nick}"));
+    c.send(&format!("USER {nick} 0 * :Real {nick}"));
+    c.send("CAP REQ :sasl");
+    assert_eq!(c.expect("CAP"), ":chat CAP * ACK :sasl");
+    c.send("AUTHENTICATE PLAIN");
+    assert_eq!(c.recv(), "AUTHENTICATE +");
+    c.send(&format!("AUTHENTICATE {payload}"));
+    c.until(|l| matches!(verb(l), "903" | "904"))
+}
+
+#[test]
+fn sasl_plain_logs_in_to_an_account_and_takes_its_name() {
+    let (server, irc) = server_with_account_ann();
+    let mut c = Irc::connect(irc);
+    let lines = sasl_plain(&mut c, "ann", "AGFubgBjb3JyZWN0IGhvcnNlIGJhdHRlcnk=");
+    let verbs: Vec<&str> = lines.iter().map(|l| verb(l)).collect();
+    assert_eq!(verbs, ["900", "903"], "{lines:#?}");
+    assert!(
+        lines[0].contains(" ann :You are now logged in as ann"),
+        "{lines:#?}"
+    );
+    c.send("CAP END");
+    assert!(c.recv().starts_with(":chat 001 ann "));
+    c.expect("366");
+    c.send("AUTHENTICATE PLAIN");
+    assert_eq!(verb(&c.recv()), "907");
+    // The JSON side sees ann, logged in, in the lobby.
+    let mut dan = json_user(&server, "dan");
+    dan.send(&json!({"type": "who"}));
+    let who = dan.recv_type("who");
+    assert!(who.to_string().contains("\"ann\""), "{who}");
+}
+
+#[test]
+fn a_wrong_sasl_password_is_904_and_the_account_name_stays_refused() {
+    let (_server, irc) = server_with_account_ann();
+    let mut c = Irc::connect(irc);
+    let lines = sasl_plain(&mut c, "ann", "AGFubgB3cm9uZyBob3JzZSBiYXR0ZXJ5");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(":chat 904 * :SASL authentication failed"),
+        "{lines:#?}"
+    );
+    // Garbage and unknown mechanisms are refused too, and the exchange
+    // can be aborted.
+    c.send("AUTHENTICATE EXTERNAL");
+    assert_eq!(verb(&c.recv()), "908");
+    assert_eq!(verb(&c.recv()), "904");
+    c.send("AUTHENTICATE PLAIN");
+    assert_eq!(c.recv(), "AUTHENTICATE +");
+    c.send("AUTHENTICATE *");
+    assert_eq!(verb(&c.recv()), "906");
+    c.send("CAP END");
+    let refused = c.recv();
+    assert!(refused.starts_with(":chat 433 * ann :"), "{refused}");
+    c.send("NICK bob");
+    assert!(c.recv().starts_with(":chat 001 bob "));
+}

@@ -610,7 +610,7 @@ impl<C> Core<C> {
         let nick = Name::new(
             &names::check_nick(nick).map_err(|why| Refusal::new(ErrorCode::BadNick, why))?,
         );
-        if self.registered.contains(&nick.key()) {
+        if self.registered.contains(&nick.key()) && !self.logged_in_as(key, &nick) {
             return Err(Refusal::new(
                 ErrorCode::NickRegistered,
                 format!("{nick} is a registered account; log in to use it"),
@@ -629,10 +629,11 @@ impl<C> Core<C> {
     /// Welcomes `key` as `nick`. Where login is required it is welcomed
     /// but not admitted: in no room, its name not in use, until it logs in.
     fn welcome(&mut self, key: Key, nick: Name, now_ms: u64) {
-        let admitted = !self.rules.require_login;
         let Some(r) = self.table.get_mut(key) else {
             return;
         };
+        // Logged in while its door introduced it (IRC's SASL).
+        let admitted = !self.rules.require_login || r.user.account.is_some();
         r.user.nick = nick.clone();
         r.user.presence = Presence::Here;
         r.user.admitted = admitted;
@@ -677,6 +678,21 @@ impl<C> Core<C> {
             },
         );
         Some((room, room_name))
+    }
+
+    /// A login before its door introduced `key` (IRC's SASL, during
+    /// registration): checked as `login` is, answered with `LoggedIn` or a
+    /// refusal; [`Core::arrive`] then lets it take its account's name.
+    pub fn login_waiting(
+        &mut self,
+        key: Key,
+        account: &str,
+        password: &wire::Password<'_>,
+        now_ms: u64,
+    ) {
+        if self.user(key).map(|u| u.presence) == Some(Presence::Waiting) {
+            self.login(key, account, password, now_ms);
+        }
     }
 
     /// Acts on one command from `key`.
@@ -1285,6 +1301,9 @@ impl<C> Core<C> {
             return;
         };
         user.hashing = false;
+        if user.presence == Presence::Waiting && answer.login {
+            return self.logged_in_waiting(key, answer.outcome, now_ms);
+        }
         if !user.is_here() {
             return;
         }
@@ -1312,6 +1331,30 @@ impl<C> Core<C> {
                 key,
                 ErrorCode::RegistrationClosed,
                 "the server cannot store accounts just now; try again later",
+            ),
+        }
+    }
+
+    /// A login's outcome for a connection not yet introduced: it holds
+    /// the account, and takes its name on arriving.
+    fn logged_in_waiting(&mut self, key: Key, outcome: Outcome, now_ms: u64) {
+        match outcome {
+            Outcome::LoggedIn(name) => {
+                let account = Name::new(&name);
+                let Some(user) = self.table.get_mut(key).map(|r| &mut r.user) else {
+                    return;
+                };
+                user.tries.reset();
+                user.account = Some(Box::new(account.clone()));
+                let ip = user.peer.addr.ip();
+                self.addr_tries.refund(ip, now_ms);
+                self.emit(Event::LoggedIn { account }, To::One(key));
+            }
+            Outcome::Failed => self.refuse(key, ErrorCode::LoginFailed, LOGIN_FAILED),
+            _ => self.refuse(
+                key,
+                ErrorCode::LoginFailed,
+                "the server cannot check accounts just now; try again later",
             ),
         }
     }

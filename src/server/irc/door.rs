@@ -21,10 +21,12 @@ use crate::server::core::{Command, Core, Flow, RoomView};
 use crate::server::deliver::{Delivery, Outlet, Tags};
 use crate::server::event::Event;
 use crate::server::table::Key;
+use crate::wire::Password;
 
 use super::answer;
 use super::encode::{self, HOST, SERVER, channel, numeric};
-use super::message::{Message, write_text};
+use super::message::{Message, write, write_text};
+use super::sasl::{self, Sasl, Step};
 
 /// How long a connection may take to register.
 pub const REGISTER_WITHIN_MS: u64 = 60_000;
@@ -55,6 +57,8 @@ pub struct Client {
     negotiating: bool,
     /// The IRCv3 capabilities it asked for.
     caps: Caps,
+    /// Its SASL exchange.
+    sasl: Sasl,
     /// `AWAY` text; kept here, the other doors have no such thing.
     away: Option<Box<str>>,
     since_ms: u64,
@@ -65,12 +69,13 @@ pub struct Client {
 }
 
 /// The IRCv3 capabilities this door offers, as `CAP LS` lists them.
-/// `batch`, `sasl` and `draft/chathistory` are not offered yet.
+/// `batch` and `draft/chathistory` are not offered yet.
 pub const CAPS: &[&str] = &[
     "cap-notify",
     "echo-message",
     "message-tags",
     "multi-prefix",
+    "sasl",
     "server-time",
 ];
 
@@ -336,6 +341,10 @@ impl Door {
                 return parts.handle(key, Command::Nick { nick: wanted }, now_ms);
             }
             "TOPIC" => return self.topic(parts, key, &me, params, now_ms),
+            "AUTHENTICATE" => {
+                self.authenticate(parts, key, &me, params, now_ms);
+                return Flow::Continue;
+            }
             _ => {}
         }
         parts.core.count_in(key);
@@ -464,9 +473,22 @@ impl Door {
             return Flow::Continue;
         };
         match command {
+            "AUTHENTICATE" => {
+                self.authenticate(parts, key, "", params, now_ms);
+                return Flow::Continue;
+            }
             "PASS" => {}
             "NICK" => match params.first() {
                 None => numeric(&mut out, "", "431", &["No nickname given"]),
+                // While SASL may come (negotiating), an account's name
+                // waits for it: the check is made again on registering.
+                Some(wanted)
+                    if (client.negotiating || client.caps.has("sasl"))
+                        && parts.core.is_registered(wanted)
+                        && names::check_nick(wanted).is_ok() =>
+                {
+                    client.nick = Some((*wanted).to_owned())
+                }
                 Some(wanted) => match nick_refusal(parts.core, key, "", wanted) {
                     Some(refusal) => out = refusal,
                     None => client.nick = Some((*wanted).to_owned()),
@@ -505,11 +527,15 @@ impl Door {
         let Some(client) = self.clients.get_mut(&key) else {
             return;
         };
-        let Some(nick) = client.nick.clone() else {
+        let Some(mut nick) = client.nick.clone() else {
             return;
         };
         if !client.user || client.negotiating {
             return;
+        }
+        // Logged in with SASL: it arrives under its account's name.
+        if let Some(account) = parts.core.user(key).and_then(|u| u.account.as_deref()) {
+            nick = account.as_str().to_owned();
         }
         // Someone may have taken it since NICK.
         if let Some(refusal) = nick_refusal(parts.core, key, "", &nick) {
@@ -561,7 +587,14 @@ impl Door {
                 if version.is_some_and(|v| v >= 302) {
                     client.caps.0 |= Caps::bit("cap-notify").unwrap_or(0);
                 }
-                write_text(out, Some(SERVER), "CAP", &[me, "LS", &CAPS.join(" ")]);
+                let listed: Vec<&str> = CAPS
+                    .iter()
+                    .map(|&c| match c {
+                        "sasl" if version.is_some_and(|v| v >= 302) => "sasl=PLAIN",
+                        c => c,
+                    })
+                    .collect();
+                write_text(out, Some(SERVER), "CAP", &[me, "LS", &listed.join(" ")]);
             }
             "LIST" => write_text(out, Some(SERVER), "CAP", &[me, "LIST", &client.caps.list()]),
             "REQ" => {
@@ -579,6 +612,91 @@ impl Door {
             }
             "END" => {}
             _ => numeric(out, me, "410", &[&sub, "Invalid CAP command"]),
+        }
+    }
+
+    /// SASL PLAIN: `AUTHENTICATE PLAIN`, `+`, the payload, then the
+    /// core's login (before registration, [`Core::login_waiting`]),
+    /// answered as 900 and 903 or 904 by the encoder.
+    fn authenticate<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        me: &str,
+        params: &[&str],
+        now_ms: u64,
+    ) {
+        parts.core.count_in(key);
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let arg = params.first().copied().unwrap_or("");
+        let logged_in = parts.core.user(key).is_some_and(|u| u.account.is_some());
+        if !client.caps.has("sasl") {
+            numeric(
+                &mut out,
+                me,
+                "904",
+                &["SASL authentication failed: request the sasl capability first"],
+            );
+        } else if arg == "*" {
+            client.sasl = Sasl::Idle;
+            numeric(&mut out, me, "906", &["SASL authentication aborted"]);
+        } else if logged_in {
+            numeric(
+                &mut out,
+                me,
+                "907",
+                &["You have already authenticated using SASL"],
+            );
+        } else {
+            match std::mem::take(&mut client.sasl) {
+                Sasl::Idle if arg.eq_ignore_ascii_case("PLAIN") => {
+                    client.sasl = Sasl::Plain(Default::default());
+                    write(&mut out, &[], None, "AUTHENTICATE", &["+"]);
+                }
+                Sasl::Idle => {
+                    numeric(
+                        &mut out,
+                        me,
+                        "908",
+                        &["PLAIN", "are available SASL mechanisms"],
+                    );
+                    numeric(
+                        &mut out,
+                        me,
+                        "904",
+                        &["SASL authentication failed: PLAIN only"],
+                    );
+                }
+                Sasl::Plain(mut buf) => match sasl::step(&mut buf, arg) {
+                    Step::More => client.sasl = Sasl::Plain(buf),
+                    Step::TooLong => numeric(&mut out, me, "905", &["SASL message too long"]),
+                    Step::Malformed => numeric(
+                        &mut out,
+                        me,
+                        "904",
+                        &["SASL authentication failed: not a PLAIN payload for one account"],
+                    ),
+                    Step::Done(account, password) => {
+                        let password = Password(password.as_str().into());
+                        if client.registered {
+                            let cmd = Command::Login {
+                                account: &account,
+                                password: &password,
+                            };
+                            parts.handle(key, cmd, now_ms);
+                        } else {
+                            parts.core.login_waiting(key, &account, &password, now_ms);
+                            parts.delivery.deliver(parts.core, parts.journal);
+                        }
+                    }
+                },
+            }
+        }
+        if !out.is_empty() {
+            parts.answer(key, |o| o.extend_from_slice(&out));
         }
     }
 
@@ -809,7 +927,7 @@ fn nick_refusal<C>(core: &Core<C>, key: Key, me: &str, wanted: &str) -> Option<V
         Err(why) => numeric(&mut out, me, "432", &[wanted, &why]),
         // No way to log in over IRC yet (SASL is to come): an account's
         // name is its owner's.
-        Ok(_) if core.is_registered(wanted) => numeric(
+        Ok(_) if core.is_registered(wanted) && !logged_in_as(core, key, wanted) => numeric(
             &mut out,
             me,
             "433",
@@ -829,6 +947,13 @@ fn nick_refusal<C>(core: &Core<C>, key: Key, me: &str, wanted: &str) -> Option<V
         },
     }
     Some(out)
+}
+
+/// Whether `key` logged in as the account `name`.
+fn logged_in_as<C>(core: &Core<C>, key: Key, name: &str) -> bool {
+    core.user(key)
+        .and_then(|u| u.account.as_deref())
+        .is_some_and(|a| names::same(a.as_str(), name))
 }
 
 /// 403 (no such channel) or 442 (not on it), if `me` cannot act in `chan`.

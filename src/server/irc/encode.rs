@@ -214,11 +214,12 @@ pub fn encode(event: &Event, me: &str, tags: Tags, out: &mut Vec<u8>) {
             write_text(out, None, "ERROR", &[why]);
         }
         Event::Error { code, message } => error(out, me, *code, message),
-        // IRCv3 SASL's numerics, as clients show them; an IRC user cannot
-        // ask for these yet, but the encoding is total.
+        // An IRC user logs in only with SASL, whose success is these two.
         Event::LoggedIn { account } => {
             let text = format!("You are now logged in as {account}");
-            numeric(out, me, "900", &[&mask(me), account.as_str(), &text]);
+            let who = if me.is_empty() { "*" } else { me };
+            numeric(out, me, "900", &[&mask(who), account.as_str(), &text]);
+            numeric(out, me, "903", &["SASL authentication successful"]);
         }
         Event::LoggedOut => numeric(out, me, "901", &[&mask(me), "You are now logged out"]),
         Event::Registered { account } => {
@@ -240,6 +241,11 @@ fn error(out: &mut Vec<u8>, me: &str, code: ErrorCode, message: &str) {
         ErrorCode::NotInRoom => "442",
         ErrorCode::TooManyRooms => "405",
         ErrorCode::LineTooLong => return numeric(out, me, "417", &[&message]),
+        // Only SASL logs an IRC user in: its failure is 904.
+        ErrorCode::LoginFailed | ErrorCode::TooManyAttempts | ErrorCode::InsecureTransport => {
+            let text = format!("SASL authentication failed: {message}");
+            return numeric(out, me, "904", &[&text]);
+        }
         _ => {
             let me = if me.is_empty() { "*" } else { me };
             return write_text(out, Some(SERVER), "NOTICE", &[me, &message]);
