@@ -790,3 +790,84 @@ fn a_wrong_sasl_password_is_904_and_the_account_name_stays_refused() {
     c.send("NICK bob");
     assert!(c.recv().starts_with(":chat 001 bob "));
 }
+
+#[test]
+fn chathistory_pages_the_stored_messages_in_a_batch() {
+    let dir = common::TempDir::new("irc-history");
+    let db = dir.path.join("chat.db");
+    let (server, irc) = start(&["--db", db.to_str().unwrap()]);
+    let mut ann = json_user(&server, "ann");
+    let mut seqs = Vec::new();
+    for text in ["one", "two", "three"] {
+        ann.send(&json!({"type": "group", "text": text}));
+        ann.send(&json!({"type": "history", "room": "lobby", "limit": 1}));
+        let page = ann.recv_type("history");
+        seqs.push(page["messages"][0]["seq"].as_u64().expect("seq"));
+    }
+    let mut bob = register_with_caps(
+        irc,
+        "bob",
+        "batch draft/chathistory server-time message-tags",
+    );
+    let isupport = {
+        let mut c = Irc::connect(irc);
+        c.send("NICK probe");
+        c.send("USER probe 0 * :Probe");
+        c.expect("005")
+    };
+    assert!(isupport.contains(" CHATHISTORY=500 "), "{isupport}");
+
+    // The probe's comings and goings may come first.
+    bob.send("CHATHISTORY LATEST #lobby * 2");
+    let mut lines = bob.until(|l| l.starts_with(":chat BATCH -"));
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(":chat BATCH +"))
+        .unwrap_or(0);
+    lines.drain(..start);
+    let open = &lines[0];
+    assert!(
+        open.starts_with(":chat BATCH +") && open.ends_with(" chathistory #lobby"),
+        "{lines:#?}"
+    );
+    let id = open.split(' ').nth(2).unwrap_or("").trim_start_matches('+');
+    let texts: Vec<&str> = lines[1..lines.len() - 1]
+        .iter()
+        .map(|l| {
+            assert!(l.starts_with(&format!("@batch={id};time=")), "{l}");
+            l.rsplit(" :").next().unwrap_or("")
+        })
+        .collect();
+    assert_eq!(texts, ["two", "three"]);
+    assert!(
+        lines[1].contains(&format!(";msgid={} ", seqs[1])),
+        "{lines:#?}"
+    );
+    assert_eq!(lines.last().unwrap(), &format!(":chat BATCH -{id}"));
+
+    bob.send(&format!("CHATHISTORY BEFORE #lobby msgid={} 10", seqs[1]));
+    let lines = bob.until(|l| l.starts_with(":chat BATCH -"));
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[1].ends_with(":ann!ann@chat PRIVMSG #lobby :one"),
+        "{lines:#?}"
+    );
+
+    bob.send(&format!("CHATHISTORY AFTER #lobby msgid={} 10", seqs[2]));
+    let lines = bob.until(|l| l.starts_with(":chat BATCH -"));
+    assert_eq!(lines.len(), 2, "an empty batch: {lines:#?}");
+
+    bob.send("CHATHISTORY BEFORE #lobby timestamp=2026-01-01T00:00:00.000Z 10");
+    assert!(
+        bob.recv()
+            .starts_with(":chat FAIL CHATHISTORY INVALID_PARAMS ")
+    );
+    // Without the capabilities, no batch.
+    let (mut carol, _) = Irc::register(irc, "carol");
+    carol.send("CHATHISTORY LATEST #lobby * 10");
+    assert!(
+        carol
+            .recv()
+            .starts_with(":chat FAIL CHATHISTORY INVALID_PARAMS ")
+    );
+}

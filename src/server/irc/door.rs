@@ -21,7 +21,7 @@ use crate::server::core::{Command, Core, Flow, RoomView};
 use crate::server::deliver::{Delivery, Outlet, Tags};
 use crate::server::event::Event;
 use crate::server::table::Key;
-use crate::wire::Password;
+use crate::wire::{self, Password};
 
 use super::answer;
 use super::encode::{self, HOST, SERVER, channel, numeric};
@@ -69,9 +69,11 @@ pub struct Client {
 }
 
 /// The IRCv3 capabilities this door offers, as `CAP LS` lists them.
-/// `batch` and `draft/chathistory` are not offered yet.
+/// Eight at most: they are bits of a `u8`.
 pub const CAPS: &[&str] = &[
+    "batch",
     "cap-notify",
+    "draft/chathistory",
     "echo-message",
     "message-tags",
     "multi-prefix",
@@ -345,6 +347,10 @@ impl Door {
                 self.authenticate(parts, key, &me, params, now_ms);
                 return Flow::Continue;
             }
+            "CHATHISTORY" => {
+                self.chathistory(parts, key, params, now_ms);
+                return Flow::Continue;
+            }
             _ => {}
         }
         parts.core.count_in(key);
@@ -613,6 +619,75 @@ impl Door {
             "END" => {}
             _ => numeric(out, me, "410", &[&sub, "Invalid CAP command"]),
         }
+    }
+
+    /// `CHATHISTORY LATEST|BEFORE|AFTER #chan <*|msgid=N> <limit>`: a
+    /// `history` ask, answered by the store off the loop and encoded as a
+    /// `chathistory` batch. Only group messages are stored, and they are
+    /// found by `seq`: references by time, and `LATEST` from a reference,
+    /// are refused.
+    fn chathistory<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        params: &[&str],
+        now_ms: u64,
+    ) {
+        let caps = self.clients.get(&key).map(|c| c.caps).unwrap_or_default();
+        let fail = |parts: &mut Parts<'_, C>, code: &str, context: &[&str], why: &str| {
+            parts.core.count_in(key);
+            let mut all = vec!["CHATHISTORY", code];
+            all.extend_from_slice(context);
+            all.push(why);
+            parts.answer(key, |out| write_text(out, Some(SERVER), "FAIL", &all));
+        };
+        if !(caps.has("draft/chathistory") && caps.has("batch")) {
+            return fail(
+                parts,
+                "INVALID_PARAMS",
+                &[],
+                "request the draft/chathistory and batch capabilities first",
+            );
+        }
+        let [sub, target, reference, limit, ..] = params else {
+            return fail(parts, "NEED_MORE_PARAMS", &[], "Insufficient parameters");
+        };
+        let sub = sub.to_ascii_uppercase();
+        let seq = reference
+            .strip_prefix("msgid=")
+            .and_then(|n| n.parse::<u64>().ok());
+        let from = match (sub.as_str(), *reference, seq) {
+            ("LATEST", "*", _) => wire::Page::Latest,
+            ("BEFORE", _, Some(seq)) => wire::Page::Before(seq),
+            ("AFTER", _, Some(seq)) => wire::Page::After(seq),
+            ("LATEST" | "BEFORE" | "AFTER", _, _) => {
+                return fail(
+                    parts,
+                    "INVALID_PARAMS",
+                    &[&sub, reference],
+                    "references are msgid=N (LATEST takes only *)",
+                );
+            }
+            _ => return fail(parts, "UNKNOWN_COMMAND", &[&sub], "Unknown subcommand"),
+        };
+        let Some(room) = target.strip_prefix('#') else {
+            return fail(
+                parts,
+                "INVALID_TARGET",
+                &[&sub, target],
+                "only channels' messages are kept",
+            );
+        };
+        let Some(limit) = limit.parse::<usize>().ok().filter(|&l| l > 0) else {
+            return fail(
+                parts,
+                "INVALID_PARAMS",
+                &[&sub, limit],
+                "the limit is a number",
+            );
+        };
+        let limit = limit.min(wire::HISTORY_MAX);
+        parts.handle(key, Command::History { room, from, limit }, now_ms);
     }
 
     /// SASL PLAIN: `AUTHENTICATE PLAIN`, `+`, the payload, then the

@@ -100,7 +100,27 @@ pub fn encode(event: &Event, me: &str, tags: Tags, out: &mut Vec<u8>) {
     let t = t.as_slice();
     match event {
         // The door wrote the registration burst itself.
-        Event::Welcome { .. } | Event::History { .. } => {}
+        Event::Welcome { .. } => {}
+        // The answer to CHATHISTORY, asked for only with `batch`.
+        Event::History { room, messages, .. } => {
+            let chan = channel(room.as_str());
+            let id = format!("h{}", messages.first().map_or(0, |m| m.seq));
+            let open = format!("+{id}");
+            write(
+                out,
+                &[],
+                Some(SERVER),
+                "BATCH",
+                &[&open, "chathistory", &chan],
+            );
+            for m in messages {
+                let stamped = stamp(tags, m.ts, Some(m.seq));
+                let mut t = vec![("batch", id.as_str())];
+                t.extend(tag_list(&stamped));
+                privmsg(out, &t, &mask(&m.from), &chan, &m.text, m.action);
+            }
+            write(out, &[], Some(SERVER), "BATCH", &[&format!("-{id}")]);
+        }
         Event::Join { nick, room, .. } => {
             let room = channel(room.as_str());
             write(out, t, Some(&mask(nick.as_str())), "JOIN", &[&room]);
@@ -291,7 +311,7 @@ pub fn names<'a>(out: &mut Vec<u8>, me: &str, chan: &str, nicks: impl Iterator<I
 /// A message as one or more PRIVMSGs, each within an IRC line; an action
 /// is a CTCP ACTION. Line breaks start a new message, and a message is
 /// cut on a character boundary, never inside a UTF-8 sequence. Every line
-/// carries the time; only the first the `msgid`, which must be unique.
+/// carries the tags but `msgid`, which must be unique: only the first has it.
 pub fn privmsg(
     out: &mut Vec<u8>,
     tags: &[(&str, &str)],
@@ -300,8 +320,12 @@ pub fn privmsg(
     text: &str,
     action: bool,
 ) {
+    let rest_tags: Vec<(&str, &str)> = tags
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n != "msgid")
+        .collect();
     let mut tags = tags;
-    let time_only = &tags[..tags.iter().take_while(|(n, _)| *n == "time").count()];
     // ":" source " PRIVMSG " target " :" ... CRLF, and the CTCP wrapping.
     let overhead = 1 + source.len() + 9 + target.len() + 2 + 2 + if action { 9 } else { 0 };
     let room_for = LINE.saturating_sub(overhead).max(4);
@@ -324,7 +348,7 @@ pub fn privmsg(
             }
             let body = body.replace('\0', "");
             write_text_tagged(out, tags, Some(source), "PRIVMSG", &[target, &body]);
-            tags = time_only;
+            tags = &rest_tags;
             rest = tail;
             if rest.is_empty() {
                 break;
