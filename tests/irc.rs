@@ -745,6 +745,7 @@ fn sasl_plain(c: &mut Irc, nick: &str, payload: &str) -> Vec<String> {
 #[test]
 fn sasl_plain_logs_in_to_an_account_and_takes_its_name() {
     let (server, irc) = server_with_account_ann();
+    let mut watch = register_with_caps(irc, "watch", "account-tag");
     let mut c = Irc::connect(irc);
     let lines = sasl_plain(&mut c, "ann", "AGFubgBjb3JyZWN0IGhvcnNlIGJhdHRlcnk=");
     let verbs: Vec<&str> = lines.iter().map(|l| verb(l)).collect();
@@ -758,6 +759,18 @@ fn sasl_plain_logs_in_to_an_account_and_takes_its_name() {
     c.expect("366");
     c.send("AUTHENTICATE PLAIN");
     assert_eq!(verb(&c.recv()), "907");
+    // account-tag: messages from a logged-in user say whose account.
+    c.send("PRIVMSG #lobby :signed");
+    assert_eq!(
+        watch.expect("PRIVMSG"),
+        "@account=ann :ann!ann@chat PRIVMSG #lobby :signed"
+    );
+    let (mut guest, _) = Irc::register(irc, "guest");
+    guest.send("PRIVMSG #lobby :unsigned");
+    assert_eq!(
+        watch.expect("PRIVMSG"),
+        ":guest!guest@chat PRIVMSG #lobby :unsigned"
+    );
     // The JSON side sees ann, logged in, in the lobby.
     let mut dan = json_user(&server, "dan");
     dan.send(&json!({"type": "who"}));

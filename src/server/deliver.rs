@@ -33,6 +33,7 @@ use super::core::{Core, User};
 use super::event::{Emit, Event};
 use super::irc;
 use super::json;
+use super::name::Name;
 use super::outq::{Encoded, OutQueue, Outbox};
 use super::table::Key;
 use crate::wire::LeaveReason;
@@ -59,26 +60,43 @@ pub struct Tags {
     pub time: bool,
     /// `msgid=` (message-tags).
     pub msgid: bool,
+    /// `account=` on messages from logged-in users (account-tag).
+    pub account: bool,
 }
 
-/// JSON lines, and IRC with each of the four sets of [`Tags`].
-const DOORS: usize = 5;
+/// JSON lines, and IRC with each of the eight sets of [`Tags`].
+const DOORS: usize = 9;
 
 impl Door {
     fn index(self, tags: Tags) -> usize {
         match self {
             Door::JsonLines => 0,
-            Door::Irc => 1 + usize::from(tags.time) + 2 * usize::from(tags.msgid),
+            Door::Irc => {
+                1 + usize::from(tags.time)
+                    + 2 * usize::from(tags.msgid)
+                    + 4 * usize::from(tags.account)
+            }
         }
     }
 
     /// `receiver` is the first receiver's user: the bytes are shared by
     /// all receivers on this door, so a door reads it only for events to
     /// one (an answer; IRC's numerics name their receiver).
-    fn encode(self, event: &Event, receiver: &User, tags: Tags, out: &mut Vec<u8>) {
+    /// `account` is the sender's, for a message from a logged-in user.
+    fn encode(
+        self,
+        event: &Event,
+        receiver: &User,
+        tags: Tags,
+        account: Option<&Name>,
+        out: &mut Vec<u8>,
+    ) {
         match self {
             Door::JsonLines => json::encode(event, out),
-            Door::Irc => irc::encode(event, receiver.nick.as_str(), tags, out),
+            Door::Irc => {
+                let account = account.map(Name::as_str);
+                irc::encode(event, receiver.nick.as_str(), tags, account, out)
+            }
         }
     }
 }
@@ -265,6 +283,14 @@ impl Delivery {
 
     fn queue<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>, emit: &Emit) {
         let mut encoded: [Option<Encoded>; DOORS] = Default::default();
+        // Looked up once per message, for IRC's account-tag.
+        let account = match &emit.event {
+            Event::Group { from, .. } | Event::Private { from, .. } => core
+                .find_nick(from.as_str())
+                .and_then(|k| core.user(k)?.account.as_deref().cloned()),
+            _ => None,
+        };
+        let account = account.as_ref();
         let batch = emit.event.is_presence() && core.reach(&emit.to) >= BATCH_REACH;
         let outbox = if emit.event.is_broadcast() {
             &mut self.for_all
@@ -282,7 +308,7 @@ impl Delivery {
                 let outlet = conn.as_mut();
                 let (door, tags) = (outlet.door, outlet.tags);
                 encoded[door.index(tags)].get_or_insert_with(|| {
-                    outbox.encode_with(|out| door.encode(&emit.event, user, tags, out))
+                    outbox.encode_with(|out| door.encode(&emit.event, user, tags, account, out))
                 });
                 outlet.held += 1;
                 receivers.push(key);
@@ -307,7 +333,7 @@ impl Delivery {
             let outlet = conn.as_mut();
             let (door, tags) = (outlet.door, outlet.tags);
             let bytes = encoded[door.index(tags)].get_or_insert_with(|| {
-                outbox.encode_with(|out| door.encode(&emit.event, user, tags, out))
+                outbox.encode_with(|out| door.encode(&emit.event, user, tags, account, out))
             });
             let lists = Lists {
                 dirty,

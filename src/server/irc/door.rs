@@ -69,8 +69,9 @@ pub struct Client {
 }
 
 /// The IRCv3 capabilities this door offers, as `CAP LS` lists them.
-/// Eight at most: they are bits of a `u8`.
+/// Sixteen at most: they are bits of a `u16`.
 pub const CAPS: &[&str] = &[
+    "account-tag",
     "batch",
     "cap-notify",
     "draft/chathistory",
@@ -83,10 +84,10 @@ pub const CAPS: &[&str] = &[
 
 /// The capabilities a connection holds, one bit each in [`CAPS`] order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Caps(u8);
+pub struct Caps(u16);
 
 impl Caps {
-    fn bit(name: &str) -> Option<u8> {
+    fn bit(name: &str) -> Option<u16> {
         let i = CAPS.iter().position(|c| c.eq_ignore_ascii_case(name))?;
         Some(1 << i)
     }
@@ -106,6 +107,7 @@ impl Caps {
         Tags {
             time: self.has("server-time"),
             msgid: self.has("message-tags"),
+            account: self.has("account-tag"),
         }
     }
 

@@ -62,22 +62,32 @@ pub fn iso_time(ms: u64) -> String {
     )
 }
 
-/// The tags a receiver that asked for `tags` gets on an event of time
-/// `ts` (and `seq`, a group message's).
-fn stamp(tags: Tags, ts: u64, seq: Option<u64>) -> (Option<String>, Option<String>) {
-    (
-        tags.time.then(|| iso_time(ts)),
-        seq.filter(|_| tags.msgid).map(|s| s.to_string()),
-    )
+/// The tags a receiver that asked for `tags` gets on an event: its time,
+/// a group message's `seq`, a logged-in sender's account.
+struct Stamp<'a> {
+    time: Option<String>,
+    msgid: Option<String>,
+    account: Option<&'a str>,
 }
 
-fn tag_list(stamp: &(Option<String>, Option<String>)) -> Vec<(&'static str, &str)> {
-    let mut list = Vec::with_capacity(2);
-    if let Some(time) = &stamp.0 {
+fn stamp<'a>(tags: Tags, ts: u64, seq: Option<u64>, account: Option<&'a str>) -> Stamp<'a> {
+    Stamp {
+        time: tags.time.then(|| iso_time(ts)),
+        msgid: seq.filter(|_| tags.msgid).map(|s| s.to_string()),
+        account: account.filter(|_| tags.account),
+    }
+}
+
+fn tag_list<'a>(stamp: &'a Stamp<'_>) -> Vec<(&'static str, &'a str)> {
+    let mut list = Vec::with_capacity(3);
+    if let Some(time) = &stamp.time {
         list.push(("time", time.as_str()));
     }
-    if let Some(id) = &stamp.1 {
+    if let Some(id) = &stamp.msgid {
         list.push(("msgid", id.as_str()));
+    }
+    if let Some(account) = stamp.account {
+        list.push(("account", account));
     }
     list
 }
@@ -86,15 +96,16 @@ fn tag_list(stamp: &(Option<String>, Option<String>)) -> Vec<(&'static str, &str
 /// for. Only answers to one (joined, parted, who, rooms, errors) read
 /// `me`: the bytes of a broadcast are shared by every IRC receiver with
 /// the same tags.
-pub fn encode(event: &Event, me: &str, tags: Tags, out: &mut Vec<u8>) {
+/// `account` is the sender's, for a message from a logged-in user.
+pub fn encode(event: &Event, me: &str, tags: Tags, account: Option<&str>, out: &mut Vec<u8>) {
     let stamped = match event {
         Event::Join { ts, .. }
         | Event::Leave { ts, .. }
         | Event::Nick { ts, .. }
-        | Event::Private { ts, .. }
-        | Event::Topic { ts, .. } => stamp(tags, *ts, None),
-        Event::Group { ts, seq, .. } => stamp(tags, *ts, Some(*seq)),
-        _ => (None, None),
+        | Event::Topic { ts, .. } => stamp(tags, *ts, None, None),
+        Event::Private { ts, .. } => stamp(tags, *ts, None, account),
+        Event::Group { ts, seq, .. } => stamp(tags, *ts, Some(*seq), account),
+        _ => stamp(Tags::default(), 0, None, None),
     };
     let t = tag_list(&stamped);
     let t = t.as_slice();
@@ -114,7 +125,7 @@ pub fn encode(event: &Event, me: &str, tags: Tags, out: &mut Vec<u8>) {
                 &[&open, "chathistory", &chan],
             );
             for m in messages {
-                let stamped = stamp(tags, m.ts, Some(m.seq));
+                let stamped = stamp(tags, m.ts, Some(m.seq), None);
                 let mut t = vec![("batch", id.as_str())];
                 t.extend(tag_list(&stamped));
                 privmsg(out, &t, &mask(&m.from), &chan, &m.text, m.action);
@@ -369,7 +380,7 @@ mod tests {
 
     fn lines(event: &Event, me: &str) -> Vec<String> {
         let mut out = Vec::new();
-        encode(event, me, Tags::default(), &mut out);
+        encode(event, me, Tags::default(), None, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.is_empty() || text.ends_with("\r\n"));
         text.split_terminator("\r\n").map(str::to_owned).collect()
@@ -426,8 +437,9 @@ mod tests {
         let tags = Tags {
             time: true,
             msgid: true,
+            account: false,
         };
-        encode(&group(&"x".repeat(900), false), "bob", tags, &mut out);
+        encode(&group(&"x".repeat(900), false), "bob", tags, None, &mut out);
         let text = String::from_utf8(out).unwrap();
         let got: Vec<&str> = text.split_terminator("\r\n").collect();
         assert_eq!(got.len(), 2, "{got:?}");
