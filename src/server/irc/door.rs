@@ -1002,8 +1002,7 @@ fn nick_refusal<C>(core: &Core<C>, key: Key, me: &str, wanted: &str) -> Option<V
     let mut out = Vec::new();
     match names::check_nick(wanted) {
         Err(why) => numeric(&mut out, me, "432", &[wanted, &why]),
-        // No way to log in over IRC yet (SASL is to come): an account's
-        // name is its owner's.
+        // An account's name is its owner's, logged in with SASL.
         Ok(_) if core.is_registered(wanted) && !logged_in_as(core, key, wanted) => numeric(
             &mut out,
             me,
