@@ -884,3 +884,19 @@ fn chathistory_pages_the_stored_messages_in_a_batch() {
             .starts_with(":chat FAIL CHATHISTORY INVALID_PARAMS ")
     );
 }
+
+#[test]
+fn a_second_session_of_an_account_keeps_the_nick_it_gave() {
+    let (server, irc) = server_with_account_ann();
+    let mut ann = json_user(&server, "annjson");
+    ann.send(&json!({"type": "login", "account": "ann", "password": "correct horse battery"}));
+    ann.recv_type("logged_in");
+    let mut c = Irc::connect(irc);
+    let lines = sasl_plain(&mut c, "ann", "AGFubgBjb3JyZWN0IGhvcnNlIGJhdHRlcnk=");
+    assert_eq!(verb(&lines[lines.len() - 1]), "903", "{lines:#?}");
+    c.send("CAP END");
+    // ann is taken by the JSON session: 433, and another nick will do.
+    assert_eq!(verb(&c.recv()), "433");
+    c.send("NICK ann_irc");
+    assert!(c.recv().starts_with(":chat 001 ann_irc "));
+}

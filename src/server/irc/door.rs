@@ -360,6 +360,8 @@ impl Door {
         match command.as_str() {
             "PING" => write_text(&mut out, Some(SERVER), "PONG", &[SERVER, params[0]]),
             "PONG" => {}
+            // Client-only tags (typing notifications) are not relayed.
+            "TAGMSG" => {}
             "CAP" => self.cap(parts, key, &mut out, &me, params),
             "PASS" | "USER" => numeric(&mut out, &me, "462", &["You may not reregister"]),
             "NAMES" => match params.first() {
@@ -541,8 +543,14 @@ impl Door {
         if !client.user || client.negotiating {
             return;
         }
-        // Logged in with SASL: it arrives under its account's name.
-        if let Some(account) = parts.core.user(key).and_then(|u| u.account.as_deref()) {
+        // Logged in with SASL: it arrives under its account's name, unless
+        // another session of the account holds it (then under its NICK).
+        if let Some(account) = parts.core.user(key).and_then(|u| u.account.as_deref())
+            && parts
+                .core
+                .find_nick(account.as_str())
+                .is_none_or(|holder| holder == key)
+        {
             nick = account.as_str().to_owned();
         }
         // Someone may have taken it since NICK.
