@@ -9,6 +9,12 @@
 //! or nick at fault (403, 442, 432, 433, 401): the core's own refusals
 //! carry no such name.
 //!
+//! IRCv3 capabilities ([`CAPS`]) are held per connection: the tags they
+//! ask for are the outlet's [`Tags`], so delivery encodes each event once
+//! per set of tags; `echo-message` is the core's `echo` flag on what the
+//! sender says, so the echo is the delivered (stored) message with its
+//! `seq`; SASL is the core's login, even before registration.
+//!
 //! An IRC connection is a core user only once registered (`NICK` and
 //! `USER` given, and `CAP END` if it began with `CAP`). It is then put in
 //! the default room like every user, and sees that as a `JOIN` of its
