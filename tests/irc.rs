@@ -87,10 +87,12 @@ impl Irc {
         let line = line
             .strip_suffix("\r\n")
             .unwrap_or_else(|| panic!("line without CRLF: {line:?}"));
+        // IRC's 512 bytes are the line's without its IRCv3 tags.
+        let proper = strip_tags(line);
         assert!(
-            line.len() + 2 <= 512,
+            proper.len() + 2 <= 512,
             "line of {} bytes: {line:?}",
-            line.len() + 2
+            proper.len() + 2
         );
         line.to_owned()
     }
@@ -135,9 +137,17 @@ impl Irc {
     }
 }
 
+/// A line without its IRCv3 tags.
+fn strip_tags(line: &str) -> &str {
+    match line.strip_prefix('@') {
+        Some(tagged) => tagged.split_once(' ').map_or("", |(_, rest)| rest),
+        None => line,
+    }
+}
+
 /// The command or numeric of a line from the server.
 fn verb(line: &str) -> &str {
-    let mut words = line.split(' ');
+    let mut words = strip_tags(line).split(' ');
     let first = words.next().unwrap_or("");
     if first.starts_with(':') {
         words.next().unwrap_or("")
@@ -155,7 +165,7 @@ fn registration_gives_the_welcome_burst_and_the_default_room() {
     let (_server, irc) = start(&["--max-rooms", "7"]);
     let mut c = Irc::connect(irc);
     c.send("CAP LS 302");
-    assert_eq!(c.recv(), ":chat CAP * LS :");
+    assert!(c.recv().starts_with(":chat CAP * LS :"));
     c.send("JOIN #early");
     assert_eq!(verb(&c.recv()), "451");
     c.send("NICK ann");
@@ -562,4 +572,331 @@ fn an_account_name_is_refused_to_an_irc_client() {
         "{refused}"
     );
     assert!(c.sync().is_empty());
+}
+
+/// Connects, negotiates `caps` with `CAP LS 302` / `REQ` / `END`, and
+/// registers as `nick`.
+fn register_with_caps(addr: SocketAddr, nick: &str, caps: &str) -> Irc {
+    let mut c = Irc::connect(addr);
+    c.send("CAP LS 302");
+    c.expect("CAP");
+    c.send(&format!("CAP REQ :{caps}"));
+    let ack = c.expect("CAP");
+    assert_eq!(ack, format!(":chat CAP * ACK :{caps}"));
+    c.send(&format!("NICK {nick}"));
+    c.send(&format!("USER {nick} 0 * :Real {nick}"));
+    c.send("CAP END");
+    c.expect("366");
+    c
+}
+
+#[test]
+fn capabilities_are_negotiated_all_or_nothing_and_hold_registration() {
+    let (_server, irc) = start(&[]);
+    let mut c = Irc::connect(irc);
+    c.send("CAP LS 302");
+    let ls = c.expect("CAP");
+    let listed: Vec<&str> = ls.rsplit(':').next().unwrap_or("").split(' ').collect();
+    for cap in [
+        "cap-notify",
+        "echo-message",
+        "message-tags",
+        "multi-prefix",
+        "server-time",
+    ] {
+        assert!(listed.contains(&cap), "{cap} missing from {ls}");
+    }
+    c.send("CAP REQ :server-time no-such-cap");
+    assert_eq!(c.expect("CAP"), ":chat CAP * NAK :server-time no-such-cap");
+    c.send("CAP REQ :server-time multi-prefix");
+    assert_eq!(c.expect("CAP"), ":chat CAP * ACK :server-time multi-prefix");
+    c.send("CAP REQ :-multi-prefix");
+    assert_eq!(c.expect("CAP"), ":chat CAP * ACK :-multi-prefix");
+    c.send("CAP LIST");
+    // 302 implies cap-notify; the NAKed request changed nothing.
+    assert_eq!(c.expect("CAP"), ":chat CAP * LIST :cap-notify server-time");
+    c.send("NICK bob");
+    c.send("USER bob 0 * :Bob");
+    let before_end = c.sync();
+    assert!(
+        !before_end.iter().any(|l| verb(l) == "001"),
+        "registered before CAP END: {before_end:#?}"
+    );
+    c.send("CAP END");
+    assert_eq!(verb(&c.recv()), "001");
+    c.expect("366");
+    c.send("CAP LIST");
+    assert_eq!(
+        c.expect("CAP"),
+        ":chat CAP bob LIST :cap-notify server-time"
+    );
+}
+
+#[test]
+fn tags_carry_the_time_and_the_seq_only_to_clients_that_asked() {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    let mut dan = json_user(&server, "dan");
+    ann.sync();
+    let (mut plain, _) = Irc::register(irc, "plain");
+    let mut timed = register_with_caps(irc, "timed", "server-time");
+    let mut tagged = register_with_caps(irc, "tagged", "server-time message-tags");
+    for c in [&mut plain, &mut timed, &mut tagged] {
+        c.sync();
+    }
+    ann.send(&json!({"type": "group", "text": "hello all"}));
+    let seq = loop {
+        let msg = dan.recv();
+        if msg["type"] == "group" {
+            break msg["seq"].as_u64().expect("seq");
+        }
+    };
+    let time_tag = |line: &str| -> String {
+        let tags = line.strip_prefix("@time=").expect("a time tag first");
+        let time = tags.split([';', ' ']).next().unwrap_or("").to_owned();
+        // 2026-12-02T10:00:00.000Z
+        assert_eq!(time.len(), 24, "{line}");
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+        time
+    };
+    assert_eq!(
+        plain.expect("PRIVMSG"),
+        ":ann!ann@chat PRIVMSG #lobby :hello all"
+    );
+    let line = timed.expect("PRIVMSG");
+    let time = time_tag(&line);
+    assert_eq!(
+        line,
+        format!("@time={time} :ann!ann@chat PRIVMSG #lobby :hello all")
+    );
+    let line = tagged.expect("PRIVMSG");
+    let time = time_tag(&line);
+    assert_eq!(
+        line,
+        format!("@time={time};msgid={seq} :ann!ann@chat PRIVMSG #lobby :hello all")
+    );
+    // Comings and goings carry the time too.
+    ann.send(&json!({"type": "nick", "nick": "anna"}));
+    let line = timed.expect("NICK");
+    time_tag(&line);
+    assert!(line.ends_with(":ann!ann@chat NICK anna"), "{line}");
+}
+
+#[test]
+fn echo_message_returns_the_senders_own_messages_with_their_seq() {
+    let dir = common::TempDir::new("irc-echo");
+    let db = dir.path.join("chat.db");
+    let (server, irc) = start(&["--db", db.to_str().unwrap()]);
+    let mut ann = json_user(&server, "ann");
+    ann.sync();
+    let mut bob = register_with_caps(irc, "bob", "echo-message message-tags");
+    ann.recv_type("join");
+    bob.send("PRIVMSG #lobby :mine too");
+    let seen = ann.recv_type("group");
+    let echo = bob.expect("PRIVMSG");
+    assert_eq!(
+        echo,
+        format!(
+            "@msgid={} :bob!bob@chat PRIVMSG #lobby :mine too",
+            seen["seq"]
+        )
+    );
+    bob.send("PRIVMSG ann :just you");
+    assert_eq!(ann.recv_type("private")["text"], "just you");
+    assert_eq!(bob.expect("PRIVMSG"), ":bob!bob@chat PRIVMSG ann :just you");
+    // Without the capability, nothing comes back.
+    let (mut carol, _) = Irc::register(irc, "carol");
+    carol.send("PRIVMSG #lobby :not echoed");
+    let lines = carol.sync();
+    assert!(
+        !lines.iter().any(|l| l.contains("not echoed")),
+        "{lines:#?}"
+    );
+}
+
+/// A server where `ann` is an account with password "correct horse
+/// battery", and ann is gone.
+fn server_with_account_ann() -> (Server, SocketAddr) {
+    let (server, irc) = start(&[]);
+    let mut ann = json_user(&server, "ann");
+    ann.send(&json!({"type": "register", "password": "correct horse battery"}));
+    assert_eq!(ann.recv_type("registered")["account"], "ann");
+    ann.send(&json!({"type": "quit"}));
+    ann.recv_type("bye");
+    (server, irc)
+}
+
+/// Negotiates `sasl` as `nick` and sends the PLAIN payload; returns the
+/// SASL numerics' lines up to 903 or 904.
+fn sasl_plain(c: &mut Irc, nick: &str, payload: &str) -> Vec<String> {
+    c.send("CAP LS 302");
+    let ls = c.expect("CAP");
+    assert!(ls.contains(" sasl=PLAIN"), "{ls}");
+    c.send(&format!("NICK {nick}"));
+    c.send(&format!("USER {nick} 0 * :Real {nick}"));
+    c.send("CAP REQ :sasl");
+    assert_eq!(c.expect("CAP"), ":chat CAP * ACK :sasl");
+    c.send("AUTHENTICATE PLAIN");
+    assert_eq!(c.recv(), "AUTHENTICATE +");
+    c.send(&format!("AUTHENTICATE {payload}"));
+    c.until(|l| matches!(verb(l), "903" | "904"))
+}
+
+#[test]
+fn sasl_plain_logs_in_to_an_account_and_takes_its_name() {
+    let (server, irc) = server_with_account_ann();
+    let mut watch = register_with_caps(irc, "watch", "account-tag");
+    let mut c = Irc::connect(irc);
+    let lines = sasl_plain(&mut c, "ann", "AGFubgBjb3JyZWN0IGhvcnNlIGJhdHRlcnk=");
+    let verbs: Vec<&str> = lines.iter().map(|l| verb(l)).collect();
+    assert_eq!(verbs, ["900", "903"], "{lines:#?}");
+    assert!(
+        lines[0].contains(" ann :You are now logged in as ann"),
+        "{lines:#?}"
+    );
+    c.send("CAP END");
+    assert!(c.recv().starts_with(":chat 001 ann "));
+    c.expect("366");
+    c.send("AUTHENTICATE PLAIN");
+    assert_eq!(verb(&c.recv()), "907");
+    // account-tag: messages from a logged-in user say whose account.
+    c.send("PRIVMSG #lobby :signed");
+    assert_eq!(
+        watch.expect("PRIVMSG"),
+        "@account=ann :ann!ann@chat PRIVMSG #lobby :signed"
+    );
+    let (mut guest, _) = Irc::register(irc, "guest");
+    guest.send("PRIVMSG #lobby :unsigned");
+    assert_eq!(
+        watch.expect("PRIVMSG"),
+        ":guest!guest@chat PRIVMSG #lobby :unsigned"
+    );
+    // The JSON side sees ann, logged in, in the lobby.
+    let mut dan = json_user(&server, "dan");
+    dan.send(&json!({"type": "who"}));
+    let who = dan.recv_type("who");
+    assert!(who.to_string().contains("\"ann\""), "{who}");
+}
+
+#[test]
+fn a_wrong_sasl_password_is_904_and_the_account_name_stays_refused() {
+    let (_server, irc) = server_with_account_ann();
+    let mut c = Irc::connect(irc);
+    let lines = sasl_plain(&mut c, "ann", "AGFubgB3cm9uZyBob3JzZSBiYXR0ZXJ5");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(":chat 904 * :SASL authentication failed"),
+        "{lines:#?}"
+    );
+    // Garbage and unknown mechanisms are refused too, and the exchange
+    // can be aborted.
+    c.send("AUTHENTICATE EXTERNAL");
+    assert_eq!(verb(&c.recv()), "908");
+    assert_eq!(verb(&c.recv()), "904");
+    c.send("AUTHENTICATE PLAIN");
+    assert_eq!(c.recv(), "AUTHENTICATE +");
+    c.send("AUTHENTICATE *");
+    assert_eq!(verb(&c.recv()), "906");
+    c.send("CAP END");
+    let refused = c.recv();
+    assert!(refused.starts_with(":chat 433 * ann :"), "{refused}");
+    c.send("NICK bob");
+    assert!(c.recv().starts_with(":chat 001 bob "));
+}
+
+#[test]
+fn chathistory_pages_the_stored_messages_in_a_batch() {
+    let dir = common::TempDir::new("irc-history");
+    let db = dir.path.join("chat.db");
+    let (server, irc) = start(&["--db", db.to_str().unwrap()]);
+    let mut ann = json_user(&server, "ann");
+    let mut seqs = Vec::new();
+    for text in ["one", "two", "three"] {
+        ann.send(&json!({"type": "group", "text": text}));
+        ann.send(&json!({"type": "history", "room": "lobby", "limit": 1}));
+        let page = ann.recv_type("history");
+        seqs.push(page["messages"][0]["seq"].as_u64().expect("seq"));
+    }
+    let mut bob = register_with_caps(
+        irc,
+        "bob",
+        "batch draft/chathistory server-time message-tags",
+    );
+    let isupport = {
+        let mut c = Irc::connect(irc);
+        c.send("NICK probe");
+        c.send("USER probe 0 * :Probe");
+        c.expect("005")
+    };
+    assert!(isupport.contains(" CHATHISTORY=500 "), "{isupport}");
+
+    // The probe's comings and goings may come first.
+    bob.send("CHATHISTORY LATEST #lobby * 2");
+    let mut lines = bob.until(|l| l.starts_with(":chat BATCH -"));
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(":chat BATCH +"))
+        .unwrap_or(0);
+    lines.drain(..start);
+    let open = &lines[0];
+    assert!(
+        open.starts_with(":chat BATCH +") && open.ends_with(" chathistory #lobby"),
+        "{lines:#?}"
+    );
+    let id = open.split(' ').nth(2).unwrap_or("").trim_start_matches('+');
+    let texts: Vec<&str> = lines[1..lines.len() - 1]
+        .iter()
+        .map(|l| {
+            assert!(l.starts_with(&format!("@batch={id};time=")), "{l}");
+            l.rsplit(" :").next().unwrap_or("")
+        })
+        .collect();
+    assert_eq!(texts, ["two", "three"]);
+    assert!(
+        lines[1].contains(&format!(";msgid={} ", seqs[1])),
+        "{lines:#?}"
+    );
+    assert_eq!(lines.last().unwrap(), &format!(":chat BATCH -{id}"));
+
+    bob.send(&format!("CHATHISTORY BEFORE #lobby msgid={} 10", seqs[1]));
+    let lines = bob.until(|l| l.starts_with(":chat BATCH -"));
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[1].ends_with(":ann!ann@chat PRIVMSG #lobby :one"),
+        "{lines:#?}"
+    );
+
+    bob.send(&format!("CHATHISTORY AFTER #lobby msgid={} 10", seqs[2]));
+    let lines = bob.until(|l| l.starts_with(":chat BATCH -"));
+    assert_eq!(lines.len(), 2, "an empty batch: {lines:#?}");
+
+    bob.send("CHATHISTORY BEFORE #lobby timestamp=2026-01-01T00:00:00.000Z 10");
+    assert!(
+        bob.recv()
+            .starts_with(":chat FAIL CHATHISTORY INVALID_PARAMS ")
+    );
+    // Without the capabilities, no batch.
+    let (mut carol, _) = Irc::register(irc, "carol");
+    carol.send("CHATHISTORY LATEST #lobby * 10");
+    assert!(
+        carol
+            .recv()
+            .starts_with(":chat FAIL CHATHISTORY INVALID_PARAMS ")
+    );
+}
+
+#[test]
+fn a_second_session_of_an_account_keeps_the_nick_it_gave() {
+    let (server, irc) = server_with_account_ann();
+    let mut ann = json_user(&server, "annjson");
+    ann.send(&json!({"type": "login", "account": "ann", "password": "correct horse battery"}));
+    ann.recv_type("logged_in");
+    let mut c = Irc::connect(irc);
+    let lines = sasl_plain(&mut c, "ann", "AGFubgBjb3JyZWN0IGhvcnNlIGJhdHRlcnk=");
+    assert_eq!(verb(&lines[lines.len() - 1]), "903", "{lines:#?}");
+    c.send("CAP END");
+    // ann is taken by the JSON session: 433, and another nick will do.
+    assert_eq!(verb(&c.recv()), "433");
+    c.send("NICK ann_irc");
+    assert!(c.recv().starts_with(":chat 001 ann_irc "));
 }

@@ -47,11 +47,15 @@ pub enum Command<'a> {
         room: Option<&'a str>,
         text: &'a str,
         action: bool,
+        /// The sender receives it too (IRCv3 `echo-message`), as stored,
+        /// with its `seq`.
+        echo: bool,
     },
     Private {
         to: &'a str,
         text: &'a str,
         action: bool,
+        echo: bool,
     },
     Nick {
         nick: &'a str,
@@ -114,11 +118,13 @@ impl<'a> Command<'a> {
                 room: room.as_deref(),
                 text,
                 action: *action,
+                echo: false,
             },
             M::Private { to, text, action } => Command::Private {
                 to,
                 text,
                 action: *action,
+                echo: false,
             },
             M::Nick { nick } => Command::Nick { nick },
             M::Who { room } => Command::Who {
@@ -638,7 +644,7 @@ impl<C> Core<C> {
         let nick = Name::new(
             &names::check_nick(nick).map_err(|why| Refusal::new(ErrorCode::BadNick, why))?,
         );
-        if self.registered.contains(&nick.key()) {
+        if self.registered.contains(&nick.key()) && !self.logged_in_as(key, &nick) {
             return Err(Refusal::new(
                 ErrorCode::NickRegistered,
                 format!("{nick} is a registered account; log in to use it"),
@@ -657,10 +663,11 @@ impl<C> Core<C> {
     /// Welcomes `key` as `nick`. Where login is required it is welcomed
     /// but not admitted: in no room, its name not in use, until it logs in.
     fn welcome(&mut self, key: Key, nick: Name, now_ms: u64) {
-        let admitted = !self.rules.require_login;
         let Some(r) = self.table.get_mut(key) else {
             return;
         };
+        // Logged in while its door introduced it (IRC's SASL).
+        let admitted = !self.rules.require_login || r.user.account.is_some();
         r.user.nick = nick.clone();
         r.user.presence = Presence::Here;
         r.user.admitted = admitted;
@@ -707,6 +714,21 @@ impl<C> Core<C> {
         Some((room, room_name))
     }
 
+    /// A login before its door introduced `key` (IRC's SASL, during
+    /// registration): checked as `login` is, answered with `LoggedIn` or a
+    /// refusal; [`Core::arrive`] then lets it take its account's name.
+    pub fn login_waiting(
+        &mut self,
+        key: Key,
+        account: &str,
+        password: &wire::Password<'_>,
+        now_ms: u64,
+    ) {
+        if self.user(key).map(|u| u.presence) == Some(Presence::Waiting) {
+            self.login(key, account, password, now_ms);
+        }
+    }
+
     /// Acts on one command from `key`.
     pub fn handle(&mut self, key: Key, cmd: Command<'_>, now_ms: u64) -> Flow {
         self.count_in(key);
@@ -729,8 +751,18 @@ impl<C> Core<C> {
             Command::Register { password } => self.register(key, password),
             Command::Login { account, password } => self.login(key, account, password, now_ms),
             Command::Logout => self.logout(key, now_ms),
-            Command::Say { room, text, action } => self.say(key, room, text, action, now_ms),
-            Command::Private { to, text, action } => self.private(key, to, text, action, now_ms),
+            Command::Say {
+                room,
+                text,
+                action,
+                echo,
+            } => self.say(key, room, text, action, echo, now_ms),
+            Command::Private {
+                to,
+                text,
+                action,
+                echo,
+            } => self.private(key, to, text, action, echo, now_ms),
             Command::Nick { nick } => self.rename(key, nick, now_ms),
             Command::Who { room } => self.who(key, room),
             Command::Join { room } => self.join(key, room, now_ms),
@@ -1068,7 +1100,15 @@ impl<C> Core<C> {
         }
     }
 
-    fn say(&mut self, key: Key, room: Option<&str>, text: &str, action: bool, now_ms: u64) {
+    fn say(
+        &mut self,
+        key: Key,
+        room: Option<&str>,
+        text: &str,
+        action: bool,
+        echo: bool,
+        now_ms: u64,
+    ) {
         let Some(from) = self.nick_of(key) else {
             return;
         };
@@ -1088,12 +1128,12 @@ impl<C> Core<C> {
             },
             To::Room {
                 room,
-                except: Some(key),
+                except: (!echo).then_some(key),
             },
         );
     }
 
-    fn private(&mut self, key: Key, to: &str, text: &str, action: bool, now_ms: u64) {
+    fn private(&mut self, key: Key, to: &str, text: &str, action: bool, echo: bool, now_ms: u64) {
         let Some(from) = self.nick_of(key) else {
             return;
         };
@@ -1111,7 +1151,11 @@ impl<C> Core<C> {
                 ts: now_ms,
                 action,
             },
-            To::One(target),
+            if echo && target != key {
+                To::Keys(vec![target, key])
+            } else {
+                To::One(target)
+            },
         );
     }
 
@@ -1298,6 +1342,9 @@ impl<C> Core<C> {
             return;
         };
         user.hashing = false;
+        if user.presence == Presence::Waiting && answer.login {
+            return self.logged_in_waiting(key, answer.outcome, now_ms);
+        }
         if !user.is_here() {
             return;
         }
@@ -1325,6 +1372,30 @@ impl<C> Core<C> {
                 key,
                 ErrorCode::RegistrationClosed,
                 "the server cannot store accounts just now; try again later",
+            ),
+        }
+    }
+
+    /// A login's outcome for a connection not yet introduced: it holds
+    /// the account, and takes its name on arriving.
+    fn logged_in_waiting(&mut self, key: Key, outcome: Outcome, now_ms: u64) {
+        match outcome {
+            Outcome::LoggedIn(name) => {
+                let account = Name::new(&name);
+                let Some(user) = self.table.get_mut(key).map(|r| &mut r.user) else {
+                    return;
+                };
+                user.tries.reset();
+                user.account = Some(Box::new(account.clone()));
+                let ip = user.peer.addr.ip();
+                self.addr_tries.refund(ip, now_ms);
+                self.emit(Event::LoggedIn { account }, To::One(key));
+            }
+            Outcome::Failed => self.refuse(key, ErrorCode::LoginFailed, LOGIN_FAILED),
+            _ => self.refuse(
+                key,
+                ErrorCode::LoginFailed,
+                "the server cannot check accounts just now; try again later",
             ),
         }
     }

@@ -33,6 +33,7 @@ use super::core::{Core, User};
 use super::event::{Emit, Event};
 use super::irc;
 use super::json;
+use super::name::Name;
 use super::outq::{Encoded, OutQueue, Outbox};
 use super::table::Key;
 use crate::wire::LeaveReason;
@@ -53,23 +54,52 @@ pub enum Door {
     Irc,
 }
 
-const DOORS: usize = 2;
+/// The IRCv3 tags an IRC connection asked for (`server-time`,
+/// `message-tags`): each set is its own encoding of an event, so a
+/// broadcast is still encoded at most once per set, never per receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tags {
+    /// `time=` (server-time).
+    pub time: bool,
+    /// `msgid=` (message-tags).
+    pub msgid: bool,
+    /// `account=` on messages from logged-in users (account-tag).
+    pub account: bool,
+}
+
+/// JSON lines, and IRC with each of the eight sets of [`Tags`].
+const DOORS: usize = 9;
 
 impl Door {
-    fn index(self) -> usize {
+    fn index(self, tags: Tags) -> usize {
         match self {
             Door::JsonLines => 0,
-            Door::Irc => 1,
+            Door::Irc => {
+                1 + usize::from(tags.time)
+                    + 2 * usize::from(tags.msgid)
+                    + 4 * usize::from(tags.account)
+            }
         }
     }
 
     /// `receiver` is the first receiver's user: the bytes are shared by
     /// all receivers on this door, so a door reads it only for events to
     /// one (an answer; IRC's numerics name their receiver).
-    fn encode(self, event: &Event, receiver: &User, out: &mut Vec<u8>) {
+    /// `account` is the sender's, for a message from a logged-in user.
+    fn encode(
+        self,
+        event: &Event,
+        receiver: &User,
+        tags: Tags,
+        account: Option<&Name>,
+        out: &mut Vec<u8>,
+    ) {
         match self {
             Door::JsonLines => json::encode(event, out),
-            Door::Irc => irc::encode(event, receiver.nick.as_str(), out),
+            Door::Irc => {
+                let account = account.map(Name::as_str);
+                irc::encode(event, receiver.nick.as_str(), tags, account, out)
+            }
         }
     }
 }
@@ -81,6 +111,8 @@ pub struct Outlet {
     /// First: what every delivery writes.
     pub out: OutQueue,
     pub door: Door,
+    /// IRC only: the tags its events carry.
+    pub tags: Tags,
     /// Messages queued for it over its life.
     pub msgs_out: u64,
     /// Listed in `dirty`.
@@ -98,6 +130,7 @@ impl Outlet {
     pub fn new(door: Door) -> Outlet {
         Outlet {
             door,
+            tags: Tags::default(),
             out: OutQueue::default(),
             msgs_out: 0,
             dirty: false,
@@ -219,7 +252,7 @@ impl Delivery {
                 };
                 let outlet = conn.as_mut();
                 outlet.held -= 1;
-                let Some(bytes) = &held.encoded[outlet.door.index()] else {
+                let Some(bytes) = &held.encoded[outlet.door.index(outlet.tags)] else {
                     continue;
                 };
                 let lists = Lists {
@@ -253,6 +286,14 @@ impl Delivery {
 
     fn queue<C: AsMut<Outlet>>(&mut self, core: &mut Core<C>, emit: &Emit) {
         let mut encoded: [Option<Encoded>; DOORS] = Default::default();
+        // Looked up once per message, for IRC's account-tag.
+        let account = match &emit.event {
+            Event::Group { from, .. } | Event::Private { from, .. } => core
+                .find_nick(from.as_str())
+                .and_then(|k| core.user(k)?.account.as_deref().cloned()),
+            _ => None,
+        };
+        let account = account.as_ref();
         let batch = emit.event.is_presence() && core.reach(&emit.to) >= BATCH_REACH;
         let outbox = if emit.event.is_broadcast() {
             &mut self.for_all
@@ -268,9 +309,9 @@ impl Delivery {
             let mut receivers = Vec::with_capacity(core.reach(&emit.to));
             core.for_each_receiver(&emit.to, |key, user, conn| {
                 let outlet = conn.as_mut();
-                let door = outlet.door;
-                encoded[door.index()].get_or_insert_with(|| {
-                    outbox.encode_with(|out| door.encode(&emit.event, user, out))
+                let (door, tags) = (outlet.door, outlet.tags);
+                encoded[door.index(tags)].get_or_insert_with(|| {
+                    outbox.encode_with(|out| door.encode(&emit.event, user, tags, account, out))
                 });
                 outlet.held += 1;
                 receivers.push(key);
@@ -293,9 +334,9 @@ impl Delivery {
         } = self;
         core.for_each_receiver(&emit.to, |key, user, conn| {
             let outlet = conn.as_mut();
-            let door = outlet.door;
-            let bytes = encoded[door.index()].get_or_insert_with(|| {
-                outbox.encode_with(|out| door.encode(&emit.event, user, out))
+            let (door, tags) = (outlet.door, outlet.tags);
+            let bytes = encoded[door.index(tags)].get_or_insert_with(|| {
+                outbox.encode_with(|out| door.encode(&emit.event, user, tags, account, out))
             });
             let lists = Lists {
                 dirty,
@@ -322,7 +363,7 @@ impl Delivery {
         if let Some(last) = self.held.back() {
             let outlet = conn.as_mut();
             let mut encoded: [Option<Encoded>; DOORS] = Default::default();
-            encoded[outlet.door.index()] = Some(bytes);
+            encoded[outlet.door.index(outlet.tags)] = Some(bytes);
             outlet.held += 1;
             let needs_seq = last.needs_seq;
             self.held.push_back(Held {

@@ -120,6 +120,7 @@ pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, roo
     let nicklen = format!("NICKLEN={}", names::MAX_CHARS);
     let chanlen = format!("CHANNELLEN={}", names::MAX_CHARS + 1);
     let topiclen = format!("TOPICLEN={}", crate::server::core::MAX_TOPIC);
+    let history = format!("CHATHISTORY={}", crate::wire::HISTORY_MAX);
     numeric(
         out,
         me,
@@ -135,6 +136,7 @@ pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, roo
             "NETWORK=chat",
             "PREFIX=",
             "CHANMODES=,,,nt",
+            &history,
             "are supported by this server",
         ],
     );

@@ -9,6 +9,12 @@
 //! or nick at fault (403, 442, 432, 433, 401): the core's own refusals
 //! carry no such name.
 //!
+//! IRCv3 capabilities ([`CAPS`]) are held per connection: the tags they
+//! ask for are the outlet's [`Tags`], so delivery encodes each event once
+//! per set of tags; `echo-message` is the core's `echo` flag on what the
+//! sender says, so the echo is the delivered (stored) message with its
+//! `seq`; SASL is the core's login, even before registration.
+//!
 //! An IRC connection is a core user only once registered (`NICK` and
 //! `USER` given, and `CAP END` if it began with `CAP`). It is then put in
 //! the default room like every user, and sees that as a `JOIN` of its
@@ -18,13 +24,15 @@ use std::collections::HashMap;
 
 use crate::names;
 use crate::server::core::{Command, Core, Flow, RoomView};
-use crate::server::deliver::{Delivery, Outlet};
+use crate::server::deliver::{Delivery, Outlet, Tags};
 use crate::server::event::Event;
 use crate::server::table::Key;
+use crate::wire::{self, Password};
 
 use super::answer;
 use super::encode::{self, HOST, SERVER, channel, numeric};
-use super::message::{Message, write_text};
+use super::message::{Message, write, write_text};
+use super::sasl::{self, Sasl, Step};
 
 /// How long a connection may take to register.
 pub const REGISTER_WITHIN_MS: u64 = 60_000;
@@ -53,6 +61,10 @@ pub struct Client {
     user: bool,
     /// `CAP LS` began a negotiation that `CAP END` ends.
     negotiating: bool,
+    /// The IRCv3 capabilities it asked for.
+    caps: Caps,
+    /// Its SASL exchange.
+    sasl: Sasl,
     /// `AWAY` text; kept here, the other doors have no such thing.
     away: Option<Box<str>>,
     since_ms: u64,
@@ -60,6 +72,66 @@ pub struct Client {
     seen_ms: u64,
     /// A PING is unanswered.
     pinged: bool,
+}
+
+/// The IRCv3 capabilities this door offers, as `CAP LS` lists them.
+/// Sixteen at most: they are bits of a `u16`.
+pub const CAPS: &[&str] = &[
+    "account-tag",
+    "batch",
+    "cap-notify",
+    "draft/chathistory",
+    "echo-message",
+    "message-tags",
+    "multi-prefix",
+    "sasl",
+    "server-time",
+];
+
+/// The capabilities a connection holds, one bit each in [`CAPS`] order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caps(u16);
+
+impl Caps {
+    fn bit(name: &str) -> Option<u16> {
+        let i = CAPS.iter().position(|c| c.eq_ignore_ascii_case(name))?;
+        Some(1 << i)
+    }
+
+    pub fn has(self, name: &str) -> bool {
+        Caps::bit(name).is_some_and(|b| self.0 & b != 0)
+    }
+
+    /// The names held, space-separated.
+    fn list(self) -> String {
+        let held: Vec<&str> = CAPS.iter().copied().filter(|c| self.has(c)).collect();
+        held.join(" ")
+    }
+
+    /// The tags its events carry.
+    fn tags(self) -> Tags {
+        Tags {
+            time: self.has("server-time"),
+            msgid: self.has("message-tags"),
+            account: self.has("account-tag"),
+        }
+    }
+
+    /// `CAP REQ`'s list applied all or nothing: `None` if any name is
+    /// unknown.
+    fn request(self, list: &str) -> Option<Caps> {
+        let mut caps = self;
+        for item in list.split(' ').filter(|i| !i.is_empty()) {
+            match item.strip_prefix('-') {
+                Some(name) => {
+                    let bit = Caps::bit(name)?;
+                    caps.0 &= !bit;
+                }
+                None => caps.0 |= Caps::bit(item)?,
+            }
+        }
+        Some(caps)
+    }
 }
 
 /// What a timer should do next for a connection.
@@ -279,6 +351,14 @@ impl Door {
                 return parts.handle(key, Command::Nick { nick: wanted }, now_ms);
             }
             "TOPIC" => return self.topic(parts, key, &me, params, now_ms),
+            "AUTHENTICATE" => {
+                self.authenticate(parts, key, &me, params, now_ms);
+                return Flow::Continue;
+            }
+            "CHATHISTORY" => {
+                self.chathistory(parts, key, params, now_ms);
+                return Flow::Continue;
+            }
             _ => {}
         }
         parts.core.count_in(key);
@@ -286,7 +366,9 @@ impl Door {
         match command.as_str() {
             "PING" => write_text(&mut out, Some(SERVER), "PONG", &[SERVER, params[0]]),
             "PONG" => {}
-            "CAP" => self.cap(&mut out, &me, params),
+            // Client-only tags (typing notifications) are not relayed.
+            "TAGMSG" => {}
+            "CAP" => self.cap(parts, key, &mut out, &me, params),
             "PASS" | "USER" => numeric(&mut out, &me, "462", &["You may not reregister"]),
             "NAMES" => match params.first() {
                 None => numeric(&mut out, &me, "366", &["*", "End of /NAMES list"]),
@@ -386,26 +468,43 @@ impl Door {
         now_ms: u64,
     ) -> Flow {
         let mut out = Vec::new();
+        if command == "CAP" {
+            let sub = params.first().map(|s| s.to_ascii_uppercase());
+            if let Some(client) = self.clients.get_mut(&key) {
+                // LS and REQ both hold registration until END.
+                match sub.as_deref() {
+                    Some("LS" | "REQ") => client.negotiating = true,
+                    Some("END") => client.negotiating = false,
+                    _ => {}
+                }
+            }
+            self.cap(parts, key, &mut out, "", params);
+            if !out.is_empty() {
+                parts.answer(key, |o| o.extend_from_slice(&out));
+            }
+            self.try_register(parts, key, now_ms);
+            return Flow::Continue;
+        }
         let Some(client) = self.clients.get_mut(&key) else {
             return Flow::Continue;
         };
         match command {
-            "CAP" => {
-                if params.first().is_some_and(|s| s.eq_ignore_ascii_case("LS")) {
-                    client.negotiating = true;
-                }
-                if params
-                    .first()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("END"))
-                {
-                    client.negotiating = false;
-                } else {
-                    self.cap(&mut out, "", params);
-                }
+            "AUTHENTICATE" => {
+                self.authenticate(parts, key, "", params, now_ms);
+                return Flow::Continue;
             }
             "PASS" => {}
             "NICK" => match params.first() {
                 None => numeric(&mut out, "", "431", &["No nickname given"]),
+                // While SASL may come (negotiating), an account's name
+                // waits for it: the check is made again on registering.
+                Some(wanted)
+                    if (client.negotiating || client.caps.has("sasl"))
+                        && parts.core.is_registered(wanted)
+                        && names::check_nick(wanted).is_ok() =>
+                {
+                    client.nick = Some((*wanted).to_owned())
+                }
                 Some(wanted) => match nick_refusal(parts.core, key, "", wanted) {
                     Some(refusal) => out = refusal,
                     None => client.nick = Some((*wanted).to_owned()),
@@ -444,11 +543,21 @@ impl Door {
         let Some(client) = self.clients.get_mut(&key) else {
             return;
         };
-        let Some(nick) = client.nick.clone() else {
+        let Some(mut nick) = client.nick.clone() else {
             return;
         };
         if !client.user || client.negotiating {
             return;
+        }
+        // Logged in with SASL: it arrives under its account's name, unless
+        // another session of the account holds it (then under its NICK).
+        if let Some(account) = parts.core.user(key).and_then(|u| u.account.as_deref())
+            && parts
+                .core
+                .find_nick(account.as_str())
+                .is_none_or(|holder| holder == key)
+        {
+            nick = account.as_str().to_owned();
         }
         // Someone may have taken it since NICK.
         if let Some(refusal) = nick_refusal(parts.core, key, "", &nick) {
@@ -476,23 +585,209 @@ impl Door {
         parts.handle(key, Command::Join { room: &room }, now_ms);
     }
 
-    fn cap(&self, out: &mut Vec<u8>, me: &str, params: &[&str]) {
+    /// CAP LS, LIST, REQ (all or nothing) and END. `cap-notify` is held
+    /// from `CAP LS 302` on, as version 302 implies it.
+    fn cap<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        out: &mut Vec<u8>,
+        me: &str,
+        params: &[&str],
+    ) {
         let me = if me.is_empty() { "*" } else { me };
         let sub = params
             .first()
             .map(|s| s.to_ascii_uppercase())
             .unwrap_or_default();
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
         match sub.as_str() {
-            // No capabilities yet: an empty list is a truthful one.
-            "LS" | "LIST" => write_text(out, Some(SERVER), "CAP", &[me, &sub, ""]),
-            "REQ" => write_text(
-                out,
-                Some(SERVER),
-                "CAP",
-                &[me, "NAK", params.get(1).copied().unwrap_or("")],
-            ),
+            "LS" => {
+                let version = params.get(1).and_then(|v| v.parse::<u32>().ok());
+                if version.is_some_and(|v| v >= 302) {
+                    client.caps.0 |= Caps::bit("cap-notify").unwrap_or(0);
+                }
+                let listed: Vec<&str> = CAPS
+                    .iter()
+                    .map(|&c| match c {
+                        "sasl" if version.is_some_and(|v| v >= 302) => "sasl=PLAIN",
+                        c => c,
+                    })
+                    .collect();
+                write_text(out, Some(SERVER), "CAP", &[me, "LS", &listed.join(" ")]);
+            }
+            "LIST" => write_text(out, Some(SERVER), "CAP", &[me, "LIST", &client.caps.list()]),
+            "REQ" => {
+                let list = params.get(1).copied().unwrap_or("");
+                match client.caps.request(list) {
+                    Some(caps) if !list.trim().is_empty() => {
+                        client.caps = caps;
+                        if let Some(conn) = parts.core.conn_mut(key) {
+                            conn.as_mut().tags = caps.tags();
+                        }
+                        write_text(out, Some(SERVER), "CAP", &[me, "ACK", list]);
+                    }
+                    _ => write_text(out, Some(SERVER), "CAP", &[me, "NAK", list]),
+                }
+            }
             "END" => {}
             _ => numeric(out, me, "410", &[&sub, "Invalid CAP command"]),
+        }
+    }
+
+    /// `CHATHISTORY LATEST|BEFORE|AFTER #chan <*|msgid=N> <limit>`: a
+    /// `history` ask, answered by the store off the loop and encoded as a
+    /// `chathistory` batch. Only group messages are stored, and they are
+    /// found by `seq`: references by time, and `LATEST` from a reference,
+    /// are refused.
+    fn chathistory<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        params: &[&str],
+        now_ms: u64,
+    ) {
+        let caps = self.clients.get(&key).map(|c| c.caps).unwrap_or_default();
+        let fail = |parts: &mut Parts<'_, C>, code: &str, context: &[&str], why: &str| {
+            parts.core.count_in(key);
+            let mut all = vec!["CHATHISTORY", code];
+            all.extend_from_slice(context);
+            all.push(why);
+            parts.answer(key, |out| write_text(out, Some(SERVER), "FAIL", &all));
+        };
+        if !(caps.has("draft/chathistory") && caps.has("batch")) {
+            return fail(
+                parts,
+                "INVALID_PARAMS",
+                &[],
+                "request the draft/chathistory and batch capabilities first",
+            );
+        }
+        let [sub, target, reference, limit, ..] = params else {
+            return fail(parts, "NEED_MORE_PARAMS", &[], "Insufficient parameters");
+        };
+        let sub = sub.to_ascii_uppercase();
+        let seq = reference
+            .strip_prefix("msgid=")
+            .and_then(|n| n.parse::<u64>().ok());
+        let from = match (sub.as_str(), *reference, seq) {
+            ("LATEST", "*", _) => wire::Page::Latest,
+            ("BEFORE", _, Some(seq)) => wire::Page::Before(seq),
+            ("AFTER", _, Some(seq)) => wire::Page::After(seq),
+            ("LATEST" | "BEFORE" | "AFTER", _, _) => {
+                return fail(
+                    parts,
+                    "INVALID_PARAMS",
+                    &[&sub, reference],
+                    "references are msgid=N (LATEST takes only *)",
+                );
+            }
+            _ => return fail(parts, "UNKNOWN_COMMAND", &[&sub], "Unknown subcommand"),
+        };
+        let Some(room) = target.strip_prefix('#') else {
+            return fail(
+                parts,
+                "INVALID_TARGET",
+                &[&sub, target],
+                "only channels' messages are kept",
+            );
+        };
+        let Some(limit) = limit.parse::<usize>().ok().filter(|&l| l > 0) else {
+            return fail(
+                parts,
+                "INVALID_PARAMS",
+                &[&sub, limit],
+                "the limit is a number",
+            );
+        };
+        let limit = limit.min(wire::HISTORY_MAX);
+        parts.handle(key, Command::History { room, from, limit }, now_ms);
+    }
+
+    /// SASL PLAIN: `AUTHENTICATE PLAIN`, `+`, the payload, then the
+    /// core's login (before registration, [`Core::login_waiting`]),
+    /// answered as 900 and 903 or 904 by the encoder.
+    fn authenticate<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        me: &str,
+        params: &[&str],
+        now_ms: u64,
+    ) {
+        parts.core.count_in(key);
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let arg = params.first().copied().unwrap_or("");
+        let logged_in = parts.core.user(key).is_some_and(|u| u.account.is_some());
+        if !client.caps.has("sasl") {
+            numeric(
+                &mut out,
+                me,
+                "904",
+                &["SASL authentication failed: request the sasl capability first"],
+            );
+        } else if arg == "*" {
+            client.sasl = Sasl::Idle;
+            numeric(&mut out, me, "906", &["SASL authentication aborted"]);
+        } else if logged_in {
+            numeric(
+                &mut out,
+                me,
+                "907",
+                &["You have already authenticated using SASL"],
+            );
+        } else {
+            match std::mem::take(&mut client.sasl) {
+                Sasl::Idle if arg.eq_ignore_ascii_case("PLAIN") => {
+                    client.sasl = Sasl::Plain(Default::default());
+                    write(&mut out, &[], None, "AUTHENTICATE", &["+"]);
+                }
+                Sasl::Idle => {
+                    numeric(
+                        &mut out,
+                        me,
+                        "908",
+                        &["PLAIN", "are available SASL mechanisms"],
+                    );
+                    numeric(
+                        &mut out,
+                        me,
+                        "904",
+                        &["SASL authentication failed: PLAIN only"],
+                    );
+                }
+                Sasl::Plain(mut buf) => match sasl::step(&mut buf, arg) {
+                    Step::More => client.sasl = Sasl::Plain(buf),
+                    Step::TooLong => numeric(&mut out, me, "905", &["SASL message too long"]),
+                    Step::Malformed => numeric(
+                        &mut out,
+                        me,
+                        "904",
+                        &["SASL authentication failed: not a PLAIN payload for one account"],
+                    ),
+                    Step::Done(account, password) => {
+                        let password = Password(password.as_str().into());
+                        if client.registered {
+                            let cmd = Command::Login {
+                                account: &account,
+                                password: &password,
+                            };
+                            parts.handle(key, cmd, now_ms);
+                        } else {
+                            parts.core.login_waiting(key, &account, &password, now_ms);
+                            parts.delivery.deliver(parts.core, parts.journal);
+                        }
+                    }
+                },
+            }
+        }
+        if !out.is_empty() {
+            parts.answer(key, |o| o.extend_from_slice(&out));
         }
     }
 
@@ -522,6 +817,10 @@ impl Door {
             fail(parts, "412", &["No text to send"]);
             return Flow::Continue;
         };
+        let echo = self
+            .clients
+            .get(&key)
+            .is_some_and(|c| c.caps.has("echo-message"));
         let (text, action) = match text
             .strip_prefix("\u{1}ACTION ")
             .or_else(|| text.strip_prefix("\u{1}ACTION"))
@@ -549,6 +848,7 @@ impl Door {
                                 room: Some(&room),
                                 text,
                                 action,
+                                echo,
                             },
                             now_ms,
                         );
@@ -566,6 +866,7 @@ impl Door {
                         to: target,
                         text,
                         action,
+                        echo,
                     },
                     now_ms,
                 );
@@ -715,9 +1016,8 @@ fn nick_refusal<C>(core: &Core<C>, key: Key, me: &str, wanted: &str) -> Option<V
     let mut out = Vec::new();
     match names::check_nick(wanted) {
         Err(why) => numeric(&mut out, me, "432", &[wanted, &why]),
-        // No way to log in over IRC yet (SASL is to come): an account's
-        // name is its owner's.
-        Ok(_) if core.is_registered(wanted) => numeric(
+        // An account's name is its owner's, logged in with SASL.
+        Ok(_) if core.is_registered(wanted) && !logged_in_as(core, key, wanted) => numeric(
             &mut out,
             me,
             "433",
@@ -737,6 +1037,13 @@ fn nick_refusal<C>(core: &Core<C>, key: Key, me: &str, wanted: &str) -> Option<V
         },
     }
     Some(out)
+}
+
+/// Whether `key` logged in as the account `name`.
+fn logged_in_as<C>(core: &Core<C>, key: Key, name: &str) -> bool {
+    core.user(key)
+        .and_then(|u| u.account.as_deref())
+        .is_some_and(|a| names::same(a.as_str(), name))
 }
 
 /// 403 (no such channel) or 442 (not on it), if `me` cannot act in `chan`.

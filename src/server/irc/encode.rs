@@ -6,10 +6,11 @@
 //! several, cut on character boundaries; line breaks in a JSON user's text
 //! start a new message, since IRC has none.
 
+use crate::server::deliver::Tags;
 use crate::server::event::Event;
 use crate::wire::{ByeReason, ErrorCode, LeaveReason};
 
-use super::message::{write, write_text};
+use super::message::{write, write_text, write_text_tagged};
 
 /// The server's name, the source of numerics.
 pub const SERVER: &str = "chat";
@@ -37,16 +38,103 @@ pub fn numeric(out: &mut Vec<u8>, me: &str, code: &str, params: &[&str]) {
     write_text(out, Some(SERVER), code, &all);
 }
 
-/// Appends `event` as IRC lines for `me`. Only answers to one (joined,
-/// parted, who, rooms, errors) read `me`: the bytes of a broadcast are
-/// shared by every IRC receiver.
-pub fn encode(event: &Event, me: &str, out: &mut Vec<u8>) {
+/// `2026-12-02T10:00:00.000Z`, the form IRCv3 `server-time` wants, for
+/// milliseconds since the Unix epoch.
+pub fn iso_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// The tags a receiver that asked for `tags` gets on an event: its time,
+/// a group message's `seq`, a logged-in sender's account.
+struct Stamp<'a> {
+    time: Option<String>,
+    msgid: Option<String>,
+    account: Option<&'a str>,
+}
+
+fn stamp<'a>(tags: Tags, ts: u64, seq: Option<u64>, account: Option<&'a str>) -> Stamp<'a> {
+    Stamp {
+        time: tags.time.then(|| iso_time(ts)),
+        msgid: seq.filter(|_| tags.msgid).map(|s| s.to_string()),
+        account: account.filter(|_| tags.account),
+    }
+}
+
+fn tag_list<'a>(stamp: &'a Stamp<'_>) -> Vec<(&'static str, &'a str)> {
+    let mut list = Vec::with_capacity(3);
+    if let Some(time) = &stamp.time {
+        list.push(("time", time.as_str()));
+    }
+    if let Some(id) = &stamp.msgid {
+        list.push(("msgid", id.as_str()));
+    }
+    if let Some(account) = stamp.account {
+        list.push(("account", account));
+    }
+    list
+}
+
+/// Appends `event` as IRC lines for `me`, with the IRCv3 `tags` it asked
+/// for. Only answers to one (joined, parted, who, rooms, errors) read
+/// `me`: the bytes of a broadcast are shared by every IRC receiver with
+/// the same tags.
+/// `account` is the sender's, for a message from a logged-in user.
+pub fn encode(event: &Event, me: &str, tags: Tags, account: Option<&str>, out: &mut Vec<u8>) {
+    let stamped = match event {
+        Event::Join { ts, .. }
+        | Event::Leave { ts, .. }
+        | Event::Nick { ts, .. }
+        | Event::Topic { ts, .. } => stamp(tags, *ts, None, None),
+        Event::Private { ts, .. } => stamp(tags, *ts, None, account),
+        Event::Group { ts, seq, .. } => stamp(tags, *ts, Some(*seq), account),
+        _ => stamp(Tags::default(), 0, None, None),
+    };
+    let t = tag_list(&stamped);
+    let t = t.as_slice();
     match event {
         // The door wrote the registration burst itself.
-        Event::Welcome { .. } | Event::History { .. } => {}
+        Event::Welcome { .. } => {}
+        // The answer to CHATHISTORY, asked for only with `batch`.
+        Event::History { room, messages, .. } => {
+            let chan = channel(room.as_str());
+            let id = format!("h{}", messages.first().map_or(0, |m| m.seq));
+            let open = format!("+{id}");
+            write(
+                out,
+                &[],
+                Some(SERVER),
+                "BATCH",
+                &[&open, "chathistory", &chan],
+            );
+            for m in messages {
+                let stamped = stamp(tags, m.ts, Some(m.seq), None);
+                let mut t = vec![("batch", id.as_str())];
+                t.extend(tag_list(&stamped));
+                privmsg(out, &t, &mask(&m.from), &chan, &m.text, m.action);
+            }
+            write(out, &[], Some(SERVER), "BATCH", &[&format!("-{id}")]);
+        }
         Event::Join { nick, room, .. } => {
             let room = channel(room.as_str());
-            write(out, &[], Some(&mask(nick.as_str())), "JOIN", &[&room]);
+            write(out, t, Some(&mask(nick.as_str())), "JOIN", &[&room]);
         }
         Event::Leave {
             nick,
@@ -61,9 +149,9 @@ pub fn encode(event: &Event, me: &str, out: &mut Vec<u8>) {
                     let room = channel(room.as_str());
                     match text.as_deref() {
                         Some(text) => {
-                            write_text(out, Some(&source), "PART", &[&room, &clean(text)])
+                            write_text_tagged(out, t, Some(&source), "PART", &[&room, &clean(text)])
                         }
-                        None => write(out, &[], Some(&source), "PART", &[&room]),
+                        None => write(out, t, Some(&source), "PART", &[&room]),
                     }
                 }
                 None => {
@@ -73,12 +161,12 @@ pub fn encode(event: &Event, me: &str, out: &mut Vec<u8>) {
                         (None, LeaveReason::Slow) => "Too slow to read".into(),
                         (None, _) => "Connection closed".into(),
                     };
-                    write_text(out, Some(&source), "QUIT", &[&why]);
+                    write_text_tagged(out, t, Some(&source), "QUIT", &[&why]);
                 }
             }
         }
         Event::Nick { old, new, .. } => {
-            write(out, &[], Some(&mask(old.as_str())), "NICK", &[new.as_str()]);
+            write(out, t, Some(&mask(old.as_str())), "NICK", &[new.as_str()]);
         }
         Event::Group {
             room,
@@ -88,6 +176,7 @@ pub fn encode(event: &Event, me: &str, out: &mut Vec<u8>) {
             ..
         } => privmsg(
             out,
+            t,
             &mask(from.as_str()),
             &channel(room.as_str()),
             text,
@@ -99,7 +188,7 @@ pub fn encode(event: &Event, me: &str, out: &mut Vec<u8>) {
             text,
             action,
             ..
-        } => privmsg(out, &mask(from.as_str()), to.as_str(), text, *action),
+        } => privmsg(out, t, &mask(from.as_str()), to.as_str(), text, *action),
         Event::Who { room, users } => {
             let target = room.as_ref().map(|r| channel(r.as_str()));
             let target = target.as_deref().unwrap_or("*");
@@ -127,8 +216,9 @@ pub fn encode(event: &Event, me: &str, out: &mut Vec<u8>) {
         }
         Event::Topic { room, by, text, .. } => {
             let chan = channel(room.as_str());
-            write_text(
+            write_text_tagged(
                 out,
+                t,
                 Some(&mask(by.as_str())),
                 "TOPIC",
                 &[&chan, &clean(text)],
@@ -155,11 +245,12 @@ pub fn encode(event: &Event, me: &str, out: &mut Vec<u8>) {
             write_text(out, None, "ERROR", &[why]);
         }
         Event::Error { code, message } => error(out, me, *code, message),
-        // IRCv3 SASL's numerics, as clients show them; an IRC user cannot
-        // ask for these yet, but the encoding is total.
+        // An IRC user logs in only with SASL, whose success is these two.
         Event::LoggedIn { account } => {
             let text = format!("You are now logged in as {account}");
-            numeric(out, me, "900", &[&mask(me), account.as_str(), &text]);
+            let who = if me.is_empty() { "*" } else { me };
+            numeric(out, me, "900", &[&mask(who), account.as_str(), &text]);
+            numeric(out, me, "903", &["SASL authentication successful"]);
         }
         Event::LoggedOut => numeric(out, me, "901", &[&mask(me), "You are now logged out"]),
         Event::Registered { account } => {
@@ -181,6 +272,11 @@ fn error(out: &mut Vec<u8>, me: &str, code: ErrorCode, message: &str) {
         ErrorCode::NotInRoom => "442",
         ErrorCode::TooManyRooms => "405",
         ErrorCode::LineTooLong => return numeric(out, me, "417", &[&message]),
+        // Only SASL logs an IRC user in: its failure is 904.
+        ErrorCode::LoginFailed | ErrorCode::TooManyAttempts | ErrorCode::InsecureTransport => {
+            let text = format!("SASL authentication failed: {message}");
+            return numeric(out, me, "904", &[&text]);
+        }
         _ => {
             let me = if me.is_empty() { "*" } else { me };
             return write_text(out, Some(SERVER), "NOTICE", &[me, &message]);
@@ -225,8 +321,22 @@ pub fn names<'a>(out: &mut Vec<u8>, me: &str, chan: &str, nicks: impl Iterator<I
 
 /// A message as one or more PRIVMSGs, each within an IRC line; an action
 /// is a CTCP ACTION. Line breaks start a new message, and a message is
-/// cut on a character boundary, never inside a UTF-8 sequence.
-pub fn privmsg(out: &mut Vec<u8>, source: &str, target: &str, text: &str, action: bool) {
+/// cut on a character boundary, never inside a UTF-8 sequence. Every line
+/// carries the tags but `msgid`, which must be unique: only the first has it.
+pub fn privmsg(
+    out: &mut Vec<u8>,
+    tags: &[(&str, &str)],
+    source: &str,
+    target: &str,
+    text: &str,
+    action: bool,
+) {
+    let rest_tags: Vec<(&str, &str)> = tags
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n != "msgid")
+        .collect();
+    let mut tags = tags;
     // ":" source " PRIVMSG " target " :" ... CRLF, and the CTCP wrapping.
     let overhead = 1 + source.len() + 9 + target.len() + 2 + 2 + if action { 9 } else { 0 };
     let room_for = LINE.saturating_sub(overhead).max(4);
@@ -248,7 +358,8 @@ pub fn privmsg(out: &mut Vec<u8>, source: &str, target: &str, text: &str, action
                 body.push_str(chunk);
             }
             let body = body.replace('\0', "");
-            write_text(out, Some(source), "PRIVMSG", &[target, &body]);
+            write_text_tagged(out, tags, Some(source), "PRIVMSG", &[target, &body]);
+            tags = &rest_tags;
             rest = tail;
             if rest.is_empty() {
                 break;
@@ -269,7 +380,7 @@ mod tests {
 
     fn lines(event: &Event, me: &str) -> Vec<String> {
         let mut out = Vec::new();
-        encode(event, me, &mut out);
+        encode(event, me, Tags::default(), None, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.is_empty() || text.ends_with("\r\n"));
         text.split_terminator("\r\n").map(str::to_owned).collect()
@@ -310,6 +421,30 @@ mod tests {
             joined.push_str(body);
         }
         assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn server_time_is_utc_with_milliseconds() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
+        // 2024 was a leap year; 2026-12-02 is this sample's day.
+        assert_eq!(iso_time(1_709_164_800_123), "2024-02-29T00:00:00.123Z");
+        assert_eq!(iso_time(1_796_205_600_000), "2026-12-02T10:00:00.000Z");
+    }
+
+    #[test]
+    fn a_long_message_has_its_msgid_once_and_its_time_on_every_line() {
+        let mut out = Vec::new();
+        let tags = Tags {
+            time: true,
+            msgid: true,
+            account: false,
+        };
+        encode(&group(&"x".repeat(900), false), "bob", tags, None, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let got: Vec<&str> = text.split_terminator("\r\n").collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("@time=1970-01-01T00:00:00.000Z;msgid=1 :ann"));
+        assert!(got[1].starts_with("@time=1970-01-01T00:00:00.000Z :ann"));
     }
 
     #[test]

@@ -137,6 +137,17 @@ pub fn write_text(out: &mut Vec<u8>, source: Option<&str>, command: &str, params
     write_as(out, &[], source, command, params, true);
 }
 
+/// [`write_text()`] with IRCv3 tags.
+pub fn write_text_tagged(
+    out: &mut Vec<u8>,
+    tags: &[(&str, &str)],
+    source: Option<&str>,
+    command: &str,
+    params: &[&str],
+) {
+    write_as(out, tags, source, command, params, true);
+}
+
 fn write_as(
     out: &mut Vec<u8>,
     tags: &[(&str, &str)],

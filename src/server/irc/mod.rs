@@ -7,12 +7,14 @@
 //! - [`door`]: registration and commands, per connection.
 //! - [`answer`]: questions answered from the core's state, and the
 //!   registration burst.
+//! - [`sasl`]: SASL PLAIN's `AUTHENTICATE` payloads.
 pub mod encode;
 pub mod message;
 
 pub use encode::encode;
 pub mod answer;
 pub mod door;
+pub mod sasl;
 
 #[cfg(test)]
 mod tests;

@@ -233,3 +233,27 @@ fn shutdown_closes_waiting_connections_too() {
         ["ERROR :Closing link: the server is shutting down"]
     );
 }
+
+#[test]
+fn sasl_over_plaintext_from_afar_is_refused_before_any_password_is_checked() {
+    let mut hub = hub();
+    let far = Peer::plain(std::net::SocketAddr::from(([192, 0, 2, 7], 5000)));
+    let key = hub.admit_irc(far, NOW, Outlet::new(Kind::Irc));
+    for line in ["CAP LS 302", "CAP REQ :sasl", "NICK ann", "USER u 0 * :U"] {
+        hub.line(key, format!("{line}\r").as_bytes(), NOW);
+    }
+    hub.line(key, b"AUTHENTICATE PLAIN\r", NOW);
+    assert_eq!(read(&mut hub, key).last().unwrap(), "AUTHENTICATE +");
+    // "\0ann\0pw"
+    hub.line(key, b"AUTHENTICATE AGFubgBwdw==\r", NOW);
+    let lines = read(&mut hub, key);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(":chat 904 * :SASL authentication failed: passwords cross only TLS"),
+        "{lines:?}"
+    );
+    assert!(!hub.core.has_jobs(), "no password went to the hashing pool");
+    // Registration goes on without an account.
+    hub.line(key, b"CAP END\r", NOW);
+    assert!(read(&mut hub, key)[0].starts_with(":chat 001 ann "));
+}
