@@ -1387,7 +1387,7 @@ impl<C> Core<C> {
                 };
                 user.tries.reset();
                 user.account = Some(Box::new(account.clone()));
-                let ip = user.peer.addr.ip();
+                let ip = user.peer.addr().ip();
                 self.addr_tries.refund(ip, now_ms);
                 self.emit(Event::LoggedIn { account }, To::One(key));
             }
