@@ -348,7 +348,7 @@ pub struct FanoutArgs {
     #[arg(short = 'p', long, value_name = "BYTES", default_value_t = 64)]
     pub payload: usize,
 
-    /// The protocol of the server: chat, or a peer to compare with (nats, redis pub/sub)
+    /// The protocol of the server: chat, or a peer to compare with (nats, redis pub/sub, irc in one channel)
     #[arg(long, value_name = "PROTO", value_enum, default_value_t = BenchProto::Chat)]
     pub proto: BenchProto,
 
@@ -386,6 +386,7 @@ pub enum BenchProto {
     Chat,
     Nats,
     Redis,
+    Irc,
 }
 
 #[derive(Debug, Clone, Args)]
