@@ -201,7 +201,7 @@ mod tests {
         let mut out = Vec::new();
         push_message(BenchProto::Irc, &mut out, P, 40);
         let sent = out.strip_suffix(b"\r\n").unwrap();
-        let delivered = [&b":s1!s1@127.0.0.1"[..], &sent[..]].concat();
+        let delivered = [&b":s1!s1@127.0.0.1 "[..], sent].concat();
         let text = body(BenchProto::Irc, &delivered).unwrap();
         assert_eq!(scan::payload_of_bytes(text, 40), scan::Scan::Ours(P));
         assert_eq!(body(BenchProto::Irc, b":r1!r1@h JOIN #bench"), None);
