@@ -411,6 +411,10 @@ pub struct IdleArgs {
     #[arg(long)]
     pub unread: bool,
 
+    /// The protocol of the server: chat, or irc (registered IRC connections; not with --unread)
+    #[arg(long, value_name = "PROTO", value_enum, default_value_t = BenchProto::Chat)]
+    pub proto: BenchProto,
+
     /// Event-loop threads (default: one per core)
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
