@@ -389,6 +389,13 @@ pub enum BenchProto {
     Irc,
 }
 
+/// What `chat bench idle` talks: chat, or IRC to compare IRC servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdleProto {
+    Chat,
+    Irc,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
     /// Server to measure: a host name or address, with :PORT unless it is 8888
@@ -412,8 +419,8 @@ pub struct IdleArgs {
     pub unread: bool,
 
     /// The protocol of the server: chat, or irc (registered IRC connections; not with --unread)
-    #[arg(long, value_name = "PROTO", value_enum, default_value_t = BenchProto::Chat)]
-    pub proto: BenchProto,
+    #[arg(long, value_name = "PROTO", value_enum, default_value_t = IdleProto::Chat)]
+    pub proto: IdleProto,
 
     /// Event-loop threads (default: one per core)
     #[arg(long, value_name = "N")]

@@ -37,7 +37,7 @@ use super::report::Report;
 use super::scan::Scanner;
 use super::stats::Histogram;
 use super::system;
-use crate::cli::{BenchProto, IdleArgs};
+use crate::cli::{BenchProto, IdleArgs, IdleProto};
 use crate::fail::{Fail, Outcome};
 use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
@@ -90,17 +90,13 @@ pub fn run(args: &IdleArgs) -> Outcome {
     if args.conns == 0 {
         return Err(Fail::usage("an idle run needs at least one connection"));
     }
-    let irc = match args.proto {
-        BenchProto::Chat => false,
-        BenchProto::Irc if args.unread => {
-            return Err(Fail::usage("--unread works with --proto chat only"));
-        }
-        BenchProto::Irc if args.tls.tls => {
-            return Err(Fail::usage("--tls works with --proto chat only"));
-        }
-        BenchProto::Irc => true,
-        _ => return Err(Fail::usage("an idle run speaks chat or irc")),
-    };
+    let irc = args.proto == IdleProto::Irc;
+    if irc && args.unread {
+        return Err(Fail::usage("--unread works with --proto chat only"));
+    }
+    if irc && args.tls.tls {
+        return Err(Fail::usage("--tls works with --proto chat only"));
+    }
     let addr = conn::server_addr(&args.server, Duration::from_secs(10))?;
     system::make_room_for(args.conns)?;
     let plan = Plan {
