@@ -315,7 +315,9 @@ fn converse(client: Client, nick: &str) {
     pane.type_line("/query botty");
     pane.wait_for(&["botty", "psst from the bot"]);
     pane.type_line("got it, botty");
+    // Back in the room (what it showed before proves the switch).
     client.go_to(&pane, "#rust");
+    pane.wait_for(&["botty", "beep from the bot"]);
     pane.wait_for(&["botty", "has left #rust"]);
     let out = finish_within(botty);
     assert!(
@@ -342,7 +344,8 @@ fn converse(client: Client, nick: &str) {
 
     // The client's own topic and rename reach the JSON user.
     client.go_to(&pane, "#rust");
-    pane.type_line("/topic typed in a terminal");
+    pane.wait_for(&["anna", "topic", "all about rust"]);
+    pane.type_line("/topic #rust typed in a terminal");
     let topic = until(&mut ann, |m| m["type"] == "topic");
     assert_eq!(
         (topic["room"].as_str(), topic["text"].as_str()),
