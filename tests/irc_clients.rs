@@ -392,9 +392,9 @@ fn sasl_login(client: Client, account: &str) {
         return;
     }
     let (server, irc) = start();
-    register(&server, account, "correct horse battery");
+    register(&server, account, "correct-horse-battery");
     let mut ann = server.join("ann");
-    let _pane = client.start(irc, account, Some("correct horse battery"));
+    let _pane = client.start(irc, account, Some("correct-horse-battery"));
     until(&mut ann, |m| m["type"] == "join" && m["nick"] == account);
 }
 
