@@ -348,7 +348,7 @@ pub struct FanoutArgs {
     #[arg(short = 'p', long, value_name = "BYTES", default_value_t = 64)]
     pub payload: usize,
 
-    /// The protocol of the server: chat, or a peer to compare with (nats, redis pub/sub)
+    /// The protocol of the server: chat, or a peer to compare with (nats, redis pub/sub, irc in one channel)
     #[arg(long, value_name = "PROTO", value_enum, default_value_t = BenchProto::Chat)]
     pub proto: BenchProto,
 
@@ -386,6 +386,14 @@ pub enum BenchProto {
     Chat,
     Nats,
     Redis,
+    Irc,
+}
+
+/// What `chat bench idle` talks: chat, or IRC to compare IRC servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdleProto {
+    Chat,
+    Irc,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -409,6 +417,10 @@ pub struct IdleArgs {
     /// All but the first connection stop reading after their welcome: the cost of joins piling up
     #[arg(long)]
     pub unread: bool,
+
+    /// The protocol of the server: chat, or irc (registered IRC connections; not with --unread)
+    #[arg(long, value_name = "PROTO", value_enum, default_value_t = IdleProto::Chat)]
+    pub proto: IdleProto,
 
     /// Event-loop threads (default: one per core)
     #[arg(long, value_name = "N")]

@@ -600,3 +600,77 @@ fn fanout_measures_nats_and_redis_too() {
         assert_eq!(r["missing"], 0, "{proto}: {r}");
     }
 }
+
+/// A server with `--listen-irc` and its IRC address (the second line it
+/// prints).
+fn irc_server() -> (Server, SocketAddr) {
+    let mut child = chat()
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .args(["--listen-irc", "127.0.0.1:0", "--quiet", "--rate", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn chat server");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let addrs = [0, 1].map(|_| {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read server line");
+        line.trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .unwrap_or_else(|| panic!("server said {line:?}"))
+    });
+    (
+        Server {
+            child,
+            addr: addrs[0],
+        },
+        addrs[1],
+    )
+}
+
+#[test]
+fn fanout_and_idle_measure_an_irc_server() {
+    let (server, irc) = irc_server();
+    let irc = irc.to_string();
+    let pid = server.pid().to_string();
+    let out = run(&[
+        "fanout", "-s", &irc, "--proto", "irc", "-r", "5", "-S", "2", "-n", "100", "--json",
+    ]);
+    let r = report(&out);
+    assert_ok(&out);
+    assert_eq!(r["proto"], "irc", "{r}");
+    assert_eq!(r["received"], 5 * 2 * 100, "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+
+    let out = run(&[
+        "idle",
+        "-s",
+        &irc,
+        "--proto",
+        "irc",
+        "-c",
+        "50",
+        "--server-pid",
+        &pid,
+        "--hold",
+        "0s",
+        "--json",
+    ]);
+    let r = report(&out);
+    assert_ok(&out);
+    assert_eq!(r["conns"], 50, "{r}");
+    assert_eq!(r["pings"], 100, "{r}");
+    assert!(r["rss_per_conn_bytes"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
+fn an_irc_payload_longer_than_an_irc_line_is_refused_up_front() {
+    let out = run(&["fanout", "-s", "127.0.0.1:1", "--proto", "irc", "-p", "401"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("use at most 400"),
+        "{out:?}"
+    );
+}

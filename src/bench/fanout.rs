@@ -60,6 +60,9 @@ const RATE_LIMITED: &[u8] = b"\"code\":\"rate_limited\"";
 /// The longest a payload may be and still fit the server's default line
 /// limit with the JSON around it.
 const MAX_PAYLOAD: usize = 60_000;
+/// The same for IRC, whose lines are at most 512 bytes with the sender's
+/// prefix and `PRIVMSG #bench :` around the text.
+const MAX_IRC_PAYLOAD: usize = 400;
 
 /// What was asked for, fixed for the run.
 struct Plan {
@@ -162,9 +165,13 @@ fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
             "a fan-out needs at least one receiver, one sender and one message",
         ));
     }
-    if args.payload > MAX_PAYLOAD {
+    let max = match args.proto {
+        BenchProto::Irc => MAX_IRC_PAYLOAD,
+        _ => MAX_PAYLOAD,
+    };
+    if args.payload > max {
         return Err(Fail::usage(format!(
-            "a payload of {} bytes would not fit the server's line limit; use at most {MAX_PAYLOAD}",
+            "a payload of {} bytes would not fit the server's line limit; use at most {max}",
             args.payload
         )));
     }
@@ -325,6 +332,7 @@ fn report(
         BenchProto::Chat => String::new(),
         BenchProto::Nats => " (nats)".to_string(),
         BenchProto::Redis => " (redis)".to_string(),
+        BenchProto::Irc => " (irc)".to_string(),
     };
     let mut r = Report::new(
         "fanout",
@@ -337,6 +345,7 @@ fn report(
         BenchProto::Chat => "chat",
         BenchProto::Nats => "nats",
         BenchProto::Redis => "redis",
+        BenchProto::Irc => "irc",
     };
     r.text("proto", "protocol", name.to_string());
     r.count("receivers", "receivers", plan.receivers as u64);
@@ -717,6 +726,8 @@ impl<'a> Worker<'a> {
                 self.counters.named.fetch_add(1, Ordering::AcqRel);
                 self.control.nudge();
             }
+            let mut reply = Vec::new();
+            proto::open(plan.proto, &nick, &mut reply);
             self.members.push(Member {
                 conn: Some(peer),
                 state: State {
@@ -727,9 +738,12 @@ impl<'a> Worker<'a> {
                     } else {
                         Stage::Welcome
                     },
-                    reply: Vec::new(),
+                    reply,
                 },
             });
+            if !self.members[token.0].state.reply.is_empty() {
+                self.send_reply(token.0);
+            }
         }
     }
 
@@ -1066,10 +1080,10 @@ impl State {
     /// the setup waits for.
     fn on_peer_line(&mut self, line: &[u8], now: u64, cx: &mut Context<'_>) {
         let body = line.strip_suffix(b"\r").unwrap_or(line);
-        match scan::payload_of_bytes(body, cx.plan.payload) {
-            Scan::Ours(p) => return self.deliver(p, now, cx),
-            Scan::Mangled => return self.mangled(cx),
-            Scan::Other => {}
+        match proto::body(cx.plan.proto, body).map(|b| scan::payload_of_bytes(b, cx.plan.payload)) {
+            Some(Scan::Ours(p)) => return self.deliver(p, now, cx),
+            Some(Scan::Mangled) => return self.mangled(cx),
+            Some(Scan::Other) | None => {}
         }
         let kind = cx.plan.proto;
         match proto::classify(kind, line) {
@@ -1080,7 +1094,7 @@ impl State {
                 cx.counters.named.fetch_add(1, Ordering::AcqRel);
                 cx.control.nudge();
             }
-            PeerLine::Ping => proto::pong(&mut self.reply),
+            PeerLine::Ping => proto::pong(kind, line, &mut self.reply),
             PeerLine::Synced if self.stage == Stage::Ping => {
                 self.stage = Stage::Ready;
                 cx.counters.synced.fetch_add(1, Ordering::AcqRel);

@@ -32,11 +32,12 @@ use mio::{Events, Interest, Poll, Token};
 use super::conn;
 use super::control::{Control, EventLoop, lock};
 use super::progress::Progress;
+use super::proto::{self, PeerLine};
 use super::report::Report;
 use super::scan::Scanner;
 use super::stats::Histogram;
 use super::system;
-use crate::cli::IdleArgs;
+use crate::cli::{BenchProto, IdleArgs, IdleProto};
 use crate::fail::{Fail, Outcome};
 use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
@@ -64,6 +65,8 @@ struct Plan {
     timeout: Duration,
     /// Only connection 0 reads past its welcome (`--unread`).
     unread: bool,
+    /// Chat, or IRC: registered with `NICK`/`USER`, welcomed by `001`.
+    irc: bool,
 }
 
 impl Plan {
@@ -87,6 +90,13 @@ pub fn run(args: &IdleArgs) -> Outcome {
     if args.conns == 0 {
         return Err(Fail::usage("an idle run needs at least one connection"));
     }
+    let irc = args.proto == IdleProto::Irc;
+    if irc && args.unread {
+        return Err(Fail::usage("--unread works with --proto chat only"));
+    }
+    if irc && args.tls.tls {
+        return Err(Fail::usage("--tls works with --proto chat only"));
+    }
     let addr = conn::server_addr(&args.server, Duration::from_secs(10))?;
     system::make_room_for(args.conns)?;
     let plan = Plan {
@@ -96,6 +106,7 @@ pub fn run(args: &IdleArgs) -> Outcome {
         per_source: system::ports_per_source(),
         timeout: args.timeout,
         unread: args.unread,
+        irc,
     };
     // Refuse at once what cannot be spread over source addresses.
     let sources = match system::source_for(0, plan.conns, addr, plan.per_source)? {
@@ -382,8 +393,14 @@ impl<'a> Worker<'a> {
             {
                 return self.control.fail(format!("cannot watch a connection: {e}"));
             }
+            if plan.irc {
+                proto::open(BenchProto::Irc, &format!("i{g}"), peer.out());
+            }
             self.conns.push(Some(peer));
             self.stages.push(Stage::Welcome);
+            if plan.irc {
+                self.flush(token.0);
+            }
         }
     }
 
@@ -416,9 +433,13 @@ impl<'a> Worker<'a> {
     }
 
     fn send_ping(&mut self, i: usize) {
-        let ping = crate::wire::client_line(&ClientMsg::Ping { token: None });
         if let Some(conn) = self.conns[i].as_mut() {
-            conn.out().extend_from_slice(&ping);
+            if self.plan.irc {
+                proto::sync(BenchProto::Irc, false, conn.out());
+            } else {
+                let ping = crate::wire::client_line(&ClientMsg::Ping { token: None });
+                conn.out().extend_from_slice(&ping);
+            }
         }
         self.flush(i);
     }
@@ -476,6 +497,9 @@ impl EventLoop for Worker<'_> {
     }
 
     fn readable(&mut self, i: usize) {
+        if self.plan.irc {
+            return self.readable_irc(i);
+        }
         if self.stages[i] != Stage::Welcome && !self.reads(i) {
             // Under --unread: it never reads again, whatever arrives.
             return;
@@ -509,6 +533,51 @@ impl EventLoop for Worker<'_> {
         }
         if let Err(e) = result {
             self.closed(i, e);
+        }
+    }
+}
+
+impl Worker<'_> {
+    /// An IRC connection's lines: its welcome, the server's pings (answered)
+    /// and the pongs to ours; a refusal fails the run.
+    fn readable_irc(&mut self, i: usize) {
+        let Some(conn) = self.conns[i].as_mut() else {
+            return;
+        };
+        let stage = &mut self.stages[i];
+        let (control, counters) = (self.control, self.counters);
+        let mut pongs = 0;
+        let mut reply = Vec::new();
+        let result = conn::read_while(conn, &mut self.buf, |conn, data| {
+            conn::lines(conn, data, |line| {
+                match proto::classify(BenchProto::Irc, line) {
+                    PeerLine::Greeting if *stage == Stage::Welcome => {
+                        *stage = Stage::Welcomed;
+                        counters.welcomed.fetch_add(1, Ordering::AcqRel);
+                        control.nudge();
+                    }
+                    PeerLine::Ping => proto::pong(BenchProto::Irc, line, &mut reply),
+                    PeerLine::Synced => pongs += 1,
+                    PeerLine::Error(e) => control.fail(format!(
+                        "the server refused a connection (#{i} of its loop): {}",
+                        crate::render::sanitize(e)
+                    )),
+                    _ => {}
+                }
+            })?;
+            Ok(true)
+        });
+        if let Err(e) = result {
+            return self.closed(i, e);
+        }
+        if !reply.is_empty() {
+            if let Some(conn) = self.conns[i].as_mut() {
+                conn.out().append(&mut reply);
+            }
+            self.flush(i);
+        }
+        for _ in 0..pongs {
+            self.pong(i);
         }
     }
 }
