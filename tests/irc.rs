@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
 
 use common::{Conn, Server, WAIT, chat};
 use serde_json::json;
@@ -20,28 +19,8 @@ fn start(extra: &[&str]) -> (Server, SocketAddr) {
 /// A server with `listeners` beside the plaintext one, and the addresses
 /// of the `more` listeners it prints after the plaintext one.
 fn start_with(listeners: &[&str], extra: &[&str], more: usize) -> (Server, Vec<SocketAddr>) {
-    let mut child = chat()
-        .args(["server", "--listen", "127.0.0.1:0"])
-        .args(listeners)
-        .args(["--quiet", "--welcome", "Be nice.\nSecond line."])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn chat server");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut read_addr = || -> SocketAddr {
-        let mut line = String::new();
-        out.read_line(&mut line).expect("read server line");
-        line.trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("server said {line:?}, not 'listening ... ADDR'"))
-    };
-    let addr = read_addr();
-    let addrs = (0..more).map(|_| read_addr()).collect();
-    (Server { child, addr }, addrs)
+    let extra = [&["--welcome", "Be nice.\nSecond line."], extra].concat();
+    Server::start_listeners(listeners, &extra, more)
 }
 
 /// A raw IRC client: lines in, lines out, every read bounded by WAIT.

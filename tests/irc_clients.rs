@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,26 +19,8 @@ use serde_json::{Value, json};
 
 /// A server with `--listen-irc`, and the IRC address.
 fn start() -> (Server, SocketAddr) {
-    let mut child = chat()
-        .args(["server", "--listen", "127.0.0.1:0"])
-        .args(["--listen-irc", "127.0.0.1:0", "--quiet"])
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn chat server");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut read_addr = || -> SocketAddr {
-        let mut line = String::new();
-        out.read_line(&mut line).expect("read server line");
-        line.trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("server said {line:?}, not 'listening ... ADDR'"))
-    };
-    let addr = read_addr();
-    let irc = read_addr();
-    (Server { child, addr }, irc)
+    let (server, mut addrs) = Server::start_listeners(&["--listen-irc", "127.0.0.1:0"], &[], 1);
+    (server, addrs.remove(0))
 }
 
 #[derive(Clone, Copy, Debug)]

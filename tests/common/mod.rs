@@ -78,6 +78,38 @@ impl Server {
         Server { child, addr }
     }
 
+    /// Starts `chat server --listen 127.0.0.1:0 LISTENERS... --quiet
+    /// EXTRA...` and returns it with the addresses of the `more` listeners
+    /// it announces after the plaintext one (`listening for IRC on ADDR`).
+    pub fn start_listeners(
+        listeners: &[&str],
+        extra: &[&str],
+        more: usize,
+    ) -> (Server, Vec<SocketAddr>) {
+        let mut child = chat()
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(listeners)
+            .arg("--quiet")
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn chat server");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut read_addr = || -> SocketAddr {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("read server line");
+            line.trim()
+                .rsplit(' ')
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("server said {line:?}, not 'listening ... ADDR'"))
+        };
+        let addr = read_addr();
+        let addrs = (0..more).map(|_| read_addr()).collect();
+        (Server { child, addr }, addrs)
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
