@@ -139,6 +139,10 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR", requires = "listen_tls")]
     pub listen_irc_tls: Option<String>,
 
+    /// Also serve HTTP on ADDR: /healthz, /metrics (Prometheus) and a placeholder page
+    #[arg(long, value_name = "ADDR")]
+    pub listen_http: Option<String>,
+
     /// TLS certificate chain, PEM (certbot's fullchain.pem); SIGHUP reloads it
     #[arg(long, value_name = "FILE", requires = "listen_tls", value_hint = ValueHint::FilePath)]
     pub tls_cert: Option<PathBuf>,

@@ -46,6 +46,7 @@ use super::deliver::{Door, Outlet, PRESENCE_DELAY};
 use super::event::Event;
 use super::flood::{Allowance, Limit};
 use super::hashing::{Job, Pool, Report};
+use super::http;
 use super::hub::Hub;
 use super::irc::door::{self as irc, Tick};
 use super::log::EventLog;
@@ -64,6 +65,13 @@ const WAKER: Token = Token(usize::MAX - 3);
 const TLS_LISTENER: Token = Token(usize::MAX - 4);
 const IRC_LISTENER: Token = Token(usize::MAX - 5);
 const IRC_TLS_LISTENER: Token = Token(usize::MAX - 6);
+const HTTP_LISTENER: Token = Token(usize::MAX - 7);
+/// HTTP connections count down from here; connection keys never reach it
+/// (their generation stays below `u32::MAX - 16`).
+const HTTP_BASE: usize = usize::MAX - 1024;
+/// At most this many HTTP requests are served at once; more wait in the
+/// backlog.
+const MAX_HTTP: usize = 64;
 
 /// One read; big, so a busy sender is served in few system calls.
 const SCRATCH: usize = 256 * 1024;
@@ -115,6 +123,8 @@ enum Timer {
     Handshake(Key),
     /// An IRC connection's registration deadline or ping is due.
     Irc(Key),
+    /// An HTTP request's deadline: close it if it is still there.
+    Http(usize, u64),
 }
 
 /// A connection as the event loop sees it: the socket and its input side,
@@ -194,6 +204,14 @@ enum Again {
 pub struct Irc {
     pub plain: Option<TcpListener>,
     pub tls: Option<TcpListener>,
+    /// `--listen-http`: health, metrics and the placeholder page.
+    pub http: Option<TcpListener>,
+}
+
+/// An HTTP connection: its request so far, until it is answered.
+struct HttpConn {
+    stream: TcpStream,
+    input: Vec<u8>,
 }
 
 /// Everything the event loop is told at start.
@@ -248,6 +266,13 @@ pub struct EventLoop {
     /// `--listen-irc` and `--listen-irc-tls`.
     irc_listener: Option<TcpListener>,
     irc_tls_listener: Option<TcpListener>,
+    http_listener: Option<TcpListener>,
+    /// HTTP connections with their serial (so a deadline finds its own).
+    http: slab::Slab<(u64, HttpConn)>,
+    http_serial: u64,
+    /// An HTTP connection closed: accept again (see `close_http`).
+    http_resume: bool,
+    counts: http::Counts,
     certs: Option<Certs>,
     /// The TLS sessions of the connections whose `tls` is set.
     sessions: HashMap<Key, Box<Session>>,
@@ -312,10 +337,12 @@ impl EventLoop {
         let Irc {
             plain: mut irc_listener,
             tls: mut irc_tls_listener,
+            http: mut http_listener,
         } = irc;
         for (listener, token) in [
             (&mut irc_listener, IRC_LISTENER),
             (&mut irc_tls_listener, IRC_TLS_LISTENER),
+            (&mut http_listener, HTTP_LISTENER),
         ] {
             if let Some(listener) = listener {
                 poll.registry()
@@ -369,6 +396,11 @@ impl EventLoop {
             tls_listener,
             irc_listener,
             irc_tls_listener,
+            http_listener,
+            http: slab::Slab::new(),
+            http_serial: 0,
+            http_resume: false,
+            counts: http::Counts::default(),
             certs,
             sessions: HashMap::new(),
             plain: Vec::new(),
@@ -446,6 +478,10 @@ impl EventLoop {
                     TLS_LISTENER => self.accept(Entry::Tls),
                     IRC_LISTENER => self.accept(Entry::Irc),
                     IRC_TLS_LISTENER => self.accept(Entry::IrcTls),
+                    HTTP_LISTENER => self.accept_http(),
+                    Token(n) if n <= HTTP_BASE && n > HTTP_BASE - MAX_HTTP - 1 => {
+                        self.read_http(HTTP_BASE - n)
+                    }
                     SIGNALS => self.on_signal(),
                     WAKER => {
                         self.on_store();
@@ -465,6 +501,9 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            while std::mem::take(&mut self.http_resume) {
+                self.accept_http();
             }
             self.write();
             if let Some(by) = self.shutdown_by
@@ -503,6 +542,98 @@ impl EventLoop {
             }
         }
         self.again.push(Again::Listener(entry));
+    }
+
+    /// Accepts HTTP connections while there is room for them.
+    fn accept_http(&mut self) {
+        while self.http.len() < MAX_HTTP {
+            let Some(listener) = &self.http_listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let entry = self.http.vacant_entry();
+                    let slot = entry.key();
+                    let token = Token(HTTP_BASE - slot);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.http_serial += 1;
+                    let serial = self.http_serial;
+                    entry.insert((
+                        serial,
+                        HttpConn {
+                            stream,
+                            input: Vec::new(),
+                        },
+                    ));
+                    let by = Instant::now() + http::DEADLINE;
+                    self.timers.push(Reverse((by, Timer::Http(slot, serial))));
+                    // Data may have come with the connection.
+                    self.read_http(slot);
+                }
+                Err(e) if is_transient_accept_error(&e) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads an HTTP request; once its head is complete (or wrong), writes
+    /// the answer and closes. Answers are small: a fresh socket's send
+    /// buffer takes them whole.
+    fn read_http(&mut self, slot: usize) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some((_, conn)) = self.http.get_mut(slot) else {
+                return;
+            };
+            match conn.stream.read(&mut buf) {
+                Ok(0) => return self.close_http(slot),
+                Ok(n) => conn.input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.close_http(slot),
+            }
+            let core = &self.hub.core;
+            let mut counts = self.counts;
+            let open = self.http.len();
+            let Some((_, conn)) = self.http.get_mut(slot) else {
+                return;
+            };
+            let verdict = http::answer(&conn.input, || {
+                for key in core.keys() {
+                    match core.conn(key).map(|c| c.outlet.door) {
+                        Some(Door::Irc) => counts.irc_conns += 1,
+                        Some(_) => counts.json_conns += 1,
+                        None => {}
+                    }
+                }
+                counts.rooms = core.room_count();
+                counts.http_conns = open;
+                counts
+            });
+            if let http::Verdict::Answer(bytes) = verdict {
+                self.counts.http_requests += 1;
+                let _ = conn.stream.write_all(&bytes);
+                let _ = conn.stream.shutdown(Shutdown::Write);
+                return self.close_http(slot);
+            }
+        }
+    }
+
+    fn close_http(&mut self, slot: usize) {
+        if self.http.contains(slot) {
+            let (_, mut conn) = self.http.remove(slot);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            // More may wait in the backlog now that there is room: accepted
+            // at the end of the turn (accepting here could recurse).
+            self.http_resume = true;
+        }
     }
 
     fn listener(&self, entry: Entry) -> Option<&TcpListener> {
@@ -789,9 +920,13 @@ impl EventLoop {
         let mut flow = Flow::Continue;
         let hub = &mut self.hub;
         let now_ms = self.now_ms;
+        let lines_in = &mut self.counts.lines_in;
         let consumed = reader.feed(input, |frame| {
             match frame {
-                Frame::Line(line) => flow = hub.line(key, line, now_ms),
+                Frame::Line(line) => {
+                    *lines_in += 1;
+                    flow = hub.line(key, line, now_ms)
+                }
                 Frame::TooLong => hub.line_too_long(key, max_line),
             }
             let Some(conn) = hub.core.conn_mut(key) else {
@@ -945,6 +1080,7 @@ impl EventLoop {
             self.flush(key);
         }
         for key in self.hub.drop_slow(self.now_ms) {
+            self.counts.dropped_slow += 1;
             self.close(key);
         }
     }
@@ -991,6 +1127,7 @@ impl EventLoop {
             self.tls_listener.take(),
             self.irc_listener.take(),
             self.irc_tls_listener.take(),
+            self.http_listener.take(),
         ]
         .into_iter()
         .flatten()
@@ -1145,6 +1282,11 @@ impl EventLoop {
                     .is_some_and(|c| c.state == State::Closing);
                 if closing {
                     self.close(key);
+                }
+            }
+            Timer::Http(slot, serial) => {
+                if self.http.get(slot).is_some_and(|(s, _)| *s == serial) {
+                    self.close_http(slot);
                 }
             }
             Timer::Irc(key) => match self.hub.irc_tick(key, self.now_ms) {

@@ -1,0 +1,150 @@
+//! The HTTP side of the web door (`--listen-http`): health, metrics, the
+//! placeholder page and refusals, against a real server.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+
+use common::{Server, WAIT, chat};
+use serde_json::json;
+
+/// A server with `--listen-http`, and the HTTP address.
+fn start() -> (Server, SocketAddr) {
+    let mut child = chat()
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .args(["--listen-http", "127.0.0.1:0", "--quiet"])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn chat server");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut read_addr = |prefix: &str| -> SocketAddr {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read server line");
+        line.trim()
+            .strip_prefix(prefix)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("server said {line:?}, not '{prefix}ADDR'"))
+    };
+    let addr = read_addr("listening on ");
+    let http = read_addr("listening for HTTP on ");
+    (Server { child, addr }, http)
+}
+
+/// Sends `request` raw and reads the whole answer (the server closes).
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read answer");
+    String::from_utf8(out).expect("utf-8 answer")
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+}
+
+fn body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// A metric's value, checking on the way that every line is a comment or
+/// `name{labels} value`.
+fn metric(text: &str, name: &str) -> f64 {
+    let mut found = None;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (key, value) = line.rsplit_once(' ').expect("name value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let metric_name = key.split('{').next().unwrap_or("");
+        assert!(
+            !metric_name.is_empty()
+                && metric_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name in {line:?}"
+        );
+        if let Some(labels) = key.strip_prefix(metric_name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line:?}");
+        }
+        if key == name {
+            found = Some(value);
+        }
+    }
+    found.unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn healthz_says_ok() {
+    let (_server, http) = start();
+    let answer = get(http, "/healthz");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert_eq!(body(&answer), "ok\n");
+}
+
+#[test]
+fn metrics_parse_and_count_a_message() {
+    let (server, http) = start();
+    let answer = get(http, "/metrics");
+    assert!(
+        answer.contains("Content-Type: text/plain; version=0.0.4"),
+        "{answer}"
+    );
+    let before = metric(body(&answer), "chat_lines_in_total");
+    let mut ann = server.join("ann");
+    let mut bob = server.join("bob");
+    ann.send(&json!({"type": "group", "text": "hello"}));
+    assert_eq!(bob.recv_type("group")["text"], "hello");
+    let answer = get(http, "/metrics");
+    let text = body(&answer);
+    assert!(
+        metric(text, "chat_lines_in_total") >= before + 2.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(text, "chat_connections{door=\"json\"}"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(metric(text, "chat_rooms"), 1.0, "{text}");
+}
+
+#[test]
+fn the_page_is_self_contained_and_strict() {
+    let (_server, http) = start();
+    let answer = get(http, "/");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(
+        answer.contains("Content-Security-Policy: default-src 'none'"),
+        "{answer}"
+    );
+    assert!(body(&answer).contains("href=\"/metrics\""), "{answer}");
+    assert!(
+        !body(&answer).contains("http"),
+        "no outside links: {answer}"
+    );
+}
+
+#[test]
+fn unknown_paths_and_bad_requests_are_refused() {
+    let (_server, http) = start();
+    assert!(get(http, "/nope").starts_with("HTTP/1.1 404 "));
+    let bad = raw(http, b"\x01\x02garbage\r\n\r\n");
+    assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
+    let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 16 * 1024));
+    let answer = raw(http, &big);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    // The chat server is unharmed.
+    assert!(get(http, "/healthz").starts_with("HTTP/1.1 200 "));
+}
