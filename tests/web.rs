@@ -12,9 +12,14 @@ use serde_json::json;
 
 /// A server with `--listen-http`, and the HTTP address.
 fn start() -> (Server, SocketAddr) {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> (Server, SocketAddr) {
     let mut child = chat()
         .args(["server", "--listen", "127.0.0.1:0"])
         .args(["--listen-http", "127.0.0.1:0", "--quiet"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -147,4 +152,113 @@ fn unknown_paths_and_bad_requests_are_refused() {
     assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
     // The chat server is unharmed.
     assert!(get(http, "/healthz").starts_with("HTTP/1.1 200 "));
+}
+
+type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// A WebSocket client on `/ws`, with `origin` if given.
+fn ws_connect(http: SocketAddr, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{http}/ws").into_client_request()?;
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("header value"));
+    }
+    let stream = TcpStream::connect(http).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    tungstenite::client(request, stream)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
+        })
+}
+
+/// The next JSON message of type `kind`.
+fn ws_recv_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
+    loop {
+        match ws.read().expect("read a frame") {
+            tungstenite::Message::Text(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text).expect("one JSON message");
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+fn ws_send(ws: &mut Ws, v: serde_json::Value) {
+    ws.send(tungstenite::Message::text(v.to_string()))
+        .expect("send");
+}
+
+#[test]
+fn websocket_and_json_lines_users_talk_in_one_room() {
+    let (server, http) = start();
+    let mut web = ws_connect(http, Some(&format!("http://{http}"))).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    ws_send(&mut web, json!({"type": "nick", "nick": "webby"}));
+    ws_recv_type(&mut web, "nick");
+    let mut ann = server.join("ann");
+    ann.send(&json!({"type": "group", "text": "hello web"}));
+    let got = ws_recv_type(&mut web, "group");
+    assert_eq!(
+        (got["from"].as_str(), got["text"].as_str()),
+        (Some("ann"), Some("hello web"))
+    );
+    ws_send(&mut web, json!({"type": "group", "text": "hello lines"}));
+    let got = ann.recv_type("group");
+    assert_eq!(got["from"], "webby");
+    assert_eq!(got["text"], "hello lines");
+    let metrics = get(http, "/metrics");
+    let text = body(&metrics);
+    assert_eq!(
+        metric(text, "chat_connections{door=\"json\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(text, "chat_connections{door=\"websocket\"}"),
+        1.0,
+        "{text}"
+    );
+}
+
+#[test]
+fn a_page_from_elsewhere_is_refused() {
+    let (_server, http) = start();
+    match ws_connect(http, Some("https://evil.example")) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(e) => panic!("expected 403, got {e}"),
+        Ok(_) => panic!("a foreign origin got a WebSocket"),
+    }
+}
+
+#[test]
+fn a_frame_over_max_line_closes_with_1009_and_ping_gets_pong() {
+    let (_server, http) = start_with(&["--max-line", "1024"]);
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    web.send(tungstenite::Message::Ping(b"are you there".to_vec().into()))
+        .expect("ping");
+    match web.read().expect("read") {
+        tungstenite::Message::Pong(p) => assert_eq!(&p[..], b"are you there"),
+        other => panic!("expected pong, got {other:?}"),
+    }
+    let big = "x".repeat(2_000);
+    web.send(tungstenite::Message::text(big)).expect("send");
+    loop {
+        match web.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => {
+                assert_eq!(u16::from(frame.code), 1009);
+                break;
+            }
+            Ok(tungstenite::Message::Close(None)) => panic!("closed without a code"),
+            Ok(_) => {}
+            Err(e) => panic!("expected close 1009, got {e}"),
+        }
+    }
 }

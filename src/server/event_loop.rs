@@ -54,6 +54,7 @@ use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
 use super::tls::{Certs, Progress, Session};
+use super::ws;
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
 use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
@@ -206,11 +207,14 @@ pub struct Irc {
     pub tls: Option<TcpListener>,
     /// `--listen-http`: health, metrics and the placeholder page.
     pub http: Option<TcpListener>,
+    /// `--http-origin`: empty, the page must come from the Host itself.
+    pub origins: Vec<String>,
 }
 
 /// An HTTP connection: its request so far, until it is answered.
 struct HttpConn {
     stream: TcpStream,
+    addr: SocketAddr,
     input: Vec<u8>,
 }
 
@@ -272,6 +276,10 @@ pub struct EventLoop {
     http_serial: u64,
     /// An HTTP connection closed: accept again (see `close_http`).
     http_resume: bool,
+    /// The frame readers of the WebSocket connections.
+    websockets: HashMap<Key, ws::Reader>,
+    /// `--http-origin`: the pages allowed to open a WebSocket.
+    origins: Vec<String>,
     counts: http::Counts,
     certs: Option<Certs>,
     /// The TLS sessions of the connections whose `tls` is set.
@@ -338,6 +346,7 @@ impl EventLoop {
             plain: mut irc_listener,
             tls: mut irc_tls_listener,
             http: mut http_listener,
+            origins,
         } = irc;
         for (listener, token) in [
             (&mut irc_listener, IRC_LISTENER),
@@ -400,6 +409,8 @@ impl EventLoop {
             http: slab::Slab::new(),
             http_serial: 0,
             http_resume: false,
+            websockets: HashMap::new(),
+            origins,
             counts: http::Counts::default(),
             certs,
             sessions: HashMap::new(),
@@ -551,7 +562,7 @@ impl EventLoop {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, addr)) => {
                     let entry = self.http.vacant_entry();
                     let slot = entry.key();
                     let token = Token(HTTP_BASE - slot);
@@ -569,6 +580,7 @@ impl EventLoop {
                         serial,
                         HttpConn {
                             stream,
+                            addr,
                             input: Vec::new(),
                         },
                     ));
@@ -605,11 +617,12 @@ impl EventLoop {
             let Some((_, conn)) = self.http.get_mut(slot) else {
                 return;
             };
-            let verdict = http::answer(&conn.input, || {
+            let verdict = http::answer(&conn.input, &self.origins, || {
                 for key in core.keys() {
                     match core.conn(key).map(|c| c.outlet.door) {
                         Some(Door::Irc) => counts.irc_conns += 1,
-                        Some(_) => counts.json_conns += 1,
+                        Some(Door::WebSocket) => counts.ws_conns += 1,
+                        Some(Door::JsonLines) => counts.json_conns += 1,
                         None => {}
                     }
                 }
@@ -617,13 +630,72 @@ impl EventLoop {
                 counts.http_conns = open;
                 counts
             });
-            if let http::Verdict::Answer(bytes) = verdict {
-                self.counts.http_requests += 1;
-                let _ = conn.stream.write_all(&bytes);
-                let _ = conn.stream.shutdown(Shutdown::Write);
-                return self.close_http(slot);
+            match verdict {
+                http::Verdict::Answer(bytes) => {
+                    self.counts.http_requests += 1;
+                    let _ = conn.stream.write_all(&bytes);
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    return self.close_http(slot);
+                }
+                http::Verdict::Upgrade { answer, used } => {
+                    self.counts.http_requests += 1;
+                    let (_, mut conn) = self.http.remove(slot);
+                    self.http_resume = true;
+                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                    // A fresh socket's send buffer takes the short 101.
+                    if conn.stream.write_all(&answer).is_err() {
+                        return;
+                    }
+                    let rest = conn.input.split_off(used.min(conn.input.len()));
+                    return self.admit_websocket(conn.stream, conn.addr, &rest);
+                }
+                http::Verdict::More => {}
             }
         }
+    }
+
+    /// A WebSocket upgraded from the HTTP listener joins the chat as any
+    /// connection does; `rest` is what came after the upgrade request.
+    fn admit_websocket(&mut self, stream: TcpStream, addr: SocketAddr, rest: &[u8]) {
+        if self.hub.core.len() >= self.settings.max_clients {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        keep_alive(&stream);
+        let conn = Conn {
+            stream,
+            outlet: Outlet::new(Door::WebSocket),
+            reader: LineReader::new(0),
+            state: State::Open,
+            writing: false,
+            allowance: Allowance::new(self.settings.flood, Instant::now()),
+            held: None,
+            resuming: false,
+            awaiting: false,
+            tls: false,
+        };
+        let key = self.hub.connect(Peer::new(addr, false), self.now_ms, conn);
+        self.websockets.insert(key, ws::Reader::default());
+        if let Some(user) = self.hub.core.user(key) {
+            self.log.connect(user.id, addr, self.now_ms);
+        }
+        let registered = match self.hub.core.conn_mut(key) {
+            Some(conn) => self
+                .poll
+                .registry()
+                .register(&mut conn.stream, Token(key.to_usize()), Interest::READABLE)
+                .is_ok(),
+            None => false,
+        };
+        if !registered {
+            return self.close(key);
+        }
+        if !rest.is_empty() {
+            self.input(key, rest, Instant::now());
+        }
+        // Input may wait in the socket already: edge triggering would not
+        // say so again.
+        self.again.push(Again::Conn(key));
     }
 
     fn close_http(&mut self, slot: usize) {
@@ -687,7 +759,7 @@ impl EventLoop {
             stream,
             outlet: Outlet::new(entry.door()),
             reader: LineReader::new(match entry.door() {
-                Door::JsonLines => self.settings.max_line,
+                Door::JsonLines | Door::WebSocket => self.settings.max_line,
                 Door::Irc => irc::MAX_INPUT,
             }),
             state: State::Open,
@@ -700,7 +772,7 @@ impl EventLoop {
         };
         let peer = Peer::new(addr, tls);
         let key = match entry.door() {
-            Door::JsonLines => self.hub.connect(peer, self.now_ms, conn),
+            Door::JsonLines | Door::WebSocket => self.hub.connect(peer, self.now_ms, conn),
             Door::Irc => {
                 let key = self.hub.admit_irc(peer, self.now_ms, conn);
                 let at = Instant::now() + Duration::from_millis(irc::REGISTER_WITHIN_MS);
@@ -737,7 +809,7 @@ impl EventLoop {
         }
         // A fresh socket's send buffer is empty, so this short line fits.
         let _ = match entry.door() {
-            Door::JsonLines => stream.write(&self.server_full),
+            Door::JsonLines | Door::WebSocket => stream.write(&self.server_full),
             Door::Irc => stream.write(irc::SERVER_FULL),
         };
         let _ = stream.shutdown(Shutdown::Write);
@@ -765,7 +837,7 @@ impl EventLoop {
             return;
         }
         if let Some(held) = conn.held.take()
-            && !self.handle_input(key, &held, now)
+            && !self.input(key, &held, now)
         {
             return;
         }
@@ -791,7 +863,7 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
-                    self.handle_input(key, &scratch[..n], now)
+                    self.input(key, &scratch[..n], now)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
@@ -898,6 +970,107 @@ impl EventLoop {
         };
         self.scratch = scratch;
         go_on
+    }
+
+    /// Handles input by its door's framing.
+    fn input(&mut self, key: Key, input: &[u8], now: Instant) -> bool {
+        if self.websockets.contains_key(&key) {
+            self.handle_frames(key, input, now)
+        } else {
+            self.handle_input(key, input, now)
+        }
+    }
+
+    /// [`EventLoop::handle_input`] for a WebSocket: each text frame is a
+    /// line; pings are answered; a frame the door refuses closes it with
+    /// the code that says why.
+    fn handle_frames(&mut self, key: Key, input: &[u8], now: Instant) -> bool {
+        let limit = self.settings.flood;
+        let max_line = self.settings.max_line;
+        let Some(conn) = self.hub.core.conn_mut(key) else {
+            return false;
+        };
+        if !conn.allowance.has_room(limit, now) {
+            conn.held.get_or_insert_default().extend_from_slice(input);
+            resume_later(conn, key, limit, &mut self.timers);
+            return false;
+        }
+        let Some(mut reader) = self.websockets.remove(&key) else {
+            return false;
+        };
+        let mut flow = Flow::Continue;
+        let mut pongs = Vec::new();
+        let mut close = None;
+        let mut stopped = false;
+        let hub = &mut self.hub;
+        let now_ms = self.now_ms;
+        let lines_in = &mut self.counts.lines_in;
+        reader.feed(input, max_line, |input| match input {
+            ws::Input::Text(text) => {
+                *lines_in += 1;
+                flow = hub.line(key, text.as_bytes(), now_ms);
+                let Some(conn) = hub.core.conn_mut(key) else {
+                    return false;
+                };
+                conn.allowance.spend(limit);
+                let go = flow == Flow::Continue
+                    && conn.allowance.has_room(limit, now)
+                    && !hub.core.has_asks()
+                    && !hub.core.has_jobs();
+                stopped = !go;
+                go
+            }
+            ws::Input::Ping(payload) => {
+                pongs.push(payload);
+                true
+            }
+            ws::Input::Close(code) => {
+                close = Some(code);
+                false
+            }
+        });
+        let rest = if stopped {
+            reader.take_rest()
+        } else {
+            Vec::new()
+        };
+        self.websockets.insert(key, reader);
+        self.send_asks();
+        self.send_jobs();
+        for payload in pongs {
+            self.hub
+                .delivery
+                .answer(&mut self.hub.core, key, |out| ws::frame(0xA, &payload, out));
+        }
+        if let Some(code) = close {
+            self.hub
+                .delivery
+                .answer(&mut self.hub.core, key, |out| ws::close(code, out));
+            self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
+            self.finish(key);
+            return false;
+        }
+        if flow == Flow::Close {
+            self.hub
+                .delivery
+                .answer(&mut self.hub.core, key, |out| ws::close(ws::NORMAL, out));
+            self.finish(key);
+            return false;
+        }
+        let Some(conn) = self.hub.core.conn_mut(key) else {
+            return false;
+        };
+        let paused = stopped;
+        if paused {
+            conn.held.get_or_insert_default().extend_from_slice(&rest);
+        }
+        if !conn.allowance.has_room(limit, now) {
+            resume_later(conn, key, limit, &mut self.timers);
+        }
+        if self.hub.delivery.has_over() {
+            self.relieve();
+        }
+        !paused && self.hub.core.conn(key).is_some_and(|c| !c.awaiting)
     }
 
     /// Frames and handles input. Returns whether to go on reading: not after
@@ -1323,6 +1496,7 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.websockets.remove(&key);
         if conn.tls
             && let Some(mut tls) = self.sessions.remove(&key)
         {

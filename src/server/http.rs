@@ -20,6 +20,7 @@ const CSP: &str = "default-src 'none'; img-src 'self'; base-uri 'none'; form-act
 pub struct Counts {
     pub json_conns: usize,
     pub irc_conns: usize,
+    pub ws_conns: usize,
     pub http_conns: usize,
     pub rooms: usize,
     pub lines_in: u64,
@@ -33,13 +34,16 @@ pub enum Verdict {
     More,
     /// Write this and close.
     Answer(Vec<u8>),
+    /// Write `answer` (101) and speak WebSocket; the request took `used`
+    /// bytes of the input.
+    Upgrade { answer: Vec<u8>, used: usize },
 }
 
 /// Judges the request in `input`; `counts` is asked for only by `/metrics`.
-pub fn answer(input: &[u8], counts: impl FnOnce() -> Counts) -> Verdict {
+pub fn answer(input: &[u8], origins: &[String], counts: impl FnOnce() -> Counts) -> Verdict {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
-    let path = match request.parse(input) {
+    let (path, used) = match request.parse(input) {
         Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => {
             return Verdict::Answer(status(431, "Request Header Fields Too Large"));
         }
@@ -48,7 +52,7 @@ pub fn answer(input: &[u8], counts: impl FnOnce() -> Counts) -> Verdict {
             return Verdict::Answer(status(431, "Request Header Fields Too Large"));
         }
         Err(_) => return Verdict::Answer(status(400, "Bad Request")),
-        Ok(httparse::Status::Complete(_)) => request.path.unwrap_or(""),
+        Ok(httparse::Status::Complete(used)) => (request.path.unwrap_or(""), used),
     };
     let method = request.method.unwrap_or("");
     if method != "GET" && method != "HEAD" {
@@ -56,6 +60,9 @@ pub fn answer(input: &[u8], counts: impl FnOnce() -> Counts) -> Verdict {
     }
     // The query does not choose the page.
     let path = path.split('?').next().unwrap_or("");
+    if path == "/ws" {
+        return upgrade(request.headers, method, origins, used);
+    }
     let (body, kind) = match path {
         "/healthz" => ("ok\n".to_owned(), "text/plain; charset=utf-8"),
         "/metrics" => (metrics(&counts()), "text/plain; version=0.0.4"),
@@ -77,6 +84,52 @@ pub fn answer(input: &[u8], counts: impl FnOnce() -> Counts) -> Verdict {
     Verdict::Answer(out.into_bytes())
 }
 
+/// The WebSocket upgrade: RFC 6455 §4.2.1's checks, then the page's
+/// origin: one of `origins`, or with none given, the host it was served
+/// from. Clients that are not browsers send no Origin and are let in.
+fn upgrade(headers: &[httparse::Header], method: &str, origins: &[String], used: usize) -> Verdict {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let has = |name: &str, word: &str| {
+        header(name).is_some_and(|v| v.split(',').any(|w| w.trim().eq_ignore_ascii_case(word)))
+    };
+    let key = header("Sec-WebSocket-Key");
+    if method != "GET"
+        || !has("Upgrade", "websocket")
+        || !has("Connection", "upgrade")
+        || header("Sec-WebSocket-Version").map(str::trim) != Some("13")
+        || key.is_none()
+    {
+        return Verdict::Answer(status(400, "Bad Request"));
+    }
+    if let Some(origin) = header("Origin") {
+        let allowed = if origins.is_empty() {
+            let host = header("Host").unwrap_or("");
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+        } else {
+            origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+        };
+        if !allowed {
+            return Verdict::Answer(status(403, "Forbidden"));
+        }
+    }
+    let accept = super::ws::accept_key(key.unwrap_or(""));
+    Verdict::Upgrade {
+        answer: format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .into_bytes(),
+        used,
+    }
+}
+
 fn status(code: u16, reason: &str) -> Vec<u8> {
     let body = format!("{code} {reason}\n");
     format!(
@@ -95,6 +148,7 @@ pub fn metrics(c: &Counts) -> String {
     for (door, n) in [
         ("json", c.json_conns),
         ("irc", c.irc_conns),
+        ("websocket", c.ws_conns),
         ("http", c.http_conns),
     ] {
         let _ = writeln!(out, "chat_connections{{door=\"{door}\"}} {n}");
@@ -142,6 +196,7 @@ mod tests {
         match v {
             Verdict::Answer(b) => String::from_utf8(b).unwrap_or_default(),
             Verdict::More => "MORE".into(),
+            Verdict::Upgrade { answer, .. } => String::from_utf8(answer).unwrap_or_default(),
         }
     }
 
@@ -150,6 +205,7 @@ mod tests {
         let get = |p: &str| {
             text(answer(
                 format!("GET {p} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+                &[],
                 Counts::default,
             ))
         };
@@ -160,11 +216,15 @@ mod tests {
         assert!(get("/nope").starts_with("HTTP/1.1 404"));
         assert!(get("/").contains("Content-Security-Policy: default-src 'none'"));
         assert!(get("/metrics").contains("chat_connections{door=\"json\"} 0"));
-        assert_eq!(text(answer(b"GET / HTTP/1.1\r\n", Counts::default)), "MORE");
+        assert_eq!(
+            text(answer(b"GET / HTTP/1.1\r\n", &[], Counts::default)),
+            "MORE"
+        );
         assert!(
-            text(answer(b"\x01\x02 junk\r\n\r\n", Counts::default)).starts_with("HTTP/1.1 400")
+            text(answer(b"\x01\x02 junk\r\n\r\n", &[], Counts::default))
+                .starts_with("HTTP/1.1 400")
         );
         let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
-        assert!(text(answer(big.as_bytes(), Counts::default)).starts_with("HTTP/1.1 431"));
+        assert!(text(answer(big.as_bytes(), &[], Counts::default)).starts_with("HTTP/1.1 431"));
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! - [`json`]: the JSON-lines door; a line in becomes a core
 //!   [`Command`](core::Command), an event out becomes a line. Another
-//!   door ([`irc`]; WebSocket later) is a module beside it.
+//!   door ([`irc`]; the WebSocket door, `ws`) is a module beside it.
 //! - [`core`]: users, names, rooms and who hears what, in no protocol and
 //!   without sockets; it emits [`event`]s with their receivers.
 //! - [`event`]: the event stream the core emits, which the writers, the
@@ -32,7 +32,9 @@
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
 //!   sessions live in the event loop, beside the connection table.
 //! - `http`: `--listen-http`: `/healthz`, `/metrics` and a placeholder
-//!   page, one request per connection, beside the doors.
+//!   page, one request per connection, and the upgrade to `/ws`;
+//!   `ws`: WebSocket frames in and out (the JSON messages, one per text
+//!   frame).
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
 //!   and the door's own answers out, events encoded as IRC lines.
 
@@ -57,6 +59,7 @@ mod persist;
 pub mod store;
 pub mod table;
 mod tls;
+mod ws;
 
 pub use event_loop::Stopper;
 
@@ -192,6 +195,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
             plain: irc.map(|(listener, _)| listener),
             tls: irc_tls.map(|(listener, _)| listener),
             http: web.map(|(listener, _)| listener),
+            origins: args.http_origin.clone(),
         },
         Some(signals),
         log,
