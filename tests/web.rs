@@ -106,6 +106,7 @@ fn metrics_parse_and_count_a_message() {
         "{answer}"
     );
     let before = metric(body(&answer), "chat_lines_in_total");
+    let out_before = metric(body(&answer), "chat_messages_out_total");
     let mut ann = server.join("ann");
     let mut bob = server.join("bob");
     ann.send(&json!({"type": "group", "text": "hello"}));
@@ -114,6 +115,10 @@ fn metrics_parse_and_count_a_message() {
     let text = body(&answer);
     assert!(
         metric(text, "chat_lines_in_total") >= before + 2.0,
+        "{text}"
+    );
+    assert!(
+        metric(text, "chat_messages_out_total") > out_before,
         "{text}"
     );
     assert_eq!(
@@ -261,4 +266,37 @@ fn a_frame_over_max_line_closes_with_1009_and_ping_gets_pong() {
             Err(e) => panic!("expected close 1009, got {e}"),
         }
     }
+}
+
+/// Sends one raw masked client frame (tungstenite will not send bad UTF-8).
+fn raw_frame(ws: &mut Ws, opcode: u8, payload: &[u8]) {
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    ws.get_mut().write_all(&frame).expect("write frame");
+}
+
+fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => return u16::from(frame.code),
+            Ok(tungstenite::Message::Close(None)) => panic!("closed without a code"),
+            Ok(_) => {}
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    }
+}
+
+#[test]
+fn bad_utf8_closes_with_1007_and_binary_with_1003() {
+    let (_server, http) = start();
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    raw_frame(&mut web, 0x1, b"\xff\xfe");
+    assert_eq!(close_code(&mut web), 1007);
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    web.send(tungstenite::Message::Binary(b"{}".to_vec().into()))
+        .expect("send");
+    assert_eq!(close_code(&mut web), 1003);
 }

@@ -619,6 +619,8 @@ impl EventLoop {
             };
             let verdict = http::answer(&conn.input, &self.origins, || {
                 for key in core.keys() {
+                    // Those gone counted theirs on leaving.
+                    counts.msgs_out += core.conn(key).map_or(0, |c| c.outlet.msgs_out);
                     match core.conn(key).map(|c| c.outlet.door) {
                         Some(Door::Irc) => counts.irc_conns += 1,
                         Some(Door::WebSocket) => counts.ws_conns += 1,
@@ -1194,6 +1196,9 @@ impl EventLoop {
                         eprintln!("chat server: accounts: {why}");
                     }
                     self.accounts_failing = broken;
+                    if answer.login && matches!(answer.outcome, super::hashing::Outcome::Failed) {
+                        self.counts.failed_logins += 1;
+                    }
                     let key = answer.conn;
                     if let Some(user) = self.hub.core.user(key) {
                         use super::hashing::Outcome as O;
@@ -1511,6 +1516,7 @@ impl EventLoop {
             Presence::Gone(why) => why,
             Presence::Here | Presence::Waiting => Departure::Left(LeaveReason::Disconnect),
         };
+        self.counts.msgs_out += conn.outlet.msgs_out;
         self.log
             .disconnect(&user, conn.outlet.msgs_out, why, self.now_ms);
         drop(conn);

@@ -25,6 +25,9 @@ pub struct Counts {
     pub rooms: usize,
     pub lines_in: u64,
     pub dropped_slow: u64,
+    /// Messages queued for clients (each receiver counts).
+    pub msgs_out: u64,
+    pub failed_logins: u64,
     pub http_requests: u64,
 }
 
@@ -153,7 +156,7 @@ pub fn metrics(c: &Counts) -> String {
     ] {
         let _ = writeln!(out, "chat_connections{{door=\"{door}\"}} {n}");
     }
-    let rows: [(&str, &str, &str, u64); 4] = [
+    let rows: [(&str, &str, &str, u64); 6] = [
         (
             "chat_rooms",
             "gauge",
@@ -165,6 +168,18 @@ pub fn metrics(c: &Counts) -> String {
             "counter",
             "Lines received from clients.",
             c.lines_in,
+        ),
+        (
+            "chat_messages_out_total",
+            "counter",
+            "Messages queued for clients, one per receiver.",
+            c.msgs_out,
+        ),
+        (
+            "chat_failed_logins_total",
+            "counter",
+            "Logins refused for a wrong name or password.",
+            c.failed_logins,
         ),
         (
             "chat_dropped_slow_total",
