@@ -300,3 +300,14 @@ fn bad_utf8_closes_with_1007_and_binary_with_1003() {
         .expect("send");
     assert_eq!(close_code(&mut web), 1003);
 }
+
+#[test]
+fn a_full_server_refuses_the_upgrade_with_503() {
+    let (server, http) = start_with(&["--max-clients", "1"]);
+    let _ann = server.join("ann");
+    match ws_connect(http, None) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        Err(e) => panic!("expected 503, got {e}"),
+        Ok(_) => panic!("a full server took a WebSocket"),
+    }
+}

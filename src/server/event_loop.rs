@@ -639,6 +639,14 @@ impl EventLoop {
                     let _ = conn.stream.shutdown(Shutdown::Write);
                     return self.close_http(slot);
                 }
+                http::Verdict::Upgrade { .. }
+                    if self.hub.core.len() >= self.settings.max_clients =>
+                {
+                    self.counts.http_requests += 1;
+                    let _ = conn.stream.write_all(&http::full());
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    return self.close_http(slot);
+                }
                 http::Verdict::Upgrade { answer, used } => {
                     self.counts.http_requests += 1;
                     let (_, mut conn) = self.http.remove(slot);
@@ -659,9 +667,6 @@ impl EventLoop {
     /// A WebSocket upgraded from the HTTP listener joins the chat as any
     /// connection does; `rest` is what came after the upgrade request.
     fn admit_websocket(&mut self, stream: TcpStream, addr: SocketAddr, rest: &[u8]) {
-        if self.hub.core.len() >= self.settings.max_clients {
-            return;
-        }
         let _ = stream.set_nodelay(true);
         keep_alive(&stream);
         let conn = Conn {

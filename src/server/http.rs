@@ -11,6 +11,11 @@ pub const MAX_HEAD: usize = 8 * 1024;
 /// no slot for long).
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// The answer to an upgrade when the server is at `--max-clients`.
+pub fn full() -> Vec<u8> {
+    status(503, "Service Unavailable")
+}
+
 const INDEX: &str = include_str!("web/index.html");
 /// No script, style or frame from anywhere: the placeholder page needs none.
 const CSP: &str = "default-src 'none'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
