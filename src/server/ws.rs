@@ -235,4 +235,48 @@ mod tests {
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
+
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut f = vec![first, 0x80 | payload.len() as u8];
+        f.extend(mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    fn texts(reader: &mut Reader, bytes: &[u8]) -> Vec<String> {
+        let mut got = Vec::new();
+        reader.feed(bytes, 100, |input| {
+            match input {
+                Input::Text(t) => got.push(t.to_owned()),
+                Input::Ping(_) => got.push("PING".into()),
+                Input::Close(code) => got.push(format!("CLOSE {code}")),
+            }
+            true
+        });
+        got
+    }
+
+    #[test]
+    fn frames_split_anywhere_and_fragments_join() {
+        let mut bytes = masked(0x81, b"{\"type\":\"ping\"}");
+        bytes.extend(masked(0x01, b"hel"));
+        bytes.extend(masked(0x89, b"p"));
+        bytes.extend(masked(0x80, b"lo"));
+        let mut reader = Reader::default();
+        let mut got = Vec::new();
+        for b in &bytes {
+            got.extend(texts(&mut reader, std::slice::from_ref(b)));
+        }
+        assert_eq!(got, ["{\"type\":\"ping\"}", "PING", "hello"]);
+    }
+
+    #[test]
+    fn refusals_carry_their_codes() {
+        let code = |bytes: &[u8]| texts(&mut Reader::default(), bytes);
+        assert_eq!(code(&masked(0x81, &[0xff])), ["CLOSE 1007"]);
+        assert_eq!(code(&masked(0x82, b"x")), ["CLOSE 1003"]);
+        assert_eq!(code(&masked(0x81, &[b'x'; 101])), ["CLOSE 1009"]);
+        assert_eq!(code(&[0x81, 0x01, b'x']), ["CLOSE 1002"], "unmasked");
+    }
 }
