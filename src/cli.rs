@@ -54,6 +54,8 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+// Parsed once per run: the size of the server's options costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the chat server (one thread, edge-triggered epoll)
@@ -138,6 +140,14 @@ pub struct ServerArgs {
     /// Also speak IRC over TLS on ADDR, with the certificate of --listen-tls
     #[arg(long, value_name = "ADDR", requires = "listen_tls")]
     pub listen_irc_tls: Option<String>,
+
+    /// Also serve HTTP on ADDR: /healthz, /metrics (Prometheus) and a placeholder page
+    #[arg(long, value_name = "ADDR")]
+    pub listen_http: Option<String>,
+
+    /// A page origin allowed to open /ws, as browsers send it (scheme, host and port); repeatable; default: the Host itself
+    #[arg(long, value_name = "ORIGIN", requires = "listen_http")]
+    pub http_origin: Vec<String>,
 
     /// TLS certificate chain, PEM (certbot's fullchain.pem); SIGHUP reloads it
     #[arg(long, value_name = "FILE", requires = "listen_tls", value_hint = ValueHint::FilePath)]

@@ -544,6 +544,11 @@ impl<C> Core<C> {
         self.table.keys()
     }
 
+    /// Rooms with someone in them (for `/metrics`).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// The events emitted since the last call, in order.
     pub fn take_emitted(&mut self, into: &mut Vec<Emit>) {
         into.clear();

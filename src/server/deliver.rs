@@ -52,6 +52,8 @@ pub const KEEP_LISTED: usize = 1024;
 pub enum Door {
     JsonLines,
     Irc,
+    /// The JSON messages, one per WebSocket text frame (`--listen-http`).
+    WebSocket,
 }
 
 /// The IRCv3 tags an IRC connection asked for (`server-time`,
@@ -67,13 +69,14 @@ pub struct Tags {
     pub account: bool,
 }
 
-/// JSON lines, and IRC with each of the eight sets of [`Tags`].
-const DOORS: usize = 9;
+/// JSON lines, IRC with each of the eight sets of [`Tags`], WebSocket.
+const DOORS: usize = 10;
 
 impl Door {
     fn index(self, tags: Tags) -> usize {
         match self {
             Door::JsonLines => 0,
+            Door::WebSocket => 9,
             Door::Irc => {
                 1 + usize::from(tags.time)
                     + 2 * usize::from(tags.msgid)
@@ -96,6 +99,11 @@ impl Door {
     ) {
         match self {
             Door::JsonLines => json::encode(event, out),
+            Door::WebSocket => {
+                let start = out.len();
+                json::encode(event, out);
+                super::ws::frame_line(out, start);
+            }
             Door::Irc => {
                 let account = account.map(Name::as_str);
                 irc::encode(event, receiver.nick.as_str(), tags, account, out)

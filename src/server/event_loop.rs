@@ -46,6 +46,7 @@ use super::deliver::{Door, Outlet, PRESENCE_DELAY};
 use super::event::Event;
 use super::flood::{Allowance, Limit};
 use super::hashing::{Job, Pool, Report};
+use super::http;
 use super::hub::Hub;
 use super::irc::door::{self as irc, Tick};
 use super::log::EventLog;
@@ -53,6 +54,7 @@ use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
 use super::tls::{Certs, Progress, Session};
+use super::ws;
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
 use crate::wire::{ErrorCode, LeaveReason, ServerMsg};
@@ -64,6 +66,13 @@ const WAKER: Token = Token(usize::MAX - 3);
 const TLS_LISTENER: Token = Token(usize::MAX - 4);
 const IRC_LISTENER: Token = Token(usize::MAX - 5);
 const IRC_TLS_LISTENER: Token = Token(usize::MAX - 6);
+const HTTP_LISTENER: Token = Token(usize::MAX - 7);
+/// HTTP connections count down from here; connection keys never reach it
+/// (their generation stays below `u32::MAX - 16`).
+const HTTP_BASE: usize = usize::MAX - 1024;
+/// At most this many HTTP requests are served at once; more wait in the
+/// backlog.
+const MAX_HTTP: usize = 64;
 
 /// One read; big, so a busy sender is served in few system calls.
 const SCRATCH: usize = 256 * 1024;
@@ -115,6 +124,8 @@ enum Timer {
     Handshake(Key),
     /// An IRC connection's registration deadline or ping is due.
     Irc(Key),
+    /// An HTTP request's deadline: close it if it is still there.
+    Http(usize, u64),
 }
 
 /// A connection as the event loop sees it: the socket and its input side,
@@ -194,6 +205,17 @@ enum Again {
 pub struct Irc {
     pub plain: Option<TcpListener>,
     pub tls: Option<TcpListener>,
+    /// `--listen-http`: health, metrics and the placeholder page.
+    pub http: Option<TcpListener>,
+    /// `--http-origin`: empty, the page must come from the Host itself.
+    pub origins: Vec<String>,
+}
+
+/// An HTTP connection: its request so far, until it is answered.
+struct HttpConn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    input: Vec<u8>,
 }
 
 /// Everything the event loop is told at start.
@@ -248,6 +270,17 @@ pub struct EventLoop {
     /// `--listen-irc` and `--listen-irc-tls`.
     irc_listener: Option<TcpListener>,
     irc_tls_listener: Option<TcpListener>,
+    http_listener: Option<TcpListener>,
+    /// HTTP connections with their serial (so a deadline finds its own).
+    http: slab::Slab<(u64, HttpConn)>,
+    http_serial: u64,
+    /// An HTTP connection closed: accept again (see `close_http`).
+    http_resume: bool,
+    /// The frame readers of the WebSocket connections.
+    websockets: HashMap<Key, ws::Reader>,
+    /// `--http-origin`: the pages allowed to open a WebSocket.
+    origins: Vec<String>,
+    counts: http::Counts,
     certs: Option<Certs>,
     /// The TLS sessions of the connections whose `tls` is set.
     sessions: HashMap<Key, Box<Session>>,
@@ -312,10 +345,13 @@ impl EventLoop {
         let Irc {
             plain: mut irc_listener,
             tls: mut irc_tls_listener,
+            http: mut http_listener,
+            origins,
         } = irc;
         for (listener, token) in [
             (&mut irc_listener, IRC_LISTENER),
             (&mut irc_tls_listener, IRC_TLS_LISTENER),
+            (&mut http_listener, HTTP_LISTENER),
         ] {
             if let Some(listener) = listener {
                 poll.registry()
@@ -369,6 +405,13 @@ impl EventLoop {
             tls_listener,
             irc_listener,
             irc_tls_listener,
+            http_listener,
+            http: slab::Slab::new(),
+            http_serial: 0,
+            http_resume: false,
+            websockets: HashMap::new(),
+            origins,
+            counts: http::Counts::default(),
             certs,
             sessions: HashMap::new(),
             plain: Vec::new(),
@@ -446,6 +489,10 @@ impl EventLoop {
                     TLS_LISTENER => self.accept(Entry::Tls),
                     IRC_LISTENER => self.accept(Entry::Irc),
                     IRC_TLS_LISTENER => self.accept(Entry::IrcTls),
+                    HTTP_LISTENER => self.accept_http(),
+                    Token(n) if n <= HTTP_BASE && n > HTTP_BASE - MAX_HTTP - 1 => {
+                        self.read_http(HTTP_BASE - n)
+                    }
                     SIGNALS => self.on_signal(),
                     WAKER => {
                         self.on_store();
@@ -465,6 +512,9 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            while std::mem::take(&mut self.http_resume) {
+                self.accept_http();
             }
             self.write();
             if let Some(by) = self.shutdown_by
@@ -503,6 +553,166 @@ impl EventLoop {
             }
         }
         self.again.push(Again::Listener(entry));
+    }
+
+    /// Accepts HTTP connections while there is room for them.
+    fn accept_http(&mut self) {
+        while self.http.len() < MAX_HTTP {
+            let Some(listener) = &self.http_listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, addr)) => {
+                    let entry = self.http.vacant_entry();
+                    let slot = entry.key();
+                    let token = Token(HTTP_BASE - slot);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.http_serial += 1;
+                    let serial = self.http_serial;
+                    entry.insert((
+                        serial,
+                        HttpConn {
+                            stream,
+                            addr,
+                            input: Vec::new(),
+                        },
+                    ));
+                    let by = Instant::now() + http::DEADLINE;
+                    self.timers.push(Reverse((by, Timer::Http(slot, serial))));
+                    // Data may have come with the connection.
+                    self.read_http(slot);
+                }
+                Err(e) if is_transient_accept_error(&e) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads an HTTP request; once its head is complete (or wrong), writes
+    /// the answer and closes. Answers are small: a fresh socket's send
+    /// buffer takes them whole.
+    fn read_http(&mut self, slot: usize) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some((_, conn)) = self.http.get_mut(slot) else {
+                return;
+            };
+            match conn.stream.read(&mut buf) {
+                Ok(0) => return self.close_http(slot),
+                Ok(n) => conn.input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.close_http(slot),
+            }
+            let core = &self.hub.core;
+            let mut counts = self.counts;
+            let open = self.http.len();
+            let Some((_, conn)) = self.http.get_mut(slot) else {
+                return;
+            };
+            let verdict = http::answer(&conn.input, &self.origins, || {
+                for key in core.keys() {
+                    // Those gone counted theirs on leaving.
+                    counts.msgs_out += core.conn(key).map_or(0, |c| c.outlet.msgs_out);
+                    match core.conn(key).map(|c| c.outlet.door) {
+                        Some(Door::Irc) => counts.irc_conns += 1,
+                        Some(Door::WebSocket) => counts.ws_conns += 1,
+                        Some(Door::JsonLines) => counts.json_conns += 1,
+                        None => {}
+                    }
+                }
+                counts.rooms = core.room_count();
+                counts.http_conns = open;
+                counts
+            });
+            match verdict {
+                http::Verdict::Answer(bytes) => {
+                    self.counts.http_requests += 1;
+                    let _ = conn.stream.write_all(&bytes);
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    return self.close_http(slot);
+                }
+                http::Verdict::Upgrade { .. }
+                    if self.hub.core.len() >= self.settings.max_clients =>
+                {
+                    self.counts.http_requests += 1;
+                    let _ = conn.stream.write_all(&http::full());
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    return self.close_http(slot);
+                }
+                http::Verdict::Upgrade { answer, used } => {
+                    self.counts.http_requests += 1;
+                    let (_, mut conn) = self.http.remove(slot);
+                    self.http_resume = true;
+                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                    // A fresh socket's send buffer takes the short 101.
+                    if conn.stream.write_all(&answer).is_err() {
+                        return;
+                    }
+                    let rest = conn.input.split_off(used.min(conn.input.len()));
+                    return self.admit_websocket(conn.stream, conn.addr, &rest);
+                }
+                http::Verdict::More => {}
+            }
+        }
+    }
+
+    /// A WebSocket upgraded from the HTTP listener joins the chat as any
+    /// connection does; `rest` is what came after the upgrade request.
+    fn admit_websocket(&mut self, stream: TcpStream, addr: SocketAddr, rest: &[u8]) {
+        let _ = stream.set_nodelay(true);
+        keep_alive(&stream);
+        let conn = Conn {
+            stream,
+            outlet: Outlet::new(Door::WebSocket),
+            reader: LineReader::new(0),
+            state: State::Open,
+            writing: false,
+            allowance: Allowance::new(self.settings.flood, Instant::now()),
+            held: None,
+            resuming: false,
+            awaiting: false,
+            tls: false,
+        };
+        let key = self.hub.connect(Peer::new(addr, false), self.now_ms, conn);
+        self.websockets.insert(key, ws::Reader::default());
+        if let Some(user) = self.hub.core.user(key) {
+            self.log.connect(user.id, addr, self.now_ms);
+        }
+        let registered = match self.hub.core.conn_mut(key) {
+            Some(conn) => self
+                .poll
+                .registry()
+                .register(&mut conn.stream, Token(key.to_usize()), Interest::READABLE)
+                .is_ok(),
+            None => false,
+        };
+        if !registered {
+            return self.close(key);
+        }
+        if !rest.is_empty() {
+            self.input(key, rest, Instant::now());
+        }
+        // Input may wait in the socket already: edge triggering would not
+        // say so again.
+        self.again.push(Again::Conn(key));
+    }
+
+    fn close_http(&mut self, slot: usize) {
+        if self.http.contains(slot) {
+            let (_, mut conn) = self.http.remove(slot);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            // More may wait in the backlog now that there is room: accepted
+            // at the end of the turn (accepting here could recurse).
+            self.http_resume = true;
+        }
     }
 
     fn listener(&self, entry: Entry) -> Option<&TcpListener> {
@@ -556,7 +766,7 @@ impl EventLoop {
             stream,
             outlet: Outlet::new(entry.door()),
             reader: LineReader::new(match entry.door() {
-                Door::JsonLines => self.settings.max_line,
+                Door::JsonLines | Door::WebSocket => self.settings.max_line,
                 Door::Irc => irc::MAX_INPUT,
             }),
             state: State::Open,
@@ -569,7 +779,7 @@ impl EventLoop {
         };
         let peer = Peer::new(addr, tls);
         let key = match entry.door() {
-            Door::JsonLines => self.hub.connect(peer, self.now_ms, conn),
+            Door::JsonLines | Door::WebSocket => self.hub.connect(peer, self.now_ms, conn),
             Door::Irc => {
                 let key = self.hub.admit_irc(peer, self.now_ms, conn);
                 let at = Instant::now() + Duration::from_millis(irc::REGISTER_WITHIN_MS);
@@ -606,7 +816,7 @@ impl EventLoop {
         }
         // A fresh socket's send buffer is empty, so this short line fits.
         let _ = match entry.door() {
-            Door::JsonLines => stream.write(&self.server_full),
+            Door::JsonLines | Door::WebSocket => stream.write(&self.server_full),
             Door::Irc => stream.write(irc::SERVER_FULL),
         };
         let _ = stream.shutdown(Shutdown::Write);
@@ -634,7 +844,7 @@ impl EventLoop {
             return;
         }
         if let Some(held) = conn.held.take()
-            && !self.handle_input(key, &held, now)
+            && !self.input(key, &held, now)
         {
             return;
         }
@@ -660,7 +870,7 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
-                    self.handle_input(key, &scratch[..n], now)
+                    self.input(key, &scratch[..n], now)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
@@ -769,6 +979,107 @@ impl EventLoop {
         go_on
     }
 
+    /// Handles input by its door's framing.
+    fn input(&mut self, key: Key, input: &[u8], now: Instant) -> bool {
+        if self.websockets.contains_key(&key) {
+            self.handle_frames(key, input, now)
+        } else {
+            self.handle_input(key, input, now)
+        }
+    }
+
+    /// [`EventLoop::handle_input`] for a WebSocket: each text frame is a
+    /// line; pings are answered; a frame the door refuses closes it with
+    /// the code that says why.
+    fn handle_frames(&mut self, key: Key, input: &[u8], now: Instant) -> bool {
+        let limit = self.settings.flood;
+        let max_line = self.settings.max_line;
+        let Some(conn) = self.hub.core.conn_mut(key) else {
+            return false;
+        };
+        if !conn.allowance.has_room(limit, now) {
+            conn.held.get_or_insert_default().extend_from_slice(input);
+            resume_later(conn, key, limit, &mut self.timers);
+            return false;
+        }
+        let Some(mut reader) = self.websockets.remove(&key) else {
+            return false;
+        };
+        let mut flow = Flow::Continue;
+        let mut pongs = Vec::new();
+        let mut close = None;
+        let mut stopped = false;
+        let hub = &mut self.hub;
+        let now_ms = self.now_ms;
+        let lines_in = &mut self.counts.lines_in;
+        reader.feed(input, max_line, |input| match input {
+            ws::Input::Text(text) => {
+                *lines_in += 1;
+                flow = hub.line(key, text.as_bytes(), now_ms);
+                let Some(conn) = hub.core.conn_mut(key) else {
+                    return false;
+                };
+                conn.allowance.spend(limit);
+                let go = flow == Flow::Continue
+                    && conn.allowance.has_room(limit, now)
+                    && !hub.core.has_asks()
+                    && !hub.core.has_jobs();
+                stopped = !go;
+                go
+            }
+            ws::Input::Ping(payload) => {
+                pongs.push(payload);
+                true
+            }
+            ws::Input::Close(code) => {
+                close = Some(code);
+                false
+            }
+        });
+        let rest = if stopped {
+            reader.take_rest()
+        } else {
+            Vec::new()
+        };
+        self.websockets.insert(key, reader);
+        self.send_asks();
+        self.send_jobs();
+        for payload in pongs {
+            self.hub
+                .delivery
+                .answer(&mut self.hub.core, key, |out| ws::frame(0xA, &payload, out));
+        }
+        if let Some(code) = close {
+            self.hub
+                .delivery
+                .answer(&mut self.hub.core, key, |out| ws::close(code, out));
+            self.hub.depart(key, LeaveReason::Disconnect, self.now_ms);
+            self.finish(key);
+            return false;
+        }
+        if flow == Flow::Close {
+            self.hub
+                .delivery
+                .answer(&mut self.hub.core, key, |out| ws::close(ws::NORMAL, out));
+            self.finish(key);
+            return false;
+        }
+        let Some(conn) = self.hub.core.conn_mut(key) else {
+            return false;
+        };
+        let paused = stopped;
+        if paused {
+            conn.held.get_or_insert_default().extend_from_slice(&rest);
+        }
+        if !conn.allowance.has_room(limit, now) {
+            resume_later(conn, key, limit, &mut self.timers);
+        }
+        if self.hub.delivery.has_over() {
+            self.relieve();
+        }
+        !paused && self.hub.core.conn(key).is_some_and(|c| !c.awaiting)
+    }
+
     /// Frames and handles input. Returns whether to go on reading: not after
     /// `quit`, nor when the allowance ran out (the rest is held, and a
     /// wake-up is set for when the allowance allows more).
@@ -789,9 +1100,13 @@ impl EventLoop {
         let mut flow = Flow::Continue;
         let hub = &mut self.hub;
         let now_ms = self.now_ms;
+        let lines_in = &mut self.counts.lines_in;
         let consumed = reader.feed(input, |frame| {
             match frame {
-                Frame::Line(line) => flow = hub.line(key, line, now_ms),
+                Frame::Line(line) => {
+                    *lines_in += 1;
+                    flow = hub.line(key, line, now_ms)
+                }
                 Frame::TooLong => hub.line_too_long(key, max_line),
             }
             let Some(conn) = hub.core.conn_mut(key) else {
@@ -886,6 +1201,9 @@ impl EventLoop {
                         eprintln!("chat server: accounts: {why}");
                     }
                     self.accounts_failing = broken;
+                    if answer.login && matches!(answer.outcome, super::hashing::Outcome::Failed) {
+                        self.counts.failed_logins += 1;
+                    }
                     let key = answer.conn;
                     if let Some(user) = self.hub.core.user(key) {
                         use super::hashing::Outcome as O;
@@ -945,6 +1263,7 @@ impl EventLoop {
             self.flush(key);
         }
         for key in self.hub.drop_slow(self.now_ms) {
+            self.counts.dropped_slow += 1;
             self.close(key);
         }
     }
@@ -991,6 +1310,7 @@ impl EventLoop {
             self.tls_listener.take(),
             self.irc_listener.take(),
             self.irc_tls_listener.take(),
+            self.http_listener.take(),
         ]
         .into_iter()
         .flatten()
@@ -1147,6 +1467,11 @@ impl EventLoop {
                     self.close(key);
                 }
             }
+            Timer::Http(slot, serial) => {
+                if self.http.get(slot).is_some_and(|(s, _)| *s == serial) {
+                    self.close_http(slot);
+                }
+            }
             Timer::Irc(key) => match self.hub.irc_tick(key, self.now_ms) {
                 Tick::Again(ms) => {
                     let at = Instant::now() + Duration::from_millis(ms);
@@ -1181,6 +1506,7 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.websockets.remove(&key);
         if conn.tls
             && let Some(mut tls) = self.sessions.remove(&key)
         {
@@ -1195,6 +1521,7 @@ impl EventLoop {
             Presence::Gone(why) => why,
             Presence::Here | Presence::Waiting => Departure::Left(LeaveReason::Disconnect),
         };
+        self.counts.msgs_out += conn.outlet.msgs_out;
         self.log
             .disconnect(&user, conn.outlet.msgs_out, why, self.now_ms);
         drop(conn);

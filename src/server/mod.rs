@@ -5,7 +5,7 @@
 //!
 //! - [`json`]: the JSON-lines door; a line in becomes a core
 //!   [`Command`](core::Command), an event out becomes a line. Another
-//!   door ([`irc`]; WebSocket later) is a module beside it.
+//!   door ([`irc`]; the WebSocket door, `ws`) is a module beside it.
 //! - [`core`]: users, names, rooms and who hears what, in no protocol and
 //!   without sockets; it emits [`event`]s with their receivers.
 //! - [`event`]: the event stream the core emits, which the writers, the
@@ -31,6 +31,10 @@
 //!   failed logins per connection and per address.
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
 //!   sessions live in the event loop, beside the connection table.
+//! - `http`: `--listen-http`: `/healthz`, `/metrics` and a placeholder
+//!   page, one request per connection, and the upgrade to `/ws`;
+//!   `ws`: WebSocket frames in and out (the JSON messages, one per text
+//!   frame).
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
 //!   and the door's own answers out, events encoded as IRC lines.
 
@@ -42,6 +46,7 @@ pub mod event;
 mod event_loop;
 mod flood;
 pub mod hashing;
+mod http;
 pub mod hub;
 pub mod irc;
 pub mod json;
@@ -54,6 +59,7 @@ mod persist;
 pub mod store;
 pub mod table;
 mod tls;
+mod ws;
 
 pub use event_loop::Stopper;
 
@@ -103,6 +109,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
     };
     let irc_addr = parse_irc(&args.listen_irc)?;
     let irc_tls_addr = parse_irc(&args.listen_irc_tls)?;
+    let http_addr = parse_irc(&args.listen_http)?;
     if addr.is_none() && tls_addr.is_none() && irc_addr.is_none() {
         return Err(Fail::usage(
             "--listen none needs --listen-tls or --listen-irc: the server must listen somewhere",
@@ -145,6 +152,8 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let irc_tls = irc_tls_addr.map(open).transpose()?;
     let irc_bound = irc.as_ref().map(|(_, bound)| *bound);
     let irc_tls_bound = irc_tls.as_ref().map(|(_, bound)| *bound);
+    let web = http_addr.map(open).transpose()?;
+    let http_bound = web.as_ref().map(|(_, bound)| *bound);
     let signals =
         stop_signals().map_err(|e| Fail::runtime(format!("cannot handle signals: {e}")))?;
     let settings = Settings {
@@ -185,6 +194,8 @@ pub fn run(args: &ServerArgs) -> Outcome {
         event_loop::Irc {
             plain: irc.map(|(listener, _)| listener),
             tls: irc_tls.map(|(listener, _)| listener),
+            http: web.map(|(listener, _)| listener),
+            origins: args.http_origin.clone(),
         },
         Some(signals),
         log,
@@ -205,6 +216,9 @@ pub fn run(args: &ServerArgs) -> Outcome {
     }
     if let Some(bound) = irc_tls_bound {
         let _ = writeln!(stdout, "listening for IRC over TLS on {bound}");
+    }
+    if let Some(bound) = http_bound {
+        let _ = writeln!(stdout, "listening for HTTP on {bound}");
     }
     let _ = stdout.flush();
     event_loop
