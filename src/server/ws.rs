@@ -2,33 +2,14 @@
 //! frames in both directions. One protocol-v2 JSON message per text frame:
 //! the bytes of a JSON line without its `\n`.
 
+use base64ct::{Base64, Encoding};
+
 /// The key the server proves it read the upgrade with (RFC 6455 §4.2.2).
 pub fn accept_key(client_key: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
     ctx.update(client_key.trim().as_bytes());
     ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64(ctx.finish().as_ref())
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    Base64::encode_string(ctx.finish().as_ref())
 }
 
 /// Turns the JSON line appended to `out` from `start` into one text frame

@@ -5,6 +5,7 @@
 //! Everything that holds the password is zeroized when dropped, and none
 //! of it has a `Debug` that shows it.
 
+use base64ct::{Base64, Encoding};
 use zeroize::Zeroizing;
 
 /// A chunk this long means more follow.
@@ -78,37 +79,13 @@ pub fn step(buf: &mut Zeroizing<String>, chunk: &str) -> Step {
     Step::Done(authcid.to_owned(), Zeroizing::new(password.to_owned()))
 }
 
-/// Standard base64 with padding; `None` for anything else.
+/// Standard base64 with padding; `None` for anything else. base64ct
+/// (RustCrypto's, already here for the Argon2 hashes) decodes in constant
+/// time, which suits a password.
 fn decode(text: &str) -> Option<Zeroizing<Vec<u8>>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len() / 4 * 3));
-    let quads = bytes.len() / 4;
-    for (i, quad) in bytes.chunks(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && i + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = n << 6 | value(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let got = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&got[..3 - pad]);
-    }
+    let mut out = Zeroizing::new(vec![0; text.len() / 4 * 3]);
+    let len = Base64::decode(text, &mut out).ok()?.len();
+    out.truncate(len);
     Some(out)
 }
 
