@@ -316,8 +316,9 @@ fn comings_goings_renames_and_topics_are_seen_across_doors() {
         ":bobby!bobby@chat TOPIC #lobby :new topic"
     );
     assert_eq!(ann.recv_type("topic")["text"], "new topic");
+    // The parter sees their own reason, as everyone else does.
     bob.send("PART #lobby :bye");
-    assert_eq!(bob.expect("PART"), ":bobby!bobby@chat PART #lobby");
+    assert_eq!(bob.expect("PART"), ":bobby!bobby@chat PART #lobby :bye");
     let leave = ann.recv_type("leave");
     assert_eq!(
         (leave["room"].as_str(), leave["text"].as_str()),
@@ -353,7 +354,11 @@ fn mistakes_get_numerics_and_the_connection_lives() {
     c.send("NICK ANN");
     assert!(c.recv().starts_with(":chat 433 * ANN :"));
     c.send("NICK bob");
+    // An empty realname is a missing one: no welcome until USER is whole.
+    c.send("USER bob 0 * :");
+    assert_eq!(c.recv(), ":chat 461 * USER :Not enough parameters");
     c.send("USER bob 0 * :Bob");
+    assert_eq!(verb(&c.recv()), "001");
     c.expect("366");
     c.send("FROB x");
     assert_eq!(c.recv(), ":chat 421 bob FROB :Unknown command");
