@@ -802,6 +802,19 @@ fn a_wrong_sasl_password_is_904_and_the_account_name_stays_refused() {
     assert_eq!(c.recv(), "AUTHENTICATE +");
     c.send("AUTHENTICATE *");
     assert_eq!(verb(&c.recv()), "906");
+    // Endless 400-byte chunks fail the exchange with 904 (905 is for one
+    // chunk over 400 bytes).
+    c.send("AUTHENTICATE PLAIN");
+    assert_eq!(c.recv(), "AUTHENTICATE +");
+    let chunk = "A".repeat(400);
+    for _ in 0..5 {
+        c.send(&format!("AUTHENTICATE {chunk}"));
+    }
+    let failed = c.recv();
+    assert!(
+        failed.starts_with(":chat 904 * :SASL authentication failed"),
+        "{failed}"
+    );
     c.send("CAP END");
     let refused = c.recv();
     assert!(refused.starts_with(":chat 433 * ann :"), "{refused}");

@@ -765,6 +765,12 @@ impl Door {
                 Sasl::Plain(mut buf) => match sasl::step(&mut buf, arg) {
                     Step::More => client.sasl = Sasl::Plain(buf),
                     Step::TooLong => numeric(&mut out, me, "905", &["SASL message too long"]),
+                    Step::Overflow => numeric(
+                        &mut out,
+                        me,
+                        "904",
+                        &["SASL authentication failed: payload too long"],
+                    ),
                     Step::Malformed => numeric(
                         &mut out,
                         me,
