@@ -295,8 +295,9 @@ fn comings_goings_renames_and_topics_are_seen_across_doors() {
         ":bobby!bobby@chat TOPIC #lobby :new topic"
     );
     assert_eq!(ann.recv_type("topic")["text"], "new topic");
+    // The parter sees their own reason, as everyone else does.
     bob.send("PART #lobby :bye");
-    assert_eq!(bob.expect("PART"), ":bobby!bobby@chat PART #lobby");
+    assert_eq!(bob.expect("PART"), ":bobby!bobby@chat PART #lobby :bye");
     let leave = ann.recv_type("leave");
     assert_eq!(
         (leave["room"].as_str(), leave["text"].as_str()),
@@ -332,7 +333,11 @@ fn mistakes_get_numerics_and_the_connection_lives() {
     c.send("NICK ANN");
     assert!(c.recv().starts_with(":chat 433 * ANN :"));
     c.send("NICK bob");
+    // An empty realname is a missing one: no welcome until USER is whole.
+    c.send("USER bob 0 * :");
+    assert_eq!(c.recv(), ":chat 461 * USER :Not enough parameters");
     c.send("USER bob 0 * :Bob");
+    assert_eq!(verb(&c.recv()), "001");
     c.expect("366");
     c.send("FROB x");
     assert_eq!(c.recv(), ":chat 421 bob FROB :Unknown command");
@@ -776,6 +781,19 @@ fn a_wrong_sasl_password_is_904_and_the_account_name_stays_refused() {
     assert_eq!(c.recv(), "AUTHENTICATE +");
     c.send("AUTHENTICATE *");
     assert_eq!(verb(&c.recv()), "906");
+    // Endless 400-byte chunks fail the exchange with 904 (905 is for one
+    // chunk over 400 bytes).
+    c.send("AUTHENTICATE PLAIN");
+    assert_eq!(c.recv(), "AUTHENTICATE +");
+    let chunk = "A".repeat(400);
+    for _ in 0..5 {
+        c.send(&format!("AUTHENTICATE {chunk}"));
+    }
+    let failed = c.recv();
+    assert!(
+        failed.starts_with(":chat 904 * :SASL authentication failed"),
+        "{failed}"
+    );
     c.send("CAP END");
     let refused = c.recv();
     assert!(refused.starts_with(":chat 433 * ann :"), "{refused}");

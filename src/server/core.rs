@@ -1563,7 +1563,13 @@ impl<C> Core<C> {
         };
         r.user.rooms.remove(room);
         let (id, nick) = (r.user.id, r.user.nick.clone());
-        self.emit(Event::Parted { room: name.clone() }, To::One(key));
+        self.emit(
+            Event::Parted {
+                room: name.clone(),
+                text: text.map(Into::into),
+            },
+            To::One(key),
+        );
         self.leave_room(key, room);
         // The room may be gone with its last member; then nobody is told.
         if self.rooms.get(room).is_some_and(|r| r.name == name) {

@@ -81,6 +81,8 @@ pub enum Event {
     },
     Parted {
         room: Name,
+        /// The parter's reason, echoed to them by the IRC door as to everyone else.
+        text: Option<Box<str>>,
     },
     Topic {
         room: Name,

@@ -148,7 +148,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
                 .collect(),
         }
         .encode(out),
-        Event::Parted { room } => ServerMsg::Parted {
+        Event::Parted { room, .. } => ServerMsg::Parted {
             room: b(room.as_str()),
         }
         .encode(out),

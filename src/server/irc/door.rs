@@ -511,7 +511,8 @@ impl Door {
                 },
             },
             "USER" => {
-                if params.len() < 4 {
+                // An empty username or realname is a missing one (RFC 2812, 3.1.3).
+                if params.len() < 4 || params[0].is_empty() || params[3].is_empty() {
                     numeric(&mut out, "", "461", &["USER", "Not enough parameters"]);
                 } else {
                     client.user = true;
@@ -764,6 +765,12 @@ impl Door {
                 Sasl::Plain(mut buf) => match sasl::step(&mut buf, arg) {
                     Step::More => client.sasl = Sasl::Plain(buf),
                     Step::TooLong => numeric(&mut out, me, "905", &["SASL message too long"]),
+                    Step::Overflow => numeric(
+                        &mut out,
+                        me,
+                        "904",
+                        &["SASL authentication failed: payload too long"],
+                    ),
                     Step::Malformed => numeric(
                         &mut out,
                         me,

@@ -205,14 +205,12 @@ pub fn encode(event: &Event, me: &str, tags: Tags, account: Option<&str>, out: &
             }
             names(out, me, &chan, users.iter().map(|(_, n)| n.as_str()));
         }
-        Event::Parted { room } => {
-            write(
-                out,
-                &[],
-                Some(&mask(me)),
-                "PART",
-                &[&channel(room.as_str())],
-            );
+        Event::Parted { room, text } => {
+            let chan = channel(room.as_str());
+            match text.as_deref() {
+                Some(text) => write_text(out, Some(&mask(me)), "PART", &[&chan, &clean(text)]),
+                None => write(out, &[], Some(&mask(me)), "PART", &[&chan]),
+            }
         }
         Event::Topic { room, by, text, .. } => {
             let chan = channel(room.as_str());

@@ -37,8 +37,11 @@ impl std::fmt::Debug for Sasl {
 pub enum Step {
     /// More chunks to come.
     More,
-    /// The payload was too long (905).
+    /// One chunk was longer than 400 bytes (905, ERR_SASLTOOLONG).
     TooLong,
+    /// The chunks together were too long: 905 is for one chunk only, so
+    /// this is a plain failure (904), as the IRCv3 SASL spec's tests expect.
+    Overflow,
     /// Not PLAIN's `authzid\0authcid\0password` in base64 (904).
     Malformed,
     /// The account (authcid) and the password.
@@ -47,8 +50,11 @@ pub enum Step {
 
 /// Adds `chunk` to the payload gathered in `buf`.
 pub fn step(buf: &mut Zeroizing<String>, chunk: &str) -> Step {
-    if chunk.len() > CHUNK || buf.len() + chunk.len() > MAX_PAYLOAD {
+    if chunk.len() > CHUNK {
         return Step::TooLong;
+    }
+    if buf.len() + chunk.len() > MAX_PAYLOAD {
+        return Step::Overflow;
     }
     if chunk != "+" {
         buf.push_str(chunk);
@@ -128,5 +134,9 @@ mod tests {
             step(&mut buf, &"A".repeat(CHUNK + 1)),
             Step::TooLong
         ));
+        for _ in 1..MAX_PAYLOAD / CHUNK {
+            assert!(matches!(step(&mut buf, &"A".repeat(CHUNK)), Step::More));
+        }
+        assert!(matches!(step(&mut buf, "AAAA"), Step::Overflow));
     }
 }
