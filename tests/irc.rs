@@ -363,6 +363,10 @@ fn mistakes_get_numerics_and_the_connection_lives() {
     assert_eq!(c.recv(), ":chat 417 bob :Input line was too long");
     c.send(&format!("PRIVMSG #lobby :{}", "x".repeat(9000)));
     assert_eq!(c.recv(), ":chat 417 bob :Input line was too long");
+    // A client's tags: up to 4094 bytes, then 417 (IRCv3 message-tags).
+    c.send(&format!("@+a={} PRIVMSG #lobby :tagged", "t".repeat(4091)));
+    c.send(&format!("@+a={} PRIVMSG #lobby :tagged", "t".repeat(4092)));
+    assert_eq!(c.recv(), ":chat 417 bob :Input line was too long");
     assert!(c.sync().is_empty());
 }
 

@@ -45,6 +45,9 @@ pub const PING_TIMEOUT_MS: u64 = 60_000;
 pub const LINE: usize = 512;
 /// The tags a client may send before the line proper (IRCv3).
 pub const TAGS: usize = 8191;
+/// The tags a client itself may send, with their `@` and space (IRCv3
+/// message-tags); the rest of [`TAGS`] is the server's to add.
+pub const CLIENT_TAGS: usize = 4096;
 /// What the framing accepts: tags and a line.
 pub const MAX_INPUT: usize = TAGS + LINE;
 
@@ -295,13 +298,16 @@ impl Door {
         let Some(msg) = Message::parse(text) else {
             return Flow::Continue;
         };
-        // The line proper, without its tags, has IRC's limit.
+        // The line proper, without its tags, has IRC's limit; a client's
+        // tags have IRCv3's (4094 bytes, 4096 with the `@` and the space).
         let bare = text.trim_end_matches('\r');
-        let proper = match bare.strip_prefix('@') {
-            Some(tagged) => tagged.split_once(' ').map_or(0, |(_, rest)| rest.len()),
-            None => bare.len(),
+        let (tags, proper) = match bare.strip_prefix('@') {
+            Some(tagged) => tagged
+                .split_once(' ')
+                .map_or((bare.len(), 0), |(t, rest)| (t.len() + 2, rest.len())),
+            None => (0, bare.len()),
         };
-        if proper + 2 > LINE {
+        if proper + 2 > LINE || tags > CLIENT_TAGS {
             parts.core.count_in(key);
             parts.answer(key, |out| {
                 numeric(out, &me, "417", &["Input line was too long"])
