@@ -915,7 +915,7 @@ impl EventLoop {
             let go_on = match progress {
                 Ok(Progress::Data) => {
                     budget = budget.saturating_sub(plain.len());
-                    self.handle_input(key, &plain, now)
+                    self.input(key, &plain, now)
                 }
                 Ok(Progress::NeedInput) => self.read_records(key),
                 Ok(Progress::Closed) => {
