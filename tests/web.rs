@@ -311,3 +311,43 @@ fn a_full_server_refuses_the_upgrade_with_503() {
         Ok(_) => panic!("a full server took a WebSocket"),
     }
 }
+
+/// The answer as the header says it: the head, and a body of exactly
+/// Content-Length bytes.
+fn whole(answer: &str) -> bool {
+    let length = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    length == Some(body(answer).len())
+}
+
+#[test]
+fn a_client_that_reads_slowly_gets_the_whole_answer() {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let (_server, http) = start();
+    for path in ["/", "/metrics"] {
+        let mut slow = TcpStream::connect(http).expect("connect");
+        // A small receive window: the server's
+        // writes outrun it at once.
+        setsockopt(&slow, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+        slow.set_read_timeout(Some(WAIT)).expect("timeout");
+        slow.write_all(format!("GET {path} HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+            .expect("write");
+        // Answered meanwhile: the slow one holds no one up, and its
+        // answer is queued by now.
+        assert!(get(http, "/healthz").starts_with("HTTP/1.1 200 "));
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 512];
+        loop {
+            match slow.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("reading {path}: {e}"),
+            }
+        }
+        let answer = String::from_utf8(out).expect("utf-8");
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(whole(&answer), "cut short: {answer}");
+    }
+}

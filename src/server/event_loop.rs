@@ -54,6 +54,7 @@ use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
 use super::tls::{Certs, Progress, Session};
+use super::web_conn::{Got, HttpConn};
 use super::ws;
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
@@ -209,13 +210,6 @@ pub struct Irc {
     pub http: Option<TcpListener>,
     /// `--http-origin`: empty, the page must come from the Host itself.
     pub origins: Vec<String>,
-}
-
-/// An HTTP connection: its request so far, until it is answered.
-struct HttpConn {
-    stream: TcpStream,
-    addr: SocketAddr,
-    input: Vec<u8>,
 }
 
 /// Everything the event loop is told at start.
@@ -491,7 +485,7 @@ impl EventLoop {
                     IRC_TLS_LISTENER => self.accept(Entry::IrcTls),
                     HTTP_LISTENER => self.accept_http(),
                     Token(n) if n <= HTTP_BASE && n > HTTP_BASE - MAX_HTTP - 1 => {
-                        self.read_http(HTTP_BASE - n)
+                        self.serve_http(HTTP_BASE - n)
                     }
                     SIGNALS => self.on_signal(),
                     WAKER => {
@@ -576,18 +570,11 @@ impl EventLoop {
                     }
                     self.http_serial += 1;
                     let serial = self.http_serial;
-                    entry.insert((
-                        serial,
-                        HttpConn {
-                            stream,
-                            addr,
-                            input: Vec::new(),
-                        },
-                    ));
+                    entry.insert((serial, HttpConn::new(stream, addr, None)));
                     let by = Instant::now() + http::DEADLINE;
                     self.timers.push(Reverse((by, Timer::Http(slot, serial))));
                     // Data may have come with the connection.
-                    self.read_http(slot);
+                    self.serve_http(slot);
                 }
                 Err(e) if is_transient_accept_error(&e) => {}
                 Err(_) => return,
@@ -595,27 +582,37 @@ impl EventLoop {
         }
     }
 
-    /// Reads an HTTP request; once its head is complete (or wrong), writes
-    /// the answer and closes. Answers are small: a fresh socket's send
-    /// buffer takes them whole.
-    fn read_http(&mut self, slot: usize) {
-        let mut buf = [0u8; 4096];
-        loop {
+    /// Reads an HTTP request; once its head is complete (or wrong), queues
+    /// the answer and writes it as the socket takes it, or upgrades to a
+    /// WebSocket.
+    fn serve_http(&mut self, slot: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let upgrade = loop {
             let Some((_, conn)) = self.http.get_mut(slot) else {
+                self.scratch = scratch;
                 return;
             };
-            match conn.stream.read(&mut buf) {
-                Ok(0) => return self.close_http(slot),
-                Ok(n) => conn.input.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.close_http(slot),
+            match conn.read(&mut scratch[..16 * 1024]) {
+                Got::Input => {}
+                Got::Blocked => break None,
+                Got::End if conn.answered => {
+                    // It may still read: the answer goes out first.
+                    conn.peer_done = true;
+                    break None;
+                }
+                Got::End | Got::Failed => {
+                    self.scratch = scratch;
+                    return self.close_http(slot);
+                }
+            }
+            if conn.answered {
+                continue;
             }
             let core = &self.hub.core;
             let mut counts = self.counts;
             let open = self.http.len();
             let Some((_, conn)) = self.http.get_mut(slot) else {
-                return;
+                break None;
             };
             let verdict = http::answer(&conn.input, &self.origins, || {
                 for key in core.keys() {
@@ -635,38 +632,86 @@ impl EventLoop {
             match verdict {
                 http::Verdict::Answer(bytes) => {
                     self.counts.http_requests += 1;
-                    let _ = conn.stream.write_all(&bytes);
-                    let _ = conn.stream.shutdown(Shutdown::Write);
-                    return self.close_http(slot);
+                    conn.answer(&bytes);
                 }
                 http::Verdict::Upgrade { .. }
                     if self.hub.core.len() >= self.settings.max_clients =>
                 {
                     self.counts.http_requests += 1;
-                    let _ = conn.stream.write_all(&http::full());
-                    let _ = conn.stream.shutdown(Shutdown::Write);
-                    return self.close_http(slot);
+                    conn.answer(&http::full());
                 }
                 http::Verdict::Upgrade { answer, used } => {
                     self.counts.http_requests += 1;
-                    let (_, mut conn) = self.http.remove(slot);
-                    self.http_resume = true;
-                    let _ = self.poll.registry().deregister(&mut conn.stream);
-                    // A fresh socket's send buffer takes the short 101.
-                    if conn.stream.write_all(&answer).is_err() {
-                        return;
-                    }
-                    let rest = conn.input.split_off(used.min(conn.input.len()));
-                    return self.admit_websocket(conn.stream, conn.addr, &rest);
+                    break Some((answer, used));
                 }
                 http::Verdict::More => {}
             }
+        };
+        self.scratch = scratch;
+        match upgrade {
+            Some((answer, used)) => self.upgrade_http(slot, &answer, used),
+            None => self.flush_http(slot),
         }
+    }
+
+    /// Writes an HTTP answer as far as the socket takes it; closes once it
+    /// is written and the client is done.
+    fn flush_http(&mut self, slot: usize) {
+        let Some((_, conn)) = self.http.get_mut(slot) else {
+            return;
+        };
+        let done = match conn.flush(&mut self.seal) {
+            Ok(done) => done,
+            Err(_) => return self.close_http(slot),
+        };
+        if done && conn.answered && conn.peer_done {
+            return self.close_http(slot);
+        }
+        let token = Token(HTTP_BASE - slot);
+        if want_writable(
+            self.poll.registry(),
+            &mut conn.stream,
+            token,
+            !done,
+            &mut conn.writing,
+        )
+        .is_err()
+        {
+            self.close_http(slot);
+        }
+    }
+
+    /// Moves a connection whose upgrade was accepted from the HTTP slab to
+    /// the connection table.
+    fn upgrade_http(&mut self, slot: usize, answer: &[u8], used: usize) {
+        let (_, mut conn) = self.http.remove(slot);
+        self.http_resume = true;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        // A fresh socket's send buffer takes the short 101; with TLS, the
+        // records it does not take wait in the session, and go first.
+        let written = match &mut conn.session {
+            None => conn.stream.write_all(answer),
+            Some(session) => session
+                .writer(&mut conn.stream, &mut self.seal)
+                .write_all(answer),
+        };
+        if written.is_err() {
+            return;
+        }
+        let rest = conn.input.split_off(used.min(conn.input.len()));
+        self.admit_websocket(conn.stream, conn.addr, conn.session, &rest);
     }
 
     /// A WebSocket upgraded from the HTTP listener joins the chat as any
     /// connection does; `rest` is what came after the upgrade request.
-    fn admit_websocket(&mut self, stream: TcpStream, addr: SocketAddr, rest: &[u8]) {
+    fn admit_websocket(
+        &mut self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        session: Option<Box<Session>>,
+        rest: &[u8],
+    ) {
+        let tls = session.is_some();
         let _ = stream.set_nodelay(true);
         keep_alive(&stream);
         let conn = Conn {
@@ -679,10 +724,13 @@ impl EventLoop {
             held: None,
             resuming: false,
             awaiting: false,
-            tls: false,
+            tls,
         };
-        let key = self.hub.connect(Peer::new(addr, false), self.now_ms, conn);
+        let key = self.hub.connect(Peer::new(addr, tls), self.now_ms, conn);
         self.websockets.insert(key, ws::Reader::default());
+        if let Some(session) = session {
+            self.sessions.insert(key, session);
+        }
         if let Some(user) = self.hub.core.user(key) {
             self.log.connect(user.id, addr, self.now_ms);
         }

@@ -34,7 +34,8 @@
 //! - `http`: `--listen-http`: `/healthz`, `/metrics` and a placeholder
 //!   page, one request per connection, and the upgrade to `/ws`;
 //!   `ws`: WebSocket frames in and out (the JSON messages, one per text
-//!   frame).
+//!   frame); `web_conn`: one HTTP connection's socket, TLS session and
+//!   queued answer until it is answered or upgraded.
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
 //!   and the door's own answers out, events encoded as IRC lines.
 
@@ -59,6 +60,7 @@ mod persist;
 pub mod store;
 pub mod table;
 mod tls;
+mod web_conn;
 mod ws;
 
 pub use event_loop::Stopper;
