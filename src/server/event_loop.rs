@@ -1095,7 +1095,7 @@ impl EventLoop {
         for payload in pongs {
             self.hub
                 .delivery
-                .answer(&mut self.hub.core, key, |out| ws::frame(0xA, &payload, out));
+                .answer(&mut self.hub.core, key, |out| ws::pong(&payload, out));
         }
         if let Some(code) = close {
             self.hub
