@@ -145,8 +145,12 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen_http: Option<String>,
 
+    /// Also serve the web door over TLS on ADDR (the page then uses wss:), with the certificate of --listen-tls
+    #[arg(long, value_name = "ADDR", requires = "listen_tls")]
+    pub listen_https: Option<String>,
+
     /// A page origin allowed to open /ws, as browsers send it (scheme, host and port); repeatable; default: the Host itself
-    #[arg(long, value_name = "ORIGIN", requires = "listen_http")]
+    #[arg(long, value_name = "ORIGIN")]
     pub http_origin: Vec<String>,
 
     /// TLS certificate chain, PEM (certbot's fullchain.pem); SIGHUP reloads it

@@ -16,10 +16,18 @@ fn start() -> (Server, SocketAddr) {
 }
 
 fn start_with(extra: &[&str]) -> (Server, SocketAddr) {
-    let mut child = chat()
-        .args(["server", "--listen", "127.0.0.1:0"])
+    let mut cmd = chat();
+    cmd.args(["server", "--listen", "127.0.0.1:0"])
         .args(["--listen-http", "127.0.0.1:0", "--quiet"])
-        .args(extra)
+        .args(extra);
+    let (server, addrs) = start_cmd(&mut cmd, &["listening for HTTP on "]);
+    (server, addrs[0])
+}
+
+/// Starts `cmd` (a `chat server`) and reads its JSON-lines address, then
+/// one address for each of `prefixes`, in order.
+fn start_cmd(cmd: &mut std::process::Command, prefixes: &[&str]) -> (Server, Vec<SocketAddr>) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -34,8 +42,8 @@ fn start_with(extra: &[&str]) -> (Server, SocketAddr) {
             .unwrap_or_else(|| panic!("server said {line:?}, not '{prefix}ADDR'"))
     };
     let addr = read_addr("listening on ");
-    let http = read_addr("listening for HTTP on ");
-    (Server { child, addr }, http)
+    let addrs = prefixes.iter().map(|p| read_addr(p)).collect();
+    (Server { child, addr }, addrs)
 }
 
 /// Sends `request` raw and reads the whole answer (the server closes).
@@ -350,4 +358,83 @@ fn a_client_that_reads_slowly_gets_the_whole_answer() {
         assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
         assert!(whole(&answer), "cut short: {answer}");
     }
+}
+
+#[test]
+fn a_wss_session_round_trips_a_message_with_a_json_user() {
+    use chat::addr::Host;
+    use rustls::StreamOwned;
+    let dir = common::TempDir::new("wss");
+    let cert = dir.path.join("cert.pem");
+    let key = dir.path.join("key.pem");
+    let made = common::output_within(
+        chat()
+            .args(["cert", "--host", "localhost", "--cert"])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key),
+    );
+    assert!(made.status.success(), "chat cert: {made:?}");
+    let mut cmd = chat();
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--quiet"])
+        .args([
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--listen-https",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key);
+    let (server, https) = start_cmd(
+        &mut cmd,
+        &["listening for TLS on ", "listening for HTTPS on "],
+    );
+    let https = https[1];
+
+    let client =
+        chat::tls::Client::new(&Host::Name("localhost".into()), Some(&cert)).expect("TLS set-up");
+    let mut tcp = TcpStream::connect(https).expect("connect");
+    let session = client.handshake(&mut tcp, WAIT).expect("TLS handshake");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let stream = StreamOwned::new(session, tcp);
+    let (mut web, _) = tungstenite::client(format!("wss://localhost:{}/ws", https.port()), stream)
+        .unwrap_or_else(|e| panic!("upgrade over TLS: {e}"));
+    let mut recv = |kind: &str| loop {
+        match web.read().expect("read a frame") {
+            tungstenite::Message::Text(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                if v["type"] == kind {
+                    break v;
+                }
+            }
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    };
+    recv("welcome");
+    let mut ann = server.join("ann");
+    ann.send(&json!({"type": "group", "text": "over tls"}));
+    assert_eq!(recv("group")["text"], "over tls");
+    web.send(tungstenite::Message::text(
+        json!({"type": "group", "text": "back over wss"}).to_string(),
+    ))
+    .expect("send");
+    assert_eq!(ann.recv_type("group")["text"], "back over wss");
+
+    // The rest of the door answers over TLS too.
+    let mut tcp = TcpStream::connect(https).expect("connect");
+    let session = client.handshake(&mut tcp, WAIT).expect("TLS handshake");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut stream = StreamOwned::new(session, tcp);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && body(&answer) == "ok\n",
+        "{answer}"
+    );
 }

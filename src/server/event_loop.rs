@@ -68,6 +68,7 @@ const TLS_LISTENER: Token = Token(usize::MAX - 4);
 const IRC_LISTENER: Token = Token(usize::MAX - 5);
 const IRC_TLS_LISTENER: Token = Token(usize::MAX - 6);
 const HTTP_LISTENER: Token = Token(usize::MAX - 7);
+const HTTPS_LISTENER: Token = Token(usize::MAX - 8);
 /// HTTP connections count down from here; connection keys never reach it
 /// (their generation stays below `u32::MAX - 16`).
 const HTTP_BASE: usize = usize::MAX - 1024;
@@ -208,6 +209,9 @@ pub struct Irc {
     pub tls: Option<TcpListener>,
     /// `--listen-http`: health, metrics and the placeholder page.
     pub http: Option<TcpListener>,
+    /// `--listen-https`: the same over TLS, with the certificate of
+    /// `--listen-tls`.
+    pub https: Option<TcpListener>,
     /// `--http-origin`: empty, the page must come from the Host itself.
     pub origins: Vec<String>,
 }
@@ -265,6 +269,7 @@ pub struct EventLoop {
     irc_listener: Option<TcpListener>,
     irc_tls_listener: Option<TcpListener>,
     http_listener: Option<TcpListener>,
+    https_listener: Option<TcpListener>,
     /// HTTP connections with their serial (so a deadline finds its own).
     http: slab::Slab<(u64, HttpConn)>,
     http_serial: u64,
@@ -340,12 +345,14 @@ impl EventLoop {
             plain: mut irc_listener,
             tls: mut irc_tls_listener,
             http: mut http_listener,
+            https: mut https_listener,
             origins,
         } = irc;
         for (listener, token) in [
             (&mut irc_listener, IRC_LISTENER),
             (&mut irc_tls_listener, IRC_TLS_LISTENER),
             (&mut http_listener, HTTP_LISTENER),
+            (&mut https_listener, HTTPS_LISTENER),
         ] {
             if let Some(listener) = listener {
                 poll.registry()
@@ -400,6 +407,7 @@ impl EventLoop {
             irc_listener,
             irc_tls_listener,
             http_listener,
+            https_listener,
             http: slab::Slab::new(),
             http_serial: 0,
             http_resume: false,
@@ -483,7 +491,8 @@ impl EventLoop {
                     TLS_LISTENER => self.accept(Entry::Tls),
                     IRC_LISTENER => self.accept(Entry::Irc),
                     IRC_TLS_LISTENER => self.accept(Entry::IrcTls),
-                    HTTP_LISTENER => self.accept_http(),
+                    HTTP_LISTENER => self.accept_http(false),
+                    HTTPS_LISTENER => self.accept_http(true),
                     Token(n) if n <= HTTP_BASE && n > HTTP_BASE - MAX_HTTP - 1 => {
                         self.serve_http(HTTP_BASE - n)
                     }
@@ -508,7 +517,8 @@ impl EventLoop {
                 }
             }
             while std::mem::take(&mut self.http_resume) {
-                self.accept_http();
+                self.accept_http(false);
+                self.accept_http(true);
             }
             self.write();
             if let Some(by) = self.shutdown_by
@@ -549,14 +559,27 @@ impl EventLoop {
         self.again.push(Again::Listener(entry));
     }
 
-    /// Accepts HTTP connections while there is room for them.
-    fn accept_http(&mut self) {
+    /// Accepts HTTP connections (HTTPS with `tls`) while there is room
+    /// for them.
+    fn accept_http(&mut self, tls: bool) {
         while self.http.len() < MAX_HTTP {
-            let Some(listener) = &self.http_listener else {
+            let listener = match tls {
+                false => &self.http_listener,
+                true => &self.https_listener,
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
                 Ok((mut stream, addr)) => {
+                    let session = match (tls, &self.certs) {
+                        (false, _) => None,
+                        (true, Some(certs)) => match Session::new(certs.config()) {
+                            Ok(session) => Some(Box::new(session)),
+                            Err(_) => continue,
+                        },
+                        (true, None) => continue,
+                    };
                     let entry = self.http.vacant_entry();
                     let slot = entry.key();
                     let token = Token(HTTP_BASE - slot);
@@ -570,7 +593,7 @@ impl EventLoop {
                     }
                     self.http_serial += 1;
                     let serial = self.http_serial;
-                    entry.insert((serial, HttpConn::new(stream, addr, None)));
+                    entry.insert((serial, HttpConn::new(stream, addr, session)));
                     let by = Instant::now() + http::DEADLINE;
                     self.timers.push(Reverse((by, Timer::Http(slot, serial))));
                     // Data may have come with the connection.
@@ -1359,6 +1382,7 @@ impl EventLoop {
             self.irc_listener.take(),
             self.irc_tls_listener.take(),
             self.http_listener.take(),
+            self.https_listener.take(),
         ]
         .into_iter()
         .flatten()

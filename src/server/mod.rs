@@ -112,6 +112,12 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let irc_addr = parse_irc(&args.listen_irc)?;
     let irc_tls_addr = parse_irc(&args.listen_irc_tls)?;
     let http_addr = parse_irc(&args.listen_http)?;
+    let https_addr = parse_irc(&args.listen_https)?;
+    if !args.http_origin.is_empty() && http_addr.is_none() && https_addr.is_none() {
+        return Err(Fail::usage(
+            "--http-origin needs --listen-http or --listen-https: it says who may open /ws",
+        ));
+    }
     if addr.is_none() && tls_addr.is_none() && irc_addr.is_none() {
         return Err(Fail::usage(
             "--listen none needs --listen-tls or --listen-irc: the server must listen somewhere",
@@ -156,6 +162,8 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let irc_tls_bound = irc_tls.as_ref().map(|(_, bound)| *bound);
     let web = http_addr.map(open).transpose()?;
     let http_bound = web.as_ref().map(|(_, bound)| *bound);
+    let web_tls = https_addr.map(open).transpose()?;
+    let https_bound = web_tls.as_ref().map(|(_, bound)| *bound);
     let signals =
         stop_signals().map_err(|e| Fail::runtime(format!("cannot handle signals: {e}")))?;
     let settings = Settings {
@@ -197,6 +205,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
             plain: irc.map(|(listener, _)| listener),
             tls: irc_tls.map(|(listener, _)| listener),
             http: web.map(|(listener, _)| listener),
+            https: web_tls.map(|(listener, _)| listener),
             origins: args.http_origin.clone(),
         },
         Some(signals),
@@ -221,6 +230,9 @@ pub fn run(args: &ServerArgs) -> Outcome {
     }
     if let Some(bound) = http_bound {
         let _ = writeln!(stdout, "listening for HTTP on {bound}");
+    }
+    if let Some(bound) = https_bound {
+        let _ = writeln!(stdout, "listening for HTTPS on {bound}");
     }
     let _ = stdout.flush();
     event_loop
