@@ -135,6 +135,26 @@ fn metrics_parse_and_count_a_message() {
         "{text}"
     );
     assert_eq!(metric(text, "chat_rooms"), 1.0, "{text}");
+    assert!(
+        metric(text, "chat_messages_in_total{door=\"json\"}") >= 3.0,
+        "{text}"
+    );
+    assert!(metric(text, "chat_bytes_out_total") > 0.0, "{text}");
+    assert!(
+        metric(text, "chat_http_requests_total{code=\"200\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(metric(text, "chat_loop_turn_seconds_count") > 0.0, "{text}");
+    assert_eq!(
+        metric(text, "chat_loop_turn_seconds_bucket{le=\"+Inf\"}"),
+        metric(text, "chat_loop_turn_seconds_count"),
+        "{text}"
+    );
+    assert!(metric(text, "process_open_fds") >= 5.0, "{text}");
+    assert!(
+        metric(text, "process_resident_memory_bytes") > 1e6,
+        "{text}"
+    );
 }
 
 #[test]

@@ -50,6 +50,7 @@ use super::http;
 use super::hub::Hub;
 use super::irc::door::{self as irc, Tick};
 use super::log::EventLog;
+use super::metrics::Counts;
 use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
@@ -279,7 +280,7 @@ pub struct EventLoop {
     websockets: HashMap<Key, ws::Reader>,
     /// `--http-origin`: the pages allowed to open a WebSocket.
     origins: Vec<String>,
-    counts: http::Counts,
+    counts: Counts,
     certs: Option<Certs>,
     /// The TLS sessions of the connections whose `tls` is set.
     sessions: HashMap<Key, Box<Session>>,
@@ -373,10 +374,12 @@ impl EventLoop {
             message: "the server is full; try again later".into(),
         }
         .encode(&mut server_full);
+        let mut stored_seq = 0;
         let (hub, persist) = match history {
             None => (Hub::new(settings.core.clone(), settings.max_queue), None),
             Some(opened) => {
                 let mut hub = Hub::stored(settings.core.clone(), settings.max_queue);
+                stored_seq = opened.last_seq;
                 hub.core.restore(opened.last_seq, opened.topics);
                 let persist =
                     Persist::start(opened.store, opened.reader, opened.keep, Arc::clone(&waker))?;
@@ -413,7 +416,11 @@ impl EventLoop {
             http_resume: false,
             websockets: HashMap::new(),
             origins,
-            counts: http::Counts::default(),
+            counts: Counts {
+                started: Some(Instant::now()),
+                stored_seq,
+                ..Counts::default()
+            },
             certs,
             sessions: HashMap::new(),
             plain: Vec::new(),
@@ -521,6 +528,8 @@ impl EventLoop {
                 self.accept_http(true);
             }
             self.write();
+            // From the end of the wait to here: what a turn costs.
+            self.counts.turns.observe(now.elapsed());
             if let Some(by) = self.shutdown_by
                 && (self.hub.core.is_empty() || Instant::now() >= by)
             {
@@ -641,11 +650,8 @@ impl EventLoop {
                 for key in core.keys() {
                     // Those gone counted theirs on leaving.
                     counts.msgs_out += core.conn(key).map_or(0, |c| c.outlet.msgs_out);
-                    match core.conn(key).map(|c| c.outlet.door) {
-                        Some(Door::Irc) => counts.irc_conns += 1,
-                        Some(Door::WebSocket) => counts.ws_conns += 1,
-                        Some(Door::JsonLines) => counts.json_conns += 1,
-                        None => {}
+                    if let Some(conn) = core.conn(key) {
+                        counts.conns[door_index(conn.outlet.door)] += 1;
                     }
                 }
                 counts.rooms = core.room_count();
@@ -654,17 +660,18 @@ impl EventLoop {
             });
             match verdict {
                 http::Verdict::Answer(bytes) => {
-                    self.counts.http_requests += 1;
+                    self.counts.answered(&bytes);
                     conn.answer(&bytes);
                 }
                 http::Verdict::Upgrade { .. }
                     if self.hub.core.len() >= self.settings.max_clients =>
                 {
-                    self.counts.http_requests += 1;
-                    conn.answer(&http::full());
+                    let full = http::full();
+                    self.counts.answered(&full);
+                    conn.answer(&full);
                 }
                 http::Verdict::Upgrade { answer, used } => {
-                    self.counts.http_requests += 1;
+                    self.counts.answered(&answer);
                     break Some((answer, used));
                 }
                 http::Verdict::More => {}
@@ -1082,10 +1089,10 @@ impl EventLoop {
         let mut stopped = false;
         let hub = &mut self.hub;
         let now_ms = self.now_ms;
-        let lines_in = &mut self.counts.lines_in;
+        let msgs_in = &mut self.counts.msgs_in[door_index(Door::WebSocket)];
         reader.feed(input, max_line, |input| match input {
             ws::Input::Text(text) => {
-                *lines_in += 1;
+                *msgs_in += 1;
                 flow = hub.line(key, text.as_bytes(), now_ms);
                 let Some(conn) = hub.core.conn_mut(key) else {
                     return false;
@@ -1168,14 +1175,15 @@ impl EventLoop {
         // The reader is lent out while its lines are handled: handling
         // reaches into the table that holds it.
         let mut reader = std::mem::replace(&mut conn.reader, LineReader::new(0));
+        let door = door_index(conn.outlet.door);
         let mut flow = Flow::Continue;
         let hub = &mut self.hub;
         let now_ms = self.now_ms;
-        let lines_in = &mut self.counts.lines_in;
+        let msgs_in = &mut self.counts.msgs_in[door];
         let consumed = reader.feed(input, |frame| {
             match frame {
                 Frame::Line(line) => {
-                    *lines_in += 1;
+                    *msgs_in += 1;
                     flow = hub.line(key, line, now_ms)
                 }
                 Frame::TooLong => hub.line_too_long(key, max_line),
@@ -1306,7 +1314,10 @@ impl EventLoop {
         let done: Vec<Done> = persist.take().collect();
         for done in done {
             match done {
-                Done::Committed(seq) => self.hub.delivery.release(&mut self.hub.core, seq),
+                Done::Committed(seq) => {
+                    self.counts.stored_seq = self.counts.stored_seq.max(seq);
+                    self.hub.delivery.release(&mut self.hub.core, seq)
+                }
                 Done::Failed(why) => self.log.store_failed(&why, self.now_ms),
                 Done::Recovered => self.log.store_recovered(self.now_ms),
                 Done::History {
@@ -1469,6 +1480,7 @@ impl EventLoop {
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
+        let queued = conn.outlet.out.len();
         let (written, sealed) = match conn.tls {
             false => (conn.outlet.out.write_to(&mut conn.stream), false),
             true => match self.sessions.get_mut(&key) {
@@ -1481,6 +1493,7 @@ impl EventLoop {
                 None => (Err(io::ErrorKind::NotConnected.into()), false),
             },
         };
+        self.counts.bytes_out += (queued - conn.outlet.out.len().min(queued)) as u64;
         if written.is_err() {
             self.close(key);
             return;
@@ -1617,6 +1630,15 @@ impl EventLoop {
             self.close(key);
         }
         self.log.flush();
+    }
+}
+
+/// A door's place in [`Counts`]'s arrays (see `metrics::DOORS`).
+fn door_index(door: Door) -> usize {
+    match door {
+        Door::JsonLines => 0,
+        Door::Irc => 1,
+        Door::WebSocket => 2,
     }
 }
 

@@ -34,7 +34,8 @@
 //! - `http`: `--listen-http`: `/healthz`, `/metrics` and a placeholder
 //!   page, one request per connection, and the upgrade to `/ws`;
 //!   `ws`: WebSocket frames in and out (the JSON messages, one per text
-//!   frame); `web_conn`: one HTTP connection's socket, TLS session and
+//!   frame); `metrics`: the `/metrics` families, the loop's and the
+//!   process's; `web_conn`: one HTTP connection's socket, TLS session and
 //!   queued answer until it is answered or upgraded.
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
 //!   and the door's own answers out, events encoded as IRC lines.
@@ -53,6 +54,7 @@ pub mod irc;
 pub mod json;
 mod log;
 mod memory;
+mod metrics;
 pub mod name;
 mod nicks;
 pub mod outq;
