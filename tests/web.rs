@@ -458,3 +458,177 @@ fn a_wss_session_round_trips_a_message_with_a_json_user() {
         "{answer}"
     );
 }
+
+/// "Nobody else notices": a JSON-lines user is still connected and
+/// answered, and so is the HTTP door.
+fn unharmed(ann: &mut common::Conn, http: SocketAddr) {
+    ann.sync();
+    assert!(get(http, "/healthz").starts_with("HTTP/1.1 200 "));
+}
+
+#[test]
+fn a_request_dribbled_byte_by_byte_is_still_answered() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let mut slow = TcpStream::connect(http).expect("connect");
+    slow.set_nodelay(true).expect("nodelay");
+    slow.set_read_timeout(Some(WAIT)).expect("timeout");
+    for byte in format!("GET /healthz HTTP/1.1\r\nHost: {http}\r\n\r\n").bytes() {
+        slow.write_all(&[byte]).expect("write a byte");
+        // A round trip of the JSON user between bytes: the server reads
+        // the dribble in many pieces, and serves others meanwhile.
+        ann.sync();
+    }
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).expect("answer");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && body(&answer) == "ok\n",
+        "{answer}"
+    );
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn requests_never_finished_are_closed_at_the_deadline() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let heads: [&[u8]; 3] = [
+        b"",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        // An upgrade the client never completes.
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+    ];
+    let started = std::time::Instant::now();
+    let mut stalled: Vec<TcpStream> = heads
+        .iter()
+        .map(|head| {
+            let mut s = TcpStream::connect(http).expect("connect");
+            s.set_read_timeout(Some(WAIT + WAIT)).expect("timeout");
+            s.write_all(head).expect("write");
+            s
+        })
+        .collect();
+    unharmed(&mut ann, http);
+    for s in &mut stalled {
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("closed, not timed out");
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    // The deadline is 10 s (see the man page); not much earlier.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(8));
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn paths_outside_the_embedded_files_are_not_found() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    for path in [
+        "/../etc/passwd",
+        "/%2e%2e/",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2fetc%2fpasswd",
+        "//etc",
+        "//etc/passwd",
+        "/./../Cargo.toml",
+    ] {
+        let answer = get(http, path);
+        assert!(answer.starts_with("HTTP/1.1 404 "), "{path}: {answer}");
+    }
+    let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+    for i in 0..100 {
+        many.extend(format!("X-{i}: y\r\n").bytes());
+    }
+    many.extend(b"\r\n");
+    let answer = raw(http, &many);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn frames_done_wrong_close_with_1002() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let cases: [(&str, &[u8]); 4] = [
+        ("an unmasked frame", &[0x81, 0x01, b'x']),
+        // Continuation with no message begun (masked, key 0).
+        ("a continuation first", &[0x80, 0x81, 0, 0, 0, 0, b'x']),
+        (
+            "a new text frame mid-message",
+            &[0x01, 0x81, 0, 0, 0, 0, b'a', 0x81, 0x81, 0, 0, 0, 0, b'b'],
+        ),
+        ("a fragmented ping", &[0x09, 0x81, 0, 0, 0, 0, b'p']),
+    ];
+    for (what, bytes) in cases {
+        let mut web = ws_connect(http, None).expect("upgrade");
+        ws_recv_type(&mut web, "welcome");
+        web.get_mut().write_all(bytes).expect("write");
+        assert_eq!(close_code(&mut web), 1002, "{what}");
+        unharmed(&mut ann, http);
+    }
+    // Over --max-line (64 KiB by default), in fragments: 1009.
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    let chunk = vec![b'x'; 60 * 1024];
+    for first in [true, false] {
+        let mut frame = vec![if first { 0x01 } else { 0x00 }, 0x80 | 126];
+        frame.extend((chunk.len() as u16).to_be_bytes());
+        frame.extend([0, 0, 0, 0]);
+        frame.extend(&chunk);
+        web.get_mut().write_all(&frame).expect("write");
+    }
+    assert_eq!(close_code(&mut web), 1009);
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn a_ping_flood_is_slowed_and_json_users_stay_fast() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    let mut flood = web.get_ref().try_clone().expect("clone");
+    flood
+        .set_write_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            // Masked pings, never reading the pongs.
+            let mut batch = Vec::new();
+            for _ in 0..256 {
+                batch.extend([0x89, 0x80 | 4, 1, 2, 3, 4]);
+                batch.extend(b"ping".iter().zip([1, 2, 3, 4]).map(|(b, m)| b ^ m));
+            }
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match flood.write_all(&batch) {
+                    Ok(()) => sent += 256,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+            sent
+        })
+    };
+    let times = common::ping_times(&mut ann, 40, std::time::Duration::from_millis(5));
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.join().expect("flooder");
+    let p99 = common::p99(&times);
+    eprintln!("ping flood: {sent} pings sent; a JSON user's ping p99 {p99:?}");
+    assert!(
+        p99 < std::time::Duration::from_millis(100),
+        "a JSON user's ping took {p99:?} (p99) during a flood of {sent} pings"
+    );
+    // The flooder got pongs (or was closed, had its queue overflowed).
+    match web.read() {
+        Ok(tungstenite::Message::Pong(p)) => assert_eq!(&p[..], b"ping"),
+        Ok(tungstenite::Message::Close(_)) | Err(_) => {}
+        Ok(other) => panic!("expected a pong, got {other:?}"),
+    }
+    unharmed(&mut ann, http);
+}

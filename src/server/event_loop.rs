@@ -1107,7 +1107,15 @@ impl EventLoop {
             }
             ws::Input::Ping(payload) => {
                 pongs.push(payload);
-                true
+                // A ping costs what a message does: a ping flood is slowed
+                // by not reading, as a line flood is.
+                let Some(conn) = hub.core.conn_mut(key) else {
+                    return false;
+                };
+                conn.allowance.spend(limit);
+                let go = conn.allowance.has_room(limit, now);
+                stopped = !go;
+                go
             }
             ws::Input::Close(code) => {
                 close = Some(code);
