@@ -31,10 +31,10 @@
 //!   failed logins per connection and per address.
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
 //!   sessions live in the event loop, beside the connection table.
-//! - `http`: `--listen-http`: `/healthz`, `/metrics` and a placeholder
+//! - [`http`]: `--listen-http`: `/healthz`, `/metrics` and a placeholder
 //!   page, one request per connection, and the upgrade to `/ws`;
-//!   `ws`: WebSocket frames in and out (the JSON messages, one per text
-//!   frame); `metrics`: the `/metrics` families, the loop's and the
+//!   [`ws`]: WebSocket frames in and out (the JSON messages, one per text
+//!   frame); [`metrics`]: the `/metrics` families, the loop's and the
 //!   process's; `web_conn`: one HTTP connection's socket, TLS session and
 //!   queued answer until it is answered or upgraded.
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
@@ -48,13 +48,13 @@ pub mod event;
 mod event_loop;
 mod flood;
 pub mod hashing;
-mod http;
+pub mod http;
 pub mod hub;
 pub mod irc;
 pub mod json;
 mod log;
 mod memory;
-mod metrics;
+pub mod metrics;
 pub mod name;
 mod nicks;
 pub mod outq;
@@ -63,7 +63,7 @@ pub mod store;
 pub mod table;
 mod tls;
 mod web_conn;
-mod ws;
+pub mod ws;
 
 pub use event_loop::Stopper;
 
