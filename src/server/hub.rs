@@ -996,6 +996,23 @@ mod tests {
         assert_eq!(types(&read(&mut hub, members[0])), ["join", "nick"]);
     }
 
+    #[test]
+    fn a_room_of_two_doors_keeps_one_run_of_broadcasts_per_receiver() {
+        let mut hub = hub();
+        let web = hub.connect(addr(), NOW, Outlet::new(Door::WebSocket));
+        let lines = join(&mut hub);
+        for _ in 0..50 {
+            join(&mut hub);
+        }
+        // Each door's encodings are contiguous in its own outbox: the
+        // welcome (an answer) is one slice, the 50 arrivals one more, not
+        // one slice per arrival as when the two encodings interleaved.
+        for key in [web, lines] {
+            let slices = hub.core.conn(key).map_or(0, |c| c.out.slice_count());
+            assert_eq!(slices, 2, "slices for a welcome and 50 arrivals");
+        }
+    }
+
     // Accounts: the rules of register, login and logout, hashed on the
     // spot with a cheap cost.
 

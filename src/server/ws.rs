@@ -148,6 +148,14 @@ impl Reader {
             }
         };
         self.input.drain(..at);
+        // An idle WebSocket holds no buffer, as an idle JSON-lines reader
+        // holds none: what one big message grew is given back.
+        if self.input.is_empty() {
+            self.input = Vec::new();
+        }
+        if !self.fragmented {
+            self.message = Vec::new();
+        }
         go_on
     }
 
