@@ -632,3 +632,26 @@ fn a_ping_flood_is_slowed_and_json_users_stay_fast() {
     }
     unharmed(&mut ann, http);
 }
+
+#[test]
+fn a_client_streaming_after_its_request_is_cut_off() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let mut hose = TcpStream::connect(http).expect("connect");
+    hose.set_write_timeout(Some(WAIT)).expect("timeout");
+    hose.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+        .expect("request");
+    let junk = vec![b'x'; 64 * 1024];
+    let streamer = std::thread::spawn(move || {
+        // Until the server closes (reset or broken pipe); at most 1 GiB.
+        for _ in 0..16 * 1024 {
+            if hose.write_all(&junk).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    unharmed(&mut ann, http);
+    assert!(streamer.join().expect("streamer"), "never cut off");
+    unharmed(&mut ann, http);
+}

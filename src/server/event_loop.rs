@@ -77,6 +77,10 @@ const HTTP_BASE: usize = usize::MAX - 1024;
 /// backlog.
 const MAX_HTTP: usize = 64;
 
+/// Reads of input after an HTTP answer (dropped) before the connection
+/// is cut off.
+const HTTP_DRAIN_READS: usize = 64;
+
 /// One read; big, so a busy sender is served in few system calls.
 const SCRATCH: usize = 256 * 1024;
 /// Input taken from one connection per turn before the others get theirs.
@@ -619,13 +623,20 @@ impl EventLoop {
     /// WebSocket.
     fn serve_http(&mut self, slot: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
+        let mut reads = 0;
         let upgrade = loop {
             let Some((_, conn)) = self.http.get_mut(slot) else {
                 self.scratch = scratch;
                 return;
             };
             match conn.read(&mut scratch[..16 * 1024]) {
-                Got::Input => {}
+                // Input after the answer is dropped; a client that keeps
+                // streaming it would hold the loop here, so it is cut off.
+                Got::Input if conn.answered && reads >= HTTP_DRAIN_READS => {
+                    self.scratch = scratch;
+                    return self.close_http(slot);
+                }
+                Got::Input => reads += 1,
                 Got::Blocked => break None,
                 Got::End if conn.answered => {
                     // It may still read: the answer goes out first.
