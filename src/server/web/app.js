@@ -736,7 +736,7 @@
     ui.password.value = '';
     ui.composer.focus();
   });
-  ui.loginOpen.addEventListener('click', () => openLogin(account || (isGuest(myNick) ? '' : myNick)));
+  ui.loginOpen.addEventListener('click', () => openLogin(''));
 
   // ---- wiring ----
 
