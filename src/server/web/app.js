@@ -45,6 +45,7 @@
   let pingSent = 0;
   let pendingSwitch = null; // a room typed in /join: show it when joined
   let loginRequired = false;
+  let reclaim = 0; // tries left to take back our nick from a ghost of ourselves
   const rooms = new Map(); // key (folded room, or "@" + folded nick) -> room
   let current = null;
 
@@ -387,6 +388,7 @@
     if (account && password) {
       send({ type: 'login', account, password });
     } else if (wanted && fold(wanted) !== fold(myNick)) {
+      reclaim = 5;
       send({ type: 'nick', nick: wanted });
     }
     if (loginRequired && !(account && password)) {
@@ -474,6 +476,7 @@
           sys(r, m.old + ' is now known as ' + m.new);
         }
         if (m.id === myId) {
+          reclaim = 0;
           setMe(String(m.new));
           if (auth && auth.kind === 'register' && auth.waitNick && fold(m.new) === fold(auth.account)) {
             auth.waitNick = false;
@@ -548,6 +551,16 @@
       ui.loginError.textContent = text;
       auth = null;
       return;
+    }
+    if (code === 'nick_in_use' && reclaim > 0 && wanted) {
+      // Our old connection may not be gone from the server yet: it will
+      // be soon, so ask again rather than stay a guest.
+      reclaim -= 1;
+      const sock = ws;
+      setTimeout(() => {
+        if (ws === sock && wanted && fold(wanted) !== fold(myNick)) send({ type: 'nick', nick: wanted });
+      }, 3000);
+      if (reclaim < 4) return;
     }
     if (code === 'login_required') openLogin(wanted || '');
     if (code === 'login_failed' && account) { account = null; password = null; }
