@@ -11,7 +11,7 @@
     send: $('send'), login: $('login'), loginForm: $('login-form'),
     account: $('login-account'), password: $('login-password'), loginError: $('login-error'),
     loginOpen: $('login-open'), joinForm: $('join-form'), joinRoom: $('join-room'),
-    roomsToggle: $('rooms-toggle'), membersToggle: $('members-toggle'),
+    roomsToggle: $('rooms-toggle'), membersToggle: $('members-toggle'), jump: $('jump'),
   };
 
   /** Builds an element whose text, if any, is set as text. */
@@ -109,6 +109,7 @@
     showUnread(r);
     ui.log.replaceChildren(r.box);
     ui.log.scrollTop = r.stick ? ui.log.scrollHeight : r.scroll;
+    ui.jump.hidden = true;
     ui.roomName.textContent = r.peer ? '@' + r.peer : '#' + r.key;
     showTopic();
     showMembers();
@@ -194,6 +195,11 @@
     const follow = r === current && atBottom();
     r.box.insertBefore(node, before || null);
     if (follow) ui.log.scrollTop = ui.log.scrollHeight;
+    else if (r === current && !before) ui.jump.hidden = false;
+  }
+  function toEnd() {
+    ui.log.scrollTop = ui.log.scrollHeight;
+    ui.jump.hidden = true;
   }
   function sys(r, text, error) {
     const target = r || current;
@@ -606,7 +612,7 @@
     r.own.push({ from: myNick, text, el: d });
     if (r.own.length > 200) r.own.shift();
     put(r, d);
-    ui.log.scrollTop = ui.log.scrollHeight;
+    toEnd();
     return true;
   }
 
@@ -766,6 +772,7 @@
   ui.log.addEventListener('scroll', () => {
     if (!current) return;
     current.stick = atBottom();
+    if (current.stick) ui.jump.hidden = true;
     if (ui.log.scrollTop < 60) loadOlder(current, 50);
   }, { passive: true });
   const memberOf = (e) => e.target.closest && e.target.closest('li.member');
@@ -782,6 +789,9 @@
     ui.roomsToggle.setAttribute('aria-expanded', String(which === 'rooms'));
     ui.membersToggle.setAttribute('aria-expanded', String(which === 'members'));
   }
+  ui.jump.addEventListener('click', () => { toEnd(); ui.composer.focus(); });
+  // On a phone, a tap on the messages closes an open panel.
+  ui.log.addEventListener('click', () => panels(null));
   ui.roomsToggle.addEventListener('click', () => {
     panels(document.body.classList.contains('show-rooms') ? null : 'rooms');
   });
