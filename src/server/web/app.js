@@ -807,6 +807,9 @@ document.addEventListener('keydown', (e) => {
     ui.composer.focus();
   }
 });
+// The on-screen keyboard shrinks the log: a reader at the end stays there.
+new ResizeObserver(() => { if (current && current.stick) ui.log.scrollTop = ui.log.scrollHeight; })
+  .observe(ui.log);
 window.addEventListener('online', reconnectNow);
 document.addEventListener('visibilitychange', () => { if (!document.hidden) reconnectNow(); });
 
