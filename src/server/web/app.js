@@ -121,8 +121,9 @@ function cycle(step) {
   if (!list.length) return;
   const i = list.indexOf(current);
   const r = list[(i + step + list.length) % list.length];
+  const onList = document.activeElement && document.activeElement.classList.contains('room');
   switchTo(r);
-  r.li.focus();
+  if (onList) r.li.focus(); // else the composer keeps the focus, to type on
 }
 
 function showUnread(r) {
@@ -323,7 +324,7 @@ function send(obj) {
 }
 function sendOr(obj) {
   if (send(obj)) return true;
-  sys(null, 'Not connected: nothing was sent. It will go when the status says Connected.', true);
+  sys(null, 'Not connected: nothing was sent (the text stays in the box); try again when the status says Connected.', true);
   return false;
 }
 
@@ -396,9 +397,12 @@ function welcome(m) {
     reclaim = 5;
     send({ type: 'nick', nick: wanted });
   }
-  if (loginRequired && !(account && password)) {
-    sys(null, 'This server asks you to log in first.');
-    openLogin(wanted || '');
+  if (loginRequired) {
+    // Rooms wait for `logged_in`: before it every join is refused.
+    if (!(account && password)) {
+      sys(null, 'This server asks you to log in first.');
+      openLogin(wanted || '');
+    }
     return;
   }
   joinAll(again);
@@ -535,7 +539,7 @@ function handle(m) {
       ui.loginOpen.textContent = 'Account';
       sys(null, m.type === 'registered' ? 'Registered ' + account + ': it is yours now.' : 'Logged in as ' + account + '.');
       if (ui.login.open) ui.login.close();
-      if (loginRequired && m.type === 'logged_in') joinAll(rooms.size > 0);
+      if (loginRequired && m.type === 'logged_in') joinAll([...rooms.values()].some((r) => !r.peer));
       break;
     }
     case 'logged_out':
