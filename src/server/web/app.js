@@ -792,6 +792,7 @@ function panels(which) {
   ui.roomsToggle.setAttribute('aria-expanded', String(which === 'rooms'));
   ui.membersToggle.setAttribute('aria-expanded', String(which === 'members'));
 }
+$('part').addEventListener('click', () => { if (current) command('/part'); });
 ui.jump.addEventListener('click', () => { toEnd(); ui.composer.focus(); });
 // On a phone, a tap on the messages closes an open panel.
 ui.log.addEventListener('click', () => panels(null));
