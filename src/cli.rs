@@ -141,7 +141,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR", requires = "listen_tls")]
     pub listen_irc_tls: Option<String>,
 
-    /// Also serve HTTP on ADDR: /healthz, /metrics (Prometheus) and a placeholder page
+    /// Also serve HTTP on ADDR: /healthz, /metrics (Prometheus), /ws (WebSocket) and the browser client at /
     #[arg(long, value_name = "ADDR")]
     pub listen_http: Option<String>,
 

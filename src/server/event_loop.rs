@@ -212,7 +212,7 @@ enum Again {
 pub struct Irc {
     pub plain: Option<TcpListener>,
     pub tls: Option<TcpListener>,
-    /// `--listen-http`: health, metrics and the placeholder page.
+    /// `--listen-http`: health, metrics, the browser client and its WebSocket.
     pub http: Option<TcpListener>,
     /// `--listen-https`: the same over TLS, with the certificate of
     /// `--listen-tls`.
