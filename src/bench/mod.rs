@@ -28,6 +28,7 @@ mod report;
 mod scan;
 mod stats;
 mod system;
+mod ws;
 
 use crate::cli::{BenchArgs, BenchMode};
 use crate::fail::Outcome;
