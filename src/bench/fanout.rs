@@ -155,6 +155,13 @@ pub fn run(args: &FanoutArgs) -> Outcome {
     } else {
         print!("{}", report.table());
     }
+    if let Some(path) = &args.report {
+        let mut samples = lock(&counters.samples).clone();
+        samples.push((total.last_ns.saturating_sub(go_ns), total.received));
+        samples.sort_unstable();
+        let charts = super::page::fanout_charts(&samples, &total.latency);
+        super::page::write(path, &report, &charts)?;
+    }
     verdict(&plan, &total, &lost, &end)
 }
 

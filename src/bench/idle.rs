@@ -234,6 +234,14 @@ pub fn run(args: &IdleArgs) -> Outcome {
     } else {
         print!("{}", r.table());
     }
+    if let Some(path) = &args.report {
+        let per_conn = rss_before.zip(rss_after).map(|((before, _), (after, _))| {
+            after.saturating_sub(before) as f64 / plan.conns as f64
+        });
+        let samples = lock(&counters.rss).clone();
+        let charts = super::page::idle_charts(&samples, rss_before.map(|b| b.0), per_conn);
+        super::page::write(path, &r, &charts)?;
+    }
     Ok(())
 }
 

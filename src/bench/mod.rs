@@ -18,10 +18,12 @@
 //! connection, so that the bench is not what limits the numbers.
 
 mod arrivals;
+mod chart;
 mod conn;
 mod control;
 mod fanout;
 mod idle;
+mod page;
 mod progress;
 mod proto;
 mod report;
