@@ -164,6 +164,12 @@ impl Session {
     ) -> io::Result<usize> {
         let mut at = 0;
         if let Some(accept) = &self.upgrading {
+            if buf.len() >= 5 && !buf.starts_with(b"HTTP/") {
+                return Err(refused(
+                    "it answered in something other than HTTP (is the address the \
+                     server's --listen-http?)",
+                ));
+            }
             let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
                 if buf.len() > MAX_ANSWER {
                     return Err(refused("its answer to the upgrade never ended"));
@@ -476,6 +482,11 @@ mod tests {
             .feed(b"HTTP/1.1 404 Not Found\r\n\r\n", &mut Vec::new(), |_| {})
             .unwrap_err();
         assert!(e.to_string().contains("404"), "{e}");
+        let (mut s, _) = session();
+        let e = s
+            .feed(b"{\"type\":\"welcome\"}\n", &mut Vec::new(), |_| {})
+            .unwrap_err();
+        assert!(e.to_string().contains("--listen-http"), "{e}");
         let (mut s, _) = session();
         let e = s
             .feed(&answer("not our key"), &mut Vec::new(), |_| {})
