@@ -16,6 +16,14 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 52.0;
 
+/// Each chart carries its own style, so that it reads the same cut out of
+/// the page (a README embeds the `.svg` files), on a light background
+/// whatever the reader's theme.
+const SVG_STYLE: &str = "text{font-family:system-ui,sans-serif}.paper{fill:#fff}\
+.title{font-size:15px;font-weight:600;fill:#222}.tick,.value{font-size:11px;fill:#555}\
+.axis-title{font-size:12px;fill:#333}.grid{stroke:#e4e4e4}.axis{stroke:#444}\
+.series{stroke:#1f6fb2;stroke-width:2;fill:none}.bar{fill:#1f6fb2}.empty{fill:#999}";
+
 /// How an axis maps values onto its length.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Scale {
@@ -322,7 +330,7 @@ impl<'a> Frame<'a> {
     /// The `<svg>` start, the title, the grid, ticks and axis titles.
     fn open(&self, title: &str) -> String {
         let mut svg = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img"><title>{t}</title><text class="title" x="{x:.1}" y="20" text-anchor="middle">{t}</text>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img"><title>{t}</title><style>{SVG_STYLE}</style><rect class="paper" width="{WIDTH}" height="{HEIGHT}"/><text class="title" x="{x:.1}" y="20" text-anchor="middle">{t}</text>"#,
             t = escape(title),
             x = WIDTH / 2.0
         );
@@ -473,7 +481,8 @@ pub(crate) mod tests {
         );
         let names = well_formed(&svg);
         // The zero-width-on-log and the infinite bin are left out.
-        assert_eq!(names.iter().filter(|n| *n == "rect").count(), 2);
+        assert_eq!(svg.matches(r#"<rect class="bar""#).count(), 2);
+        assert_eq!(names.iter().filter(|n| *n == "rect").count(), 3);
         assert!(svg.contains(">0.01<") && svg.contains(">0.1<"), "{svg}");
         let svg = bars(
             "memory per connection",

@@ -23,14 +23,9 @@ const BINS_PER_DECADE: f64 = 10.0;
 const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;\
 padding:0 1em;color:#222;background:#fff}h1{font-size:1.3em}h2{font-size:1.1em;margin-top:2em}\
 .warning{color:#a40}.charts svg{display:block;margin:1em 0;max-width:100%;height:auto}\
-svg .title{font-size:15px;font-weight:600;fill:#222}svg .tick,svg .value{font-size:11px;fill:#555}\
-svg .axis-title{font-size:12px;fill:#333}svg .grid{stroke:#e4e4e4}svg .axis{stroke:#444}\
-svg .series{stroke:#1f6fb2;stroke-width:2}svg .bar{fill:#1f6fb2}svg .empty{fill:#999}\
 table{border-collapse:collapse}td{padding:.15em .8em;border-bottom:1px solid #eee}\
 td.v{text-align:right;font-variant-numeric:tabular-nums}footer{margin-top:2em;color:#777;font-size:.85em}\
-@media (prefers-color-scheme:dark){body{background:#111;color:#ddd}svg .title{fill:#ddd}\
-svg .tick,svg .value{fill:#aaa}svg .axis-title{fill:#ccc}svg .grid{stroke:#333}svg .axis{stroke:#aaa}\
-td{border-color:#333}}";
+@media (prefers-color-scheme:dark){body{background:#111;color:#ddd}td{border-color:#333}}";
 
 /// The charts of a fan-out run: deliveries per second over time from the
 /// coordinator's samples `(ns since sending began, deliveries so far)`,
