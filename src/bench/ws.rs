@@ -136,11 +136,26 @@ impl Session {
     /// refused the upgrade, broke the protocol, or closed the WebSocket.
     pub fn feed(
         &mut self,
-        data: &[u8],
+        mut data: &[u8],
         out: &mut Vec<u8>,
         mut on_line: impl FnMut(&[u8]),
     ) -> io::Result<()> {
         let mut pending = std::mem::take(&mut self.pending);
+        if !pending.is_empty() && self.upgrading.is_none() {
+            // Complete the one frame begun, copying no more of `data` than
+            // it needs: reads are large, frames small.
+            while let Some(missing) = missing(&pending)? {
+                let take = missing.min(data.len());
+                pending.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if data.is_empty() && take < missing {
+                    self.pending = pending;
+                    return Ok(());
+                }
+            }
+            let used = self.parse(&pending, out, &mut on_line)?;
+            pending.drain(..used);
+        }
         let result = if pending.is_empty() {
             self.parse(data, out, &mut on_line).map(|used| {
                 pending.extend_from_slice(&data[used..]);
@@ -284,10 +299,21 @@ struct Frame<'a> {
     payload: &'a [u8],
 }
 
-/// The frame at the start of `buf` and its length, or `None` when it is
-/// not all there yet.
-fn next_frame(buf: &[u8]) -> io::Result<Option<(Frame<'_>, usize)>> {
-    let [b0, b1, ..] = *buf else {
+/// How many more bytes the frame begun in `buf` needs (`None`: it is
+/// whole). While its header is cut short, one more at a time.
+fn missing(buf: &[u8]) -> io::Result<Option<usize>> {
+    Ok(match header(buf)? {
+        None => Some(1),
+        Some((head, len)) => (head + len as usize)
+            .checked_sub(buf.len())
+            .filter(|&n| n > 0),
+    })
+}
+
+/// The length of the header of the frame `buf` begins with, and of its
+/// payload, once the header is all there.
+fn header(buf: &[u8]) -> io::Result<Option<(usize, u64)>> {
+    let [_, b1, ..] = *buf else {
         return Ok(None);
     };
     if b1 & 0x80 != 0 {
@@ -313,6 +339,16 @@ fn next_frame(buf: &[u8]) -> io::Result<Option<(Frame<'_>, usize)>> {
             "the server sent a WebSocket frame of {len} bytes"
         )));
     }
+    Ok(Some((head, len)))
+}
+
+/// The frame at the start of `buf` and its length, or `None` when it is
+/// not all there yet.
+fn next_frame(buf: &[u8]) -> io::Result<Option<(Frame<'_>, usize)>> {
+    let Some((head, len)) = header(buf)? else {
+        return Ok(None);
+    };
+    let b0 = buf[0];
     // Within MAX_FRAME, which fits a usize.
     let end = head + len as usize;
     let Some(payload) = buf.get(head..end) else {
