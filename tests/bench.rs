@@ -815,3 +815,57 @@ fn several_servers_share_the_connections_round_robin() {
     assert_eq!(report(&out)["servers"], 2);
     assert_eq!(metric(b_http, "chat_lines_in_total"), 7.0);
 }
+
+#[test]
+fn ws_over_tls_is_wss() {
+    let help = chat()
+        .args(["server", "--help"])
+        .output()
+        .expect("chat server --help");
+    if !String::from_utf8_lossy(&help.stdout).contains("--listen-https") {
+        // The server's HTTPS door is not in this build yet.
+        eprintln!("skipped: chat server has no --listen-https");
+        return;
+    }
+    let dir = common::TempDir::new("bench-wss");
+    let (cert, key) = (dir.path.join("cert.pem"), dir.path.join("key.pem"));
+    let made = chat()
+        .args(["cert", "--host", "127.0.0.1", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .expect("chat cert");
+    assert!(made.status.success(), "{made:?}");
+    let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    let tls = [
+        "--listen-tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ];
+    let (_server, addrs) = Server::start_listeners(
+        &[
+            &tls[..],
+            &[
+                "--listen-http",
+                "127.0.0.1:0",
+                "--listen-https",
+                "127.0.0.1:0",
+            ],
+        ]
+        .concat(),
+        &["--rate", "0"],
+        3,
+    );
+    let https = addrs[2].to_string();
+    let out = run(&[
+        "fanout", "--proto", "ws", "--tls", "--ca", cert, "-s", &https, "-r", "3", "-S", "2", "-n",
+        "100", "--json",
+    ]);
+    let r = report(&out);
+    assert_ok(&out);
+    assert_eq!(r["received"], 3 * 2 * 100, "{r}");
+}
