@@ -17,6 +17,8 @@ use crate::fail::Fail;
 
 /// The width of one point of the deliveries-per-second series.
 const BIN_NS: u64 = 100_000_000;
+/// The most points a sampled series is drawn with.
+const MAX_POINTS: usize = 400;
 /// Histogram bins per decade of latency.
 const BINS_PER_DECADE: f64 = 10.0;
 
@@ -78,9 +80,10 @@ pub fn fanout_charts(samples: &[(u64, u64)], latency: &Histogram) -> Vec<String>
     ]
 }
 
-/// The charts of an idle run: the server's memory per connection as the
-/// connections arrived (`(connections, resident bytes)` samples, from
-/// `before` bytes with none), else the one figure as a bar.
+/// The charts of an idle run: the server's memory as the connections
+/// arrived (`(connections, resident bytes)` samples, from `before` bytes
+/// with none; the slope is the cost of one), and the memory per held
+/// connection as a bar.
 pub fn idle_charts(
     samples: &[(u64, u64)],
     before: Option<u64>,
@@ -92,19 +95,26 @@ pub fn idle_charts(
     };
     let mut charts = Vec::new();
     if let Some(before) = before {
+        // The coordinator samples on every wake-up: thousands of points
+        // where a few hundred draw the same line.
+        let step = samples.len().div_ceil(MAX_POINTS).max(1);
         let curve: Vec<(f64, f64)> = samples
             .iter()
-            .filter(|&&(n, _)| n > 0)
-            .map(|&(n, rss)| (n as f64, rss.saturating_sub(before) as f64 / n as f64))
+            .step_by(step)
+            .chain(samples.last())
+            .map(|&(n, rss)| (n as f64, rss.saturating_sub(before) as f64 / 1024.0))
             .collect();
         if curve.len() >= 2 {
             charts.push(chart::line(
-                "Server memory per connection while connecting",
+                "Server memory while the connections arrived",
                 &Axis {
                     title: "connections welcomed",
                     scale: Scale::Linear,
                 },
-                &bytes,
+                &Axis {
+                    title: "RSS growth (KiB)",
+                    scale: Scale::Linear,
+                },
                 &curve,
             ));
         }
