@@ -281,6 +281,16 @@ fn websocket_and_json_lines_users_talk_in_one_room() {
 }
 
 #[test]
+fn a_protocol_ping_over_websocket_gets_its_pong_as_a_text_frame() {
+    let (_server, http) = start();
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    ws_send(&mut web, json!({"type": "ping", "token": [1, "two"]}));
+    let pong = ws_recv_type(&mut web, "pong");
+    assert_eq!(pong["token"], json!([1, "two"]));
+}
+
+#[test]
 fn a_page_from_elsewhere_is_refused() {
     let (_server, http) = start();
     match ws_connect(http, Some("https://evil.example")) {

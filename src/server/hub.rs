@@ -129,6 +129,7 @@ impl<C: AsMut<Outlet>> Hub<C> {
             self.deliver();
             return flow;
         }
+        let framed = self.door(key) == Door::WebSocket;
         let Hub { core, delivery, .. } = self;
         let flow = json::with_line(line, |line| match line {
             Line::Blank => Flow::Continue,
@@ -139,7 +140,15 @@ impl<C: AsMut<Outlet>> Hub<C> {
             }
             Line::Pong(pong) => {
                 core.count_in(key);
-                delivery.answer(core, key, |out| pong.encode(out));
+                // Written here, not by a door's encoder: a WebSocket
+                // client reads it only as a text frame.
+                delivery.answer(core, key, |out| {
+                    let start = out.len();
+                    pong.encode(out);
+                    if framed {
+                        super::ws::frame_line(out, start);
+                    }
+                });
                 Flow::Continue
             }
         });
