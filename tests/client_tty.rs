@@ -788,7 +788,10 @@ fn topic_rooms_and_who_in_a_room() {
     tmux.type_line("/rooms");
     tmux.wait_for_text("-- 2 rooms: lobby (2), rust (1: borrowck)");
     tmux.type_line("/who lobby");
-    tmux.wait_for_text("-- 2 in lobby: alice, bob");
+    // The same line answered the start-up `/who`: wait for the second.
+    tmux.wait_for("the answer to /who lobby", |s| {
+        s.matches("-- 2 in lobby: alice, bob").count() == 2
+    });
     tmux.type_line("/join lobby");
     tmux.wait_for("the lobby prompt", |s| last_row(s) == "lobby>");
 }
