@@ -16,9 +16,8 @@ pub fn full() -> Vec<u8> {
     status(503, "Service Unavailable")
 }
 
-const INDEX: &str = include_str!("web/index.html");
-/// No script, style or frame from anywhere: the placeholder page needs none.
-const CSP: &str = "default-src 'none'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// Answers that are not the page: never kept, never sniffed.
+const NOT_PAGE: &str = "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n";
 
 /// What the server counts, for `/metrics`.
 #[derive(Default, Clone, Copy)]
@@ -71,20 +70,18 @@ pub fn answer(input: &[u8], origins: &[String], counts: impl FnOnce() -> Counts)
     if path == "/ws" {
         return upgrade(request.headers, method, origins, used);
     }
-    let (body, kind) = match path {
-        "/healthz" => ("ok\n".to_owned(), "text/plain; charset=utf-8"),
-        "/metrics" => (metrics(&counts()), "text/plain; version=0.0.4"),
-        "/" => (INDEX.to_owned(), "text/html; charset=utf-8"),
-        _ => return Verdict::Answer(status(404, "Not Found")),
+    let (body, kind, headers) = match path {
+        "/healthz" => ("ok\n".to_owned(), "text/plain; charset=utf-8", NOT_PAGE),
+        "/metrics" => (metrics(&counts()), "text/plain; version=0.0.4", NOT_PAGE),
+        _ => match super::assets::find(path) {
+            Some(a) => (a.body.to_owned(), a.kind, super::assets::HEADERS),
+            None => return Verdict::Answer(status(404, "Not Found")),
+        },
     };
     let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{headers}",
         body.len()
     );
-    if path == "/" {
-        let _ = write!(out, "Content-Security-Policy: {CSP}\r\n");
-    }
     out.push_str("Connection: close\r\n\r\n");
     if method == "GET" {
         out.push_str(&body);

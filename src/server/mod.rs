@@ -31,14 +31,17 @@
 //!   failed logins per connection and per address.
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
 //!   sessions live in the event loop, beside the connection table.
-//! - `http`: `--listen-http`: `/healthz`, `/metrics` and a placeholder
-//!   page, one request per connection, and the upgrade to `/ws`;
+//! - `http`: `--listen-http`: `/healthz`, `/metrics` and the browser
+//!   client's files (`assets`: the embedded page, script and style, with
+//!   the Content-Security-Policy), one request per connection, and the
+//!   upgrade to `/ws`;
 //!   `ws`: WebSocket frames in and out (the JSON messages, one per text
 //!   frame).
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
 //!   and the door's own answers out, events encoded as IRC lines.
 
 pub mod accounts;
+mod assets;
 mod attempts;
 pub mod core;
 pub mod deliver;
