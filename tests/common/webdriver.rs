@@ -457,6 +457,16 @@ impl Session<'_> {
         self.cmd("DELETE", "/actions", None);
     }
 
+    /// Presses and releases one key in the focused element.
+    pub fn press(&self, key: &str) {
+        let actions = json!({"actions": [{
+            "type": "key", "id": "keyboard",
+            "actions": [{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}],
+        }]});
+        self.cmd("POST", "/actions", Some(actions));
+        self.cmd("DELETE", "/actions", None);
+    }
+
     /// Runs `script` (a function body; `arguments` holds `args`) in the
     /// page and returns what it returns.
     pub fn script(&self, script: &str, args: &[Value]) -> Value {
