@@ -1067,3 +1067,58 @@ fn logging_in_and_a_wrong_password() {
         "{who}"
     );
 }
+
+/// The figure for the closing note: time from navigation start to the
+/// first group message on screen, over several loads of a page whose room
+/// has history, and what the page weighs. Run it with
+/// `cargo test --release --test browser -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn time_to_first_message() {
+    if !webdriver::available() {
+        return;
+    }
+    let dir = TempDir::new("browser-timing");
+    let db = dir.path.join("chat.db");
+    let (server, http, _irc) = start(&["--db", db.to_str().expect("utf-8 path")]);
+    let mut seeder = server.join("seeder");
+    for i in 1..=50 {
+        seeder.send(&json!({"type": "group", "text": format!("message {i}")}));
+    }
+    seeder.sync();
+    let driver = Driver::start();
+    let page = Page::blank(&driver, Screen::Desktop);
+    page.s.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({"source": FIRST_MESSAGE_AT}),
+    );
+    let mut times = Vec::new();
+    let mut bytes = 0.0;
+    for _ in 0..9 {
+        page.load(http);
+        let first = page.wait(
+            "the time of the first message",
+            "return window.__firstMessageAt;",
+            &[],
+        );
+        times.push(first.as_f64().unwrap_or(f64::NAN));
+        let v = page.s.script(
+            "const all = performance.getEntries()
+                 .filter(e => e.entryType === 'navigation' || e.entryType === 'resource');
+             return [all.reduce((n, e) => n + (e.transferSize || 0), 0),
+                     all.map(e => e.name + ' ' + e.transferSize).join(', ')];",
+            &[],
+        );
+        bytes = v[0].as_f64().unwrap_or(0.0);
+        eprintln!("loaded: {}", v[1]);
+    }
+    times.sort_by(f64::total_cmp);
+    eprintln!(
+        "time to first message over {} loads: median {:.0} ms, min {:.0} ms, max {:.0} ms; \
+         page transfer {bytes} bytes",
+        times.len(),
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+    );
+}
