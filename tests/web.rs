@@ -1,5 +1,5 @@
 //! The HTTP side of the web door (`--listen-http`): health, metrics, the
-//! placeholder page and refusals, against a real server.
+//! browser client's files and refusals, against a real server.
 
 mod common;
 
@@ -132,17 +132,37 @@ fn metrics_parse_and_count_a_message() {
 #[test]
 fn the_page_is_self_contained_and_strict() {
     let (_server, http) = start();
-    let answer = get(http, "/");
-    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
-    assert!(
-        answer.contains("Content-Security-Policy: default-src 'none'"),
-        "{answer}"
-    );
-    assert!(body(&answer).contains("href=\"/metrics\""), "{answer}");
-    assert!(
-        !body(&answer).contains("http"),
-        "no outside links: {answer}"
-    );
+    let page = get(http, "/");
+    assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+    assert!(!body(&page).contains("http"), "no outside links: {page}");
+    // Everything the page loads comes from this server, typed, under the
+    // same policy: no inline script or style, nothing from elsewhere.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+        ("/favicon.svg", "image/svg+xml"),
+    ] {
+        assert!(body(&page).contains(&format!("\"{path}\"")) || path == "/");
+        let answer = get(http, path);
+        let head = answer.split_once("\r\n\r\n").map_or("", |(h, _)| h);
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{path}: {head}");
+        assert!(
+            head.contains(&format!("Content-Type: {kind}")),
+            "{path}: {head}"
+        );
+        for header in [
+            "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; \
+             connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
+            "X-Content-Type-Options: nosniff",
+            "Referrer-Policy: no-referrer",
+            "Cache-Control: no-cache",
+        ] {
+            assert!(head.contains(header), "{path} lacks {header}: {head}");
+        }
+        assert!(!body(&answer).is_empty(), "{path} is empty");
+    }
 }
 
 #[test]
