@@ -277,9 +277,9 @@ impl<'d> Page<'d> {
 
     /// Saves a screenshot as `NAME-SCREEN.png` and checks what a person
     /// would see: a real picture of the window's size, more than a blank
-    /// page; the last message of `#log` on screen and not covered; the
-    /// composer on screen and not covered.
-    fn screenshot(&self, name: &str, blank_size: usize) {
+    /// page, and for each selector of `must_see` the last element it
+    /// matches on screen and not covered by anything.
+    fn screenshot(&self, name: &str, blank_size: usize, must_see: &[&str]) {
         let file = webdriver::screenshot_dir().join(format!("{name}-{}.png", self.screen.name()));
         let png = self.s.screenshot(&file);
         let (css_width, css_height) = self.screen.size();
@@ -314,12 +314,11 @@ impl<'d> Page<'d> {
             file.display(),
             png.len()
         );
-        let last = self
-            .s
-            .try_find("#log .msg:last-child")
-            .unwrap_or_else(|| panic!("no message in #log for {}", file.display()));
-        self.assert_seen(&last, "the last message", &file);
-        self.assert_seen(&self.composer(), "the composer", &file);
+        for css in must_see {
+            let last = self.s.find_all(css).pop();
+            let el = last.unwrap_or_else(|| panic!("no {css} for {}", file.display()));
+            self.assert_seen(&el, css, &file);
+        }
     }
 
     /// Asserts that `el` is inside the viewport, has a size, and is what
@@ -333,6 +332,9 @@ impl<'d> Page<'d> {
         );
     }
 }
+
+/// What must be on screen in a room: its newest message and the composer.
+const ROOM_VIEW: &[&str] = &["#log .msg", "#composer"];
 
 /// The group messages of `#log` as `{seq, from, text}`, oldest first.
 const GROUPS_FN: &str = "() => Array.from(document.querySelectorAll('#log .msg.group')).map(m => {
@@ -745,7 +747,7 @@ fn browsers_terminal_and_irc_users_talk_in_one_room() {
     }
 
     // The desktop, as bob sees it.
-    bob.screenshot("room", blank);
+    bob.screenshot("room", blank, ROOM_VIEW);
 
     // A phone in the same room sees a message arrive, and can answer.
     let eve = Page::blank(&driver, Screen::Phone);
@@ -754,7 +756,7 @@ fn browsers_terminal_and_irc_users_talk_in_one_room() {
     eve.nick("eve");
     ann.say("hello eve");
     eve.wait_group("ann", "hello eve");
-    eve.screenshot("room", phone_blank);
+    eve.screenshot("room", phone_blank, ROOM_VIEW);
     eve.say("hi from the phone");
     ann.wait_group("eve", "hi from the phone");
 
@@ -948,7 +950,9 @@ fn the_page_reconnects_after_a_restart_and_catches_up() {
     let db = db.to_str().expect("utf-8 path").to_owned();
     let (mut server, http, irc) = start(&["--db", &db]);
     let driver = Driver::start();
-    let ann = Page::open(&driver, http, Screen::Desktop);
+    let ann = Page::blank(&driver, Screen::Desktop);
+    let blank = ann.blank_size();
+    ann.load(http);
     ann.nick("ann");
     let mut bob = server.join("bob");
     bob.send(&json!({"type": "group", "text": "before"}));
@@ -961,6 +965,13 @@ fn the_page_reconnects_after_a_restart_and_catches_up() {
     server.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     drop(server);
     ann.wait_state("closed");
+    // Someone looking now sees that the page is reconnecting, and still
+    // has the conversation and the composer.
+    ann.screenshot(
+        "reconnecting",
+        blank,
+        &["#status", "#log .msg", "#composer"],
+    );
     let (server, _, _) = start_on(
         &addr.to_string(),
         &http.to_string(),
@@ -1013,7 +1024,9 @@ fn logging_in_and_a_wrong_password() {
     owner.recv_type("bye");
 
     let driver = Driver::start();
-    let page = Page::open(&driver, http, Screen::Desktop);
+    let page = Page::blank(&driver, Screen::Phone);
+    let blank = page.blank_size();
+    page.load(http);
     let login = |password: &str| {
         // After a refusal the dialog stays open, for another try.
         let shown = page.s.script(
@@ -1047,6 +1060,11 @@ fn logging_in_and_a_wrong_password() {
         "const e = document.querySelector('#login-error');
          return e && e.innerText.trim() !== '' && e.getClientRects().length > 0;",
         &[],
+    );
+    page.screenshot(
+        "login-refused",
+        blank,
+        &["#login-error", "#login-password", "#login-submit"],
     );
     let me = page.s.find("#me");
     assert_ne!(page.s.text(&me), "ann", "a wrong password logged in");
