@@ -837,6 +837,43 @@ fn rooms_are_joined_and_parted_and_count_what_was_missed() {
         &[],
     );
 
+    // Every control is reached by Tab, each with a visible focus ring.
+    let mut reached = Vec::new();
+    for _ in 0..40 {
+        bob.s.press(keys::TAB);
+        let v = bob.s.script(
+            "const el = document.activeElement;
+             if (!el || el === document.body) return null;
+             const st = getComputedStyle(el);
+             const ring = (st.outlineStyle !== 'none' && parseFloat(st.outlineWidth) > 0)
+                 || st.boxShadow !== 'none';
+             const name = el.id || (el.dataset.room && 'room:' + el.dataset.room)
+                 || (el.dataset.nick && 'member:' + el.dataset.nick)
+                 || el.tagName + ' ' + el.textContent.trim().slice(0, 20);
+             return [name, ring];",
+            &[],
+        );
+        if let Some(name) = v[0].as_str() {
+            assert_eq!(v[1], json!(true), "{name} has no visible focus ring");
+            reached.push(name.to_owned());
+            if name == "composer" {
+                break; // round the page once, from the composer to it
+            }
+        }
+    }
+    for control in [
+        "composer",
+        "login-open",
+        "room:lobby",
+        "room:rust",
+        "member:bob",
+    ] {
+        assert!(
+            reached.iter().any(|r| r == control),
+            "Tab never reached {control}; it reached {reached:?}"
+        );
+    }
+
     // A private message opens a conversation with its own unread count.
     ann.say("/msg bob psst");
     bob.wait_rooms("a conversation with ann, 1 unread", |rooms| {
