@@ -1047,7 +1047,7 @@ fn the_page_reconnects_after_a_restart_and_catches_up() {
 }
 
 #[test]
-fn logging_in_and_a_wrong_password() {
+fn registering_logging_in_and_a_wrong_password() {
     if !webdriver::available() {
         return;
     }
@@ -1064,7 +1064,7 @@ fn logging_in_and_a_wrong_password() {
     let page = Page::blank(&driver, Screen::Phone);
     let blank = page.blank_size();
     page.load(http);
-    let login = |password: &str| {
+    let fill = |account_name: &str, password: &str, button: &str| {
         // After a refusal the dialog stays open, for another try.
         let shown = page.s.script(
             "const d = document.querySelector('#login');
@@ -1077,13 +1077,36 @@ fn logging_in_and_a_wrong_password() {
         }
         let account = page.s.find("#login-account");
         page.s.clear(&account);
-        page.s.send_keys(&account, "ann");
+        page.s.send_keys(&account, account_name);
         let field = page.s.find("#login-password");
         page.s.clear(&field);
         page.s.send_keys(&field, password);
-        let submit = page.s.find("#login-submit");
+        let submit = page.s.find(button);
         page.s.click(&submit);
     };
+    let login = |password: &str| fill("ann", password, "#login-submit");
+
+    // Registering from the dialog takes the name and makes it an account.
+    fill("zoe", "zoe's long secret", "#register-submit");
+    page.wait(
+        "#me to say zoe",
+        "return document.querySelector('#me').textContent.trim() === 'zoe';",
+        &[],
+    );
+    page.wait(
+        "the dialog to close after registering",
+        "const d = document.querySelector('#login');
+         return !d || d.getClientRects().length === 0;",
+        &[],
+    );
+    let mut other = server.join("other");
+    other.send(&json!({"type": "nick", "nick": "zoe"}));
+    assert_eq!(
+        other.recv_type("error")["code"],
+        "nick_registered",
+        "the page did not register zoe"
+    );
+
     let failed = |http| {
         sample(
             &parse_prometheus(&http_get(http, "/metrics")),
