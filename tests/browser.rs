@@ -189,7 +189,7 @@ impl<'d> Page<'d> {
 
     /// The group messages shown in `#log`: `(seq, from, text)`.
     fn groups(&self) -> Vec<(u64, String, String)> {
-        let v = self.s.script(GROUPS, &[]);
+        let v = self.s.script(&format!("return ({GROUPS_FN})();"), &[]);
         v.as_array()
             .map(|a| a.iter().map(group_of).collect())
             .unwrap_or_default()
@@ -342,13 +342,6 @@ const GROUPS_FN: &str = "() => Array.from(document.querySelectorAll('#log .msg.g
     return {seq: Number(m.dataset.seq), from: f ? f.textContent.trim() : null,
             text: t ? t.textContent : null};
 })";
-
-const GROUPS: &str =
-    "return (() => Array.from(document.querySelectorAll('#log .msg.group')).map(m => {
-    const f = m.querySelector('.from'), t = m.querySelector('.text');
-    return {seq: Number(m.dataset.seq), from: f ? f.textContent.trim() : null,
-            text: t ? t.textContent : null};
-}))();";
 
 /// Run before the page's scripts (through DevTools, so the page's CSP
 /// does not apply): records in `window.__firstMessageAt` the
@@ -947,6 +940,28 @@ fn scrolling_up_loads_older_history_in_order() {
         first_screen.len() < 150,
         "the whole history came at once ({}); nothing to scroll for",
         first_screen.len()
+    );
+    // One scroll to the top: older messages come in above, and the one
+    // the reader was looking at stays in view.
+    let oldest_seen = first_screen[0].2.clone();
+    reader
+        .s
+        .script("document.querySelector('#log').scrollTop = 0;", &[]);
+    wait_for("older messages after scrolling to the top", || {
+        (reader.groups().len() > first_screen.len()).then_some(())
+    });
+    let v = reader.s.script(
+        "const log = document.querySelector('#log').getBoundingClientRect();
+         const m = Array.from(document.querySelectorAll('#log .msg.group'))
+             .find(m => m.querySelector('.text').textContent === arguments[0]);
+         const r = m.getBoundingClientRect();
+         return {visible: r.bottom > log.top && r.top < log.bottom, top: r.top, log: [log.top, log.bottom]};",
+        &[json!(oldest_seen)],
+    );
+    assert_eq!(
+        v["visible"],
+        json!(true),
+        "loading history moved {oldest_seen:?} out of view: {v}"
     );
     // Scroll to the top until the oldest message is there.
     wait_for("old 1 to be loaded by scrolling up", || {
