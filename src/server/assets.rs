@@ -133,4 +133,32 @@ mod tests {
         let css = find("/app.css").map_or("", |a| a.body);
         assert!(!css.contains("@import") && !css.contains("url(http"));
     }
+
+    /// The ids the browser tests and the script rely on (the DOM contract)
+    /// are in the page: renaming one breaks both.
+    #[test]
+    fn the_page_has_every_id_of_the_dom_contract() {
+        let html = find("/").map_or("", |a| a.body);
+        for id in [
+            "status",
+            "me",
+            "rooms",
+            "members",
+            "topic",
+            "log",
+            "composer",
+            "login-open",
+            "login",
+            "login-account",
+            "login-password",
+            "login-submit",
+            "register-submit",
+            "login-error",
+        ] {
+            assert!(html.contains(&format!(" id=\"{id}\"")), "no #{id}");
+        }
+        assert!(html.contains("<textarea id=\"composer\""));
+        assert!(html.contains("<dialog id=\"login\""));
+        assert!(html.contains("role=\"log\""));
+    }
 }

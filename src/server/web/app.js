@@ -579,22 +579,22 @@ function onError(m) {
 // ---- what the user types ----
 
 const HELP = [
-  'TEXT              say TEXT in the current room (or to the person, in a private conversation)',
-  '/msg NICK TEXT    say TEXT to NICK only (also /m)',
-  '/me TEXT          say what you do: /me waves shows * NICK waves',
-  '/join ROOM        join ROOM (made if new) and talk there; in it already: talk there',
+  'TEXT  say TEXT in the current room (or to the person, in a private conversation)',
+  '/msg NICK TEXT  say TEXT to NICK only (also /m)',
+  '/me TEXT  say what you do: /me waves shows * NICK waves',
+  '/join ROOM  join ROOM (made if new) and talk there; in it already: talk there',
   '/part [ROOM] [TEXT]  leave ROOM (the current room by default), saying TEXT',
-  '/rooms            list the rooms',
-  '/topic [TEXT]     show the current room\'s topic, or set it (/topic - clears it)',
-  '/history [N]      show N older messages of the current room (20 by default; scrolling up does it too)',
-  '/who [ROOM]       list who is in the current room, or in ROOM',
-  '/nick NAME        take a new nickname',
-  '/login ACCOUNT    log in to ACCOUNT (the password is asked for in a dialog); take its name',
-  '/register         make your current nickname an account, yours (password asked in a dialog)',
-  '/logout           stop owning the nickname (you keep it until you change it)',
-  '/quit [REASON]    leave (reload the page to come back)',
-  '/help             this list',
-  '//TEXT            say /TEXT',
+  '/rooms  list the rooms',
+  '/topic [TEXT]  show the current room\'s topic, or set it (/topic - clears it)',
+  '/history [N]  show N older messages of the current room (20 by default; scrolling up does it too)',
+  '/who [ROOM]  list who is in the current room, or in ROOM',
+  '/nick NAME  take a new nickname',
+  '/login ACCOUNT  log in to ACCOUNT (the password is asked for in a dialog); take its name',
+  '/register  make your current nickname an account, yours (password asked in a dialog)',
+  '/logout  stop owning the nickname (you keep it until you change it)',
+  '/quit [REASON]  leave (reload the page to come back)',
+  '/help  this list',
+  '//TEXT  say /TEXT',
   'Keys: Enter sends, Shift+Enter starts a new line, Alt+Up and Alt+Down switch rooms, Escape comes back to the message box',
 ];
 
@@ -792,6 +792,7 @@ function panels(which) {
   ui.roomsToggle.setAttribute('aria-expanded', String(which === 'rooms'));
   ui.membersToggle.setAttribute('aria-expanded', String(which === 'members'));
 }
+$('part').addEventListener('click', () => { if (current) command('/part'); });
 ui.jump.addEventListener('click', () => { toEnd(); ui.composer.focus(); });
 // On a phone, a tap on the messages closes an open panel.
 ui.log.addEventListener('click', () => panels(null));
