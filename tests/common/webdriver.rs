@@ -80,6 +80,9 @@ impl std::fmt::Display for Error {
 pub struct Driver {
     child: Child,
     addr: SocketAddr,
+    /// Chromium's configuration and cache (its crash handler's database
+    /// among them), kept out of the user's home directory.
+    _home: TempDir,
 }
 
 impl Driver {
@@ -87,8 +90,11 @@ impl Driver {
     /// from its banner: no race for a free port) and waits until `/status`
     /// says it is ready.
     pub fn start() -> Driver {
+        let home = TempDir::new("chromedriver");
         let mut child = Command::new(CHROMEDRIVER)
             .args(["--port=0", "--log-level=SEVERE"])
+            .env("XDG_CONFIG_HOME", home.path.join("config"))
+            .env("XDG_CACHE_HOME", home.path.join("cache"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -125,6 +131,7 @@ impl Driver {
         let driver = Driver {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _home: home,
         };
         wait_for("chromedriver to be ready", || {
             driver
