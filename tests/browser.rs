@@ -753,6 +753,20 @@ fn browsers_terminal_and_irc_users_talk_in_one_room() {
     eve.say("hi from the phone");
     ann.wait_group("eve", "hi from the phone");
 
+    // Nothing went wrong in the pages: no script error, no CSP refusal.
+    for page in [&ann, &bob, &eve] {
+        let severe: Vec<String> = page
+            .s
+            .console()
+            .into_iter()
+            .filter(|l| l.starts_with("\"SEVERE\""))
+            .collect();
+        assert!(
+            severe.is_empty(),
+            "errors in the page's console: {severe:#?}"
+        );
+    }
+
     // /metrics still parses, and counted the deliveries.
     let metrics = parse_prometheus(&http_get(http, "/metrics"));
     let out_after = sample(&metrics, "chat_messages_out_total");
