@@ -16,10 +16,18 @@ fn start() -> (Server, SocketAddr) {
 }
 
 fn start_with(extra: &[&str]) -> (Server, SocketAddr) {
-    let mut child = chat()
-        .args(["server", "--listen", "127.0.0.1:0"])
+    let mut cmd = chat();
+    cmd.args(["server", "--listen", "127.0.0.1:0"])
         .args(["--listen-http", "127.0.0.1:0", "--quiet"])
-        .args(extra)
+        .args(extra);
+    let (server, addrs) = start_cmd(&mut cmd, &["listening for HTTP on "]);
+    (server, addrs[0])
+}
+
+/// Starts `cmd` (a `chat server`) and reads its JSON-lines address, then
+/// one address for each of `prefixes`, in order.
+fn start_cmd(cmd: &mut std::process::Command, prefixes: &[&str]) -> (Server, Vec<SocketAddr>) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -34,8 +42,8 @@ fn start_with(extra: &[&str]) -> (Server, SocketAddr) {
             .unwrap_or_else(|| panic!("server said {line:?}, not '{prefix}ADDR'"))
     };
     let addr = read_addr("listening on ");
-    let http = read_addr("listening for HTTP on ");
-    (Server { child, addr }, http)
+    let addrs = prefixes.iter().map(|p| read_addr(p)).collect();
+    (Server { child, addr }, addrs)
 }
 
 /// Sends `request` raw and reads the whole answer (the server closes).
@@ -127,6 +135,26 @@ fn metrics_parse_and_count_a_message() {
         "{text}"
     );
     assert_eq!(metric(text, "chat_rooms"), 1.0, "{text}");
+    assert!(
+        metric(text, "chat_messages_in_total{door=\"json\"}") >= 3.0,
+        "{text}"
+    );
+    assert!(metric(text, "chat_bytes_out_total") > 0.0, "{text}");
+    assert!(
+        metric(text, "chat_http_requests_total{code=\"200\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(metric(text, "chat_loop_turn_seconds_count") > 0.0, "{text}");
+    assert_eq!(
+        metric(text, "chat_loop_turn_seconds_bucket{le=\"+Inf\"}"),
+        metric(text, "chat_loop_turn_seconds_count"),
+        "{text}"
+    );
+    assert!(metric(text, "process_open_fds") >= 5.0, "{text}");
+    assert!(
+        metric(text, "process_resident_memory_bytes") > 1e6,
+        "{text}"
+    );
 }
 
 #[test]
@@ -253,6 +281,16 @@ fn websocket_and_json_lines_users_talk_in_one_room() {
 }
 
 #[test]
+fn a_protocol_ping_over_websocket_gets_its_pong_as_a_text_frame() {
+    let (_server, http) = start();
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    ws_send(&mut web, json!({"type": "ping", "token": [1, "two"]}));
+    let pong = ws_recv_type(&mut web, "pong");
+    assert_eq!(pong["token"], json!([1, "two"]));
+}
+
+#[test]
 fn a_page_from_elsewhere_is_refused() {
     let (_server, http) = start();
     match ws_connect(http, Some("https://evil.example")) {
@@ -330,4 +368,320 @@ fn a_full_server_refuses_the_upgrade_with_503() {
         Err(e) => panic!("expected 503, got {e}"),
         Ok(_) => panic!("a full server took a WebSocket"),
     }
+}
+
+/// The answer as the header says it: the head, and a body of exactly
+/// Content-Length bytes.
+fn whole(answer: &str) -> bool {
+    let length = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    length == Some(body(answer).len())
+}
+
+#[test]
+fn a_client_that_reads_slowly_gets_the_whole_answer() {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let (_server, http) = start();
+    for path in ["/", "/metrics"] {
+        let mut slow = TcpStream::connect(http).expect("connect");
+        // A small receive window: the server's
+        // writes outrun it at once.
+        setsockopt(&slow, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+        slow.set_read_timeout(Some(WAIT)).expect("timeout");
+        slow.write_all(format!("GET {path} HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+            .expect("write");
+        // Answered meanwhile: the slow one holds no one up, and its
+        // answer is queued by now.
+        assert!(get(http, "/healthz").starts_with("HTTP/1.1 200 "));
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 512];
+        loop {
+            match slow.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("reading {path}: {e}"),
+            }
+        }
+        let answer = String::from_utf8(out).expect("utf-8");
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(whole(&answer), "cut short: {answer}");
+    }
+}
+
+#[test]
+fn a_wss_session_round_trips_a_message_with_a_json_user() {
+    use chat::addr::Host;
+    use rustls::StreamOwned;
+    let dir = common::TempDir::new("wss");
+    let cert = dir.path.join("cert.pem");
+    let key = dir.path.join("key.pem");
+    let made = common::output_within(
+        chat()
+            .args(["cert", "--host", "localhost", "--cert"])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key),
+    );
+    assert!(made.status.success(), "chat cert: {made:?}");
+    let mut cmd = chat();
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--quiet"])
+        .args([
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--listen-https",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key);
+    let (server, https) = start_cmd(
+        &mut cmd,
+        &["listening for TLS on ", "listening for HTTPS on "],
+    );
+    let https = https[1];
+
+    let client =
+        chat::tls::Client::new(&Host::Name("localhost".into()), Some(&cert)).expect("TLS set-up");
+    let mut tcp = TcpStream::connect(https).expect("connect");
+    let session = client.handshake(&mut tcp, WAIT).expect("TLS handshake");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let stream = StreamOwned::new(session, tcp);
+    let (mut web, _) = tungstenite::client(format!("wss://localhost:{}/ws", https.port()), stream)
+        .unwrap_or_else(|e| panic!("upgrade over TLS: {e}"));
+    let mut recv = |kind: &str| loop {
+        match web.read().expect("read a frame") {
+            tungstenite::Message::Text(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                if v["type"] == kind {
+                    break v;
+                }
+            }
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    };
+    recv("welcome");
+    let mut ann = server.join("ann");
+    ann.send(&json!({"type": "group", "text": "over tls"}));
+    assert_eq!(recv("group")["text"], "over tls");
+    web.send(tungstenite::Message::text(
+        json!({"type": "group", "text": "back over wss"}).to_string(),
+    ))
+    .expect("send");
+    assert_eq!(ann.recv_type("group")["text"], "back over wss");
+
+    // The rest of the door answers over TLS too.
+    let mut tcp = TcpStream::connect(https).expect("connect");
+    let session = client.handshake(&mut tcp, WAIT).expect("TLS handshake");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut stream = StreamOwned::new(session, tcp);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && body(&answer) == "ok\n",
+        "{answer}"
+    );
+}
+
+/// "Nobody else notices": a JSON-lines user is still connected and
+/// answered, and so is the HTTP door.
+fn unharmed(ann: &mut common::Conn, http: SocketAddr) {
+    ann.sync();
+    assert!(get(http, "/healthz").starts_with("HTTP/1.1 200 "));
+}
+
+#[test]
+fn a_request_dribbled_byte_by_byte_is_still_answered() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let mut slow = TcpStream::connect(http).expect("connect");
+    slow.set_nodelay(true).expect("nodelay");
+    slow.set_read_timeout(Some(WAIT)).expect("timeout");
+    for byte in format!("GET /healthz HTTP/1.1\r\nHost: {http}\r\n\r\n").bytes() {
+        slow.write_all(&[byte]).expect("write a byte");
+        // A round trip of the JSON user between bytes: the server reads
+        // the dribble in many pieces, and serves others meanwhile.
+        ann.sync();
+    }
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).expect("answer");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && body(&answer) == "ok\n",
+        "{answer}"
+    );
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn requests_never_finished_are_closed_at_the_deadline() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let heads: [&[u8]; 3] = [
+        b"",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        // An upgrade the client never completes.
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+    ];
+    let started = std::time::Instant::now();
+    let mut stalled: Vec<TcpStream> = heads
+        .iter()
+        .map(|head| {
+            let mut s = TcpStream::connect(http).expect("connect");
+            s.set_read_timeout(Some(WAIT + WAIT)).expect("timeout");
+            s.write_all(head).expect("write");
+            s
+        })
+        .collect();
+    unharmed(&mut ann, http);
+    for s in &mut stalled {
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("closed, not timed out");
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    // The deadline is 10 s (see the man page); not much earlier.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(8));
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn paths_outside_the_embedded_files_are_not_found() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    for path in [
+        "/../etc/passwd",
+        "/%2e%2e/",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2fetc%2fpasswd",
+        "//etc",
+        "//etc/passwd",
+        "/./../Cargo.toml",
+    ] {
+        let answer = get(http, path);
+        assert!(answer.starts_with("HTTP/1.1 404 "), "{path}: {answer}");
+    }
+    let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+    for i in 0..100 {
+        many.extend(format!("X-{i}: y\r\n").bytes());
+    }
+    many.extend(b"\r\n");
+    let answer = raw(http, &many);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn frames_done_wrong_close_with_1002() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let cases: [(&str, &[u8]); 4] = [
+        ("an unmasked frame", &[0x81, 0x01, b'x']),
+        // Continuation with no message begun (masked, key 0).
+        ("a continuation first", &[0x80, 0x81, 0, 0, 0, 0, b'x']),
+        (
+            "a new text frame mid-message",
+            &[0x01, 0x81, 0, 0, 0, 0, b'a', 0x81, 0x81, 0, 0, 0, 0, b'b'],
+        ),
+        ("a fragmented ping", &[0x09, 0x81, 0, 0, 0, 0, b'p']),
+    ];
+    for (what, bytes) in cases {
+        let mut web = ws_connect(http, None).expect("upgrade");
+        ws_recv_type(&mut web, "welcome");
+        web.get_mut().write_all(bytes).expect("write");
+        assert_eq!(close_code(&mut web), 1002, "{what}");
+        unharmed(&mut ann, http);
+    }
+    // Over --max-line (64 KiB by default), in fragments: 1009.
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    let chunk = vec![b'x'; 60 * 1024];
+    for first in [true, false] {
+        let mut frame = vec![if first { 0x01 } else { 0x00 }, 0x80 | 126];
+        frame.extend((chunk.len() as u16).to_be_bytes());
+        frame.extend([0, 0, 0, 0]);
+        frame.extend(&chunk);
+        web.get_mut().write_all(&frame).expect("write");
+    }
+    assert_eq!(close_code(&mut web), 1009);
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn a_ping_flood_is_slowed_and_json_users_stay_fast() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    let mut flood = web.get_ref().try_clone().expect("clone");
+    flood
+        .set_write_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            // Masked pings, never reading the pongs.
+            let mut batch = Vec::new();
+            for _ in 0..256 {
+                batch.extend([0x89, 0x80 | 4, 1, 2, 3, 4]);
+                batch.extend(b"ping".iter().zip([1, 2, 3, 4]).map(|(b, m)| b ^ m));
+            }
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match flood.write_all(&batch) {
+                    Ok(()) => sent += 256,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+            sent
+        })
+    };
+    let times = common::ping_times(&mut ann, 40, std::time::Duration::from_millis(5));
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.join().expect("flooder");
+    let p99 = common::p99(&times);
+    eprintln!("ping flood: {sent} pings sent; a JSON user's ping p99 {p99:?}");
+    assert!(
+        p99 < std::time::Duration::from_millis(100),
+        "a JSON user's ping took {p99:?} (p99) during a flood of {sent} pings"
+    );
+    // The flooder got pongs (or was closed, had its queue overflowed).
+    match web.read() {
+        Ok(tungstenite::Message::Pong(p)) => assert_eq!(&p[..], b"ping"),
+        Ok(tungstenite::Message::Close(_)) | Err(_) => {}
+        Ok(other) => panic!("expected a pong, got {other:?}"),
+    }
+    unharmed(&mut ann, http);
+}
+
+#[test]
+fn a_client_streaming_after_its_request_is_cut_off() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let mut hose = TcpStream::connect(http).expect("connect");
+    hose.set_write_timeout(Some(WAIT)).expect("timeout");
+    hose.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+        .expect("request");
+    let junk = vec![b'x'; 64 * 1024];
+    let streamer = std::thread::spawn(move || {
+        // Until the server closes (reset or broken pipe); at most 1 GiB.
+        for _ in 0..16 * 1024 {
+            if hose.write_all(&junk).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    unharmed(&mut ann, http);
+    assert!(streamer.join().expect("streamer"), "never cut off");
+    unharmed(&mut ann, http);
 }

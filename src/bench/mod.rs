@@ -7,27 +7,32 @@
 //! - `arrivals`: clients arriving one at a time into one room while members
 //!   chat; the server's CPU per arrival, and the group latency it costs.
 //! - `control`: the phases and wake-ups shared by a run's threads;
-//!   `conn`: opening connections, and reading them in bulk; `proto`: NATS
-//!   and Redis, for `fanout --proto`; `scan`: our payload
-//!   format and the byte-search hot path that finds it; `stats`: the
-//!   latency histogram; `report`: table and JSON; `progress`: the
-//!   stderr progress line; `system`: limits, CPU and memory from the
-//!   kernel.
+//!   `conn`: opening connections (to one server of `--server`'s list),
+//!   and reading them in bulk; `ws`: the WebSocket client framing of
+//!   `--proto ws`; `proto`: NATS, Redis and IRC, for `fanout --proto`;
+//!   `scan`: our payload format and the byte-search hot path that finds
+//!   it; `stats`: the latency histogram; `report`: table and JSON;
+//!   `page` and `chart`: the HTML page and SVG charts of `--report`;
+//!   `progress`: the stderr progress line; `system`: limits, CPU and
+//!   memory from the kernel.
 //!
 //! Every mode runs one `mio` event loop per core, never a thread per
 //! connection, so that the bench is not what limits the numbers.
 
 mod arrivals;
+mod chart;
 mod conn;
 mod control;
 mod fanout;
 mod idle;
+mod page;
 mod progress;
 mod proto;
 mod report;
 mod scan;
 mod stats;
 mod system;
+mod ws;
 
 use crate::cli::{BenchArgs, BenchMode};
 use crate::fail::Outcome;

@@ -210,8 +210,12 @@ pub struct Delivery {
     held: VecDeque<Held>,
     /// Events for many are encoded apart from answers to one, so that one
     /// user's answers do not break everyone else's run of broadcasts into
-    /// separate slices.
-    for_all: Outbox,
+    /// separate slices; and each door's encoding apart from the others',
+    /// for the same reason: in a room of JSON-lines and WebSocket users,
+    /// one outbox would interleave the two encodings of every event, and
+    /// each receiver would hold a slice per event instead of one run (an
+    /// arrival storm of N then held N² slices).
+    for_all: [Outbox; DOORS],
     for_one: Outbox,
     /// Connections with output to write this turn.
     dirty: Vec<Key>,
@@ -228,7 +232,7 @@ impl Delivery {
             max_queue,
             holding: false,
             held: VecDeque::new(),
-            for_all: Outbox::default(),
+            for_all: Default::default(),
             for_one: Outbox::default(),
             dirty: Vec::new(),
             over: Vec::new(),
@@ -303,13 +307,20 @@ impl Delivery {
         };
         let account = account.as_ref();
         let batch = emit.event.is_presence() && core.reach(&emit.to) >= BATCH_REACH;
-        let outbox = if emit.event.is_broadcast() {
-            &mut self.for_all
-        } else {
-            &mut self.for_one
-        };
-        let needs_seq = match (&emit.event, self.held.back()) {
-            (Event::Group { seq, .. }, _) if self.holding => Some(*seq),
+        let broadcast = emit.event.is_broadcast();
+        let Delivery {
+            max_queue,
+            holding,
+            held,
+            for_all,
+            for_one,
+            dirty,
+            over,
+            batched,
+            ..
+        } = self;
+        let needs_seq = match (&emit.event, held.back()) {
+            (Event::Group { seq, .. }, _) if *holding => Some(*seq),
             (_, Some(last)) => Some(last.needs_seq),
             _ => None,
         };
@@ -318,13 +329,19 @@ impl Delivery {
             core.for_each_receiver(&emit.to, |key, user, conn| {
                 let outlet = conn.as_mut();
                 let (door, tags) = (outlet.door, outlet.tags);
-                encoded[door.index(tags)].get_or_insert_with(|| {
+                let i = door.index(tags);
+                encoded[i].get_or_insert_with(|| {
+                    let outbox = if broadcast {
+                        &mut for_all[i]
+                    } else {
+                        &mut *for_one
+                    };
                     outbox.encode_with(|out| door.encode(&emit.event, user, tags, account, out))
                 });
                 outlet.held += 1;
                 receivers.push(key);
             });
-            self.held.push_back(Held {
+            held.push_back(Held {
                 encoded,
                 receivers,
                 batch,
@@ -333,17 +350,16 @@ impl Delivery {
             });
             return;
         }
-        let Delivery {
-            max_queue,
-            dirty,
-            over,
-            batched,
-            ..
-        } = self;
         core.for_each_receiver(&emit.to, |key, user, conn| {
             let outlet = conn.as_mut();
             let (door, tags) = (outlet.door, outlet.tags);
-            let bytes = encoded[door.index(tags)].get_or_insert_with(|| {
+            let i = door.index(tags);
+            let bytes = encoded[i].get_or_insert_with(|| {
+                let outbox = if broadcast {
+                    &mut for_all[i]
+                } else {
+                    &mut *for_one
+                };
                 outbox.encode_with(|out| door.encode(&emit.event, user, tags, account, out))
             });
             let lists = Lists {

@@ -50,10 +50,12 @@ use super::http;
 use super::hub::Hub;
 use super::irc::door::{self as irc, Tick};
 use super::log::EventLog;
+use super::metrics::Counts;
 use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
 use super::tls::{Certs, Progress, Session};
+use super::web_conn::{Got, HttpConn};
 use super::ws;
 use crate::framing::{Frame, LineReader};
 use crate::interest::want_writable;
@@ -67,12 +69,17 @@ const TLS_LISTENER: Token = Token(usize::MAX - 4);
 const IRC_LISTENER: Token = Token(usize::MAX - 5);
 const IRC_TLS_LISTENER: Token = Token(usize::MAX - 6);
 const HTTP_LISTENER: Token = Token(usize::MAX - 7);
+const HTTPS_LISTENER: Token = Token(usize::MAX - 8);
 /// HTTP connections count down from here; connection keys never reach it
 /// (their generation stays below `u32::MAX - 16`).
 const HTTP_BASE: usize = usize::MAX - 1024;
 /// At most this many HTTP requests are served at once; more wait in the
 /// backlog.
 const MAX_HTTP: usize = 64;
+
+/// Reads of input after an HTTP answer (dropped) before the connection
+/// is cut off.
+const HTTP_DRAIN_READS: usize = 64;
 
 /// One read; big, so a busy sender is served in few system calls.
 const SCRATCH: usize = 256 * 1024;
@@ -205,17 +212,13 @@ enum Again {
 pub struct Irc {
     pub plain: Option<TcpListener>,
     pub tls: Option<TcpListener>,
-    /// `--listen-http`: health, metrics and the placeholder page.
+    /// `--listen-http`: health, metrics, the browser client and its WebSocket.
     pub http: Option<TcpListener>,
+    /// `--listen-https`: the same over TLS, with the certificate of
+    /// `--listen-tls`.
+    pub https: Option<TcpListener>,
     /// `--http-origin`: empty, the page must come from the Host itself.
     pub origins: Vec<String>,
-}
-
-/// An HTTP connection: its request so far, until it is answered.
-struct HttpConn {
-    stream: TcpStream,
-    addr: SocketAddr,
-    input: Vec<u8>,
 }
 
 /// Everything the event loop is told at start.
@@ -271,6 +274,7 @@ pub struct EventLoop {
     irc_listener: Option<TcpListener>,
     irc_tls_listener: Option<TcpListener>,
     http_listener: Option<TcpListener>,
+    https_listener: Option<TcpListener>,
     /// HTTP connections with their serial (so a deadline finds its own).
     http: slab::Slab<(u64, HttpConn)>,
     http_serial: u64,
@@ -280,7 +284,7 @@ pub struct EventLoop {
     websockets: HashMap<Key, ws::Reader>,
     /// `--http-origin`: the pages allowed to open a WebSocket.
     origins: Vec<String>,
-    counts: http::Counts,
+    counts: Counts,
     certs: Option<Certs>,
     /// The TLS sessions of the connections whose `tls` is set.
     sessions: HashMap<Key, Box<Session>>,
@@ -346,12 +350,14 @@ impl EventLoop {
             plain: mut irc_listener,
             tls: mut irc_tls_listener,
             http: mut http_listener,
+            https: mut https_listener,
             origins,
         } = irc;
         for (listener, token) in [
             (&mut irc_listener, IRC_LISTENER),
             (&mut irc_tls_listener, IRC_TLS_LISTENER),
             (&mut http_listener, HTTP_LISTENER),
+            (&mut https_listener, HTTPS_LISTENER),
         ] {
             if let Some(listener) = listener {
                 poll.registry()
@@ -372,10 +378,12 @@ impl EventLoop {
             message: "the server is full; try again later".into(),
         }
         .encode(&mut server_full);
+        let mut stored_seq = 0;
         let (hub, persist) = match history {
             None => (Hub::new(settings.core.clone(), settings.max_queue), None),
             Some(opened) => {
                 let mut hub = Hub::stored(settings.core.clone(), settings.max_queue);
+                stored_seq = opened.last_seq;
                 hub.core.restore(opened.last_seq, opened.topics);
                 let persist =
                     Persist::start(opened.store, opened.reader, opened.keep, Arc::clone(&waker))?;
@@ -406,12 +414,17 @@ impl EventLoop {
             irc_listener,
             irc_tls_listener,
             http_listener,
+            https_listener,
             http: slab::Slab::new(),
             http_serial: 0,
             http_resume: false,
             websockets: HashMap::new(),
             origins,
-            counts: http::Counts::default(),
+            counts: Counts {
+                started: Some(Instant::now()),
+                stored_seq,
+                ..Counts::default()
+            },
             certs,
             sessions: HashMap::new(),
             plain: Vec::new(),
@@ -489,9 +502,10 @@ impl EventLoop {
                     TLS_LISTENER => self.accept(Entry::Tls),
                     IRC_LISTENER => self.accept(Entry::Irc),
                     IRC_TLS_LISTENER => self.accept(Entry::IrcTls),
-                    HTTP_LISTENER => self.accept_http(),
+                    HTTP_LISTENER => self.accept_http(false),
+                    HTTPS_LISTENER => self.accept_http(true),
                     Token(n) if n <= HTTP_BASE && n > HTTP_BASE - MAX_HTTP - 1 => {
-                        self.read_http(HTTP_BASE - n)
+                        self.serve_http(HTTP_BASE - n)
                     }
                     SIGNALS => self.on_signal(),
                     WAKER => {
@@ -514,9 +528,12 @@ impl EventLoop {
                 }
             }
             while std::mem::take(&mut self.http_resume) {
-                self.accept_http();
+                self.accept_http(false);
+                self.accept_http(true);
             }
             self.write();
+            // From the end of the wait to here: what a turn costs.
+            self.counts.turns.observe(now.elapsed());
             if let Some(by) = self.shutdown_by
                 && (self.hub.core.is_empty() || Instant::now() >= by)
             {
@@ -555,14 +572,27 @@ impl EventLoop {
         self.again.push(Again::Listener(entry));
     }
 
-    /// Accepts HTTP connections while there is room for them.
-    fn accept_http(&mut self) {
+    /// Accepts HTTP connections (HTTPS with `tls`) while there is room
+    /// for them.
+    fn accept_http(&mut self, tls: bool) {
         while self.http.len() < MAX_HTTP {
-            let Some(listener) = &self.http_listener else {
+            let listener = match tls {
+                false => &self.http_listener,
+                true => &self.https_listener,
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
                 Ok((mut stream, addr)) => {
+                    let session = match (tls, &self.certs) {
+                        (false, _) => None,
+                        (true, Some(certs)) => match Session::new(certs.config()) {
+                            Ok(session) => Some(Box::new(session)),
+                            Err(_) => continue,
+                        },
+                        (true, None) => continue,
+                    };
                     let entry = self.http.vacant_entry();
                     let slot = entry.key();
                     let token = Token(HTTP_BASE - slot);
@@ -576,18 +606,11 @@ impl EventLoop {
                     }
                     self.http_serial += 1;
                     let serial = self.http_serial;
-                    entry.insert((
-                        serial,
-                        HttpConn {
-                            stream,
-                            addr,
-                            input: Vec::new(),
-                        },
-                    ));
+                    entry.insert((serial, HttpConn::new(stream, addr, session)));
                     let by = Instant::now() + http::DEADLINE;
                     self.timers.push(Reverse((by, Timer::Http(slot, serial))));
                     // Data may have come with the connection.
-                    self.read_http(slot);
+                    self.serve_http(slot);
                 }
                 Err(e) if is_transient_accept_error(&e) => {}
                 Err(_) => return,
@@ -595,37 +618,51 @@ impl EventLoop {
         }
     }
 
-    /// Reads an HTTP request; once its head is complete (or wrong), writes
-    /// the answer and closes. Answers are small: a fresh socket's send
-    /// buffer takes them whole.
-    fn read_http(&mut self, slot: usize) {
-        let mut buf = [0u8; 4096];
-        loop {
+    /// Reads an HTTP request; once its head is complete (or wrong), queues
+    /// the answer and writes it as the socket takes it, or upgrades to a
+    /// WebSocket.
+    fn serve_http(&mut self, slot: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut reads = 0;
+        let upgrade = loop {
             let Some((_, conn)) = self.http.get_mut(slot) else {
+                self.scratch = scratch;
                 return;
             };
-            match conn.stream.read(&mut buf) {
-                Ok(0) => return self.close_http(slot),
-                Ok(n) => conn.input.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.close_http(slot),
+            match conn.read(&mut scratch[..16 * 1024]) {
+                // Input after the answer is dropped; a client that keeps
+                // streaming it would hold the loop here, so it is cut off.
+                Got::Input if conn.answered && reads >= HTTP_DRAIN_READS => {
+                    self.scratch = scratch;
+                    return self.close_http(slot);
+                }
+                Got::Input => reads += 1,
+                Got::Blocked => break None,
+                Got::End if conn.answered => {
+                    // It may still read: the answer goes out first.
+                    conn.peer_done = true;
+                    break None;
+                }
+                Got::End | Got::Failed => {
+                    self.scratch = scratch;
+                    return self.close_http(slot);
+                }
+            }
+            if conn.answered {
+                continue;
             }
             let core = &self.hub.core;
             let mut counts = self.counts;
             let open = self.http.len();
             let Some((_, conn)) = self.http.get_mut(slot) else {
-                return;
+                break None;
             };
             let verdict = http::answer(&conn.input, &self.origins, || {
                 for key in core.keys() {
                     // Those gone counted theirs on leaving.
                     counts.msgs_out += core.conn(key).map_or(0, |c| c.outlet.msgs_out);
-                    match core.conn(key).map(|c| c.outlet.door) {
-                        Some(Door::Irc) => counts.irc_conns += 1,
-                        Some(Door::WebSocket) => counts.ws_conns += 1,
-                        Some(Door::JsonLines) => counts.json_conns += 1,
-                        None => {}
+                    if let Some(conn) = core.conn(key) {
+                        counts.conns[door_index(conn.outlet.door)] += 1;
                     }
                 }
                 counts.rooms = core.room_count();
@@ -634,39 +671,88 @@ impl EventLoop {
             });
             match verdict {
                 http::Verdict::Answer(bytes) => {
-                    self.counts.http_requests += 1;
-                    let _ = conn.stream.write_all(&bytes);
-                    let _ = conn.stream.shutdown(Shutdown::Write);
-                    return self.close_http(slot);
+                    self.counts.answered(&bytes);
+                    conn.answer(&bytes);
                 }
                 http::Verdict::Upgrade { .. }
                     if self.hub.core.len() >= self.settings.max_clients =>
                 {
-                    self.counts.http_requests += 1;
-                    let _ = conn.stream.write_all(&http::full());
-                    let _ = conn.stream.shutdown(Shutdown::Write);
-                    return self.close_http(slot);
+                    let full = http::full();
+                    self.counts.answered(&full);
+                    conn.answer(&full);
                 }
                 http::Verdict::Upgrade { answer, used } => {
-                    self.counts.http_requests += 1;
-                    let (_, mut conn) = self.http.remove(slot);
-                    self.http_resume = true;
-                    let _ = self.poll.registry().deregister(&mut conn.stream);
-                    // A fresh socket's send buffer takes the short 101.
-                    if conn.stream.write_all(&answer).is_err() {
-                        return;
-                    }
-                    let rest = conn.input.split_off(used.min(conn.input.len()));
-                    return self.admit_websocket(conn.stream, conn.addr, &rest);
+                    self.counts.answered(&answer);
+                    break Some((answer, used));
                 }
                 http::Verdict::More => {}
             }
+        };
+        self.scratch = scratch;
+        match upgrade {
+            Some((answer, used)) => self.upgrade_http(slot, &answer, used),
+            None => self.flush_http(slot),
         }
+    }
+
+    /// Writes an HTTP answer as far as the socket takes it; closes once it
+    /// is written and the client is done.
+    fn flush_http(&mut self, slot: usize) {
+        let Some((_, conn)) = self.http.get_mut(slot) else {
+            return;
+        };
+        let done = match conn.flush(&mut self.seal) {
+            Ok(done) => done,
+            Err(_) => return self.close_http(slot),
+        };
+        if done && conn.answered && conn.peer_done {
+            return self.close_http(slot);
+        }
+        let token = Token(HTTP_BASE - slot);
+        if want_writable(
+            self.poll.registry(),
+            &mut conn.stream,
+            token,
+            !done,
+            &mut conn.writing,
+        )
+        .is_err()
+        {
+            self.close_http(slot);
+        }
+    }
+
+    /// Moves a connection whose upgrade was accepted from the HTTP slab to
+    /// the connection table.
+    fn upgrade_http(&mut self, slot: usize, answer: &[u8], used: usize) {
+        let (_, mut conn) = self.http.remove(slot);
+        self.http_resume = true;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        // A fresh socket's send buffer takes the short 101; with TLS, the
+        // records it does not take wait in the session, and go first.
+        let written = match &mut conn.session {
+            None => conn.stream.write_all(answer),
+            Some(session) => session
+                .writer(&mut conn.stream, &mut self.seal)
+                .write_all(answer),
+        };
+        if written.is_err() {
+            return;
+        }
+        let rest = conn.input.split_off(used.min(conn.input.len()));
+        self.admit_websocket(conn.stream, conn.addr, conn.session, &rest);
     }
 
     /// A WebSocket upgraded from the HTTP listener joins the chat as any
     /// connection does; `rest` is what came after the upgrade request.
-    fn admit_websocket(&mut self, stream: TcpStream, addr: SocketAddr, rest: &[u8]) {
+    fn admit_websocket(
+        &mut self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        session: Option<Box<Session>>,
+        rest: &[u8],
+    ) {
+        let tls = session.is_some();
         let _ = stream.set_nodelay(true);
         keep_alive(&stream);
         let conn = Conn {
@@ -679,10 +765,13 @@ impl EventLoop {
             held: None,
             resuming: false,
             awaiting: false,
-            tls: false,
+            tls,
         };
-        let key = self.hub.connect(Peer::new(addr, false), self.now_ms, conn);
+        let key = self.hub.connect(Peer::new(addr, tls), self.now_ms, conn);
         self.websockets.insert(key, ws::Reader::default());
+        if let Some(session) = session {
+            self.sessions.insert(key, session);
+        }
         if let Some(user) = self.hub.core.user(key) {
             self.log.connect(user.id, addr, self.now_ms);
         }
@@ -1011,10 +1100,10 @@ impl EventLoop {
         let mut stopped = false;
         let hub = &mut self.hub;
         let now_ms = self.now_ms;
-        let lines_in = &mut self.counts.lines_in;
+        let msgs_in = &mut self.counts.msgs_in[door_index(Door::WebSocket)];
         reader.feed(input, max_line, |input| match input {
             ws::Input::Text(text) => {
-                *lines_in += 1;
+                *msgs_in += 1;
                 flow = hub.line(key, text.as_bytes(), now_ms);
                 let Some(conn) = hub.core.conn_mut(key) else {
                     return false;
@@ -1029,7 +1118,15 @@ impl EventLoop {
             }
             ws::Input::Ping(payload) => {
                 pongs.push(payload);
-                true
+                // A ping costs what a message does: a ping flood is slowed
+                // by not reading, as a line flood is.
+                let Some(conn) = hub.core.conn_mut(key) else {
+                    return false;
+                };
+                conn.allowance.spend(limit);
+                let go = conn.allowance.has_room(limit, now);
+                stopped = !go;
+                go
             }
             ws::Input::Close(code) => {
                 close = Some(code);
@@ -1047,7 +1144,7 @@ impl EventLoop {
         for payload in pongs {
             self.hub
                 .delivery
-                .answer(&mut self.hub.core, key, |out| ws::frame(0xA, &payload, out));
+                .answer(&mut self.hub.core, key, |out| ws::pong(&payload, out));
         }
         if let Some(code) = close {
             self.hub
@@ -1097,14 +1194,15 @@ impl EventLoop {
         // The reader is lent out while its lines are handled: handling
         // reaches into the table that holds it.
         let mut reader = std::mem::replace(&mut conn.reader, LineReader::new(0));
+        let door = door_index(conn.outlet.door);
         let mut flow = Flow::Continue;
         let hub = &mut self.hub;
         let now_ms = self.now_ms;
-        let lines_in = &mut self.counts.lines_in;
+        let msgs_in = &mut self.counts.msgs_in[door];
         let consumed = reader.feed(input, |frame| {
             match frame {
                 Frame::Line(line) => {
-                    *lines_in += 1;
+                    *msgs_in += 1;
                     flow = hub.line(key, line, now_ms)
                 }
                 Frame::TooLong => hub.line_too_long(key, max_line),
@@ -1235,7 +1333,10 @@ impl EventLoop {
         let done: Vec<Done> = persist.take().collect();
         for done in done {
             match done {
-                Done::Committed(seq) => self.hub.delivery.release(&mut self.hub.core, seq),
+                Done::Committed(seq) => {
+                    self.counts.stored_seq = self.counts.stored_seq.max(seq);
+                    self.hub.delivery.release(&mut self.hub.core, seq)
+                }
                 Done::Failed(why) => self.log.store_failed(&why, self.now_ms),
                 Done::Recovered => self.log.store_recovered(self.now_ms),
                 Done::History {
@@ -1311,6 +1412,7 @@ impl EventLoop {
             self.irc_listener.take(),
             self.irc_tls_listener.take(),
             self.http_listener.take(),
+            self.https_listener.take(),
         ]
         .into_iter()
         .flatten()
@@ -1397,6 +1499,7 @@ impl EventLoop {
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return;
         };
+        let queued = conn.outlet.out.len();
         let (written, sealed) = match conn.tls {
             false => (conn.outlet.out.write_to(&mut conn.stream), false),
             true => match self.sessions.get_mut(&key) {
@@ -1409,6 +1512,7 @@ impl EventLoop {
                 None => (Err(io::ErrorKind::NotConnected.into()), false),
             },
         };
+        self.counts.bytes_out += (queued - conn.outlet.out.len().min(queued)) as u64;
         if written.is_err() {
             self.close(key);
             return;
@@ -1545,6 +1649,15 @@ impl EventLoop {
             self.close(key);
         }
         self.log.flush();
+    }
+}
+
+/// A door's place in [`Counts`]'s arrays (see `metrics::DOORS`).
+fn door_index(door: Door) -> usize {
+    match door {
+        Door::JsonLines => 0,
+        Door::Irc => 1,
+        Door::WebSocket => 2,
     }
 }
 

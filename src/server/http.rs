@@ -2,8 +2,9 @@
 //! answered from what the loop already counts. Pure: bytes in, bytes out,
 //! so the event loop only moves them.
 
-use std::fmt::Write as _;
 use std::time::Duration;
+
+use super::metrics::{self, Counts};
 
 /// A request's head must fit in this; more is refused with 431.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -18,22 +19,6 @@ pub fn full() -> Vec<u8> {
 
 /// Answers that are not the page: never kept, never sniffed.
 const NOT_PAGE: &str = "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n";
-
-/// What the server counts, for `/metrics`.
-#[derive(Default, Clone, Copy)]
-pub struct Counts {
-    pub json_conns: usize,
-    pub irc_conns: usize,
-    pub ws_conns: usize,
-    pub http_conns: usize,
-    pub rooms: usize,
-    pub lines_in: u64,
-    pub dropped_slow: u64,
-    /// Messages queued for clients (each receiver counts).
-    pub msgs_out: u64,
-    pub failed_logins: u64,
-    pub http_requests: u64,
-}
 
 /// What to do with the bytes read so far.
 pub enum Verdict {
@@ -72,7 +57,11 @@ pub fn answer(input: &[u8], origins: &[String], counts: impl FnOnce() -> Counts)
     }
     let (body, kind, headers) = match path {
         "/healthz" => ("ok\n".to_owned(), "text/plain; charset=utf-8", NOT_PAGE),
-        "/metrics" => (metrics(&counts()), "text/plain; version=0.0.4", NOT_PAGE),
+        "/metrics" => (
+            metrics::render(&counts()),
+            "text/plain; version=0.0.4",
+            NOT_PAGE,
+        ),
         _ => match super::assets::find(path) {
             Some(a) => (a.body.to_owned(), a.kind, super::assets::HEADERS),
             None => return Verdict::Answer(status(404, "Not Found")),
@@ -143,66 +132,6 @@ fn status(code: u16, reason: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
-}
-
-/// The Prometheus text format, version 0.0.4.
-pub fn metrics(c: &Counts) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP chat_connections Open connections, by door.\n");
-    out.push_str("# TYPE chat_connections gauge\n");
-    for (door, n) in [
-        ("json", c.json_conns),
-        ("irc", c.irc_conns),
-        ("websocket", c.ws_conns),
-        ("http", c.http_conns),
-    ] {
-        let _ = writeln!(out, "chat_connections{{door=\"{door}\"}} {n}");
-    }
-    let rows: [(&str, &str, &str, u64); 6] = [
-        (
-            "chat_rooms",
-            "gauge",
-            "Rooms with someone in them.",
-            c.rooms as u64,
-        ),
-        (
-            "chat_lines_in_total",
-            "counter",
-            "Lines received from clients.",
-            c.lines_in,
-        ),
-        (
-            "chat_messages_out_total",
-            "counter",
-            "Messages queued for clients, one per receiver.",
-            c.msgs_out,
-        ),
-        (
-            "chat_failed_logins_total",
-            "counter",
-            "Logins refused for a wrong name or password.",
-            c.failed_logins,
-        ),
-        (
-            "chat_dropped_slow_total",
-            "counter",
-            "Clients dropped for reading too slowly.",
-            c.dropped_slow,
-        ),
-        (
-            "chat_http_requests_total",
-            "counter",
-            "HTTP requests answered.",
-            c.http_requests,
-        ),
-    ];
-    for (name, kind, help, value) in rows {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
-    }
-    out
 }
 
 #[cfg(test)]

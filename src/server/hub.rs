@@ -129,6 +129,7 @@ impl<C: AsMut<Outlet>> Hub<C> {
             self.deliver();
             return flow;
         }
+        let framed = self.door(key) == Door::WebSocket;
         let Hub { core, delivery, .. } = self;
         let flow = json::with_line(line, |line| match line {
             Line::Blank => Flow::Continue,
@@ -139,7 +140,15 @@ impl<C: AsMut<Outlet>> Hub<C> {
             }
             Line::Pong(pong) => {
                 core.count_in(key);
-                delivery.answer(core, key, |out| pong.encode(out));
+                // Written here, not by a door's encoder: a WebSocket
+                // client reads it only as a text frame.
+                delivery.answer(core, key, |out| {
+                    let start = out.len();
+                    pong.encode(out);
+                    if framed {
+                        super::ws::frame_line(out, start);
+                    }
+                });
                 Flow::Continue
             }
         });
@@ -994,6 +1003,23 @@ mod tests {
         hub.delivery.take_dirty(&mut hub.core, &mut dirty);
         assert_eq!(dirty.len(), members.len());
         assert_eq!(types(&read(&mut hub, members[0])), ["join", "nick"]);
+    }
+
+    #[test]
+    fn a_room_of_two_doors_keeps_one_run_of_broadcasts_per_receiver() {
+        let mut hub = hub();
+        let web = hub.connect(addr(), NOW, Outlet::new(Door::WebSocket));
+        let lines = join(&mut hub);
+        for _ in 0..50 {
+            join(&mut hub);
+        }
+        // Each door's encodings are contiguous in its own outbox: the
+        // welcome (an answer) is one slice, the 50 arrivals one more, not
+        // one slice per arrival as when the two encodings interleaved.
+        for key in [web, lines] {
+            let slices = hub.core.conn(key).map_or(0, |c| c.out.slice_count());
+            assert_eq!(slices, 2, "slices for a welcome and 50 arrivals");
+        }
     }
 
     // Accounts: the rules of register, login and logout, hashed on the

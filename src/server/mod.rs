@@ -31,12 +31,13 @@
 //!   failed logins per connection and per address.
 //! - `tls`: the certificate of `--listen-tls`, reloaded on SIGHUP; the
 //!   sessions live in the event loop, beside the connection table.
-//! - `http`: `--listen-http`: `/healthz`, `/metrics` and the browser
+//! - [`http`]: `--listen-http`: `/healthz`, `/metrics` and the browser
 //!   client's files (`assets`: the embedded page, script and style, with
 //!   the Content-Security-Policy), one request per connection, and the
-//!   upgrade to `/ws`;
-//!   `ws`: WebSocket frames in and out (the JSON messages, one per text
-//!   frame).
+//!   upgrade to `/ws`; [`ws`]: WebSocket frames in and out (the JSON
+//!   messages, one per text frame); [`metrics`]: the `/metrics` families,
+//!   the loop's and the process's; `web_conn`: one HTTP connection's
+//!   socket, TLS session and queued answer until it is answered or upgraded.
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
 //!   and the door's own answers out, events encoded as IRC lines.
 
@@ -49,12 +50,13 @@ pub mod event;
 mod event_loop;
 mod flood;
 pub mod hashing;
-mod http;
+pub mod http;
 pub mod hub;
 pub mod irc;
 pub mod json;
 mod log;
 mod memory;
+pub mod metrics;
 pub mod name;
 mod nicks;
 pub mod outq;
@@ -62,7 +64,8 @@ mod persist;
 pub mod store;
 pub mod table;
 mod tls;
-mod ws;
+mod web_conn;
+pub mod ws;
 
 pub use event_loop::Stopper;
 
@@ -113,6 +116,12 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let irc_addr = parse_irc(&args.listen_irc)?;
     let irc_tls_addr = parse_irc(&args.listen_irc_tls)?;
     let http_addr = parse_irc(&args.listen_http)?;
+    let https_addr = parse_irc(&args.listen_https)?;
+    if !args.http_origin.is_empty() && http_addr.is_none() && https_addr.is_none() {
+        return Err(Fail::usage(
+            "--http-origin needs --listen-http or --listen-https: it says who may open /ws",
+        ));
+    }
     if addr.is_none() && tls_addr.is_none() && irc_addr.is_none() {
         return Err(Fail::usage(
             "--listen none needs --listen-tls or --listen-irc: the server must listen somewhere",
@@ -157,6 +166,8 @@ pub fn run(args: &ServerArgs) -> Outcome {
     let irc_tls_bound = irc_tls.as_ref().map(|(_, bound)| *bound);
     let web = http_addr.map(open).transpose()?;
     let http_bound = web.as_ref().map(|(_, bound)| *bound);
+    let web_tls = https_addr.map(open).transpose()?;
+    let https_bound = web_tls.as_ref().map(|(_, bound)| *bound);
     let signals =
         stop_signals().map_err(|e| Fail::runtime(format!("cannot handle signals: {e}")))?;
     let settings = Settings {
@@ -198,6 +209,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
             plain: irc.map(|(listener, _)| listener),
             tls: irc_tls.map(|(listener, _)| listener),
             http: web.map(|(listener, _)| listener),
+            https: web_tls.map(|(listener, _)| listener),
             origins: args.http_origin.clone(),
         },
         Some(signals),
@@ -222,6 +234,9 @@ pub fn run(args: &ServerArgs) -> Outcome {
     }
     if let Some(bound) = http_bound {
         let _ = writeln!(stdout, "listening for HTTP on {bound}");
+    }
+    if let Some(bound) = https_bound {
+        let _ = writeln!(stdout, "listening for HTTPS on {bound}");
     }
     let _ = stdout.flush();
     event_loop

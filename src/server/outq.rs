@@ -345,7 +345,8 @@ impl OutQueue {
         self.len + self.slice_count() * SLICE_COST
     }
 
-    fn slice_count(&self) -> usize {
+    /// Slices held: one per run of contiguous messages.
+    pub fn slice_count(&self) -> usize {
         self.head.as_ref().map_or(0, |h| h.len()) + usize::from(self.tail.is_some())
     }
 

@@ -379,6 +379,32 @@ impl Session {
         Ok(data.len())
     }
 
+    /// Sends the records waiting for the socket (handshake records, or
+    /// what a sealed write left), as far as it takes them: the web door's
+    /// HTTP side writes its answer through [`Session::writer`], and has no
+    /// [`OutQueue`] to hand to [`Session::write`].
+    pub fn send_waiting(&mut self, sock: &mut impl Write) -> io::Result<()> {
+        match send(&mut self.outgoing, sock) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            other => other,
+        }
+    }
+
+    /// A writer that seals what it is given into records for `sock`
+    /// (records waiting go first); it would block until the handshake is
+    /// done.
+    pub fn writer<'a, S: Write>(
+        &'a mut self,
+        sock: &'a mut S,
+        seal: &'a mut Vec<u8>,
+    ) -> impl Write + 'a {
+        Sink {
+            session: self,
+            sock,
+            seal,
+        }
+    }
+
     /// Sends close_notify when the session is up (best effort).
     pub fn close(&mut self, sock: &mut impl Write) {
         if !self.ready || self.broken {

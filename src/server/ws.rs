@@ -1,51 +1,58 @@
 //! WebSocket (RFC 6455) for the web door: the upgrade's accept key, and
 //! frames in both directions. One protocol-v2 JSON message per text frame:
 //! the bytes of a JSON line without its `\n`.
+//!
+//! The frame layer is tungstenite's (`FrameHeader` parses and formats
+//! headers: lengths, opcodes, reserved bits, masks), a well-kept crate
+//! rather than our own bit-twiddling. Its `WebSocket<Stream>` state machine
+//! is not used: it owns the socket and keeps a 128 KiB read buffer per
+//! connection, where ours share the loop's scratch buffer and an idle
+//! connection holds nothing. The door's policy stays here: fragments
+//! reassembled, `--max-line` as the bound of a message (1009), text only
+//! (binary 1003), UTF-8 (1007), masks and control frames as the RFC says
+//! (1002), pings answered, and the close handshake.
 
-use base64ct::{Base64, Encoding};
+use std::io::Cursor;
+
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 
 /// The key the server proves it read the upgrade with (RFC 6455 §4.2.2).
 pub fn accept_key(client_key: &str) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    ctx.update(client_key.trim().as_bytes());
-    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    Base64::encode_string(ctx.finish().as_ref())
+    tungstenite::handshake::derive_accept_key(client_key.trim().as_bytes())
 }
 
 /// Turns the JSON line appended to `out` from `start` into one text frame
-/// (servers do not mask).
+/// (servers do not mask). Called once per event: every WebSocket receiver
+/// shares the framed bytes.
 pub fn frame_line(out: &mut Vec<u8>, start: usize) {
     if out.last() == Some(&b'\n') {
         out.pop();
     }
     let len = out.len() - start;
-    let header = header(0x1, len);
-    out.splice(start..start, header);
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    let mut head = Vec::with_capacity(header.len(len as u64));
+    // Writing to a Vec cannot fail.
+    let _ = header.format(len as u64, &mut head);
+    out.splice(start..start, head);
 }
 
-/// A whole frame with `payload`, for control frames (pong, close).
-pub fn frame(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
-    out.extend(header(opcode, payload.len()));
-    out.extend_from_slice(payload);
+/// A pong answering a ping that carried `payload`.
+pub fn pong(payload: &[u8], out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = Frame::pong(payload.to_vec()).format(out);
 }
 
 /// A close frame with `code`.
 pub fn close(code: u16, out: &mut Vec<u8>) {
-    frame(0x8, &code.to_be_bytes(), out);
-}
-
-fn header(opcode: u8, len: usize) -> Vec<u8> {
-    let mut h = vec![0x80 | opcode];
-    if len < 126 {
-        h.push(len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        h.push(126);
-        h.extend(short.to_be_bytes());
-    } else {
-        h.push(127);
-        h.extend((len as u64).to_be_bytes());
-    }
-    h
+    let frame = Frame::close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: "".into(),
+    }));
+    let _ = frame.format(out);
 }
 
 /// What the client sent, a frame at a time.
@@ -96,8 +103,10 @@ impl Reader {
                     at = end;
                     let data = &self.input[payload];
                     let input = match opcode {
-                        0x0 | 0x1 => {
-                            if (opcode == 0x1) == self.fragmented {
+                        OpCode::Data(data_op @ (Data::Continue | Data::Text)) => {
+                            // A text frame starts a message, a continuation
+                            // goes on with one: anything else is out of turn.
+                            if (data_op == Data::Text) == self.fragmented {
                                 each(Input::Close(PROTOCOL));
                                 break false;
                             }
@@ -125,10 +134,10 @@ impl Reader {
                             }
                             continue;
                         }
-                        0x2 => Input::Close(UNSUPPORTED),
-                        0x8 => Input::Close(NORMAL),
-                        0x9 => Input::Ping(data.to_vec()),
-                        0xA => continue,
+                        OpCode::Data(Data::Binary) => Input::Close(UNSUPPORTED),
+                        OpCode::Control(Control::Close) => Input::Close(NORMAL),
+                        OpCode::Control(Control::Ping) => Input::Ping(data.to_vec()),
+                        OpCode::Control(Control::Pong) => continue,
                         _ => Input::Close(PROTOCOL),
                     };
                     let close = matches!(input, Input::Close(_));
@@ -139,6 +148,14 @@ impl Reader {
             }
         };
         self.input.drain(..at);
+        // An idle WebSocket holds no buffer, as an idle JSON-lines reader
+        // holds none: what one big message grew is given back.
+        if self.input.is_empty() {
+            self.input = Vec::new();
+        }
+        if !self.fragmented {
+            self.message = Vec::new();
+        }
         go_on
     }
 
@@ -149,39 +166,37 @@ impl Reader {
     }
 
     fn next(&mut self, at: usize, max: usize) -> Step {
-        let buf = &self.input[at..];
-        if buf.len() < 2 {
-            return Step::More;
-        }
-        let fin = buf[0] & 0x80 != 0;
-        let opcode = buf[0] & 0x0F;
-        if buf[0] & 0x70 != 0 || buf[1] & 0x80 == 0 {
-            // Reserved bits, or a client frame not masked.
-            return Step::Fail(PROTOCOL);
-        }
-        let (len, mut pos) = match buf[1] & 0x7F {
-            126 if buf.len() >= 4 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
-            127 if buf.len() >= 10 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&buf[2..10]);
-                (u64::from_be_bytes(b), 10)
-            }
-            126 | 127 => return Step::More,
-            n => (u64::from(n), 2),
+        let mut cursor = Cursor::new(&self.input[at..]);
+        let (header, len) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Step::More,
+            // A reserved opcode.
+            Err(_) => return Step::Fail(PROTOCOL),
         };
-        if opcode >= 0x8 && (len > 125 || !fin) {
+        let FrameHeader {
+            is_final: fin,
+            rsv1,
+            rsv2,
+            rsv3,
+            opcode,
+            mask,
+        } = header;
+        // No extension was agreed, and clients must mask (RFC 6455 §5.1).
+        let Some(mask) = mask.filter(|_| !(rsv1 || rsv2 || rsv3)) else {
+            return Step::Fail(PROTOCOL);
+        };
+        let control = matches!(opcode, OpCode::Control(_));
+        if control && (len > 125 || !fin) {
             return Step::Fail(PROTOCOL);
         }
         if len > max as u64 {
             return Step::Fail(TOO_BIG);
         }
         let len = len as usize;
-        if buf.len() < pos + 4 + len {
+        let start = at + cursor.position() as usize;
+        if self.input.len() < start + len {
             return Step::More;
         }
-        let mask = [buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]];
-        pos += 4;
-        let start = at + pos;
         for (i, b) in self.input[start..start + len].iter_mut().enumerate() {
             *b ^= mask[i % 4];
         }
@@ -200,7 +215,7 @@ enum Step {
     Frame {
         end: usize,
         fin: bool,
-        opcode: u8,
+        opcode: OpCode,
         payload: std::ops::Range<usize>,
     },
 }
@@ -219,7 +234,15 @@ mod tests {
 
     fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [1u8, 2, 3, 4];
-        let mut f = vec![first, 0x80 | payload.len() as u8];
+        let mut f = vec![first];
+        match u16::try_from(payload.len()) {
+            Ok(n) if n < 126 => f.push(0x80 | n as u8),
+            Ok(n) => {
+                f.push(0x80 | 126);
+                f.extend(n.to_be_bytes());
+            }
+            Err(_) => unreachable!("test frames are short"),
+        }
         f.extend(mask);
         f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         f
@@ -259,5 +282,37 @@ mod tests {
         assert_eq!(code(&masked(0x82, b"x")), ["CLOSE 1003"]);
         assert_eq!(code(&masked(0x81, &[b'x'; 101])), ["CLOSE 1009"]);
         assert_eq!(code(&[0x81, 0x01, b'x']), ["CLOSE 1002"], "unmasked");
+        assert_eq!(code(&masked(0xC1, b"x")), ["CLOSE 1002"], "rsv1 set");
+        assert_eq!(code(&masked(0x83, b"x")), ["CLOSE 1002"], "reserved opcode");
+        assert_eq!(
+            code(&masked(0x80, b"x")),
+            ["CLOSE 1002"],
+            "continuation first"
+        );
+        assert_eq!(code(&masked(0x09, b"x")), ["CLOSE 1002"], "fragmented ping");
+        assert_eq!(
+            code(&masked(0x89, &[b'x'; 126][..])),
+            ["CLOSE 1002"],
+            "ping over 125 bytes"
+        );
+        let mut twice = masked(0x01, b"a");
+        twice.extend(masked(0x81, b"b"));
+        assert_eq!(code(&twice), ["CLOSE 1002"], "a new message mid-fragment");
+    }
+
+    #[test]
+    fn control_frames_are_well_formed() {
+        let mut out = Vec::new();
+        close(TOO_BIG, &mut out);
+        assert_eq!(out, [0x88, 2, 0x03, 0xF1]);
+        out.clear();
+        pong(b"hi", &mut out);
+        assert_eq!(out, [0x8A, 2, b'h', b'i']);
+        let mut line = b"{}\n".to_vec();
+        frame_line(&mut line, 0);
+        assert_eq!(line, [0x81, 2, b'{', b'}']);
+        let mut long = vec![b'x'; 300];
+        frame_line(&mut long, 0);
+        assert_eq!(long[..4], [0x81, 126, 1, 44]);
     }
 }

@@ -258,12 +258,14 @@ pub fn output_within(cmd: &mut Command) -> Output {
 /// (a script piped in, as in `printf 'hi\n' | chat client`).
 pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> Output {
     let mut child = spawn_piped(cmd.stdin(Stdio::piped()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write to chat's stdin");
+    let written = child.stdin.take().expect("stdin").write_all(input);
+    // A program that fails before reading its input (a refused TLS
+    // certificate) may be gone already: its output says why.
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        panic!("write to chat's stdin: {e}");
+    }
     finish_within(child)
 }
 
