@@ -88,8 +88,24 @@ pub struct Driver {
 impl Driver {
     /// Starts chromedriver on a port it picks itself (`--port=0`, read back
     /// from its banner: no race for a free port) and waits until `/status`
-    /// says it is ready.
+    /// says it is ready. A driver that exits before saying its port (seen
+    /// once on a loaded machine) is started again, twice at most; the
+    /// failure shows what it printed.
     pub fn start() -> Driver {
+        let mut said = Vec::new();
+        for _ in 0..3 {
+            match Driver::try_start() {
+                Ok(driver) => return driver,
+                Err(output) => said.push(output),
+            }
+        }
+        panic!(
+            "chromedriver did not say which port it listens on; it printed:\n{}",
+            said.join("\n--\n")
+        );
+    }
+
+    fn try_start() -> Result<Driver, String> {
         let home = TempDir::new("chromedriver");
         let mut child = Command::new(CHROMEDRIVER)
             .args(["--port=0", "--log-level=SEVERE"])
@@ -97,35 +113,50 @@ impl Driver {
             .env("XDG_CACHE_HOME", home.path.join("cache"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
             .expect("spawn chromedriver");
-        let stdout = child.stdout.take().expect("chromedriver stdout");
         let (tx, rx) = mpsc::channel();
-        // Reads the banner for the port, then keeps draining so that a
-        // chatty driver never blocks on a full pipe.
+        // Both streams are read to their end, so that a chatty driver
+        // never blocks on a full pipe; every line goes to the channel.
+        let stdout = child.stdout.take().expect("chromedriver stdout");
+        let stderr = child.stderr.take().expect("chromedriver stderr");
+        let out_tx = tx.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(port) = line
-                    .split("started successfully on port ")
-                    .nth(1)
-                    .and_then(|p| p.trim_end_matches('.').trim().parse::<u16>().ok())
-                {
-                    let _ = tx.send(port);
-                }
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = out_tx.send(line);
             }
         });
-        let port = match rx.recv_timeout(WAIT) {
-            Ok(port) => port,
-            Err(e) => {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(child.id() as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = child.wait();
-                panic!("chromedriver did not say which port it listens on ({e})");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        let mut printed = Vec::new();
+        let port = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let port = line
+                        .split("started successfully on port ")
+                        .nth(1)
+                        .and_then(|p| p.trim_end_matches('.').trim().parse::<u16>().ok());
+                    printed.push(line);
+                    if let Some(port) = port {
+                        break port;
+                    }
+                }
+                Err(e) => {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(child.id() as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let status = child.wait();
+                    printed.push(format!("({e}; exit {status:?})"));
+                    return Err(printed.join("\n"));
+                }
             }
         };
         let driver = Driver {
@@ -139,7 +170,7 @@ impl Driver {
                 .ok()
                 .filter(|v| v["ready"] == true)
         });
-        driver
+        Ok(driver)
     }
 
     /// Opens a fresh headless Chromium with its own profile directory and
