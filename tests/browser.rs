@@ -779,6 +779,26 @@ fn browsers_terminal_and_irc_users_talk_in_one_room() {
         3.0,
         "ann, bob and eve are the WebSocket connections"
     );
+    // What the browsers sent is counted under their door.
+    assert!(
+        sample(&metrics, "chat_messages_in_total{door=\"websocket\"}") >= 8.0,
+        "the browsers' messages are not counted: {metrics:?}"
+    );
+    // The loop-turn histogram is whole: buckets never decrease and the
+    // last one (+Inf) is the count.
+    let buckets: Vec<f64> = metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with("chat_loop_turn_seconds_bucket{"))
+        .map(|(_, v)| *v)
+        .collect();
+    assert!(
+        !buckets.is_empty() && buckets.windows(2).all(|w| w[0] <= w[1]),
+        "{buckets:?}"
+    );
+    assert_eq!(
+        buckets.last().copied(),
+        Some(sample(&metrics, "chat_loop_turn_seconds_count"))
+    );
 }
 
 #[test]
