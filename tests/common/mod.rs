@@ -3,6 +3,8 @@
 //! protocol over plain blocking sockets with deadlines (never sleeps).
 #![allow(dead_code)] // each test file uses its own part of this
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
