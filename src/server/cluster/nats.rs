@@ -128,16 +128,7 @@ pub async fn run(
             .map_err(|e| format!("cannot publish to {}: {e}", names.log))?
             .await
             .map_err(|e| format!("cannot publish to {}: {e}", names.log))?;
-        let consumer = log
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: names.log.clone(),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
-        let messages = consumer
-            .messages()
+        let messages = read_from(&log, &names.log, 1)
             .await
             .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
         let hb = client
@@ -151,6 +142,7 @@ pub async fn run(
         Ok::<_, String>((
             client,
             js,
+            log,
             names,
             messages,
             hb,
@@ -158,7 +150,7 @@ pub async fn run(
             op::id_base(ack.sequence),
         ))
     };
-    let (client, js, names, mut messages, mut hb, mut pm, id_base) = match setup.await {
+    let (client, js, log, names, mut messages, mut hb, mut pm, id_base) = match setup.await {
         Ok(parts) => parts,
         Err(why) => {
             let _ = started.send(Err(why));
@@ -179,6 +171,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut up = true;
+    let mut last_seq = 0;
     loop {
         tokio::select! {
             message = messages.next() => {
@@ -186,6 +179,11 @@ pub async fn run(
                 let Ok(message) = message else { continue };
                 let Ok(info) = message.info() else { continue };
                 let seq = info.stream_sequence;
+                if seq <= last_seq {
+                    // Read again after a new consumer was made.
+                    continue;
+                }
+                last_seq = seq;
                 let Ok(envelope) = serde_json::from_slice::<Envelope>(&message.payload) else {
                     continue;
                 };
@@ -239,6 +237,14 @@ pub async fn run(
                 };
                 if now_up != up {
                     up = now_up;
+                    if up {
+                        // The consumer may not have survived NATS's
+                        // restart: read on from the last message applied.
+                        match read_from(&log, &names.log, last_seq + 1).await {
+                            Ok(again) => messages = again,
+                            Err(e) => eprintln!("chat server: cannot read the cluster's stream again: {e}"),
+                        }
+                    }
                     tell(In::Up(up));
                 }
             }
@@ -260,6 +266,24 @@ pub async fn run(
         }
     }
     let _ = client.flush().await;
+}
+
+/// An ordered consumer of the stream from `start` on.
+async fn read_from(
+    log: &stream::Stream,
+    subject: &str,
+    start: u64,
+) -> Result<consumer::pull::Ordered, async_nats::Error> {
+    let consumer = log
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
 }
 
 fn encode(instance: &str, op: Op) -> Vec<u8> {
