@@ -469,6 +469,9 @@ impl EventLoop {
     /// the goodbyes are written (or the grace period is over).
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // The cluster's state from before this server started, before
+        // the first connection is accepted.
+        while self.cluster.is_some() && self.on_cluster() == CLUSTER_TURN {}
         loop {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
@@ -518,7 +521,7 @@ impl EventLoop {
                     WAKER => {
                         self.on_store();
                         self.on_hashing();
-                        self.on_cluster();
+                        let _ = self.on_cluster();
                         if self.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
@@ -1253,9 +1256,9 @@ impl EventLoop {
     /// again.
     /// What the cluster's thread brought: changes in stream order,
     /// private messages, NATS lost or back.
-    fn on_cluster(&mut self) {
+    fn on_cluster(&mut self) -> usize {
         if self.cluster.is_none() {
-            return;
+            return 0;
         }
         let mut dropped = false;
         let mut taken = 0;
@@ -1305,6 +1308,7 @@ impl EventLoop {
         if taken == CLUSTER_TURN {
             let _ = self.waker.wake();
         }
+        taken
     }
 
     /// Hands this turn's changes to the cluster's thread, in order.

@@ -8,7 +8,7 @@
 //! silent for [`SILENT`] is published as `gone` by every survivor that
 //! notices (applying `gone` twice does nothing).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
@@ -139,25 +139,52 @@ pub async fn run(
             .subscribe(format!("{}.{instance}", names.pm))
             .await
             .map_err(|e| format!("cannot subscribe on NATS: {e}"))?;
-        Ok::<_, String>((
-            client,
-            js,
-            log,
-            names,
-            messages,
-            hb,
-            pm,
-            op::id_base(ack.sequence),
-        ))
+        Ok::<_, String>((client, js, log, names, messages, hb, pm, ack.sequence))
     };
-    let (client, js, log, names, mut messages, mut hb, mut pm, id_base) = match setup.await {
+    let (client, js, log, names, mut messages, mut hb, mut pm, hello) = match setup.await {
         Ok(parts) => parts,
         Err(why) => {
             let _ = started.send(Err(why));
             return;
         }
     };
-    if started.send(Ok(Started { id_base })).is_err() {
+    let mut state = State {
+        instance: instance.clone(),
+        seen: HashMap::new(),
+        gone: HashSet::new(),
+        last_seq: 0,
+    };
+    // What happened before this instance's hello is handed over before
+    // the loop serves anyone: a server starts with the cluster's state,
+    // and a restarted one stores the history it missed.
+    let caught_up = tokio::time::timeout(CATCH_UP, async {
+        while state.last_seq < hello {
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    if let Some(got) = state.receive(&message) {
+                        let _ = to_loop.send(got);
+                    }
+                }
+                Some(Err(_)) => {}
+                None => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if caught_up != Ok(true) {
+        let _ = started.send(Err(format!(
+            "cannot read the stream {} up to this server's start within {CATCH_UP:?}",
+            names.stream
+        )));
+        return;
+    }
+    if started
+        .send(Ok(Started {
+            id_base: op::id_base(hello),
+        }))
+        .is_err()
+    {
         return;
     }
     let tell = |what: In| {
@@ -166,45 +193,25 @@ pub async fn run(
         }
     };
     let publisher = spawn_publisher(js.clone(), names.log.clone());
-    let mut seen: HashMap<String, Instant> = HashMap::new();
-    let mut gone: std::collections::HashSet<String> = Default::default();
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut up = true;
-    let mut last_seq = 0;
     loop {
         tokio::select! {
             message = messages.next() => {
                 let Some(message) = message else { break };
                 let Ok(message) = message else { continue };
-                let Ok(info) = message.info() else { continue };
-                let seq = info.stream_sequence;
-                if seq <= last_seq {
-                    // Read again after a new consumer was made.
-                    continue;
+                if let Some(got) = state.receive(&message) {
+                    tell(got);
                 }
-                last_seq = seq;
-                let Ok(envelope) = serde_json::from_slice::<Envelope>(&message.payload) else {
-                    continue;
-                };
-                if envelope.v != op::VERSION {
-                    continue;
-                }
-                if let Op::Gone { instance: dead } = &envelope.op {
-                    gone.insert(dead.clone());
-                    seen.remove(dead);
-                } else if envelope.from != instance && !gone.contains(&envelope.from) {
-                    seen.insert(envelope.from.clone(), Instant::now());
-                }
-                tell(In::Op { seq, mine: envelope.from == instance, from: envelope.from, op: envelope.op });
             }
             beat = hb.next() => {
                 let Some(beat) = beat else { break };
                 if let Ok(from) = std::str::from_utf8(&beat.payload)
                     && from != instance
-                    && !gone.contains(from)
+                    && !state.gone.contains(from)
                 {
-                    seen.insert(from.to_owned(), Instant::now());
+                    state.seen.insert(from.to_owned(), Instant::now());
                 }
             }
             private = pm.next() => {
@@ -240,7 +247,7 @@ pub async fn run(
                     if up {
                         // The consumer may not have survived NATS's
                         // restart: read on from the last message applied.
-                        match read_from(&log, &names.log, last_seq + 1).await {
+                        match read_from(&log, &names.log, state.last_seq + 1).await {
                             Ok(again) => messages = again,
                             Err(e) => eprintln!("chat server: cannot read the cluster's stream again: {e}"),
                         }
@@ -252,13 +259,14 @@ pub async fn run(
                 if up {
                     let _ = client.publish(names.hb.clone(), instance.clone().into_bytes().into()).await;
                     let now = Instant::now();
-                    let silent: Vec<String> = seen
+                    let silent: Vec<String> = state
+                        .seen
                         .iter()
                         .filter(|(_, at)| now.duration_since(**at) > SILENT)
                         .map(|(who, _)| who.clone())
                         .collect();
                     for who in silent {
-                        seen.remove(&who);
+                        state.seen.remove(&who);
                         let _ = publisher.send(encode(&instance, Op::Gone { instance: who }));
                     }
                 }
@@ -266,6 +274,49 @@ pub async fn run(
         }
     }
     let _ = client.flush().await;
+}
+
+/// The longest a starting server reads the stream before it serves.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// What the thread knows of the stream and of the other instances.
+struct State {
+    instance: String,
+    /// Instances heard of, and when last.
+    seen: HashMap<String, Instant>,
+    /// Instances declared gone on the stream.
+    gone: HashSet<String>,
+    /// The last stream message handed over.
+    last_seq: u64,
+}
+
+impl State {
+    /// One message of the stream, for the loop (`None`: read before, or
+    /// not for this version).
+    fn receive(&mut self, message: &jetstream::Message) -> Option<In> {
+        let seq = message.info().ok()?.stream_sequence;
+        if seq <= self.last_seq {
+            // Read again after a new consumer was made.
+            return None;
+        }
+        self.last_seq = seq;
+        let envelope = serde_json::from_slice::<Envelope>(&message.payload).ok()?;
+        if envelope.v != op::VERSION {
+            return None;
+        }
+        if let Op::Gone { instance: dead } = &envelope.op {
+            self.gone.insert(dead.clone());
+            self.seen.remove(dead);
+        } else if envelope.from != self.instance && !self.gone.contains(&envelope.from) {
+            self.seen.insert(envelope.from.clone(), Instant::now());
+        }
+        Some(In::Op {
+            seq,
+            mine: envelope.from == self.instance,
+            from: envelope.from,
+            op: envelope.op,
+        })
+    }
 }
 
 /// An ordered consumer of the stream from `start` on.
