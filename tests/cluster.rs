@@ -196,3 +196,41 @@ fn a_restarted_server_stores_what_it_missed_and_has_the_same_history() {
     carol.send(&json!({"type": "private", "to": "bob", "text": "hi"}));
     assert_eq!(bob.recv_type("private")["text"], "hi");
 }
+
+#[test]
+fn a_name_is_one_user_s_across_servers() {
+    let Some(cluster) = Cluster::start("cluster-names", 2, &[]) else {
+        return;
+    };
+    let mut a = cluster.join(0, "ann");
+    let mut b = cluster.join(1, "ben");
+    // Both ask for the same name at once: one gets it.
+    a.send(&json!({"type": "nick", "nick": "zed"}));
+    b.send(&json!({"type": "nick", "nick": "Zed"}));
+    let answer = |conn: &mut Conn| loop {
+        let msg = conn.recv();
+        if msg["type"] == "error"
+            || (msg["type"] == "nick"
+                && msg["new"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("zed")))
+        {
+            return msg;
+        }
+    };
+    let (got_a, got_b) = (answer(&mut a), answer(&mut b));
+    let won: Vec<bool> = [&got_a, &got_b]
+        .iter()
+        .map(|m| m["type"] == "nick")
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{got_a} {got_b}");
+    let (winner, loser, lost) = if won[0] { (a, b, got_b) } else { (b, a, got_a) };
+    assert_eq!(lost["code"], "nick_in_use", "{lost}");
+    // Once its holder leaves, the name is free on the other server too.
+    let mut winner = winner;
+    let mut loser = loser;
+    winner.send(&json!({"type": "quit"}));
+    loser.recv_type("leave");
+    loser.send(&json!({"type": "nick", "nick": "zed"}));
+    assert_eq!(loser.recv_type("nick")["new"], "zed");
+}

@@ -43,7 +43,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::accounts::{Book, Cost};
-use super::cluster::{Backplane, In, Out};
+use super::cluster::{Backplane, In, NameAsk, Out};
 use super::core::Ask;
 use super::core::{self, Departure, Flow, Peer, Presence};
 use super::deliver::{Door, Outlet, PRESENCE_DELAY};
@@ -1283,6 +1283,15 @@ impl EventLoop {
                     }
                 }
                 In::Private(private) => self.hub.private_from_cluster(private),
+                In::Claimed { ask, ok } => {
+                    let claim = core::Claim {
+                        key: Key::from_usize(ask.token),
+                        id: ask.id,
+                        nick: ask.nick,
+                        name: ask.name,
+                    };
+                    self.hub.claimed(claim, ok, self.now_ms);
+                }
                 In::Up(up) => {
                     self.log.say(if up {
                         "chat server: NATS is back; the cluster resumes"
@@ -1319,6 +1328,19 @@ impl EventLoop {
         self.hub.core.take_ops(&mut self.ops);
         for op in self.ops.drain(..) {
             cluster.send(Out::Op(op));
+        }
+        for claim in self.hub.core.take_claims() {
+            cluster.send(Out::Claim {
+                ask: NameAsk {
+                    token: claim.key.to_usize(),
+                    id: claim.id,
+                    nick: claim.nick,
+                    name: claim.name,
+                },
+            });
+        }
+        for name in self.hub.core.take_releases() {
+            cluster.send(Out::Release { name });
         }
         for (instance, private) in self.hub.core.take_privates() {
             cluster.send(Out::Private {

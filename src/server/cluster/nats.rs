@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, kv, stream};
 use futures_util::StreamExt;
 use mio::Waker;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -131,6 +131,28 @@ pub async fn run(
         let messages = read_from(&log, &names.log, 1)
             .await
             .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
+        let bucket = format!("{}_nicks", names.stream.trim_end_matches("_log"));
+        // The bucket's stream is made here, as a key-value bucket's
+        // stream is: `create_key_value` asks the account's limits in a
+        // form nats-server 2.9 does not answer.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
+        let nicks = js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
         let hb = client
             .subscribe(names.hb.clone())
             .await
@@ -139,9 +161,19 @@ pub async fn run(
             .subscribe(format!("{}.{instance}", names.pm))
             .await
             .map_err(|e| format!("cannot subscribe on NATS: {e}"))?;
-        Ok::<_, String>((client, js, log, names, messages, hb, pm, ack.sequence))
+        Ok::<_, String>((
+            client,
+            js,
+            log,
+            nicks,
+            names,
+            messages,
+            hb,
+            pm,
+            ack.sequence,
+        ))
     };
-    let (client, js, log, names, mut messages, mut hb, mut pm, hello) = match setup.await {
+    let (client, js, log, nicks, names, mut messages, mut hb, mut pm, hello) = match setup.await {
         Ok(parts) => parts,
         Err(why) => {
             let _ = started.send(Err(why));
@@ -196,6 +228,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut up = true;
+    let started_at = Instant::now();
     loop {
         tokio::select! {
             message = messages.next() => {
@@ -227,6 +260,19 @@ pub async fn run(
                     None => break,
                     Some(Out::Op(op)) => {
                         let _ = publisher.send(encode(&instance, op));
+                    }
+                    Some(Out::Claim { ask }) => {
+                        let owner = format!("{instance}:{}", ask.id);
+                        let ok = tokio::time::timeout(
+                            CLAIM_WAIT,
+                            claim(&nicks, &ask.name, &owner, |other| state.is_dead(other, started_at)),
+                        )
+                        .await
+                        .unwrap_or(false);
+                        tell(In::Claimed { ask, ok });
+                    }
+                    Some(Out::Release { name }) => {
+                        let _ = tokio::time::timeout(CLAIM_WAIT, release(&nicks, &name, &instance)).await;
                     }
                     Some(Out::Private { instance: to, private }) => {
                         if let Ok(bytes) = serde_json::to_vec(&private) {
@@ -316,6 +362,61 @@ impl State {
             from: envelope.from,
             op: envelope.op,
         })
+    }
+}
+
+/// The longest a claim or a release of a name may take.
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
+
+impl State {
+    /// Whether the instance `other` is dead: declared gone, or not heard
+    /// of for as long as the liveness rule gives (counted from this
+    /// instance's start, when nothing was heard yet).
+    fn is_dead(&self, other: &str, started_at: Instant) -> bool {
+        other != self.instance
+            && (self.gone.contains(other)
+                || (started_at.elapsed() > SILENT && !self.seen.contains_key(other)))
+    }
+}
+
+/// Makes `name` this owner's (`instance:id`) in the name table, if it is
+/// nobody's, already its own, or a dead instance's.
+async fn claim(nicks: &kv::Store, name: &str, owner: &str, is_dead: impl Fn(&str) -> bool) -> bool {
+    match nicks
+        .create(name, owner.to_owned().into_bytes().into())
+        .await
+    {
+        Ok(_) => true,
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            let Ok(Some(entry)) = nicks.entry(name).await else {
+                return false;
+            };
+            let held = String::from_utf8_lossy(&entry.value);
+            if held == owner {
+                return true;
+            }
+            let holder = held.split(':').next().unwrap_or_default();
+            let free = entry.operation != kv::Operation::Put || is_dead(holder);
+            free && nicks
+                .update(name, owner.to_owned().into_bytes().into(), entry.revision)
+                .await
+                .is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Frees `name` if this instance holds it.
+async fn release(nicks: &kv::Store, name: &str, instance: &str) {
+    let Ok(Some(entry)) = nicks.entry(name).await else {
+        return;
+    };
+    if entry.operation == kv::Operation::Put
+        && String::from_utf8_lossy(&entry.value).split(':').next() == Some(instance)
+    {
+        let _ = nicks
+            .delete_expect_revision(name, Some(entry.revision))
+            .await;
     }
 }
 
