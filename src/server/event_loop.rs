@@ -1049,7 +1049,8 @@ impl EventLoop {
                 let go = flow == Flow::Continue
                     && conn.allowance.has_room(limit, now)
                     && !hub.core.has_asks()
-                    && !hub.core.has_jobs();
+                    && !hub.core.has_jobs()
+                    && !hub.core.has_claims();
                 stopped = !go;
                 go
             }
@@ -1070,6 +1071,7 @@ impl EventLoop {
         self.websockets.insert(key, reader);
         self.send_asks();
         self.send_jobs();
+        self.send_claims();
         for payload in pongs {
             self.hub
                 .delivery
@@ -1143,9 +1145,11 @@ impl EventLoop {
                 && conn.allowance.has_room(limit, now)
                 && !hub.core.has_asks()
                 && !hub.core.has_jobs()
+                && !hub.core.has_claims()
         });
         self.send_asks();
         self.send_jobs();
+        self.send_claims();
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return false;
         };
@@ -1284,13 +1288,18 @@ impl EventLoop {
                 }
                 In::Private(private) => self.hub.private_from_cluster(private),
                 In::Claimed { ask, ok } => {
+                    let key = Key::from_usize(ask.token);
                     let claim = core::Claim {
-                        key: Key::from_usize(ask.token),
+                        key,
                         id: ask.id,
                         nick: ask.nick,
                         name: ask.name,
                     };
                     self.hub.claimed(claim, ok, self.now_ms);
+                    if let Some(conn) = self.hub.core.conn_mut(key) {
+                        conn.awaiting = false;
+                        self.again.push(Again::Conn(key));
+                    }
                 }
                 In::Up(up) => {
                     self.log.say(if up {
@@ -1320,6 +1329,29 @@ impl EventLoop {
         taken
     }
 
+    /// Hands renames to the cluster's name table; the sender is not read
+    /// until the answer is queued, so its later lines keep their order.
+    fn send_claims(&mut self) {
+        if !self.hub.core.has_claims() {
+            return;
+        }
+        for claim in self.hub.core.take_claims() {
+            if let Some(conn) = self.hub.core.conn_mut(claim.key) {
+                conn.awaiting = true;
+            }
+            if let Some(cluster) = &mut self.cluster {
+                cluster.send(Out::Claim {
+                    ask: NameAsk {
+                        token: claim.key.to_usize(),
+                        id: claim.id,
+                        nick: claim.nick,
+                        name: claim.name,
+                    },
+                });
+            }
+        }
+    }
+
     /// Hands this turn's changes to the cluster's thread, in order.
     fn publish(&mut self) {
         let Some(cluster) = &mut self.cluster else {
@@ -1328,16 +1360,6 @@ impl EventLoop {
         self.hub.core.take_ops(&mut self.ops);
         for op in self.ops.drain(..) {
             cluster.send(Out::Op(op));
-        }
-        for claim in self.hub.core.take_claims() {
-            cluster.send(Out::Claim {
-                ask: NameAsk {
-                    token: claim.key.to_usize(),
-                    id: claim.id,
-                    nick: claim.nick,
-                    name: claim.name,
-                },
-            });
         }
         for name in self.hub.core.take_releases() {
             cluster.send(Out::Release { name });

@@ -110,6 +110,11 @@ impl<C> Core<C> {
             .unwrap_or_default()
     }
 
+    /// Whether a rename waits to be handed to the name table.
+    pub fn has_claims(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| !r.claims.is_empty())
+    }
+
     /// Names to claim since the last call.
     pub fn take_claims(&mut self) -> Vec<Claim> {
         self.replica
