@@ -183,7 +183,7 @@ impl<C> Core<C> {
         r.down = down;
         let (code, message) = if down {
             (
-                ErrorCode::ClusterUnavailable,
+                ErrorCode::ClusterDegraded,
                 "the server lost contact with the rest of the cluster: you stay connected, \
                  and what you see here is this server's view; joins, names, topics and \
                  group messages are refused until it is back",
