@@ -450,6 +450,7 @@ impl<C> Core<C> {
             } => self.remove_remote(id, reason, text.as_deref(), ts),
             Op::Say {
                 id,
+                nick,
                 room,
                 text,
                 action,
@@ -457,11 +458,14 @@ impl<C> Core<C> {
                 ts,
             } => {
                 // Stored already (a restart replays the stream).
-                if seq > self.seq
-                    && let Some(key) = key_of(self, id)
-                    && let Some(from) = self.user(key).map(|u| u.nick.clone())
-                {
+                if seq > self.seq {
                     self.seq = seq;
+                    // The sender may have left since (a quit right after
+                    // its last message): the message is still everyone's.
+                    let key = key_of(self, id);
+                    let from = key
+                        .and_then(|k| self.user(k))
+                        .map_or_else(|| Name::new(&nick), |u| u.nick.clone());
                     let room_key = Name::key_of(&room);
                     let found = self.room_ids.get(&room_key).copied();
                     let name = found
@@ -470,7 +474,7 @@ impl<C> Core<C> {
                     let to = match found {
                         Some(room) => To::Room {
                             room,
-                            except: (!(echo && mine)).then_some(key),
+                            except: key.filter(|_| !(echo && mine)),
                         },
                         // Nobody here to tell, but it is stored.
                         None => To::Keys(Vec::new()),
