@@ -38,6 +38,12 @@ pub enum ErrorCode {
     TooManyAttempts,
     InsecureTransport,
     LoginRequired,
+    /// `--cluster`: NATS is away, and what needs it is refused.
+    ClusterUnavailable,
+    /// `--cluster`: a notice, not a refusal: NATS was lost.
+    ClusterDegraded,
+    /// `--cluster`: NATS is back (a notice, not a refusal).
+    ClusterRestored,
 }
 
 impl ErrorCode {
@@ -61,6 +67,9 @@ impl ErrorCode {
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::InsecureTransport => "insecure_transport",
             ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
+            ErrorCode::ClusterDegraded => "cluster_degraded",
+            ErrorCode::ClusterRestored => "cluster_restored",
         }
     }
 }

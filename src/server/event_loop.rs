@@ -31,6 +31,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
+
+/// Changes from the cluster applied per loop turn at most.
+const CLUSTER_TURN: usize = 4096;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mio::net::{TcpListener, TcpStream};
@@ -40,6 +43,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::accounts::{Book, Cost};
+use super::cluster::{Backplane, In, NameAsk, Out};
 use super::core::Ask;
 use super::core::{self, Departure, Flow, Peer, Presence};
 use super::deliver::{Door, Outlet, PRESENCE_DELAY};
@@ -229,6 +233,8 @@ pub struct Settings {
     pub flood: Limit,
     pub core: core::Config,
     pub accounts: Accounts,
+    /// `--cluster`: joined before the first connection.
+    pub cluster: Option<super::cluster::Config>,
 }
 
 /// Where the accounts are and what the server allows of them.
@@ -317,6 +323,9 @@ pub struct EventLoop {
     server_full: Vec<u8>,
     shutdown_by: Option<Instant>,
     now_ms: u64,
+    /// `--cluster`: the NATS thread's end; `None` on a server alone.
+    cluster: Option<Backplane>,
+    ops: Vec<super::cluster::Op>,
 }
 
 impl EventLoop {
@@ -391,6 +400,16 @@ impl EventLoop {
             }
         };
         let mut hub = hub;
+        let cluster = match &settings.cluster {
+            Some(config) => {
+                let backplane = Backplane::start(config.clone(), Arc::clone(&waker))
+                    .map_err(io::Error::other)?;
+                hub.core
+                    .join_cluster(&backplane.instance, backplane.id_base);
+                Some(backplane)
+            }
+            None => None,
+        };
         let accounts = &settings.accounts;
         hub.core.set_accounts(accounts.rules, &accounts.keys);
         // Leave a core to the loop when there are few.
@@ -446,6 +465,8 @@ impl EventLoop {
             server_full,
             shutdown_by: None,
             now_ms: now_ms(),
+            cluster,
+            ops: Vec::new(),
         })
     }
 
@@ -461,6 +482,9 @@ impl EventLoop {
     /// the goodbyes are written (or the grace period is over).
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // The cluster's state from before this server started, before
+        // the first connection is accepted.
+        while self.cluster.is_some() && self.on_cluster() == CLUSTER_TURN {}
         loop {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
@@ -511,6 +535,7 @@ impl EventLoop {
                     WAKER => {
                         self.on_store();
                         self.on_hashing();
+                        let _ = self.on_cluster();
                         if self.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
@@ -531,6 +556,7 @@ impl EventLoop {
                 self.accept_http(false);
                 self.accept_http(true);
             }
+            self.publish();
             self.write();
             // From the end of the wait to here: what a turn costs.
             self.counts.turns.observe(now.elapsed());
@@ -1112,7 +1138,8 @@ impl EventLoop {
                 let go = flow == Flow::Continue
                     && conn.allowance.has_room(limit, now)
                     && !hub.core.has_asks()
-                    && !hub.core.has_jobs();
+                    && !hub.core.has_jobs()
+                    && !hub.core.has_claims();
                 stopped = !go;
                 go
             }
@@ -1141,6 +1168,7 @@ impl EventLoop {
         self.websockets.insert(key, reader);
         self.send_asks();
         self.send_jobs();
+        self.send_claims();
         for payload in pongs {
             self.hub
                 .delivery
@@ -1215,9 +1243,11 @@ impl EventLoop {
                 && conn.allowance.has_room(limit, now)
                 && !hub.core.has_asks()
                 && !hub.core.has_jobs()
+                && !hub.core.has_claims()
         });
         self.send_asks();
         self.send_jobs();
+        self.send_claims();
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return false;
         };
@@ -1326,6 +1356,120 @@ impl EventLoop {
     /// The store's threads said something: commits release what waited
     /// for them, answers to `history` are queued and their askers read
     /// again.
+    /// What the cluster's thread brought: changes in stream order,
+    /// private messages, NATS lost or back.
+    fn on_cluster(&mut self) -> usize {
+        if self.cluster.is_none() {
+            return 0;
+        }
+        let mut dropped = false;
+        let mut taken = 0;
+        // A bounded turn, so that clients are read meanwhile; the rest
+        // waits for the next turn (see the wake below).
+        while taken < CLUSTER_TURN {
+            let Some(got) = self.cluster.as_ref().and_then(|c| c.try_recv()) else {
+                break;
+            };
+            taken += 1;
+            match got {
+                In::Op {
+                    seq,
+                    mine,
+                    from,
+                    op,
+                } => {
+                    if self.hub.apply_cluster(&from, mine, seq, op, self.now_ms)
+                        == core::Applied::DroppedMe
+                    {
+                        dropped = true;
+                    }
+                }
+                In::Private(private) => self.hub.private_from_cluster(private),
+                In::Claimed { ask, ok } => {
+                    let key = Key::from_usize(ask.token);
+                    let claim = core::Claim {
+                        key,
+                        id: ask.id,
+                        nick: ask.nick,
+                        name: ask.name,
+                    };
+                    self.hub.claimed(claim, ok, self.now_ms);
+                    if let Some(conn) = self.hub.core.conn_mut(key) {
+                        conn.awaiting = false;
+                        self.again.push(Again::Conn(key));
+                    }
+                }
+                In::Up(up) => {
+                    self.log.say(if up {
+                        "chat server: NATS is back; the cluster resumes"
+                    } else {
+                        "chat server: lost NATS; serving local users in degraded mode"
+                    });
+                    self.hub.set_cluster_down(!up);
+                }
+            }
+        }
+        if dropped {
+            self.log.say(
+                "chat server: the cluster declared this server gone; its users must reconnect",
+            );
+            for key in self.hub.drop_locals(self.now_ms) {
+                self.finish(key);
+            }
+        }
+        if self.hub.delivery.has_over() {
+            self.relieve();
+        }
+        // More may wait than one turn takes.
+        if taken == CLUSTER_TURN {
+            let _ = self.waker.wake();
+        }
+        taken
+    }
+
+    /// Hands renames to the cluster's name table; the sender is not read
+    /// until the answer is queued, so its later lines keep their order.
+    fn send_claims(&mut self) {
+        if !self.hub.core.has_claims() {
+            return;
+        }
+        for claim in self.hub.core.take_claims() {
+            if let Some(conn) = self.hub.core.conn_mut(claim.key) {
+                conn.awaiting = true;
+            }
+            if let Some(cluster) = &mut self.cluster {
+                cluster.send(Out::Claim {
+                    ask: NameAsk {
+                        token: claim.key.to_usize(),
+                        id: claim.id,
+                        nick: claim.nick,
+                        name: claim.name,
+                    },
+                });
+            }
+        }
+    }
+
+    /// Hands this turn's changes to the cluster's thread, in order.
+    fn publish(&mut self) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        self.hub.core.take_ops(&mut self.ops);
+        for op in self.ops.drain(..) {
+            cluster.send(Out::Op(op));
+        }
+        for name in self.hub.core.take_releases() {
+            cluster.send(Out::Release { name });
+        }
+        for (instance, private) in self.hub.core.take_privates() {
+            cluster.send(Out::Private {
+                instance: instance.as_ref().into(),
+                private,
+            });
+        }
+    }
+
     fn on_store(&mut self) {
         let Some(persist) = &self.persist else {
             return;

@@ -40,10 +40,15 @@
 //!   socket, TLS session and queued answer until it is answered or upgraded.
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
 //!   and the door's own answers out, events encoded as IRC lines.
+//! - [`cluster`]: `--cluster`, servers that act as one through NATS
+//!   JetStream: the backplane's messages and the thread with the NATS
+//!   client; the core's side (users of other servers, changes applied in
+//!   stream order) is `core::replica`.
 
 pub mod accounts;
 mod assets;
 mod attempts;
+pub mod cluster;
 pub mod core;
 pub mod deliver;
 pub mod event;
@@ -184,6 +189,15 @@ pub fn run(args: &ServerArgs) -> Outcome {
             max_rooms: args.max_rooms as usize,
         },
         accounts,
+        cluster: (!args.cluster.is_empty()).then(|| cluster::Config {
+            urls: args.cluster.clone(),
+            name: args.cluster_name.clone(),
+            creds: args.cluster_creds.clone(),
+            user: args.cluster_user.clone(),
+            password: args.cluster_password.clone(),
+            token: args.cluster_token.clone(),
+            ca: args.cluster_ca.clone(),
+        }),
     };
     log.say(&format!(
         "chat server: open-file limit {fd_limit}, serving up to {max_clients} clients"
@@ -197,6 +211,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
     // Said now, not at the end of the first loop turn: whoever started the
     // server wants to know its capacity before anyone connects.
     log.flush();
+    let clustered = settings.cluster.is_some();
     let bound = plain.as_ref().map(|(_, bound)| *bound);
     let tls_bound = secure.as_ref().map(|(_, bound)| *bound);
     let tls = secure
@@ -217,7 +232,13 @@ pub fn run(args: &ServerArgs) -> Outcome {
         settings,
         history,
     )
-    .map_err(|e| Fail::runtime(format!("cannot start the event loop: {e}")))?;
+    .map_err(|e| {
+        if clustered {
+            Fail::runtime(format!("cannot join the cluster: {e}"))
+        } else {
+            Fail::runtime(format!("cannot start the event loop: {e}"))
+        }
+    })?;
     // Scripts wait for these lines to know the server is up and where.
     let mut stdout = io::stdout();
     if let Some(bound) = bound {
@@ -237,6 +258,9 @@ pub fn run(args: &ServerArgs) -> Outcome {
     }
     if let Some(bound) = https_bound {
         let _ = writeln!(stdout, "listening for HTTPS on {bound}");
+    }
+    if clustered {
+        let _ = writeln!(stdout, "joined cluster {}", args.cluster_name);
     }
     let _ = stdout.flush();
     event_loop
@@ -311,6 +335,7 @@ impl Server {
                 keys: Vec::new(),
                 cost: accounts::Cost::OWASP,
             },
+            cluster: None,
         };
         Ok(Server {
             event_loop: EventLoop::new(

@@ -1,0 +1,564 @@
+//! The backplane's thread: the NATS client (async-nats) on a tokio
+//! current-thread runtime of its own, so the event loop stays as it is.
+//! It publishes what the loop hands it, in order, and hands back what the
+//! stream delivers, in stream order, with a wake of the loop's `Waker`.
+//!
+//! Liveness lives here too: every instance says `hb` on core NATS each
+//! [`BEAT`]; an instance heard of (by a heartbeat or an op) and then
+//! silent for [`SILENT`] is published as `gone` by every survivor that
+//! notices (applying `gone` twice does nothing).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use futures_util::StreamExt;
+use mio::Waker;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
+
+use super::op::{self, Envelope, Op, Private};
+use super::{Config, In, Out};
+
+/// How often an instance says it is alive.
+pub const BEAT: Duration = Duration::from_secs(1);
+/// How long a silent instance is taken for alive.
+pub const SILENT: Duration = Duration::from_secs(5);
+
+/// The names on NATS of one cluster (`--cluster-name`).
+struct Names {
+    log: String,
+    stream: String,
+    hb: String,
+    pm: String,
+}
+
+impl Names {
+    fn new(cluster: &str) -> Names {
+        Names {
+            log: format!("{cluster}.log"),
+            // Stream names may not hold `.`.
+            stream: format!("{}_log", cluster.replace('.', "_")),
+            hb: format!("{cluster}.hb"),
+            pm: format!("{cluster}.pm"),
+        }
+    }
+}
+
+/// What the loop learns once, before it serves anyone.
+pub struct Started {
+    pub id_base: u64,
+}
+
+async fn connect_options(config: &Config) -> Result<async_nats::ConnectOptions, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name("chat server")
+        .connection_timeout(Duration::from_secs(5))
+        .ping_interval(Duration::from_secs(2))
+        .max_reconnects(None);
+    if let Some(path) = &config.creds {
+        options = options.credentials_file(path).await.map_err(|e| {
+            format!(
+                "cannot read the NATS credentials {}: {e}; check --cluster-creds",
+                path.display()
+            )
+        })?;
+    }
+    if let (Some(user), Some(password)) = (&config.user, &config.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    if let Some(ca) = &config.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    Ok(options)
+}
+
+/// The thread's body: connects, says hello, then runs until the loop
+/// drops its sender.
+pub async fn run(
+    config: Config,
+    instance: String,
+    started: Sender<Result<Started, String>>,
+    to_loop: Sender<In>,
+    waker: Arc<Waker>,
+    mut from_loop: UnboundedReceiver<Out>,
+) {
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let setup = async {
+        let options = connect_options(&config)
+            .await?
+            .event_callback(move |event| {
+                let events_tx = events_tx.clone();
+                async move {
+                    let _ = events_tx.send(event);
+                }
+            });
+        let urls = config.urls.join(",");
+        let client = options.connect(urls.as_str()).await.map_err(|e| {
+            format!(
+                "cannot reach NATS at {urls}: {e}; start nats-server with -js or check --cluster"
+            )
+        })?;
+        let names = Names::new(&config.name);
+        let js = jetstream::new(client.clone());
+        let log = js
+            .get_or_create_stream(stream::Config {
+                name: names.stream.clone(),
+                subjects: vec![names.log.clone()],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot open the stream {} on NATS: {e}; is JetStream on (nats-server -js)?",
+                    names.stream
+                )
+            })?;
+        let hello = encode(&instance, Op::Hello);
+        let ack = js
+            .publish(names.log.clone(), hello.into())
+            .await
+            .map_err(|e| format!("cannot publish to {}: {e}", names.log))?
+            .await
+            .map_err(|e| format!("cannot publish to {}: {e}", names.log))?;
+        let messages = read_from(&log, &names.log, 1)
+            .await
+            .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
+        let bucket = format!("{}_nicks", names.stream.trim_end_matches("_log"));
+        // The bucket's stream is made here, as a key-value bucket's
+        // stream is: `create_key_value` asks the account's limits in a
+        // form nats-server 2.9 does not answer.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
+        let nicks = js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
+        let hb = client
+            .subscribe(names.hb.clone())
+            .await
+            .map_err(|e| format!("cannot subscribe on NATS: {e}"))?;
+        let pm = client
+            .subscribe(format!("{}.{instance}", names.pm))
+            .await
+            .map_err(|e| format!("cannot subscribe on NATS: {e}"))?;
+        Ok::<_, String>((
+            client,
+            js,
+            log,
+            nicks,
+            names,
+            messages,
+            hb,
+            pm,
+            ack.sequence,
+        ))
+    };
+    let (client, js, log, nicks, names, mut messages, mut hb, mut pm, hello) = match setup.await {
+        Ok(parts) => parts,
+        Err(why) => {
+            let _ = started.send(Err(why));
+            return;
+        }
+    };
+    let mut state = State {
+        instance: instance.clone(),
+        seen: HashMap::new(),
+        gone: HashSet::new(),
+        last_seq: 0,
+    };
+    // What happened before this instance's hello is handed over before
+    // the loop serves anyone: a server starts with the cluster's state,
+    // and a restarted one stores the history it missed.
+    let caught_up = tokio::time::timeout(CATCH_UP, async {
+        while state.last_seq < hello {
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    if let Some(got) = state.receive(&message) {
+                        let _ = to_loop.send(got);
+                    }
+                }
+                Some(Err(_)) => {}
+                None => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if caught_up != Ok(true) {
+        let _ = started.send(Err(format!(
+            "cannot read the stream {} up to this server's start within {CATCH_UP:?}",
+            names.stream
+        )));
+        return;
+    }
+    if started
+        .send(Ok(Started {
+            id_base: op::id_base(hello),
+        }))
+        .is_err()
+    {
+        return;
+    }
+    let tell = |what: In| {
+        if to_loop.send(what).is_ok() {
+            let _ = waker.wake();
+        }
+    };
+    let publisher = spawn_publisher(js.clone(), names.log.clone());
+    let mut tick = tokio::time::interval(BEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = true;
+    let started_at = Instant::now();
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { break };
+                let Ok(message) = message else { continue };
+                if let Some(got) = state.receive(&message) {
+                    tell(got);
+                }
+            }
+            beat = hb.next() => {
+                let Some(beat) = beat else { break };
+                if let Ok(from) = std::str::from_utf8(&beat.payload)
+                    && from != instance
+                    && !state.gone.contains(from)
+                {
+                    state.seen.insert(from.to_owned(), Instant::now());
+                }
+            }
+            private = pm.next() => {
+                let Some(private) = private else { break };
+                if let Ok(private) = serde_json::from_slice::<Private>(&private.payload)
+                    && private.v == op::VERSION
+                {
+                    tell(In::Private(private));
+                }
+            }
+            out = from_loop.recv() => {
+                match out {
+                    None => break,
+                    Some(Out::Op(op)) => {
+                        let _ = publisher.send(encode(&instance, op));
+                    }
+                    Some(Out::Claim { ask }) => {
+                        let owner = format!("{instance}:{}", ask.id);
+                        let ok = tokio::time::timeout(
+                            CLAIM_WAIT,
+                            claim(&nicks, &ask.name, &owner, |other| state.is_dead(other, started_at)),
+                        )
+                        .await
+                        .unwrap_or(false);
+                        tell(In::Claimed { ask, ok });
+                    }
+                    Some(Out::Release { name }) => {
+                        let _ = tokio::time::timeout(CLAIM_WAIT, release(&nicks, &name, &instance)).await;
+                    }
+                    Some(Out::Private { instance: to, private }) => {
+                        if let Ok(bytes) = serde_json::to_vec(&private) {
+                            let _ = client.publish(format!("{}.{to}", names.pm), bytes.into()).await;
+                        }
+                    }
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { continue };
+                let now_up = match event {
+                    async_nats::Event::Connected => true,
+                    async_nats::Event::Disconnected => false,
+                    _ => continue,
+                };
+                if now_up != up {
+                    up = now_up;
+                    if up {
+                        // Nobody was heard while this instance was away:
+                        // the others get the liveness delay from now.
+                        let now = Instant::now();
+                        for at in state.seen.values_mut() {
+                            *at = now;
+                        }
+                        // The consumer may not have survived NATS's
+                        // restart: read on from the last message applied.
+                        match read_from(&log, &names.log, state.last_seq + 1).await {
+                            Ok(again) => messages = again,
+                            Err(e) => eprintln!("chat server: cannot read the cluster's stream again: {e}"),
+                        }
+                    }
+                    tell(In::Up(up));
+                }
+            }
+            _ = tick.tick() => {
+                if up {
+                    let _ = client.publish(names.hb.clone(), instance.clone().into_bytes().into()).await;
+                    let now = Instant::now();
+                    let silent: Vec<String> = state
+                        .seen
+                        .iter()
+                        .filter(|(_, at)| now.duration_since(**at) > SILENT)
+                        .map(|(who, _)| who.clone())
+                        .collect();
+                    for who in silent {
+                        state.seen.remove(&who);
+                        let _ = publisher.send(encode(&instance, Op::Gone { instance: who }));
+                    }
+                }
+            }
+        }
+    }
+    let _ = client.flush().await;
+}
+
+/// The longest a starting server reads the stream before it serves.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// What the thread knows of the stream and of the other instances.
+struct State {
+    instance: String,
+    /// Instances heard of, and when last.
+    seen: HashMap<String, Instant>,
+    /// Instances declared gone on the stream.
+    gone: HashSet<String>,
+    /// The last stream message handed over.
+    last_seq: u64,
+}
+
+impl State {
+    /// One message of the stream, for the loop (`None`: read before, or
+    /// not for this version).
+    fn receive(&mut self, message: &jetstream::Message) -> Option<In> {
+        let seq = message.info().ok()?.stream_sequence;
+        if seq <= self.last_seq {
+            // Read again after a new consumer was made.
+            return None;
+        }
+        self.last_seq = seq;
+        let envelope = serde_json::from_slice::<Envelope>(&message.payload).ok()?;
+        if envelope.v != op::VERSION {
+            return None;
+        }
+        if let Op::Gone { instance: dead } = &envelope.op {
+            self.gone.insert(dead.clone());
+            self.seen.remove(dead);
+        } else if envelope.from != self.instance && !self.gone.contains(&envelope.from) {
+            self.seen.insert(envelope.from.clone(), Instant::now());
+        }
+        Some(In::Op {
+            seq,
+            mine: envelope.from == self.instance,
+            from: envelope.from,
+            op: envelope.op,
+        })
+    }
+}
+
+/// The longest a claim or a release of a name may take.
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
+
+impl State {
+    /// Whether the instance `other` is dead: declared gone, or not heard
+    /// of for as long as the liveness rule gives (counted from this
+    /// instance's start, when nothing was heard yet).
+    fn is_dead(&self, other: &str, started_at: Instant) -> bool {
+        other != self.instance
+            && (self.gone.contains(other)
+                || (started_at.elapsed() > SILENT && !self.seen.contains_key(other)))
+    }
+}
+
+/// Makes `name` this owner's (`instance:id`) in the name table, if it is
+/// nobody's, already its own, or a dead instance's.
+async fn claim(nicks: &kv::Store, name: &str, owner: &str, is_dead: impl Fn(&str) -> bool) -> bool {
+    match nicks
+        .create(name, owner.to_owned().into_bytes().into())
+        .await
+    {
+        Ok(_) => true,
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            let Ok(Some(entry)) = nicks.entry(name).await else {
+                return false;
+            };
+            let held = String::from_utf8_lossy(&entry.value);
+            if held == owner {
+                return true;
+            }
+            let holder = held.split(':').next().unwrap_or_default();
+            let free = entry.operation != kv::Operation::Put || is_dead(holder);
+            free && nicks
+                .update(name, owner.to_owned().into_bytes().into(), entry.revision)
+                .await
+                .is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Frees `name` if this instance holds it.
+async fn release(nicks: &kv::Store, name: &str, instance: &str) {
+    let Ok(Some(entry)) = nicks.entry(name).await else {
+        return;
+    };
+    if entry.operation == kv::Operation::Put
+        && String::from_utf8_lossy(&entry.value).split(':').next() == Some(instance)
+    {
+        let _ = nicks
+            .delete_expect_revision(name, Some(entry.revision))
+            .await;
+    }
+}
+
+/// An ordered consumer of the stream from `start` on.
+async fn read_from(
+    log: &stream::Stream,
+    subject: &str,
+    start: u64,
+) -> Result<consumer::pull::Ordered, async_nats::Error> {
+    let consumer = log
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
+}
+
+fn encode(instance: &str, op: Op) -> Vec<u8> {
+    serde_json::to_vec(&Envelope {
+        v: op::VERSION,
+        from: instance.to_owned(),
+        op,
+    })
+    .unwrap_or_default()
+}
+
+/// Publishes to the stream in order, each message until the stream
+/// acknowledges it: while NATS is away, what the loop sent waits here
+/// (a leave made in degraded mode reaches the others when NATS is back).
+/// Each message carries a `Nats-Msg-Id`, so a retry after a lost ack is
+/// not stored twice.
+fn spawn_publisher(js: jetstream::Context, subject: String) -> UnboundedSender<Vec<u8>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let prefix = nuid_prefix();
+        let mut n: u64 = 0;
+        // Acks awaited in order, a window of them in flight.
+        let mut flight: std::collections::VecDeque<(
+            String,
+            Vec<u8>,
+            jetstream::context::PublishAckFuture,
+        )> = Default::default();
+        loop {
+            let next = if flight.len() < 256 {
+                if flight.is_empty() {
+                    rx.recv().await
+                } else {
+                    match rx.try_recv() {
+                        Ok(bytes) => Some(bytes),
+                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                            // Nothing new: settle the oldest ack.
+                            settle(&js, &subject, &mut flight).await;
+                            continue;
+                        }
+                        Err(_) => None,
+                    }
+                }
+            } else {
+                settle(&js, &subject, &mut flight).await;
+                continue;
+            };
+            let Some(bytes) = next else {
+                while !flight.is_empty() {
+                    settle(&js, &subject, &mut flight).await;
+                }
+                return;
+            };
+            n += 1;
+            let id = format!("{prefix}.{n}");
+            let ack = publish(&js, &subject, &id, &bytes).await;
+            flight.push_back((id, bytes, ack));
+        }
+    });
+    tx
+}
+
+/// Publishes until NATS takes the message (not yet its ack).
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+    bytes: &[u8],
+) -> jetstream::context::PublishAckFuture {
+    loop {
+        let message = jetstream::message::PublishMessage::build()
+            .message_id(id)
+            .payload(bytes.to_vec().into());
+        match js.send_publish(subject.to_owned(), message).await {
+            Ok(ack) => return ack,
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Waits for the oldest ack; when it failed, that message and every one
+/// after it are published again (the ids make the stream drop those it
+/// already has), so nothing is lost and, but for the lost one, nothing
+/// is reordered.
+async fn settle(
+    js: &jetstream::Context,
+    subject: &str,
+    flight: &mut std::collections::VecDeque<(
+        String,
+        Vec<u8>,
+        jetstream::context::PublishAckFuture,
+    )>,
+) {
+    let Some((id, bytes, ack)) = flight.pop_front() else {
+        return;
+    };
+    if ack.await.is_ok() {
+        return;
+    }
+    let mut again = vec![(id, bytes)];
+    again.extend(flight.drain(..).map(|(id, bytes, _)| (id, bytes)));
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut all_ok = true;
+        for (id, bytes) in &again {
+            let ack = publish(js, subject, id, bytes).await;
+            if ack.await.is_err() {
+                all_ok = false;
+                break;
+            }
+        }
+        if all_ok {
+            return;
+        }
+    }
+}
+
+/// A per-process prefix for message ids.
+fn nuid_prefix() -> String {
+    super::instance_id()
+}
