@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod nats;
+
 /// How long any single wait in a test may take before it fails the test.
 pub const WAIT: Duration = Duration::from_secs(10);
 
