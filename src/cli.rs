@@ -338,9 +338,9 @@ pub enum BenchMode {
 
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
-    /// Server to measure: a host name or address, with :PORT unless it is 8888
-    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
-    pub server: String,
+    /// Servers to measure (a list, or the option repeated; connections are dealt round-robin): host names or addresses, with :PORT unless it is 8888; with --proto ws, the --listen-http address
+    #[arg(long, short, value_name = "ADDR[,ADDR...]", env = "CHAT_SERVER", default_value = DEFAULT_ADDR, value_delimiter = ',')]
+    pub server: Vec<String>,
 
     /// Receiving connections
     #[arg(short = 'r', long, value_name = "N", default_value_t = 100)]
@@ -358,7 +358,7 @@ pub struct FanoutArgs {
     #[arg(short = 'p', long, value_name = "BYTES", default_value_t = 64)]
     pub payload: usize,
 
-    /// The protocol of the server: chat, or a peer to compare with (nats, redis pub/sub, irc in one channel)
+    /// The protocol of the server: chat, ws (chat over the web door's WebSocket), or a peer to compare with (nats, redis pub/sub, irc in one channel)
     #[arg(long, value_name = "PROTO", value_enum, default_value_t = BenchProto::Chat)]
     pub proto: BenchProto,
 
@@ -386,6 +386,10 @@ pub struct FanoutArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Also write the results as a self-contained HTML page with charts to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -394,6 +398,8 @@ pub struct FanoutArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchProto {
     Chat,
+    /// Chat over the web door's WebSocket (`/ws` of --listen-http)
+    Ws,
     Nats,
     Redis,
     Irc,
@@ -403,14 +409,16 @@ pub enum BenchProto {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IdleProto {
     Chat,
+    /// Chat over the web door's WebSocket (`/ws` of --listen-http)
+    Ws,
     Irc,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
-    /// Server to measure: a host name or address, with :PORT unless it is 8888
-    #[arg(long, short, value_name = "ADDR", env = "CHAT_SERVER", default_value = DEFAULT_ADDR)]
-    pub server: String,
+    /// Servers to measure (a list, or the option repeated; connections are dealt round-robin): host names or addresses, with :PORT unless it is 8888; with --proto ws, the --listen-http address
+    #[arg(long, short, value_name = "ADDR[,ADDR...]", env = "CHAT_SERVER", default_value = DEFAULT_ADDR, value_delimiter = ',')]
+    pub server: Vec<String>,
 
     /// Connections to open and hold
     #[arg(short = 'c', long, value_name = "N", default_value_t = 10_000)]
@@ -428,7 +436,7 @@ pub struct IdleArgs {
     #[arg(long)]
     pub unread: bool,
 
-    /// The protocol of the server: chat, or irc (registered IRC connections; not with --unread)
+    /// The protocol of the server: chat, ws (chat over the web door's WebSocket), or irc (registered IRC connections; not with --unread)
     #[arg(long, value_name = "PROTO", value_enum, default_value_t = IdleProto::Chat)]
     pub proto: IdleProto,
 
@@ -443,6 +451,10 @@ pub struct IdleArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
+
+    /// Also write the results as a self-contained HTML page with charts to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 
     #[command(flatten)]
     pub tls: TlsArgs,

@@ -18,6 +18,8 @@ use crate::fail::Fail;
 use crate::framing::Frame;
 use crate::peer::{Got, Peer};
 
+use super::ws;
+
 /// Connects in blocking mode with a deadline, from `source` when given
 /// (port chosen by the kernel), and returns the socket ready for an event
 /// loop. Blocking connects, one at a time per loop, never overflow the
@@ -37,16 +39,110 @@ pub fn connect(
 }
 
 /// As [`connect`], with the TLS handshake made (still blocking, within
-/// `timeout`) when `tls` is given: the connection as a [`Peer`].
+/// `timeout`) when the target asks for TLS, and the WebSocket upgrade
+/// request queued and sent when it asks for that: the connection as a
+/// [`Link`]. The upgrade's answer is read by the event loop, with the rest.
 pub fn open(
-    addr: SocketAddr,
+    target: &Target,
     source: Option<Ipv4Addr>,
     recv_buf: Option<usize>,
     timeout: Duration,
-    tls: Option<&crate::tls::Client>,
-) -> io::Result<Peer> {
-    let stream = connect_blocking(addr, source, recv_buf, timeout)?;
-    Peer::start(stream, timeout, tls)
+    seed: u64,
+) -> io::Result<Link> {
+    let stream = connect_blocking(target.addr, source, recv_buf, timeout)?;
+    let mut peer = Peer::start(stream, timeout, target.tls)?;
+    let ws = match &target.ws_host {
+        Some(host) => {
+            let session = ws::Session::start(host, WS_PATH, seed, peer.out());
+            peer.flush()?;
+            Some(Box::new(session))
+        }
+        None => None,
+    };
+    Ok(Link { peer, ws })
+}
+
+/// The web door's WebSocket path.
+const WS_PATH: &str = "/ws";
+
+/// One server of `--server`: where its connections go, and how they talk.
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `--tls`: every connection makes a handshake first.
+    pub tls: Option<&'static crate::tls::Client>,
+    /// `--proto ws`: the `Host` of the upgrade request.
+    pub ws_host: Option<String>,
+}
+
+/// The servers of `--server` (a list, or the option repeated), each found
+/// and checked as [`server_addr`] does; connection `g` of a run goes to
+/// the `g % n`th.
+pub fn targets(
+    servers: &[String],
+    tls: &crate::cli::TlsArgs,
+    ws: bool,
+) -> Result<Vec<Target>, Fail> {
+    let mut targets = Vec::new();
+    for text in servers.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let addr = server_addr(text, Duration::from_secs(10))?;
+        let ws_host = ws.then(|| {
+            crate::addr::parse_server(text).map_or_else(|_| addr.to_string(), |s| s.to_string())
+        });
+        targets.push(Target {
+            addr,
+            tls: tls_for(text, tls)?,
+            ws_host,
+        });
+    }
+    if targets.is_empty() {
+        return Err(Fail::usage("--server names no server"));
+    }
+    Ok(targets)
+}
+
+/// A connection as the bench drives it: the [`Peer`], and for `--proto ws`
+/// the WebSocket session that frames the lines queued in [`Link::out`] and
+/// unframes what [`lines`] is given. The owner's code is the same for
+/// every protocol.
+pub struct Link {
+    peer: Peer,
+    ws: Option<Box<ws::Session>>,
+}
+
+impl Link {
+    /// A plaintext JSON-lines connection on a connected socket.
+    pub fn plain(stream: TcpStream) -> Link {
+        Link {
+            peer: Peer::from_stream(stream),
+            ws: None,
+        }
+    }
+
+    /// The socket, to register with a `Poll`.
+    pub fn stream(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.peer.stream
+    }
+
+    /// The queue of whole lines to send; [`Link::flush`] sends them.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        match &mut self.ws {
+            Some(ws) => ws.lines(),
+            None => self.peer.out(),
+        }
+    }
+
+    /// Sends what is queued, until done or the socket would block.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(ws) = &mut self.ws {
+            ws.frame_lines(self.peer.out());
+        }
+        self.peer.flush()
+    }
+
+    /// Bytes queued and not yet taken by the kernel.
+    pub fn pending(&self) -> usize {
+        self.peer.pending() + self.ws.as_ref().map_or(0, |ws| ws.queued())
+    }
 }
 
 fn connect_blocking(
@@ -138,9 +234,18 @@ fn connect_from(
 /// Hands each complete line of `data` (joined to what an earlier read
 /// left unfinished) to `on_line`, without its `\n`. An error means the
 /// server sent a line longer than any it may send.
-pub fn lines(peer: &mut Peer, data: &[u8], mut on_line: impl FnMut(&[u8])) -> io::Result<()> {
+pub fn lines(link: &mut Link, data: &[u8], mut on_line: impl FnMut(&[u8])) -> io::Result<()> {
+    if let Some(ws) = &mut link.ws {
+        let mut pongs = Vec::new();
+        ws.feed(data, &mut pongs, on_line)?;
+        if !pongs.is_empty() {
+            link.peer.out().append(&mut pongs);
+            link.peer.flush()?;
+        }
+        return Ok(());
+    }
     let mut endless = false;
-    peer.frames(data, |frame| match frame {
+    link.peer.frames(data, |frame| match frame {
         Frame::Line(line) => on_line(line),
         Frame::TooLong => endless = true,
     });
@@ -157,24 +262,24 @@ pub fn lines(peer: &mut Peer, data: &[u8], mut on_line: impl FnMut(&[u8])) -> io
 /// `on_read` (which takes the read's time and splits it with [`lines`]).
 /// `Err(None)`: the server closed the connection.
 pub fn read_all(
-    peer: &mut Peer,
+    link: &mut Link,
     buf: &mut [u8],
-    mut on_read: impl FnMut(&mut Peer, &[u8]) -> io::Result<()>,
+    mut on_read: impl FnMut(&mut Link, &[u8]) -> io::Result<()>,
 ) -> Result<(), Option<io::Error>> {
-    read_while(peer, buf, |peer, data| on_read(peer, data).map(|()| true))
+    read_while(link, buf, |peer, data| on_read(peer, data).map(|()| true))
 }
 
 /// As [`read_all`], but stops early, leaving the rest in the socket, once
 /// `on_read` returns `false`.
 pub fn read_while(
-    peer: &mut Peer,
+    link: &mut Link,
     buf: &mut [u8],
-    mut on_read: impl FnMut(&mut Peer, &[u8]) -> io::Result<bool>,
+    mut on_read: impl FnMut(&mut Link, &[u8]) -> io::Result<bool>,
 ) -> Result<(), Option<io::Error>> {
     loop {
-        match peer.read(buf) {
+        match link.peer.read(buf) {
             Ok(Got::Data(n)) => {
-                if !on_read(peer, &buf[..n]).map_err(Some)? {
+                if !on_read(link, &buf[..n]).map_err(Some)? {
                     return Ok(());
                 }
             }
@@ -187,20 +292,24 @@ pub fn read_while(
 
 /// Writes what is queued until done (`true`) or the socket would block
 /// (`false`: call again on WRITABLE).
-pub fn flush(peer: &mut Peer) -> io::Result<bool> {
-    peer.flush()?;
-    Ok(peer.pending() == 0)
+pub fn flush(link: &mut Link) -> io::Result<bool> {
+    link.flush()?;
+    Ok(link.pending() == 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn conn() -> (Peer, std::net::TcpListener) {
+    fn conn() -> (Link, std::net::TcpListener) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stream = connect(addr, None, None, Duration::from_secs(5)).unwrap();
-        (Peer::from_stream(stream), listener)
+        let link = Link {
+            peer: Peer::from_stream(stream),
+            ws: None,
+        };
+        (link, listener)
     }
 
     #[test]

@@ -21,14 +21,13 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::conn;
+use super::conn::{self, Link};
 use super::control::{Control, EventLoop, lock};
 use super::progress::Progress;
 use super::proto::{self, PeerLine};
@@ -38,7 +37,6 @@ use super::stats::Histogram;
 use super::system;
 use crate::cli::{BenchProto, FanoutArgs};
 use crate::fail::{Fail, Outcome};
-use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -66,9 +64,8 @@ const MAX_IRC_PAYLOAD: usize = 400;
 
 /// What was asked for, fixed for the run.
 struct Plan {
-    addr: SocketAddr,
-    /// `--tls`: every connection makes a handshake first.
-    tls: Option<&'static crate::tls::Client>,
+    /// The servers of `--server`; connection `g` goes to the `g % n`th.
+    targets: Vec<conn::Target>,
     proto: BenchProto,
     receivers: usize,
     senders: usize,
@@ -92,6 +89,8 @@ struct Counters {
     /// Messages the senders have written, all together.
     sent: AtomicU64,
     go_ns: AtomicU64,
+    /// Sending: (ns since GO, deliveries so far), one a coordinator tick.
+    samples: Mutex<Vec<(u64, u64)>>,
     /// Connections the server dropped, by nickname, with what we know of why.
     lost: Mutex<BTreeMap<String, &'static str>>,
     /// The server said it is holding a sender back (`rate_limited`).
@@ -156,6 +155,13 @@ pub fn run(args: &FanoutArgs) -> Outcome {
     } else {
         print!("{}", report.table());
     }
+    if let Some(path) = &args.report {
+        let mut samples = lock(&counters.samples).clone();
+        samples.push((total.last_ns.saturating_sub(go_ns), total.received));
+        samples.sort_unstable();
+        let charts = super::page::fanout_charts(&samples, &total.latency);
+        super::page::write(path, &report, &charts)?;
+    }
     verdict(&plan, &total, &lost, &end)
 }
 
@@ -175,17 +181,15 @@ fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
             args.payload
         )));
     }
-    // After the checks above: a usage error is reported before any lookup.
-    let addr = conn::server_addr(&args.server, Duration::from_secs(10))?;
-    if args.tls.tls && args.proto != BenchProto::Chat {
-        return Err(Fail::usage("--tls works with --proto chat only"));
+    if args.tls.tls && !speaks_chat(args.proto) {
+        return Err(Fail::usage("--tls works with --proto chat or ws only"));
     }
-    let tls = conn::tls_for(&args.server, &args.tls)?;
+    // After the checks above: a usage error is reported before any lookup.
+    let targets = conn::targets(&args.server, &args.tls, args.proto == BenchProto::Ws)?;
     // What one delivery weighs on the wire: the text and the JSON around it.
     let line = args.payload.max(32) as u64 + 64;
     Ok(Plan {
-        addr,
-        tls,
+        targets,
         proto: args.proto,
         receivers: args.receivers,
         senders: args.senders,
@@ -227,7 +231,7 @@ fn coordinate(
     let mut last_seen = (0, 0, 0);
     let mut last_draw = (Instant::now(), 0);
     // (ns since GO, deliveries so far), one a tick while sending.
-    let mut samples: Vec<(u64, u64)> = Vec::new();
+    let mut samples = lock(&counters.samples);
     let go_ns = || counters.go_ns.load(Ordering::Acquire);
     loop {
         std::thread::park_timeout(Duration::from_millis(50));
@@ -301,6 +305,23 @@ fn coordinate(
     }
 }
 
+/// Whether the server speaks chat's protocol (over a JSON-lines socket
+/// or the web door's WebSocket), rather than a peer's.
+fn speaks_chat(proto: BenchProto) -> bool {
+    matches!(proto, BenchProto::Chat | BenchProto::Ws)
+}
+
+/// The protocol's name in the report.
+fn proto_name(proto: BenchProto) -> &'static str {
+    match proto {
+        BenchProto::Chat => "chat",
+        BenchProto::Ws => "ws",
+        BenchProto::Nats => "nats",
+        BenchProto::Redis => "redis",
+        BenchProto::Irc => "irc",
+    }
+}
+
 /// Deliveries per second from the sample nearest half-way to the last,
 /// when there are a few ticks in between.
 fn late_rate(samples: &[(u64, u64)]) -> Option<f64> {
@@ -328,26 +349,24 @@ fn report(
         0 => "unpaced".to_string(),
         r => format!("paced at {r} msg/s"),
     };
+    let name = proto_name(plan.proto);
     let of = match plan.proto {
         BenchProto::Chat => String::new(),
-        BenchProto::Nats => " (nats)".to_string(),
-        BenchProto::Redis => " (redis)".to_string(),
-        BenchProto::Irc => " (irc)".to_string(),
+        _ => format!(" ({name})"),
+    };
+    let servers = match plan.targets.len() {
+        1 => String::new(),
+        n => format!(", {n} servers"),
     };
     let mut r = Report::new(
         "fanout",
         format!(
-            "chat bench fanout{of}: {} receivers, {} senders x {} messages, {}-byte payloads, {pace}, {threads} threads",
+            "chat bench fanout{of}: {} receivers, {} senders x {} messages, {}-byte payloads, {pace}, {threads} threads{servers}",
             plan.receivers, plan.senders, plan.messages, plan.payload
         ),
     );
-    let name = match plan.proto {
-        BenchProto::Chat => "chat",
-        BenchProto::Nats => "nats",
-        BenchProto::Redis => "redis",
-        BenchProto::Irc => "irc",
-    };
     r.text("proto", "protocol", name.to_string());
+    r.count("servers", "servers", plan.targets.len() as u64);
     r.count("receivers", "receivers", plan.receivers as u64);
     r.count("senders", "senders", plan.senders as u64);
     r.count("messages", "messages per sender", plan.messages);
@@ -465,7 +484,7 @@ fn report(
         bench_cores: cores(end.own_cpu),
         server_cores: end.server_cpu.map(cores),
     };
-    let ours = plan.proto == BenchProto::Chat;
+    let ours = speaks_chat(plan.proto);
     if let Some(warning) = throttle_warning(plan, t.received, &busy, throttle_said).filter(|_| ours)
     {
         r.warn(warning);
@@ -599,7 +618,7 @@ struct State {
 
 struct Member {
     /// `None` once the server has closed it.
-    conn: Option<Peer>,
+    conn: Option<Link>,
     state: State,
 }
 
@@ -699,17 +718,18 @@ impl<'a> Worker<'a> {
                 (format!("s{index}"), role)
             };
             let timeout = Duration::from_secs(10);
-            let mut peer = match conn::open(plan.addr, None, None, timeout, plan.tls) {
+            let target = &plan.targets[g % plan.targets.len()];
+            let mut peer = match conn::open(target, None, None, timeout, g as u64) {
                 Ok(s) => s,
                 Err(e) => {
                     self.control
-                        .fail(format!("cannot connect to {} ({nick}): {e}", plan.addr));
+                        .fail(format!("cannot connect to {} ({nick}): {e}", target.addr));
                     return;
                 }
             };
             let token = Token(self.members.len());
             if let Err(e) = self.poll.registry().register(
-                &mut peer.stream,
+                peer.stream(),
                 token,
                 Interest::READABLE | Interest::WRITABLE,
             ) {
@@ -721,7 +741,7 @@ impl<'a> Worker<'a> {
             }
             // Redis says nothing until asked: such a connection is ready
             // for the ping as soon as it is open.
-            let quiet_peer = plan.proto != BenchProto::Chat && !proto::greets(plan.proto);
+            let quiet_peer = !speaks_chat(plan.proto) && !proto::greets(plan.proto);
             if quiet_peer {
                 self.counters.named.fetch_add(1, Ordering::AcqRel);
                 self.control.nudge();
@@ -756,7 +776,9 @@ impl<'a> Worker<'a> {
                     if m.state.stage == Stage::Named {
                         m.state.stage = Stage::Ping;
                         match self.plan.proto {
-                            BenchProto::Chat => m.state.reply.extend_from_slice(&ping),
+                            BenchProto::Chat | BenchProto::Ws => {
+                                m.state.reply.extend_from_slice(&ping)
+                            }
                             other => {
                                 let receiver = matches!(m.state.role, Role::Receiver { .. });
                                 proto::sync(other, receiver, &mut m.state.reply);
@@ -888,7 +910,7 @@ impl<'a> Worker<'a> {
         let Some(mut conn) = m.conn.take() else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.stream());
         let nick = &m.state.nick;
         if m.state.stage != Stage::Ready {
             let how = error.map_or("closed".to_string(), |e| format!("failed ({e})"));
@@ -993,7 +1015,7 @@ impl EventLoop for Worker<'_> {
 
 impl State {
     fn on_line(&mut self, line: &[u8], now: u64, cx: &mut Context<'_>) {
-        if cx.plan.proto != BenchProto::Chat {
+        if !speaks_chat(cx.plan.proto) {
             return self.on_peer_line(line, now, cx);
         }
         match cx.scanner.payload(line, cx.plan.payload) {

@@ -23,13 +23,12 @@
 //! `leave` it reads means the server dropped a non-reader, which fails the
 //! run.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::conn;
+use super::conn::{self, Link};
 use super::control::{Control, EventLoop, lock};
 use super::progress::Progress;
 use super::proto::{self, PeerLine};
@@ -39,7 +38,6 @@ use super::stats::Histogram;
 use super::system;
 use crate::cli::{BenchProto, IdleArgs, IdleProto};
 use crate::fail::{Fail, Outcome};
-use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
 
 const CONNECT: u8 = 0;
@@ -57,9 +55,8 @@ const CONNECTS_PER_TURN: usize = 16;
 const UNREAD_RCVBUF: usize = 4096;
 
 struct Plan {
-    addr: SocketAddr,
-    /// `--tls`: every connection makes a handshake first.
-    tls: Option<&'static crate::tls::Client>,
+    /// The servers of `--server`; connection `g` goes to the `g % n`th.
+    targets: Vec<conn::Target>,
     conns: usize,
     per_source: usize,
     timeout: Duration,
@@ -84,6 +81,9 @@ struct Counters {
     /// `leave`s connection 0 read under `--unread`: non-readers dropped.
     dropped: AtomicUsize,
     round_trips: std::sync::Mutex<Histogram>,
+    /// With `--server-pid`, while connecting: (connections welcomed, the
+    /// server's resident bytes), one a coordinator tick.
+    rss: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
 pub fn run(args: &IdleArgs) -> Outcome {
@@ -97,11 +97,11 @@ pub fn run(args: &IdleArgs) -> Outcome {
     if irc && args.tls.tls {
         return Err(Fail::usage("--tls works with --proto chat only"));
     }
-    let addr = conn::server_addr(&args.server, Duration::from_secs(10))?;
+    let targets = conn::targets(&args.server, &args.tls, args.proto == IdleProto::Ws)?;
+    let addr = targets[0].addr;
     system::make_room_for(args.conns)?;
     let plan = Plan {
-        addr,
-        tls: conn::tls_for(&args.server, &args.tls)?,
+        targets,
         conns: args.conns,
         per_source: system::ports_per_source(),
         timeout: args.timeout,
@@ -148,11 +148,27 @@ pub fn run(args: &IdleArgs) -> Outcome {
     let mut r = Report::new(
         "idle",
         format!(
-            "chat bench idle: {} connections held {}, {threads} threads",
+            "chat bench idle{}: {} connections held {}, {threads} threads{}",
+            match args.proto {
+                IdleProto::Chat => "",
+                IdleProto::Ws => " (ws)",
+                IdleProto::Irc => " (irc)",
+            },
             plan.conns,
-            crate::units::format_duration(args.hold)
+            crate::units::format_duration(args.hold),
+            match plan.targets.len() {
+                1 => String::new(),
+                n => format!(", {n} servers"),
+            }
         ),
     );
+    let proto = match args.proto {
+        IdleProto::Chat => "chat",
+        IdleProto::Ws => "ws",
+        IdleProto::Irc => "irc",
+    };
+    r.text("proto", "protocol", proto.to_string());
+    r.count("servers", "servers", plan.targets.len() as u64);
     r.count("conns", "connections", plan.conns as u64);
     r.count("sources", "source addresses", sources as u64);
     r.count("threads", "bench threads", threads as u64);
@@ -218,6 +234,14 @@ pub fn run(args: &IdleArgs) -> Outcome {
     } else {
         print!("{}", r.table());
     }
+    if let Some(path) = &args.report {
+        let per_conn = rss_before.zip(rss_after).map(|((before, _), (after, _))| {
+            after.saturating_sub(before) as f64 / plan.conns as f64
+        });
+        let samples = lock(&counters.rss).clone();
+        let charts = super::page::idle_charts(&samples, rss_before.map(|b| b.0), per_conn);
+        super::page::write(path, &r, &charts)?;
+    }
     Ok(())
 }
 
@@ -245,6 +269,11 @@ fn coordinate(
         let welcomed = counters.welcomed.load(Ordering::Acquire);
         let synced = counters.synced.load(Ordering::Acquire);
         let probed = counters.probed.load(Ordering::Acquire);
+        if let Some(pid) = args.server_pid.filter(|_| control.phase() == CONNECT)
+            && let Ok((rss, _)) = system::resident_bytes(pid)
+        {
+            lock(&counters.rss).push((welcomed as u64, rss));
+        }
         match control.phase() {
             CONNECT if welcomed == plan.conns => {
                 connected_in = started.elapsed();
@@ -306,7 +335,7 @@ struct Worker<'a> {
     counters: &'a Counters,
     poll: Poll,
     to_open: Vec<usize>,
-    conns: Vec<Option<Peer>>,
+    conns: Vec<Option<Link>>,
     stages: Vec<Stage>,
     buf: Vec<u8>,
     scanner: Scanner,
@@ -371,13 +400,14 @@ impl<'a> Worker<'a> {
             let plan = self.plan;
             // Connection 0 always reads: it syncs and times the pings.
             let recv_buf = (plan.unread && g != 0).then_some(UNREAD_RCVBUF);
-            let opened = system::source_for(g, plan.conns, plan.addr, plan.per_source)
+            let target = &plan.targets[g % plan.targets.len()];
+            let opened = system::source_for(g, plan.conns, target.addr, plan.per_source)
                 .map_err(|f| f.message)
                 .and_then(|source| {
                     let timeout = Duration::from_secs(10);
-                    conn::open(plan.addr, source, recv_buf, timeout, plan.tls).map_err(|e| {
+                    conn::open(target, source, recv_buf, timeout, g as u64).map_err(|e| {
                         let from = source.map_or(String::new(), |s| format!(" from {s}"));
-                        format!("cannot open connection {g} to {}{from}: {e}", plan.addr)
+                        format!("cannot open connection {g} to {}{from}: {e}", target.addr)
                     })
                 });
             let mut peer = match opened {
@@ -389,7 +419,7 @@ impl<'a> Worker<'a> {
             if let Err(e) = self
                 .poll
                 .registry()
-                .register(&mut peer.stream, token, interest)
+                .register(peer.stream(), token, interest)
             {
                 return self.control.fail(format!("cannot watch a connection: {e}"));
             }
@@ -476,7 +506,7 @@ impl<'a> Worker<'a> {
         let Some(mut conn) = self.conns[i].take() else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.stream());
         let how = error.map_or("closed".to_string(), |e| format!("failed ({e})"));
         self.control
             .fail(format!("a held connection {how}: the server dropped it"));

@@ -18,16 +18,19 @@
 //! connection, so that the bench is not what limits the numbers.
 
 mod arrivals;
+mod chart;
 mod conn;
 mod control;
 mod fanout;
 mod idle;
+mod page;
 mod progress;
 mod proto;
 mod report;
 mod scan;
 mod stats;
 mod system;
+mod ws;
 
 use crate::cli::{BenchArgs, BenchMode};
 use crate::fail::Outcome;

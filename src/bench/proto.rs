@@ -153,7 +153,7 @@ pub fn pong(proto: BenchProto, ping: &[u8], out: &mut Vec<u8>) {
 pub fn push_message(proto: BenchProto, out: &mut Vec<u8>, payload: Payload, bytes: usize) {
     let len = scan::payload_len(payload, bytes);
     match proto {
-        BenchProto::Chat => return scan::push_group_line(out, payload, bytes),
+        BenchProto::Chat | BenchProto::Ws => return scan::push_group_line(out, payload, bytes),
         BenchProto::Irc => out.extend_from_slice(format!("PRIVMSG {CHANNEL} :").as_bytes()),
         BenchProto::Nats => out.extend_from_slice(format!("PUB {SUBJECT} {len}\r\n").as_bytes()),
         BenchProto::Redis => out.extend_from_slice(

@@ -81,6 +81,23 @@ impl Report {
         });
     }
 
+    /// The heading, as the table's first line.
+    pub fn heading(&self) -> &str {
+        &self.heading
+    }
+
+    /// Each figure as `(label, value, unit)`, for the HTML page.
+    pub fn rows(&self) -> Vec<(&'static str, String, &'static str)> {
+        self.rows
+            .iter()
+            .map(|r| (r.label, plain(&r.value), r.unit))
+            .collect()
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// The heading, then one `label  value unit` line per figure, values
     /// right-aligned.
     pub fn table(&self) -> String {

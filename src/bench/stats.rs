@@ -59,6 +59,19 @@ impl Histogram {
         self.max
     }
 
+    /// The buckets holding samples: `(lowest, highest, count)`, in order,
+    /// for drawing the distribution.
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c > 0)
+            .map(|(i, &c)| {
+                let lowest = if i == 0 { 0 } else { highest(i - 1) + 1 };
+                (lowest, highest(i), c)
+            })
+    }
+
     /// The value at quantile `q` (0.5 for the median): the highest value of
     /// the bucket holding that sample, so never an understatement, and never
     /// above the true maximum. 0 when empty.
@@ -149,6 +162,20 @@ mod tests {
         assert_eq!(a.quantile(0.8), 7);
         assert_eq!(a.quantile(0.99), 200);
         assert_eq!(a.max(), 200);
+    }
+
+    #[test]
+    fn buckets_hold_every_sample_within_their_bounds() {
+        let mut h = Histogram::default();
+        for v in [5, 5, 1000, 123_456_789] {
+            h.record(v);
+        }
+        let buckets: Vec<_> = h.buckets().collect();
+        assert_eq!(buckets.iter().map(|b| b.2).sum::<u64>(), 4);
+        assert_eq!(buckets[0], (5, 5, 2));
+        for (v, (lo, hi, _)) in [1000, 123_456_789].iter().zip(&buckets[1..]) {
+            assert!(lo <= v && v <= hi, "{v} in {lo}..={hi}");
+        }
     }
 
     #[test]

@@ -12,11 +12,10 @@ use super::{
     CHECK, CONNECT, CONNECTS_PER_TURN, Counters, DRAIN, FINAL, LEAVE, PAYLOAD, Plan, QUIET,
     READ_BUF, STOP, STORM, SYNC, Tally,
 };
-use crate::bench::conn;
+use crate::bench::conn::{self, Link};
 use crate::bench::control::{Control, EventLoop, lock};
 use crate::bench::fanout::{due_at, due_count};
 use crate::bench::scan::{self, Payload, Scan, Scanner};
-use crate::peer::Peer;
 use crate::wire::{ClientMsg, ErrorCode, ServerMsg};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -36,7 +35,7 @@ enum Stage {
 }
 
 struct Member {
-    conn: Option<Peer>,
+    conn: Option<Link>,
     /// `t3`, `p7`, `a12`: for messages.
     label: String,
     /// Which arrival this is, if one.
@@ -208,7 +207,7 @@ impl<'a> Worker<'a> {
             self.talkers.push(token.0);
         }
         self.members.push(Member {
-            conn: Some(Peer::from_stream(stream)),
+            conn: Some(Link::plain(stream)),
             label,
             arrival,
             talker,
@@ -343,7 +342,7 @@ impl<'a> Worker<'a> {
         let Some(mut conn) = m.conn.take() else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.stream());
         if m.stage == Stage::Left && error.is_none() {
             // It quit; the server closes after the bye.
             return;
