@@ -224,6 +224,60 @@ pub struct ServerArgs {
     /// Failed logins allowed per client address per minute (0: no limit)
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub login_limit: u32,
+
+    /// Act as one server with the others on these NATS servers (JetStream on): nats://HOST:PORT[,URL...]
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub cluster: Vec<String>,
+
+    /// The cluster's name: the prefix of its stream and subjects, so clusters can share a NATS
+    #[arg(long, value_name = "NAME", default_value = "chat", requires = "cluster", value_parser = parse_cluster_name)]
+    pub cluster_name: String,
+
+    /// NATS credentials file (.creds: JWT and NKey seed)
+    #[arg(long, value_name = "FILE", requires = "cluster", value_hint = ValueHint::FilePath)]
+    pub cluster_creds: Option<PathBuf>,
+
+    /// NATS user name (with --cluster-password)
+    #[arg(long, value_name = "USER", requires_all = ["cluster", "cluster_password"])]
+    pub cluster_user: Option<String>,
+
+    /// NATS password (better from the environment than on the command line)
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "CHAT_CLUSTER_PASSWORD",
+        hide_env_values = true,
+        requires = "cluster_user"
+    )]
+    pub cluster_password: Option<String>,
+
+    /// NATS token (better from the environment than on the command line)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CHAT_CLUSTER_TOKEN",
+        hide_env_values = true
+    )]
+    pub cluster_token: Option<String>,
+
+    /// Speak TLS to NATS, trusting the CA certificates in FILE (PEM)
+    #[arg(long, value_name = "FILE", requires = "cluster", value_hint = ValueHint::FilePath)]
+    pub cluster_ca: Option<PathBuf>,
+}
+
+/// `--cluster-name`: letters, digits, `-` and `_`, as NATS subject and
+/// stream names allow.
+fn parse_cluster_name(text: &str) -> Result<String, String> {
+    if !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(text.to_owned())
+    } else {
+        Err("a cluster name is 1 to 64 ASCII letters, digits, - and _".into())
+    }
 }
 
 /// `--registration`: whether `register` is open to anyone.

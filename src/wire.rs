@@ -38,6 +38,10 @@ pub enum ErrorCode {
     TooManyAttempts,
     InsecureTransport,
     LoginRequired,
+    /// `--cluster`: NATS is away, and what needs it is refused.
+    ClusterUnavailable,
+    /// `--cluster`: NATS is back (a notice, not a refusal).
+    ClusterRestored,
 }
 
 impl ErrorCode {
@@ -61,6 +65,8 @@ impl ErrorCode {
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::InsecureTransport => "insecure_transport",
             ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
+            ErrorCode::ClusterRestored => "cluster_restored",
         }
     }
 }

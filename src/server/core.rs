@@ -20,6 +20,7 @@ use slab::Slab;
 use zeroize::Zeroizing;
 
 use super::attempts::{AddrTries, ConnTries};
+use super::cluster;
 use super::event::{Emit, Event, RoomId, To};
 use super::hashing::{Answer, Job, Outcome};
 use super::name::Name;
@@ -28,6 +29,9 @@ use super::store::Stored;
 use super::table::{Key, Table};
 use crate::names;
 use crate::wire::{self, ByeReason, ErrorCode, LeaveReason, Refusal};
+
+mod replica;
+pub use replica::{Applied, Replica};
 
 /// The longest topic, in bytes: a line of text, not a document (IRC's
 /// `TOPICLEN` is about as long).
@@ -341,7 +345,10 @@ impl RoomSet {
 /// The door's part first: a delivery touches only that (see `Conn`).
 #[repr(C)]
 struct Record<C> {
-    conn: C,
+    /// `None` for a user of another server of the cluster (see
+    /// [`super::cluster`]): in the rooms and the names, with nothing to
+    /// deliver to.
+    conn: Option<C>,
     user: User,
 }
 
@@ -428,6 +435,9 @@ pub struct Core<C> {
     registered: HashSet<Name>,
     addr_tries: AddrTries,
     jobs: Vec<Job>,
+    /// `--cluster`: the state shared with the other servers (see
+    /// `replica`); `None` on a server alone, which then pays nothing.
+    replica: Option<Box<Replica>>,
 }
 
 impl<C> Core<C> {
@@ -452,6 +462,7 @@ impl<C> Core<C> {
             registered: HashSet::new(),
             addr_tries: AddrTries::new(AccountRules::default().per_minute),
             jobs: Vec::new(),
+            replica: None,
         }
     }
 
@@ -519,13 +530,14 @@ impl<C> Core<C> {
         self.nicks.len()
     }
 
-    /// Connections in the table, present or on their way out.
+    /// Connections in the table, present or on their way out (the users
+    /// of other servers of a cluster are not connections here).
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.table.len() - self.remote_count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len() == 0
     }
 
     pub fn user(&self, key: Key) -> Option<&User> {
@@ -533,11 +545,11 @@ impl<C> Core<C> {
     }
 
     pub fn conn(&self, key: Key) -> Option<&C> {
-        self.table.get(key).map(|r| &r.conn)
+        self.table.get(key).and_then(|r| r.conn.as_ref())
     }
 
     pub fn conn_mut(&mut self, key: Key) -> Option<&mut C> {
-        self.table.get_mut(key).map(|r| &mut r.conn)
+        self.table.get_mut(key).and_then(|r| r.conn.as_mut())
     }
 
     pub fn keys(&self) -> Vec<Key> {
@@ -561,8 +573,10 @@ impl<C> Core<C> {
     pub fn for_each_receiver(&mut self, to: &To, mut f: impl FnMut(Key, &User, &mut C)) {
         match to {
             To::One(key) => {
-                if let Some(r) = self.table.get_mut(*key) {
-                    f(*key, &r.user, &mut r.conn);
+                if let Some(r) = self.table.get_mut(*key)
+                    && let Some(conn) = &mut r.conn
+                {
+                    f(*key, &r.user, conn);
                 }
             }
             To::Room { room, except } => {
@@ -572,8 +586,9 @@ impl<C> Core<C> {
                 for &key in &room.members {
                     if Some(key) != *except
                         && let Some(r) = self.table.get_mut(key)
+                        && let Some(conn) = &mut r.conn
                     {
-                        f(key, &r.user, &mut r.conn);
+                        f(key, &r.user, conn);
                     }
                 }
             }
@@ -584,8 +599,9 @@ impl<C> Core<C> {
                 for &key in keys {
                     if let Some(r) = self.table.get_mut(key)
                         && r.user.is_here()
+                        && let Some(conn) = &mut r.conn
                     {
-                        f(key, &r.user, &mut r.conn);
+                        f(key, &r.user, conn);
                     }
                 }
             }
@@ -619,7 +635,7 @@ impl<C> Core<C> {
     pub fn admit(&mut self, peer: Peer, now_ms: u64, conn: C) -> Key {
         let id = self.next_id;
         self.next_id += 1;
-        self.table.insert(Record {
+        let key = self.table.insert(Record {
             user: User {
                 id,
                 nick: Name::EMPTY,
@@ -634,8 +650,10 @@ impl<C> Core<C> {
                 rooms: RoomSet::new(),
                 visit: 0,
             },
-            conn,
-        })
+            conn: Some(conn),
+        });
+        self.note_id(id, key);
+        key
     }
 
     /// A waiting connection becomes a user named `nick`, if that name is
@@ -750,6 +768,20 @@ impl<C> Core<C> {
                 ErrorCode::LoginRequired,
                 "this server requires login first: send login with your account",
             );
+            return Flow::Continue;
+        }
+        if self.cluster_down()
+            && matches!(
+                cmd,
+                Command::Say { .. }
+                    | Command::Nick { .. }
+                    | Command::Join { .. }
+                    | Command::Part { .. }
+                    | Command::Topic { .. }
+                    | Command::Register { .. }
+            )
+        {
+            self.refuse(key, ErrorCode::ClusterUnavailable, replica::UNAVAILABLE);
             return Flow::Continue;
         }
         match cmd {
@@ -877,7 +909,9 @@ impl<C> Core<C> {
     /// Forgets a closed connection; returns its record for the log.
     pub fn remove(&mut self, key: Key, now_ms: u64) -> Option<(User, C)> {
         self.depart(key, LeaveReason::Disconnect, None, now_ms);
-        self.table.remove(key).map(|r| (r.user, r.conn))
+        let r = self.table.remove(key)?;
+        self.forget_id(r.user.id);
+        Some((r.user, r.conn?))
     }
 
     /// The server is stopping: everyone present gets `bye` (a connection
@@ -905,6 +939,7 @@ impl<C> Core<C> {
         self.rooms.clear();
         self.room_ids.clear();
         self.nicks.clear();
+        self.forget_remote();
     }
 
     /// Who holds the name whose comparison key is `key`.
@@ -974,6 +1009,9 @@ impl<C> Core<C> {
     }
 
     fn emit(&mut self, event: Event, to: To) {
+        if self.replica.is_some() && event.is_broadcast() {
+            self.note_emitted(&event);
+        }
         self.emitted.push(Emit {
             event,
             to,
@@ -1121,6 +1159,19 @@ impl<C> Core<C> {
             Ok(found) => found,
             Err(refusal) => return self.refuse(key, refusal.code, &refusal.message),
         };
+        if self.noting() {
+            // Its `seq` is its place in the cluster's stream: delivered
+            // when it comes back from there.
+            let id = self.user(key).map_or(0, |u| u.id);
+            return self.say_to_cluster(cluster::Op::Say {
+                id,
+                room: name.as_str().into(),
+                text: text.into(),
+                action,
+                echo,
+                ts: now_ms,
+            });
+        }
         self.seq += 1;
         self.emit(
             Event::Group {
@@ -1148,6 +1199,30 @@ impl<C> Core<C> {
         let Some((target, to_nick)) = target.and_then(|t| Some((t, self.nick_of(t)?))) else {
             return self.refuse(key, ErrorCode::NoSuchUser, &format!("no user named {to}"));
         };
+        if self.is_clustered()
+            && self.private_to_cluster(target, |id| cluster::Private {
+                v: cluster::op::VERSION,
+                to: id,
+                from: from.as_str().into(),
+                text: text.into(),
+                action,
+                ts: now_ms,
+            })
+        {
+            if echo {
+                self.emit(
+                    Event::Private {
+                        from,
+                        to: to_nick,
+                        text: text.into(),
+                        ts: now_ms,
+                        action,
+                    },
+                    To::One(key),
+                );
+            }
+            return;
+        }
         self.emit(
             Event::Private {
                 from,
@@ -1214,13 +1289,17 @@ impl<C> Core<C> {
         r.user.nick = new.clone();
         let id = r.user.id;
         let to = self.sharing(key, true);
+        let event = Event::Nick {
+            id,
+            old,
+            new,
+            ts: now_ms,
+        };
+        if self.replica.is_some() {
+            self.note_emitted(&event);
+        }
         self.emitted.push(Emit {
-            event: Event::Nick {
-                id,
-                old,
-                new,
-                ts: now_ms,
-            },
+            event,
             to: To::Keys(to),
             asker: Some(key),
         });

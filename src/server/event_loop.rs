@@ -31,6 +31,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
+
+/// Changes from the cluster applied per loop turn at most.
+const CLUSTER_TURN: usize = 4096;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mio::net::{TcpListener, TcpStream};
@@ -40,6 +43,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::accounts::{Book, Cost};
+use super::cluster::{Backplane, In, Out};
 use super::core::Ask;
 use super::core::{self, Departure, Flow, Peer, Presence};
 use super::deliver::{Door, Outlet, PRESENCE_DELAY};
@@ -226,6 +230,8 @@ pub struct Settings {
     pub flood: Limit,
     pub core: core::Config,
     pub accounts: Accounts,
+    /// `--cluster`: joined before the first connection.
+    pub cluster: Option<super::cluster::Config>,
 }
 
 /// Where the accounts are and what the server allows of them.
@@ -313,6 +319,9 @@ pub struct EventLoop {
     server_full: Vec<u8>,
     shutdown_by: Option<Instant>,
     now_ms: u64,
+    /// `--cluster`: the NATS thread's end; `None` on a server alone.
+    cluster: Option<Backplane>,
+    ops: Vec<super::cluster::Op>,
 }
 
 impl EventLoop {
@@ -383,6 +392,16 @@ impl EventLoop {
             }
         };
         let mut hub = hub;
+        let cluster = match &settings.cluster {
+            Some(config) => {
+                let backplane = Backplane::start(config.clone(), Arc::clone(&waker))
+                    .map_err(io::Error::other)?;
+                hub.core
+                    .join_cluster(&backplane.instance, backplane.id_base);
+                Some(backplane)
+            }
+            None => None,
+        };
         let accounts = &settings.accounts;
         hub.core.set_accounts(accounts.rules, &accounts.keys);
         // Leave a core to the loop when there are few.
@@ -433,6 +452,8 @@ impl EventLoop {
             server_full,
             shutdown_by: None,
             now_ms: now_ms(),
+            cluster,
+            ops: Vec::new(),
         })
     }
 
@@ -497,6 +518,7 @@ impl EventLoop {
                     WAKER => {
                         self.on_store();
                         self.on_hashing();
+                        self.on_cluster();
                         if self.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
@@ -516,6 +538,7 @@ impl EventLoop {
             while std::mem::take(&mut self.http_resume) {
                 self.accept_http();
             }
+            self.publish();
             self.write();
             if let Some(by) = self.shutdown_by
                 && (self.hub.core.is_empty() || Instant::now() >= by)
@@ -1228,6 +1251,79 @@ impl EventLoop {
     /// The store's threads said something: commits release what waited
     /// for them, answers to `history` are queued and their askers read
     /// again.
+    /// What the cluster's thread brought: changes in stream order,
+    /// private messages, NATS lost or back.
+    fn on_cluster(&mut self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let mut dropped = false;
+        let mut taken = 0;
+        // A bounded turn, so that clients are read meanwhile; the rest
+        // waits for the next turn (see the wake below).
+        while taken < CLUSTER_TURN {
+            let Some(got) = self.cluster.as_ref().and_then(|c| c.try_recv()) else {
+                break;
+            };
+            taken += 1;
+            match got {
+                In::Op {
+                    seq,
+                    mine,
+                    from,
+                    op,
+                } => {
+                    if self.hub.apply_cluster(&from, mine, seq, op, self.now_ms)
+                        == core::Applied::DroppedMe
+                    {
+                        dropped = true;
+                    }
+                }
+                In::Private(private) => self.hub.private_from_cluster(private),
+                In::Up(up) => {
+                    self.log.say(if up {
+                        "chat server: NATS is back; the cluster resumes"
+                    } else {
+                        "chat server: lost NATS; serving local users in degraded mode"
+                    });
+                    self.hub.set_cluster_down(!up);
+                }
+            }
+        }
+        if dropped {
+            self.log.say(
+                "chat server: the cluster declared this server gone; its users must reconnect",
+            );
+            for key in self.hub.drop_locals(self.now_ms) {
+                self.finish(key);
+            }
+        }
+        if self.hub.delivery.has_over() {
+            self.relieve();
+        }
+        // More may wait than one turn takes.
+        if taken == CLUSTER_TURN {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Hands this turn's changes to the cluster's thread, in order.
+    fn publish(&mut self) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        self.hub.core.take_ops(&mut self.ops);
+        for op in self.ops.drain(..) {
+            cluster.send(Out::Op(op));
+        }
+        for (instance, private) in self.hub.core.take_privates() {
+            cluster.send(Out::Private {
+                instance: instance.as_ref().into(),
+                private,
+            });
+        }
+    }
+
     fn on_store(&mut self) {
         let Some(persist) = &self.persist else {
             return;

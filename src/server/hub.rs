@@ -222,6 +222,51 @@ impl<C: AsMut<Outlet>> Hub<C> {
     fn deliver(&mut self) {
         self.delivery.deliver(&mut self.core, &mut self.journal);
     }
+
+    /// One change from the cluster's stream, applied and delivered.
+    pub fn apply_cluster(
+        &mut self,
+        from: &str,
+        mine: bool,
+        seq: u64,
+        op: super::cluster::Op,
+        now_ms: u64,
+    ) -> core::Applied {
+        let applied = self.core.apply(from, mine, seq, op, now_ms);
+        self.deliver();
+        applied
+    }
+
+    /// A private message from another server of the cluster.
+    pub fn private_from_cluster(&mut self, private: super::cluster::Private) {
+        self.core.private_from_cluster(private);
+        self.deliver();
+    }
+
+    /// NATS was lost or is back.
+    pub fn set_cluster_down(&mut self, down: bool) {
+        self.core.set_cluster_down(down);
+        self.deliver();
+    }
+
+    /// The others declared this server gone: every user here is told why
+    /// and leaves; returns their keys, to close.
+    pub fn drop_locals(&mut self, now_ms: u64) -> Vec<Key> {
+        let keys = self.core.locals();
+        for &key in &keys {
+            self.core.refuse_line(
+                key,
+                &Refusal::new(
+                    ErrorCode::ClusterUnavailable,
+                    "this server was cut off from the cluster long enough for the others \
+                     to drop its users; reconnect",
+                ),
+            );
+            self.core.depart(key, LeaveReason::Disconnect, None, now_ms);
+        }
+        self.deliver();
+        keys
+    }
 }
 
 #[cfg(test)]

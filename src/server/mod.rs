@@ -40,6 +40,7 @@
 
 pub mod accounts;
 mod attempts;
+pub mod cluster;
 pub mod core;
 pub mod deliver;
 pub mod event;
@@ -170,6 +171,15 @@ pub fn run(args: &ServerArgs) -> Outcome {
             max_rooms: args.max_rooms as usize,
         },
         accounts,
+        cluster: (!args.cluster.is_empty()).then(|| cluster::Config {
+            urls: args.cluster.clone(),
+            name: args.cluster_name.clone(),
+            creds: args.cluster_creds.clone(),
+            user: args.cluster_user.clone(),
+            password: args.cluster_password.clone(),
+            token: args.cluster_token.clone(),
+            ca: args.cluster_ca.clone(),
+        }),
     };
     log.say(&format!(
         "chat server: open-file limit {fd_limit}, serving up to {max_clients} clients"
@@ -183,6 +193,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
     // Said now, not at the end of the first loop turn: whoever started the
     // server wants to know its capacity before anyone connects.
     log.flush();
+    let clustered = settings.cluster.is_some();
     let bound = plain.as_ref().map(|(_, bound)| *bound);
     let tls_bound = secure.as_ref().map(|(_, bound)| *bound);
     let tls = secure
@@ -202,7 +213,13 @@ pub fn run(args: &ServerArgs) -> Outcome {
         settings,
         history,
     )
-    .map_err(|e| Fail::runtime(format!("cannot start the event loop: {e}")))?;
+    .map_err(|e| {
+        if clustered {
+            Fail::runtime(format!("cannot join the cluster: {e}"))
+        } else {
+            Fail::runtime(format!("cannot start the event loop: {e}"))
+        }
+    })?;
     // Scripts wait for these lines to know the server is up and where.
     let mut stdout = io::stdout();
     if let Some(bound) = bound {
@@ -219,6 +236,9 @@ pub fn run(args: &ServerArgs) -> Outcome {
     }
     if let Some(bound) = http_bound {
         let _ = writeln!(stdout, "listening for HTTP on {bound}");
+    }
+    if clustered {
+        let _ = writeln!(stdout, "joined cluster {}", args.cluster_name);
     }
     let _ = stdout.flush();
     event_loop
@@ -293,6 +313,7 @@ impl Server {
                 keys: Vec::new(),
                 cost: accounts::Cost::OWASP,
             },
+            cluster: None,
         };
         Ok(Server {
             event_loop: EventLoop::new(

@@ -1,0 +1,447 @@
+//! The core as one replica of a cluster's shared state (`--cluster`).
+//!
+//! The users of other servers are records without a connection: they are
+//! in rooms and hold names, and deliveries skip them. Changes made here
+//! are noted as [`Op`]s for the stream, as they are emitted; changes that
+//! come back from the stream are applied here in stream order, those of
+//! other servers to their users, and group messages (which wait for the
+//! stream, for their `seq`) for everyone.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::{Core, Presence, Record, RoomSet, User};
+use crate::server::attempts::ConnTries;
+use crate::server::cluster::{Op, Private};
+use crate::server::event::{Event, To};
+use crate::server::name::Name;
+use crate::server::table::Key;
+use crate::wire::{ErrorCode, LeaveReason};
+
+/// What a server of a cluster keeps besides the core's own state.
+#[derive(Debug, Default)]
+pub struct Replica {
+    /// This process's instance id.
+    instance: Rc<str>,
+    /// Every user's key by its cluster-wide id, here or remote.
+    by_id: HashMap<u64, Key>,
+    /// The users of other servers, and their server's instance.
+    remote: HashMap<u64, Rc<str>>,
+    /// NATS is away: what needs the cluster is refused.
+    pub down: bool,
+    /// Applying the stream: what is emitted now is not ours to publish.
+    applying: bool,
+    /// Changes made here, for the stream, in order.
+    ops: Vec<Op>,
+    /// Private messages for users of other servers, with their server.
+    privates: Vec<(Rc<str>, Private)>,
+}
+
+/// What applying an op asks of the edge.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// The others declared this instance gone: its users are unknown to
+    /// them, and must reconnect.
+    DroppedMe,
+}
+
+pub const UNAVAILABLE: &str = "the server lost contact with the rest of the cluster; \
+                               try again in a moment";
+
+impl<C> Core<C> {
+    /// Makes this core a replica of a cluster: its users are numbered from
+    /// `id_base`, a block no other server uses.
+    pub fn join_cluster(&mut self, instance: &str, id_base: u64) {
+        self.next_id = self.next_id.max(id_base);
+        self.replica = Some(Box::new(Replica {
+            instance: instance.into(),
+            ..Replica::default()
+        }));
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// The changes made here since the last call, in order.
+    pub fn take_ops(&mut self, into: &mut Vec<Op>) {
+        if let Some(r) = &mut self.replica {
+            into.append(&mut r.ops);
+        }
+    }
+
+    /// Private messages for other servers since the last call.
+    pub fn take_privates(&mut self) -> Vec<(Rc<str>, Private)> {
+        self.replica
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.privates))
+            .unwrap_or_default()
+    }
+
+    /// Whether NATS is away.
+    pub fn cluster_down(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| r.down)
+    }
+
+    /// NATS was lost or is back: every user here is told.
+    pub fn set_cluster_down(&mut self, down: bool) {
+        let Some(r) = &mut self.replica else {
+            return;
+        };
+        if r.down == down {
+            return;
+        }
+        r.down = down;
+        let (code, message) = if down {
+            (
+                ErrorCode::ClusterUnavailable,
+                "the server lost contact with the rest of the cluster: you stay connected, \
+                 and what you see here is this server's view; joins, names, topics and \
+                 group messages are refused until it is back",
+            )
+        } else {
+            (
+                ErrorCode::ClusterRestored,
+                "the server is in contact with the rest of the cluster again",
+            )
+        };
+        for key in self.locals() {
+            self.emit(
+                Event::Error {
+                    code,
+                    message: message.into(),
+                },
+                To::One(key),
+            );
+        }
+    }
+
+    /// The users connected here.
+    pub fn locals(&self) -> Vec<Key> {
+        self.table
+            .iter()
+            .filter(|(_, r)| r.conn.is_some() && r.user.is_here())
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// How many users of other servers are here without a connection.
+    pub(super) fn remote_count(&self) -> usize {
+        self.replica.as_ref().map_or(0, |r| r.remote.len())
+    }
+
+    /// Notes a user numbered `id` (here or remote) under `key`.
+    pub(super) fn note_id(&mut self, id: u64, key: Key) {
+        if let Some(r) = &mut self.replica {
+            r.by_id.insert(id, key);
+        }
+    }
+
+    pub(super) fn forget_id(&mut self, id: u64) {
+        if let Some(r) = &mut self.replica {
+            r.by_id.remove(&id);
+            r.remote.remove(&id);
+        }
+    }
+
+    /// The users of other servers are forgotten (the server stops).
+    pub(super) fn forget_remote(&mut self) {
+        let Some(r) = &mut self.replica else {
+            return;
+        };
+        let ids: Vec<u64> = r.remote.keys().copied().collect();
+        for id in ids {
+            if let Some(key) = self.replica.as_mut().and_then(|r| r.by_id.remove(&id)) {
+                self.table.remove(key);
+            }
+        }
+        if let Some(r) = &mut self.replica {
+            r.remote.clear();
+        }
+    }
+
+    /// An event emitted by a change made here: noted for the stream.
+    pub(super) fn note_emitted(&mut self, event: &Event) {
+        let op = match event {
+            Event::Join { id, nick, room, ts } => Op::Join {
+                id: *id,
+                nick: nick.as_str().into(),
+                room: room.as_str().into(),
+                ts: *ts,
+            },
+            Event::Leave {
+                id,
+                reason,
+                text,
+                room,
+                ts,
+                ..
+            } => match room {
+                Some(room) => Op::Part {
+                    id: *id,
+                    room: room.as_str().into(),
+                    text: text.as_deref().map(Into::into),
+                    ts: *ts,
+                },
+                None => Op::Leave {
+                    id: *id,
+                    reason: *reason,
+                    text: text.as_deref().map(Into::into),
+                    ts: *ts,
+                },
+            },
+            Event::Nick { id, new, ts, .. } => Op::Nick {
+                id: *id,
+                new: new.as_str().into(),
+                ts: *ts,
+            },
+            Event::Topic { room, by, text, ts } => {
+                let Some(id) = self
+                    .find_nick(by.as_str())
+                    .and_then(|k| self.user(k))
+                    .map(|u| u.id)
+                else {
+                    return;
+                };
+                Op::Topic {
+                    id,
+                    room: room.as_str().into(),
+                    text: text.as_ref().into(),
+                    ts: *ts,
+                }
+            }
+            _ => return,
+        };
+        if let Some(r) = &mut self.replica
+            && !r.applying
+        {
+            r.ops.push(op);
+        }
+    }
+
+    /// Whether changes made here are noted (a cluster, not while applying).
+    pub(super) fn noting(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| !r.applying)
+    }
+
+    /// A group message goes to the stream first; it is delivered when it
+    /// comes back (see [`Core::apply`]).
+    pub(super) fn say_to_cluster(&mut self, op: Op) {
+        if let Some(r) = &mut self.replica {
+            r.ops.push(op);
+        }
+    }
+
+    /// A private message to `target`, if it is a user of another server.
+    /// Returns whether it was sent there.
+    pub(super) fn private_to_cluster(
+        &mut self,
+        target: Key,
+        private: impl FnOnce(u64) -> Private,
+    ) -> bool {
+        let Some(user) = self
+            .table
+            .get(target)
+            .filter(|r| r.conn.is_none())
+            .map(|r| r.user.id)
+        else {
+            return false;
+        };
+        let Some(r) = &mut self.replica else {
+            return false;
+        };
+        let Some(instance) = r.remote.get(&user).cloned() else {
+            return false;
+        };
+        r.privates.push((instance, private(user)));
+        true
+    }
+
+    /// A private message from another server, for a user here.
+    pub fn private_from_cluster(&mut self, private: Private) {
+        let Some(key) = self
+            .replica
+            .as_ref()
+            .and_then(|r| r.by_id.get(&private.to).copied())
+        else {
+            return;
+        };
+        let Some(to) = self.nick_of(key) else {
+            return;
+        };
+        if self.conn(key).is_none() {
+            return;
+        }
+        self.emit(
+            Event::Private {
+                from: Name::new(&private.from),
+                to,
+                text: private.text.into(),
+                ts: private.ts,
+                action: private.action,
+            },
+            To::One(key),
+        );
+    }
+
+    /// One change from the stream, in stream order: `seq` is its place.
+    pub fn apply(&mut self, from: &str, mine: bool, seq: u64, op: Op, now_ms: u64) -> Applied {
+        let Some(r) = &mut self.replica else {
+            return Applied::Done;
+        };
+        if let Op::Gone { instance } = &op {
+            if *instance == *r.instance {
+                return Applied::DroppedMe;
+            }
+            r.applying = true;
+            let ids: Vec<u64> = r
+                .remote
+                .iter()
+                .filter(|(_, i)| ***i == **instance)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.remove_remote(id, LeaveReason::Disconnect, None, now_ms);
+            }
+            self.end_applying();
+            return Applied::Done;
+        }
+        if mine && !matches!(op, Op::Say { .. }) {
+            // Applied here when it was made.
+            return Applied::Done;
+        }
+        r.applying = true;
+        let key_of = |core: &Core<C>, id: u64| core.replica.as_ref()?.by_id.get(&id).copied();
+        match op {
+            Op::Hello | Op::Gone { .. } => {}
+            Op::Join { id, nick, room, ts } => {
+                let key = self.remote_user(from, id, &nick, ts);
+                self.join(key, &room, ts);
+            }
+            Op::Part { id, room, text, ts } => {
+                if let Some(key) = key_of(self, id) {
+                    self.part(key, &room, text.as_deref(), ts);
+                }
+            }
+            Op::Nick { id, new, ts } => {
+                if let Some(key) = key_of(self, id)
+                    && let Some(old) = self.nick_of(key)
+                {
+                    self.set_nick(key, old, Name::new(&new), ts);
+                }
+            }
+            Op::Topic { id, room, text, ts } => {
+                if let Some(key) = key_of(self, id) {
+                    self.topic(key, &room, &text, ts);
+                }
+            }
+            Op::Leave {
+                id,
+                reason,
+                text,
+                ts,
+            } => self.remove_remote(id, reason, text.as_deref(), ts),
+            Op::Say {
+                id,
+                room,
+                text,
+                action,
+                echo,
+                ts,
+            } => {
+                // Stored already (a restart replays the stream).
+                if seq > self.seq
+                    && let Some(key) = key_of(self, id)
+                    && let Some(from) = self.user(key).map(|u| u.nick.clone())
+                {
+                    self.seq = seq;
+                    let room_key = Name::key_of(&room);
+                    let found = self.room_ids.get(&room_key).copied();
+                    let name = found
+                        .and_then(|r| self.rooms.get(r))
+                        .map_or_else(|| Name::new(&room), |r| r.name.clone());
+                    let to = match found {
+                        Some(room) => To::Room {
+                            room,
+                            except: (!(echo && mine)).then_some(key),
+                        },
+                        // Nobody here to tell, but it is stored.
+                        None => To::Keys(Vec::new()),
+                    };
+                    self.emit(
+                        Event::Group {
+                            room: name,
+                            seq,
+                            from,
+                            text: text.into(),
+                            ts,
+                            action,
+                        },
+                        to,
+                    );
+                }
+            }
+        }
+        self.end_applying();
+        Applied::Done
+    }
+
+    fn end_applying(&mut self) {
+        if let Some(r) = &mut self.replica {
+            r.applying = false;
+        }
+    }
+
+    /// The record of a user of the server `instance`, made on its first
+    /// op.
+    fn remote_user(&mut self, instance: &str, id: u64, nick: &str, now_ms: u64) -> Key {
+        if let Some(key) = self
+            .replica
+            .as_ref()
+            .and_then(|r| r.by_id.get(&id).copied())
+        {
+            return key;
+        }
+        let nick = Name::new(nick);
+        let key = self.table.insert(Record {
+            user: User {
+                id,
+                nick: nick.clone(),
+                peer: super::Peer::plain(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                since_ms: now_ms,
+                msgs_in: 0,
+                presence: Presence::Here,
+                account: None,
+                admitted: true,
+                hashing: false,
+                tries: ConnTries::default(),
+                rooms: RoomSet::new(),
+                visit: 0,
+            },
+            conn: None,
+        });
+        self.nicks.insert(nick.key().as_str(), key);
+        if let Some(r) = &mut self.replica {
+            r.by_id.insert(id, key);
+            r.remote.insert(id, instance.into());
+        }
+        key
+    }
+
+    fn remove_remote(&mut self, id: u64, reason: LeaveReason, text: Option<&str>, now_ms: u64) {
+        let Some(key) = self
+            .replica
+            .as_ref()
+            .and_then(|r| r.by_id.get(&id).copied())
+        else {
+            return;
+        };
+        if self.table.get(key).is_some_and(|r| r.conn.is_some()) {
+            return;
+        }
+        self.depart(key, reason, text, now_ms);
+        self.table.remove(key);
+        self.forget_id(id);
+    }
+}

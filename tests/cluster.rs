@@ -1,0 +1,169 @@
+//! `chat server --cluster`: two servers on one real nats-server act as
+//! one server (issue 16). The soak test across three is
+//! tests/cluster_soak.rs.
+
+#[path = "common/cluster.rs"]
+mod cluster;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cluster::Cluster;
+use common::{Conn, WAIT};
+use serde_json::{Value, json};
+
+/// Skips lines until a `join` of `nick` to `room`.
+fn wait_join(conn: &mut Conn, nick: &str, room: &str) -> Value {
+    loop {
+        let msg = conn.recv_type("join");
+        if msg["nick"] == nick && msg["room"] == room {
+            return msg;
+        }
+    }
+}
+
+fn history(conn: &mut Conn, room: &str) -> Vec<(u64, String, String)> {
+    conn.send(&json!({"type": "history", "room": room}));
+    let answer = conn.recv_type("history");
+    answer["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().expect("seq"),
+                m["from"].as_str().unwrap_or_default().to_owned(),
+                m["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_servers_share_rooms_messages_privates_and_history() {
+    let Some(cluster) = Cluster::start("cluster-two", 2, &[]) else {
+        return;
+    };
+    let mut alice = cluster.join(0, "alice");
+    let mut bob = cluster.join(1, "bob");
+    // Bob's arrival and rename reach alice's server.
+    let nick = alice.recv_type("nick");
+    assert_eq!(nick["new"], "bob", "{nick}");
+
+    alice.send(&json!({"type": "group", "text": "one"}));
+    alice.send(&json!({"type": "group", "text": "two"}));
+    let one = bob.recv_type("group");
+    let two = bob.recv_type("group");
+    assert_eq!(
+        (one["from"].clone(), one["text"].clone()),
+        (json!("alice"), json!("one"))
+    );
+    assert_eq!(two["text"], "two");
+    let (s1, s2) = (
+        one["seq"].as_u64().expect("seq"),
+        two["seq"].as_u64().expect("seq"),
+    );
+    assert!(s2 > s1, "seq increases across the cluster: {s1} then {s2}");
+
+    // Private messages cross servers, both ways.
+    bob.send(&json!({"type": "private", "to": "alice", "text": "psst"}));
+    let private = alice.recv_type("private");
+    assert_eq!(
+        (private["from"].clone(), private["text"].clone()),
+        (json!("bob"), json!("psst"))
+    );
+    alice.send(&json!({"type": "private", "to": "bob", "text": "back"}));
+    assert_eq!(bob.recv_type("private")["text"], "back");
+
+    // Rooms: a join on one server is seen on the other, and so is a topic.
+    alice.send(&json!({"type": "join", "room": "dev"}));
+    alice.recv_type("joined");
+    bob.send(&json!({"type": "join", "room": "dev"}));
+    let joined = bob.recv_type("joined");
+    let members: Vec<&str> = joined["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["nick"].as_str())
+        .collect();
+    assert!(members.contains(&"alice"), "{joined}");
+    wait_join(&mut alice, "bob", "dev");
+    bob.send(&json!({"type": "topic", "room": "dev", "text": "shipping"}));
+    let topic = alice.recv_type("topic");
+    assert_eq!(
+        (topic["by"].clone(), topic["text"].clone()),
+        (json!("bob"), json!("shipping"))
+    );
+
+    // History is the same from both servers.
+    bob.sync();
+    let from_a = history(&mut alice, "lobby");
+    let from_b = history(&mut bob, "lobby");
+    assert_eq!(from_a, from_b);
+    assert_eq!(
+        from_a,
+        vec![
+            (s1, "alice".into(), "one".into()),
+            (s2, "alice".into(), "two".into())
+        ]
+    );
+
+    // A quit is a leave on the other server.
+    alice.send(&json!({"type": "quit"}));
+    let leave = bob.recv_type("leave");
+    assert_eq!(
+        (leave["nick"].clone(), leave["reason"].clone()),
+        (json!("alice"), json!("quit"))
+    );
+}
+
+#[test]
+fn a_killed_server_s_users_leave_everywhere_and_their_names_are_free() {
+    let Some(mut cluster) = Cluster::start("cluster-kill", 2, &[]) else {
+        return;
+    };
+    let _alice = cluster.join(0, "alice");
+    let mut bob = cluster.join(1, "bob");
+    Cluster::wait_seen(&mut [&mut bob], "alice");
+    let killed = Instant::now();
+    cluster.kill(0);
+    let leave = bob.recv_type("leave");
+    assert_eq!(
+        (leave["nick"].clone(), leave["reason"].clone()),
+        (json!("alice"), json!("disconnect"))
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(10),
+        "noticed after {:?}",
+        killed.elapsed()
+    );
+    // The name is free again, on the server that survived.
+    let _alice_again = cluster.join(1, "alice");
+}
+
+#[test]
+fn a_server_without_nats_stays_up_refuses_what_needs_it_and_resumes() {
+    let Some(mut cluster) = Cluster::start("cluster-degraded", 2, &[]) else {
+        return;
+    };
+    let mut alice = cluster.join(0, "alice");
+    let mut bob = cluster.join(1, "bob");
+    Cluster::wait_seen(&mut [&mut alice], "bob");
+    cluster.nats_down();
+    let notice = alice.recv_type("error");
+    assert_eq!(notice["code"], "cluster_unavailable", "{notice}");
+    // Reads answer from the local view; a group message is refused.
+    alice.sync();
+    alice.send(&json!({"type": "group", "text": "lost?"}));
+    let refused = alice.recv_type("error");
+    assert_eq!(refused["code"], "cluster_unavailable", "{refused}");
+    cluster.nats_up();
+    let back = alice.recv_type("error");
+    assert_eq!(back["code"], "cluster_restored", "{back}");
+    bob.recv_type("error");
+    let deadline = Instant::now() + WAIT;
+    alice.send(&json!({"type": "group", "text": "back"}));
+    let got = bob.recv_type("group");
+    assert_eq!(got["text"], "back");
+    assert!(Instant::now() < deadline);
+}
