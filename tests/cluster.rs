@@ -86,7 +86,11 @@ fn two_servers_share_rooms_messages_privates_and_history() {
         .iter()
         .filter_map(|u| u["nick"].as_str())
         .collect();
-    assert!(members.contains(&"alice"), "{joined}");
+    // Alice is in the answer, or her join (applied on her server first)
+    // follows it.
+    if !members.contains(&"alice") {
+        wait_join(&mut bob, "alice", "dev");
+    }
     wait_join(&mut alice, "bob", "dev");
     bob.send(&json!({"type": "topic", "room": "dev", "text": "shipping"}));
     let topic = alice.recv_type("topic");
@@ -166,4 +170,67 @@ fn a_server_without_nats_stays_up_refuses_what_needs_it_and_resumes() {
     let got = bob.recv_type("group");
     assert_eq!(got["text"], "back");
     assert!(Instant::now() < deadline);
+}
+
+#[test]
+fn a_restarted_server_stores_what_it_missed_and_has_the_same_history() {
+    let Some(mut cluster) = Cluster::start("cluster-restart", 2, &[]) else {
+        return;
+    };
+    let mut alice = cluster.join(0, "alice");
+    let mut bob = cluster.join(1, "bob");
+    alice.recv_type("nick");
+    alice.send(&json!({"type": "group", "text": "before"}));
+    bob.recv_type("group");
+    cluster.kill(0);
+    bob.send(&json!({"type": "group", "text": "while it was down"}));
+    bob.sync();
+    cluster.restart(0);
+    let mut carol = cluster.join(0, "carol");
+    let on_restarted = history(&mut carol, "lobby");
+    let on_survivor = history(&mut bob, "lobby");
+    assert_eq!(on_restarted, on_survivor);
+    let texts: Vec<&str> = on_restarted.iter().map(|m| m.2.as_str()).collect();
+    assert_eq!(texts, ["before", "while it was down"]);
+    // Bob, on the survivor, is known to the restarted server at once.
+    carol.send(&json!({"type": "private", "to": "bob", "text": "hi"}));
+    assert_eq!(bob.recv_type("private")["text"], "hi");
+}
+
+#[test]
+fn a_name_is_one_user_s_across_servers() {
+    let Some(cluster) = Cluster::start("cluster-names", 2, &[]) else {
+        return;
+    };
+    let mut a = cluster.join(0, "ann");
+    let mut b = cluster.join(1, "ben");
+    // Both ask for the same name at once: one gets it.
+    a.send(&json!({"type": "nick", "nick": "zed"}));
+    b.send(&json!({"type": "nick", "nick": "Zed"}));
+    let answer = |conn: &mut Conn| loop {
+        let msg = conn.recv();
+        if msg["type"] == "error"
+            || (msg["type"] == "nick"
+                && msg["new"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("zed")))
+        {
+            return msg;
+        }
+    };
+    let (got_a, got_b) = (answer(&mut a), answer(&mut b));
+    let won: Vec<bool> = [&got_a, &got_b]
+        .iter()
+        .map(|m| m["type"] == "nick")
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{got_a} {got_b}");
+    let (winner, loser, lost) = if won[0] { (a, b, got_b) } else { (b, a, got_a) };
+    assert_eq!(lost["code"], "nick_in_use", "{lost}");
+    // Once its holder leaves, the name is free on the other server too.
+    let mut winner = winner;
+    let mut loser = loser;
+    winner.send(&json!({"type": "quit"}));
+    loser.recv_type("leave");
+    loser.send(&json!({"type": "nick", "nick": "zed"}));
+    assert_eq!(loser.recv_type("nick")["new"], "zed");
 }

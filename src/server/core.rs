@@ -31,7 +31,7 @@ use crate::names;
 use crate::wire::{self, ByeReason, ErrorCode, LeaveReason, Refusal};
 
 mod replica;
-pub use replica::{Applied, Replica};
+pub use replica::{Applied, Claim, Replica};
 
 /// The longest topic, in bytes: a line of text, not a document (IRC's
 /// `TOPICLEN` is about as long).
@@ -1267,6 +1267,11 @@ impl<C> Core<C> {
                 )
             };
             return self.refuse(key, ErrorCode::NickInUse, &message);
+        }
+        if self.noting() && old.key() != new_key {
+            // Unique across the cluster: claimed there first.
+            let id = self.user(key).map_or(0, |u| u.id);
+            return self.claim(key, id, &new);
         }
         self.set_nick(key, old, new, now_ms);
     }

@@ -43,7 +43,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::accounts::{Book, Cost};
-use super::cluster::{Backplane, In, Out};
+use super::cluster::{Backplane, In, NameAsk, Out};
 use super::core::Ask;
 use super::core::{self, Departure, Flow, Peer, Presence};
 use super::deliver::{Door, Outlet, PRESENCE_DELAY};
@@ -469,6 +469,9 @@ impl EventLoop {
     /// the goodbyes are written (or the grace period is over).
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // The cluster's state from before this server started, before
+        // the first connection is accepted.
+        while self.cluster.is_some() && self.on_cluster() == CLUSTER_TURN {}
         loop {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
@@ -518,7 +521,7 @@ impl EventLoop {
                     WAKER => {
                         self.on_store();
                         self.on_hashing();
-                        self.on_cluster();
+                        let _ = self.on_cluster();
                         if self.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
@@ -1046,7 +1049,8 @@ impl EventLoop {
                 let go = flow == Flow::Continue
                     && conn.allowance.has_room(limit, now)
                     && !hub.core.has_asks()
-                    && !hub.core.has_jobs();
+                    && !hub.core.has_jobs()
+                    && !hub.core.has_claims();
                 stopped = !go;
                 go
             }
@@ -1067,6 +1071,7 @@ impl EventLoop {
         self.websockets.insert(key, reader);
         self.send_asks();
         self.send_jobs();
+        self.send_claims();
         for payload in pongs {
             self.hub
                 .delivery
@@ -1140,9 +1145,11 @@ impl EventLoop {
                 && conn.allowance.has_room(limit, now)
                 && !hub.core.has_asks()
                 && !hub.core.has_jobs()
+                && !hub.core.has_claims()
         });
         self.send_asks();
         self.send_jobs();
+        self.send_claims();
         let Some(conn) = self.hub.core.conn_mut(key) else {
             return false;
         };
@@ -1253,9 +1260,9 @@ impl EventLoop {
     /// again.
     /// What the cluster's thread brought: changes in stream order,
     /// private messages, NATS lost or back.
-    fn on_cluster(&mut self) {
+    fn on_cluster(&mut self) -> usize {
         if self.cluster.is_none() {
-            return;
+            return 0;
         }
         let mut dropped = false;
         let mut taken = 0;
@@ -1280,6 +1287,20 @@ impl EventLoop {
                     }
                 }
                 In::Private(private) => self.hub.private_from_cluster(private),
+                In::Claimed { ask, ok } => {
+                    let key = Key::from_usize(ask.token);
+                    let claim = core::Claim {
+                        key,
+                        id: ask.id,
+                        nick: ask.nick,
+                        name: ask.name,
+                    };
+                    self.hub.claimed(claim, ok, self.now_ms);
+                    if let Some(conn) = self.hub.core.conn_mut(key) {
+                        conn.awaiting = false;
+                        self.again.push(Again::Conn(key));
+                    }
+                }
                 In::Up(up) => {
                     self.log.say(if up {
                         "chat server: NATS is back; the cluster resumes"
@@ -1305,6 +1326,30 @@ impl EventLoop {
         if taken == CLUSTER_TURN {
             let _ = self.waker.wake();
         }
+        taken
+    }
+
+    /// Hands renames to the cluster's name table; the sender is not read
+    /// until the answer is queued, so its later lines keep their order.
+    fn send_claims(&mut self) {
+        if !self.hub.core.has_claims() {
+            return;
+        }
+        for claim in self.hub.core.take_claims() {
+            if let Some(conn) = self.hub.core.conn_mut(claim.key) {
+                conn.awaiting = true;
+            }
+            if let Some(cluster) = &mut self.cluster {
+                cluster.send(Out::Claim {
+                    ask: NameAsk {
+                        token: claim.key.to_usize(),
+                        id: claim.id,
+                        nick: claim.nick,
+                        name: claim.name,
+                    },
+                });
+            }
+        }
     }
 
     /// Hands this turn's changes to the cluster's thread, in order.
@@ -1315,6 +1360,9 @@ impl EventLoop {
         self.hub.core.take_ops(&mut self.ops);
         for op in self.ops.drain(..) {
             cluster.send(Out::Op(op));
+        }
+        for name in self.hub.core.take_releases() {
+            cluster.send(Out::Release { name });
         }
         for (instance, private) in self.hub.core.take_privates() {
             cluster.send(Out::Private {

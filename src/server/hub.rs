@@ -243,6 +243,12 @@ impl<C: AsMut<Outlet>> Hub<C> {
         self.deliver();
     }
 
+    /// The cluster's name table answered a rename.
+    pub fn claimed(&mut self, claim: core::Claim, ok: bool, now_ms: u64) {
+        self.core.claimed(claim, ok, now_ms);
+        self.deliver();
+    }
+
     /// NATS was lost or is back.
     pub fn set_cluster_down(&mut self, down: bool) {
         self.core.set_cluster_down(down);

@@ -48,7 +48,29 @@ pub struct Config {
 #[derive(Debug)]
 pub enum Out {
     Op(Op),
-    Private { instance: String, private: Private },
+    Private {
+        instance: String,
+        private: Private,
+    },
+    /// Claim the name `name` (a key of the name table) for user `id`;
+    /// answered with [`In::Claimed`] carrying the same `ask`.
+    Claim {
+        ask: NameAsk,
+    },
+    /// The name `name` is no longer this instance's.
+    Release {
+        name: String,
+    },
+}
+
+/// A claim of a name, as the loop asked it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameAsk {
+    /// The asker's key in the core's table.
+    pub token: usize,
+    pub id: u64,
+    pub nick: String,
+    pub name: String,
 }
 
 /// From the thread to the loop.
@@ -62,6 +84,11 @@ pub enum In {
         op: Op,
     },
     Private(Private),
+    /// The answer to [`Out::Claim`].
+    Claimed {
+        ask: NameAsk,
+        ok: bool,
+    },
     /// NATS was lost (`false`) or is back (`true`).
     Up(bool),
 }

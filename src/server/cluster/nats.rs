@@ -8,12 +8,12 @@
 //! silent for [`SILENT`] is published as `gone` by every survivor that
 //! notices (applying `gone` twice does nothing).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, kv, stream};
 use futures_util::StreamExt;
 use mio::Waker;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -128,18 +128,31 @@ pub async fn run(
             .map_err(|e| format!("cannot publish to {}: {e}", names.log))?
             .await
             .map_err(|e| format!("cannot publish to {}: {e}", names.log))?;
-        let consumer = log
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: names.log.clone(),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
+        let messages = read_from(&log, &names.log, 1)
             .await
             .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
-        let messages = consumer
-            .messages()
+        let bucket = format!("{}_nicks", names.stream.trim_end_matches("_log"));
+        // The bucket's stream is made here, as a key-value bucket's
+        // stream is: `create_key_value` asks the account's limits in a
+        // form nats-server 2.9 does not answer.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
+        let nicks = js
+            .get_key_value(&bucket)
             .await
-            .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
+            .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
         let hb = client
             .subscribe(names.hb.clone())
             .await
@@ -151,21 +164,59 @@ pub async fn run(
         Ok::<_, String>((
             client,
             js,
+            log,
+            nicks,
             names,
             messages,
             hb,
             pm,
-            op::id_base(ack.sequence),
+            ack.sequence,
         ))
     };
-    let (client, js, names, mut messages, mut hb, mut pm, id_base) = match setup.await {
+    let (client, js, log, nicks, names, mut messages, mut hb, mut pm, hello) = match setup.await {
         Ok(parts) => parts,
         Err(why) => {
             let _ = started.send(Err(why));
             return;
         }
     };
-    if started.send(Ok(Started { id_base })).is_err() {
+    let mut state = State {
+        instance: instance.clone(),
+        seen: HashMap::new(),
+        gone: HashSet::new(),
+        last_seq: 0,
+    };
+    // What happened before this instance's hello is handed over before
+    // the loop serves anyone: a server starts with the cluster's state,
+    // and a restarted one stores the history it missed.
+    let caught_up = tokio::time::timeout(CATCH_UP, async {
+        while state.last_seq < hello {
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    if let Some(got) = state.receive(&message) {
+                        let _ = to_loop.send(got);
+                    }
+                }
+                Some(Err(_)) => {}
+                None => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if caught_up != Ok(true) {
+        let _ = started.send(Err(format!(
+            "cannot read the stream {} up to this server's start within {CATCH_UP:?}",
+            names.stream
+        )));
+        return;
+    }
+    if started
+        .send(Ok(Started {
+            id_base: op::id_base(hello),
+        }))
+        .is_err()
+    {
         return;
     }
     let tell = |what: In| {
@@ -174,39 +225,26 @@ pub async fn run(
         }
     };
     let publisher = spawn_publisher(js.clone(), names.log.clone());
-    let mut seen: HashMap<String, Instant> = HashMap::new();
-    let mut gone: std::collections::HashSet<String> = Default::default();
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut up = true;
+    let started_at = Instant::now();
     loop {
         tokio::select! {
             message = messages.next() => {
                 let Some(message) = message else { break };
                 let Ok(message) = message else { continue };
-                let Ok(info) = message.info() else { continue };
-                let seq = info.stream_sequence;
-                let Ok(envelope) = serde_json::from_slice::<Envelope>(&message.payload) else {
-                    continue;
-                };
-                if envelope.v != op::VERSION {
-                    continue;
+                if let Some(got) = state.receive(&message) {
+                    tell(got);
                 }
-                if let Op::Gone { instance: dead } = &envelope.op {
-                    gone.insert(dead.clone());
-                    seen.remove(dead);
-                } else if envelope.from != instance && !gone.contains(&envelope.from) {
-                    seen.insert(envelope.from.clone(), Instant::now());
-                }
-                tell(In::Op { seq, mine: envelope.from == instance, from: envelope.from, op: envelope.op });
             }
             beat = hb.next() => {
                 let Some(beat) = beat else { break };
                 if let Ok(from) = std::str::from_utf8(&beat.payload)
                     && from != instance
-                    && !gone.contains(from)
+                    && !state.gone.contains(from)
                 {
-                    seen.insert(from.to_owned(), Instant::now());
+                    state.seen.insert(from.to_owned(), Instant::now());
                 }
             }
             private = pm.next() => {
@@ -222,6 +260,19 @@ pub async fn run(
                     None => break,
                     Some(Out::Op(op)) => {
                         let _ = publisher.send(encode(&instance, op));
+                    }
+                    Some(Out::Claim { ask }) => {
+                        let owner = format!("{instance}:{}", ask.id);
+                        let ok = tokio::time::timeout(
+                            CLAIM_WAIT,
+                            claim(&nicks, &ask.name, &owner, |other| state.is_dead(other, started_at)),
+                        )
+                        .await
+                        .unwrap_or(false);
+                        tell(In::Claimed { ask, ok });
+                    }
+                    Some(Out::Release { name }) => {
+                        let _ = tokio::time::timeout(CLAIM_WAIT, release(&nicks, &name, &instance)).await;
                     }
                     Some(Out::Private { instance: to, private }) => {
                         if let Ok(bytes) = serde_json::to_vec(&private) {
@@ -239,6 +290,14 @@ pub async fn run(
                 };
                 if now_up != up {
                     up = now_up;
+                    if up {
+                        // The consumer may not have survived NATS's
+                        // restart: read on from the last message applied.
+                        match read_from(&log, &names.log, state.last_seq + 1).await {
+                            Ok(again) => messages = again,
+                            Err(e) => eprintln!("chat server: cannot read the cluster's stream again: {e}"),
+                        }
+                    }
                     tell(In::Up(up));
                 }
             }
@@ -246,13 +305,14 @@ pub async fn run(
                 if up {
                     let _ = client.publish(names.hb.clone(), instance.clone().into_bytes().into()).await;
                     let now = Instant::now();
-                    let silent: Vec<String> = seen
+                    let silent: Vec<String> = state
+                        .seen
                         .iter()
                         .filter(|(_, at)| now.duration_since(**at) > SILENT)
                         .map(|(who, _)| who.clone())
                         .collect();
                     for who in silent {
-                        seen.remove(&who);
+                        state.seen.remove(&who);
                         let _ = publisher.send(encode(&instance, Op::Gone { instance: who }));
                     }
                 }
@@ -260,6 +320,122 @@ pub async fn run(
         }
     }
     let _ = client.flush().await;
+}
+
+/// The longest a starting server reads the stream before it serves.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// What the thread knows of the stream and of the other instances.
+struct State {
+    instance: String,
+    /// Instances heard of, and when last.
+    seen: HashMap<String, Instant>,
+    /// Instances declared gone on the stream.
+    gone: HashSet<String>,
+    /// The last stream message handed over.
+    last_seq: u64,
+}
+
+impl State {
+    /// One message of the stream, for the loop (`None`: read before, or
+    /// not for this version).
+    fn receive(&mut self, message: &jetstream::Message) -> Option<In> {
+        let seq = message.info().ok()?.stream_sequence;
+        if seq <= self.last_seq {
+            // Read again after a new consumer was made.
+            return None;
+        }
+        self.last_seq = seq;
+        let envelope = serde_json::from_slice::<Envelope>(&message.payload).ok()?;
+        if envelope.v != op::VERSION {
+            return None;
+        }
+        if let Op::Gone { instance: dead } = &envelope.op {
+            self.gone.insert(dead.clone());
+            self.seen.remove(dead);
+        } else if envelope.from != self.instance && !self.gone.contains(&envelope.from) {
+            self.seen.insert(envelope.from.clone(), Instant::now());
+        }
+        Some(In::Op {
+            seq,
+            mine: envelope.from == self.instance,
+            from: envelope.from,
+            op: envelope.op,
+        })
+    }
+}
+
+/// The longest a claim or a release of a name may take.
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
+
+impl State {
+    /// Whether the instance `other` is dead: declared gone, or not heard
+    /// of for as long as the liveness rule gives (counted from this
+    /// instance's start, when nothing was heard yet).
+    fn is_dead(&self, other: &str, started_at: Instant) -> bool {
+        other != self.instance
+            && (self.gone.contains(other)
+                || (started_at.elapsed() > SILENT && !self.seen.contains_key(other)))
+    }
+}
+
+/// Makes `name` this owner's (`instance:id`) in the name table, if it is
+/// nobody's, already its own, or a dead instance's.
+async fn claim(nicks: &kv::Store, name: &str, owner: &str, is_dead: impl Fn(&str) -> bool) -> bool {
+    match nicks
+        .create(name, owner.to_owned().into_bytes().into())
+        .await
+    {
+        Ok(_) => true,
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            let Ok(Some(entry)) = nicks.entry(name).await else {
+                return false;
+            };
+            let held = String::from_utf8_lossy(&entry.value);
+            if held == owner {
+                return true;
+            }
+            let holder = held.split(':').next().unwrap_or_default();
+            let free = entry.operation != kv::Operation::Put || is_dead(holder);
+            free && nicks
+                .update(name, owner.to_owned().into_bytes().into(), entry.revision)
+                .await
+                .is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Frees `name` if this instance holds it.
+async fn release(nicks: &kv::Store, name: &str, instance: &str) {
+    let Ok(Some(entry)) = nicks.entry(name).await else {
+        return;
+    };
+    if entry.operation == kv::Operation::Put
+        && String::from_utf8_lossy(&entry.value).split(':').next() == Some(instance)
+    {
+        let _ = nicks
+            .delete_expect_revision(name, Some(entry.revision))
+            .await;
+    }
+}
+
+/// An ordered consumer of the stream from `start` on.
+async fn read_from(
+    log: &stream::Stream,
+    subject: &str,
+    start: u64,
+) -> Result<consumer::pull::Ordered, async_nats::Error> {
+    let consumer = log
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
 }
 
 fn encode(instance: &str, op: Op) -> Vec<u8> {

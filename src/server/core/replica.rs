@@ -35,6 +35,37 @@ pub struct Replica {
     ops: Vec<Op>,
     /// Private messages for users of other servers, with their server.
     privates: Vec<(Rc<str>, Private)>,
+    /// Names to claim cluster-wide before a user here takes them.
+    claims: Vec<Claim>,
+    /// Names users here held and no longer do (as KV keys).
+    releases: Vec<String>,
+}
+
+/// A user here wants a name: it is theirs once the cluster's name table
+/// (a NATS key-value bucket, created only if absent) says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub key: Key,
+    pub id: u64,
+    pub nick: String,
+    /// The name's key in the bucket: its comparison key, hex.
+    pub name: String,
+}
+
+/// A name's key in the cluster's name table: its comparison key in hex,
+/// which NATS takes as a key whatever the script.
+pub fn claim_key(nick: &str) -> String {
+    Name::key_of(nick)
+        .as_str()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Guest names are unique by their id: never claimed.
+fn is_guest(nick: &str) -> bool {
+    nick.strip_prefix("guest")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What applying an op asks of the edge.
@@ -77,6 +108,63 @@ impl<C> Core<C> {
             .as_mut()
             .map(|r| std::mem::take(&mut r.privates))
             .unwrap_or_default()
+    }
+
+    /// Whether a rename waits to be handed to the name table.
+    pub fn has_claims(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| !r.claims.is_empty())
+    }
+
+    /// Names to claim since the last call.
+    pub fn take_claims(&mut self) -> Vec<Claim> {
+        self.replica
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.claims))
+            .unwrap_or_default()
+    }
+
+    /// Names to release since the last call.
+    pub fn take_releases(&mut self) -> Vec<String> {
+        self.replica
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.releases))
+            .unwrap_or_default()
+    }
+
+    /// A rename checked here waits for the cluster's name table.
+    pub(super) fn claim(&mut self, key: Key, id: u64, nick: &Name) {
+        if let Some(r) = &mut self.replica {
+            r.claims.push(Claim {
+                key,
+                id,
+                nick: nick.as_str().into(),
+                name: claim_key(nick.as_str()),
+            });
+        }
+    }
+
+    /// The name table's answer to a [`Claim`]: the rename is made, or
+    /// refused as `nick_in_use`.
+    pub fn claimed(&mut self, claim: Claim, ok: bool, now_ms: u64) {
+        let here = self
+            .table
+            .get(claim.key)
+            .filter(|r| r.user.id == claim.id && r.user.is_here() && r.conn.is_some())
+            .map(|r| r.user.nick.clone());
+        let Some(old) = here else {
+            // Gone meanwhile: the name is nobody's.
+            if ok && let Some(r) = &mut self.replica {
+                r.releases.push(claim.name);
+            }
+            return;
+        };
+        let new = Name::new(&claim.nick);
+        let taken_here = self.holder(&new.key()).is_some_and(|k| k != claim.key);
+        if !ok || taken_here {
+            let message = format!("{} is already taken; choose another nickname", claim.nick);
+            return self.refuse(claim.key, ErrorCode::NickInUse, &message);
+        }
+        self.set_nick(claim.key, old, new, now_ms);
     }
 
     /// Whether NATS is away.
@@ -172,11 +260,11 @@ impl<C> Core<C> {
             },
             Event::Leave {
                 id,
+                nick,
                 reason,
                 text,
                 room,
                 ts,
-                ..
             } => match room {
                 Some(room) => Op::Part {
                     id: *id,
@@ -184,18 +272,24 @@ impl<C> Core<C> {
                     text: text.as_deref().map(Into::into),
                     ts: *ts,
                 },
-                None => Op::Leave {
+                None => {
+                    self.release(nick, &Name::EMPTY);
+                    Op::Leave {
+                        id: *id,
+                        reason: *reason,
+                        text: text.as_deref().map(Into::into),
+                        ts: *ts,
+                    }
+                }
+            },
+            Event::Nick { id, old, new, ts } => {
+                self.release(old, new);
+                Op::Nick {
                     id: *id,
-                    reason: *reason,
-                    text: text.as_deref().map(Into::into),
+                    new: new.as_str().into(),
                     ts: *ts,
-                },
-            },
-            Event::Nick { id, new, ts, .. } => Op::Nick {
-                id: *id,
-                new: new.as_str().into(),
-                ts: *ts,
-            },
+                }
+            }
             Event::Topic { room, by, text, ts } => {
                 let Some(id) = self
                     .find_nick(by.as_str())
@@ -217,6 +311,18 @@ impl<C> Core<C> {
             && !r.applying
         {
             r.ops.push(op);
+        }
+    }
+
+    /// A user here no longer holds `old` (now `new`, or nothing): its
+    /// claim is released, unless it is a guest name or the same name.
+    fn release(&mut self, old: &Name, new: &Name) {
+        if let Some(r) = &mut self.replica
+            && !r.applying
+            && !is_guest(old.as_str())
+            && old.key() != new.key()
+        {
+            r.releases.push(claim_key(old.as_str()));
         }
     }
 
