@@ -60,6 +60,7 @@ start_nats() {
   exec {out}< <(exec "$NATS" -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -js \
     -sd "$SCRATCH/jetstream.$NATS_PORT" 2>&1)
   PIDS+=($!)
+  NATS_PID=$!
   while read -r -t 10 line <&"$out"; do
     if [[ $line == *"Server is ready"* ]]; then
       cat <&"$out" >/dev/null &
@@ -123,15 +124,23 @@ bench() {
   printf -v "$var" '%s' "${json:-"{}"}"
 }
 
-# cost VAR MSGS: the backplane traffic since `mark`, per group message,
-# as "in_msgs in_bytes out_msgs out_bytes".
-mark() { MARK=("$(varz in_msgs)" "$(varz in_bytes)" "$(varz out_msgs)" "$(varz out_bytes)"); }
+# nats-server's CPU time so far, in clock ticks (user + system, from
+# /proc/PID/stat: fields 14 and 15, counted after the name in parentheses).
+nats_ticks() { sed 's/.*) //' "/proc/$NATS_PID/stat" | awk '{ print $12 + $13 }'; }
+
+# cost VAR MSGS: the backplane traffic since `mark`, per group message, as
+# "in_msgs in_bytes out_msgs out_bytes nats_cpu_us".
+mark() {
+  MARK=("$(varz in_msgs)" "$(varz in_bytes)" "$(varz out_msgs)" "$(varz out_bytes)" "$(nats_ticks)")
+}
 cost() {
-  local var=$1 msgs=$2 now
-  now=("$(varz in_msgs)" "$(varz in_bytes)" "$(varz out_msgs)" "$(varz out_bytes)")
+  local var=$1 msgs=$2 now hz
+  now=("$(varz in_msgs)" "$(varz in_bytes)" "$(varz out_msgs)" "$(varz out_bytes)" "$(nats_ticks)")
+  hz=$(getconf CLK_TCK)
   printf -v "$var" '%s' "$(awk -v m="$msgs" -v a="${MARK[0]}" -v b="${MARK[1]}" -v c="${MARK[2]}" \
-    -v d="${MARK[3]}" -v A="${now[0]}" -v B="${now[1]}" -v C="${now[2]}" -v D="${now[3]}" \
-    'BEGIN { printf "%.2f %.0f %.2f %.0f", (A-a)/m, (B-b)/m, (C-c)/m, (D-d)/m }')"
+    -v d="${MARK[3]}" -v e="${MARK[4]}" -v A="${now[0]}" -v B="${now[1]}" -v C="${now[2]}" \
+    -v D="${now[3]}" -v E="${now[4]}" -v hz="$hz" \
+    'BEGIN { printf "%.2f %.0f %.2f %.0f %.1f", (A-a)/m, (B-b)/m, (C-c)/m, (D-d)/m, (E-e)/hz*1e6/m }')"
 }
 
 # The runs: R=100 unpaced for throughput, paced for latency. Short: the
@@ -187,7 +196,7 @@ loss() {
   if [ "${m:-x}${o:-x}${c:-x}" = 000 ]; then echo "none"; else echo "LOSS: $m/$o/$c"; fi
 }
 # per VAR N: the Nth figure of a cost line (1 in_msgs, 2 in_bytes, 3
-# out_msgs, 4 out_bytes).
+# out_msgs, 4 out_bytes, 5 nats-server CPU microseconds).
 per() { awk -v n="$2" '{ print $n }' <<<"$1"; }
 
 echo
@@ -202,9 +211,11 @@ row "  NATS messages in / out" "" "$(per "$one_fan_cost" 1) / $(per "$one_fan_co
   "$(per "$three_fan_cost" 1) / $(per "$three_fan_cost" 3)"
 row "  NATS bytes in / out" "" "$(per "$one_fan_cost" 2) / $(per "$one_fan_cost" 4)" \
   "$(per "$three_fan_cost" 2) / $(per "$three_fan_cost" 4)"
+row "  nats-server CPU" "" "$(per "$one_fan_cost" 5) us" "$(per "$three_fan_cost" 5) us"
 row "backplane per group message (paced)" "" "" ""
 row "  NATS messages in / out" "" "$(per "$one_paced_cost" 1) / $(per "$one_paced_cost" 3)" \
   "$(per "$three_paced_cost" 1) / $(per "$three_paced_cost" 3)"
 row "  NATS bytes in / out" "" "$(per "$one_paced_cost" 2) / $(per "$one_paced_cost" 4)" \
   "$(per "$three_paced_cost" 2) / $(per "$three_paced_cost" 4)"
+row "  nats-server CPU" "" "$(per "$one_paced_cost" 5) us" "$(per "$three_paced_cost" 5) us"
 exit "$failed"
