@@ -40,6 +40,8 @@ pub enum ErrorCode {
     LoginRequired,
     /// `--cluster`: NATS is away, and what needs it is refused.
     ClusterUnavailable,
+    /// `--cluster`: a notice, not a refusal: NATS was lost.
+    ClusterDegraded,
     /// `--cluster`: NATS is back (a notice, not a refusal).
     ClusterRestored,
 }
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::InsecureTransport => "insecure_transport",
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::ClusterUnavailable => "cluster_unavailable",
+            ErrorCode::ClusterDegraded => "cluster_degraded",
             ErrorCode::ClusterRestored => "cluster_restored",
         }
     }

@@ -155,7 +155,7 @@ fn a_server_without_nats_stays_up_refuses_what_needs_it_and_resumes() {
     Cluster::wait_seen(&mut [&mut alice], "bob");
     cluster.nats_down();
     let notice = alice.recv_type("error");
-    assert_eq!(notice["code"], "cluster_unavailable", "{notice}");
+    assert_eq!(notice["code"], "cluster_degraded", "{notice}");
     // Reads answer from the local view; a group message is refused.
     alice.sync();
     alice.send(&json!({"type": "group", "text": "lost?"}));

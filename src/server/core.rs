@@ -1165,6 +1165,7 @@ impl<C> Core<C> {
             let id = self.user(key).map_or(0, |u| u.id);
             return self.say_to_cluster(cluster::Op::Say {
                 id,
+                nick: from.as_str().into(),
                 room: name.as_str().into(),
                 text: text.into(),
                 action,

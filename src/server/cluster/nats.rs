@@ -291,6 +291,12 @@ pub async fn run(
                 if now_up != up {
                     up = now_up;
                     if up {
+                        // Nobody was heard while this instance was away:
+                        // the others get the liveness delay from now.
+                        let now = Instant::now();
+                        for at in state.seen.values_mut() {
+                            *at = now;
+                        }
                         // The consumer may not have survived NATS's
                         // restart: read on from the last message applied.
                         match read_from(&log, &names.log, state.last_seq + 1).await {

@@ -48,6 +48,9 @@ pub enum Op {
     /// A group message: its stream sequence is its `seq` everywhere.
     Say {
         id: u64,
+        /// The sender's name when it spoke: it may have left by the time
+        /// the message comes back from the stream.
+        nick: String,
         room: String,
         text: String,
         #[serde(default)]
@@ -114,6 +117,7 @@ mod tests {
             from: "ab12".into(),
             op: Op::Say {
                 id: 7,
+                nick: "ann".into(),
                 room: "lobby".into(),
                 text: "hi".into(),
                 action: false,
@@ -124,7 +128,7 @@ mod tests {
         let text = serde_json::to_string(&e).unwrap_or_default();
         assert_eq!(
             text,
-            r#"{"v":1,"from":"ab12","op":"say","id":7,"room":"lobby","text":"hi","action":false,"echo":false,"ts":5}"#
+            r#"{"v":1,"from":"ab12","op":"say","id":7,"nick":"ann","room":"lobby","text":"hi","action":false,"echo":false,"ts":5}"#
         );
         let back: Envelope = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, e);

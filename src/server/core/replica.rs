@@ -183,7 +183,7 @@ impl<C> Core<C> {
         r.down = down;
         let (code, message) = if down {
             (
-                ErrorCode::ClusterUnavailable,
+                ErrorCode::ClusterDegraded,
                 "the server lost contact with the rest of the cluster: you stay connected, \
                  and what you see here is this server's view; joins, names, topics and \
                  group messages are refused until it is back",
@@ -450,6 +450,7 @@ impl<C> Core<C> {
             } => self.remove_remote(id, reason, text.as_deref(), ts),
             Op::Say {
                 id,
+                nick,
                 room,
                 text,
                 action,
@@ -457,11 +458,14 @@ impl<C> Core<C> {
                 ts,
             } => {
                 // Stored already (a restart replays the stream).
-                if seq > self.seq
-                    && let Some(key) = key_of(self, id)
-                    && let Some(from) = self.user(key).map(|u| u.nick.clone())
-                {
+                if seq > self.seq {
                     self.seq = seq;
+                    // The sender may have left since (a quit right after
+                    // its last message): the message is still everyone's.
+                    let key = key_of(self, id);
+                    let from = key
+                        .and_then(|k| self.user(k))
+                        .map_or_else(|| Name::new(&nick), |u| u.nick.clone());
                     let room_key = Name::key_of(&room);
                     let found = self.room_ids.get(&room_key).copied();
                     let name = found
@@ -470,7 +474,7 @@ impl<C> Core<C> {
                     let to = match found {
                         Some(room) => To::Room {
                             room,
-                            except: (!(echo && mine)).then_some(key),
+                            except: key.filter(|_| !(echo && mine)),
                         },
                         // Nobody here to tell, but it is stored.
                         None => To::Keys(Vec::new()),
@@ -549,5 +553,202 @@ impl<C> Core<C> {
         self.depart(key, reason, text, now_ms);
         self.table.remove(key);
         self.forget_id(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The replica's rules without sockets or NATS: changes made here
+    //! are noted, changes from the stream are applied to users without a
+    //! connection, and a gone server's users leave.
+
+    use super::*;
+    use crate::server::core::{Config, Peer};
+    use crate::server::deliver::{Door, Outlet};
+    use crate::server::event::Emit;
+
+    fn core() -> Core<Outlet> {
+        let mut core = Core::new(Config {
+            welcome: "hi".into(),
+            default_room: "lobby".into(),
+            max_rooms: 10,
+        });
+        core.join_cluster("me", op::id_base(1));
+        core
+    }
+
+    fn emitted(core: &mut Core<Outlet>) -> Vec<Emit> {
+        let mut out = Vec::new();
+        core.take_emitted(&mut out);
+        out
+    }
+
+    fn ops(core: &mut Core<Outlet>) -> Vec<Op> {
+        let mut out = Vec::new();
+        core.take_ops(&mut out);
+        out
+    }
+
+    use crate::server::cluster::op;
+
+    #[test]
+    fn remote_users_arrive_speak_and_leave_with_their_server() {
+        let mut core = core();
+        let peer = Peer::plain(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)));
+        let ann = core.connect(peer, 0, Outlet::new(Door::JsonLines));
+        let ann_id = core.user(ann).map(|u| u.id).unwrap_or_default();
+        assert_eq!(ann_id, op::id_base(1), "ids come from this server's block");
+        // Ann's arrival is noted for the stream.
+        assert!(matches!(&ops(&mut core)[..], [Op::Join { id, .. }] if *id == ann_id));
+        emitted(&mut core);
+
+        let bob = 99;
+        core.apply(
+            "other",
+            false,
+            5,
+            Op::Join {
+                id: bob,
+                nick: "bob".into(),
+                room: "lobby".into(),
+                ts: 1,
+            },
+            1,
+        );
+        assert!(core.find_nick("bob").is_some(), "bob holds his name here");
+        assert_eq!(core.len(), 1, "bob is no connection here");
+        let joins = emitted(&mut core);
+        assert!(
+            joins
+                .iter()
+                .any(|e| matches!(&e.event, Event::Join { id, .. } if *id == bob))
+        );
+        assert!(
+            ops(&mut core).is_empty(),
+            "what comes from the stream is not noted again"
+        );
+
+        core.apply(
+            "other",
+            false,
+            6,
+            Op::Say {
+                id: bob,
+                nick: "bob".into(),
+                room: "lobby".into(),
+                text: "hello".into(),
+                action: false,
+                echo: false,
+                ts: 2,
+            },
+            2,
+        );
+        let said = emitted(&mut core);
+        assert!(
+            said.iter().any(
+                |e| matches!(&e.event, Event::Group { seq: 6, from, .. } if from.as_str() == "bob")
+            ),
+            "{said:?}"
+        );
+        // Read again after a restart: stored already, not delivered twice.
+        core.apply(
+            "other",
+            false,
+            6,
+            Op::Say {
+                id: bob,
+                nick: "bob".into(),
+                room: "lobby".into(),
+                text: "hello".into(),
+                action: false,
+                echo: false,
+                ts: 2,
+            },
+            2,
+        );
+        assert!(emitted(&mut core).is_empty());
+
+        core.apply(
+            "third",
+            false,
+            7,
+            Op::Gone {
+                instance: "other".into(),
+            },
+            3,
+        );
+        assert!(
+            core.find_nick("bob").is_none(),
+            "a gone server's names are free"
+        );
+        let left = emitted(&mut core);
+        assert!(left.iter().any(|e| matches!(
+            &e.event,
+            Event::Leave { id, reason: LeaveReason::Disconnect, .. } if *id == bob
+        )));
+        assert_eq!(
+            core.apply(
+                "third",
+                false,
+                8,
+                Op::Gone {
+                    instance: "me".into()
+                },
+                4
+            ),
+            Applied::DroppedMe
+        );
+    }
+
+    #[test]
+    fn a_group_message_waits_for_the_stream_and_a_rename_for_its_claim() {
+        let mut core = core();
+        let peer = Peer::plain(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)));
+        let ann = core.connect(peer, 0, Outlet::new(Door::JsonLines));
+        ops(&mut core);
+        emitted(&mut core);
+        let text = crate::server::core::Command::Say {
+            room: None,
+            text: "hi",
+            action: false,
+            echo: false,
+        };
+        core.handle(ann, text, 1);
+        assert!(
+            emitted(&mut core).is_empty(),
+            "nothing is delivered before the stream"
+        );
+        assert!(matches!(&ops(&mut core)[..], [Op::Say { .. }]));
+        core.handle(ann, crate::server::core::Command::Nick { nick: "ann" }, 2);
+        assert!(
+            emitted(&mut core).is_empty(),
+            "the rename waits for its claim"
+        );
+        let claims = core.take_claims();
+        assert_eq!(claims.len(), 1);
+        assert_eq!(
+            claims[0].name,
+            claim_key("ANN"),
+            "look-alikes are one claim"
+        );
+        core.claimed(claims[0].clone(), false, 3);
+        assert!(emitted(&mut core).iter().any(|e| matches!(
+            &e.event,
+            Event::Error {
+                code: ErrorCode::NickInUse,
+                ..
+            }
+        )));
+        // Degraded: what needs the cluster is refused.
+        core.set_cluster_down(true);
+        emitted(&mut core);
+        core.handle(ann, crate::server::core::Command::Join { room: "dev" }, 4);
+        assert!(emitted(&mut core).iter().any(|e| matches!(
+            &e.event,
+            Event::Error {
+                code: ErrorCode::ClusterUnavailable,
+                ..
+            }
+        )));
     }
 }
