@@ -863,7 +863,9 @@ impl<C> Core<C> {
         if !user.is_here() {
             return;
         }
-        self.withdraw(key, reason, text, now_ms);
+        if !self.defer_leave(key, reason, text, now_ms) {
+            self.withdraw(key, reason, text, now_ms);
+        }
         if let Some(r) = self.table.get_mut(key) {
             r.user.presence = Presence::Gone(Departure::Left(reason));
         }
@@ -909,6 +911,9 @@ impl<C> Core<C> {
     /// Forgets a closed connection; returns its record for the log.
     pub fn remove(&mut self, key: Key, now_ms: u64) -> Option<(User, C)> {
         self.depart(key, LeaveReason::Disconnect, None, now_ms);
+        if let Some(kept) = self.keep_leaving(key) {
+            return Some(kept);
+        }
         let r = self.table.remove(key)?;
         self.forget_id(r.user.id);
         Some((r.user, r.conn?))

@@ -39,6 +39,11 @@ pub struct Replica {
     claims: Vec<Claim>,
     /// Names users here held and no longer do (as KV keys).
     releases: Vec<String>,
+    /// Group messages of users here on their way through the stream.
+    in_flight: HashMap<u64, u32>,
+    /// Users here who left with messages in flight: they stay in their
+    /// rooms until their leave comes back from the stream, after those.
+    leaving: HashMap<u64, ()>,
 }
 
 /// A user here wants a name: it is theirs once the cluster's name table
@@ -335,8 +340,76 @@ impl<C> Core<C> {
     /// comes back (see [`Core::apply`]).
     pub(super) fn say_to_cluster(&mut self, op: Op) {
         if let Some(r) = &mut self.replica {
+            if let Op::Say { id, .. } = &op {
+                *r.in_flight.entry(*id).or_default() += 1;
+            }
             r.ops.push(op);
         }
+    }
+
+    /// A user here leaves with group messages in flight: its leave goes
+    /// to the stream, and is applied here when it comes back, after them,
+    /// so that its room hears its last words before its leave. Returns
+    /// whether the leave waits.
+    pub(super) fn defer_leave(
+        &mut self,
+        key: Key,
+        reason: LeaveReason,
+        text: Option<&str>,
+        now_ms: u64,
+    ) -> bool {
+        let Some(user) = self.table.get(key).map(|r| &r.user) else {
+            return false;
+        };
+        let (id, nick, admitted) = (user.id, user.nick.clone(), user.admitted);
+        let Some(r) = &mut self.replica else {
+            return false;
+        };
+        if r.applying || !admitted || r.in_flight.get(&id).is_none_or(|n| *n == 0) {
+            return false;
+        }
+        r.leaving.insert(id, ());
+        r.ops.push(Op::Leave {
+            id,
+            reason,
+            text: text.map(Into::into),
+            ts: now_ms,
+        });
+        self.release(&nick, &Name::EMPTY);
+        true
+    }
+
+    /// A connection closes whose user's leave waits for the stream: the
+    /// record stays, without its connection, until then; the edge gets
+    /// the connection and a copy of the user for its log.
+    pub(super) fn keep_leaving(&mut self, key: Key) -> Option<(User, C)> {
+        let instance = self.replica.as_ref()?.instance.clone();
+        let r = self.table.get_mut(key)?;
+        let id = r.user.id;
+        if !self.replica.as_ref()?.leaving.contains_key(&id) {
+            return None;
+        }
+        let conn = r.conn.take()?;
+        let u = &r.user;
+        let copy = User {
+            id: u.id,
+            nick: u.nick.clone(),
+            peer: u.peer,
+            since_ms: u.since_ms,
+            msgs_in: u.msgs_in,
+            presence: u.presence,
+            account: u.account.clone(),
+            admitted: u.admitted,
+            hashing: u.hashing,
+            tries: ConnTries::default(),
+            rooms: RoomSet::new(),
+            visit: 0,
+        };
+        // Counted as a user without a connection from now on.
+        if let Some(r) = &mut self.replica {
+            r.remote.insert(id, instance);
+        }
+        Some((copy, conn))
     }
 
     /// A private message to `target`, if it is a user of another server.
@@ -413,6 +486,38 @@ impl<C> Core<C> {
             self.end_applying();
             return Applied::Done;
         }
+        if mine
+            && let Op::Leave {
+                id,
+                reason,
+                text,
+                ts,
+            } = &op
+            && r.leaving.remove(id).is_some()
+        {
+            // Its messages came back before it: it leaves now.
+            r.applying = true;
+            r.in_flight.remove(id);
+            if let Some(key) = r.by_id.get(id).copied() {
+                if let Some(rec) = self.table.get_mut(key) {
+                    rec.user.presence = Presence::Here;
+                }
+                self.withdraw(key, *reason, text.as_deref(), *ts);
+                let closed = match self.table.get_mut(key) {
+                    Some(rec) => {
+                        rec.user.presence = Presence::Gone(super::Departure::Left(*reason));
+                        rec.conn.is_none()
+                    }
+                    None => false,
+                };
+                if closed {
+                    self.table.remove(key);
+                    self.forget_id(*id);
+                }
+            }
+            self.end_applying();
+            return Applied::Done;
+        }
         if mine && !matches!(op, Op::Say { .. }) {
             // Applied here when it was made.
             return Applied::Done;
@@ -458,6 +563,11 @@ impl<C> Core<C> {
                 ts,
             } => {
                 // Stored already (a restart replays the stream).
+                if mine
+                    && let Some(n) = self.replica.as_mut().and_then(|r| r.in_flight.get_mut(&id))
+                {
+                    *n = n.saturating_sub(1);
+                }
                 if seq > self.seq {
                     self.seq = seq;
                     // The sender may have left since (a quit right after
