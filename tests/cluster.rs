@@ -234,3 +234,41 @@ fn a_name_is_one_user_s_across_servers() {
     loser.send(&json!({"type": "nick", "nick": "zed"}));
     assert_eq!(loser.recv_type("nick")["new"], "zed");
 }
+
+#[test]
+fn an_account_registered_on_one_server_is_the_same_on_the_other() {
+    let Some(cluster) = Cluster::start("cluster-accounts", 2, &[]) else {
+        return;
+    };
+    const PASSWORD: &str = "correct horse battery";
+    let mut alice = cluster.join(0, "Alice");
+    alice.send(&json!({"type": "register", "password": PASSWORD}));
+    assert_eq!(
+        alice.recv_type("registered"),
+        json!({"type": "registered", "account": "Alice"})
+    );
+    let mut bob = cluster.join(1, "bob");
+    let mut carl = cluster.join(1, "carl");
+    alice.send(&json!({"type": "quit"}));
+    wait_leave(&mut carl, "Alice");
+    // A wrong password on the other server fails as on the first.
+    bob.send(&json!({"type": "login", "account": "alice", "password": "wrong password"}));
+    let failed = bob.recv_type("error");
+    assert_eq!(failed["code"], "login_failed", "{failed}");
+    // A guest there cannot take the name, though its owner left.
+    carl.send(&json!({"type": "nick", "nick": "ALICE"}));
+    let refused = carl.recv_type("error");
+    assert_eq!(refused["code"], "nick_registered", "{refused}");
+    // The right password logs in there, under the name as registered.
+    bob.send(&json!({"type": "login", "account": "alice", "password": PASSWORD}));
+    assert_eq!(bob.recv_type("logged_in")["account"], "Alice");
+}
+
+/// Skips lines until `nick` leaves.
+fn wait_leave(conn: &mut Conn, nick: &str) {
+    loop {
+        if conn.recv_type("leave")["nick"] == nick {
+            return;
+        }
+    }
+}
