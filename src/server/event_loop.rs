@@ -422,12 +422,7 @@ impl EventLoop {
         hub.core.set_accounts(accounts.rules, &keys);
         // Leave a core to the loop when there are few.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-        let hashing = Pool::start(
-            book,
-            accounts.cost,
-            threads,
-            Arc::clone(&waker),
-        )?;
+        let hashing = Pool::start(book, accounts.cost, threads, Arc::clone(&waker))?;
         Ok(EventLoop {
             poll,
             persist,

@@ -27,10 +27,17 @@ use crate::server::accounts;
 pub const WAIT: Duration = Duration::from_secs(3);
 
 /// What the bucket holds for one account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Value {
     pub name: String,
     pub hash: String,
+}
+
+/// Without the hash: a debug line is no place for it.
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Value({})", self.name)
+    }
 }
 
 /// The bucket's key for an account key.
@@ -41,7 +48,7 @@ pub fn bucket_key(key: &str) -> String {
 /// The account key a bucket key stands for (`None`: not one of ours).
 pub fn account_key(bucket_key: &str) -> Option<String> {
     let bytes = bucket_key.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let raw = bytes

@@ -139,7 +139,9 @@ impl Backplane {
         std::thread::Builder::new()
             .name("chat-cluster".into())
             .spawn(move || {
-                runtime.block_on(nats::run(config, me, theirs, started_tx, in_tx, waker, out_rx));
+                runtime.block_on(nats::run(
+                    config, me, theirs, started_tx, in_tx, waker, out_rx,
+                ));
             })
             .map_err(|e| format!("cannot start the cluster's thread: {e}"))?;
         let started = started_rx

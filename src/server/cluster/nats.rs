@@ -155,8 +155,11 @@ pub async fn run(
             .get_key_value(&bucket)
             .await
             .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
-        let accounts = open_bucket(&js, &format!("{}_accounts", names.stream.trim_end_matches("_log")))
-            .await?;
+        let accounts = open_bucket(
+            &js,
+            &format!("{}_accounts", names.stream.trim_end_matches("_log")),
+        )
+        .await?;
         // Watched before the listing, so that nothing registered between
         // the two is missed (seen twice is harmless).
         let watch = accounts
@@ -194,13 +197,14 @@ pub async fn run(
             ack.sequence,
         ))
     };
-    let (client, js, log, nicks, accounts, mut watch, names, mut messages, mut hb, mut pm, hello) = match setup.await {
-        Ok(parts) => parts,
-        Err(why) => {
-            let _ = started.send(Err(why));
-            return;
-        }
-    };
+    let (client, js, log, nicks, accounts, mut watch, names, mut messages, mut hb, mut pm, hello) =
+        match setup.await {
+            Ok(parts) => parts,
+            Err(why) => {
+                let _ = started.send(Err(why));
+                return;
+            }
+        };
     let mut state = State {
         instance: instance.clone(),
         seen: HashMap::new(),
@@ -454,9 +458,7 @@ fn learn(shelf: &Shelf, entry: &kv::Entry) -> Option<String> {
 
 /// The next change of the accounts; never, while there is no watch
 /// (until NATS is back and a new one is made).
-async fn next_entry(
-    watch: &mut Option<kv::Watch>,
-) -> Option<Result<kv::Entry, kv::WatcherError>> {
+async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, kv::WatcherError>> {
     match watch {
         Some(watch) => watch.next().await,
         None => std::future::pending().await,
