@@ -272,3 +272,25 @@ fn wait_leave(conn: &mut Conn, nick: &str) {
         }
     }
 }
+
+#[test]
+fn without_nats_a_login_checks_the_last_known_accounts() {
+    let Some(mut cluster) = Cluster::start("cluster-degraded-login", 2, &[]) else {
+        return;
+    };
+    const PASSWORD: &str = "correct horse battery";
+    let mut bob = cluster.join(1, "bob");
+    bob.send(&json!({"type": "register", "password": PASSWORD}));
+    bob.recv_type("registered");
+    let mut alice = cluster.join(0, "alice");
+    // Read once while NATS is there: this server has seen the account.
+    alice.send(&json!({"type": "login", "account": "bob", "password": "wrong password"}));
+    assert_eq!(alice.recv_type("error")["code"], "login_failed");
+    cluster.nats_down();
+    let notice = alice.recv_type("error");
+    assert_eq!(notice["code"], "cluster_degraded", "{notice}");
+    alice.send(&json!({"type": "login", "account": "bob", "password": "wrong again!"}));
+    assert_eq!(alice.recv_type("error")["code"], "login_failed");
+    alice.send(&json!({"type": "login", "account": "bob", "password": PASSWORD}));
+    assert_eq!(alice.recv_type("logged_in")["account"], "bob");
+}
