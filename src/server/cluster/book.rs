@@ -97,7 +97,9 @@ impl Shelf {
         self.to_thread
             .send(out(tx))
             .map_err(|_| "the cluster's thread stopped".to_owned())?;
-        rx.recv_timeout(WAIT)
+        // Longer than the thread's own limit, so that an answer it
+        // gives (an account made) is not taken for no answer.
+        rx.recv_timeout(WAIT + Duration::from_secs(1))
             .map_err(|_| "the cluster's accounts did not answer in time".to_owned())?
     }
 }
