@@ -207,10 +207,13 @@ fn a_name_is_one_user_s_across_servers() {
     // Both ask for the same name at once: one gets it.
     a.send(&json!({"type": "nick", "nick": "zed"}));
     b.send(&json!({"type": "nick", "nick": "Zed"}));
-    let answer = |conn: &mut Conn| loop {
+    // Its own rename or its error: the other's rename, which it may see
+    // first when the other won, is not its answer.
+    let answer = |conn: &mut Conn, me: &str| loop {
         let msg = conn.recv();
         if msg["type"] == "error"
             || (msg["type"] == "nick"
+                && msg["old"] == me
                 && msg["new"]
                     .as_str()
                     .is_some_and(|n| n.eq_ignore_ascii_case("zed")))
@@ -218,7 +221,7 @@ fn a_name_is_one_user_s_across_servers() {
             return msg;
         }
     };
-    let (got_a, got_b) = (answer(&mut a), answer(&mut b));
+    let (got_a, got_b) = (answer(&mut a, "ann"), answer(&mut b, "ben"));
     let won: Vec<bool> = [&got_a, &got_b]
         .iter()
         .map(|m| m["type"] == "nick")
@@ -233,4 +236,64 @@ fn a_name_is_one_user_s_across_servers() {
     loser.recv_type("leave");
     loser.send(&json!({"type": "nick", "nick": "zed"}));
     assert_eq!(loser.recv_type("nick")["new"], "zed");
+}
+
+#[test]
+fn an_account_registered_on_one_server_is_the_same_on_the_other() {
+    let Some(cluster) = Cluster::start("cluster-accounts", 2, &[]) else {
+        return;
+    };
+    const PASSWORD: &str = "correct horse battery";
+    let mut alice = cluster.join(0, "Alice");
+    alice.send(&json!({"type": "register", "password": PASSWORD}));
+    assert_eq!(
+        alice.recv_type("registered"),
+        json!({"type": "registered", "account": "Alice"})
+    );
+    let mut bob = cluster.join(1, "bob");
+    let mut carl = cluster.join(1, "carl");
+    alice.send(&json!({"type": "quit"}));
+    wait_leave(&mut carl, "Alice");
+    // A wrong password on the other server fails as on the first.
+    bob.send(&json!({"type": "login", "account": "alice", "password": "wrong password"}));
+    let failed = bob.recv_type("error");
+    assert_eq!(failed["code"], "login_failed", "{failed}");
+    // A guest there cannot take the name, though its owner left.
+    carl.send(&json!({"type": "nick", "nick": "ALICE"}));
+    let refused = carl.recv_type("error");
+    assert_eq!(refused["code"], "nick_registered", "{refused}");
+    // The right password logs in there, under the name as registered.
+    bob.send(&json!({"type": "login", "account": "alice", "password": PASSWORD}));
+    assert_eq!(bob.recv_type("logged_in")["account"], "Alice");
+}
+
+/// Skips lines until `nick` leaves.
+fn wait_leave(conn: &mut Conn, nick: &str) {
+    loop {
+        if conn.recv_type("leave")["nick"] == nick {
+            return;
+        }
+    }
+}
+
+#[test]
+fn without_nats_a_login_checks_the_last_known_accounts() {
+    let Some(mut cluster) = Cluster::start("cluster-degraded-login", 2, &[]) else {
+        return;
+    };
+    const PASSWORD: &str = "correct horse battery";
+    let mut bob = cluster.join(1, "bob");
+    bob.send(&json!({"type": "register", "password": PASSWORD}));
+    bob.recv_type("registered");
+    let mut alice = cluster.join(0, "alice");
+    // Read once while NATS is there: this server has seen the account.
+    alice.send(&json!({"type": "login", "account": "bob", "password": "wrong password"}));
+    assert_eq!(alice.recv_type("error")["code"], "login_failed");
+    cluster.nats_down();
+    let notice = alice.recv_type("error");
+    assert_eq!(notice["code"], "cluster_degraded", "{notice}");
+    alice.send(&json!({"type": "login", "account": "bob", "password": "wrong again!"}));
+    assert_eq!(alice.recv_type("error")["code"], "login_failed");
+    alice.send(&json!({"type": "login", "account": "bob", "password": PASSWORD}));
+    assert_eq!(alice.recv_type("logged_in")["account"], "bob");
 }

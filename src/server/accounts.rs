@@ -11,7 +11,9 @@
 //! The accounts live in the history database (table `accounts`, schema
 //! version 2), or in memory with `--db none`. The server does not cache
 //! the hashes: every `login` reads the table, so `chat account del` takes
-//! effect at the next login, without a restart.
+//! effect at the next login, without a restart. With `--cluster` they
+//! live in the cluster's key-value bucket instead ([`Shelf`], made by
+//! the cluster's code), so that every server has the same ones.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -191,11 +193,26 @@ pub struct Account {
 }
 
 /// Where the accounts are: a database file, or (with `--db none`) a map
-/// shared by the hashing threads that lasts as long as the server.
+/// shared by the hashing threads that lasts as long as the server, or
+/// (with `--cluster`) a store every server of the cluster shares.
 #[derive(Clone)]
 pub enum Book {
     Db(PathBuf),
     Memory(Arc<Mutex<HashMap<String, Entry>>>),
+    Shared(Arc<dyn Shelf>),
+}
+
+/// Accounts kept elsewhere than in this process's database (the
+/// cluster's key-value bucket), so that every server has the same ones.
+/// Called from the hashing threads: the calls may block for a round trip.
+pub trait Shelf: Send + Sync {
+    /// The account with this key: its name as chosen and its hash.
+    fn find(&self, key: &str) -> Result<Option<(String, String)>, String>;
+    /// Adds an account unless its key is taken (then `false`), as one
+    /// compare-and-set: of two servers adding one key, one wins.
+    fn add(&self, name: &str, key: &str, hash: &str) -> Result<bool, String>;
+    /// Every account's key known here.
+    fn keys(&self) -> Vec<String>;
 }
 
 /// One account as the memory book keeps it.
@@ -218,6 +235,7 @@ impl Book {
         match self {
             Book::Db(path) => open_db(path).map(Accounts::Db),
             Book::Memory(map) => Ok(Accounts::Memory(Arc::clone(map))),
+            Book::Shared(shelf) => Ok(Accounts::Shared(Arc::clone(shelf))),
         }
     }
 }
@@ -242,7 +260,12 @@ fn open_db(path: &Path) -> Result<Connection, String> {
 pub enum Accounts {
     Db(Connection),
     Memory(Arc<Mutex<HashMap<String, Entry>>>),
+    Shared(Arc<dyn Shelf>),
 }
+
+/// What `chat account` cannot do to a cluster's accounts.
+const SHARED_ONLY: &str =
+    "a cluster's accounts are changed through the servers (register), not here";
 
 type Res<T> = Result<T, String>;
 
@@ -264,6 +287,7 @@ impl Accounts {
             Accounts::Memory(map) => {
                 Ok(lock(map).get(key).map(|e| (e.name.clone(), e.hash.clone())))
             }
+            Accounts::Shared(shelf) => shelf.find(key),
         }
     }
 
@@ -293,6 +317,7 @@ impl Accounts {
                 );
                 Ok(true)
             }
+            Accounts::Shared(shelf) => shelf.add(name, key, hash),
         }
     }
 
@@ -304,6 +329,7 @@ impl Accounts {
                 .map(|n| n == 1)
                 .map_err(db_err),
             Accounts::Memory(map) => Ok(lock(map).remove(key).is_some()),
+            Accounts::Shared(_) => Err(SHARED_ONLY.into()),
         }
     }
 
@@ -318,6 +344,7 @@ impl Accounts {
                 .get_mut(key)
                 .map(|e| e.hash = hash.to_owned())
                 .is_some()),
+            Accounts::Shared(_) => Err(SHARED_ONLY.into()),
         }
     }
 
@@ -343,6 +370,7 @@ impl Accounts {
                     created_ms: e.created_ms,
                 })
                 .collect(),
+            Accounts::Shared(_) => return Err(SHARED_ONLY.into()),
         };
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
@@ -397,6 +425,7 @@ impl Accounts {
                 .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
                 .map_err(db_err),
             Accounts::Memory(map) => Ok(lock(map).keys().cloned().collect()),
+            Accounts::Shared(shelf) => Ok(shelf.keys()),
         }
     }
 
@@ -407,7 +436,7 @@ impl Accounts {
             Accounts::Db(conn) => conn
                 .query_row("PRAGMA data_version", [], |r| r.get(0))
                 .map_err(db_err),
-            Accounts::Memory(_) => Ok(0),
+            Accounts::Memory(_) | Accounts::Shared(_) => Ok(0),
         }
     }
 
@@ -424,6 +453,7 @@ impl Accounts {
                 )
                 .map_err(db_err),
             Accounts::Memory(map) => Ok((lock(map).len() as i64, 0)),
+            Accounts::Shared(shelf) => Ok((shelf.keys().len() as i64, 0)),
         }
     }
 }

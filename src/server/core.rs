@@ -478,6 +478,12 @@ impl<C> Core<C> {
         self.registered = keys.iter().map(|k| Name::key_of(k)).collect();
     }
 
+    /// An account was registered elsewhere (another server of the
+    /// cluster): its name is refused to guests from now on.
+    pub fn add_registered(&mut self, key: &str) {
+        self.registered.insert(Name::key_of(key));
+    }
+
     /// The `register` and `login` jobs made since the last call, in order;
     /// the edge hands each to the hashing threads and brings the
     /// [`Answer`] back to [`Core::answer_job`].

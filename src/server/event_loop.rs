@@ -411,15 +411,18 @@ impl EventLoop {
             None => None,
         };
         let accounts = &settings.accounts;
-        hub.core.set_accounts(accounts.rules, &accounts.keys);
+        // In a cluster, the accounts are the cluster's, not the database's.
+        let (book, keys) = match &cluster {
+            Some(backplane) => (
+                super::cluster::book::book(&backplane.shelf),
+                super::accounts::Shelf::keys(&*backplane.shelf),
+            ),
+            None => (accounts.book.clone(), accounts.keys.clone()),
+        };
+        hub.core.set_accounts(accounts.rules, &keys);
         // Leave a core to the loop when there are few.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-        let hashing = Pool::start(
-            accounts.book.clone(),
-            accounts.cost,
-            threads,
-            Arc::clone(&waker),
-        )?;
+        let hashing = Pool::start(book, accounts.cost, threads, Arc::clone(&waker))?;
         Ok(EventLoop {
             poll,
             persist,
@@ -1399,6 +1402,7 @@ impl EventLoop {
                         self.again.push(Again::Conn(key));
                     }
                 }
+                In::Registered(key) => self.hub.core.add_registered(&key),
                 In::Up(up) => {
                     self.log.say(if up {
                         "chat server: NATS is back; the cluster resumes"

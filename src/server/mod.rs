@@ -41,8 +41,8 @@
 //! - [`irc`]: the IRC door (`--listen-irc`): IRC lines in, core commands
 //!   and the door's own answers out, events encoded as IRC lines.
 //! - [`cluster`]: `--cluster`, servers that act as one through NATS
-//!   JetStream: the backplane's messages and the thread with the NATS
-//!   client; the core's side (users of other servers, changes applied in
+//!   JetStream: the backplane's messages, the thread with the NATS
+//!   client, and the accounts every server shares; the core's side (users of other servers, changes applied in
 //!   stream order) is `core::replica`.
 
 pub mod accounts;

@@ -12,11 +12,13 @@
 //!
 //! - [`op`]: what crosses the backplane, one NATS message per change.
 //! - `nats`: the thread with the NATS client, liveness included.
+//! - [`book`]: the accounts, in a key-value bucket every server shares.
 //!
 //! The event loop owns a [`Backplane`]: what it gives the thread goes
 //! through an unbounded channel; what the thread gives back comes through
 //! a `std::sync::mpsc` channel and a wake of the loop's `mio::Waker`.
 
+pub mod book;
 mod nats;
 pub mod op;
 
@@ -61,6 +63,17 @@ pub enum Out {
     Release {
         name: String,
     },
+    /// Read one account (by account key) from the accounts bucket.
+    FindAccount {
+        key: String,
+        reply: book::Reply<Option<book::Value>>,
+    },
+    /// Create one account in the accounts bucket; `false` if it exists.
+    AddAccount {
+        key: String,
+        value: book::Value,
+        reply: book::Reply<bool>,
+    },
 }
 
 /// A claim of a name, as the loop asked it.
@@ -91,6 +104,8 @@ pub enum In {
     },
     /// NATS was lost (`false`) or is back (`true`).
     Up(bool),
+    /// An account exists (its key), registered on any server.
+    Registered(String),
 }
 
 /// The loop's end of the backplane.
@@ -102,6 +117,8 @@ pub struct Backplane {
     /// Messages and bytes handed to NATS (for `/metrics` and the figures).
     pub published: u64,
     pub published_bytes: u64,
+    /// The cluster's accounts, for the hashing threads.
+    pub shelf: Arc<book::Shelf>,
 }
 
 impl Backplane {
@@ -117,10 +134,14 @@ impl Backplane {
             .build()
             .map_err(|e| format!("cannot start the cluster's thread: {e}"))?;
         let me = instance.clone();
+        let shelf = Arc::new(book::Shelf::new(out_tx.clone()));
+        let theirs = Arc::clone(&shelf);
         std::thread::Builder::new()
             .name("chat-cluster".into())
             .spawn(move || {
-                runtime.block_on(nats::run(config, me, started_tx, in_tx, waker, out_rx));
+                runtime.block_on(nats::run(
+                    config, me, theirs, started_tx, in_tx, waker, out_rx,
+                ));
             })
             .map_err(|e| format!("cannot start the cluster's thread: {e}"))?;
         let started = started_rx
@@ -133,6 +154,7 @@ impl Backplane {
             from_thread: in_rx,
             published: 0,
             published_bytes: 0,
+            shelf,
         })
     }
 

@@ -19,6 +19,7 @@ use mio::Waker;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
+use super::book::{self, Shelf};
 use super::op::{self, Envelope, Op, Private};
 use super::{Config, In, Out};
 
@@ -83,6 +84,7 @@ async fn connect_options(config: &Config) -> Result<async_nats::ConnectOptions, 
 pub async fn run(
     config: Config,
     instance: String,
+    shelf: Arc<Shelf>,
     started: Sender<Result<Started, String>>,
     to_loop: Sender<In>,
     waker: Arc<Waker>,
@@ -153,6 +155,26 @@ pub async fn run(
             .get_key_value(&bucket)
             .await
             .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
+        let accounts = open_bucket(
+            &js,
+            &format!("{}_accounts", names.stream.trim_end_matches("_log")),
+        )
+        .await?;
+        // Watched before the listing, so that nothing registered between
+        // the two is missed (seen twice is harmless).
+        let watch = accounts
+            .watch_with_history(">")
+            .await
+            .map_err(|e| format!("cannot watch the accounts on NATS: {e}"))?;
+        let mut listed = accounts
+            .keys()
+            .await
+            .map_err(|e| format!("cannot read the accounts on NATS: {e}"))?;
+        while let Some(Ok(key)) = listed.next().await {
+            if let Ok(Some(entry)) = accounts.entry(key).await {
+                learn(&shelf, &entry);
+            }
+        }
         let hb = client
             .subscribe(names.hb.clone())
             .await
@@ -166,6 +188,8 @@ pub async fn run(
             js,
             log,
             nicks,
+            accounts,
+            Some(watch),
             names,
             messages,
             hb,
@@ -173,13 +197,14 @@ pub async fn run(
             ack.sequence,
         ))
     };
-    let (client, js, log, nicks, names, mut messages, mut hb, mut pm, hello) = match setup.await {
-        Ok(parts) => parts,
-        Err(why) => {
-            let _ = started.send(Err(why));
-            return;
-        }
-    };
+    let (client, js, log, nicks, accounts, mut watch, names, mut messages, mut hb, mut pm, hello) =
+        match setup.await {
+            Ok(parts) => parts,
+            Err(why) => {
+                let _ = started.send(Err(why));
+                return;
+            }
+        };
     let mut state = State {
         instance: instance.clone(),
         seen: HashMap::new(),
@@ -247,6 +272,18 @@ pub async fn run(
                     state.seen.insert(from.to_owned(), Instant::now());
                 }
             }
+            entry = next_entry(&mut watch) => {
+                match entry {
+                    Some(Ok(entry)) => {
+                        if let Some(key) = learn(&shelf, &entry) {
+                            tell(In::Registered(key));
+                        }
+                    }
+                    Some(Err(_)) => {}
+                    // Read again when NATS is back.
+                    None => watch = None,
+                }
+            }
             private = pm.next() => {
                 let Some(private) = private else { break };
                 if let Ok(private) = serde_json::from_slice::<Private>(&private.payload)
@@ -273,6 +310,51 @@ pub async fn run(
                     }
                     Some(Out::Release { name }) => {
                         let _ = tokio::time::timeout(CLAIM_WAIT, release(&nicks, &name, &instance)).await;
+                    }
+                    Some(Out::FindAccount { key, reply }) => {
+                        if !up {
+                            let _ = reply.send(Err("NATS is away".into()));
+                            continue;
+                        }
+                        let (accounts, shelf, to_loop, waker) =
+                            (accounts.clone(), Arc::clone(&shelf), to_loop.clone(), Arc::clone(&waker));
+                        tokio::spawn(async move {
+                            let found = tokio::time::timeout(book::WAIT, accounts.entry(book::bucket_key(&key))).await;
+                            let answer = match found {
+                                Ok(Ok(Some(entry))) => {
+                                    if let Some(new) = learn(&shelf, &entry) && to_loop.send(In::Registered(new)).is_ok() {
+                                        let _ = waker.wake();
+                                    }
+                                    Ok(value_of(&entry))
+                                }
+                                Ok(Ok(None)) => Ok(None),
+                                Ok(Err(e)) => Err(format!("cannot read the accounts on NATS: {e}")),
+                                Err(_) => Err("the accounts on NATS did not answer in time".into()),
+                            };
+                            let _ = reply.send(answer);
+                        });
+                    }
+                    Some(Out::AddAccount { key, value, reply }) => {
+                        if !up {
+                            let _ = reply.send(Err("NATS is away".into()));
+                            continue;
+                        }
+                        let accounts = accounts.clone();
+                        tokio::spawn(async move {
+                            let bytes = serde_json::to_vec(&value).unwrap_or_default();
+                            let made = tokio::time::timeout(
+                                book::WAIT,
+                                accounts.create(book::bucket_key(&key), bytes.into()),
+                            )
+                            .await;
+                            let answer = match made {
+                                Ok(Ok(_)) => Ok(true),
+                                Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                                Ok(Err(e)) => Err(format!("cannot register on NATS: {e}")),
+                                Err(_) => Err("the accounts on NATS did not answer in time".into()),
+                            };
+                            let _ = reply.send(answer);
+                        });
                     }
                     Some(Out::Private { instance: to, private }) => {
                         if let Ok(bytes) = serde_json::to_vec(&private) {
@@ -303,6 +385,12 @@ pub async fn run(
                             Ok(again) => messages = again,
                             Err(e) => eprintln!("chat server: cannot read the cluster's stream again: {e}"),
                         }
+                        // The same for the accounts' watch: what was
+                        // registered meanwhile comes with the history.
+                        match accounts.watch_with_history(">").await {
+                            Ok(again) => watch = Some(again),
+                            Err(e) => eprintln!("chat server: cannot watch the cluster's accounts again: {e}"),
+                        }
                     }
                     tell(In::Up(up));
                 }
@@ -326,6 +414,55 @@ pub async fn run(
         }
     }
     let _ = client.flush().await;
+}
+
+/// Opens a key-value bucket, making its stream by hand as a bucket's
+/// stream is made: `create_key_value` asks the account's limits in a form
+/// nats-server 2.9 does not answer.
+async fn open_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String> {
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        duplicate_window: Duration::from_secs(120),
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot open the bucket {bucket} on NATS: {e}"))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| format!("cannot open the bucket {bucket} on NATS: {e}"))
+}
+
+/// The account an entry of the accounts bucket holds (`None`: deleted,
+/// or not one of ours).
+fn value_of(entry: &kv::Entry) -> Option<book::Value> {
+    if entry.operation != kv::Operation::Put {
+        return None;
+    }
+    serde_json::from_slice(&entry.value).ok()
+}
+
+/// Keeps an entry of the accounts bucket in the last known copy; its
+/// account key if it was new here.
+fn learn(shelf: &Shelf, entry: &kv::Entry) -> Option<String> {
+    let key = book::account_key(&entry.key)?;
+    let value = value_of(entry)?;
+    shelf.learn(key.clone(), value).then_some(key)
+}
+
+/// The next change of the accounts; never, while there is no watch
+/// (until NATS is back and a new one is made).
+async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, kv::WatcherError>> {
+    match watch {
+        Some(watch) => watch.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The longest a starting server reads the stream before it serves.
