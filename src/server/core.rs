@@ -790,6 +790,16 @@ impl<C> Core<C> {
             self.refuse(key, ErrorCode::ClusterUnavailable, replica::UNAVAILABLE);
             return Flow::Continue;
         }
+        // A login takes its account's name, from whoever holds it: without
+        // the cluster that would be a rename no other server hears of, so
+        // only a user already holding the name may log in meanwhile.
+        if let Command::Login { account, .. } = &cmd
+            && self.cluster_down()
+            && self.find_nick(account) != Some(key)
+        {
+            self.refuse(key, ErrorCode::ClusterUnavailable, replica::UNAVAILABLE);
+            return Flow::Continue;
+        }
         match cmd {
             Command::Register { password } => self.register(key, password),
             Command::Login { account, password } => self.login(key, account, password, now_ms),
