@@ -234,3 +234,55 @@ fn a_name_is_one_user_s_across_servers() {
     loser.send(&json!({"type": "nick", "nick": "zed"}));
     assert_eq!(loser.recv_type("nick")["new"], "zed");
 }
+
+/// A bare IRC client: registers as `nick` and returns its stream, the
+/// reader, and the verb of the first of 001 (welcome) or 433 (in use).
+fn irc_register(addr: std::net::SocketAddr, nick: &str) -> (std::net::TcpStream, String) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the IRC door");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+        .write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").as_bytes())
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read from the IRC door");
+        assert!(n > 0, "the IRC door closed before 001 or 433");
+        let verb = line.split(' ').nth(1).unwrap_or_default().to_owned();
+        if verb == "001" || verb == "433" {
+            return (stream, verb);
+        }
+    }
+}
+
+#[test]
+fn an_irc_registration_claims_its_name_across_servers() {
+    let Some(cluster) = Cluster::start_doors("cluster-irc-names", 2, &["--listen-irc"], &[]) else {
+        return;
+    };
+    let mut bob = cluster.join(0, "bob");
+    // Bob holds the name on server 0: an IRC NICK bob on server 1 is refused.
+    let (_late, verb) = irc_register(cluster.door(1, 0), "bob");
+    assert_eq!(verb, "433", "NICK bob while bob is on the other server");
+    // The JSON bob is untouched: still bob, still there for the others.
+    bob.send(&json!({"type": "nick", "nick": "bob"}));
+    let mut ann = cluster.join(1, "ann");
+    ann.send(&json!({"type": "private", "to": "bob", "text": "still you?"}));
+    assert_eq!(bob.recv_type("private")["text"], "still you?");
+
+    // Two registrations of one name at once, on two servers: one wins.
+    let (a0, a1) = (cluster.door(0, 0), cluster.door(1, 0));
+    let first = std::thread::spawn(move || irc_register(a0, "zoe").1);
+    let second = std::thread::spawn(move || irc_register(a1, "Zoe").1);
+    let verbs = [
+        first.join().expect("first registration"),
+        second.join().expect("second registration"),
+    ];
+    assert_eq!(
+        verbs.iter().filter(|v| *v == "001").count(),
+        1,
+        "exactly one registration of zoe wins: {verbs:?}"
+    );
+    assert!(verbs.contains(&"433".to_owned()), "{verbs:?}");
+}

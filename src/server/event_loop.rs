@@ -557,6 +557,9 @@ impl EventLoop {
                 self.accept_http(true);
             }
             self.publish();
+            // After the releases `publish` handed over: a required login
+            // claims the name a squatter here just gave back.
+            self.send_claims();
             self.write();
             // From the end of the wait to here: what a turn costs.
             self.counts.turns.observe(now.elapsed());
@@ -1392,6 +1395,7 @@ impl EventLoop {
                         id: ask.id,
                         nick: ask.nick,
                         name: ask.name,
+                        arrival: ask.arrival,
                     };
                     self.hub.claimed(claim, ok, self.now_ms);
                     if let Some(conn) = self.hub.core.conn_mut(key) {
@@ -1444,6 +1448,7 @@ impl EventLoop {
                         id: claim.id,
                         nick: claim.nick,
                         name: claim.name,
+                        arrival: claim.arrival,
                     },
                 });
             }

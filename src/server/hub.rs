@@ -254,6 +254,22 @@ impl<C: AsMut<Outlet>> Hub<C> {
 
     /// The cluster's name table answered a rename.
     pub fn claimed(&mut self, claim: core::Claim, ok: bool, now_ms: u64) {
+        let waiting = self
+            .core
+            .user(claim.key)
+            .is_some_and(|u| u.id == claim.id && u.presence == core::Presence::Waiting);
+        if claim.arrival && waiting {
+            // Only the IRC door introduces a waiting connection by name.
+            let mut parts = Parts {
+                core: &mut self.core,
+                delivery: &mut self.delivery,
+                journal: &mut self.journal,
+            };
+            self.irc
+                .claimed(&mut parts, claim.key, &claim.nick, ok, now_ms);
+            self.deliver();
+            return;
+        }
         self.core.claimed(claim, ok, now_ms);
         self.deliver();
     }

@@ -71,6 +71,8 @@ pub struct NameAsk {
     pub id: u64,
     pub nick: String,
     pub name: String,
+    /// A name to arrive with, not a rename.
+    pub arrival: bool,
 }
 
 /// From the thread to the loop.
