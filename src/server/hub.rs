@@ -1322,6 +1322,51 @@ mod tests {
     }
 
     #[test]
+    fn in_a_cluster_a_required_login_arrives_once_its_name_is_claimed() {
+        let rules = core::AccountRules {
+            require_login: true,
+            ..core::AccountRules::default()
+        };
+        let mut hub = hub();
+        hub.core.join_cluster("me", 1);
+        hub.core.set_accounts(rules, &[]);
+        let (a, b) = (join(&mut hub), join(&mut hub));
+        let mut jobs = Vec::new();
+        for k in [a, b] {
+            line(
+                &mut hub,
+                k,
+                json!({"type":"login","account":"dora","password":PW}),
+            );
+            hub.core.take_jobs(&mut jobs);
+            hub.answer_job(
+                Answer {
+                    conn: k,
+                    login: true,
+                    outcome: Outcome::LoggedIn("dora".into()),
+                },
+                NOW,
+            );
+        }
+        drain(&mut hub);
+        let claims = hub.core.take_claims();
+        assert_eq!(claims.len(), 2, "each arrival waits for its claim");
+        assert!(claims.iter().all(|c| c.arrival && c.nick == "dora"));
+        assert!(!hub.core.user(a).unwrap().admitted);
+        // The name table gives it to a; b's is held elsewhere.
+        hub.claimed(claims[0].clone(), true, NOW);
+        hub.claimed(claims[1].clone(), false, NOW);
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&a]), ["nick", "logged_in", "joined"]);
+        assert_eq!(codes(&out[&b]), ["nick_in_use"]);
+        assert!(!hub.core.user(b).unwrap().admitted);
+        assert!(
+            hub.core.user(b).unwrap().account.is_none(),
+            "b logs in again"
+        );
+    }
+
+    #[test]
     fn after_a_required_login_it_arrives_as_a_newcomer() {
         let rules = core::AccountRules {
             require_login: true,
