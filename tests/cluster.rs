@@ -286,3 +286,57 @@ fn an_irc_registration_claims_its_name_across_servers() {
     );
     assert!(verbs.contains(&"433".to_owned()), "{verbs:?}");
 }
+
+/// `/metrics` of a web door, the body only.
+fn metrics(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the web door");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read /metrics");
+    out.split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned())
+}
+
+/// The value of the family `name` (unlabelled) in a `/metrics` body.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn metrics_show_the_backplane() {
+    let Some(cluster) = Cluster::start_doors("cluster-metrics", 2, &["--listen-http"], &[]) else {
+        return;
+    };
+    let http = cluster.door(0, 0);
+    let before = metrics(http);
+    assert_eq!(metric(&before, "chat_cluster_up"), 1.0, "{before}");
+    assert!(metric(&before, "chat_cluster_servers") >= 1.0, "{before}");
+    let published = metric(&before, "chat_cluster_published_messages_total");
+    let bytes = metric(&before, "chat_cluster_published_bytes_total");
+    let received = metric(&before, "chat_cluster_received_messages_total");
+    let mut ann = cluster.join(0, "ann");
+    let mut bob = cluster.join(1, "bob");
+    Cluster::wait_seen(&mut [&mut ann], "bob");
+    ann.send(&json!({"type": "group", "text": "counted"}));
+    assert_eq!(bob.recv_type("group")["text"], "counted");
+    let after = metrics(http);
+    assert!(
+        metric(&after, "chat_cluster_published_messages_total") >= published + 2.0,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "chat_cluster_published_bytes_total") > bytes,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "chat_cluster_received_messages_total") > received,
+        "{after}"
+    );
+    // Bob's arrival, applied on ann's server (wait_seen), was received.
+}

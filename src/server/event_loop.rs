@@ -54,7 +54,7 @@ use super::http;
 use super::hub::Hub;
 use super::irc::door::{self as irc, Tick};
 use super::log::EventLog;
-use super::metrics::Counts;
+use super::metrics::{self, Counts};
 use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
@@ -682,6 +682,13 @@ impl EventLoop {
             }
             let core = &self.hub.core;
             let mut counts = self.counts;
+            counts.cluster = self.cluster.as_ref().map(|c| metrics::Cluster {
+                published: c.published,
+                published_bytes: c.published_bytes,
+                received: c.received,
+                up: !core.cluster_down(),
+                servers: c.servers(),
+            });
             let open = self.http.len();
             let Some((_, conn)) = self.http.get_mut(slot) else {
                 break None;
@@ -1370,7 +1377,7 @@ impl EventLoop {
         // A bounded turn, so that clients are read meanwhile; the rest
         // waits for the next turn (see the wake below).
         while taken < CLUSTER_TURN {
-            let Some(got) = self.cluster.as_ref().and_then(|c| c.try_recv()) else {
+            let Some(got) = self.cluster.as_mut().and_then(|c| c.try_recv()) else {
                 break;
             };
             taken += 1;

@@ -22,6 +22,7 @@ pub mod op;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 
 use mio::Waker;
@@ -104,6 +105,10 @@ pub struct Backplane {
     /// Messages and bytes handed to NATS (for `/metrics` and the figures).
     pub published: u64,
     pub published_bytes: u64,
+    /// Stream messages handed to the loop.
+    pub received: u64,
+    /// Instances the thread hears from, this one included.
+    servers: Arc<AtomicUsize>,
 }
 
 impl Backplane {
@@ -119,10 +124,14 @@ impl Backplane {
             .build()
             .map_err(|e| format!("cannot start the cluster's thread: {e}"))?;
         let me = instance.clone();
+        let servers = Arc::new(AtomicUsize::new(1));
+        let heard = Arc::clone(&servers);
         std::thread::Builder::new()
             .name("chat-cluster".into())
             .spawn(move || {
-                runtime.block_on(nats::run(config, me, started_tx, in_tx, waker, out_rx));
+                runtime.block_on(nats::run(
+                    config, me, started_tx, in_tx, waker, out_rx, heard,
+                ));
             })
             .map_err(|e| format!("cannot start the cluster's thread: {e}"))?;
         let started = started_rx
@@ -135,6 +144,8 @@ impl Backplane {
             from_thread: in_rx,
             published: 0,
             published_bytes: 0,
+            received: 0,
+            servers,
         })
     }
 
@@ -146,8 +157,18 @@ impl Backplane {
         let _ = self.to_thread.send(out);
     }
 
-    pub fn try_recv(&self) -> Option<In> {
-        self.from_thread.try_recv().ok()
+    pub fn try_recv(&mut self) -> Option<In> {
+        let got = self.from_thread.try_recv().ok();
+        if let Some(In::Op { .. }) = &got {
+            self.received += 1;
+        }
+        got
+    }
+
+    /// Servers known to be alive, this one included (as of the last
+    /// heartbeat tick).
+    pub fn servers(&self) -> usize {
+        self.servers.load(Ordering::Relaxed)
     }
 }
 

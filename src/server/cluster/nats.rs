@@ -87,6 +87,7 @@ pub async fn run(
     to_loop: Sender<In>,
     waker: Arc<Waker>,
     mut from_loop: UnboundedReceiver<Out>,
+    servers: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let setup = async {
@@ -321,6 +322,7 @@ pub async fn run(
                         state.seen.remove(&who);
                         let _ = publisher.send(encode(&instance, Op::Gone { instance: who }));
                     }
+                    servers.store(state.seen.len() + 1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }
