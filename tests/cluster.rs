@@ -340,3 +340,77 @@ fn metrics_show_the_backplane() {
     );
     // Bob's arrival, applied on ann's server (wait_seen), was received.
 }
+
+/// Asks NATS's JetStream API `subject` (with an empty body), as a bare
+/// NATS client, and returns its JSON answer.
+fn jetstream_api(cluster: &Cluster, subject: &str) -> Value {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let addr = format!("127.0.0.1:{}", cluster.nats.port);
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to NATS");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+        .write_all(
+            format!(
+                "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.t 1\r\nPUB {subject} _INBOX.t 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("write to NATS");
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read from NATS");
+        assert!(n > 0, "NATS closed before answering {subject}");
+        if let Some(rest) = line.trim_end().strip_prefix("MSG _INBOX.t 1 ") {
+            let len: usize = rest.parse().expect("MSG length");
+            let mut body = vec![0; len + 2];
+            reader.read_exact(&mut body).expect("read MSG body");
+            body.truncate(len);
+            return serde_json::from_slice(&body).expect("JSON from the JetStream API");
+        }
+    }
+}
+
+#[test]
+fn the_stream_keeps_changes_for_cluster_keep_and_a_server_behind_it_starts() {
+    let Some(mut cluster) = Cluster::start("cluster-keep", 1, &["--cluster-keep", "2m"]) else {
+        return;
+    };
+    let info = jetstream_api(&cluster, "$JS.API.STREAM.INFO.chat_log");
+    assert_eq!(
+        info["config"]["max_age"],
+        json!(120_000_000_000u64),
+        "max_age is --cluster-keep, in ns: {info}"
+    );
+    let mut ann = cluster.join(0, "ann");
+    let mut cat = cluster.join(0, "cat");
+    ann.send(&json!({"type": "group", "text": "before"}));
+    // Delivered once stored.
+    assert_eq!(cat.recv_type("group")["text"], "before");
+    // A change after it, so that the stream goes past the store.
+    ann.send(&json!({"type": "nick", "nick": "ann2"}));
+    assert_eq!(cat.recv_type("nick")["new"], "ann2");
+    // Everything ages out at once (as a purge), after the server's last
+    // stored message and its quit: its store is now behind the stream.
+    let purged = jetstream_api(&cluster, "$JS.API.STREAM.PURGE.chat_log");
+    assert_eq!(purged["success"], json!(true), "{purged}");
+    cluster.restart(0);
+    let mut bob = cluster.join(0, "bob");
+    assert_eq!(
+        history(&mut bob, "lobby")
+            .iter()
+            .map(|m| m.2.as_str())
+            .collect::<Vec<_>>(),
+        ["before"],
+        "its own history is kept"
+    );
+    let mut dan = cluster.join(0, "dan");
+    bob.send(&json!({"type": "group", "text": "after"}));
+    let after = dan.recv_type("group");
+    assert_eq!(after["text"], "after");
+    let seq = after["seq"].as_u64().expect("seq");
+    let first = jetstream_api(&cluster, "$JS.API.STREAM.INFO.chat_log")["state"]["first_seq"]
+        .as_u64()
+        .expect("first_seq");
+    assert!(seq >= first, "seq goes on from the stream: {seq} < {first}");
+}

@@ -406,6 +406,14 @@ impl EventLoop {
                     .map_err(io::Error::other)?;
                 hub.core
                     .join_cluster(&backplane.instance, backplane.id_base);
+                if persist.is_some() && backplane.first_seq > stored_seq + 1 {
+                    eprintln!(
+                        "chat server: the cluster's stream starts at {} but this server's history \
+                         ends at {stored_seq}: messages in between aged out (--cluster-keep) and \
+                         are missing from its history; it goes on from {}",
+                        backplane.first_seq, backplane.first_seq
+                    );
+                }
                 Some(backplane)
             }
             None => None,

@@ -43,6 +43,8 @@ pub struct Config {
     pub token: Option<String>,
     /// A CA to trust for NATS's TLS; TLS is then required.
     pub ca: Option<PathBuf>,
+    /// The stream's age limit (`--cluster-keep`; zero: none).
+    pub keep: std::time::Duration,
 }
 
 /// From the loop to the thread.
@@ -100,6 +102,9 @@ pub enum In {
 pub struct Backplane {
     pub instance: String,
     pub id_base: u64,
+    /// The stream's first message when this server joined: older ones
+    /// were dropped by its age limit.
+    pub first_seq: u64,
     to_thread: tokio::sync::mpsc::UnboundedSender<Out>,
     from_thread: Receiver<In>,
     /// Messages and bytes handed to NATS (for `/metrics` and the figures).
@@ -140,6 +145,7 @@ impl Backplane {
         Ok(Backplane {
             instance,
             id_base: started.id_base,
+            first_seq: started.first_seq,
             to_thread: out_tx,
             from_thread: in_rx,
             published: 0,
