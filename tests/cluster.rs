@@ -207,10 +207,12 @@ fn a_name_is_one_user_s_across_servers() {
     // Both ask for the same name at once: one gets it.
     a.send(&json!({"type": "nick", "nick": "zed"}));
     b.send(&json!({"type": "nick", "nick": "Zed"}));
-    let answer = |conn: &mut Conn| loop {
+    // Its own rename or refusal: the other's rename may come first.
+    let answer = |conn: &mut Conn, old: &str| loop {
         let msg = conn.recv();
         if msg["type"] == "error"
             || (msg["type"] == "nick"
+                && msg["old"] == old
                 && msg["new"]
                     .as_str()
                     .is_some_and(|n| n.eq_ignore_ascii_case("zed")))
@@ -218,7 +220,7 @@ fn a_name_is_one_user_s_across_servers() {
             return msg;
         }
     };
-    let (got_a, got_b) = (answer(&mut a), answer(&mut b));
+    let (got_a, got_b) = (answer(&mut a, "ann"), answer(&mut b, "ben"));
     let won: Vec<bool> = [&got_a, &got_b]
         .iter()
         .map(|m| m["type"] == "nick")
