@@ -1515,7 +1515,12 @@ impl<C> Core<C> {
             self.set_nick(holder, held, guest, now_ms);
         }
         if admitted {
-            if old != account {
+            if old != account && self.noting() && old.key() != account.key() {
+                // In a cluster the account's name is claimed first, as a
+                // rename's is: another server may hold it.
+                let id = self.user(key).map_or(0, |u| u.id);
+                self.claim(key, id, &account);
+            } else if old != account {
                 self.set_nick(key, old, account.clone(), now_ms);
             }
             self.emit(Event::LoggedIn { account }, To::One(key));

@@ -1322,6 +1322,36 @@ mod tests {
     }
 
     #[test]
+    fn in_a_cluster_a_login_takes_its_account_s_name_once_claimed() {
+        let mut hub = hub();
+        hub.core.join_cluster("me", 1);
+        let a = join(&mut hub);
+        line(
+            &mut hub,
+            a,
+            json!({"type":"login","account":"dora","password":PW}),
+        );
+        let mut jobs = Vec::new();
+        hub.core.take_jobs(&mut jobs);
+        hub.answer_job(
+            Answer {
+                conn: a,
+                login: true,
+                outcome: Outcome::LoggedIn("dora".into()),
+            },
+            NOW,
+        );
+        drain(&mut hub);
+        let claims = hub.core.take_claims();
+        assert_eq!(claims.len(), 1, "the account's name is claimed");
+        assert!(!claims[0].arrival && claims[0].nick == "dora");
+        hub.claimed(claims[0].clone(), true, NOW);
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&a]), ["nick"]);
+        assert_eq!(hub.core.user(a).unwrap().nick.as_str(), "dora");
+    }
+
+    #[test]
     fn in_a_cluster_a_required_login_arrives_once_its_name_is_claimed() {
         let rules = core::AccountRules {
             require_login: true,
