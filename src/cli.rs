@@ -267,6 +267,43 @@ pub struct ServerArgs {
     /// Speak TLS to NATS, trusting the CA certificates in FILE (PEM)
     #[arg(long, value_name = "FILE", requires = "cluster", value_hint = ValueHint::FilePath)]
     pub cluster_ca: Option<PathBuf>,
+
+    /// How long the cluster's stream keeps changes (12h, 7d, 2w; 0: forever)
+    #[arg(long, value_name = "DURATION", default_value = "7d", requires = "cluster", value_parser = parse_cluster_keep)]
+    pub cluster_keep: Duration,
+}
+
+/// `--cluster-keep`: an age as `--history-keep` takes one (`12h`, `7d`,
+/// `2w`, or what [`parse_duration`] reads), at
+/// least a minute, or 0 for no limit; the stream's duplicate window (two
+/// minutes, at most its age limit) needs that much.
+fn parse_cluster_keep(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let per = match text.chars().last() {
+        Some('w') => Some(7 * 86_400),
+        Some('d') => Some(86_400),
+        Some('h') => Some(3600),
+        _ => None,
+    };
+    let keep = match per {
+        Some(per) => text[..text.len() - 1]
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(per))
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is not a duration (try 12h, 7d, 2w or 0)"))?,
+        None => parse_duration(text)?,
+    };
+    if keep.is_zero() || keep >= Duration::from_secs(60) {
+        Ok(keep)
+    } else {
+        Err(format!(
+            "{text:?} is too short: the cluster's stream keeps changes for at least 1m (or 0: forever)"
+        ))
+    }
 }
 
 /// `--cluster-name`: letters, digits, `-` and `_`, as NATS subject and
@@ -707,6 +744,19 @@ fn parse_room(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cluster_keep_takes_an_age_of_a_minute_or_more_or_0() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(parse_cluster_keep("7d"), Ok(7 * day));
+        assert_eq!(parse_cluster_keep("2w"), Ok(14 * day));
+        assert_eq!(parse_cluster_keep("12h"), Ok(day / 2));
+        assert_eq!(parse_cluster_keep("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_cluster_keep("0"), Ok(Duration::ZERO));
+        for bad in ["", "30s", "d", "1.5d", "-1d", "99999999999999999999d"] {
+            assert!(parse_cluster_keep(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn history_keep_takes_a_count_an_age_or_both() {

@@ -276,6 +276,27 @@ fn wait_leave(conn: &mut Conn, nick: &str) {
     }
 }
 
+/// A bare IRC client: registers as `nick` and returns its stream, the
+/// reader, and the verb of the first of 001 (welcome) or 433 (in use).
+fn irc_register(addr: std::net::SocketAddr, nick: &str) -> (std::net::TcpStream, String) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the IRC door");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+        .write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").as_bytes())
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read from the IRC door");
+        assert!(n > 0, "the IRC door closed before 001 or 433");
+        let verb = line.split(' ').nth(1).unwrap_or_default().to_owned();
+        if verb == "001" || verb == "433" {
+            return (stream, verb);
+        }
+    }
+}
+
 #[test]
 fn without_nats_a_login_checks_the_last_known_accounts() {
     let Some(mut cluster) = Cluster::start("cluster-degraded-login", 2, &[]) else {
@@ -304,4 +325,163 @@ fn without_nats_a_login_checks_the_last_known_accounts() {
     assert_eq!(bob.recv_type("error")["code"], "login_failed");
     bob.send(&json!({"type": "login", "account": "bob", "password": PASSWORD}));
     assert_eq!(bob.recv_type("logged_in")["account"], "bob");
+}
+
+#[test]
+fn an_irc_registration_claims_its_name_across_servers() {
+    let Some(cluster) = Cluster::start_doors("cluster-irc-names", 2, &["--listen-irc"], &[]) else {
+        return;
+    };
+    let mut bob = cluster.join(0, "bob");
+    // Bob holds the name on server 0: an IRC NICK bob on server 1 is refused.
+    let (_late, verb) = irc_register(cluster.door(1, 0), "bob");
+    assert_eq!(verb, "433", "NICK bob while bob is on the other server");
+    // The JSON bob is untouched: still bob, still there for the others.
+    bob.send(&json!({"type": "nick", "nick": "bob"}));
+    let mut ann = cluster.join(1, "ann");
+    ann.send(&json!({"type": "private", "to": "bob", "text": "still you?"}));
+    assert_eq!(bob.recv_type("private")["text"], "still you?");
+
+    // Two registrations of one name at once, on two servers: one wins.
+    let (a0, a1) = (cluster.door(0, 0), cluster.door(1, 0));
+    let first = std::thread::spawn(move || irc_register(a0, "zoe").1);
+    let second = std::thread::spawn(move || irc_register(a1, "Zoe").1);
+    let verbs = [
+        first.join().expect("first registration"),
+        second.join().expect("second registration"),
+    ];
+    assert_eq!(
+        verbs.iter().filter(|v| *v == "001").count(),
+        1,
+        "exactly one registration of zoe wins: {verbs:?}"
+    );
+    assert!(verbs.contains(&"433".to_owned()), "{verbs:?}");
+}
+
+/// `/metrics` of a web door, the body only.
+fn metrics(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the web door");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read /metrics");
+    out.split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned())
+}
+
+/// The value of the family `name` (unlabelled) in a `/metrics` body.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn metrics_show_the_backplane() {
+    let Some(cluster) = Cluster::start_doors("cluster-metrics", 2, &["--listen-http"], &[]) else {
+        return;
+    };
+    let http = cluster.door(0, 0);
+    let before = metrics(http);
+    assert_eq!(metric(&before, "chat_cluster_up"), 1.0, "{before}");
+    assert!(metric(&before, "chat_cluster_servers") >= 1.0, "{before}");
+    let published = metric(&before, "chat_cluster_published_messages_total");
+    let bytes = metric(&before, "chat_cluster_published_bytes_total");
+    let received = metric(&before, "chat_cluster_received_messages_total");
+    let mut ann = cluster.join(0, "ann");
+    let mut bob = cluster.join(1, "bob");
+    Cluster::wait_seen(&mut [&mut ann], "bob");
+    ann.send(&json!({"type": "group", "text": "counted"}));
+    assert_eq!(bob.recv_type("group")["text"], "counted");
+    let after = metrics(http);
+    assert!(
+        metric(&after, "chat_cluster_published_messages_total") >= published + 2.0,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "chat_cluster_published_bytes_total") > bytes,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "chat_cluster_received_messages_total") > received,
+        "{after}"
+    );
+    // Bob's arrival, applied on ann's server (wait_seen), was received.
+}
+
+/// Asks NATS's JetStream API `subject` (with an empty body), as a bare
+/// NATS client, and returns its JSON answer.
+fn jetstream_api(cluster: &Cluster, subject: &str) -> Value {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let addr = format!("127.0.0.1:{}", cluster.nats.port);
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to NATS");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+        .write_all(
+            format!(
+                "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.t 1\r\nPUB {subject} _INBOX.t 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("write to NATS");
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read from NATS");
+        assert!(n > 0, "NATS closed before answering {subject}");
+        if let Some(rest) = line.trim_end().strip_prefix("MSG _INBOX.t 1 ") {
+            let len: usize = rest.parse().expect("MSG length");
+            let mut body = vec![0; len + 2];
+            reader.read_exact(&mut body).expect("read MSG body");
+            body.truncate(len);
+            return serde_json::from_slice(&body).expect("JSON from the JetStream API");
+        }
+    }
+}
+
+#[test]
+fn the_stream_keeps_changes_for_cluster_keep_and_a_server_behind_it_starts() {
+    let Some(mut cluster) = Cluster::start("cluster-keep", 1, &["--cluster-keep", "2m"]) else {
+        return;
+    };
+    let info = jetstream_api(&cluster, "$JS.API.STREAM.INFO.chat_log");
+    assert_eq!(
+        info["config"]["max_age"],
+        json!(120_000_000_000u64),
+        "max_age is --cluster-keep, in ns: {info}"
+    );
+    let mut ann = cluster.join(0, "ann");
+    let mut cat = cluster.join(0, "cat");
+    ann.send(&json!({"type": "group", "text": "before"}));
+    // Delivered once stored.
+    assert_eq!(cat.recv_type("group")["text"], "before");
+    // A change after it, so that the stream goes past the store.
+    ann.send(&json!({"type": "nick", "nick": "ann2"}));
+    assert_eq!(cat.recv_type("nick")["new"], "ann2");
+    // Everything ages out at once (as a purge), after the server's last
+    // stored message and its quit: its store is now behind the stream.
+    let purged = jetstream_api(&cluster, "$JS.API.STREAM.PURGE.chat_log");
+    assert_eq!(purged["success"], json!(true), "{purged}");
+    cluster.restart(0);
+    let mut bob = cluster.join(0, "bob");
+    assert_eq!(
+        history(&mut bob, "lobby")
+            .iter()
+            .map(|m| m.2.as_str())
+            .collect::<Vec<_>>(),
+        ["before"],
+        "its own history is kept"
+    );
+    let mut dan = cluster.join(0, "dan");
+    bob.send(&json!({"type": "group", "text": "after"}));
+    let after = dan.recv_type("group");
+    assert_eq!(after["text"], "after");
+    let seq = after["seq"].as_u64().expect("seq");
+    let first = jetstream_api(&cluster, "$JS.API.STREAM.INFO.chat_log")["state"]["first_seq"]
+        .as_u64()
+        .expect("first_seq");
+    assert!(seq >= first, "seq goes on from the stream: {seq} < {first}");
 }

@@ -31,7 +31,7 @@ use crate::names;
 use crate::wire::{self, ByeReason, ErrorCode, LeaveReason, Refusal};
 
 mod replica;
-pub use replica::{Applied, Claim, Replica};
+pub use replica::{Applied, Claim, Replica, UNAVAILABLE};
 
 /// The longest topic, in bytes: a line of text, not a document (IRC's
 /// `TOPICLEN` is about as long).
@@ -1531,13 +1531,53 @@ impl<C> Core<C> {
             self.set_nick(holder, held, guest, now_ms);
         }
         if admitted {
-            if old != account {
+            if old != account && self.noting() && old.key() != account.key() {
+                // In a cluster the account's name is claimed first, as a
+                // rename's is: another server may hold it.
+                let id = self.user(key).map_or(0, |u| u.id);
+                self.claim(key, id, &account);
+            } else if old != account {
                 self.set_nick(key, old, account.clone(), now_ms);
             }
             self.emit(Event::LoggedIn { account }, To::One(key));
             return;
         }
-        // Required login: it arrives now, under its account's name.
+        // Required login: it arrives now, under its account's name, once
+        // the cluster's name table (if any) says the name is its own.
+        if self.claim_arrival(key, account.as_str()) {
+            return;
+        }
+        self.admit_logged_in(key, old, account, now_ms);
+    }
+
+    /// The cluster's name table answered the claim of a required login's
+    /// account name: it arrives, or stays out, logged out, and is told why.
+    pub(super) fn login_claimed(&mut self, claim: Claim, ok: bool, now_ms: u64) {
+        let key = claim.key;
+        let Some(old) = self.nick_of(key) else {
+            return;
+        };
+        let account = Name::new(&claim.nick);
+        let taken_here = self.holder(&account.key()).is_some_and(|k| k != key);
+        if ok && !taken_here {
+            return self.admit_logged_in(key, old, account, now_ms);
+        }
+        if let Some(r) = self.table.get_mut(key) {
+            r.user.account = None;
+        }
+        let message = if self.cluster_down() {
+            replica::UNAVAILABLE.to_owned()
+        } else {
+            format!(
+                "{account} is in use on another server of the cluster (another session of \
+                 the account?); end it, or log in again in a moment"
+            )
+        };
+        self.refuse(key, ErrorCode::NickInUse, &message);
+    }
+
+    /// A required login's arrival under its account's name.
+    fn admit_logged_in(&mut self, key: Key, old: Name, account: Name, now_ms: u64) {
         if let Some(r) = self.table.get_mut(key) {
             r.user.nick = account.clone();
             let id = r.user.id;

@@ -54,7 +54,7 @@ use super::http;
 use super::hub::Hub;
 use super::irc::door::{self as irc, Tick};
 use super::log::EventLog;
-use super::metrics::Counts;
+use super::metrics::{self, Counts};
 use super::persist::{Done, Opened, Persist};
 use super::store::{Record, Stored};
 use super::table::Key;
@@ -406,6 +406,14 @@ impl EventLoop {
                     .map_err(io::Error::other)?;
                 hub.core
                     .join_cluster(&backplane.instance, backplane.id_base);
+                if persist.is_some() && backplane.first_seq > stored_seq + 1 {
+                    eprintln!(
+                        "chat server: the cluster's stream starts at {} but this server's history \
+                         ends at {stored_seq}: messages in between aged out (--cluster-keep) and \
+                         are missing from its history; it goes on from {}",
+                        backplane.first_seq, backplane.first_seq
+                    );
+                }
                 Some(backplane)
             }
             None => None,
@@ -560,6 +568,9 @@ impl EventLoop {
                 self.accept_http(true);
             }
             self.publish();
+            // After the releases `publish` handed over: a required login
+            // claims the name a squatter here just gave back.
+            self.send_claims();
             self.write();
             // From the end of the wait to here: what a turn costs.
             self.counts.turns.observe(now.elapsed());
@@ -682,6 +693,13 @@ impl EventLoop {
             }
             let core = &self.hub.core;
             let mut counts = self.counts;
+            counts.cluster = self.cluster.as_ref().map(|c| metrics::Cluster {
+                published: c.published,
+                published_bytes: c.published_bytes,
+                received: c.received,
+                up: !core.cluster_down(),
+                servers: c.servers(),
+            });
             let open = self.http.len();
             let Some((_, conn)) = self.http.get_mut(slot) else {
                 break None;
@@ -1370,7 +1388,7 @@ impl EventLoop {
         // A bounded turn, so that clients are read meanwhile; the rest
         // waits for the next turn (see the wake below).
         while taken < CLUSTER_TURN {
-            let Some(got) = self.cluster.as_ref().and_then(|c| c.try_recv()) else {
+            let Some(got) = self.cluster.as_mut().and_then(|c| c.try_recv()) else {
                 break;
             };
             taken += 1;
@@ -1395,6 +1413,7 @@ impl EventLoop {
                         id: ask.id,
                         nick: ask.nick,
                         name: ask.name,
+                        arrival: ask.arrival,
                     };
                     self.hub.claimed(claim, ok, self.now_ms);
                     if let Some(conn) = self.hub.core.conn_mut(key) {
@@ -1448,6 +1467,7 @@ impl EventLoop {
                         id: claim.id,
                         nick: claim.nick,
                         name: claim.name,
+                        arrival: claim.arrival,
                     },
                 });
             }

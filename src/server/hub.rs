@@ -254,6 +254,22 @@ impl<C: AsMut<Outlet>> Hub<C> {
 
     /// The cluster's name table answered a rename.
     pub fn claimed(&mut self, claim: core::Claim, ok: bool, now_ms: u64) {
+        let waiting = self
+            .core
+            .user(claim.key)
+            .is_some_and(|u| u.id == claim.id && u.presence == core::Presence::Waiting);
+        if claim.arrival && waiting {
+            // Only the IRC door introduces a waiting connection by name.
+            let mut parts = Parts {
+                core: &mut self.core,
+                delivery: &mut self.delivery,
+                journal: &mut self.journal,
+            };
+            self.irc
+                .claimed(&mut parts, claim.key, &claim.nick, ok, now_ms);
+            self.deliver();
+            return;
+        }
         self.core.claimed(claim, ok, now_ms);
         self.deliver();
     }
@@ -1303,6 +1319,81 @@ mod tests {
             out[&b]
         );
         let _ = (a, b);
+    }
+
+    #[test]
+    fn in_a_cluster_a_login_takes_its_account_s_name_once_claimed() {
+        let mut hub = hub();
+        hub.core.join_cluster("me", 1);
+        let a = join(&mut hub);
+        line(
+            &mut hub,
+            a,
+            json!({"type":"login","account":"dora","password":PW}),
+        );
+        let mut jobs = Vec::new();
+        hub.core.take_jobs(&mut jobs);
+        hub.answer_job(
+            Answer {
+                conn: a,
+                login: true,
+                outcome: Outcome::LoggedIn("dora".into()),
+            },
+            NOW,
+        );
+        drain(&mut hub);
+        let claims = hub.core.take_claims();
+        assert_eq!(claims.len(), 1, "the account's name is claimed");
+        assert!(!claims[0].arrival && claims[0].nick == "dora");
+        hub.claimed(claims[0].clone(), true, NOW);
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&a]), ["nick"]);
+        assert_eq!(hub.core.user(a).unwrap().nick.as_str(), "dora");
+    }
+
+    #[test]
+    fn in_a_cluster_a_required_login_arrives_once_its_name_is_claimed() {
+        let rules = core::AccountRules {
+            require_login: true,
+            ..core::AccountRules::default()
+        };
+        let mut hub = hub();
+        hub.core.join_cluster("me", 1);
+        hub.core.set_accounts(rules, &[]);
+        let (a, b) = (join(&mut hub), join(&mut hub));
+        let mut jobs = Vec::new();
+        for k in [a, b] {
+            line(
+                &mut hub,
+                k,
+                json!({"type":"login","account":"dora","password":PW}),
+            );
+            hub.core.take_jobs(&mut jobs);
+            hub.answer_job(
+                Answer {
+                    conn: k,
+                    login: true,
+                    outcome: Outcome::LoggedIn("dora".into()),
+                },
+                NOW,
+            );
+        }
+        drain(&mut hub);
+        let claims = hub.core.take_claims();
+        assert_eq!(claims.len(), 2, "each arrival waits for its claim");
+        assert!(claims.iter().all(|c| c.arrival && c.nick == "dora"));
+        assert!(!hub.core.user(a).unwrap().admitted);
+        // The name table gives it to a; b's is held elsewhere.
+        hub.claimed(claims[0].clone(), true, NOW);
+        hub.claimed(claims[1].clone(), false, NOW);
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&a]), ["nick", "logged_in", "joined"]);
+        assert_eq!(codes(&out[&b]), ["nick_in_use"]);
+        assert!(!hub.core.user(b).unwrap().admitted);
+        assert!(
+            hub.core.user(b).unwrap().account.is_none(),
+            "b logs in again"
+        );
     }
 
     #[test]

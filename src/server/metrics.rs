@@ -68,6 +68,23 @@ pub struct Counts {
     pub stored_seq: u64,
     pub started: Option<Instant>,
     pub turns: Turns,
+    /// The backplane's, with `--cluster` only.
+    pub cluster: Option<Cluster>,
+}
+
+/// What the backplane counts: how much this server hands to NATS and
+/// takes from its stream, and whether it is in contact with the rest.
+#[derive(Default, Clone, Copy)]
+pub struct Cluster {
+    /// Messages handed to NATS (ops, private messages, name claims and
+    /// releases) and the bytes of the ops among them.
+    pub published: u64,
+    pub published_bytes: u64,
+    /// Stream messages applied here (every server's, this one's included).
+    pub received: u64,
+    pub up: bool,
+    /// Servers known to be alive, this one included.
+    pub servers: usize,
 }
 
 /// The doors as labelled.
@@ -207,8 +224,50 @@ pub fn render(c: &Counts) -> String {
         "chat_loop_turn_seconds_sum {}\nchat_loop_turn_seconds_count {cumulative}",
         c.turns.sum_ns as f64 / 1e9
     );
+    if let Some(cl) = &c.cluster {
+        cluster(&mut out, cl);
+    }
     process(&mut out);
     out
+}
+
+/// The `chat_cluster_*` families.
+fn cluster(out: &mut String, c: &Cluster) {
+    single(
+        out,
+        "chat_cluster_published_messages_total",
+        "counter",
+        "Messages handed to NATS (changes, private messages, name claims and releases).",
+        c.published,
+    );
+    single(
+        out,
+        "chat_cluster_published_bytes_total",
+        "counter",
+        "Bytes of the changes published to the cluster's stream.",
+        c.published_bytes,
+    );
+    single(
+        out,
+        "chat_cluster_received_messages_total",
+        "counter",
+        "Messages of the cluster's stream applied here, this server's included.",
+        c.received,
+    );
+    single(
+        out,
+        "chat_cluster_up",
+        "gauge",
+        "1 while in contact with NATS, 0 in degraded mode.",
+        u8::from(c.up),
+    );
+    single(
+        out,
+        "chat_cluster_servers",
+        "gauge",
+        "Servers of the cluster known to be alive, this one included.",
+        c.servers,
+    );
 }
 
 /// Linux reports CPU time in ticks of 1/100 s to user space whatever the
@@ -439,6 +498,24 @@ mod tests {
         assert!(s["process_open_fds"] >= 3.0);
         assert!(s["process_start_time_seconds"] > 1.5e9);
         assert!(s.contains_key("process_cpu_seconds_total"));
+        assert!(
+            !s.keys().any(|k| k.starts_with("chat_cluster_")),
+            "no cluster families without --cluster"
+        );
+        c.cluster = Some(Cluster {
+            published: 4,
+            published_bytes: 400,
+            received: 9,
+            up: false,
+            servers: 3,
+        });
+        let text = render(&c);
+        let s = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(s["chat_cluster_published_messages_total"], 4.0);
+        assert_eq!(s["chat_cluster_published_bytes_total"], 400.0);
+        assert_eq!(s["chat_cluster_received_messages_total"], 9.0);
+        assert_eq!(s["chat_cluster_up"], 0.0);
+        assert_eq!(s["chat_cluster_servers"], 3.0);
     }
 
     #[test]

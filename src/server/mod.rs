@@ -197,6 +197,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
             password: args.cluster_password.clone(),
             token: args.cluster_token.clone(),
             ca: args.cluster_ca.clone(),
+            keep: args.cluster_keep,
         }),
     };
     log.say(&format!(

@@ -8,6 +8,7 @@
 //! `#[path = "common/cluster.rs"] mod cluster;` beside `mod common;`.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -25,12 +26,22 @@ pub struct Cluster {
     nats_again: Option<Child>,
     pub dir: TempDir,
     extra: Vec<String>,
+    /// Listener options (`--listen-irc`, `--listen-http`) each server gets
+    /// on `127.0.0.1:0`, and the addresses each announced, in that order.
+    doors: Vec<String>,
+    pub door_addrs: Vec<Vec<SocketAddr>>,
 }
 
 impl Cluster {
     /// NATS and `n` servers, or `None` where nats-server is not installed
     /// (outside CI; see [`nats::available`]).
     pub fn start(label: &str, n: usize, extra: &[&str]) -> Option<Cluster> {
+        Cluster::start_doors(label, n, &[], extra)
+    }
+
+    /// As [`Cluster::start`], each server also listening with the listener
+    /// options `doors` (such as `--listen-irc`); see [`Cluster::door`].
+    pub fn start_doors(label: &str, n: usize, doors: &[&str], extra: &[&str]) -> Option<Cluster> {
         if !nats::available() {
             return None;
         }
@@ -42,10 +53,13 @@ impl Cluster {
             nats_again: None,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            doors: doors.iter().map(|s| s.to_string()).collect(),
+            door_addrs: Vec::new(),
         };
         for i in 0..n {
-            let server = cluster.spawn(i);
+            let (server, addrs) = cluster.spawn(i);
             cluster.servers.push(Some(server));
+            cluster.door_addrs.push(addrs);
         }
         Some(cluster)
     }
@@ -55,12 +69,22 @@ impl Cluster {
         self.dir.path.join(format!("server{i}.db"))
     }
 
-    fn spawn(&self, i: usize) -> Server {
+    fn spawn(&self, i: usize) -> (Server, Vec<SocketAddr>) {
         let db = self.db(i);
         let url = self.nats.url();
         let mut args: Vec<&str> = vec!["--db", db.to_str().expect("utf-8 path"), "--cluster", &url];
         args.extend(self.extra.iter().map(String::as_str));
-        Server::start(&args)
+        let listeners: Vec<&str> = self
+            .doors
+            .iter()
+            .flat_map(|d| [d.as_str(), "127.0.0.1:0"])
+            .collect();
+        Server::start_listeners(&listeners, &args, self.doors.len())
+    }
+
+    /// Server `i`'s address for its `n`th door of [`Cluster::start_doors`].
+    pub fn door(&self, i: usize, n: usize) -> SocketAddr {
+        self.door_addrs[i][n]
     }
 
     pub fn server(&self, i: usize) -> &Server {
@@ -78,8 +102,9 @@ impl Cluster {
     /// port).
     pub fn restart(&mut self, i: usize) {
         self.kill(i);
-        let server = self.spawn(i);
+        let (server, addrs) = self.spawn(i);
         self.servers[i] = Some(server);
+        self.door_addrs[i] = addrs;
     }
 
     /// Connects to server `i` as `nick`: welcome read, the rename

@@ -24,6 +24,7 @@ pub mod op;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 
 use mio::Waker;
@@ -44,6 +45,8 @@ pub struct Config {
     pub token: Option<String>,
     /// A CA to trust for NATS's TLS; TLS is then required.
     pub ca: Option<PathBuf>,
+    /// The stream's age limit (`--cluster-keep`; zero: none).
+    pub keep: std::time::Duration,
 }
 
 /// From the loop to the thread.
@@ -84,6 +87,8 @@ pub struct NameAsk {
     pub id: u64,
     pub nick: String,
     pub name: String,
+    /// A name to arrive with, not a rename.
+    pub arrival: bool,
 }
 
 /// From the thread to the loop.
@@ -112,6 +117,9 @@ pub enum In {
 pub struct Backplane {
     pub instance: String,
     pub id_base: u64,
+    /// The stream's first message when this server joined: older ones
+    /// were dropped by its age limit.
+    pub first_seq: u64,
     to_thread: tokio::sync::mpsc::UnboundedSender<Out>,
     from_thread: Receiver<In>,
     /// Messages and bytes handed to NATS (for `/metrics` and the figures).
@@ -119,6 +127,10 @@ pub struct Backplane {
     pub published_bytes: u64,
     /// The cluster's accounts, for the hashing threads.
     pub shelf: Arc<book::Shelf>,
+    /// Stream messages handed to the loop.
+    pub received: u64,
+    /// Instances the thread hears from, this one included.
+    servers: Arc<AtomicUsize>,
 }
 
 impl Backplane {
@@ -136,11 +148,13 @@ impl Backplane {
         let me = instance.clone();
         let shelf = Arc::new(book::Shelf::new(out_tx.clone()));
         let theirs = Arc::clone(&shelf);
+        let servers = Arc::new(AtomicUsize::new(1));
+        let heard = Arc::clone(&servers);
         std::thread::Builder::new()
             .name("chat-cluster".into())
             .spawn(move || {
                 runtime.block_on(nats::run(
-                    config, me, theirs, started_tx, in_tx, waker, out_rx,
+                    config, me, theirs, started_tx, in_tx, waker, out_rx, heard,
                 ));
             })
             .map_err(|e| format!("cannot start the cluster's thread: {e}"))?;
@@ -150,11 +164,14 @@ impl Backplane {
         Ok(Backplane {
             instance,
             id_base: started.id_base,
+            first_seq: started.first_seq,
             to_thread: out_tx,
             from_thread: in_rx,
             published: 0,
             published_bytes: 0,
             shelf,
+            received: 0,
+            servers,
         })
     }
 
@@ -166,8 +183,18 @@ impl Backplane {
         let _ = self.to_thread.send(out);
     }
 
-    pub fn try_recv(&self) -> Option<In> {
-        self.from_thread.try_recv().ok()
+    pub fn try_recv(&mut self) -> Option<In> {
+        let got = self.from_thread.try_recv().ok();
+        if let Some(In::Op { .. }) = &got {
+            self.received += 1;
+        }
+        got
+    }
+
+    /// Servers known to be alive, this one included (as of the last
+    /// heartbeat tick).
+    pub fn servers(&self) -> usize {
+        self.servers.load(Ordering::Relaxed)
     }
 }
 

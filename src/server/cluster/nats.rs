@@ -51,7 +51,12 @@ impl Names {
 /// What the loop learns once, before it serves anyone.
 pub struct Started {
     pub id_base: u64,
+    pub first_seq: u64,
 }
+
+/// How long the stream remembers a message id, so that a publish retried
+/// after a lost ack is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 async fn connect_options(config: &Config) -> Result<async_nats::ConnectOptions, String> {
     let mut options = async_nats::ConnectOptions::new()
@@ -81,6 +86,9 @@ async fn connect_options(config: &Config) -> Result<async_nats::ConnectOptions, 
 
 /// The thread's body: connects, says hello, then runs until the loop
 /// drops its sender.
+// The thread's whole world, handed over once at its start: the channels
+// each way and the state it shares with the loop.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Config,
     instance: String,
@@ -89,6 +97,7 @@ pub async fn run(
     to_loop: Sender<In>,
     waker: Arc<Waker>,
     mut from_loop: UnboundedReceiver<Out>,
+    servers: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let setup = async {
@@ -108,21 +117,44 @@ pub async fn run(
         })?;
         let names = Names::new(&config.name);
         let js = jetstream::new(client.clone());
-        let log = js
-            .get_or_create_stream(stream::Config {
-                name: names.stream.clone(),
-                subjects: vec![names.log.clone()],
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
+        let wanted = stream::Config {
+            name: names.stream.clone(),
+            subjects: vec![names.log.clone()],
+            storage: stream::StorageType::File,
+            // `--cluster-keep`; NATS wants the duplicate window within it.
+            max_age: config.keep,
+            duplicate_window: if config.keep.is_zero() {
+                DUPLICATE_WINDOW
+            } else {
+                DUPLICATE_WINDOW.min(config.keep)
+            },
+            ..Default::default()
+        };
+        let mut log = js.get_or_create_stream(wanted.clone()).await.map_err(|e| {
+            format!(
+                "cannot open the stream {} on NATS: {e}; is JetStream on (nats-server -js)?",
+                names.stream
+            )
+        })?;
+        let had = &log.cached_info().config;
+        if had.max_age != wanted.max_age || had.duplicate_window != wanted.duplicate_window {
+            // The last server started says how long the stream keeps.
+            let mut changed = had.clone();
+            changed.max_age = wanted.max_age;
+            changed.duplicate_window = wanted.duplicate_window;
+            js.update_stream(changed).await.map_err(|e| {
                 format!(
-                    "cannot open the stream {} on NATS: {e}; is JetStream on (nats-server -js)?",
+                    "cannot set the age limit of the stream {} on NATS: {e}; check --cluster-keep",
                     names.stream
                 )
             })?;
+        }
+        let first_seq = log
+            .info()
+            .await
+            .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?
+            .state
+            .first_sequence;
         let hello = encode(&instance, Op::Hello);
         let ack = js
             .publish(names.log.clone(), hello.into())
@@ -130,7 +162,9 @@ pub async fn run(
             .map_err(|e| format!("cannot publish to {}: {e}", names.log))?
             .await
             .map_err(|e| format!("cannot publish to {}: {e}", names.log))?;
-        let messages = read_from(&log, &names.log, 1)
+        // From the first message the stream still has (older ones aged
+        // out): a store behind it has a gap, which the loop reports.
+        let messages = read_from(&log, &names.log, first_seq.max(1))
             .await
             .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
         let bucket = format!("{}_nicks", names.stream.trim_end_matches("_log"));
@@ -195,16 +229,29 @@ pub async fn run(
             hb,
             pm,
             ack.sequence,
+            first_seq,
         ))
     };
-    let (client, js, log, nicks, accounts, mut watch, names, mut messages, mut hb, mut pm, hello) =
-        match setup.await {
-            Ok(parts) => parts,
-            Err(why) => {
-                let _ = started.send(Err(why));
-                return;
-            }
-        };
+    let (
+        client,
+        js,
+        log,
+        nicks,
+        accounts,
+        mut watch,
+        names,
+        mut messages,
+        mut hb,
+        mut pm,
+        hello,
+        first_seq,
+    ) = match setup.await {
+        Ok(parts) => parts,
+        Err(why) => {
+            let _ = started.send(Err(why));
+            return;
+        }
+    };
     let mut state = State {
         instance: instance.clone(),
         seen: HashMap::new(),
@@ -239,6 +286,7 @@ pub async fn run(
     if started
         .send(Ok(Started {
             id_base: op::id_base(hello),
+            first_seq,
         }))
         .is_err()
     {
@@ -409,6 +457,7 @@ pub async fn run(
                         state.seen.remove(&who);
                         let _ = publisher.send(encode(&instance, Op::Gone { instance: who }));
                     }
+                    servers.store(state.seen.len() + 1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }

@@ -55,6 +55,9 @@ pub struct Claim {
     pub nick: String,
     /// The name's key in the bucket: its comparison key, hex.
     pub name: String,
+    /// A name to arrive with (IRC's registration, or a required login)
+    /// rather than a rename: the answer goes to whoever waits to arrive.
+    pub arrival: bool,
 }
 
 /// A name's key in the cluster's name table: its comparison key in hex,
@@ -144,13 +147,46 @@ impl<C> Core<C> {
                 id,
                 nick: nick.as_str().into(),
                 name: claim_key(nick.as_str()),
+                arrival: false,
             });
         }
+    }
+
+    /// A user here is about to arrive as `nick` (already checked here):
+    /// in a cluster the name table must say it is theirs first, as for a
+    /// rename, or two servers could admit one name. Returns whether a
+    /// claim was queued (the arrival then waits for its answer).
+    pub fn claim_arrival(&mut self, key: Key, nick: &str) -> bool {
+        if !self.noting() || is_guest(nick) {
+            return false;
+        }
+        let Some(id) = self.user(key).map(|u| u.id) else {
+            return false;
+        };
+        if let Some(r) = &mut self.replica {
+            r.claims.push(Claim {
+                key,
+                id,
+                nick: nick.into(),
+                name: claim_key(nick),
+                arrival: true,
+            });
+        }
+        true
     }
 
     /// The name table's answer to a [`Claim`]: the rename is made, or
     /// refused as `nick_in_use`.
     pub fn claimed(&mut self, claim: Claim, ok: bool, now_ms: u64) {
+        if claim.arrival
+            && let Some(r) = self.table.get(claim.key)
+            && r.user.id == claim.id
+            && r.user.is_here()
+            && !r.user.admitted
+            && r.conn.is_some()
+        {
+            return self.login_claimed(claim, ok, now_ms);
+        }
         let here = self
             .table
             .get(claim.key)

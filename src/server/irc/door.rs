@@ -75,6 +75,10 @@ pub struct Client {
     seen_ms: u64,
     /// A PING is unanswered.
     pinged: bool,
+    /// In a cluster: the name its registration waits for the cluster's
+    /// name table to give, and then the name it gave.
+    claiming: Option<String>,
+    claimed: Option<String>,
 }
 
 /// The IRCv3 capabilities this door offers, as `CAP LS` lists them.
@@ -575,6 +579,17 @@ impl Door {
         let Ok(nick) = names::check_nick(&nick) else {
             return;
         };
+        // In a cluster the name is claimed first, as a rename is, so two
+        // servers cannot both register one name.
+        if client.claimed.as_deref() != Some(nick.as_str()) {
+            if client.claiming.is_some() {
+                return;
+            }
+            if parts.core.claim_arrival(key, &nick) {
+                client.claiming = Some(nick);
+                return;
+            }
+        }
         client.registered = true;
         let users = parts.core.here() + 1;
         let rooms = parts.core.room_list().len();
@@ -590,6 +605,34 @@ impl Door {
         // Already in it: the core answers `joined` alone, which an IRC
         // client sees as its JOIN, the topic and the names.
         parts.handle(key, Command::Join { room: &room }, now_ms);
+    }
+
+    /// The cluster's name table answered the claim of the name `nick`
+    /// that `key`'s registration waits for: it registers, or gets 433 and
+    /// may send another NICK.
+    pub fn claimed<C: AsMut<Outlet>>(
+        &mut self,
+        parts: &mut Parts<'_, C>,
+        key: Key,
+        nick: &str,
+        ok: bool,
+        now_ms: u64,
+    ) {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        client.claiming = None;
+        if ok {
+            client.claimed = Some(nick.to_owned());
+            return self.try_register(parts, key, now_ms);
+        }
+        client.nick = None;
+        let text = if parts.core.cluster_down() {
+            crate::server::core::UNAVAILABLE
+        } else {
+            "Nickname is already in use on another server of the cluster"
+        };
+        parts.answer(key, |out| numeric(out, "", "433", &[nick, text]));
     }
 
     /// CAP LS, LIST, REQ (all or nothing) and END. `cap-notify` is held
