@@ -849,8 +849,6 @@ fn apply(conn: &mut Conn, msg: &ServerMsg<'_>) {
         }
         ServerMsg::LoggedOut => {}
         ServerMsg::Error { .. } | ServerMsg::Pong { .. } => {}
-        // Answers to the account messages: they change no view of rooms.
-        ServerMsg::Registered { .. } | ServerMsg::LoggedIn { .. } | ServerMsg::LoggedOut => {}
         ServerMsg::Unknown => panic!("a message of no known type"),
     }
 }
