@@ -167,28 +167,11 @@ pub async fn run(
         let messages = read_from(&log, &names.log, first_seq.max(1))
             .await
             .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
-        let bucket = format!("{}_nicks", names.stream.trim_end_matches("_log"));
-        // The bucket's stream is made here, as a key-value bucket's
-        // stream is: `create_key_value` asks the account's limits in a
-        // form nats-server 2.9 does not answer.
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            discard: stream::DiscardPolicy::New,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            duplicate_window: Duration::from_secs(120),
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
-        let nicks = js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|e| format!("cannot open the name table {bucket} on NATS: {e}"))?;
+        let nicks = open_bucket(
+            &js,
+            &format!("{}_nicks", names.stream.trim_end_matches("_log")),
+        )
+        .await?;
         let accounts = open_bucket(
             &js,
             &format!("{}_accounts", names.stream.trim_end_matches("_log")),
