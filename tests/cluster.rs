@@ -355,17 +355,22 @@ fn an_irc_registration_claims_its_name_across_servers() {
     // The JSON bob is untouched: still bob, still there for the others.
     bob.send(&json!({"type": "nick", "nick": "bob"}));
     let mut ann = cluster.join(1, "ann");
+    // The claim said no; server 1's own view may still be on its way.
+    Cluster::wait_seen(&mut [&mut ann], "bob");
     ann.send(&json!({"type": "private", "to": "bob", "text": "still you?"}));
     assert_eq!(bob.recv_type("private")["text"], "still you?");
 
     // Two registrations of one name at once, on two servers: one wins.
+    // Both connections stay open until both have their answer: a winner
+    // that left at once would free the name for the other, rightly.
     let (a0, a1) = (cluster.door(0, 0), cluster.door(1, 0));
-    let first = std::thread::spawn(move || irc_register(a0, "zoe").1);
-    let second = std::thread::spawn(move || irc_register(a1, "Zoe").1);
-    let verbs = [
+    let first = std::thread::spawn(move || irc_register(a0, "zoe"));
+    let second = std::thread::spawn(move || irc_register(a1, "Zoe"));
+    let (first, second) = (
         first.join().expect("first registration"),
         second.join().expect("second registration"),
-    ];
+    );
+    let verbs = [first.1, second.1];
     assert_eq!(
         verbs.iter().filter(|v| *v == "001").count(),
         1,

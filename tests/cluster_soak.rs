@@ -453,6 +453,9 @@ fn receiver(kind: Kind, home: usize, seed: u64, shared: &Shared) -> Vec<Session>
     let mut sessions: Vec<Session> = Vec::new();
     let mut server = home;
     let mut ends: Vec<String> = Vec::new();
+    // Once the senders stop, a receiver has [`WAIT`] in all, however many
+    // times it moves meanwhile.
+    let mut give_up = None;
     loop {
         let Some(addr) = *shared.addrs[server].lock().unwrap() else {
             assert_eq!(kind, Kind::Mover, "a stayer's server is gone");
@@ -485,13 +488,17 @@ fn receiver(kind: Kind, home: usize, seed: u64, shared: &Shared) -> Vec<Session>
             .flat_map(|s| s.live.iter().chain(&s.caught_up))
             .map(|e| e.seq)
             .max();
+        // Catching up, page by page, until a page says there is no more.
+        // A mover does not move meanwhile: its next catch-up starts after
+        // the highest seq it has seen, so pages it left unread would be a
+        // hole nobody asks for again.
+        let mut catching_up = false;
         if let Some(seen) = seen {
             let ask = json!({"type": "history", "room": ROOM, "after": seen, "limit": 500});
-            let _ = stream.write_all(format!("{ask}\n").as_bytes());
+            catching_up = stream.write_all(format!("{ask}\n").as_bytes()).is_ok();
         }
         let move_at = Instant::now() + Duration::from_millis(300 + rng.below(1200));
         let mut closed = false;
-        let mut give_up = None;
         loop {
             if shared.stop.load(Ordering::Relaxed) {
                 let by = *give_up.get_or_insert(Instant::now() + WAIT);
@@ -525,6 +532,8 @@ fn receiver(kind: Kind, home: usize, seed: u64, shared: &Shared) -> Vec<Session>
                             let last = page.last().map_or(0, |e| e.seq);
                             let ask = json!({"type": "history", "room": ROOM, "after": last, "limit": 500});
                             let _ = stream.write_all(format!("{ask}\n").as_bytes());
+                        } else {
+                            catching_up = false;
                         }
                         session.caught_up.extend(page);
                     }
@@ -543,6 +552,7 @@ fn receiver(kind: Kind, home: usize, seed: u64, shared: &Shared) -> Vec<Session>
                 break;
             }
             if kind == Kind::Mover
+                && !catching_up
                 && !shared.hold.load(Ordering::Relaxed)
                 && Instant::now() > move_at
             {
