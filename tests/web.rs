@@ -360,6 +360,36 @@ fn bad_utf8_closes_with_1007_and_binary_with_1003() {
 }
 
 #[test]
+fn a_client_s_close_is_answered_with_its_code_and_it_leaves() {
+    let (server, http) = start();
+    let mut ann = server.join("ann");
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    ws_send(&mut web, json!({"type": "nick", "nick": "webby"}));
+    ws_recv_type(&mut web, "nick");
+    // 1001, "going away", as a browser closing its tab sends.
+    raw_frame(&mut web, 0x8, &[0x03, 0xE9, b'b', b'y', b'e']);
+    let mut answer = Vec::new();
+    web.get_mut()
+        .read_to_end(&mut answer)
+        .expect("read to the end");
+    assert_eq!(answer, [0x88, 2, 0x03, 0xE9], "the close echoed, then the end");
+    loop {
+        let msg = ann.recv();
+        if msg["type"] == "leave" {
+            assert_eq!(msg["nick"], "webby", "{msg}");
+            break;
+        }
+    }
+    // A close frame done wrong is answered as such.
+    let mut web = ws_connect(http, None).expect("upgrade");
+    ws_recv_type(&mut web, "welcome");
+    raw_frame(&mut web, 0x8, &[0x03, 0xED]);
+    assert_eq!(close_code(&mut web), 1002, "1005 may not be sent");
+    unharmed(&mut ann, http);
+}
+
+#[test]
 fn a_full_server_refuses_the_upgrade_with_503() {
     let (server, http) = start_with(&["--max-clients", "1"]);
     let _ann = server.join("ann");

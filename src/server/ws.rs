@@ -135,7 +135,7 @@ impl Reader {
                             continue;
                         }
                         OpCode::Data(Data::Binary) => Input::Close(UNSUPPORTED),
-                        OpCode::Control(Control::Close) => Input::Close(NORMAL),
+                        OpCode::Control(Control::Close) => Input::Close(close_answer(data)),
                         OpCode::Control(Control::Ping) => Input::Ping(data.to_vec()),
                         OpCode::Control(Control::Pong) => continue,
                         _ => Input::Close(PROTOCOL),
@@ -206,6 +206,28 @@ impl Reader {
             opcode,
             payload: start..start + len,
         }
+    }
+}
+
+/// The code to answer a client's close frame with (RFC 6455 §5.5.1, §7.4):
+/// its own code echoed, 1000 for a close without one, 1002 for a body of
+/// one byte or a code no endpoint may send, 1007 for a reason that is not
+/// UTF-8.
+fn close_answer(body: &[u8]) -> u16 {
+    let Some((code, reason)) = body.split_first_chunk::<2>() else {
+        return if body.is_empty() { NORMAL } else { PROTOCOL };
+    };
+    let code = u16::from_be_bytes(*code);
+    // 1004-1006 and 1015 are reserved, never sent; 1012-1014 are
+    // registered with IANA since; 3000-4999 are for libraries and
+    // applications.
+    let sendable = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+    if !sendable {
+        PROTOCOL
+    } else if std::str::from_utf8(reason).is_err() {
+        BAD_DATA
+    } else {
+        code
     }
 }
 
@@ -295,9 +317,45 @@ mod tests {
             ["CLOSE 1002"],
             "ping over 125 bytes"
         );
+        assert_eq!(
+            code(&masked(0x88, &[0x03])),
+            ["CLOSE 1002"],
+            "a one-byte close body"
+        );
+        assert_eq!(
+            code(&masked(0x88, &[0x03, 0xED])),
+            ["CLOSE 1002"],
+            "close with 1005"
+        );
+        assert_eq!(
+            code(&masked(0x88, &[0x03, 0xE7])),
+            ["CLOSE 1002"],
+            "close with 999"
+        );
+        assert_eq!(
+            code(&masked(0x88, &[0x03, 0xE8, 0xff])),
+            ["CLOSE 1007"],
+            "reason not UTF-8"
+        );
         let mut twice = masked(0x01, b"a");
         twice.extend(masked(0x81, b"b"));
         assert_eq!(code(&twice), ["CLOSE 1002"], "a new message mid-fragment");
+    }
+
+    #[test]
+    fn a_client_s_close_is_echoed() {
+        let code = |bytes: &[u8]| texts(&mut Reader::default(), bytes);
+        assert_eq!(code(&masked(0x88, b"")), ["CLOSE 1000"], "no code");
+        assert_eq!(
+            code(&masked(0x88, &[0x03, 0xE9])),
+            ["CLOSE 1001"],
+            "going away"
+        );
+        assert_eq!(
+            code(&masked(0x88, b"\x0f\xa0bye \xc3\xa9")),
+            ["CLOSE 4000"],
+            "an application's"
+        );
     }
 
     #[test]
