@@ -9,6 +9,8 @@
 //! fails them. Screenshots land in `target/browser-screenshots/`.
 
 mod common;
+#[path = "common/irc.rs"]
+mod irc;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,6 +20,7 @@ use std::sync::mpsc;
 
 use common::webdriver::{self, Driver, Element, Session, keys, wait_for};
 use common::{Server, TempDir, WAIT, chat};
+use irc::Irc;
 use serde_json::{Value, json};
 
 /// A server with `--listen-http` and `--listen-irc` on free ports: the
@@ -456,54 +459,6 @@ impl Drop for Terminal {
     }
 }
 
-/// A raw IRC connection.
-struct Irc {
-    reader: BufReader<TcpStream>,
-    stream: TcpStream,
-}
-
-impl Irc {
-    /// Connects and registers as `nick`, up to the end of the default
-    /// room's names (366).
-    fn register(addr: SocketAddr, nick: &str) -> Irc {
-        let stream = TcpStream::connect(addr).expect("connect to the IRC door");
-        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        let mut irc = Irc {
-            reader: BufReader::new(stream.try_clone().expect("clone")),
-            stream,
-        };
-        irc.send(&format!("NICK {nick}"));
-        irc.send(&format!("USER {nick} 0 * :{nick}"));
-        irc.until(|l| l.split(' ').nth(1) == Some("366"));
-        irc
-    }
-
-    fn send(&mut self, line: &str) {
-        self.stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write to the IRC door");
-    }
-
-    /// Lines up to and including the first that `done` accepts.
-    fn until(&mut self, done: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = self
-                .reader
-                .read_line(&mut line)
-                .unwrap_or_else(|e| panic!("IRC read failed ({e}) after:\n{}", lines.join("\n")));
-            assert!(n > 0, "the IRC door closed after:\n{}", lines.join("\n"));
-            let line = line.trim_end().to_owned();
-            let end = done(&line);
-            lines.push(line);
-            if end {
-                return lines;
-            }
-        }
-    }
-}
-
 /// Fetches `path` from the HTTP door; the body of a 200 answer.
 fn http_get(http: SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(http).expect("connect to the HTTP door");
@@ -650,7 +605,7 @@ fn browsers_terminal_and_irc_users_talk_in_one_room() {
     bob.nick("bob");
     let mut carol = Terminal::start(&server, "carol");
     carol.wait_for("you are now known as carol");
-    let mut dave = Irc::register(irc_addr, "dave");
+    let mut dave = Irc::register(irc_addr, "dave").0;
     ann.wait_members(&["ann", "bob", "carol", "dave"]);
     bob.wait_members(&["ann", "bob", "carol", "dave"]);
 

@@ -5,11 +5,16 @@
 #[path = "common/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "common/irc.rs"]
+mod irc;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::time::{Duration, Instant};
 
 use cluster::Cluster;
 use common::{Conn, WAIT};
+use irc::Irc;
 use serde_json::{Value, json};
 
 /// Skips lines until a `join` of `nick` to `room`.
@@ -505,4 +510,130 @@ fn the_stream_keeps_changes_for_cluster_keep_and_a_server_behind_it_starts() {
         .as_u64()
         .expect("first_seq");
     assert!(seq >= first, "seq goes on from the stream: {seq} < {first}");
+}
+
+/// The next message of type `kind` from `from`, skipping others.
+fn recv_from(conn: &mut Conn, kind: &str, from: &str) -> Value {
+    loop {
+        let msg = conn.recv_type(kind);
+        if msg["from"] == from {
+            return msg;
+        }
+    }
+}
+
+/// As [`recv_from`], over the WebSocket.
+fn ws_recv_from(web: &mut ws::Ws, kind: &str, from: &str) -> Value {
+    loop {
+        let msg = ws::recv_type(web, kind);
+        if msg["from"] == from {
+            return msg;
+        }
+    }
+}
+
+#[test]
+fn json_irc_and_websocket_users_on_three_servers_are_one_chat() {
+    let doors = ["--listen-irc", "--listen-http"];
+    let Some(cluster) = Cluster::start_doors("cluster-doors", 3, &doors, &[]) else {
+        return;
+    };
+    // jay over JSON lines on server 0, irene over IRC on 1, wes in a
+    // browser's WebSocket on 2.
+    let mut jay = cluster.join(0, "jay");
+    let (mut irene, _) = Irc::register(cluster.door(1, 0), "irene");
+    let mut wes = ws::connect(cluster.door(2, 1), None).expect("WebSocket upgrade");
+    ws::recv_type(&mut wes, "welcome");
+    ws::send(&mut wes, json!({"type": "nick", "nick": "wes"}));
+    ws::recv_type(&mut wes, "nick");
+    Cluster::wait_seen(&mut [&mut jay], "irene");
+    Cluster::wait_seen(&mut [&mut jay], "wes");
+
+    // Group messages, every door to every other, with one seq each.
+    jay.send(&json!({"type": "group", "text": "from json"}));
+    irene.until(|l| l.starts_with(":jay!") && l.ends_with("PRIVMSG #lobby :from json"));
+    let a = ws_recv_from(&mut wes, "group", "jay");
+    assert_eq!(a["text"], "from json");
+    irene.send("PRIVMSG #lobby :from irc");
+    let b = recv_from(&mut jay, "group", "irene");
+    assert_eq!(b["text"], "from irc");
+    assert_eq!(ws_recv_from(&mut wes, "group", "irene")["seq"], b["seq"]);
+    ws::send(&mut wes, json!({"type": "group", "text": "from web"}));
+    let c = recv_from(&mut jay, "group", "wes");
+    assert_eq!(c["text"], "from web");
+    irene.until(|l| l.starts_with(":wes!") && l.ends_with("PRIVMSG #lobby :from web"));
+    let seqs: Vec<u64> = [&a, &b, &c]
+        .iter()
+        .filter_map(|m| m["seq"].as_u64())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "one increasing seq: {seqs:?}"
+    );
+
+    // Private messages between doors and servers (each sender has seen
+    // its receiver's messages, so its server knows where they are).
+    ws::send(
+        &mut wes,
+        json!({"type": "private", "to": "irene", "text": "psst irene"}),
+    );
+    irene.until(|l| l.starts_with(":wes!") && l.ends_with("PRIVMSG irene :psst irene"));
+    irene.send("PRIVMSG jay :psst jay");
+    assert_eq!(recv_from(&mut jay, "private", "irene")["text"], "psst jay");
+    jay.send(&json!({"type": "private", "to": "wes", "text": "psst wes"}));
+    assert_eq!(ws_recv_from(&mut wes, "private", "jay")["text"], "psst wes");
+
+    // A topic set over IRC, a rename in the browser: seen at every door.
+    irene.send("TOPIC #lobby :one chat, three servers");
+    let topic = jay.recv_type("topic");
+    assert_eq!(
+        (topic["by"].as_str(), topic["text"].as_str()),
+        (Some("irene"), Some("one chat, three servers"))
+    );
+    assert_eq!(
+        ws::recv_type(&mut wes, "topic")["text"],
+        "one chat, three servers"
+    );
+    ws::send(&mut wes, json!({"type": "nick", "nick": "wesley"}));
+    let renamed = jay.recv_type("nick");
+    assert_eq!(
+        (renamed["old"].as_str(), renamed["new"].as_str()),
+        (Some("wes"), Some("wesley"))
+    );
+    irene.until(|l| l.starts_with(":wes!") && l.contains("NICK") && l.ends_with("wesley"));
+
+    // History from the browser's server is what everyone saw.
+    ws::send(
+        &mut wes,
+        json!({"type": "history", "room": "lobby", "limit": 10}),
+    );
+    let history = ws::recv_type(&mut wes, "history");
+    let stored: Vec<(u64, &str)> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| Some((m["seq"].as_u64()?, m["text"].as_str()?)))
+        .collect();
+    let seen: Vec<(u64, &str)> = [&a, &b, &c]
+        .iter()
+        .filter_map(|m| Some((m["seq"].as_u64()?, m["text"].as_str()?)))
+        .collect();
+    assert_eq!(stored, seen, "history on server 2");
+
+    // An IRC QUIT is a leave with reason quit everywhere.
+    irene.send("QUIT :bye all");
+    let left = loop {
+        let msg = jay.recv_type("leave");
+        if msg["nick"] == "irene" {
+            break msg;
+        }
+    };
+    assert_eq!(left["reason"], "quit", "{left}");
+    let left = loop {
+        let msg = ws::recv_type(&mut wes, "leave");
+        if msg["nick"] == "irene" {
+            break msg;
+        }
+    };
+    assert_eq!(left["reason"], "quit", "{left}");
 }

@@ -2,6 +2,8 @@
 //! browser client's files and refusals, against a real server.
 
 mod common;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -207,62 +209,21 @@ fn unknown_paths_and_bad_requests_are_refused() {
     assert!(get(http, "/healthz").starts_with("HTTP/1.1 200 "));
 }
 
-type Ws = tungstenite::WebSocket<TcpStream>;
-
-/// A WebSocket client on `/ws`, with `origin` if given.
-fn ws_connect(http: SocketAddr, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
-    use tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{http}/ws").into_client_request()?;
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("Origin", origin.parse().expect("header value"));
-    }
-    let stream = TcpStream::connect(http).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    tungstenite::client(request, stream)
-        .map(|(ws, _)| ws)
-        .map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => e,
-            tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
-        })
-}
-
-/// The next JSON message of type `kind`.
-fn ws_recv_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
-    loop {
-        match ws.read().expect("read a frame") {
-            tungstenite::Message::Text(text) => {
-                let v: serde_json::Value = serde_json::from_str(&text).expect("one JSON message");
-                if v["type"] == kind {
-                    return v;
-                }
-            }
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-fn ws_send(ws: &mut Ws, v: serde_json::Value) {
-    ws.send(tungstenite::Message::text(v.to_string()))
-        .expect("send");
-}
-
 #[test]
 fn websocket_and_json_lines_users_talk_in_one_room() {
     let (server, http) = start();
-    let mut web = ws_connect(http, Some(&format!("http://{http}"))).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
-    ws_send(&mut web, json!({"type": "nick", "nick": "webby"}));
-    ws_recv_type(&mut web, "nick");
+    let mut web = ws::connect(http, Some(&format!("http://{http}"))).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
+    ws::send(&mut web, json!({"type": "nick", "nick": "webby"}));
+    ws::recv_type(&mut web, "nick");
     let mut ann = server.join("ann");
     ann.send(&json!({"type": "group", "text": "hello web"}));
-    let got = ws_recv_type(&mut web, "group");
+    let got = ws::recv_type(&mut web, "group");
     assert_eq!(
         (got["from"].as_str(), got["text"].as_str()),
         (Some("ann"), Some("hello web"))
     );
-    ws_send(&mut web, json!({"type": "group", "text": "hello lines"}));
+    ws::send(&mut web, json!({"type": "group", "text": "hello lines"}));
     let got = ann.recv_type("group");
     assert_eq!(got["from"], "webby");
     assert_eq!(got["text"], "hello lines");
@@ -283,17 +244,17 @@ fn websocket_and_json_lines_users_talk_in_one_room() {
 #[test]
 fn a_protocol_ping_over_websocket_gets_its_pong_as_a_text_frame() {
     let (_server, http) = start();
-    let mut web = ws_connect(http, None).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
-    ws_send(&mut web, json!({"type": "ping", "token": [1, "two"]}));
-    let pong = ws_recv_type(&mut web, "pong");
+    let mut web = ws::connect(http, None).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
+    ws::send(&mut web, json!({"type": "ping", "token": [1, "two"]}));
+    let pong = ws::recv_type(&mut web, "pong");
     assert_eq!(pong["token"], json!([1, "two"]));
 }
 
 #[test]
 fn a_page_from_elsewhere_is_refused() {
     let (_server, http) = start();
-    match ws_connect(http, Some("https://evil.example")) {
+    match ws::connect(http, Some("https://evil.example")) {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
         Err(e) => panic!("expected 403, got {e}"),
         Ok(_) => panic!("a foreign origin got a WebSocket"),
@@ -303,8 +264,8 @@ fn a_page_from_elsewhere_is_refused() {
 #[test]
 fn a_frame_over_max_line_closes_with_1009_and_ping_gets_pong() {
     let (_server, http) = start_with(&["--max-line", "1024"]);
-    let mut web = ws_connect(http, None).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
+    let mut web = ws::connect(http, None).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
     web.send(tungstenite::Message::Ping(b"are you there".to_vec().into()))
         .expect("ping");
     match web.read().expect("read") {
@@ -326,54 +287,39 @@ fn a_frame_over_max_line_closes_with_1009_and_ping_gets_pong() {
     }
 }
 
-/// Sends one raw masked client frame (tungstenite will not send bad UTF-8).
-fn raw_frame(ws: &mut Ws, opcode: u8, payload: &[u8]) {
-    assert!(payload.len() < 126);
-    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-    frame.extend_from_slice(payload);
-    ws.get_mut().write_all(&frame).expect("write frame");
-}
-
-fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Close(Some(frame))) => return u16::from(frame.code),
-            Ok(tungstenite::Message::Close(None)) => panic!("closed without a code"),
-            Ok(_) => {}
-            Err(e) => panic!("expected a close frame, got {e}"),
-        }
-    }
-}
-
 #[test]
 fn bad_utf8_closes_with_1007_and_binary_with_1003() {
     let (_server, http) = start();
-    let mut web = ws_connect(http, None).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
-    raw_frame(&mut web, 0x1, b"\xff\xfe");
-    assert_eq!(close_code(&mut web), 1007);
-    let mut web = ws_connect(http, None).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
+    let mut web = ws::connect(http, None).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
+    ws::raw_frame(&mut web, 0x1, b"\xff\xfe");
+    assert_eq!(ws::close_code(&mut web), 1007);
+    let mut web = ws::connect(http, None).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
     web.send(tungstenite::Message::Binary(b"{}".to_vec().into()))
         .expect("send");
-    assert_eq!(close_code(&mut web), 1003);
+    assert_eq!(ws::close_code(&mut web), 1003);
 }
 
 #[test]
 fn a_client_s_close_is_answered_with_its_code_and_it_leaves() {
     let (server, http) = start();
     let mut ann = server.join("ann");
-    let mut web = ws_connect(http, None).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
-    ws_send(&mut web, json!({"type": "nick", "nick": "webby"}));
-    ws_recv_type(&mut web, "nick");
+    let mut web = ws::connect(http, None).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
+    ws::send(&mut web, json!({"type": "nick", "nick": "webby"}));
+    ws::recv_type(&mut web, "nick");
     // 1001, "going away", as a browser closing its tab sends.
-    raw_frame(&mut web, 0x8, &[0x03, 0xE9, b'b', b'y', b'e']);
+    ws::raw_frame(&mut web, 0x8, &[0x03, 0xE9, b'b', b'y', b'e']);
     let mut answer = Vec::new();
     web.get_mut()
         .read_to_end(&mut answer)
         .expect("read to the end");
-    assert_eq!(answer, [0x88, 2, 0x03, 0xE9], "the close echoed, then the end");
+    assert_eq!(
+        answer,
+        [0x88, 2, 0x03, 0xE9],
+        "the close echoed, then the end"
+    );
     loop {
         let msg = ann.recv();
         if msg["type"] == "leave" {
@@ -382,10 +328,10 @@ fn a_client_s_close_is_answered_with_its_code_and_it_leaves() {
         }
     }
     // A close frame done wrong is answered as such.
-    let mut web = ws_connect(http, None).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
-    raw_frame(&mut web, 0x8, &[0x03, 0xED]);
-    assert_eq!(close_code(&mut web), 1002, "1005 may not be sent");
+    let mut web = ws::connect(http, None).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
+    ws::raw_frame(&mut web, 0x8, &[0x03, 0xED]);
+    assert_eq!(ws::close_code(&mut web), 1002, "1005 may not be sent");
     unharmed(&mut ann, http);
 }
 
@@ -393,7 +339,7 @@ fn a_client_s_close_is_answered_with_its_code_and_it_leaves() {
 fn a_full_server_refuses_the_upgrade_with_503() {
     let (server, http) = start_with(&["--max-clients", "1"]);
     let _ann = server.join("ann");
-    match ws_connect(http, None) {
+    match ws::connect(http, None) {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
         Err(e) => panic!("expected 503, got {e}"),
         Ok(_) => panic!("a full server took a WebSocket"),
@@ -620,15 +566,15 @@ fn frames_done_wrong_close_with_1002() {
         ("a fragmented ping", &[0x09, 0x81, 0, 0, 0, 0, b'p']),
     ];
     for (what, bytes) in cases {
-        let mut web = ws_connect(http, None).expect("upgrade");
-        ws_recv_type(&mut web, "welcome");
+        let mut web = ws::connect(http, None).expect("upgrade");
+        ws::recv_type(&mut web, "welcome");
         web.get_mut().write_all(bytes).expect("write");
-        assert_eq!(close_code(&mut web), 1002, "{what}");
+        assert_eq!(ws::close_code(&mut web), 1002, "{what}");
         unharmed(&mut ann, http);
     }
     // Over --max-line (64 KiB by default), in fragments: 1009.
-    let mut web = ws_connect(http, None).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
+    let mut web = ws::connect(http, None).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
     let chunk = vec![b'x'; 60 * 1024];
     for first in [true, false] {
         let mut frame = vec![if first { 0x01 } else { 0x00 }, 0x80 | 126];
@@ -637,7 +583,7 @@ fn frames_done_wrong_close_with_1002() {
         frame.extend(&chunk);
         web.get_mut().write_all(&frame).expect("write");
     }
-    assert_eq!(close_code(&mut web), 1009);
+    assert_eq!(ws::close_code(&mut web), 1009);
     unharmed(&mut ann, http);
 }
 
@@ -647,8 +593,8 @@ fn a_ping_flood_is_slowed_and_json_users_stay_fast() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (server, http) = start();
     let mut ann = server.join("ann");
-    let mut web = ws_connect(http, None).expect("upgrade");
-    ws_recv_type(&mut web, "welcome");
+    let mut web = ws::connect(http, None).expect("upgrade");
+    ws::recv_type(&mut web, "welcome");
     let mut flood = web.get_ref().try_clone().expect("clone");
     flood
         .set_write_timeout(Some(std::time::Duration::from_millis(200)))
