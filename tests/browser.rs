@@ -653,8 +653,33 @@ fn browsers_terminal_and_irc_users_talk_in_one_room() {
         &[],
     );
 
-    // Shift+Enter is a new line in the composer, Enter sends both lines.
+    // Up brings back what was sent, newest first; Down goes forward again
+    // and ends at the draft that was there.
+    ann.say("said first");
+    ann.say("said second");
     let composer = ann.composer();
+    ann.s.send_keys(&composer, "a draft");
+    let value = || {
+        ann.s
+            .script("return document.querySelector('#composer').value;", &[])
+    };
+    for (key, want) in [
+        (keys::ARROW_UP, "said second"),
+        (keys::ARROW_UP, "said first"),
+        (keys::ARROW_DOWN, "said second"),
+        (keys::ARROW_DOWN, "a draft"),
+    ] {
+        ann.s.press(key);
+        assert_eq!(value(), json!(want), "recalling sent lines");
+    }
+    ann.s.clear(&composer);
+    // Tab completes a member's nick (at the start of a line, with ": ").
+    ann.s.send_keys(&composer, "bo");
+    ann.s.press(keys::TAB);
+    assert_eq!(value(), json!("bob: "), "Tab completion");
+    ann.s.clear(&composer);
+
+    // Shift+Enter is a new line in the composer, Enter sends both lines.
     ann.s.send_keys(&composer, "line one");
     ann.s.chord(keys::SHIFT, keys::ENTER);
     ann.s.send_keys(&composer, "line two");
@@ -1006,6 +1031,17 @@ fn the_page_reconnects_after_a_restart_and_catches_up() {
     server.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     drop(server);
     ann.wait_state("closed");
+    // A screen reader hears the state once; the countdown beside it is
+    // hidden from it, so it is not read out every second.
+    ann.wait(
+        "#status to say it reconnects, the countdown hidden",
+        "const s = document.querySelector('#status');
+         const hidden = s.querySelector('span[aria-hidden=true]');
+         return s.dataset.state === 'closed'
+             && s.firstChild.textContent === 'Disconnected; reconnecting'
+             && !!hidden && /^ in \\d+ s/.test(hidden.textContent);",
+        &[],
+    );
     // Someone looking now sees that the page is reconnecting, and still
     // has the conversation and the composer.
     ann.screenshot(

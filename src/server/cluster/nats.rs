@@ -330,6 +330,13 @@ pub async fn run(
                         let _ = publisher.send(encode(&instance, op));
                     }
                     Some(Out::Claim { ask }) => {
+                        // Refused at once while NATS is away, not after
+                        // the claim's timeout: an IRC client registering
+                        // meanwhile hears 433 straight away.
+                        if !up {
+                            tell(In::Claimed { ask, ok: false });
+                            continue;
+                        }
                         let owner = format!("{instance}:{}", ask.id);
                         let ok = tokio::time::timeout(
                             CLAIM_WAIT,

@@ -312,9 +312,24 @@ function onHistory(m) {
 
 // ---- the connection ----
 
-function setStatus(state, text) {
+/**
+ * The status is a live region: screen readers read out its changes. The
+ * reconnect countdown sits in a part hidden from them, so that they hear
+ * "Reconnecting" once, not a number every second.
+ */
+function setStatus(state, text, aside) {
   ui.status.dataset.state = state;
-  ui.status.textContent = text;
+  if (ui.status.dataset.text !== text) {
+    ui.status.dataset.text = text;
+    ui.status.textContent = text;
+  }
+  let hidden = ui.status.querySelector('span');
+  if (aside && !hidden) {
+    hidden = el('span');
+    hidden.setAttribute('aria-hidden', 'true');
+    ui.status.append(hidden);
+  }
+  if (hidden) hidden.textContent = aside || '';
 }
 
 function send(obj) {
@@ -360,7 +375,7 @@ function lost() {
   const tick = () => {
     const left = Math.ceil((at - Date.now()) / 1000);
     if (left <= 0) { connect(); return; }
-    setStatus('closed', 'Reconnecting in ' + left + ' s…');
+    setStatus('closed', 'Disconnected; reconnecting', ' in ' + left + ' s…');
     retryTimer = setTimeout(tick, Math.min(1000, at - Date.now()));
   };
   tick();
@@ -707,9 +722,59 @@ function submit() {
   if (!text.trim()) return;
   const done = text.startsWith('/') ? command(text) : say(text);
   if (done !== false) {
+    if (sent[sent.length - 1] !== text) sent.push(text);
+    if (sent.length > 100) sent.shift();
+    recall = null;
     ui.composer.value = '';
     grow();
   }
+}
+
+// What was sent, for Up and Down as in a shell or the terminal client;
+// `recall` is where Up has got to, and the draft it left.
+const sent = [];
+let recall = null;
+/** Up at the first line of the box goes back, Down at the last forward. */
+function recallLine(back) {
+  const box = ui.composer;
+  const before = box.value.slice(0, box.selectionStart);
+  const after = box.value.slice(box.selectionEnd);
+  if (back ? before.includes('\n') : after.includes('\n')) return false;
+  if (!recall) {
+    if (!back || !sent.length) return false;
+    recall = { at: sent.length, draft: box.value };
+  }
+  const at = recall.at + (back ? -1 : 1);
+  if (at < 0) return true;
+  recall.at = at;
+  box.value = at < sent.length ? sent[at] : recall.draft;
+  if (at >= sent.length) recall = null;
+  grow();
+  box.setSelectionRange(box.value.length, box.value.length);
+  return true;
+}
+/**
+ * Tab after the start of a nick completes it from the room's members
+ * (with ": " at the start of a line); with nothing to complete, Tab moves
+ * the focus on as everywhere else.
+ */
+function complete() {
+  const box = ui.composer;
+  if (box.selectionStart !== box.selectionEnd || !current) return false;
+  const before = box.value.slice(0, box.selectionStart);
+  const word = /[^\s]+$/.exec(before);
+  if (!word) return false;
+  const nicks = current.peer ? [current.peer] : [...current.members.values()];
+  const want = fold(word[0]);
+  const found = nicks.filter((n) => n !== myNick && fold(n).startsWith(want)).sort();
+  if (!found.length) return false;
+  const nick = found[0];
+  const start = before.length - word[0].length;
+  const tail = start === 0 ? ': ' : ' ';
+  box.value = before.slice(0, start) + nick + tail + box.value.slice(box.selectionEnd);
+  const caret = start + nick.length + tail.length;
+  box.setSelectionRange(caret, caret);
+  return true;
 }
 function grow() {
   ui.composer.rows = Math.min(6, ui.composer.value.split('\n').length);
@@ -764,7 +829,11 @@ ui.loginOpen.addEventListener('click', () => openLogin(''));
 
 ui.send.addEventListener('submit', (e) => { e.preventDefault(); submit(); ui.composer.focus(); });
 ui.composer.addEventListener('keydown', (e) => {
-  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+  if (e.isComposing || e.altKey || e.ctrlKey || e.metaKey) return;
+  if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); submit(); }
+  else if ((e.key === 'ArrowUp' || e.key === 'ArrowDown') && !e.shiftKey) {
+    if (recallLine(e.key === 'ArrowUp')) e.preventDefault();
+  } else if (e.key === 'Tab' && !e.shiftKey && complete()) e.preventDefault();
 });
 ui.composer.addEventListener('input', grow);
 ui.joinForm.addEventListener('submit', (e) => {
