@@ -31,7 +31,7 @@ use crate::names;
 use crate::wire::{self, ByeReason, ErrorCode, LeaveReason, Refusal};
 
 mod replica;
-pub use replica::{Applied, Claim, Replica, UNAVAILABLE};
+pub use replica::{Applied, Claim, Release, Replica, UNAVAILABLE};
 
 /// The longest topic, in bytes: a line of text, not a document (IRC's
 /// `TOPICLEN` is about as long).

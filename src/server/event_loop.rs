@@ -1479,12 +1479,14 @@ impl EventLoop {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
+        // Names first: by the time the others see a leave or a rename,
+        // the name it gave up is free in the name table.
+        for release in self.hub.core.take_releases() {
+            cluster.send(Out::Release(release));
+        }
         self.hub.core.take_ops(&mut self.ops);
         for op in self.ops.drain(..) {
             cluster.send(Out::Op(op));
-        }
-        for name in self.hub.core.take_releases() {
-            cluster.send(Out::Release { name });
         }
         for (instance, private) in self.hub.core.take_privates() {
             cluster.send(Out::Private {

@@ -62,10 +62,8 @@ pub enum Out {
     Claim {
         ask: NameAsk,
     },
-    /// The name `name` is no longer this instance's.
-    Release {
-        name: String,
-    },
+    /// A name a user here no longer holds.
+    Release(crate::server::core::Release),
     /// Read one account (by account key) from the accounts bucket.
     FindAccount {
         key: String,

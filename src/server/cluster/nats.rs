@@ -284,6 +284,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut up = true;
+    let mut unreleased: Vec<crate::server::core::Release> = Vec::new();
     let started_at = Instant::now();
     loop {
         tokio::select! {
@@ -346,8 +347,13 @@ pub async fn run(
                         .unwrap_or(false);
                         tell(In::Claimed { ask, ok });
                     }
-                    Some(Out::Release { name }) => {
-                        let _ = tokio::time::timeout(CLAIM_WAIT, release(&nicks, &name, &instance)).await;
+                    Some(Out::Release(gone)) => {
+                        // Kept while NATS is away or failing, and tried
+                        // again: a name left held by a live server would
+                        // be nobody's to take.
+                        if !up || !release(&nicks, &gone, &instance).await {
+                            unreleased.push(gone);
+                        }
                     }
                     Some(Out::FindAccount { key, reply }) => {
                         if !up {
@@ -430,6 +436,9 @@ pub async fn run(
                             Err(e) => eprintln!("chat server: cannot watch the cluster's accounts again: {e}"),
                         }
                     }
+                    if up {
+                        unreleased = release_all(&nicks, unreleased, &instance).await;
+                    }
                     tell(In::Up(up));
                 }
             }
@@ -448,6 +457,9 @@ pub async fn run(
                         let _ = publisher.send(encode(&instance, Op::Gone { instance: who }));
                     }
                     servers.store(state.seen.len() + 1, std::sync::atomic::Ordering::Relaxed);
+                    if !unreleased.is_empty() {
+                        unreleased = release_all(&nicks, unreleased, &instance).await;
+                    }
                 }
             }
         }
@@ -588,18 +600,45 @@ async fn claim(nicks: &kv::Store, name: &str, owner: &str, is_dead: impl Fn(&str
     }
 }
 
-/// Frees `name` if this instance holds it.
-async fn release(nicks: &kv::Store, name: &str, instance: &str) {
-    let Ok(Some(entry)) = nicks.entry(name).await else {
-        return;
-    };
-    if entry.operation == kv::Operation::Put
-        && String::from_utf8_lossy(&entry.value).split(':').next() == Some(instance)
-    {
-        let _ = nicks
-            .delete_expect_revision(name, Some(entry.revision))
-            .await;
+/// Frees a name if the table still says it is the user's who gave it up
+/// (nobody else took it meanwhile). False when NATS did not answer, so
+/// that it is tried again.
+async fn release(nicks: &kv::Store, gone: &crate::server::core::Release, instance: &str) -> bool {
+    let owner = format!("{instance}:{}", gone.id);
+    let done = tokio::time::timeout(CLAIM_WAIT, async {
+        let entry = match nicks.entry(&gone.name).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return true,
+            Err(_) => return false,
+        };
+        if entry.operation != kv::Operation::Put || *entry.value != *owner.as_bytes() {
+            return true;
+        }
+        match nicks
+            .delete_expect_revision(&gone.name, Some(entry.revision))
+            .await
+        {
+            Ok(()) => true,
+            // Changed since it was read: it is someone else's now.
+            Err(e) => e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+        }
+    });
+    done.await.unwrap_or(false)
+}
+
+/// Tries every release still owed; returns those NATS did not answer.
+async fn release_all(
+    nicks: &kv::Store,
+    owed: Vec<crate::server::core::Release>,
+    instance: &str,
+) -> Vec<crate::server::core::Release> {
+    let mut left = Vec::new();
+    for gone in owed {
+        if !release(nicks, &gone, instance).await {
+            left.push(gone);
+        }
     }
+    left
 }
 
 /// An ordered consumer of the stream from `start` on.

@@ -38,7 +38,7 @@ pub struct Replica {
     /// Names to claim cluster-wide before a user here takes them.
     claims: Vec<Claim>,
     /// Names users here held and no longer do (as KV keys).
-    releases: Vec<String>,
+    releases: Vec<Release>,
     /// Group messages of users here on their way through the stream.
     in_flight: HashMap<u64, u32>,
     /// Users here who left with messages in flight: they stay in their
@@ -58,6 +58,15 @@ pub struct Claim {
     /// A name to arrive with (IRC's registration, or a required login)
     /// rather than a rename: the answer goes to whoever waits to arrive.
     pub arrival: bool,
+}
+
+/// A name user `id` here held and no longer does: the name table's entry
+/// goes if it still says `id`'s (and nobody else's since).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The name's key in the bucket (see [`claim_key`]).
+    pub name: String,
+    pub id: u64,
 }
 
 /// A name's key in the cluster's name table: its comparison key in hex,
@@ -132,7 +141,7 @@ impl<C> Core<C> {
     }
 
     /// Names to release since the last call.
-    pub fn take_releases(&mut self) -> Vec<String> {
+    pub fn take_releases(&mut self) -> Vec<Release> {
         self.replica
             .as_mut()
             .map(|r| std::mem::take(&mut r.releases))
@@ -195,7 +204,10 @@ impl<C> Core<C> {
         let Some(old) = here else {
             // Gone meanwhile: the name is nobody's.
             if ok && let Some(r) = &mut self.replica {
-                r.releases.push(claim.name);
+                r.releases.push(Release {
+                    name: claim.name,
+                    id: claim.id,
+                });
             }
             return;
         };
@@ -314,7 +326,7 @@ impl<C> Core<C> {
                     ts: *ts,
                 },
                 None => {
-                    self.release(nick, &Name::EMPTY);
+                    self.release(*id, nick, &Name::EMPTY);
                     Op::Leave {
                         id: *id,
                         reason: *reason,
@@ -324,7 +336,7 @@ impl<C> Core<C> {
                 }
             },
             Event::Nick { id, old, new, ts } => {
-                self.release(old, new);
+                self.release(*id, old, new);
                 Op::Nick {
                     id: *id,
                     new: new.as_str().into(),
@@ -357,13 +369,16 @@ impl<C> Core<C> {
 
     /// A user here no longer holds `old` (now `new`, or nothing): its
     /// claim is released, unless it is a guest name or the same name.
-    fn release(&mut self, old: &Name, new: &Name) {
+    fn release(&mut self, id: u64, old: &Name, new: &Name) {
         if let Some(r) = &mut self.replica
             && !r.applying
             && !is_guest(old.as_str())
             && old.key() != new.key()
         {
-            r.releases.push(claim_key(old.as_str()));
+            r.releases.push(Release {
+                name: claim_key(old.as_str()),
+                id,
+            });
         }
     }
 
@@ -411,7 +426,7 @@ impl<C> Core<C> {
             text: text.map(Into::into),
             ts: now_ms,
         });
-        self.release(&nick, &Name::EMPTY);
+        self.release(id, &nick, &Name::EMPTY);
         true
     }
 
