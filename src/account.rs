@@ -7,9 +7,14 @@
 //! accounts table at every `login`, and a thread of it notices changes
 //! within a second for `nick`: no restart, no signal.
 //!
+//! With `--cluster` it changes the cluster's accounts instead, in the
+//! key-value bucket on NATS that every server of the cluster watches (see
+//! `server::cluster::admin`), and `import` copies a database's accounts
+//! there: how a server's accounts come along when it joins a cluster.
+//!
 //! Exit status: 0 done; 1 the account exists (add) or does not (del,
-//! passwd), or the database failed; 2 a bad name or password, or no
-//! password given.
+//! passwd), or the database or NATS failed; 2 a bad name or password, or
+//! no password given.
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -21,8 +26,12 @@ use zeroize::Zeroizing;
 use crate::cli::{AccountAction, AccountArgs};
 use crate::fail::{Fail, Outcome};
 use crate::server::accounts::{self, Accounts, Book, Cost};
+use crate::server::cluster::{self, admin::Bucket, book::Value};
 
 pub fn run(args: &AccountArgs) -> Outcome {
+    if let Some(config) = cluster::Config::of(&args.nats, std::time::Duration::ZERO) {
+        return in_cluster(args, &config);
+    }
     let path = db_path(args)?;
     let open = || {
         if !path.exists() {
@@ -73,7 +82,113 @@ pub fn run(args: &AccountArgs) -> Outcome {
             let hash = new_hash(name)?;
             set(&accounts, &key, &hash, name)
         }
+        AccountAction::Import => Err(Fail::usage(
+            "chat account import copies a database's accounts into a cluster's: \
+             give the cluster's NATS with --cluster URL",
+        )),
     }
+}
+
+/// The same actions on the cluster's accounts bucket.
+fn in_cluster(args: &AccountArgs, config: &cluster::Config) -> Outcome {
+    // Reached before a password is asked for: an unreachable NATS fails
+    // first.
+    let bucket = Bucket::open(config).map_err(Fail::runtime)?;
+    let changed = |name: &str| {
+        Fail::runtime(format!(
+            "{name} changed on another server meanwhile; run the command again"
+        ))
+    };
+    match &args.action {
+        AccountAction::List => {
+            let mut out = io::stdout().lock();
+            for (value, changed_ms) in bucket.list().map_err(Fail::runtime)? {
+                let _ = writeln!(out, "{}\t{}", value.name, utc(changed_ms));
+            }
+            Ok(())
+        }
+        AccountAction::Add { name } => {
+            let key = key_of(name)?;
+            if bucket.find(&key).map_err(Fail::runtime)?.is_some() {
+                return Err(Fail::runtime(format!("{name} is an account already")));
+            }
+            let value = Value {
+                name: name.clone(),
+                hash: new_hash(name)?,
+            };
+            if !bucket.add(&key, &value).map_err(Fail::runtime)? {
+                return Err(Fail::runtime(format!("{name} is an account already")));
+            }
+            Ok(())
+        }
+        AccountAction::Del { name } => {
+            let key = key_of(name)?;
+            let Some(found) = bucket.find(&key).map_err(Fail::runtime)? else {
+                return Err(Fail::runtime(format!("{name} is not an account")));
+            };
+            if !bucket.delete(&key, &found).map_err(Fail::runtime)? {
+                return Err(changed(name));
+            }
+            Ok(())
+        }
+        AccountAction::Passwd { name } => {
+            let key = key_of(name)?;
+            let Some(found) = bucket.find(&key).map_err(Fail::runtime)? else {
+                return Err(Fail::runtime(format!("{name} is not an account")));
+            };
+            let value = Value {
+                name: found.value.name.clone(),
+                hash: new_hash(name)?,
+            };
+            if !bucket
+                .replace(&key, &found, &value)
+                .map_err(Fail::runtime)?
+            {
+                return Err(changed(name));
+            }
+            Ok(())
+        }
+        AccountAction::Import => import(args, &bucket),
+    }
+}
+
+/// Copies every account of the database into the bucket, hash and all;
+/// a name the cluster has already keeps the cluster's account.
+fn import(args: &AccountArgs, bucket: &Bucket) -> Outcome {
+    let path = db_path(args)?;
+    if !path.exists() {
+        return Err(Fail::runtime(format!(
+            "no database at {}; pass the server's --db",
+            path.display()
+        )));
+    }
+    let accounts = Book::Db(path).open().map_err(Fail::runtime)?;
+    let (mut added, mut kept) = (0, Vec::new());
+    for account in accounts.list().map_err(Fail::runtime)? {
+        let key = key_of(&account.name)?;
+        let Some((name, hash)) = accounts.find(&key).map_err(Fail::runtime)? else {
+            continue; // deleted meanwhile
+        };
+        if bucket
+            .add(&key, &Value { name, hash })
+            .map_err(Fail::runtime)?
+        {
+            added += 1;
+        } else {
+            kept.push(account.name);
+        }
+    }
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{added} accounts copied into the cluster");
+    if !kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} kept as the cluster has them (the names were accounts there already): {}",
+            kept.len(),
+            kept.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn set(accounts: &Accounts, key: &str, hash: &str, name: &str) -> Outcome {

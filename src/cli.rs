@@ -70,7 +70,7 @@ pub enum Command {
     Cert(CertArgs),
     /// Print the completion script for a shell, to install where it looks
     Completions(CompletionsArgs),
-    /// Manage the server's accounts (add, del, passwd, list), even while it runs
+    /// Manage the server's accounts, or a cluster's (add, del, passwd, list, import), even while it runs
     Account(AccountArgs),
 }
 
@@ -82,6 +82,10 @@ pub struct AccountArgs {
     /// The server's database (default: $XDG_DATA_HOME/chat/chat.db)
     #[arg(long, value_name = "PATH", env = "CHAT_DB", global = true, value_hint = ValueHint::FilePath)]
     pub db: Option<PathBuf>,
+
+    /// With --cluster: the cluster's accounts, on its NATS, not a database's
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -92,8 +96,56 @@ pub enum AccountAction {
     Del { name: String },
     /// Set NAME's password, read as for add
     Passwd { name: String },
-    /// List the accounts, one per line: name and creation time (UTC)
+    /// List the accounts, one per line: name and creation time (UTC; a cluster's: last change)
     List,
+    /// Copy a database's accounts (--db) into the cluster's (--cluster); names the cluster has already are kept
+    Import,
+}
+
+/// How to reach a cluster's NATS: the server's `--cluster` options, which
+/// `chat account` takes too, to manage the cluster's accounts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NatsArgs {
+    /// The cluster's NATS servers (JetStream on), nats://HOST:PORT[,URL...]: a server joins the cluster; chat account changes its accounts
+    #[arg(long, value_name = "URLS", value_delimiter = ',', global = true)]
+    pub cluster: Vec<String>,
+
+    /// The cluster's name: the prefix of its stream and subjects, so clusters can share a NATS
+    #[arg(long, value_name = "NAME", default_value = "chat", requires = "cluster", value_parser = parse_cluster_name, global = true)]
+    pub cluster_name: String,
+
+    /// NATS credentials file (.creds: JWT and NKey seed)
+    #[arg(long, value_name = "FILE", requires = "cluster", value_hint = ValueHint::FilePath, global = true)]
+    pub cluster_creds: Option<PathBuf>,
+
+    /// NATS user name (with --cluster-password)
+    #[arg(long, value_name = "USER", requires_all = ["cluster", "cluster_password"], global = true)]
+    pub cluster_user: Option<String>,
+
+    /// NATS password (better from the environment than on the command line)
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "CHAT_CLUSTER_PASSWORD",
+        hide_env_values = true,
+        requires = "cluster_user",
+        global = true
+    )]
+    pub cluster_password: Option<String>,
+
+    /// NATS token (better from the environment than on the command line)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CHAT_CLUSTER_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub cluster_token: Option<String>,
+
+    /// Speak TLS to NATS, trusting the CA certificates in FILE (PEM)
+    #[arg(long, value_name = "FILE", requires = "cluster", value_hint = ValueHint::FilePath, global = true)]
+    pub cluster_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -229,44 +281,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub login_limit: u32,
 
-    /// Act as one server with the others on these NATS servers (JetStream on): nats://HOST:PORT[,URL...]
-    #[arg(long, value_name = "URLS", value_delimiter = ',')]
-    pub cluster: Vec<String>,
-
-    /// The cluster's name: the prefix of its stream and subjects, so clusters can share a NATS
-    #[arg(long, value_name = "NAME", default_value = "chat", requires = "cluster", value_parser = parse_cluster_name)]
-    pub cluster_name: String,
-
-    /// NATS credentials file (.creds: JWT and NKey seed)
-    #[arg(long, value_name = "FILE", requires = "cluster", value_hint = ValueHint::FilePath)]
-    pub cluster_creds: Option<PathBuf>,
-
-    /// NATS user name (with --cluster-password)
-    #[arg(long, value_name = "USER", requires_all = ["cluster", "cluster_password"])]
-    pub cluster_user: Option<String>,
-
-    /// NATS password (better from the environment than on the command line)
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "CHAT_CLUSTER_PASSWORD",
-        hide_env_values = true,
-        requires = "cluster_user"
-    )]
-    pub cluster_password: Option<String>,
-
-    /// NATS token (better from the environment than on the command line)
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "CHAT_CLUSTER_TOKEN",
-        hide_env_values = true
-    )]
-    pub cluster_token: Option<String>,
-
-    /// Speak TLS to NATS, trusting the CA certificates in FILE (PEM)
-    #[arg(long, value_name = "FILE", requires = "cluster", value_hint = ValueHint::FilePath)]
-    pub cluster_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 
     /// How long the cluster's stream keeps changes (12h, 7d, 2w; 0: forever)
     #[arg(long, value_name = "DURATION", default_value = "7d", requires = "cluster", value_parser = parse_cluster_keep)]

@@ -640,3 +640,124 @@ fn json_irc_and_websocket_users_on_three_servers_are_one_chat() {
     };
     assert_eq!(left["reason"], "quit", "{left}");
 }
+
+/// `chat account ARGS... --cluster URL`, `input` on its stdin.
+fn account_cli(url: &str, args: &[&str], input: &str) -> std::process::Output {
+    common::output_with_input(
+        common::chat()
+            .arg("account")
+            .args(args)
+            .args(["--cluster", url]),
+        input.as_bytes(),
+    )
+}
+
+/// The answer to a login: `logged_in` or the error.
+fn try_login(conn: &mut Conn, account: &str, password: &str) -> Value {
+    conn.send(&json!({"type": "login", "account": account, "password": password}));
+    loop {
+        let msg = conn.recv();
+        if msg["type"] == "logged_in" || msg["type"] == "error" {
+            return msg;
+        }
+    }
+}
+
+#[test]
+fn chat_account_manages_the_cluster_s_accounts_and_imports_a_database_s() {
+    let Some(cluster) = Cluster::start("cluster-account-cli", 2, &[]) else {
+        return;
+    };
+    const PASSWORD: &str = "correct horse battery";
+    const NEW: &str = "a new staple for the horse";
+    let url = cluster.nats_url();
+    // dora is an account of a database from before the cluster (server
+    // 0's own, which it does not read while in a cluster): imported, she
+    // logs in on server 1.
+    let db = cluster.db(0);
+    let db = db.to_str().expect("utf-8 path");
+    let add = common::output_with_input(
+        common::chat().args(["account", "add", "dora", "--db", db]),
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert!(add.status.success(), "{add:?}");
+    let mut c = cluster.join(1, "c1");
+    assert_eq!(
+        try_login(&mut c, "dora", PASSWORD)["code"],
+        "login_failed",
+        "not imported yet"
+    );
+    let import = account_cli(&url, &["import", "--db", db], "");
+    assert!(import.status.success(), "{import:?}");
+    let said = String::from_utf8_lossy(&import.stdout);
+    assert!(said.contains("1 accounts copied"), "{said}");
+    assert_eq!(try_login(&mut c, "dora", PASSWORD)["account"], "dora");
+    // Imported twice: the cluster's account stays.
+    let again = account_cli(&url, &["import", "--db", db], "");
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        said.contains("0 accounts copied") && said.contains("dora"),
+        "{said}"
+    );
+
+    // add, passwd, list and del on the cluster, each seen by the servers.
+    let add = account_cli(&url, &["add", "erin"], &format!("{PASSWORD}\n"));
+    assert!(add.status.success(), "{add:?}");
+    let twice = account_cli(&url, &["add", "Erin"], &format!("{PASSWORD}\n"));
+    assert_eq!(twice.status.code(), Some(1), "{twice:?}");
+    let mut e = cluster.join(0, "e0");
+    assert_eq!(try_login(&mut e, "erin", PASSWORD)["account"], "erin");
+    e.send(&json!({"type": "logout"}));
+    e.recv_type("logged_out");
+    let passwd = account_cli(&url, &["passwd", "erin"], &format!("{NEW}\n"));
+    assert!(passwd.status.success(), "{passwd:?}");
+    assert_eq!(try_login(&mut e, "erin", PASSWORD)["code"], "login_failed");
+    assert_eq!(try_login(&mut e, "erin", NEW)["account"], "erin");
+    e.send(&json!({"type": "logout"}));
+    e.recv_type("logged_out");
+    // Logged out, e still holds the name: it gives it back.
+    e.send(&json!({"type": "nick", "nick": "e0"}));
+    e.recv_type("nick");
+    let list = account_cli(&url, &["list"], "");
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.split('\t').next().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["dora", "erin"], "{list:?}");
+    // A guest is refused the name of an account; once it is deleted, the
+    // name is anybody's on every server (as soon as each has seen the
+    // deletion on its watch).
+    c.send(&json!({"type": "nick", "nick": "erin"}));
+    assert_eq!(c.recv_type("error")["code"], "nick_registered");
+    let del = account_cli(&url, &["del", "erin"], "");
+    assert!(del.status.success(), "{del:?}");
+    assert_eq!(try_login(&mut e, "erin", NEW)["code"], "login_failed");
+    let gone = account_cli(&url, &["del", "erin"], "");
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        c.send(&json!({"type": "nick", "nick": "erin"}));
+        let answer = loop {
+            let msg = c.recv();
+            if msg["type"] == "nick" || msg["type"] == "error" {
+                break msg;
+            }
+        };
+        if answer["type"] == "nick" {
+            break;
+        }
+        assert_eq!(answer["code"], "nick_registered", "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "erin still registered on server 1"
+        );
+    }
+    // Without NATS there: one clear line, exit status 1.
+    let unreachable = account_cli("nats://127.0.0.1:1", &["list"], "");
+    assert_eq!(unreachable.status.code(), Some(1), "{unreachable:?}");
+    let err = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        err.contains("cannot reach NATS") && err.lines().count() == 1,
+        "{err}"
+    );
+}

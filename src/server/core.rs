@@ -484,6 +484,12 @@ impl<C> Core<C> {
         self.registered.insert(Name::key_of(key));
     }
 
+    /// An account was deleted (from a cluster's bucket): guests may take
+    /// its name again.
+    pub fn remove_registered(&mut self, key: &str) {
+        self.registered.remove(&Name::key_of(key));
+    }
+
     /// The `register` and `login` jobs made since the last call, in order;
     /// the edge hands each to the hashing threads and brings the
     /// [`Answer`] back to [`Core::answer_job`].

@@ -1422,6 +1422,7 @@ impl EventLoop {
                     }
                 }
                 In::Registered(key) => self.hub.core.add_registered(&key),
+                In::Unregistered(key) => self.hub.core.remove_registered(&key),
                 In::Up(up) => {
                     self.log.say(if up {
                         "chat server: NATS is back; the cluster resumes"

@@ -189,16 +189,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
             max_rooms: args.max_rooms as usize,
         },
         accounts,
-        cluster: (!args.cluster.is_empty()).then(|| cluster::Config {
-            urls: args.cluster.clone(),
-            name: args.cluster_name.clone(),
-            creds: args.cluster_creds.clone(),
-            user: args.cluster_user.clone(),
-            password: args.cluster_password.clone(),
-            token: args.cluster_token.clone(),
-            ca: args.cluster_ca.clone(),
-            keep: args.cluster_keep,
-        }),
+        cluster: cluster::Config::of(&args.nats, args.cluster_keep),
     };
     log.say(&format!(
         "chat server: open-file limit {fd_limit}, serving up to {max_clients} clients"
@@ -261,7 +252,7 @@ pub fn run(args: &ServerArgs) -> Outcome {
         let _ = writeln!(stdout, "listening for HTTPS on {bound}");
     }
     if clustered {
-        let _ = writeln!(stdout, "joined cluster {}", args.cluster_name);
+        let _ = writeln!(stdout, "joined cluster {}", args.nats.cluster_name);
     }
     let _ = stdout.flush();
     event_loop

@@ -82,6 +82,11 @@ impl Cluster {
         Server::start_listeners(&listeners, &args, self.doors.len())
     }
 
+    /// The URL of the cluster's NATS, as the servers are given it.
+    pub fn nats_url(&self) -> String {
+        self.nats.url()
+    }
+
     /// Server `i`'s address for its `n`th door of [`Cluster::start_doors`].
     pub fn door(&self, i: usize, n: usize) -> SocketAddr {
         self.door_addrs[i][n]

@@ -58,6 +58,15 @@ pub fn account_key(bucket_key: &str) -> Option<String> {
     String::from_utf8(raw).ok()
 }
 
+/// The account a bucket entry holds; `None` for a deleted one, or a value
+/// that is not an account.
+pub fn value_of(entry: &async_nats::jetstream::kv::Entry) -> Option<Value> {
+    if entry.operation != async_nats::jetstream::kv::Operation::Put {
+        return None;
+    }
+    serde_json::from_slice(&entry.value).ok()
+}
+
 /// An answer from the cluster's thread: found or added (`Ok`), or why
 /// the bucket could not be reached.
 pub type Reply<T> = mpsc::Sender<Result<T, String>>;
@@ -81,6 +90,11 @@ impl Shelf {
     /// Whether it was new here.
     pub fn learn(&self, key: String, value: Value) -> bool {
         self.lock().insert(key, value).is_none()
+    }
+
+    /// The account `key` is no more; whether it was known here.
+    pub fn forget(&self, key: &str) -> bool {
+        self.lock().remove(key).is_some()
     }
 
     /// The last known copy of one account.

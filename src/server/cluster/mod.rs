@@ -18,6 +18,7 @@
 //! through an unbounded channel; what the thread gives back comes through
 //! a `std::sync::mpsc` channel and a wake of the loop's `mio::Waker`.
 
+pub mod admin;
 pub mod book;
 mod nats;
 pub mod op;
@@ -47,6 +48,22 @@ pub struct Config {
     pub ca: Option<PathBuf>,
     /// The stream's age limit (`--cluster-keep`; zero: none).
     pub keep: std::time::Duration,
+}
+
+impl Config {
+    /// The options' cluster, if `--cluster` was given.
+    pub fn of(args: &crate::cli::NatsArgs, keep: std::time::Duration) -> Option<Config> {
+        (!args.cluster.is_empty()).then(|| Config {
+            urls: args.cluster.clone(),
+            name: args.cluster_name.clone(),
+            creds: args.cluster_creds.clone(),
+            user: args.cluster_user.clone(),
+            password: args.cluster_password.clone(),
+            token: args.cluster_token.clone(),
+            ca: args.cluster_ca.clone(),
+            keep,
+        })
+    }
 }
 
 /// From the loop to the thread.
@@ -109,6 +126,8 @@ pub enum In {
     Up(bool),
     /// An account exists (its key), registered on any server.
     Registered(String),
+    /// An account (its key) was deleted.
+    Unregistered(String),
 }
 
 /// The loop's end of the backplane.

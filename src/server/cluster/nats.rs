@@ -29,7 +29,7 @@ pub const BEAT: Duration = Duration::from_secs(1);
 pub const SILENT: Duration = Duration::from_secs(5);
 
 /// The names on NATS of one cluster (`--cluster-name`).
-struct Names {
+pub(super) struct Names {
     log: String,
     stream: String,
     hb: String,
@@ -37,7 +37,7 @@ struct Names {
 }
 
 impl Names {
-    fn new(cluster: &str) -> Names {
+    pub(super) fn new(cluster: &str) -> Names {
         Names {
             log: format!("{cluster}.log"),
             // Stream names may not hold `.`.
@@ -45,6 +45,16 @@ impl Names {
             hb: format!("{cluster}.hb"),
             pm: format!("{cluster}.pm"),
         }
+    }
+
+    /// The key-value bucket of the accounts.
+    pub(super) fn accounts(&self) -> String {
+        format!("{}_accounts", self.stream.trim_end_matches("_log"))
+    }
+
+    /// The key-value bucket of the names in use.
+    fn nicks(&self) -> String {
+        format!("{}_nicks", self.stream.trim_end_matches("_log"))
     }
 }
 
@@ -58,7 +68,7 @@ pub struct Started {
 /// after a lost ack is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-async fn connect_options(config: &Config) -> Result<async_nats::ConnectOptions, String> {
+pub(super) async fn connect_options(config: &Config) -> Result<async_nats::ConnectOptions, String> {
     let mut options = async_nats::ConnectOptions::new()
         .name("chat server")
         .connection_timeout(Duration::from_secs(5))
@@ -167,16 +177,8 @@ pub async fn run(
         let messages = read_from(&log, &names.log, first_seq.max(1))
             .await
             .map_err(|e| format!("cannot read the stream {}: {e}", names.stream))?;
-        let nicks = open_bucket(
-            &js,
-            &format!("{}_nicks", names.stream.trim_end_matches("_log")),
-        )
-        .await?;
-        let accounts = open_bucket(
-            &js,
-            &format!("{}_accounts", names.stream.trim_end_matches("_log")),
-        )
-        .await?;
+        let nicks = open_bucket(&js, &names.nicks()).await?;
+        let accounts = open_bucket(&js, &names.accounts()).await?;
         // Watched before the listing, so that nothing registered between
         // the two is missed (seen twice is harmless).
         let watch = accounts
@@ -307,8 +309,8 @@ pub async fn run(
             entry = next_entry(&mut watch) => {
                 match entry {
                     Some(Ok(entry)) => {
-                        if let Some(key) = learn(&shelf, &entry) {
-                            tell(In::Registered(key));
+                        if let Some(news) = learn(&shelf, &entry) {
+                            tell(news);
                         }
                     }
                     Some(Err(_)) => {}
@@ -366,10 +368,10 @@ pub async fn run(
                             let found = tokio::time::timeout(book::WAIT, accounts.entry(book::bucket_key(&key))).await;
                             let answer = match found {
                                 Ok(Ok(Some(entry))) => {
-                                    if let Some(new) = learn(&shelf, &entry) && to_loop.send(In::Registered(new)).is_ok() {
+                                    if let Some(news) = learn(&shelf, &entry) && to_loop.send(news).is_ok() {
                                         let _ = waker.wake();
                                     }
-                                    Ok(value_of(&entry))
+                                    Ok(book::value_of(&entry))
                                 }
                                 Ok(Ok(None)) => Ok(None),
                                 Ok(Err(e)) => Err(format!("cannot read the accounts on NATS: {e}")),
@@ -470,7 +472,10 @@ pub async fn run(
 /// Opens a key-value bucket, making its stream by hand as a bucket's
 /// stream is made: `create_key_value` asks the account's limits in a form
 /// nats-server 2.9 does not answer.
-async fn open_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String> {
+pub(super) async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+) -> Result<kv::Store, String> {
     js.get_or_create_stream(stream::Config {
         name: format!("KV_{bucket}"),
         subjects: vec![format!("$KV.{bucket}.>")],
@@ -490,21 +495,20 @@ async fn open_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store,
         .map_err(|e| format!("cannot open the bucket {bucket} on NATS: {e}"))
 }
 
-/// The account an entry of the accounts bucket holds (`None`: deleted,
-/// or not one of ours).
-fn value_of(entry: &kv::Entry) -> Option<book::Value> {
-    if entry.operation != kv::Operation::Put {
-        return None;
-    }
-    serde_json::from_slice(&entry.value).ok()
-}
-
-/// Keeps an entry of the accounts bucket in the last known copy; its
-/// account key if it was new here.
-fn learn(shelf: &Shelf, entry: &kv::Entry) -> Option<String> {
+/// Keeps an entry of the accounts bucket in the last known copy: what
+/// the loop must hear of it, if anything (an account new here, or one
+/// deleted by `chat account del --cluster`).
+fn learn(shelf: &Shelf, entry: &kv::Entry) -> Option<In> {
     let key = book::account_key(&entry.key)?;
-    let value = value_of(entry)?;
-    shelf.learn(key.clone(), value).then_some(key)
+    match book::value_of(entry) {
+        Some(value) => shelf
+            .learn(key.clone(), value)
+            .then_some(In::Registered(key)),
+        None if entry.operation != kv::Operation::Put => {
+            shelf.forget(&key).then_some(In::Unregistered(key))
+        }
+        None => None,
+    }
 }
 
 /// The next change of the accounts; never, while there is no watch

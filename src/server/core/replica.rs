@@ -64,7 +64,7 @@ pub struct Claim {
 /// goes if it still says `id`'s (and nobody else's since).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
-    /// The name's key in the bucket (see [`claim_key`]).
+    /// The name's key in the bucket (its comparison key, hex).
     pub name: String,
     pub id: u64,
 }
