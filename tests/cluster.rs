@@ -761,3 +761,33 @@ fn chat_account_manages_the_cluster_s_accounts_and_imports_a_database_s() {
         "{err}"
     );
 }
+
+#[test]
+fn a_server_started_after_the_stream_forgot_an_idle_user_still_knows_them() {
+    let Some(mut cluster) = Cluster::start("cluster-announce", 2, &[]) else {
+        return;
+    };
+    let mut ann = cluster.join(0, "ann");
+    cluster.kill(1);
+    ann.send(&json!({"type": "topic", "room": "lobby", "text": "said while 1 was down"}));
+    ann.recv_type("topic");
+    // ann's arrival and the topic age out of the stream (as a purge
+    // does), and ann stays idle: server 1 learns of her only from
+    // server 0, which says who is there when a server starts.
+    let purged = jetstream_api(&cluster, "$JS.API.STREAM.PURGE.chat_log");
+    assert_eq!(purged["success"], json!(true), "{purged}");
+    cluster.restart(1);
+    let mut bob = cluster.join(1, "bob");
+    Cluster::wait_seen(&mut [&mut bob], "ann");
+    bob.send(&json!({"type": "private", "to": "ann", "text": "still there?"}));
+    assert_eq!(ann.recv_type("private")["text"], "still there?");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        bob.send(&json!({"type": "join", "room": "lobby"}));
+        let joined = bob.recv_type("joined");
+        if joined["topic"] == "said while 1 was down" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no topic on server 1: {joined}");
+    }
+}

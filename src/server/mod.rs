@@ -42,8 +42,9 @@
 //!   and the door's own answers out, events encoded as IRC lines.
 //! - [`cluster`]: `--cluster`, servers that act as one through NATS
 //!   JetStream: the backplane's messages, the thread with the NATS
-//!   client, and the accounts every server shares; the core's side (users of other servers, changes applied in
-//!   stream order) is `core::replica`.
+//!   client, and the accounts every server shares (and `chat account
+//!   --cluster`'s way to them); the core's side (users of other servers,
+//!   changes applied in stream order) is `core::replica`.
 
 pub mod accounts;
 mod assets;

@@ -13,6 +13,7 @@
 //! - [`op`]: what crosses the backplane, one NATS message per change.
 //! - `nats`: the thread with the NATS client, liveness included.
 //! - [`book`]: the accounts, in a key-value bucket every server shares.
+//! - [`admin`]: that bucket as `chat account --cluster` reaches it.
 //!
 //! The event loop owns a [`Backplane`]: what it gives the thread goes
 //! through an unbounded channel; what the thread gives back comes through

@@ -69,6 +69,13 @@ pub enum Op {
     Gone {
         instance: String,
     },
+    /// A room's topic as the publishing server knows it, said again when
+    /// another server starts (see `Core::announce`): taken only where the
+    /// room has no topic yet.
+    TopicKnown {
+        room: String,
+        text: String,
+    },
 }
 
 /// One message on the stream.

@@ -23,6 +23,9 @@ use crate::wire::{ErrorCode, LeaveReason};
 pub struct Replica {
     /// This process's instance id.
     instance: Rc<str>,
+    /// The stream sequence of this instance's `Hello`: a `Hello` after it
+    /// is a server that started since.
+    hello: u64,
     /// Every user's key by its cluster-wide id, here or remote.
     by_id: HashMap<u64, Key>,
     /// The users of other servers, and their server's instance.
@@ -104,6 +107,7 @@ impl<C> Core<C> {
         self.next_id = self.next_id.max(id_base);
         self.replica = Some(Box::new(Replica {
             instance: instance.into(),
+            hello: id_base.saturating_sub(1) >> super::super::cluster::op::ID_BITS,
             ..Replica::default()
         }));
     }
@@ -576,7 +580,22 @@ impl<C> Core<C> {
         r.applying = true;
         let key_of = |core: &Core<C>, id: u64| core.replica.as_ref()?.by_id.get(&id).copied();
         match op {
-            Op::Hello | Op::Gone { .. } => {}
+            Op::Hello => {
+                if seq > self.replica.as_ref().map_or(u64::MAX, |r| r.hello) {
+                    self.announce(now_ms);
+                }
+            }
+            Op::Gone { .. } => {}
+            Op::TopicKnown { room, text } => {
+                let key = Name::key_of(&room);
+                if self.room_ids.contains_key(&key)
+                    && !self.topics.contains_key(&key)
+                    && !text.is_empty()
+                    && text.len() <= super::MAX_TOPIC
+                {
+                    self.topics.insert(key, text.as_str().into());
+                }
+            }
             Op::Join { id, nick, room, ts } => {
                 let key = self.remote_user(from, id, &nick, ts);
                 self.join(key, &room, ts);
@@ -656,6 +675,50 @@ impl<C> Core<C> {
         }
         self.end_applying();
         Applied::Done
+    }
+
+    /// A server started after this one. It knows of this server's users
+    /// only what the stream still holds (`--cluster-keep`): someone idle
+    /// in a room for longer is unknown to it. So every user here is
+    /// announced again, in each of their rooms, and so is the topic of
+    /// each of those rooms; a server that knows them already changes
+    /// nothing (a join of a member is no news, a known topic stays).
+    fn announce(&mut self, now_ms: u64) {
+        let Some(r) = &self.replica else {
+            return;
+        };
+        let mut ops = Vec::new();
+        let mut rooms = std::collections::BTreeSet::new();
+        for (_, rec) in self.table.iter() {
+            let user = &rec.user;
+            if r.remote.contains_key(&user.id) || !user.is_here() || !user.admitted {
+                continue;
+            }
+            for room in user.rooms.iter() {
+                if let Some(found) = self.rooms.get(room) {
+                    rooms.insert(room);
+                    ops.push(Op::Join {
+                        id: user.id,
+                        nick: user.nick.as_str().into(),
+                        room: found.name.as_str().into(),
+                        ts: now_ms,
+                    });
+                }
+            }
+        }
+        for room in rooms {
+            if let Some(found) = self.rooms.get(room)
+                && let Some(text) = self.topics.get(&found.name.key())
+            {
+                ops.push(Op::TopicKnown {
+                    room: found.name.as_str().into(),
+                    text: text.as_ref().into(),
+                });
+            }
+        }
+        if let Some(r) = &mut self.replica {
+            r.ops.append(&mut ops);
+        }
     }
 
     fn end_applying(&mut self) {
@@ -911,5 +974,87 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn a_server_started_later_hears_of_the_users_and_topics_here() {
+        use crate::server::core::Command;
+        let mut core = core();
+        let peer = Peer::plain(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)));
+        let ann = core.connect(peer, 0, Outlet::new(Door::JsonLines));
+        let ann_id = core.user(ann).map(|u| u.id).unwrap_or_default();
+        core.handle(ann, Command::Join { room: "dev" }, 1);
+        let topic = Command::Topic {
+            room: "dev",
+            text: "all about dev",
+        };
+        core.handle(ann, topic, 2);
+        // A remote user is not this server's to announce.
+        core.apply(
+            "other",
+            false,
+            3,
+            Op::Join {
+                id: 99,
+                nick: "bob".into(),
+                room: "dev".into(),
+                ts: 3,
+            },
+            3,
+        );
+        ops(&mut core);
+        // The hellos up to this server's own are of servers that knew.
+        core.apply("old", false, 1, Op::Hello, 4);
+        assert!(ops(&mut core).is_empty(), "an earlier server knows ann");
+        core.apply("new", false, 7, Op::Hello, 5);
+        let said = ops(&mut core);
+        let joins: Vec<(u64, &str)> = said
+            .iter()
+            .filter_map(|op| match op {
+                Op::Join { id, room, .. } => Some((*id, room.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(joins, [(ann_id, "lobby"), (ann_id, "dev")]);
+        assert!(said.contains(&Op::TopicKnown {
+            room: "dev".into(),
+            text: "all about dev".into()
+        }));
+
+        // The newcomer's side: the user arrives, the topic is taken where
+        // none is known, and a known one stays.
+        let mut new: Core<Outlet> = Core::new(Config {
+            welcome: "hi".into(),
+            default_room: "lobby".into(),
+            max_rooms: 10,
+        });
+        new.join_cluster("new", op::id_base(7));
+        for (seq, op) in (8..).zip(said) {
+            new.apply("me", false, seq, op, 6);
+        }
+        let known = new
+            .replica
+            .as_ref()
+            .and_then(|r| r.by_id.get(&ann_id).copied());
+        let rooms = known.map(|k| new.rooms_of(k)).unwrap_or_default();
+        let rooms: Vec<&str> = rooms.iter().map(Name::as_str).collect();
+        assert_eq!(
+            rooms,
+            ["lobby", "dev"],
+            "ann is known to the newcomer, in her rooms"
+        );
+        assert_eq!(
+            new.topics.get(&Name::key_of("dev")).map(|t| t.as_ref()),
+            Some("all about dev")
+        );
+        let other = Op::TopicKnown {
+            room: "dev".into(),
+            text: "stale".into(),
+        };
+        new.apply("third", false, 20, other, 7);
+        assert_eq!(
+            new.topics.get(&Name::key_of("dev")).map(|t| t.as_ref()),
+            Some("all about dev")
+        );
     }
 }
