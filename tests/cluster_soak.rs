@@ -427,6 +427,24 @@ struct Session {
     stayed: bool,
 }
 
+impl Session {
+    /// One line saying what the session saw, for a failure's message.
+    fn summary(&self) -> String {
+        let span = |v: &[Entry]| match (v.first(), v.last()) {
+            (Some(a), Some(b)) => format!("{}..{} ({})", a.seq, b.seq, v.len()),
+            _ => "none".to_owned(),
+        };
+        format!(
+            "server {}: arrived after {}, caught up {}, live {}, stayed {}",
+            self.server,
+            self.arrived_after,
+            span(&self.caught_up),
+            span(&self.live),
+            self.stayed
+        )
+    }
+}
+
 /// How a receiver behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -505,8 +523,14 @@ fn receiver(kind: Kind, home: usize, seed: u64, shared: &Shared) -> Vec<Session>
                 assert!(
                     Instant::now() < by,
                     "{kind:?} on server {server}: only {ends:?} of the end markers came within \
-                     {WAIT:?}; this connection's last message: {:?}",
-                    session.live.last()
+                     {WAIT:?}; this connection's last message: {:?}; its sessions:\n{}",
+                    session.live.last(),
+                    sessions
+                        .iter()
+                        .chain(std::iter::once(&session))
+                        .map(Session::summary)
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
             }
             match lines.next() {
@@ -560,7 +584,13 @@ fn receiver(kind: Kind, home: usize, seed: u64, shared: &Shared) -> Vec<Session>
                 // Read to the bye (or the end): what came before it counts.
                 while let Some(msg) = lines.recv() {
                     if msg["type"] == "group" && msg["room"] == ROOM {
-                        session.live.push(Entry::of(&msg));
+                        let entry = Entry::of(&msg);
+                        // An end marker read here counts as one read
+                        // above: the next catch-up starts after it.
+                        if entry.text.ends_with(":end") {
+                            ends.push(entry.from.clone());
+                        }
+                        session.live.push(entry);
                     }
                     if msg["type"] == "bye" {
                         break;

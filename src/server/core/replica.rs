@@ -691,6 +691,8 @@ impl<C> Core<C> {
         let mut rooms = std::collections::BTreeSet::new();
         for (_, rec) in self.table.iter() {
             let user = &rec.user;
+            // A user here, not one whose leave is already on its way (not
+            // here any more: a join after it would bring back a ghost).
             if r.remote.contains_key(&user.id) || !user.is_here() || !user.admitted {
                 continue;
             }
@@ -1055,6 +1057,32 @@ mod tests {
         assert_eq!(
             new.topics.get(&Name::key_of("dev")).map(|t| t.as_ref()),
             Some("all about dev")
+        );
+    }
+
+    #[test]
+    fn a_user_whose_leave_is_on_its_way_is_not_announced() {
+        use crate::server::core::Command;
+        let mut core = core();
+        let peer = Peer::plain(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)));
+        let ann = core.connect(peer, 0, Outlet::new(Door::JsonLines));
+        let say = Command::Say {
+            room: None,
+            text: "last words",
+            action: false,
+            echo: false,
+        };
+        core.handle(ann, say, 1);
+        // Her message is still on its way: she stays until her leave
+        // comes back after it.
+        core.depart(ann, LeaveReason::Quit, None, 2);
+        ops(&mut core);
+        core.apply("new", false, 9, Op::Hello, 3);
+        assert!(
+            !ops(&mut core)
+                .iter()
+                .any(|op| matches!(op, Op::Join { .. })),
+            "a join after her leave would bring her back on the others"
         );
     }
 }
