@@ -37,27 +37,15 @@ fn start_on(
     irc: &str,
     extra: &[&str],
 ) -> (Server, SocketAddr, SocketAddr) {
-    let mut child = chat()
-        .args(["server", "--listen", listen, "--listen-irc", irc])
+    let mut cmd = chat();
+    cmd.args(["server", "--listen", listen, "--listen-irc", irc])
         .args(["--listen-http", http, "--quiet"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn chat server");
-    let mut out = BufReader::new(child.stdout.take().expect("server stdout"));
-    let mut read_addr = |prefix: &str| -> SocketAddr {
-        let mut line = String::new();
-        out.read_line(&mut line).expect("read server line");
-        line.trim()
-            .strip_prefix(prefix)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("server said {line:?}, not '{prefix}ADDR'"))
-    };
-    let addr = read_addr("listening on ");
-    let irc = read_addr("listening for IRC on ");
-    let http = read_addr("listening for HTTP on ");
-    (Server { child, addr }, http, irc)
+        .args(extra);
+    let (server, addrs) = Server::spawn_announced(
+        &mut cmd,
+        &["listening for IRC on ", "listening for HTTP on "],
+    );
+    (server, addrs[1], addrs[0])
 }
 
 /// How a page is looked at: a desktop window or a phone.

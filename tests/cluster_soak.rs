@@ -51,6 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::nats::{self, Nats};
+use common::seeded::{Rng, setting};
 use common::{Conn, Server, TempDir, WAIT, chat};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -65,13 +66,6 @@ const NOTICES: [&str; 2] = ["cluster_degraded", "cluster_restored"];
 /// How long after a SIGKILL its users must have left everywhere.
 const NOTICED: Duration = Duration::from_secs(10);
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Whether this build can cluster at all (`chat server --help` lists
 /// `--cluster`): a build without it skips the cluster tests with a note.
 fn can_cluster() -> bool {
@@ -81,26 +75,6 @@ fn can_cluster() -> bool {
         eprintln!("skipped: this build's `chat server` has no --cluster");
     }
     found
-}
-
-/// A small seeded generator (xorshift64*), as in tests/soak.rs.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// One `chat server --cluster`, with what it takes to start it again on

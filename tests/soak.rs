@@ -45,42 +45,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chat::wire::{LeaveReason, ServerMsg};
+use common::seeded::{Rng, setting};
 use common::{Conn, Server, WAIT, chat, reset};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A small seeded generator (xorshift64*): the schedule, not the threads'
-/// interleaving, is what a seed repeats.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from))
-    }
-}
 
 /// Reads protocol lines, keeping a partial line across read timeouts.
 struct Lines<R> {

@@ -5,9 +5,8 @@ mod common;
 #[path = "common/ws.rs"]
 mod ws;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
 
 use common::{Server, WAIT, chat};
 use serde_json::json;
@@ -22,30 +21,8 @@ fn start_with(extra: &[&str]) -> (Server, SocketAddr) {
     cmd.args(["server", "--listen", "127.0.0.1:0"])
         .args(["--listen-http", "127.0.0.1:0", "--quiet"])
         .args(extra);
-    let (server, addrs) = start_cmd(&mut cmd, &["listening for HTTP on "]);
+    let (server, addrs) = Server::spawn_announced(&mut cmd, &["listening for HTTP on "]);
     (server, addrs[0])
-}
-
-/// Starts `cmd` (a `chat server`) and reads its JSON-lines address, then
-/// one address for each of `prefixes`, in order.
-fn start_cmd(cmd: &mut std::process::Command, prefixes: &[&str]) -> (Server, Vec<SocketAddr>) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn chat server");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut read_addr = |prefix: &str| -> SocketAddr {
-        let mut line = String::new();
-        out.read_line(&mut line).expect("read server line");
-        line.trim()
-            .strip_prefix(prefix)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("server said {line:?}, not '{prefix}ADDR'"))
-    };
-    let addr = read_addr("listening on ");
-    let addrs = prefixes.iter().map(|p| read_addr(p)).collect();
-    (Server { child, addr }, addrs)
 }
 
 /// Sends `request` raw and reads the whole answer (the server closes).
@@ -413,7 +390,7 @@ fn a_wss_session_round_trips_a_message_with_a_json_user() {
         .arg(&cert)
         .arg("--tls-key")
         .arg(&key);
-    let (server, https) = start_cmd(
+    let (server, https) = Server::spawn_announced(
         &mut cmd,
         &["listening for TLS on ", "listening for HTTPS on "],
     );

@@ -1227,7 +1227,9 @@ impl<C> Core<C> {
         let Some((target, to_nick)) = target.and_then(|t| Some((t, self.nick_of(t)?))) else {
             return self.refuse(key, ErrorCode::NoSuchUser, &format!("no user named {to}"));
         };
-        if self.is_clustered()
+        // A receiver on another server gets it over NATS; the sender's
+        // echo is emitted here either way.
+        let remote = self.is_clustered()
             && self.private_to_cluster(target, |id| cluster::Private {
                 v: cluster::op::VERSION,
                 to: id,
@@ -1235,22 +1237,13 @@ impl<C> Core<C> {
                 text: text.into(),
                 action,
                 ts: now_ms,
-            })
-        {
-            if echo {
-                self.emit(
-                    Event::Private {
-                        from,
-                        to: to_nick,
-                        text: text.into(),
-                        ts: now_ms,
-                        action,
-                    },
-                    To::One(key),
-                );
-            }
-            return;
-        }
+            });
+        let to = match (remote, echo) {
+            (true, false) => return,
+            (true, true) => To::One(key),
+            (false, true) if target != key => To::Keys(vec![target, key]),
+            (false, _) => To::One(target),
+        };
         self.emit(
             Event::Private {
                 from,
@@ -1259,11 +1252,7 @@ impl<C> Core<C> {
                 ts: now_ms,
                 action,
             },
-            if echo && target != key {
-                To::Keys(vec![target, key])
-            } else {
-                To::One(target)
-            },
+            to,
         );
     }
 

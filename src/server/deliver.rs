@@ -73,6 +73,16 @@ pub struct Tags {
 const DOORS: usize = 10;
 
 impl Door {
+    /// Writes one protocol JSON line as this door carries it: the line
+    /// itself, or for a WebSocket a text frame holding it.
+    pub fn json(self, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = out.len();
+        write(out);
+        if self == Door::WebSocket {
+            super::ws::frame_line(out, start);
+        }
+    }
+
     fn index(self, tags: Tags) -> usize {
         match self {
             Door::JsonLines => 0,
@@ -98,12 +108,7 @@ impl Door {
         out: &mut Vec<u8>,
     ) {
         match self {
-            Door::JsonLines => json::encode(event, out),
-            Door::WebSocket => {
-                let start = out.len();
-                json::encode(event, out);
-                super::ws::frame_line(out, start);
-            }
+            Door::JsonLines | Door::WebSocket => self.json(out, |out| json::encode(event, out)),
             Door::Irc => {
                 let account = account.map(Name::as_str);
                 irc::encode(event, receiver.nick.as_str(), tags, account, out)

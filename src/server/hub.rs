@@ -129,7 +129,7 @@ impl<C: AsMut<Outlet>> Hub<C> {
             self.deliver();
             return flow;
         }
-        let framed = self.door(key) == Door::WebSocket;
+        let door = self.door(key);
         let Hub { core, delivery, .. } = self;
         let flow = json::with_line(line, |line| match line {
             Line::Blank => Flow::Continue,
@@ -140,15 +140,9 @@ impl<C: AsMut<Outlet>> Hub<C> {
             }
             Line::Pong(pong) => {
                 core.count_in(key);
-                // Written here, not by a door's encoder: a WebSocket
-                // client reads it only as a text frame.
-                delivery.answer(core, key, |out| {
-                    let start = out.len();
-                    pong.encode(out);
-                    if framed {
-                        super::ws::frame_line(out, start);
-                    }
-                });
+                // Answered here, past the core, but carried as the door
+                // carries every JSON line (a text frame on a WebSocket).
+                delivery.answer(core, key, |out| door.json(out, |out| pong.encode(out)));
                 Flow::Continue
             }
         });

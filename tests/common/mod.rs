@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod nats;
+pub mod seeded;
 
 /// How long any single wait in a test may take before it fails the test.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -90,27 +91,35 @@ impl Server {
         extra: &[&str],
         more: usize,
     ) -> (Server, Vec<SocketAddr>) {
-        let mut child = chat()
-            .args(["server", "--listen", "127.0.0.1:0"])
+        let mut cmd = chat();
+        cmd.args(["server", "--listen", "127.0.0.1:0"])
             .args(listeners)
             .arg("--quiet")
-            .args(extra)
+            .args(extra);
+        Server::spawn_announced(&mut cmd, &vec![""; more])
+    }
+
+    /// Spawns a prepared `chat server` command and reads the addresses it
+    /// announces: its plaintext one (`listening on ADDR`), then one line
+    /// for each of `then`, which must start with that text ("" for any).
+    pub fn spawn_announced(cmd: &mut Command, then: &[&str]) -> (Server, Vec<SocketAddr>) {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn chat server");
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut read_addr = || -> SocketAddr {
+        let mut read_addr = |prefix: &str| -> SocketAddr {
             let mut line = String::new();
             out.read_line(&mut line).expect("read server line");
-            line.trim()
-                .rsplit(' ')
-                .next()
+            let line = line.trim();
+            line.strip_prefix(prefix)
+                .and_then(|rest| rest.rsplit(' ').next())
                 .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("server said {line:?}, not 'listening ... ADDR'"))
+                .unwrap_or_else(|| panic!("server said {line:?}, not '{prefix}... ADDR'"))
         };
-        let addr = read_addr();
-        let addrs = (0..more).map(|_| read_addr()).collect();
+        let addr = read_addr("listening on ");
+        let addrs = then.iter().map(|p| read_addr(p)).collect();
         (Server { child, addr }, addrs)
     }
 
