@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::process::{Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -98,6 +98,11 @@ fn fake_server(opening: Vec<u8>, answers: Answers) -> Fake {
                     let _ = stream.write_all(format!("{granted}\n").as_bytes());
                     if answers == Answers::NickThenCut {
                         let _ = stream.write_all(br#"{"type":"group","from":"eve","te"#);
+                        // Closed for writing only, and what follows read
+                        // and dropped: a close with the client's next line
+                        // unread would be a reset, not the end it expects.
+                        let _ = stream.shutdown(Shutdown::Write);
+                        let _ = std::io::copy(&mut stream, &mut std::io::sink());
                         break;
                     }
                 }
