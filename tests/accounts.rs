@@ -460,6 +460,8 @@ fn chat_account_changes_accounts_under_a_running_server() {
     let deleted = account(&["del", "carol"], "");
     assert!(deleted.status.success(), "{deleted:?}");
     assert_eq!(account(&["del", "carol"], "").status.code(), Some(1));
+    // Whoever was logged in to it is logged out within about a second.
+    c.recv_type("logged_out");
     let mut d = server.connect();
     d.recv();
     assert_eq!(

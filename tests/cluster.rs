@@ -729,9 +729,14 @@ fn chat_account_manages_the_cluster_s_accounts_and_imports_a_database_s() {
     // deletion on its watch).
     c.send(&json!({"type": "nick", "nick": "erin"}));
     assert_eq!(c.recv_type("error")["code"], "nick_registered");
+    assert_eq!(try_login(&mut e, "erin", NEW)["account"], "erin");
     let del = account_cli(&url, &["del", "erin"], "");
     assert!(del.status.success(), "{del:?}");
+    // Whoever was logged in to it is logged out (here, on server 0).
+    e.recv_type("logged_out");
     assert_eq!(try_login(&mut e, "erin", NEW)["code"], "login_failed");
+    e.send(&json!({"type": "nick", "nick": "e0"}));
+    e.recv_type("nick");
     let gone = account_cli(&url, &["del", "erin"], "");
     assert_eq!(gone.status.code(), Some(1), "{gone:?}");
     let deadline = Instant::now() + WAIT;

@@ -470,12 +470,17 @@ impl<C> Core<C> {
     pub fn set_accounts(&mut self, rules: AccountRules, keys: &[String]) {
         self.rules = rules;
         self.addr_tries = AddrTries::new(rules.per_minute);
-        self.set_registered(keys);
+        self.registered = keys.iter().map(|k| Name::key_of(k)).collect();
     }
 
-    /// The accounts changed (`chat account` while the server runs).
-    pub fn set_registered(&mut self, keys: &[String]) {
+    /// The accounts changed (`chat account` while the server runs):
+    /// `keys` are every account now, `deleted` those gone since the last
+    /// change.
+    pub fn set_registered(&mut self, keys: &[String], deleted: &[String], now_ms: u64) {
         self.registered = keys.iter().map(|k| Name::key_of(k)).collect();
+        for key in deleted {
+            self.log_out_of(key, now_ms);
+        }
     }
 
     /// An account was registered elsewhere (another server of the
@@ -486,8 +491,26 @@ impl<C> Core<C> {
 
     /// An account was deleted (from a cluster's bucket): guests may take
     /// its name again.
-    pub fn remove_registered(&mut self, key: &str) {
+    pub fn remove_registered(&mut self, key: &str, now_ms: u64) {
         self.registered.remove(&Name::key_of(key));
+        self.log_out_of(key, now_ms);
+    }
+
+    /// Whoever here is logged in to a deleted account is logged out, as by
+    /// `logout`: an admin deletes an account to end its use, and its name
+    /// is anyone's now.
+    fn log_out_of(&mut self, key: &str, now_ms: u64) {
+        let gone = Name::key_of(key);
+        let holders: Vec<Key> = self
+            .table
+            .iter()
+            .filter(|(_, r)| r.conn.is_some())
+            .filter(|(_, r)| r.user.account.as_deref().is_some_and(|a| a.key() == gone))
+            .map(|(key, _)| key)
+            .collect();
+        for key in holders {
+            self.logout(key, now_ms);
+        }
     }
 
     /// The `register` and `login` jobs made since the last call, in order;

@@ -1340,7 +1340,9 @@ impl EventLoop {
         let reports: Vec<Report> = self.hashing.take().collect();
         for report in reports {
             match report {
-                Report::Keys(keys) => self.hub.core.set_registered(&keys),
+                Report::Keys { keys, deleted } => {
+                    self.hub.accounts_changed(&keys, &deleted, self.now_ms)
+                }
                 Report::Answer(answer) => {
                     // Said once per spell of failures, as storing history is.
                     let broken = matches!(answer.outcome, super::hashing::Outcome::Broken(_));
@@ -1422,7 +1424,7 @@ impl EventLoop {
                     }
                 }
                 In::Registered(key) => self.hub.core.add_registered(&key),
-                In::Unregistered(key) => self.hub.core.remove_registered(&key),
+                In::Unregistered(key) => self.hub.account_deleted(&key, self.now_ms),
                 In::Up(up) => {
                     self.log.say(if up {
                         "chat server: NATS is back; the cluster resumes"

@@ -22,6 +22,7 @@
 //! server holds one connection more than it did without accounts, not
 //! three (descriptors are what a busy server runs out of).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -110,8 +111,12 @@ pub struct Answer {
 /// What the threads tell the loop.
 pub enum Report {
     Answer(Answer),
-    /// Every account key, after someone else changed the table.
-    Keys(Vec<String>),
+    /// Every account key, after someone else changed the table, and the
+    /// keys there at the last look that are gone now.
+    Keys {
+        keys: Vec<String>,
+        deleted: Vec<String>,
+    },
 }
 
 /// What one hashing thread holds: its access to the accounts, and the
@@ -368,6 +373,7 @@ fn watch_loop(book: &Book, stop: &Receiver<()>, reports: &Sender<Report>, waker:
     let mut seen = Seen {
         version: accounts.version().ok(),
         accounts: accounts.fingerprint().ok(),
+        keys: accounts.keys().unwrap_or_default().into_iter().collect(),
     };
     loop {
         match stop.recv_timeout(WATCH_EVERY) {
@@ -382,6 +388,11 @@ fn watch_loop(book: &Book, stop: &Receiver<()>, reports: &Sender<Report>, waker:
 struct Seen {
     version: Option<i64>,
     accounts: Option<(i64, i64)>,
+    /// The keys at the last look. Each look reads a later state of the
+    /// file than the one before, so a key missing now was deleted; the
+    /// loop's own set cannot tell that, as a look begun before a
+    /// `register` committed may reach it after the answer.
+    keys: HashSet<String>,
 }
 
 /// Sends the loop every account key when another connection (`chat
@@ -399,7 +410,10 @@ fn look_for_changes(accounts: &Accounts, seen: &mut Seen, reports: &Sender<Repor
     }
     seen.accounts = fingerprint;
     if let Ok(keys) = accounts.keys() {
-        let _ = reports.send(Report::Keys(keys));
+        let now: HashSet<String> = keys.iter().cloned().collect();
+        let deleted = seen.keys.difference(&now).cloned().collect();
+        seen.keys = now;
+        let _ = reports.send(Report::Keys { keys, deleted });
         let _ = waker.wake();
     }
 }

@@ -268,6 +268,19 @@ impl<C: AsMut<Outlet>> Hub<C> {
         self.deliver();
     }
 
+    /// The accounts changed in the database (`chat account` while the
+    /// server runs); those logged in to a deleted one are logged out.
+    pub fn accounts_changed(&mut self, keys: &[String], deleted: &[String], now_ms: u64) {
+        self.core.set_registered(keys, deleted, now_ms);
+        self.deliver();
+    }
+
+    /// An account was deleted from the cluster's bucket.
+    pub fn account_deleted(&mut self, key: &str, now_ms: u64) {
+        self.core.remove_registered(key, now_ms);
+        self.deliver();
+    }
+
     /// NATS was lost or is back.
     pub fn set_cluster_down(&mut self, down: bool) {
         self.core.set_cluster_down(down);
@@ -1388,6 +1401,53 @@ mod tests {
             hub.core.user(b).unwrap().account.is_none(),
             "b logs in again"
         );
+    }
+
+    #[test]
+    fn a_deleted_account_logs_out_whoever_holds_it() {
+        let mut hub = hub();
+        hub.core.set_accounts(core::AccountRules::default(), &[]);
+        let (a, b) = (join(&mut hub), join(&mut hub));
+        let mut jobs = Vec::new();
+        for (k, account) in [(a, "Dora"), (b, "eve")] {
+            line(
+                &mut hub,
+                k,
+                json!({"type":"login","account":account,"password":PW}),
+            );
+            hub.core.take_jobs(&mut jobs);
+            hub.answer_job(
+                Answer {
+                    conn: k,
+                    login: true,
+                    outcome: Outcome::LoggedIn(account.into()),
+                },
+                NOW,
+            );
+        }
+        drain(&mut hub);
+        // `chat account del dora`, as the database's watcher reports it.
+        let left = ["eve".to_owned()];
+        hub.accounts_changed(&left, &["dora".to_owned()], NOW);
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&a]), ["logged_out"]);
+        assert!(out[&b].is_empty(), "{:?}", out[&b]);
+        assert!(hub.core.user(a).unwrap().account.is_none());
+        assert_eq!(hub.core.user(a).unwrap().nick.as_str(), "Dora");
+        // And from a cluster's bucket.
+        hub.account_deleted("eve", NOW);
+        let out = drain(&mut hub);
+        assert_eq!(codes(&out[&b]), ["logged_out"]);
+        assert!(out[&a].is_empty(), "{:?}", out[&a]);
+        // Both names are free for guests again.
+        let c = join(&mut hub);
+        line(&mut hub, c, json!({"type":"nick","nick":"eve2"}));
+        drain(&mut hub);
+        line(&mut hub, a, json!({"type":"nick","nick":"dora2"}));
+        line(&mut hub, b, json!({"type":"nick","nick":"eve3"}));
+        line(&mut hub, c, json!({"type":"nick","nick":"Eve"}));
+        let out = drain(&mut hub);
+        assert_eq!(out[&c].last().unwrap()["new"], "Eve", "{:?}", out[&c]);
     }
 
     #[test]
