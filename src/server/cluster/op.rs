@@ -69,14 +69,31 @@ pub enum Op {
     Gone {
         instance: String,
     },
-    /// A room's topic as the publishing server knows it, said again when
-    /// another server starts (see `Core::announce`): taken only where the
-    /// room has no topic yet.
-    TopicKnown {
+    /// Users of the publishing server in a room, and the room's topic as
+    /// it knows it, said again when another server starts (see
+    /// `Core::announce`): one message per room and [`PRESENT_BATCH`]
+    /// users, not a join each. A join of a member is no news, and the
+    /// topic is taken only where the room has none yet.
+    Present {
         room: String,
-        text: String,
+        users: Vec<Member>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        ts: u64,
     },
 }
+
+/// A user in [`Op::Present`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub nick: String,
+}
+
+/// The most users one [`Op::Present`] names: about 20 KB of JSON, far
+/// below NATS's default 1 MB payload limit, and few messages even for a
+/// server of 20,000 users.
+pub const PRESENT_BATCH: usize = 500;
 
 /// One message on the stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

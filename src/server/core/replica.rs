@@ -12,8 +12,8 @@ use std::rc::Rc;
 
 use super::{Core, Presence, Record, RoomSet, User};
 use crate::server::attempts::ConnTries;
-use crate::server::cluster::{Op, Private};
-use crate::server::event::{Event, To};
+use crate::server::cluster::{Op, Private, op};
+use crate::server::event::{Event, RoomId, To};
 use crate::server::name::Name;
 use crate::server::table::Key;
 use crate::wire::{ErrorCode, LeaveReason};
@@ -586,14 +586,24 @@ impl<C> Core<C> {
                 }
             }
             Op::Gone { .. } => {}
-            Op::TopicKnown { room, text } => {
+            Op::Present {
+                room,
+                users,
+                topic,
+                ts,
+            } => {
+                for user in users {
+                    let key = self.remote_user(from, user.id, &user.nick, ts);
+                    self.join(key, &room, ts);
+                }
                 let key = Name::key_of(&room);
-                if self.room_ids.contains_key(&key)
+                if let Some(text) = topic
+                    && self.room_ids.contains_key(&key)
                     && !self.topics.contains_key(&key)
                     && !text.is_empty()
                     && text.len() <= super::MAX_TOPIC
                 {
-                    self.topics.insert(key, text.as_str().into());
+                    self.topics.insert(key, text.into());
                 }
             }
             Op::Join { id, nick, room, ts } => {
@@ -687,8 +697,8 @@ impl<C> Core<C> {
         let Some(r) = &self.replica else {
             return;
         };
-        let mut ops = Vec::new();
-        let mut rooms = std::collections::BTreeSet::new();
+        let mut present: std::collections::BTreeMap<RoomId, Vec<op::Member>> =
+            std::collections::BTreeMap::new();
         for (_, rec) in self.table.iter() {
             let user = &rec.user;
             // A user here, not one whose leave is already on its way (not
@@ -697,24 +707,27 @@ impl<C> Core<C> {
                 continue;
             }
             for room in user.rooms.iter() {
-                if let Some(found) = self.rooms.get(room) {
-                    rooms.insert(room);
-                    ops.push(Op::Join {
-                        id: user.id,
-                        nick: user.nick.as_str().into(),
-                        room: found.name.as_str().into(),
-                        ts: now_ms,
-                    });
-                }
+                present.entry(room).or_default().push(op::Member {
+                    id: user.id,
+                    nick: user.nick.as_str().into(),
+                });
             }
         }
-        for room in rooms {
-            if let Some(found) = self.rooms.get(room)
-                && let Some(text) = self.topics.get(&found.name.key())
-            {
-                ops.push(Op::TopicKnown {
+        let mut ops = Vec::new();
+        for (room, users) in present {
+            let Some(found) = self.rooms.get(room) else {
+                continue;
+            };
+            let mut topic = self
+                .topics
+                .get(&found.name.key())
+                .map(|t| t.as_ref().into());
+            for batch in users.chunks(op::PRESENT_BATCH) {
+                ops.push(Op::Present {
                     room: found.name.as_str().into(),
-                    text: text.as_ref().into(),
+                    users: batch.to_vec(),
+                    topic: topic.take(),
+                    ts: now_ms,
                 });
             }
         }
@@ -1010,18 +1023,28 @@ mod tests {
         assert!(ops(&mut core).is_empty(), "an earlier server knows ann");
         core.apply("new", false, 7, Op::Hello, 5);
         let said = ops(&mut core);
-        let joins: Vec<(u64, &str)> = said
+        let present: Vec<(&str, Vec<u64>, Option<&str>)> = said
             .iter()
             .filter_map(|op| match op {
-                Op::Join { id, room, .. } => Some((*id, room.as_str())),
+                Op::Present {
+                    room, users, topic, ..
+                } => Some((
+                    room.as_str(),
+                    users.iter().map(|u| u.id).collect(),
+                    topic.as_deref(),
+                )),
                 _ => None,
             })
             .collect();
-        assert_eq!(joins, [(ann_id, "lobby"), (ann_id, "dev")]);
-        assert!(said.contains(&Op::TopicKnown {
-            room: "dev".into(),
-            text: "all about dev".into()
-        }));
+        assert_eq!(
+            present,
+            [
+                ("lobby", vec![ann_id], None),
+                ("dev", vec![ann_id], Some("all about dev"))
+            ],
+            "{said:?}"
+        );
+        assert_eq!(said.len(), 2, "one message per room: {said:?}");
 
         // The newcomer's side: the user arrives, the topic is taken where
         // none is known, and a known one stays.
@@ -1049,15 +1072,37 @@ mod tests {
             new.topics.get(&Name::key_of("dev")).map(|t| t.as_ref()),
             Some("all about dev")
         );
-        let other = Op::TopicKnown {
+        let other = Op::Present {
             room: "dev".into(),
-            text: "stale".into(),
+            users: Vec::new(),
+            topic: Some("stale".into()),
+            ts: 7,
         };
         new.apply("third", false, 20, other, 7);
         assert_eq!(
             new.topics.get(&Name::key_of("dev")).map(|t| t.as_ref()),
             Some("all about dev")
         );
+    }
+
+    #[test]
+    fn many_users_are_announced_in_batches() {
+        let mut core = core();
+        let n = op::PRESENT_BATCH + 1;
+        for port in 0..n {
+            let peer = Peer::plain(std::net::SocketAddr::from(([127, 0, 0, 1], port as u16)));
+            core.connect(peer, 0, Outlet::new(Door::JsonLines));
+        }
+        ops(&mut core);
+        core.apply("new", false, 9, Op::Hello, 1);
+        let sizes: Vec<usize> = ops(&mut core)
+            .iter()
+            .map(|op| match op {
+                Op::Present { users, .. } => users.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(sizes, [op::PRESENT_BATCH, 1]);
     }
 
     #[test]
@@ -1079,9 +1124,7 @@ mod tests {
         ops(&mut core);
         core.apply("new", false, 9, Op::Hello, 3);
         assert!(
-            !ops(&mut core)
-                .iter()
-                .any(|op| matches!(op, Op::Join { .. })),
+            ops(&mut core).is_empty(),
             "a join after her leave would bring her back on the others"
         );
     }
