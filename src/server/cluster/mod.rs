@@ -12,6 +12,8 @@
 //!
 //! - [`op`]: what crosses the backplane, one NATS message per change.
 //! - `nats`: the thread with the NATS client, liveness included.
+//! - `name_jobs`: the order of the name table's claims and releases, which
+//!   run side by side on that thread.
 //! - [`book`]: the accounts, in a key-value bucket every server shares.
 //! - [`admin`]: that bucket as `chat account --cluster` reaches it.
 //!
@@ -21,6 +23,7 @@
 
 pub mod admin;
 pub mod book;
+mod name_jobs;
 mod nats;
 pub mod op;
 

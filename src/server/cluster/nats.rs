@@ -20,6 +20,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::book::{self, Shelf};
+use super::name_jobs::{Job, NameJobs};
 use super::op::{self, Envelope, Op, Private};
 use super::{Config, In, Out};
 
@@ -288,8 +289,24 @@ pub async fn run(
     let mut up = true;
     let mut unreleased: Vec<crate::server::core::Release> = Vec::new();
     let started_at = Instant::now();
+    let mut jobs: NameJobs<Vec<u8>> = NameJobs::default();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+    let run = |job: Job, state: &State| {
+        let dead = state.dead(started_at);
+        spawn_job(job, nicks.clone(), instance.clone(), dead, done_tx.clone());
+    };
     loop {
         tokio::select! {
+            done = done_rx.recv() => {
+                let Some(done) = done else { continue };
+                let mut free = Vec::new();
+                if let Some(next) = finish(done, &mut jobs, &mut unreleased, &tell, &mut free) {
+                    run(next, &state);
+                }
+                for op in free {
+                    let _ = publisher.send(op);
+                }
+            }
             message = messages.next() => {
                 let Some(message) = message else { break };
                 let Ok(message) = message else { continue };
@@ -328,9 +345,31 @@ pub async fn run(
             }
             out = from_loop.recv() => {
                 match out {
-                    None => break,
+                    None => {
+                        // Ops held for releases still go out, after them if
+                        // they answer in time.
+                        let _ = tokio::time::timeout(CLAIM_WAIT, async {
+                            while jobs.releasing() {
+                                let Some(done) = done_rx.recv().await else { break };
+                                let mut free = Vec::new();
+                                if let Some(next) = finish(done, &mut jobs, &mut unreleased, &tell, &mut free) {
+                                    run(next, &state);
+                                }
+                                for op in free {
+                                    let _ = publisher.send(op);
+                                }
+                            }
+                        })
+                        .await;
+                        for op in jobs.take_held() {
+                            let _ = publisher.send(op);
+                        }
+                        break;
+                    }
                     Some(Out::Op(op)) => {
-                        let _ = publisher.send(encode(&instance, op));
+                        if let Some(op) = jobs.op(encode(&instance, op)) {
+                            let _ = publisher.send(op);
+                        }
                     }
                     Some(Out::Claim { ask }) => {
                         // Refused at once while NATS is away, not after
@@ -340,21 +379,18 @@ pub async fn run(
                             tell(In::Claimed { ask, ok: false });
                             continue;
                         }
-                        let owner = format!("{instance}:{}", ask.id);
-                        let ok = tokio::time::timeout(
-                            CLAIM_WAIT,
-                            claim(&nicks, &ask.name, &owner, |other| state.is_dead(other, started_at)),
-                        )
-                        .await
-                        .unwrap_or(false);
-                        tell(In::Claimed { ask, ok });
+                        if let Some(job) = jobs.claim(ask) {
+                            run(job, &state);
+                        }
                     }
                     Some(Out::Release(gone)) => {
                         // Kept while NATS is away or failing, and tried
                         // again: a name left held by a live server would
                         // be nobody's to take.
-                        if !up || !release(&nicks, &gone, &instance).await {
+                        if !up {
                             unreleased.push(gone);
+                        } else if let Some(job) = jobs.release(gone) {
+                            run(job, &state);
                         }
                     }
                     Some(Out::FindAccount { key, reply }) => {
@@ -439,7 +475,11 @@ pub async fn run(
                         }
                     }
                     if up {
-                        unreleased = release_all(&nicks, unreleased, &instance).await;
+                        for gone in std::mem::take(&mut unreleased) {
+                            if let Some(job) = jobs.release(gone) {
+                                run(job, &state);
+                            }
+                        }
                     }
                     tell(In::Up(up));
                 }
@@ -459,8 +499,10 @@ pub async fn run(
                         let _ = publisher.send(encode(&instance, Op::Gone { instance: who }));
                     }
                     servers.store(state.seen.len() + 1, std::sync::atomic::Ordering::Relaxed);
-                    if !unreleased.is_empty() {
-                        unreleased = release_all(&nicks, unreleased, &instance).await;
+                    for gone in std::mem::take(&mut unreleased) {
+                        if let Some(job) = jobs.release(gone) {
+                            run(job, &state);
+                        }
                     }
                 }
             }
@@ -567,13 +609,104 @@ impl State {
 const CLAIM_WAIT: Duration = Duration::from_secs(3);
 
 impl State {
+    /// What the instances' liveness is now, for a claim to take a dead
+    /// instance's name.
+    fn dead(&self, started_at: Instant) -> Dead {
+        Dead {
+            instance: self.instance.clone(),
+            gone: self.gone.clone(),
+            seen: self.seen.keys().cloned().collect(),
+            settled: started_at.elapsed() > SILENT,
+        }
+    }
+}
+
+/// The instances' liveness when a claim starts.
+struct Dead {
+    instance: String,
+    gone: HashSet<String>,
+    seen: HashSet<String>,
+    /// This instance has run as long as the liveness rule gives: an
+    /// instance not heard of since is dead.
+    settled: bool,
+}
+
+impl Dead {
     /// Whether the instance `other` is dead: declared gone, or not heard
     /// of for as long as the liveness rule gives (counted from this
     /// instance's start, when nothing was heard yet).
-    fn is_dead(&self, other: &str, started_at: Instant) -> bool {
+    fn is(&self, other: &str) -> bool {
         other != self.instance
-            && (self.gone.contains(other)
-                || (started_at.elapsed() > SILENT && !self.seen.contains_key(other)))
+            && (self.gone.contains(other) || (self.settled && !self.seen.contains(other)))
+    }
+}
+
+/// A claim or release finished (see [`spawn_job`]).
+enum Done {
+    Claimed {
+        ask: super::NameAsk,
+        ok: bool,
+    },
+    Released {
+        gone: crate::server::core::Release,
+        ticket: u64,
+        ok: bool,
+    },
+}
+
+/// Runs one change of the name table beside the thread's loop, which
+/// hears of its end through `done`.
+fn spawn_job(
+    job: Job,
+    nicks: kv::Store,
+    instance: String,
+    dead: Dead,
+    done: UnboundedSender<Done>,
+) {
+    tokio::spawn(async move {
+        let finished = match job {
+            Job::Claim(ask) => {
+                let owner = format!("{instance}:{}", ask.id);
+                let ok = tokio::time::timeout(
+                    CLAIM_WAIT,
+                    claim(&nicks, &ask.name, &owner, |other| dead.is(other)),
+                )
+                .await
+                .unwrap_or(false);
+                Done::Claimed { ask, ok }
+            }
+            Job::Release { gone, ticket } => {
+                let ok = release(&nicks, &gone, &instance).await;
+                Done::Released { gone, ticket, ok }
+            }
+        };
+        let _ = done.send(finished);
+    });
+}
+
+/// Takes a finished job in: the claim's answer to the loop, a failed
+/// release kept to try again, the ops it held in `free`; returns the next
+/// job on the same name, to start.
+fn finish(
+    done: Done,
+    jobs: &mut NameJobs<Vec<u8>>,
+    unreleased: &mut Vec<crate::server::core::Release>,
+    tell: &impl Fn(In),
+    free: &mut Vec<Vec<u8>>,
+) -> Option<Job> {
+    match done {
+        Done::Claimed { ask, ok } => {
+            let name = ask.name.clone();
+            tell(In::Claimed { ask, ok });
+            jobs.done(&name, None, free)
+        }
+        Done::Released { gone, ticket, ok } => {
+            let next = jobs.done(&gone.name, Some(ticket), free);
+            if !ok {
+                unreleased.push(gone);
+            }
+            next
+        }
     }
 }
 
@@ -628,21 +761,6 @@ async fn release(nicks: &kv::Store, gone: &crate::server::core::Release, instanc
         }
     });
     done.await.unwrap_or(false)
-}
-
-/// Tries every release still owed; returns those NATS did not answer.
-async fn release_all(
-    nicks: &kv::Store,
-    owed: Vec<crate::server::core::Release>,
-    instance: &str,
-) -> Vec<crate::server::core::Release> {
-    let mut left = Vec::new();
-    for gone in owed {
-        if !release(nicks, &gone, instance).await {
-            left.push(gone);
-        }
-    }
-    left
 }
 
 /// An ordered consumer of the stream from `start` on.
