@@ -149,11 +149,15 @@ FANOUT=(fanout -r 100 -S 4 -n 5000 -p 64)
 FAN_MSGS=$((4 * 5000))
 PACED=(fanout -r 100 -S 4 -n 500 -p 64 --rate 500)
 PACED_MSGS=$((4 * 500))
+# The paced run again, with ten clients renaming 3000 times a second
+# beside it: what the name table's claims and releases cost the others.
+RENAMES=(--renames 3000)
 
 start_chat alone
 echo "cluster.sh: one server alone on ${ADDRS[0]}..." >&2
 bench alone_fan "${ADDRS[0]}" "${FANOUT[@]}"
 bench alone_paced "${ADDRS[0]}" "${PACED[@]}"
+bench alone_renames "${ADDRS[0]}" "${PACED[@]}" "${RENAMES[@]}"
 stop_all
 
 start_nats
@@ -167,6 +171,7 @@ cost one_fan_cost "$FAN_MSGS"
 mark
 bench one_paced "${ADDRS[0]}" "${PACED[@]}"
 cost one_paced_cost "$PACED_MSGS"
+bench one_renames "${ADDRS[0]}" "${PACED[@]}" "${RENAMES[@]}"
 stop_all
 
 start_nats
@@ -183,6 +188,7 @@ cost three_fan_cost "$FAN_MSGS"
 mark
 bench three_paced "$THREE" "${PACED[@]}"
 cost three_paced_cost "$PACED_MSGS"
+bench three_renames "$THREE" "${PACED[@]}" "${RENAMES[@]}"
 stop_all
 
 field() { sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$1"; }
@@ -206,6 +212,9 @@ row "  latency p50 / p99" "$(lat "$alone_fan")" "$(lat "$one_fan")" "$(lat "$thr
 row "  loss (missing/dup/corrupt)" "$(loss "$alone_fan")" "$(loss "$one_fan")" "$(loss "$three_fan")"
 row "paced 500 msg/s n=500: p50 / p99" "$(lat "$alone_paced")" "$(lat "$one_paced")" "$(lat "$three_paced")"
 row "  loss (missing/dup/corrupt)" "$(loss "$alone_paced")" "$(loss "$one_paced")" "$(loss "$three_paced")"
+row "the same, renames beside: p50 / p99" "$(lat "$alone_renames")" "$(lat "$one_renames")" "$(lat "$three_renames")"
+row "  renames/s made" "$(field "$alone_renames" renames_per_s)" "$(field "$one_renames" renames_per_s)" \
+  "$(field "$three_renames" renames_per_s)"
 row "backplane per group message (fan-out)" "" "" ""
 row "  NATS messages in / out" "" "$(per "$one_fan_cost" 1) / $(per "$one_fan_cost" 3)" \
   "$(per "$three_fan_cost" 1) / $(per "$three_fan_cost" 3)"

@@ -477,6 +477,10 @@ pub struct FanoutArgs {
     #[arg(long, value_name = "MSGS_PER_S", default_value_t = 0)]
     pub rate: u64,
 
+    /// Ten more clients, in a room of their own, change their nicknames this many times a second in all while the senders send (--proto chat only): what renames cost everyone else
+    #[arg(long, value_name = "PER_S", default_value_t = 0)]
+    pub renames: u64,
+
     /// Unpaced, the most the senders may be ahead of the average receiver (KiB, MiB allowed)
     #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub window: usize,

@@ -117,6 +117,38 @@ fn a_server_with_flood_control_is_named_as_what_was_measured() {
 }
 
 #[test]
+fn renames_beside_a_fanout_are_counted_and_disturb_nothing() {
+    let server = Server::start(&[]);
+    // Half a second of sending, with ten renamers at 200 renames a second.
+    let addr = server.addr.to_string();
+    let out = run(&[
+        "fanout",
+        "-s",
+        &addr,
+        "-r",
+        "2",
+        "-S",
+        "1",
+        "-n",
+        "200",
+        "--rate",
+        "400",
+        "--renames",
+        "200",
+        "--json",
+    ]);
+    let r = report(&out);
+    assert!(out.status.success(), "nothing was lost: {r}");
+    assert_eq!(r["received"], 400, "{r}");
+    let renames = r["renames"].as_u64().unwrap_or(0);
+    assert!(renames >= 10, "each renamer renamed at least once: {r}");
+    assert!(r["renames_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+    // Only the chat protocol over plain TCP has nicknames to change.
+    let refused = run(&["fanout", "--proto", "nats", "--renames", "10"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+}
+
+#[test]
 fn fanout_prints_a_table_without_json() {
     let server = Server::start(&[]);
     let out = small_fanout(&server, &[]);

@@ -31,6 +31,7 @@ use super::conn::{self, Link};
 use super::control::{Control, EventLoop, lock};
 use super::progress::Progress;
 use super::proto::{self, PeerLine};
+use super::renames;
 use super::report::Report;
 use super::scan::{self, Payload, Scan, Scanner};
 use super::stats::Histogram;
@@ -72,6 +73,8 @@ struct Plan {
     messages: u64,
     payload: usize,
     rate: u64,
+    /// Renames a second beside the run (`--renames`).
+    renames: u64,
     /// Unpaced, how many messages the senders may be ahead of the average
     /// receiver.
     window: u64,
@@ -122,19 +125,44 @@ pub fn run(args: &FanoutArgs) -> Outcome {
     let control = Control::new();
     let counters = Counters::default();
     let polls = control.event_loops(threads)?;
+    let renamers = match plan.renames {
+        0 => None,
+        _ => {
+            let addrs: Vec<_> = plan.targets.iter().map(|t| t.addr).collect();
+            Some(renames::open(&addrs, plan.timeout).map_err(Fail::runtime)?)
+        }
+    };
     let progress = Progress::on_stderr();
-    let (end, tallies) = control.run_loops(
-        polls,
-        STOP,
-        |w, poll| {
-            let mine = (w..conns).step_by(threads).collect();
-            Worker::new(&plan, &control, &counters, poll, mine).run()
-        },
-        || coordinate(&plan, &control, &counters, args.server_pid, &progress),
-    );
+    let (end, tallies, renamed) = std::thread::scope(|scope| {
+        let renaming = renamers.map(|renamers| {
+            scope.spawn(|| {
+                // From the start of sending to its end.
+                while control.phase() < GO {
+                    std::thread::sleep(Duration::from_millis(1)); // waiting for the coordinator's phase
+                }
+                renames::run(renamers, plan.renames, || control.phase() == GO)
+            })
+        });
+        let (end, tallies) = control.run_loops(
+            polls,
+            STOP,
+            |w, poll| {
+                let mine = (w..conns).step_by(threads).collect();
+                Worker::new(&plan, &control, &counters, poll, mine).run()
+            },
+            || coordinate(&plan, &control, &counters, args.server_pid, &progress),
+        );
+        let renamed = renaming.map(|r| {
+            r.join()
+                .map_err(|_| "the renaming thread crashed".to_string())
+                .and_then(|done| done)
+        });
+        (end, tallies, renamed)
+    });
     progress.clear();
     let tallies = tallies?;
     let end = end?;
+    let renamed = renamed.transpose().map_err(Fail::runtime)?;
 
     let mut total = Tally::default();
     for t in &tallies {
@@ -149,7 +177,12 @@ pub fn run(args: &FanoutArgs) -> Outcome {
     let lost = lock(&counters.lost).clone();
     let go_ns = counters.go_ns.load(Ordering::Acquire);
     let said = counters.throttled.load(Ordering::Acquire);
-    let report = report(&plan, threads, &total, &lost, go_ns, &end, said);
+    let mut report = report(&plan, threads, &total, &lost, go_ns, &end, said);
+    if let Some(done) = renamed {
+        report.count("renames", "renames beside", done.renames);
+        let per_s = done.renames as f64 / done.seconds.max(f64::EPSILON);
+        report.real("renames_per_s", "renames/s beside", per_s, 0, "");
+    }
     if args.json {
         println!("{}", report.json());
     } else {
@@ -181,6 +214,11 @@ fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
             args.payload
         )));
     }
+    if args.renames > 0 && (args.proto != BenchProto::Chat || args.tls.tls) {
+        return Err(Fail::usage(
+            "--renames works with --proto chat over plain TCP only",
+        ));
+    }
     if args.tls.tls && !speaks_chat(args.proto) {
         return Err(Fail::usage("--tls works with --proto chat or ws only"));
     }
@@ -196,6 +234,7 @@ fn plan(args: &FanoutArgs) -> Result<Plan, Fail> {
         messages: args.messages,
         payload: args.payload,
         rate: args.rate,
+        renames: args.renames,
         window: (args.window as u64 / line).max(1),
         timeout: args.timeout,
     })

@@ -6,6 +6,7 @@
 //!   connection and whether it still answers promptly.
 //! - `arrivals`: clients arriving one at a time into one room while members
 //!   chat; the server's CPU per arrival, and the group latency it costs.
+//! - `renames`: `fanout --renames`, clients renaming beside the run.
 //! - `control`: the phases and wake-ups shared by a run's threads;
 //!   `conn`: opening connections (to one server of `--server`'s list),
 //!   and reading them in bulk; `ws`: the WebSocket client framing of
@@ -28,6 +29,7 @@ mod idle;
 mod page;
 mod progress;
 mod proto;
+mod renames;
 mod report;
 mod scan;
 mod stats;
