@@ -101,7 +101,7 @@ pub fn mode<C>(core: &Core<C>, key: Key, out: &mut Vec<u8>, me: &str, params: &[
 }
 
 /// 001-005, LUSERS and the MOTD (the server's welcome text).
-pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, rooms: usize) {
+pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, counts: Counts) {
     let version = env!("CARGO_PKG_VERSION");
     let welcome = format!("Welcome to the chat IRC door, {me}");
     numeric(out, me, "001", &[&welcome]);
@@ -140,13 +140,7 @@ pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, roo
             "are supported by this server",
         ],
     );
-    let users_line = format!("There are {users} users and 0 invisible on 1 servers");
-    numeric(out, me, "251", &[&users_line]);
-    numeric(out, me, "252", &["0", "operator(s) online"]);
-    numeric(out, me, "253", &["0", "unknown connection(s)"]);
-    numeric(out, me, "254", &[&rooms.to_string(), "channels formed"]);
-    let clients = format!("I have {users} clients and 0 servers");
-    numeric(out, me, "255", &[&clients]);
+    lusers(out, me, counts);
     numeric(
         out,
         me,
@@ -157,4 +151,34 @@ pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, roo
         numeric(out, me, "372", &[&format!("- {}", encode::clean(line))]);
     }
     numeric(out, me, "376", &["End of /MOTD command."]);
+}
+
+/// What LUSERS counts: users present (everyone is visible, on this one
+/// server as IRC sees it), rooms, and IRC connections not yet registered.
+#[derive(Clone, Copy, Debug)]
+pub struct Counts {
+    pub users: usize,
+    pub rooms: usize,
+    pub unknown: usize,
+}
+
+/// 251-255, in the registration burst and as the answer to LUSERS.
+pub fn lusers(out: &mut Vec<u8>, me: &str, counts: Counts) {
+    let Counts {
+        users,
+        rooms,
+        unknown,
+    } = counts;
+    let users_line = format!("There are {users} users and 0 invisible on 1 servers");
+    numeric(out, me, "251", &[&users_line]);
+    numeric(out, me, "252", &["0", "operator(s) online"]);
+    numeric(
+        out,
+        me,
+        "253",
+        &[&unknown.to_string(), "unknown connection(s)"],
+    );
+    numeric(out, me, "254", &[&rooms.to_string(), "channels formed"]);
+    let clients = format!("I have {users} clients and 0 servers");
+    numeric(out, me, "255", &[&clients]);
 }
