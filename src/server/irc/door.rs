@@ -70,6 +70,8 @@ pub struct Client {
     sasl: Sasl,
     /// `AWAY` text; kept here, the other doors have no such thing.
     away: Option<Box<str>>,
+    /// The realname `USER` gave, for WHO and WHOIS; likewise the door's.
+    realname: Option<Box<str>>,
     since_ms: u64,
     /// The last line received.
     seen_ms: u64,
@@ -399,14 +401,8 @@ impl Door {
                     }
                 }
             },
-            "WHO" => {
-                let away = |k: Key| self.away_text(k);
-                answer::who(parts.core, &mut out, &me, params.first().copied(), &away)
-            }
-            "WHOIS" => {
-                let away = |k: Key| self.away_text(k);
-                answer::whois(parts.core, &mut out, &me, params[params.len() - 1], &away)
-            }
+            "WHO" => answer::who(parts.core, &mut out, &me, params.first().copied(), self),
+            "WHOIS" => answer::whois(parts.core, &mut out, &me, params[params.len() - 1], self),
             "LIST" => {
                 // `LIST #a,#b` lists those channels alone; other filters
                 // (ELIST's `>3`, masks) are not offered, so list all.
@@ -507,7 +503,7 @@ impl Door {
                     .filter_map(|n| {
                         let key = parts.core.find_nick(n)?;
                         let nick = answer::nick_of(parts.core, key);
-                        let away = if self.away(key) { '-' } else { '+' };
+                        let away = if self.is_away(key) { '-' } else { '+' };
                         Some(format!("{nick}={away}{nick}@{HOST}"))
                     })
                     .collect();
@@ -530,12 +526,8 @@ impl Door {
         }
     }
 
-    fn away(&self, key: Key) -> bool {
+    fn is_away(&self, key: Key) -> bool {
         self.clients.get(&key).is_some_and(|c| c.away.is_some())
-    }
-
-    fn away_text(&self, key: Key) -> Option<&str> {
-        self.clients.get(&key).and_then(|c| c.away.as_deref())
     }
 
     /// Before registration: CAP, PASS, NICK, USER, PING, QUIT; anything
@@ -597,6 +589,7 @@ impl Door {
                     numeric(&mut out, "", "461", &["USER", "Not enough parameters"]);
                 } else {
                     client.user = true;
+                    client.realname = Some(encode::clean(params[3]).into());
                 }
             }
             "PING" => match params.first() {
@@ -1134,6 +1127,16 @@ impl Door {
                 Flow::Continue
             }
         }
+    }
+}
+
+impl answer::Kept for Door {
+    fn away(&self, key: Key) -> Option<&str> {
+        self.clients.get(&key).and_then(|c| c.away.as_deref())
+    }
+
+    fn realname(&self, key: Key) -> Option<&str> {
+        self.clients.get(&key).and_then(|c| c.realname.as_deref())
     }
 }
 

@@ -386,3 +386,44 @@ fn oper_whowas_and_kick_get_the_numerics_of_a_server_without_operators() {
         [":chat 482 ann #rust :You're not channel operator"]
     );
 }
+
+#[test]
+fn who_and_whois_give_the_realname_and_who_takes_masks() {
+    let mut hub = hub();
+    let ann = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    hub.line(ann, b"NICK ann\r", NOW);
+    hub.line(ann, b"USER a 0 * :Ann Smith\r", NOW);
+    let bob = registered(&mut hub, "bob");
+    let _ = ask(&mut hub, bob, "AWAY :lunch");
+    let whois = ask(&mut hub, bob, "WHOIS ann");
+    assert_eq!(whois[0], ":chat 311 bob ann ann chat * :Ann Smith");
+    let ann_line = ":chat 352 bob * ann chat chat ann H :0 Ann Smith";
+    let bob_line = ":chat 352 bob * bob chat chat bob G :0 U";
+    assert_eq!(
+        ask(&mut hub, bob, "WHO ANN"),
+        [ann_line, ":chat 315 bob ANN :End of /WHO list"]
+    );
+    assert_eq!(
+        ask(&mut hub, bob, "WHO a?N*"),
+        [ann_line, ":chat 315 bob a?N* :End of /WHO list"]
+    );
+    assert_eq!(
+        ask(&mut hub, bob, "WHO *smith"),
+        [ann_line, ":chat 315 bob *smith :End of /WHO list"]
+    );
+    let mut all = ask(&mut hub, bob, "WHO *");
+    all.sort();
+    assert_eq!(
+        all,
+        [":chat 315 bob * :End of /WHO list", ann_line, bob_line]
+    );
+    assert_eq!(
+        ask(&mut hub, bob, "WHO *!*@elsewhere"),
+        [":chat 315 bob *!*@elsewhere :End of /WHO list"]
+    );
+    let chan = ask(&mut hub, bob, "WHO #lobby");
+    assert!(
+        chan.contains(&":chat 352 bob #lobby ann chat chat ann H :0 Ann Smith".to_owned()),
+        "{chan:?}"
+    );
+}
