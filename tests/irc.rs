@@ -248,7 +248,10 @@ fn mistakes_get_numerics_and_the_connection_lives() {
     assert!(c.recv().starts_with(":chat 433 bob dan :"));
     // Garbage: not UTF-8, a source alone, a blank line.
     c.send_raw(b"PRIVMSG #lobby :\xff\xfe\r\n:only.a.source\r\n\r\n");
-    assert_eq!(verb(&c.recv()), "NOTICE");
+    assert_eq!(
+        c.recv(),
+        ":chat FAIL PRIVMSG INVALID_UTF8 :This server speaks UTF-8 only; the line was not UTF-8"
+    );
     // Too long: 417, and the connection lives on.
     c.send(&format!("PRIVMSG #lobby :{}", "x".repeat(600)));
     assert_eq!(c.recv(), ":chat 417 bob :Input line was too long");

@@ -8,36 +8,90 @@ use crate::server::table::Key;
 use super::door::Settings;
 use super::encode::{self, HOST, SERVER, channel, numeric, who_line};
 
-/// A user's AWAY text, if it is away (kept by the door).
-pub type Away<'a> = &'a dyn Fn(Key) -> Option<&'a str>;
+/// What the door keeps of its users that the core has no place for: the
+/// other doors have no AWAY and no realname.
+pub trait Kept {
+    /// Its AWAY text, if it is away.
+    fn away(&self, key: Key) -> Option<&str>;
+    /// The realname its `USER` gave; users of the other doors have none.
+    fn realname(&self, key: Key) -> Option<&str>;
+}
 
-pub fn who<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, mask: Option<&str>, away: Away<'_>) {
+/// WHO `#chan` (its members), WHO with a mask (`*`, `ann*`, `*!*@chat`:
+/// every user whose nick, `nick!nick@chat` or realname it matches), or WHO
+/// `nick`.
+pub fn who<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, mask: Option<&str>, kept: &dyn Kept) {
     let Some(mask) = mask else {
         return numeric(out, me, "315", &["*", "End of /WHO list"]);
+    };
+    let line = |out: &mut Vec<u8>, chan: &str, key: Key, nick: &str| {
+        let real = kept.realname(key).unwrap_or(nick);
+        who_line(out, me, chan, nick, real, kept.away(key).is_some());
     };
     if let Some(room) = mask.strip_prefix('#') {
         if let Some(RoomView { name, members, .. }) = core.room(room) {
             let chan = channel(name.as_str());
             for user in members {
-                let away = core
-                    .find_nick(user.nick.as_str())
-                    .is_some_and(|k| away(k).is_some());
-                who_line(out, me, &chan, user.nick.as_str(), away);
+                if let Some(key) = core.find_nick(user.nick.as_str()) {
+                    line(out, &chan, key, user.nick.as_str());
+                }
+            }
+        }
+    } else if mask.contains(['*', '?']) {
+        for key in core.keys() {
+            let nick = nick_of(core, key);
+            let real = kept.realname(key).unwrap_or(&nick);
+            if !nick.is_empty()
+                && (glob(mask, &nick) || glob(mask, &encode::mask(&nick)) || glob(mask, real))
+            {
+                line(out, "*", key, &nick);
             }
         }
     } else if let Some(key) = core.find_nick(mask) {
-        who_line(out, me, "*", &nick_of(core, key), away(key).is_some());
+        line(out, "*", key, &nick_of(core, key));
     }
     numeric(out, me, "315", &[mask, "End of /WHO list"]);
 }
 
-pub fn whois<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, nick: &str, away: Away<'_>) {
+/// IRC's wildcard match: `*` any run, `?` any one character, letters
+/// compared without ASCII case.
+fn glob(mask: &str, text: &str) -> bool {
+    let (m, t): (Vec<char>, Vec<char>) = (mask.chars().collect(), text.chars().collect());
+    // The classic backtracking on the last `*`: linear in practice, and
+    // never worse than mask length times text length.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        match m.get(i) {
+            Some('*') => {
+                star = Some((i, j));
+                i += 1;
+            }
+            Some(&c) if c == '?' || c.eq_ignore_ascii_case(&t[j]) => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((si, sj)) => {
+                    i = si + 1;
+                    j = sj + 1;
+                    star = Some((si, sj + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    m[i..].iter().all(|&c| c == '*')
+}
+
+pub fn whois<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, nick: &str, kept: &dyn Kept) {
     let Some(key) = core.find_nick(nick) else {
         numeric(out, me, "401", &[nick, "No such nick"]);
         return numeric(out, me, "318", &[nick, "End of /WHOIS list"]);
     };
     let nick = nick_of(core, key);
-    numeric(out, me, "311", &[&nick, &nick, HOST, "*", &nick]);
+    let real = kept.realname(key).unwrap_or(&nick);
+    numeric(out, me, "311", &[&nick, &nick, HOST, "*", real]);
     let chans: Vec<String> = core
         .rooms_of(key)
         .iter()
@@ -47,7 +101,7 @@ pub fn whois<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, nick: &str, away: A
         numeric(out, me, "319", &[&nick, &chans.join(" ")]);
     }
     numeric(out, me, "312", &[&nick, SERVER, "chat server"]);
-    if let Some(away) = away(key) {
+    if let Some(away) = kept.away(key) {
         numeric(out, me, "301", &[&nick, away]);
     }
     numeric(out, me, "318", &[&nick, "End of /WHOIS list"]);
@@ -101,7 +155,7 @@ pub fn mode<C>(core: &Core<C>, key: Key, out: &mut Vec<u8>, me: &str, params: &[
 }
 
 /// 001-005, LUSERS and the MOTD (the server's welcome text).
-pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, rooms: usize) {
+pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, counts: Counts) {
     let version = env!("CARGO_PKG_VERSION");
     let welcome = format!("Welcome to the chat IRC door, {me}");
     numeric(out, me, "001", &[&welcome]);
@@ -140,13 +194,7 @@ pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, roo
             "are supported by this server",
         ],
     );
-    let users_line = format!("There are {users} users and 0 invisible on 1 servers");
-    numeric(out, me, "251", &[&users_line]);
-    numeric(out, me, "252", &["0", "operator(s) online"]);
-    numeric(out, me, "253", &["0", "unknown connection(s)"]);
-    numeric(out, me, "254", &[&rooms.to_string(), "channels formed"]);
-    let clients = format!("I have {users} clients and 0 servers");
-    numeric(out, me, "255", &[&clients]);
+    lusers(out, me, counts);
     numeric(
         out,
         me,
@@ -157,4 +205,34 @@ pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, users: usize, roo
         numeric(out, me, "372", &[&format!("- {}", encode::clean(line))]);
     }
     numeric(out, me, "376", &["End of /MOTD command."]);
+}
+
+/// What LUSERS counts: users present (everyone is visible, on this one
+/// server as IRC sees it), rooms, and IRC connections not yet registered.
+#[derive(Clone, Copy, Debug)]
+pub struct Counts {
+    pub users: usize,
+    pub rooms: usize,
+    pub unknown: usize,
+}
+
+/// 251-255, in the registration burst and as the answer to LUSERS.
+pub fn lusers(out: &mut Vec<u8>, me: &str, counts: Counts) {
+    let Counts {
+        users,
+        rooms,
+        unknown,
+    } = counts;
+    let users_line = format!("There are {users} users and 0 invisible on 1 servers");
+    numeric(out, me, "251", &[&users_line]);
+    numeric(out, me, "252", &["0", "operator(s) online"]);
+    numeric(
+        out,
+        me,
+        "253",
+        &[&unknown.to_string(), "unknown connection(s)"],
+    );
+    numeric(out, me, "254", &[&rooms.to_string(), "channels formed"]);
+    let clients = format!("I have {users} clients and 0 servers");
+    numeric(out, me, "255", &[&clients]);
 }

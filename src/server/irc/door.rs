@@ -4,8 +4,8 @@
 //! A command that changes something (JOIN, PART, PRIVMSG, NOTICE, TOPIC,
 //! NICK, QUIT) becomes a core [`Command`]; what it causes comes back as
 //! events, encoded by [`mod@super::encode`]. Questions (NAMES, WHO, WHOIS,
-//! LIST, ISON, USERHOST, MODE) are answered here from the core's state,
-//! and so are the checks IRC wants a numeric for that names the channel
+//! LIST, ISON, USERHOST, MODE, LUSERS) are answered here from the core's
+//! state, and so are the checks IRC wants a numeric for that names the channel
 //! or nick at fault (403, 442, 432, 433, 401): the core's own refusals
 //! carry no such name.
 //!
@@ -70,6 +70,8 @@ pub struct Client {
     sasl: Sasl,
     /// `AWAY` text; kept here, the other doors have no such thing.
     away: Option<Box<str>>,
+    /// The realname `USER` gave, for WHO and WHOIS; likewise the door's.
+    realname: Option<Box<str>>,
     since_ms: u64,
     /// The last line received.
     seen_ms: u64,
@@ -288,13 +290,23 @@ impl Door {
         let me = parts.me(key);
         let Ok(text) = std::str::from_utf8(line) else {
             parts.core.count_in(key);
+            // IRCv3 utf8-only: the line is dropped with a FAIL naming its
+            // command, which a client can show beside what it tried.
+            let lossy = String::from_utf8_lossy(line);
+            let command = Message::parse(&lossy)
+                .map(|m| m.command.to_ascii_uppercase())
+                .filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .unwrap_or_else(|| "*".to_owned());
             parts.answer(key, |out| {
-                let me = if me.is_empty() { "*" } else { &me };
                 write_text(
                     out,
                     Some(SERVER),
-                    "NOTICE",
-                    &[me, "this server speaks UTF-8 only; the line was not UTF-8"],
+                    "FAIL",
+                    &[
+                        &command,
+                        "INVALID_UTF8",
+                        "This server speaks UTF-8 only; the line was not UTF-8",
+                    ],
                 )
             });
             return Flow::Continue;
@@ -327,7 +339,8 @@ impl Door {
         }
         let need = match command.as_str() {
             "JOIN" | "PART" | "NICK" | "TOPIC" | "WHOIS" | "MODE" | "ISON" | "USERHOST"
-            | "PING" => 1,
+            | "PING" | "WHOWAS" => 1,
+            "OPER" | "KICK" => 2,
             "PRIVMSG" | "NOTICE" => 0,
             _ => 0,
         };
@@ -388,17 +401,20 @@ impl Door {
                     }
                 }
             },
-            "WHO" => {
-                let away = |k: Key| self.away_text(k);
-                answer::who(parts.core, &mut out, &me, params.first().copied(), &away)
-            }
-            "WHOIS" => {
-                let away = |k: Key| self.away_text(k);
-                answer::whois(parts.core, &mut out, &me, params[params.len() - 1], &away)
-            }
+            "WHO" => answer::who(parts.core, &mut out, &me, params.first().copied(), self),
+            "WHOIS" => answer::whois(parts.core, &mut out, &me, params[params.len() - 1], self),
             "LIST" => {
+                // `LIST #a,#b` lists those channels alone; other filters
+                // (ELIST's `>3`, masks) are not offered, so list all.
+                let asked: Vec<&str> = params
+                    .first()
+                    .map(|p| p.split(',').filter_map(|c| c.strip_prefix('#')).collect())
+                    .unwrap_or_default();
                 numeric(&mut out, &me, "321", &["Channel", "Users  Name"]);
                 for (name, users, topic) in parts.core.room_list() {
+                    if !asked.is_empty() && !asked.iter().any(|a| names::same(a, name.as_str())) {
+                        continue;
+                    }
                     let topic = topic.as_deref().map(encode::clean).unwrap_or_default();
                     numeric(
                         &mut out,
@@ -410,6 +426,48 @@ impl Door {
                 numeric(&mut out, &me, "323", &["End of /LIST"]);
             }
             "MODE" => answer::mode(parts.core, key, &mut out, &me, params),
+            "LUSERS" => answer::lusers(&mut out, &me, self.counts(parts.core, 0)),
+            "TIME" => {
+                let now = encode::iso_time(now_ms);
+                numeric(&mut out, &me, "391", &[SERVER, &now]);
+            }
+            "INFO" => {
+                let version = format!("chat {}", env!("CARGO_PKG_VERSION"));
+                numeric(&mut out, &me, "371", &[&version]);
+                numeric(
+                    &mut out,
+                    &me,
+                    "371",
+                    &["One server for the terminal, IRC and the web, in the same rooms"],
+                );
+                numeric(&mut out, &me, "374", &["End of INFO list"]);
+            }
+            // Nobody is an operator here: there is no OPER to succeed,
+            // no history of nicks for WHOWAS, and KICK needs an operator.
+            "OPER" => numeric(&mut out, &me, "491", &["No O-lines for your host"]),
+            "WHOWAS" => {
+                let nick = params[0];
+                numeric(&mut out, &me, "406", &[nick, "There was no such nickname"]);
+                numeric(&mut out, &me, "369", &[nick, "End of WHOWAS"]);
+            }
+            "KICK" => {
+                let chan = params[0];
+                match membership(parts.core, &me, chan) {
+                    Some((code, why)) => numeric(&mut out, &me, code, &[chan, why]),
+                    None => {
+                        let chan = parts
+                            .core
+                            .room(&chan[1..])
+                            .map_or_else(|| chan.to_owned(), |r| channel(r.name.as_str()));
+                        numeric(
+                            &mut out,
+                            &me,
+                            "482",
+                            &[&chan, "You're not channel operator"],
+                        )
+                    }
+                }
+            }
             "AWAY" => {
                 let text = params.first().copied().filter(|t| !t.is_empty());
                 if let Some(client) = self.clients.get_mut(&key) {
@@ -445,7 +503,7 @@ impl Door {
                     .filter_map(|n| {
                         let key = parts.core.find_nick(n)?;
                         let nick = answer::nick_of(parts.core, key);
-                        let away = if self.away(key) { '-' } else { '+' };
+                        let away = if self.is_away(key) { '-' } else { '+' };
                         Some(format!("{nick}={away}{nick}@{HOST}"))
                     })
                     .collect();
@@ -459,12 +517,17 @@ impl Door {
         Flow::Continue
     }
 
-    fn away(&self, key: Key) -> bool {
-        self.clients.get(&key).is_some_and(|c| c.away.is_some())
+    /// LUSERS' numbers, with `arriving` users about to be here.
+    fn counts<C>(&self, core: &Core<C>, arriving: usize) -> answer::Counts {
+        answer::Counts {
+            users: core.here() + arriving,
+            rooms: core.room_list().len(),
+            unknown: self.clients.values().filter(|c| !c.registered).count(),
+        }
     }
 
-    fn away_text(&self, key: Key) -> Option<&str> {
-        self.clients.get(&key).and_then(|c| c.away.as_deref())
+    fn is_away(&self, key: Key) -> bool {
+        self.clients.get(&key).is_some_and(|c| c.away.is_some())
     }
 
     /// Before registration: CAP, PASS, NICK, USER, PING, QUIT; anything
@@ -526,6 +589,7 @@ impl Door {
                     numeric(&mut out, "", "461", &["USER", "Not enough parameters"]);
                 } else {
                     client.user = true;
+                    client.realname = Some(encode::clean(params[3]).into());
                 }
             }
             "PING" => match params.first() {
@@ -591,10 +655,9 @@ impl Door {
             }
         }
         client.registered = true;
-        let users = parts.core.here() + 1;
-        let rooms = parts.core.room_list().len();
+        let counts = self.counts(parts.core, 1);
         let settings = &self.settings;
-        parts.answer(key, |out| answer::burst(out, &nick, settings, users, rooms));
+        parts.answer(key, |out| answer::burst(out, &nick, settings, counts));
         if let Err(refusal) = parts.core.arrive(key, &nick, now_ms) {
             // Checked just above: only a bug gets here.
             let text = refusal.message;
@@ -1064,6 +1127,16 @@ impl Door {
                 Flow::Continue
             }
         }
+    }
+}
+
+impl answer::Kept for Door {
+    fn away(&self, key: Key) -> Option<&str> {
+        self.clients.get(&key).and_then(|c| c.away.as_deref())
+    }
+
+    fn realname(&self, key: Key) -> Option<&str> {
+        self.clients.get(&key).and_then(|c| c.realname.as_deref())
     }
 }
 

@@ -193,7 +193,7 @@ pub fn encode(event: &Event, me: &str, tags: Tags, account: Option<&str>, out: &
             let target = room.as_ref().map(|r| channel(r.as_str()));
             let target = target.as_deref().unwrap_or("*");
             for (_, nick, _) in users {
-                who_line(out, me, target, nick.as_str(), false);
+                who_line(out, me, target, nick.as_str(), nick.as_str(), false);
             }
             numeric(out, me, "315", &[target, "End of /WHO list"]);
         }
@@ -285,9 +285,9 @@ fn error(out: &mut Vec<u8>, me: &str, code: ErrorCode, message: &str) {
 
 /// One WHO reply line: `<me> <channel> <user> <host> <server> <nick>
 /// <H|G> :0 <realname>`.
-pub fn who_line(out: &mut Vec<u8>, me: &str, target: &str, nick: &str, away: bool) {
+pub fn who_line(out: &mut Vec<u8>, me: &str, target: &str, nick: &str, real: &str, away: bool) {
     let flags = if away { "G" } else { "H" };
-    let real = format!("0 {nick}");
+    let real = format!("0 {real}");
     numeric(
         out,
         me,

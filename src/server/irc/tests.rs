@@ -164,6 +164,12 @@ fn garbage_never_breaks_the_door() {
         b"ISON",
         b"USERHOST",
         b"PING",
+        b"LUSERS",
+        b"TIME",
+        b"INFO",
+        b"OPER",
+        b"WHOWAS",
+        b"KICK",
         b"#",
         b"#lobby",
         b":",
@@ -256,4 +262,168 @@ fn sasl_over_plaintext_from_afar_is_refused_before_any_password_is_checked() {
     // Registration goes on without an account.
     hub.line(key, b"CAP END\r", NOW);
     assert!(read(&mut hub, key)[0].starts_with(":chat 001 ann "));
+}
+
+/// Lines a registered `key` gets for `line`.
+fn ask(hub: &mut Hub<Outlet>, key: Key, line: &str) -> Vec<String> {
+    hub.line(key, format!("{line}\r").as_bytes(), NOW);
+    read(hub, key)
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_dropped_with_fail_invalid_utf8() {
+    let mut hub = hub();
+    let key = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    hub.line(key, b"NICK ann\r", NOW);
+    // A Latin-1 realname: refused, and registration waits for a good USER.
+    hub.line(key, b"USER u 0 * :i\xe8rc\xe9\r", NOW);
+    assert_eq!(
+        read(&mut hub, key),
+        [":chat FAIL USER INVALID_UTF8 :This server speaks UTF-8 only; the line was not UTF-8"]
+    );
+    hub.line(key, b"USER u 0 * :irc\r", NOW);
+    assert!(read(&mut hub, key)[0].starts_with(":chat 001 ann "));
+    hub.line(key, b"PRIVMSG #lobby :hi\xaa\r", NOW);
+    let lines = read(&mut hub, key);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(":chat FAIL PRIVMSG INVALID_UTF8 :"),
+        "{lines:?}"
+    );
+    // No command to name: `*`.
+    hub.line(key, b"\xff\xfe\r", NOW);
+    assert!(read(&mut hub, key)[0].starts_with(":chat FAIL * INVALID_UTF8 :"));
+}
+
+#[test]
+fn lusers_counts_users_rooms_and_connections_still_registering() {
+    let mut hub = hub();
+    let ann = registered(&mut hub, "ann");
+    let _bob = registered(&mut hub, "bob");
+    let _ = read(&mut hub, ann);
+    let _waiting = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    assert_eq!(
+        ask(&mut hub, ann, "LUSERS"),
+        [
+            ":chat 251 ann :There are 2 users and 0 invisible on 1 servers",
+            ":chat 252 ann 0 :operator(s) online",
+            ":chat 253 ann 1 :unknown connection(s)",
+            ":chat 254 ann 1 :channels formed",
+            ":chat 255 ann :I have 2 clients and 0 servers",
+        ]
+    );
+}
+
+#[test]
+fn time_and_info_are_answered() {
+    let mut hub = hub();
+    let ann = registered(&mut hub, "ann");
+    assert_eq!(
+        ask(&mut hub, ann, "TIME"),
+        [":chat 391 ann chat :2025-11-26T14:00:00.000Z"]
+    );
+    let info = ask(&mut hub, ann, "INFO");
+    assert!(info.len() >= 2, "{info:?}");
+    assert_eq!(info.last().unwrap(), ":chat 374 ann :End of INFO list");
+    assert!(
+        info[..info.len() - 1]
+            .iter()
+            .all(|l| l.starts_with(":chat 371 ann :"))
+    );
+}
+
+#[test]
+fn list_with_channels_lists_only_those() {
+    let mut hub = hub();
+    let ann = registered(&mut hub, "ann");
+    let _ = ask(&mut hub, ann, "JOIN #rust");
+    assert_eq!(
+        ask(&mut hub, ann, "LIST #RUST,#nowhere"),
+        [
+            ":chat 321 ann Channel :Users  Name",
+            ":chat 322 ann #rust 1 :",
+            ":chat 323 ann :End of /LIST",
+        ]
+    );
+    assert_eq!(ask(&mut hub, ann, "LIST").len(), 4);
+}
+
+#[test]
+fn oper_whowas_and_kick_get_the_numerics_of_a_server_without_operators() {
+    let mut hub = hub();
+    let ann = registered(&mut hub, "ann");
+    let bob = registered(&mut hub, "bob");
+    let _ = ask(&mut hub, ann, "JOIN #rust");
+    assert_eq!(
+        ask(&mut hub, ann, "OPER ann secret"),
+        [":chat 491 ann :No O-lines for your host"]
+    );
+    assert_eq!(
+        ask(&mut hub, ann, "OPER ann"),
+        [":chat 461 ann OPER :Not enough parameters"]
+    );
+    assert_eq!(
+        ask(&mut hub, ann, "WHOWAS bob"),
+        [
+            ":chat 406 ann bob :There was no such nickname",
+            ":chat 369 ann bob :End of WHOWAS",
+        ]
+    );
+    assert_eq!(
+        ask(&mut hub, ann, "WHOWAS"),
+        [":chat 461 ann WHOWAS :Not enough parameters"]
+    );
+    assert_eq!(
+        ask(&mut hub, ann, "KICK #nowhere bob"),
+        [":chat 403 ann #nowhere :No such channel"]
+    );
+    assert_eq!(
+        ask(&mut hub, bob, "KICK #rust ann"),
+        [":chat 442 bob #rust :You're not on that channel"]
+    );
+    assert_eq!(
+        ask(&mut hub, ann, "KICK #Rust bob :bye"),
+        [":chat 482 ann #rust :You're not channel operator"]
+    );
+}
+
+#[test]
+fn who_and_whois_give_the_realname_and_who_takes_masks() {
+    let mut hub = hub();
+    let ann = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    hub.line(ann, b"NICK ann\r", NOW);
+    hub.line(ann, b"USER a 0 * :Ann Smith\r", NOW);
+    let bob = registered(&mut hub, "bob");
+    let _ = ask(&mut hub, bob, "AWAY :lunch");
+    let whois = ask(&mut hub, bob, "WHOIS ann");
+    assert_eq!(whois[0], ":chat 311 bob ann ann chat * :Ann Smith");
+    let ann_line = ":chat 352 bob * ann chat chat ann H :0 Ann Smith";
+    let bob_line = ":chat 352 bob * bob chat chat bob G :0 U";
+    assert_eq!(
+        ask(&mut hub, bob, "WHO ANN"),
+        [ann_line, ":chat 315 bob ANN :End of /WHO list"]
+    );
+    assert_eq!(
+        ask(&mut hub, bob, "WHO a?N*"),
+        [ann_line, ":chat 315 bob a?N* :End of /WHO list"]
+    );
+    assert_eq!(
+        ask(&mut hub, bob, "WHO *smith"),
+        [ann_line, ":chat 315 bob *smith :End of /WHO list"]
+    );
+    let mut all = ask(&mut hub, bob, "WHO *");
+    all.sort();
+    assert_eq!(
+        all,
+        [":chat 315 bob * :End of /WHO list", ann_line, bob_line]
+    );
+    assert_eq!(
+        ask(&mut hub, bob, "WHO *!*@elsewhere"),
+        [":chat 315 bob *!*@elsewhere :End of /WHO list"]
+    );
+    let chan = ask(&mut hub, bob, "WHO #lobby");
+    assert!(
+        chan.contains(&":chat 352 bob #lobby ann chat chat ann H :0 Ann Smith".to_owned()),
+        "{chan:?}"
+    );
 }
