@@ -312,7 +312,7 @@ fn questions_are_answered_from_the_rooms() {
         "{list:#?}"
     );
     bob.send("MODE #lobby");
-    assert_eq!(bob.recv(), ":chat 324 bob #lobby :+nt");
+    assert_eq!(bob.recv(), ":chat 324 bob #lobby :+n");
     bob.send("MODE #lobby +o ann");
     assert_eq!(verb(&bob.recv()), "482");
     bob.send("MODE bob");

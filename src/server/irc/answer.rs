@@ -126,7 +126,8 @@ pub fn names_of<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, chan: &str) {
     }
 }
 
-/// Channels are `+nt` and nobody is an operator yet; users have no modes.
+/// Channels are `+n` (only members speak in them; anyone in one may set
+/// its topic, so not `+t`) and nobody is an operator; users have no modes.
 /// A ban list asked for (clients ask on joining) is empty; any other
 /// change is refused for a channel and ignored for oneself.
 pub fn mode<C>(core: &Core<C>, key: Key, out: &mut Vec<u8>, me: &str, params: &[&str]) {
@@ -137,7 +138,7 @@ pub fn mode<C>(core: &Core<C>, key: Key, out: &mut Vec<u8>, me: &str, params: &[
         };
         let chan = channel(name.as_str());
         match params.get(1).map(|m| m.trim_start_matches('+')) {
-            None => numeric(out, me, "324", &[&chan, "+nt"]),
+            None => numeric(out, me, "324", &[&chan, "+n"]),
             Some("b") => numeric(out, me, "368", &[&chan, "End of channel ban list"]),
             Some(_) => numeric(out, me, "482", &[&chan, "You're not channel operator"]),
         }
@@ -163,7 +164,7 @@ pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, counts: Counts) {
     numeric(out, me, "002", &[&host]);
     numeric(out, me, "003", &["This server speaks JSON lines and IRC"]);
     let chat_version = format!("chat-{version}");
-    numeric(out, me, "004", &[SERVER, &chat_version, "i", "nt"]);
+    numeric(out, me, "004", &[SERVER, &chat_version, "i", "n"]);
     // Names compare by `names::fold` (NFKC case folding and the UTS #39
     // skeleton: look-alikes are one name), which no CASEMAPPING value
     // describes. `ascii` is the least wrong: two names equal under it are
@@ -189,7 +190,7 @@ pub fn burst(out: &mut Vec<u8>, me: &str, settings: &Settings, counts: Counts) {
             "UTF8ONLY",
             "NETWORK=chat",
             "PREFIX=",
-            "CHANMODES=,,,nt",
+            "CHANMODES=,,,n",
             &history,
             "are supported by this server",
         ],

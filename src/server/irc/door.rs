@@ -366,6 +366,12 @@ impl Door {
             }
             "NICK" => {
                 let wanted = params[0];
+                // The nick it has, spelled the same: nothing changes, so
+                // nobody is told (a change of case is a change).
+                if wanted == me {
+                    parts.core.count_in(key);
+                    return Flow::Continue;
+                }
                 if let Some(refusal) = nick_refusal(parts.core, key, &me, wanted) {
                     parts.core.count_in(key);
                     parts.answer(key, |out| out.extend_from_slice(&refusal));

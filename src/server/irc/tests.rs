@@ -427,3 +427,15 @@ fn who_and_whois_give_the_realname_and_who_takes_masks() {
         "{chan:?}"
     );
 }
+
+#[test]
+fn a_nick_to_itself_changes_nothing_and_a_change_of_case_is_a_change() {
+    let mut hub = hub();
+    let ann = registered(&mut hub, "ann");
+    let bob = registered(&mut hub, "bob");
+    read(&mut hub, ann);
+    assert!(ask(&mut hub, ann, "NICK ann").is_empty());
+    assert!(read(&mut hub, bob).is_empty());
+    assert_eq!(ask(&mut hub, ann, "NICK Ann"), [":ann!ann@chat NICK Ann"]);
+    assert_eq!(read(&mut hub, bob), [":ann!ann@chat NICK Ann"]);
+}
