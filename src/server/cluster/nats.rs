@@ -299,13 +299,7 @@ pub async fn run(
         tokio::select! {
             done = done_rx.recv() => {
                 let Some(done) = done else { continue };
-                let mut free = Vec::new();
-                if let Some(next) = finish(done, &mut jobs, &mut unreleased, &tell, &mut free) {
-                    run(next, &state);
-                }
-                for op in free {
-                    let _ = publisher.send(op);
-                }
+                finish(done, &mut jobs, &mut unreleased, &tell, &publisher, |job| run(job, &state));
             }
             message = messages.next() => {
                 let Some(message) = message else { break };
@@ -351,13 +345,7 @@ pub async fn run(
                         let _ = tokio::time::timeout(CLAIM_WAIT, async {
                             while jobs.releasing() {
                                 let Some(done) = done_rx.recv().await else { break };
-                                let mut free = Vec::new();
-                                if let Some(next) = finish(done, &mut jobs, &mut unreleased, &tell, &mut free) {
-                                    run(next, &state);
-                                }
-                                for op in free {
-                                    let _ = publisher.send(op);
-                                }
+                                finish(done, &mut jobs, &mut unreleased, &tell, &publisher, |job| run(job, &state));
                             }
                         })
                         .await;
@@ -685,28 +673,36 @@ fn spawn_job(
 }
 
 /// Takes a finished job in: the claim's answer to the loop, a failed
-/// release kept to try again, the ops it held in `free`; returns the next
-/// job on the same name, to start.
+/// release kept to try again, the ops it held to the publisher, and the
+/// next job on the same name to `start`.
 fn finish(
     done: Done,
     jobs: &mut NameJobs<Vec<u8>>,
     unreleased: &mut Vec<crate::server::core::Release>,
     tell: &impl Fn(In),
-    free: &mut Vec<Vec<u8>>,
-) -> Option<Job> {
-    match done {
+    publisher: &UnboundedSender<Vec<u8>>,
+    start: impl Fn(Job),
+) {
+    let mut free = Vec::new();
+    let next = match done {
         Done::Claimed { ask, ok } => {
             let name = ask.name.clone();
             tell(In::Claimed { ask, ok });
-            jobs.done(&name, None, free)
+            jobs.done(&name, None, &mut free)
         }
         Done::Released { gone, ticket, ok } => {
-            let next = jobs.done(&gone.name, Some(ticket), free);
+            let next = jobs.done(&gone.name, Some(ticket), &mut free);
             if !ok {
                 unreleased.push(gone);
             }
             next
         }
+    };
+    for op in free {
+        let _ = publisher.send(op);
+    }
+    if let Some(job) = next {
+        start(job);
     }
 }
 
