@@ -38,7 +38,13 @@ pub fn who<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, mask: Option<&str>, k
             }
         }
     } else if mask.contains(['*', '?']) {
-        for key in core.keys() {
+        // A longer mask matches no nick, mask or realname (each shorter
+        // than this), and would make every match cost more.
+        let keys = match mask.len() <= MAX_MASK {
+            true => core.keys(),
+            false => Vec::new(),
+        };
+        for key in keys {
             let nick = nick_of(core, key);
             let real = kept.realname(key).unwrap_or(&nick);
             if !nick.is_empty()
@@ -52,6 +58,10 @@ pub fn who<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, mask: Option<&str>, k
     }
     numeric(out, me, "315", &[mask, "End of /WHO list"]);
 }
+
+/// The longest WHO mask matched: a nick, `nick!nick@chat` and a realname
+/// are all shorter.
+const MAX_MASK: usize = 100;
 
 /// IRC's wildcard match: `*` any run, `?` any one character, letters
 /// compared without ASCII case.

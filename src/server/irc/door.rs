@@ -54,6 +54,10 @@ pub const MAX_INPUT: usize = TAGS + LINE;
 /// The only line a connection gets when the server is full.
 pub const SERVER_FULL: &[u8] = b"ERROR :Closing link: the server is full; try again later\r\n";
 
+/// The most characters of a realname kept (`USER`'s last parameter), as
+/// many servers do: WHO masks are matched against every user's.
+pub const REALLEN: usize = 50;
+
 /// What the door knows of one IRC connection.
 #[derive(Debug, Default)]
 pub struct Client {
@@ -595,7 +599,9 @@ impl Door {
                     numeric(&mut out, "", "461", &["USER", "Not enough parameters"]);
                 } else {
                     client.user = true;
-                    client.realname = Some(encode::clean(params[3]).into());
+                    // Cut to REALLEN: it is matched by every WHO mask.
+                    let real: String = encode::clean(params[3]).chars().take(REALLEN).collect();
+                    client.realname = Some(real.into());
                 }
             }
             "PING" => match params.first() {

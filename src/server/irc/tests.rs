@@ -439,3 +439,24 @@ fn a_nick_to_itself_changes_nothing_and_a_change_of_case_is_a_change() {
     assert_eq!(ask(&mut hub, ann, "NICK Ann"), [":ann!ann@chat NICK Ann"]);
     assert_eq!(read(&mut hub, bob), [":ann!ann@chat NICK Ann"]);
 }
+
+#[test]
+fn a_realname_is_kept_to_reallen_and_an_overlong_mask_matches_nobody() {
+    let mut hub = hub();
+    let ann = hub.admit_irc(peer(), NOW, Outlet::new(Kind::Irc));
+    hub.line(ann, b"NICK ann\r", NOW);
+    let long = "a".repeat(400);
+    hub.line(ann, format!("USER a 0 * :{long}\r").as_bytes(), NOW);
+    read(&mut hub, ann);
+    let whois = ask(&mut hub, ann, "WHOIS ann");
+    let real = "a".repeat(REALLEN);
+    assert_eq!(whois[0], format!(":chat 311 ann ann ann chat * :{real}"));
+    // Every user's realname is matched against a mask: one longer than
+    // 100 bytes is tried against nobody, though it would match ann.
+    let mask = format!("{}a", "*".repeat(100));
+    assert_eq!(
+        ask(&mut hub, ann, &format!("WHO {mask}")),
+        [format!(":chat 315 ann {mask} :End of /WHO list")]
+    );
+    assert_eq!(ask(&mut hub, ann, "WHO *a").len(), 2);
+}
