@@ -14,10 +14,11 @@
 //! - [`tls`]: TLS for the programs that connect (`--tls`, `--ca`: whom to
 //!   trust, the handshake, bytes through the session) and the PEM reading
 //!   the server shares; [`cert`]: `chat cert`, a self-signed pair.
-//! - [`server`]: the single-threaded epoll server: doors (JSON lines, IRC) that
-//!   turn bytes into commands, a protocol-neutral core of users and rooms
-//!   that emits events, the writers that queue them, and the history
-//!   store; its own map is in its module.
+//! - [`server`]: the single-threaded epoll server: doors (JSON lines, IRC,
+//!   the web's HTTP and WebSocket) that turn bytes into commands, a
+//!   protocol-neutral core of users and rooms that emits events, the
+//!   writers that queue them, the history store and the cluster's
+//!   backplane; its own map is in its module.
 //! - [`client`]: the interactive client, a parent that owns the connection
 //!   and a forked child that owns the keyboard.
 //! - [`bot`]: the scripted-conversation language, its parser and its runner.
