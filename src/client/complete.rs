@@ -12,6 +12,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use super::commands::{COMMANDS, ROOM_COMMANDS};
+use super::printer::Gate;
 use crate::names;
 
 /// What can be completed, as the parent last said.
@@ -25,8 +26,11 @@ pub struct Known {
 /// Written by the display thread, read by the completer.
 pub type Names = Arc<Mutex<Known>>;
 
+/// rustyline's helper: completion, and the one call rustyline makes
+/// from inside `readline` once its raw mode is on (see [`Gate::hold`]).
 pub struct ChatHelper {
     pub names: Names,
+    pub gate: Arc<Gate>,
 }
 
 /// Where the word under the cursor starts, and the candidates for it.
@@ -94,6 +98,13 @@ impl Completer for ChatHelper {
 
 impl Hinter for ChatHelper {
     type Hint = String;
+
+    /// Asked at every redraw, the first time right before the prompt is
+    /// drawn, with raw mode on: the moment prints may start again.
+    fn hint(&self, _line: &str, _pos: usize, _ctx: &Context<'_>) -> Option<String> {
+        self.gate.opened_inside();
+        None
+    }
 }
 
 impl Highlighter for ChatHelper {}

@@ -144,7 +144,10 @@ fn editor(
         .auto_add_history(false)
         .build();
     let mut rl = Editor::with_config(config)?;
-    rl.set_helper(Some(ChatHelper { names }));
+    rl.set_helper(Some(ChatHelper {
+        names,
+        gate: gate.clone(),
+    }));
     rl.bind_sequence(
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(CtrlC {
@@ -221,7 +224,7 @@ fn edit_lines(
     gate.open();
     let mut prompt = prompts.after(0, FIRST_PROMPT_WAIT);
     loop {
-        gate.open();
+        gate.hold();
         let line = match rl.readline(&prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {

@@ -16,7 +16,9 @@
 //! [`Gate`] keeps those direct writes away from the moment the accepted
 //! line is erased (to be replaced by its rendered echo): Enter closes the
 //! gate inside rustyline, and the main thread opens it again once the screen
-//! is tidy.
+//! is tidy. It keeps them away from the start of `readline` too: held
+//! before, it opens from inside, once the raw mode that sends prints
+//! through rustyline's queue is on.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -45,6 +47,13 @@ struct GateState {
     /// A print was under way when the gate closed: it may have written
     /// anywhere, so the accepted line is left alone rather than erased.
     raced: bool,
+    /// Held for a `readline` about to start: it opens from inside.
+    armed: bool,
+    /// Inside `readline`, raw mode on: prints go through rustyline's queue.
+    reading: bool,
+    /// The print under way began outside `readline`: rustyline writes it
+    /// to the terminal straight away.
+    direct: bool,
 }
 
 /// When the display thread may print; see the module comment.
@@ -59,12 +68,44 @@ impl Gate {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Called by the main thread right before `readline`.
+    /// Called by the main thread between lines, while it waits for the
+    /// next prompt: lines print straight to the terminal meanwhile.
     pub fn open(&self) {
         let mut state = self.lock();
         state.open = true;
         state.raced = false;
         self.changed.notify_all();
+    }
+
+    /// Called by the main thread right before `readline`: no print may
+    /// start until `readline` has its raw mode on ([`Gate::opened_inside`]),
+    /// and a direct one under way ends first. rustyline's printer looks at
+    /// its raw-mode flag, then writes: a print that saw it off and wrote
+    /// only after `readline` drew its prompt put its lines after the
+    /// prompt, which was then lost above them (seen under load).
+    pub fn hold(&self) {
+        let mut state = self.lock();
+        state.open = false;
+        state.armed = true;
+        // Only a direct print: one that went to rustyline's queue may wait
+        // there for this very `readline` to take it.
+        while state.busy && state.direct {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Called from inside `readline` (the helper's hint, before each
+    /// redraw, the first with raw mode on): opens the gate held for it,
+    /// once; after Enter closed it, later redraws leave it closed.
+    pub fn opened_inside(&self) {
+        let mut state = self.lock();
+        if state.armed {
+            state.armed = false;
+            state.open = true;
+            state.reading = true;
+            state.raced = false;
+            self.changed.notify_all();
+        }
     }
 
     /// True when a print overlapped the last Enter.
@@ -76,6 +117,7 @@ impl Gate {
     pub fn close(&self) {
         let mut state = self.lock();
         state.open = false;
+        state.reading = false;
         state.raced = state.busy;
     }
 
@@ -89,10 +131,12 @@ impl Gate {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         state.busy = true;
+        state.direct = !state.reading;
     }
 
     fn end(&self) {
         self.lock().busy = false;
+        self.changed.notify_all();
     }
 }
 
