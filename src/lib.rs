@@ -29,6 +29,8 @@
 //! - [`secret`]: passwords held in memory only while needed, wiped on
 //!   drop, hidden from `Debug`, and typed on a terminal without echo.
 //! - [`escape`]: controls in text from the network shown as escapes.
+//! - [`glob`]: whole-string wildcard matching (the bot's patterns, IRC's
+//!   WHO masks).
 //! - [`render`]: the human format of messages, one line each, made safe for
 //!   the terminal; shared by the client and the bot's transcript.
 //! - [`bench`](mod@bench): the load generator.
@@ -50,6 +52,7 @@ pub mod completions;
 pub mod escape;
 pub mod fail;
 pub mod framing;
+pub mod glob;
 pub mod install;
 pub mod interest;
 pub mod names;

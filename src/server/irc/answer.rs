@@ -44,11 +44,14 @@ pub fn who<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, mask: Option<&str>, k
             true => core.keys(),
             false => Vec::new(),
         };
+        let pattern: Vec<char> = mask.chars().collect();
         for key in keys {
             let nick = nick_of(core, key);
             let real = kept.realname(key).unwrap_or(&nick);
             if !nick.is_empty()
-                && (glob(mask, &nick) || glob(mask, &encode::mask(&nick)) || glob(mask, real))
+                && (glob(&pattern, &nick)
+                    || glob(&pattern, &encode::mask(&nick))
+                    || glob(&pattern, real))
             {
                 line(out, "*", key, &nick);
             }
@@ -65,33 +68,11 @@ const MAX_MASK: usize = 100;
 
 /// IRC's wildcard match: `*` any run, `?` any one character, letters
 /// compared without ASCII case.
-fn glob(mask: &str, text: &str) -> bool {
-    let (m, t): (Vec<char>, Vec<char>) = (mask.chars().collect(), text.chars().collect());
-    // The classic backtracking on the last `*`: linear in practice, and
-    // never worse than mask length times text length.
-    let (mut i, mut j) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while j < t.len() {
-        match m.get(i) {
-            Some('*') => {
-                star = Some((i, j));
-                i += 1;
-            }
-            Some(&c) if c == '?' || c.eq_ignore_ascii_case(&t[j]) => {
-                i += 1;
-                j += 1;
-            }
-            _ => match star {
-                Some((si, sj)) => {
-                    i = si + 1;
-                    j = sj + 1;
-                    star = Some((si, sj + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    m[i..].iter().all(|&c| c == '*')
+fn glob(mask: &[char], text: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    crate::glob::glob_by(mask, &text, '*', Some('?'), |m, c| {
+        m.eq_ignore_ascii_case(&c)
+    })
 }
 
 pub fn whois<C>(core: &Core<C>, out: &mut Vec<u8>, me: &str, nick: &str, kept: &dyn Kept) {
