@@ -55,21 +55,21 @@ pub fn run(args: &AccountArgs) -> Outcome {
             let key = key_of(name)?;
             let accounts = open()?;
             if accounts.find(&key).map_err(Fail::runtime)?.is_some() {
-                return Err(Fail::runtime(format!("{name} is an account already")));
+                return Err(exists(name));
             }
             let hash = new_hash(name)?;
             if !accounts
                 .add(name, &key, &hash, now_ms())
                 .map_err(Fail::runtime)?
             {
-                return Err(Fail::runtime(format!("{name} is an account already")));
+                return Err(exists(name));
             }
             Ok(())
         }
         AccountAction::Del { name } => {
             let key = key_of(name)?;
             if !open()?.delete(&key).map_err(Fail::runtime)? {
-                return Err(Fail::runtime(format!("{name} is not an account")));
+                return Err(missing(name));
             }
             Ok(())
         }
@@ -77,7 +77,7 @@ pub fn run(args: &AccountArgs) -> Outcome {
             let key = key_of(name)?;
             let accounts = open()?;
             if accounts.find(&key).map_err(Fail::runtime)?.is_none() {
-                return Err(Fail::runtime(format!("{name} is not an account")));
+                return Err(missing(name));
             }
             let hash = new_hash(name)?;
             set(&accounts, &key, &hash, name)
@@ -110,21 +110,21 @@ fn in_cluster(args: &AccountArgs, config: &cluster::Config) -> Outcome {
         AccountAction::Add { name } => {
             let key = key_of(name)?;
             if bucket.find(&key).map_err(Fail::runtime)?.is_some() {
-                return Err(Fail::runtime(format!("{name} is an account already")));
+                return Err(exists(name));
             }
             let value = Value {
                 name: name.clone(),
                 hash: new_hash(name)?,
             };
             if !bucket.add(&key, &value).map_err(Fail::runtime)? {
-                return Err(Fail::runtime(format!("{name} is an account already")));
+                return Err(exists(name));
             }
             Ok(())
         }
         AccountAction::Del { name } => {
             let key = key_of(name)?;
             let Some(found) = bucket.find(&key).map_err(Fail::runtime)? else {
-                return Err(Fail::runtime(format!("{name} is not an account")));
+                return Err(missing(name));
             };
             if !bucket.delete(&key, &found).map_err(Fail::runtime)? {
                 return Err(changed(name));
@@ -134,7 +134,7 @@ fn in_cluster(args: &AccountArgs, config: &cluster::Config) -> Outcome {
         AccountAction::Passwd { name } => {
             let key = key_of(name)?;
             let Some(found) = bucket.find(&key).map_err(Fail::runtime)? else {
-                return Err(Fail::runtime(format!("{name} is not an account")));
+                return Err(missing(name));
             };
             let value = Value {
                 name: found.value.name.clone(),
@@ -191,11 +191,21 @@ fn import(args: &AccountArgs, bucket: &Bucket) -> Outcome {
     Ok(())
 }
 
+/// Exit status 1: `add` of a name that is an account.
+fn exists(name: &str) -> Fail {
+    Fail::runtime(format!("{name} is an account already"))
+}
+
+/// Exit status 1: `del` or `passwd` of a name that is none.
+fn missing(name: &str) -> Fail {
+    Fail::runtime(format!("{name} is not an account"))
+}
+
 fn set(accounts: &Accounts, key: &str, hash: &str, name: &str) -> Outcome {
     if accounts.set_hash(key, hash).map_err(Fail::runtime)? {
         Ok(())
     } else {
-        Err(Fail::runtime(format!("{name} is not an account")))
+        Err(missing(name))
     }
 }
 
