@@ -463,11 +463,7 @@ pub async fn run(
                         }
                     }
                     if up {
-                        for gone in std::mem::take(&mut unreleased) {
-                            if let Some(job) = jobs.release(gone) {
-                                run(job, &state);
-                            }
-                        }
+                        retry_releases(&mut unreleased, &mut jobs, |job| run(job, &state));
                     }
                     tell(In::Up(up));
                 }
@@ -487,11 +483,7 @@ pub async fn run(
                         let _ = publisher.send(encode(&instance, Op::Gone { instance: who }));
                     }
                     servers.store(state.seen.len() + 1, std::sync::atomic::Ordering::Relaxed);
-                    for gone in std::mem::take(&mut unreleased) {
-                        if let Some(job) = jobs.release(gone) {
-                            run(job, &state);
-                        }
-                    }
+                    retry_releases(&mut unreleased, &mut jobs, |job| run(job, &state));
                 }
             }
         }
@@ -670,6 +662,19 @@ fn spawn_job(
         };
         let _ = done.send(finished);
     });
+}
+
+/// Asks again for the releases NATS did not answer.
+fn retry_releases(
+    unreleased: &mut Vec<crate::server::core::Release>,
+    jobs: &mut NameJobs<Vec<u8>>,
+    start: impl Fn(Job),
+) {
+    for gone in std::mem::take(unreleased) {
+        if let Some(job) = jobs.release(gone) {
+            start(job);
+        }
+    }
 }
 
 /// Takes a finished job in: the claim's answer to the loop, a failed
